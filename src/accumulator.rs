@@ -1,0 +1,105 @@
+//! The accumulated state of one model: the sufficient statistics plus what
+//! the design needs beyond them (the categorical levels seen, with counts)
+//! and the row bookkeeping for the report. Same laws as
+//! [`SufficientStats`]: `update`, `merge`, `retract`, the empty value is the
+//! identity.
+
+use crate::design::DesignBlock;
+use crate::level::Level;
+use crate::stats::{StatsError, SufficientStats};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct FitAccumulator {
+    pub stats: SufficientStats,
+    /// Per right-hand factor: levels seen and on how many rows (empty for
+    /// numeric factors).
+    #[serde(with = "level_counts")]
+    pub levels: Vec<BTreeMap<Level, u64>>,
+    /// Rows read from the inputs, including dropped ones.
+    pub rows_read: u64,
+    /// Rows dropped for a missing value.
+    pub rows_dropped: u64,
+}
+
+mod level_counts {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[BTreeMap<Level, u64>], s: S) -> Result<S::Ok, S::Error> {
+        let pairs: Vec<Vec<(&Level, &u64)>> = v.iter().map(|m| m.iter().collect()).collect();
+        pairs.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<BTreeMap<Level, u64>>, D::Error> {
+        let pairs: Vec<Vec<(Level, u64)>> = Vec::deserialize(d)?;
+        Ok(pairs.into_iter().map(|p| p.into_iter().collect()).collect())
+    }
+}
+
+impl FitAccumulator {
+    pub fn new(n_factors: usize) -> Self {
+        FitAccumulator { levels: vec![BTreeMap::new(); n_factors], ..Default::default() }
+    }
+
+    fn count_levels(&mut self, block: &DesignBlock) {
+        if self.levels.len() < block.levels.len() {
+            self.levels.resize(block.levels.len(), BTreeMap::new());
+        }
+        for (fi, m) in block.levels.iter().enumerate() {
+            for (l, &k) in m {
+                *self.levels[fi].entry(l.clone()).or_insert(0) += k;
+            }
+        }
+    }
+
+    /// Fold one block of design rows in.
+    pub fn update(&mut self, block: &DesignBlock) {
+        self.stats.update(&block.keys, &block.columns(), block.weights.as_deref());
+        self.count_levels(block);
+        self.rows_read += block.rows_in as u64;
+        self.rows_dropped += block.rows_dropped as u64;
+    }
+
+    pub fn merge(&mut self, other: &FitAccumulator) {
+        self.stats.merge(&other.stats);
+        if self.levels.len() < other.levels.len() {
+            self.levels.resize(other.levels.len(), BTreeMap::new());
+        }
+        for (fi, m) in other.levels.iter().enumerate() {
+            for (l, &k) in m {
+                *self.levels[fi].entry(l.clone()).or_insert(0) += k;
+            }
+        }
+        self.rows_read += other.rows_read;
+        self.rows_dropped += other.rows_dropped;
+    }
+
+    /// Take out data that was merged in before; levels left with no rows
+    /// disappear.
+    pub fn retract(&mut self, other: &FitAccumulator) -> Result<(), StatsError> {
+        if other.rows_read > self.rows_read {
+            return Err(StatsError::RetractTooMany(other.rows_read, self.rows_read));
+        }
+        self.stats.retract(&other.stats)?;
+        for (fi, m) in other.levels.iter().enumerate() {
+            for (l, &k) in m {
+                if let Some(c) = self.levels.get_mut(fi).and_then(|lv| lv.get_mut(l)) {
+                    *c = c.saturating_sub(k);
+                }
+            }
+            if let Some(lv) = self.levels.get_mut(fi) {
+                lv.retain(|_, c| *c > 0);
+            }
+        }
+        self.rows_read -= other.rows_read;
+        self.rows_dropped -= other.rows_dropped.min(self.rows_dropped);
+        Ok(())
+    }
+
+    /// The sorted level sets, as the design needs them.
+    pub fn level_sets(&self) -> Vec<std::collections::BTreeSet<Level>> {
+        self.levels.iter().map(|m| m.keys().cloned().collect()).collect()
+    }
+}

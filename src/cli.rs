@@ -1,0 +1,214 @@
+//! Command-line definitions (clap). Behaviour lives in `app`.
+
+use crate::design::MissingPolicy;
+use crate::report::Format;
+use crate::solve::SingularPolicy;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gramfit",
+    version,
+    about = "Streaming, incremental linear regression from mergeable sufficient statistics",
+    long_about = "gramfit fits statsmodels-style linear models (OLS and WLS, patsy formulas) on \
+Parquet, Arrow IPC and CSV files of any size. Worker threads accumulate XᵀX, Xᵀy and yᵀy in \
+double-double precision; the statistics merge exactly, persist in a state file and can be \
+updated with new files, merged across shards and retracted.\n\n\
+Results go to stdout, progress and errors to stderr. Exit codes: 0 success, 1 data or \
+runtime error, 2 usage error."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Fit a model to input files and print its summary.
+    Fit(FitArgs),
+    /// Run a batch job described by a TOML config (see configs/).
+    Run(RunArgs),
+    /// Print the report of a saved state.
+    Summary(SummaryArgs),
+    /// Fold new input files into a saved state and print the new summary.
+    Update(UpdateArgs),
+    /// Merge states of the same model (e.g. fitted on shards) into one.
+    Merge(MergeArgs),
+    /// Take input files that were folded in before back out of a state.
+    Retract(RetractArgs),
+    /// Correlation matrix of columns (or of a formula's design columns), with an SVG heatmap.
+    Corr(CorrArgs),
+    /// Show the response and design matrix a formula builds, as patsy.dmatrices would.
+    Design(DesignArgs),
+}
+
+/// Options shared by commands that read data.
+#[derive(Args, Debug, Clone)]
+pub struct EngineArgs {
+    /// Worker threads (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Rows per read batch (does not change any result).
+    #[arg(long, value_name = "ROWS", default_value_t = 8192)]
+    pub batch_size: usize,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Options that change only the report.
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// What to do with aliased (linearly dependent) columns.
+    #[arg(long, value_enum, default_value_t = SingularPolicy::Drop)]
+    pub singular: SingularPolicy,
+    /// Significance level of the confidence intervals.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Covariance type of the standard errors (only `nonrobust` is implemented so far).
+    #[arg(long, value_enum, default_value_t = CovType::Nonrobust)]
+    pub cov_type: CovType,
+    /// Write the report to this file (atomically) instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CovType {
+    Nonrobust,
+}
+
+#[derive(Args, Debug)]
+pub struct FitArgs {
+    /// Input files, directories or globs (Parquet, Arrow IPC, CSV); `-` reads an Arrow IPC stream from stdin.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<String>,
+    /// The model, in patsy/statsmodels formula syntax, e.g. "rent ~ size_sqft + C(borough)".
+    #[arg(long, short = 'f')]
+    pub formula: String,
+    /// Column of weights: weighted least squares minimising Σ w·e² (statsmodels WLS).
+    #[arg(long, value_name = "COL")]
+    pub weights: Option<String>,
+    /// Rows with a missing value: drop them (patsy's default) or fail.
+    #[arg(long, value_enum, default_value_t = MissingPolicy::Drop)]
+    pub missing: MissingPolicy,
+    /// Save the fit's statistics to this state file (for summary, update, merge, retract).
+    #[arg(long, value_name = "STATE")]
+    pub save: Option<PathBuf>,
+    #[command(flatten)]
+    pub report: ReportArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The batch job's TOML file.
+    pub config: PathBuf,
+    /// Override the job's thread count.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Override the job's output format.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SummaryArgs {
+    /// A state file written by `fit --save`, `update`, `merge` or `retract`.
+    pub state: PathBuf,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    pub state: PathBuf,
+    /// New input files to fold in.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<String>,
+    /// Fold in files whose content is already in the state.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub report: ReportArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// States of the same model.
+    #[arg(required = true, num_args = 2.., value_name = "STATE")]
+    pub states: Vec<PathBuf>,
+    /// Where to write the merged state.
+    #[arg(long, short, value_name = "OUT")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RetractArgs {
+    pub state: PathBuf,
+    /// Input files folded in before, to take out.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<String>,
+    #[command(flatten)]
+    pub report: ReportArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CorrArgs {
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<String>,
+    /// Comma-separated numeric columns.
+    #[arg(long, value_delimiter = ',', conflicts_with = "formula", required_unless_present = "formula")]
+    pub columns: Vec<String>,
+    /// Use a formula's design columns and response instead.
+    #[arg(long, short = 'f')]
+    pub formula: Option<String>,
+    /// Draw an annotated heatmap to this SVG file.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Flag pairs with |r| at or above this.
+    #[arg(long, default_value_t = 0.75)]
+    pub threshold: f64,
+    /// Output format (text, json, markdown or csv).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DesignFormat {
+    Text,
+    Csv,
+}
+
+#[derive(Args, Debug)]
+pub struct DesignArgs {
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<String>,
+    #[arg(long, short = 'f')]
+    pub formula: String,
+    /// Rows to show (0 = all).
+    #[arg(long, default_value_t = 10)]
+    pub head: usize,
+    #[arg(long, value_enum, default_value_t = DesignFormat::Text)]
+    pub format: DesignFormat,
+    #[arg(long, value_enum, default_value_t = MissingPolicy::Drop)]
+    pub missing: MissingPolicy,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}

@@ -1,0 +1,196 @@
+//! Batch jobs: a TOML file → one validated job description → fits.
+//!
+//! The simplest job is `inputs = [...]` and `formula = "..."` at the top
+//! level; `[[models]]` tables fit several models over the same inputs, each
+//! inheriting the top-level settings it does not set. Relative paths are
+//! relative to the config file's directory, so a job runs the same from cron
+//! as from the shell. Unknown keys are errors naming the key. Everything is
+//! validated (inputs exist, formulas resolve against the inputs' columns)
+//! before anything is written, and reports and states are written
+//! atomically, so a bad job writes nothing partial.
+
+use crate::app::{self, AppError};
+use crate::cli::RunArgs;
+use crate::design::MissingPolicy;
+use crate::engine::{EngineOptions, Progress};
+use crate::model::{self, ModelOptions, ReportOptions, Resolved};
+use crate::report::{self, Format};
+use crate::solve::SingularPolicy;
+use crate::state::{self, Provenance, State};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Settings a model may set or inherit from the top level.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelJob {
+    pub name: Option<String>,
+    pub formula: Option<String>,
+    pub weights: Option<String>,
+    pub missing: Option<MissingPolicy>,
+    pub singular: Option<SingularPolicy>,
+    pub alpha: Option<f64>,
+    pub format: Option<Format>,
+    /// Write the report here (default: stdout).
+    pub report: Option<PathBuf>,
+    /// Save the statistics here.
+    pub state: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    pub inputs: Vec<String>,
+    pub threads: Option<usize>,
+    pub batch_size: Option<usize>,
+    #[serde(flatten)]
+    pub defaults: ModelJob,
+    #[serde(default)]
+    pub models: Vec<ModelJob>,
+}
+
+/// One model of a job with every setting decided.
+#[derive(Debug, Clone)]
+pub struct PlannedModel {
+    pub name: String,
+    pub options: ModelOptions,
+    pub report: ReportOptions,
+    pub format: Format,
+    pub report_path: Option<PathBuf>,
+    pub state_path: Option<PathBuf>,
+}
+
+fn usage(path: &Path, msg: impl std::fmt::Display) -> AppError {
+    AppError::Usage(format!("{}: {msg}", path.display()))
+}
+
+/// Parse and validate a config (without touching the data).
+pub fn plan(path: &Path, text: &str, format_override: Option<Format>) -> Result<(Job, Vec<PlannedModel>), AppError> {
+    let job: Job = toml::from_str(text).map_err(|e| usage(path, e.to_string().trim_end()))?;
+    if job.inputs.is_empty() {
+        return Err(usage(path, "`inputs` is empty: name at least one file, directory or glob"));
+    }
+    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let rel = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base.join(p) };
+    let models: Vec<ModelJob> = if job.models.is_empty() { vec![ModelJob::default()] } else { job.models.clone() };
+    let mut planned = Vec::new();
+    for (i, m) in models.iter().enumerate() {
+        let d = &job.defaults;
+        let name = m.name.clone().unwrap_or_else(|| format!("model {}", i + 1));
+        let formula = m.formula.clone().or_else(|| d.formula.clone()).ok_or_else(|| {
+            usage(path, format!("{name} has no `formula` (set it at the top level or in its [[models]] table)"))
+        })?;
+        let alpha = m.alpha.or(d.alpha).unwrap_or(0.05);
+        if !(alpha > 0.0 && alpha < 1.0) {
+            return Err(usage(path, format!("{name}: `alpha` must be between 0 and 1")));
+        }
+        planned.push(PlannedModel {
+            options: ModelOptions {
+                formula,
+                weights: m.weights.clone().or_else(|| d.weights.clone()),
+                missing: m.missing.or(d.missing).unwrap_or_default(),
+            },
+            report: ReportOptions { singular: m.singular.or(d.singular).unwrap_or_default(), alpha },
+            format: format_override.or(m.format).or(d.format).unwrap_or_default(),
+            report_path: m.report.as_ref().or(if job.models.is_empty() { d.report.as_ref() } else { None }).map(rel),
+            state_path: m.state.as_ref().or(if job.models.is_empty() { d.state.as_ref() } else { None }).map(rel),
+            name,
+        });
+    }
+    let mut job = job;
+    job.inputs = job
+        .inputs
+        .iter()
+        .map(|s| {
+            let p = Path::new(s);
+            if p.is_absolute() || s == "-" {
+                s.clone()
+            } else {
+                base.join(p).to_string_lossy().to_string()
+            }
+        })
+        .collect();
+    Ok((job, planned))
+}
+
+/// `gramfit run CONFIG`.
+pub fn run(a: &RunArgs) -> Result<(), AppError> {
+    let text =
+        std::fs::read_to_string(&a.config).map_err(|e| AppError::Usage(format!("{}: {e}", a.config.display())))?;
+    let (job, models) = plan(&a.config, &text, a.format)?;
+    let mut eo = EngineOptions::default();
+    if let Some(t) = a.threads.or(job.threads) {
+        if t == 0 {
+            return Err(usage(&a.config, "`threads` must be at least 1"));
+        }
+        eo.threads = t;
+    }
+    if let Some(b) = job.batch_size {
+        eo.batch_size = b.max(1);
+    }
+    // Validate every model against the inputs before any pass or write.
+    let probe = model::open_inputs(&job.inputs)?;
+    let mut resolved = Vec::new();
+    for m in &models {
+        let types = model::column_types(&probe, &[])?;
+        let r = Resolved::new(m.options.clone(), types)
+            .map_err(|e| AppError::Data(format!("{}: {}: {e}", a.config.display(), m.name)))?;
+        resolved.push(r);
+    }
+    drop(probe);
+    let mut outputs: Vec<(Option<PathBuf>, String)> = Vec::new();
+    let mut states: Vec<(PathBuf, State)> = Vec::new();
+    for (m, r) in models.iter().zip(&resolved) {
+        let opened = model::open_inputs(&job.inputs)?;
+        let paths: Vec<(String, PathBuf)> = opened.inputs.iter().map(|i| (i.display(), i.path.clone())).collect();
+        let progress = Progress::default();
+        let pass = model::accumulate(r, opened, &eo, &progress)?;
+        let fitted_at = model::now_unix();
+        let res = model::results_of(r, &pass.acc, &m.report)?;
+        let info = model::run_info(r, &pass.acc, pass.inputs.clone(), fitted_at, pass.elapsed_s);
+        let mut text = report::render(&res, &info, m.format);
+        if models.len() > 1 && m.report_path.is_none() && m.format == Format::Text {
+            text = format!("### {}\n{text}", m.name);
+        }
+        outputs.push((m.report_path.clone(), text));
+        if let Some(sp) = &m.state_path {
+            let mut inputs = Vec::new();
+            for ((disp, p), info) in paths.iter().zip(&pass.inputs) {
+                let (size, sha256) = state::fingerprint(p)?;
+                inputs.push(Provenance {
+                    path: disp.clone(),
+                    size,
+                    sha256,
+                    rows_read: info.rows_read,
+                    rows_dropped: info.rows_dropped,
+                });
+            }
+            states.push((
+                sp.clone(),
+                State {
+                    gramfit_version: env!("CARGO_PKG_VERSION").into(),
+                    model: r.options.clone(),
+                    column_types: r.column_types.clone(),
+                    accumulator: pass.acc,
+                    inputs,
+                    fitted_at,
+                    elapsed_s: pass.elapsed_s,
+                },
+            ));
+        }
+    }
+    // All fits succeeded: now write, each file atomically.
+    for (sp, st) in &states {
+        if let Some(dir) = sp.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| AppError::Data(format!("{}: {e}", dir.display())))?;
+        }
+        state::save(st, sp)?;
+    }
+    for (path, text) in &outputs {
+        if let Some(dir) = path.as_ref().and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| AppError::Data(format!("{}: {e}", dir.display())))?;
+        }
+        app::emit(text, path.as_deref())?;
+    }
+    Ok(())
+}

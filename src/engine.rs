@@ -1,0 +1,374 @@
+//! The parallel engine: inputs → work units → per-unit accumulators →
+//! ordered merge.
+//!
+//! **Determinism.** Rows are accumulated in *chunks* of [`CHUNK_ROWS`]
+//! consecutive rows of a work unit, whatever the read batch size (batches
+//! are re-cut at chunk boundaries), and each unit's accumulator is the left
+//! fold of its chunks in order. Units are Parquet row groups (run in
+//! parallel by rayon, results collected in unit order) or, for sequential
+//! sources (CSV, IPC), runs of [`CHUNKS_PER_UNIT`] chunks that a reader
+//! thread sends to workers through a bounded crossbeam channel (so memory is
+//! bounded by back-pressure) and whose results are folded in sequence order.
+//! Inputs are folded in the order given. The result is therefore bit-identical
+//! for any thread count and batch size.
+
+use crate::accumulator::FitAccumulator;
+use crate::design::{DesignBuilder, DesignError};
+use crate::report::InputInfo;
+use crate::source::{self, Input, SourceError, SourceKind};
+use arrow::array::RecordBatch;
+use arrow::compute::concat_batches;
+use arrow::datatypes::SchemaRef;
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Rows per accumulation chunk (a fixed part of the arithmetic, not a
+/// tuning knob: it decides where the compensated sums are merged).
+pub const CHUNK_ROWS: usize = 4096;
+/// Chunks per work unit of a sequential source.
+pub const CHUNKS_PER_UNIT: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("{path}: {source}")]
+    Design { path: String, source: DesignError },
+    #[error("{path}: {message}")]
+    Read { path: String, message: String },
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// How to run a pass.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    pub threads: usize,
+    pub batch_size: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { threads: std::thread::available_parallelism().map_or(1, |n| n.get()), batch_size: 8192 }
+    }
+}
+
+/// Progress counters shared with a progress display, and a stop flag.
+#[derive(Default, Debug)]
+pub struct Progress {
+    pub rows: AtomicU64,
+    pub stop: AtomicBool,
+}
+
+/// Re-cuts a stream of batches into chunks of exactly `CHUNK_ROWS` rows
+/// (the last one shorter).
+struct Rechunker {
+    schema: Option<SchemaRef>,
+    pending: Vec<RecordBatch>,
+    rows: usize,
+}
+
+impl Rechunker {
+    fn new() -> Self {
+        Rechunker { schema: None, pending: Vec::new(), rows: 0 }
+    }
+
+    fn push(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), arrow::error::ArrowError> {
+        self.schema.get_or_insert_with(|| batch.schema());
+        let mut batch = batch;
+        loop {
+            let need = CHUNK_ROWS - self.rows;
+            if batch.num_rows() < need {
+                if batch.num_rows() > 0 {
+                    self.rows += batch.num_rows();
+                    self.pending.push(batch);
+                }
+                return Ok(());
+            }
+            let head = batch.slice(0, need);
+            batch = batch.slice(need, batch.num_rows() - need);
+            self.pending.push(head);
+            out.push(self.take()?);
+        }
+    }
+
+    fn take(&mut self) -> Result<RecordBatch, arrow::error::ArrowError> {
+        let parts = std::mem::take(&mut self.pending);
+        self.rows = 0;
+        if parts.len() == 1 {
+            return Ok(parts.into_iter().next().expect("one part"));
+        }
+        let schema = self.schema.clone().expect("schema of a pushed batch");
+        concat_batches(&schema, &parts)
+    }
+
+    fn finish(&mut self) -> Result<Option<RecordBatch>, arrow::error::ArrowError> {
+        if self.rows == 0 {
+            return Ok(None);
+        }
+        self.take().map(Some)
+    }
+}
+
+/// Fold chunks (in order) into an accumulator; `first_row` is the unit's
+/// first row within its input, for error locations.
+fn fold_chunks(
+    builder: &DesignBuilder,
+    chunks: &[RecordBatch],
+    first_row: u64,
+    input: &Input,
+    locate: &(dyn Fn(u64) -> String + Sync),
+    progress: &Progress,
+) -> Result<FitAccumulator, EngineError> {
+    let mut acc = FitAccumulator::new(builder.spec.factors.len());
+    let mut row = first_row;
+    for chunk in chunks {
+        if progress.stop.load(Ordering::Relaxed) {
+            return Err(EngineError::Interrupted);
+        }
+        let base = row;
+        let block = builder
+            .block(chunk, &|r| locate(base + r as u64))
+            .map_err(|e| EngineError::Design { path: input.display(), source: e })?;
+        acc.update(&block);
+        row += chunk.num_rows() as u64;
+        progress.rows.fetch_add(chunk.num_rows() as u64, Ordering::Relaxed);
+    }
+    Ok(acc)
+}
+
+fn read_err(input: &Input, e: impl std::fmt::Display) -> EngineError {
+    EngineError::Read { path: input.display(), message: e.to_string() }
+}
+
+/// One Parquet row group → accumulator.
+fn parquet_unit(
+    builder: &DesignBuilder,
+    input: &Input,
+    meta: &parquet::arrow::arrow_reader::ArrowReaderMetadata,
+    rg: usize,
+    columns: &[String],
+    opts: &EngineOptions,
+    progress: &Progress,
+) -> Result<FitAccumulator, EngineError> {
+    let reader = source::parquet_row_group(input, meta, rg, columns, opts.batch_size)?;
+    let mut chunker = Rechunker::new();
+    let mut chunks = Vec::new();
+    for b in reader {
+        let b = b.map_err(|e| read_err(input, format!("row group {rg}: {e}")))?;
+        chunker.push(b, &mut chunks).map_err(|e| read_err(input, e))?;
+    }
+    if let Some(last) = chunker.finish().map_err(|e| read_err(input, e))? {
+        chunks.push(last);
+    }
+    let locate = move |r: u64| format!("row group {rg}, row {r}");
+    fold_chunks(builder, &chunks, 0, input, &locate, progress)
+}
+
+/// A sequential input: reader thread → bounded channel → workers → ordered fold.
+fn sequential_input(
+    builder: &DesignBuilder,
+    input: &Input,
+    batches: Box<dyn Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>> + Send>,
+    opts: &EngineOptions,
+    progress: &Progress,
+) -> Result<FitAccumulator, EngineError> {
+    let csv = input.kind == SourceKind::Csv;
+    let locate = move |r: u64| if csv { format!("line {}", r + 2) } else { format!("row {r}") };
+    let threads = opts.threads.max(1);
+    let (work_tx, work_rx) = crossbeam_channel::bounded::<(usize, u64, Vec<RecordBatch>)>(threads * 2);
+    let (res_tx, res_rx) = crossbeam_channel::unbounded::<(usize, Result<FitAccumulator, EngineError>)>();
+    std::thread::scope(|s| {
+        let reader_res_tx = res_tx.clone();
+        s.spawn(move || {
+            let mut chunker = Rechunker::new();
+            let mut unit: Vec<RecordBatch> = Vec::new();
+            let mut seq = 0usize;
+            let mut first_row = 0u64;
+            let mut unit_rows = 0u64;
+            let send = |unit: Vec<RecordBatch>, seq: &mut usize, first: u64| -> bool {
+                let ok = work_tx.send((*seq, first, unit)).is_ok();
+                *seq += 1;
+                ok
+            };
+            for b in batches {
+                if progress.stop.load(Ordering::Relaxed) {
+                    let _ = reader_res_tx.send((usize::MAX, Err(EngineError::Interrupted)));
+                    return;
+                }
+                let b = match b {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = reader_res_tx.send((usize::MAX, Err(read_err(input, e))));
+                        return;
+                    }
+                };
+                let mut chunks = Vec::new();
+                if let Err(e) = chunker.push(b, &mut chunks) {
+                    let _ = reader_res_tx.send((usize::MAX, Err(read_err(input, e))));
+                    return;
+                }
+                for c in chunks {
+                    unit_rows += c.num_rows() as u64;
+                    unit.push(c);
+                    if unit.len() == CHUNKS_PER_UNIT {
+                        if !send(std::mem::take(&mut unit), &mut seq, first_row) {
+                            return;
+                        }
+                        first_row += unit_rows;
+                        unit_rows = 0;
+                    }
+                }
+            }
+            match chunker.finish() {
+                Ok(Some(c)) => unit.push(c),
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = reader_res_tx.send((usize::MAX, Err(read_err(input, e))));
+                    return;
+                }
+            }
+            if !unit.is_empty() {
+                send(unit, &mut seq, first_row);
+            }
+        });
+        for _ in 0..threads {
+            let rx = work_rx.clone();
+            let tx = res_tx.clone();
+            let locate = &locate;
+            s.spawn(move || {
+                for (seq, first, unit) in rx.iter() {
+                    let r = fold_chunks(builder, &unit, first, input, locate, progress);
+                    if tx.send((seq, r)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(res_tx);
+        drop(work_rx);
+        // Ordered fold with a reorder buffer.
+        let mut acc = FitAccumulator::new(builder.spec.factors.len());
+        let mut next = 0usize;
+        let mut pending: BTreeMap<usize, FitAccumulator> = BTreeMap::new();
+        let mut failure: Option<EngineError> = None;
+        for (seq, r) in res_rx.iter() {
+            match r {
+                Err(e) => {
+                    if failure.is_none() {
+                        failure = Some(e);
+                    }
+                    progress.stop.store(true, Ordering::Relaxed);
+                }
+                Ok(a) => {
+                    pending.insert(seq, a);
+                    while let Some(a) = pending.remove(&next) {
+                        acc.merge(&a);
+                        next += 1;
+                    }
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(acc),
+        }
+    })
+}
+
+/// Accumulate all inputs; returns the merged accumulator and per-input rows.
+/// `stdin_stream` is the already-opened stream for an input `-`.
+pub fn accumulate(
+    inputs: &[Input],
+    schemas: &[Option<SchemaRef>],
+    builder: &DesignBuilder,
+    opts: &EngineOptions,
+    progress: &Progress,
+    mut stdin_stream: Option<Box<dyn Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>> + Send>>,
+) -> Result<(FitAccumulator, Vec<InputInfo>), EngineError> {
+    let columns = builder.spec.source_columns();
+    let mut columns = columns;
+    if let Some(w) = &builder.weights {
+        columns.push(w.clone());
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads.max(1))
+        .build()
+        .map_err(|e| EngineError::Read { path: "<engine>".into(), message: e.to_string() })?;
+    // Parquet units of all inputs in one parallel pass.
+    let mut metas = Vec::new();
+    let mut units: Vec<(usize, usize)> = Vec::new();
+    for (i, input) in inputs.iter().enumerate() {
+        if input.kind == SourceKind::Parquet {
+            let meta = source::parquet_metadata(input)?;
+            for rg in 0..meta.metadata().num_row_groups() {
+                units.push((i, rg));
+            }
+            metas.push(Some(meta));
+        } else {
+            metas.push(None);
+        }
+    }
+    let unit_results: Vec<Result<FitAccumulator, EngineError>> = pool.install(|| {
+        units
+            .par_iter()
+            .map(|&(i, rg)| {
+                let meta = metas[i].as_ref().expect("parquet metadata");
+                parquet_unit(builder, &inputs[i], meta, rg, &columns, opts, progress)
+            })
+            .collect()
+    });
+    let mut per_input: Vec<FitAccumulator> =
+        inputs.iter().map(|_| FitAccumulator::new(builder.spec.factors.len())).collect();
+    for (&(i, _), r) in units.iter().zip(unit_results) {
+        per_input[i].merge(&r?);
+    }
+    for (i, input) in inputs.iter().enumerate() {
+        if input.kind == SourceKind::Parquet {
+            continue;
+        }
+        let batches = if input.is_stdin() {
+            stdin_stream.take().ok_or_else(|| read_err(input, "stdin can be read only once"))?
+        } else {
+            source::sequential_batches(input, schemas.get(i).cloned().flatten(), opts.batch_size)?
+        };
+        per_input[i] = sequential_input(builder, input, batches, opts, progress)?;
+    }
+    let mut total = FitAccumulator::new(builder.spec.factors.len());
+    let mut infos = Vec::with_capacity(inputs.len());
+    for (input, acc) in inputs.iter().zip(&per_input) {
+        total.merge(acc);
+        infos.push(InputInfo { path: input.display(), rows_read: acc.rows_read, rows_dropped: acc.rows_dropped });
+    }
+    Ok((total, infos))
+}
+
+/// Accumulate each input separately (for provenance and retraction).
+pub fn accumulate_each(
+    inputs: &[Input],
+    schemas: &[Option<SchemaRef>],
+    builder: &DesignBuilder,
+    opts: &EngineOptions,
+    progress: &Progress,
+) -> Result<Vec<FitAccumulator>, EngineError> {
+    let mut out = Vec::with_capacity(inputs.len());
+    for (i, input) in inputs.iter().enumerate() {
+        let (acc, _) = accumulate(
+            std::slice::from_ref(input),
+            std::slice::from_ref(&schemas.get(i).cloned().flatten()),
+            builder,
+            opts,
+            progress,
+            None,
+        )?;
+        out.push(acc);
+    }
+    Ok(out)
+}
+
+/// Shared ownership helper for callers that build a builder once.
+pub fn shared(builder: DesignBuilder) -> Arc<DesignBuilder> {
+    Arc::new(builder)
+}

@@ -1,0 +1,27 @@
+//! gramfit: streaming, incremental linear regression from mergeable
+//! sufficient statistics.
+//!
+//! Data flows one way: [`source`] (files → Arrow batches) → [`design`]
+//! (batches → design rows) → [`stats`] / [`accumulator`] (rows → mergeable
+//! statistics) → [`engine`] (parallel, ordered merge) → [`solve`] (Cholesky
+//! in double-double with aliasing) → [`results`] and [`diagnostics`]
+//! (statsmodels' numbers) → [`report`]. [`model`] wires one model end to end;
+//! [`state`] persists the statistics.
+
+pub mod accumulator;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod dd;
+pub mod design;
+pub mod diagnostics;
+pub mod engine;
+pub mod formula;
+pub mod level;
+pub mod model;
+pub mod report;
+pub mod results;
+pub mod solve;
+pub mod source;
+pub mod state;
+pub mod stats;

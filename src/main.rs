@@ -1,0 +1,32 @@
+//! The `gramfit` binary: parse arguments, run a command, map the outcome to
+//! an exit code (0 success, 1 data or runtime error, 2 usage error).
+
+use clap::Parser;
+use gramfit::app::{self, AppError};
+use gramfit::cli::{Cli, Command};
+
+fn run(cli: Cli) -> Result<(), AppError> {
+    match &cli.command {
+        Command::Fit(a) => app::fit(a),
+        Command::Run(a) => gramfit::config::run(a),
+        Command::Summary(a) => app::summary(a),
+        Command::Update(a) => app::update(a),
+        Command::Merge(a) => app::merge(a),
+        Command::Retract(a) => app::retract(a),
+        Command::Corr(a) => app::corr(a),
+        Command::Design(a) => app::design(a),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        if let AppError::Output(io) = &e {
+            if io.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+        eprintln!("gramfit: error: {e}");
+        std::process::exit(e.exit_code());
+    }
+}

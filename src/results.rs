@@ -1,0 +1,260 @@
+//! Inference from a solved state, with statsmodels' names and conventions
+//! (`statsmodels.regression.linear_model.RegressionResults`).
+//!
+//! Precision: the factorization and every sum of squares are carried in
+//! double-double and rounded once to `f64`; test statistics and p-values then
+//! use `f64` special functions (regularized incomplete beta from `statrs`),
+//! good to ~1e-14 relative except where `p` underflows.
+
+use crate::dd::Dd;
+use crate::diagnostics::Diagnostics;
+use crate::solve::{Dependency, NormalEquations, SingularPolicy, Solution};
+use statrs::distribution::{ContinuousCDF, StudentsT};
+use statrs::function::beta::beta_reg;
+
+/// The numbers a summary shows; `None` stands for "not defined" (aliased
+/// coefficient, zero degrees of freedom) and is JSON `null`.
+#[derive(Clone, Debug)]
+pub struct OlsResults {
+    pub model: &'static str,
+    pub dep_variable: String,
+    pub names: Vec<String>,
+    pub params: Vec<Option<f64>>,
+    pub bse: Vec<Option<f64>>,
+    pub tvalues: Vec<Option<f64>>,
+    pub pvalues: Vec<Option<f64>>,
+    pub conf_int: Vec<Option<(f64, f64)>>,
+    pub alpha: f64,
+    pub cov_params: Vec<Vec<Option<f64>>>,
+    pub nobs: u64,
+    pub df_model: f64,
+    pub df_resid: f64,
+    pub rank: usize,
+    pub k_constant: usize,
+    pub ssr: f64,
+    pub ess: f64,
+    pub centered_tss: f64,
+    pub uncentered_tss: f64,
+    pub scale: f64,
+    pub mse_model: f64,
+    pub mse_resid: f64,
+    pub mse_total: f64,
+    pub rsquared: f64,
+    pub rsquared_adj: f64,
+    pub fvalue: f64,
+    pub f_pvalue: f64,
+    pub llf: f64,
+    pub aic: f64,
+    pub bic: f64,
+    pub aliased: Vec<String>,
+    pub dependencies: Vec<Dependency>,
+    pub policy: SingularPolicy,
+    pub diagnostics: Diagnostics,
+    /// statsmodels' numbered notes, in its order and wording.
+    pub notes: Vec<String>,
+    /// gramfit's own observations (aliasing, VIFs, dropped rows …).
+    pub gramfit_notes: Vec<String>,
+}
+
+/// Upper tail of Student's t.
+pub fn t_sf(t: f64, df: f64) -> f64 {
+    if t.is_nan() || df <= 0.0 {
+        return f64::NAN;
+    }
+    if t.is_infinite() {
+        return if t > 0.0 { 0.0 } else { 1.0 };
+    }
+    let ib = 0.5 * beta_reg(df / 2.0, 0.5, df / (df + t * t));
+    if t > 0.0 {
+        ib
+    } else {
+        1.0 - ib
+    }
+}
+
+/// Upper tail of Fisher's F, computed without the `1 − x` cancellation so
+/// tiny p-values keep their relative precision.
+pub fn f_sf(f: f64, d1: f64, d2: f64) -> f64 {
+    if f.is_nan() || d1 <= 0.0 || d2 <= 0.0 {
+        return f64::NAN;
+    }
+    if f <= 0.0 {
+        return 1.0;
+    }
+    if f.is_infinite() {
+        return 0.0;
+    }
+    beta_reg(d2 / 2.0, d1 / 2.0, d2 / (d2 + d1 * f))
+}
+
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+/// Inputs beyond the solution that change the report.
+pub struct InferenceOptions {
+    pub alpha: f64,
+    pub weighted: bool,
+    pub response: String,
+}
+
+/// Compute every statistic from the normal equations and their solution.
+pub fn infer(ne: &NormalEquations, sol: &Solution, opts: &InferenceOptions) -> OlsResults {
+    let p = ne.names.len();
+    let k = ne.k();
+    let nobs = ne.nobs;
+    let n = nobs as f64;
+    let w = ne.sum_w;
+    let cyy = ne.comoment[k * (k + 1) + k];
+    let centered_tss = cyy;
+    let uncentered_tss = cyy + w * ne.mean[k] * ne.mean[k];
+
+    // A constant in the column space without an explicit intercept counts
+    // as one (statsmodels' implicit-constant check): regress the constant on X.
+    let k_constant = if ne.intercept {
+        1
+    } else {
+        let off = 0;
+        let mut quad = Dd::ZERO;
+        for i in 0..p {
+            for j in 0..p {
+                quad += w * ne.mean[off + i] * sol.normalized_cov[i * p + j] * w * ne.mean[off + j];
+            }
+        }
+        let resid = (w - quad).to_f64() / w.to_f64();
+        usize::from(p > 0 && resid.abs() < 1e-9)
+    };
+    let rank = sol.rank;
+    let df_model = rank as f64 - k_constant as f64;
+    let df_resid = n - rank as f64;
+    let ssr = sol.ssr;
+    let tss = if k_constant == 1 { centered_tss } else { uncentered_tss };
+    let ess = tss - ssr;
+    let ssr_f = ssr.to_f64();
+    let scale = if df_resid > 0.0 { ssr_f / df_resid } else { f64::NAN };
+    let rsquared = 1.0 - (ssr / tss).to_f64();
+    let rsquared_adj = 1.0 - (n - k_constant as f64) / df_resid * (1.0 - rsquared);
+    let mse_model = ess.to_f64() / df_model;
+    let mse_resid = scale;
+    let mse_total = tss.to_f64() / (df_resid + df_model);
+    let fvalue = mse_model / mse_resid;
+    let f_pvalue = f_sf(fvalue, df_model, df_resid);
+    let nobs2 = n / 2.0;
+    let mut llf = -ssr_f.ln() * nobs2 - (1.0 + (std::f64::consts::PI / nobs2).ln()) * nobs2;
+    if opts.weighted {
+        llf += 0.5 * ne.sum_log_w.to_f64();
+    }
+    let k_params = df_model + k_constant as f64;
+    let aic = -2.0 * llf + 2.0 * k_params;
+    let bic = -2.0 * llf + n.ln() * k_params;
+
+    let tq = if df_resid > 0.0 {
+        StudentsT::new(0.0, 1.0, df_resid).map(|t| t.inverse_cdf(1.0 - opts.alpha / 2.0)).unwrap_or(f64::NAN)
+    } else {
+        f64::NAN
+    };
+    let mut params = Vec::with_capacity(p);
+    let mut bse = Vec::with_capacity(p);
+    let mut tvalues = Vec::with_capacity(p);
+    let mut pvalues = Vec::with_capacity(p);
+    let mut conf_int = Vec::with_capacity(p);
+    for i in 0..p {
+        let b = sol.params[i].map(|d| d.to_f64());
+        params.push(b);
+        let se = b.and_then(|_| finite((sol.normalized_cov[i * p + i].to_f64() * scale).max(0.0).sqrt()));
+        bse.push(se);
+        let t = match (b, se) {
+            (Some(b), Some(se)) => Some(b / se),
+            _ => None,
+        };
+        tvalues.push(t.and_then(finite));
+        pvalues.push(t.map(|t| 2.0 * t_sf(t.abs(), df_resid)).and_then(finite));
+        conf_int.push(match (b, se) {
+            (Some(b), Some(se)) if tq.is_finite() => Some((b - tq * se, b + tq * se)),
+            _ => None,
+        });
+    }
+    let cov_params = (0..p)
+        .map(|i| {
+            (0..p)
+                .map(|j| {
+                    if sol.params[i].is_none() || sol.params[j].is_none() {
+                        None
+                    } else {
+                        finite(sol.normalized_cov[i * p + j].to_f64() * scale)
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let aliased: Vec<String> = (0..p).filter(|&i| sol.aliased[i]).map(|i| ne.names[i].clone()).collect();
+    let diagnostics = Diagnostics::compute(ne, sol);
+
+    let mut notes = Vec::new();
+    if k_constant == 0 {
+        notes.push(
+            "R² is computed without centering (uncentered) since the model does not contain a constant.".to_string(),
+        );
+    }
+    notes.push("Standard Errors assume that the covariance matrix of the errors is correctly specified.".to_string());
+    if (nobs as usize) < p {
+        notes.push("The input rank is higher than the number of observations.".to_string());
+    }
+    if let Some(n) = diagnostics.statsmodels_note() {
+        notes.push(n);
+    }
+    let mut gramfit_notes = Vec::new();
+    for d in &sol.dependencies {
+        let what = match sol.policy {
+            SingularPolicy::Drop => "aliased and not estimated",
+            SingularPolicy::Pinv => "aliased; all coefficients are the minimum-norm solution",
+            SingularPolicy::Error => "aliased",
+        };
+        gramfit_notes.push(format!("{} is {what}: {}", d.column, d.describe()));
+    }
+    if df_resid <= 0.0 {
+        gramfit_notes.push(format!(
+            "There are no residual degrees of freedom (nobs {nobs}, rank {rank}): standard errors, t, p and intervals are undefined."
+        ));
+    }
+    gramfit_notes.extend(diagnostics.gramfit_notes(&ne.names));
+
+    OlsResults {
+        model: if opts.weighted { "WLS" } else { "OLS" },
+        dep_variable: opts.response.clone(),
+        names: ne.names.clone(),
+        params,
+        bse,
+        tvalues,
+        pvalues,
+        conf_int,
+        alpha: opts.alpha,
+        cov_params,
+        nobs,
+        df_model,
+        df_resid,
+        rank,
+        k_constant,
+        ssr: ssr_f,
+        ess: ess.to_f64(),
+        centered_tss: centered_tss.to_f64(),
+        uncentered_tss: uncentered_tss.to_f64(),
+        scale,
+        mse_model,
+        mse_resid,
+        mse_total,
+        rsquared,
+        rsquared_adj,
+        fvalue,
+        f_pvalue,
+        llf,
+        aic,
+        bic,
+        aliased,
+        dependencies: sol.dependencies.clone(),
+        policy: sol.policy,
+        diagnostics,
+        notes,
+        gramfit_notes,
+    }
+}

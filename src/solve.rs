@@ -1,0 +1,514 @@
+//! Solving the normal equations from the state, in double-double.
+//!
+//! The design's moments are formed from the accumulated co-moments
+//! ([`NormalEquations`]); with an intercept the system is solved in centered
+//! form (the intercept is recovered from the means), which removes the
+//! largest source of ill-conditioning; without one, from the raw moments
+//! `C + W μ μᵀ`.
+//!
+//! [`solve_normal_equations`] factors the *augmented* matrix
+//! `[[XᵀWX, XᵀWy], [yᵀWX, yᵀWy]]`, scaled to unit diagonal, by a left-looking
+//! Cholesky in double-double. The last pivot is the residual sum of squares,
+//! so SSR never comes from the cancellation-prone `yᵀy − βᵀXᵀy` in working
+//! precision (Golub & Van Loan, *Matrix Computations*, 4th ed., §5.3.3;
+//! Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., §10.1,
+//! §20.4 on the normal equations).
+//!
+//! **Rank revealing.** Column `j` is *aliased* when its scaled pivot
+//! `d_j = 1 − R²_j` (the share of its centered sum of squares that the
+//! earlier columns do not explain) is at most [`ALIAS_TOL`] = 1e-20, i.e.
+//! when it is reproduced by earlier columns to ten significant digits. This
+//! is R's `lm` rule (earlier columns win) with a tolerance set by the data's
+//! own precision: an exact dependency among `f64` data leaves `d_j ≈ 1e-32`
+//! in double-double, while the hardest NIST problem (Filip, a 10th-degree
+//! polynomial) has its smallest genuine pivot near 1e-15 and is *not*
+//! aliased. The
+//! factor of an aliased column stops at its off-diagonal part, which gives
+//! the exact linear dependency on the earlier columns; that is how the
+//! report can say `no_washer_dryer = Intercept − has_washer_dryer`.
+//!
+//! Policies for aliased columns ([`SingularPolicy`]): `drop` estimates the
+//! rest as if the aliased columns were absent (R); `pinv` returns the
+//! minimum-norm solution (statsmodels), computed exactly from the drop
+//! solution as `β⁺ = Q β_drop` and `(XᵀWX)⁺ = Q M Q`, where `M` is the drop
+//! inverse (a generalized inverse) and `Q` projects away the null space
+//! spanned by the dependencies; `error` refuses.
+
+use crate::accumulator::FitAccumulator;
+use crate::dd::Dd;
+use crate::formula::columns::Design;
+use crate::level::ColumnKey;
+use serde::{Deserialize, Serialize};
+
+/// Scaled-pivot tolerance for declaring a column aliased (see module docs).
+pub const ALIAS_TOL: f64 = 1e-20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SingularPolicy {
+    /// Report aliased coefficients as aliased and fit the others (like R's lm).
+    #[default]
+    Drop,
+    /// The minimum-norm solution for all coefficients (like statsmodels).
+    Pinv,
+    /// Fail, naming the dependency.
+    Error,
+}
+
+/// A linear dependency: `column = Σ coef × other` (with `None` = Intercept).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Dependency {
+    pub column: String,
+    pub terms: Vec<(String, f64)>,
+}
+
+impl Dependency {
+    /// Spelled for a human: `seconds_to_subway = 60 × min_to_subway`.
+    pub fn describe(&self) -> String {
+        let mut s = format!("{} =", self.column);
+        if self.terms.is_empty() {
+            s.push_str(" 0");
+        }
+        for (i, (name, c)) in self.terms.iter().enumerate() {
+            let neg = *c < 0.0;
+            let mag = c.abs();
+            let sign = match (i, neg) {
+                (0, false) => " ",
+                (0, true) => " −",
+                (_, false) => " + ",
+                (_, true) => " − ",
+            };
+            s.push_str(sign);
+            if (mag - 1.0).abs() > 1e-9 {
+                s.push_str(&format!("{} × ", fmt_coef(mag)));
+            }
+            s.push_str(name);
+        }
+        s
+    }
+}
+
+fn fmt_coef(x: f64) -> String {
+    let r = (x * 1e6).round() / 1e6;
+    if (r - x).abs() <= 1e-9 * x.abs().max(1.0) {
+        let s = format!("{r}");
+        s
+    } else {
+        format!("{x:.6e}")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SolveError {
+    #[error("no rows to fit")]
+    Empty,
+    #[error("the design matrix is singular (--singular error): {}", .0.iter().map(|d| d.describe()).collect::<Vec<_>>().join("; "))]
+    Singular(Vec<Dependency>),
+}
+
+/// The design's moments in double-double.
+#[derive(Clone, Debug)]
+pub struct NormalEquations {
+    /// Design column names; `Intercept` first when `intercept`.
+    pub names: Vec<String>,
+    pub intercept: bool,
+    pub nobs: u64,
+    pub sum_w: Dd,
+    pub sum_log_w: Dd,
+    /// Means of the non-intercept columns, then of y.
+    pub mean: Vec<Dd>,
+    /// Centered co-moments of `[x (non-intercept), y]`, row-major.
+    pub comoment: Vec<Dd>,
+}
+
+impl NormalEquations {
+    pub fn from_state(acc: &FitAccumulator, design: &Design) -> NormalEquations {
+        let stats = &acc.stats;
+        let mut groups: Vec<Vec<usize>> =
+            design.columns.iter().map(|c| c.cells.iter().filter_map(|k| stats.index_of(k)).collect()).collect();
+        groups.push(stats.index_of(&ColumnKey::Response).into_iter().collect());
+        let (mean, comoment) = stats.combine(&groups);
+        NormalEquations {
+            names: design.names(),
+            intercept: design.intercept,
+            nobs: stats.nobs(),
+            sum_w: stats.sum_w(),
+            sum_log_w: stats.sum_log_w(),
+            mean,
+            comoment,
+        }
+    }
+
+    /// Number of non-intercept columns.
+    pub fn k(&self) -> usize {
+        self.mean.len() - 1
+    }
+
+    /// Entry of the matrix the solve uses: centered with an intercept, raw
+    /// (`C + W μ μᵀ`) without. Index `k()` is y.
+    pub fn entry(&self, i: usize, j: usize) -> Dd {
+        let n = self.mean.len();
+        let c = self.comoment[i * n + j];
+        if self.intercept {
+            c
+        } else {
+            c + self.sum_w * self.mean[i] * self.mean[j]
+        }
+    }
+
+    /// Raw `Σ w x_i x_j` (for eigenvalues of the full design).
+    pub fn raw(&self, i: usize, j: usize) -> Dd {
+        let n = self.mean.len();
+        self.comoment[i * n + j] + self.sum_w * self.mean[i] * self.mean[j]
+    }
+}
+
+/// The factorization and what follows from it.
+#[derive(Clone, Debug)]
+pub struct Solution {
+    /// Per design column (Intercept first when present): estimate, or
+    /// `None` when aliased under `drop`.
+    pub params: Vec<Option<Dd>>,
+    /// `(XᵀWX)⁻¹` (or its pseudo-inverse under `pinv`), full `p × p` over
+    /// all design columns, zero rows/columns for aliased ones under `drop`.
+    pub normalized_cov: Vec<Dd>,
+    pub aliased: Vec<bool>,
+    pub rank: usize,
+    pub ssr: Dd,
+    pub dependencies: Vec<Dependency>,
+    pub policy: SingularPolicy,
+    /// Upper-triangular Cholesky factor of the (unscaled) `XᵀWX` over all
+    /// design columns, rows of aliased columns zero: `RᵀR = XᵀWX`.
+    pub r_factor: Vec<f64>,
+    /// Smallest scaled pivot among non-aliased columns (`1 − R²` of the
+    /// worst column on the ones before it).
+    pub min_pivot: f64,
+}
+
+/// Cholesky of the scaled augmented system with aliasing; returns
+/// `(R scaled, aliased, scale)`.
+fn factor(ne: &NormalEquations) -> (Vec<Dd>, Vec<bool>, Vec<Dd>) {
+    let k = ne.k();
+    let n = k + 1;
+    let mut scale = vec![Dd::ZERO; n];
+    for (j, s) in scale.iter_mut().enumerate() {
+        let d = ne.entry(j, j);
+        *s = if d.hi > 0.0 { d.sqrt() } else { Dd::ZERO };
+    }
+    if scale[k].hi == 0.0 {
+        scale[k] = Dd::ONE;
+    }
+    let scaled = |i: usize, j: usize| -> Dd {
+        if scale[i].hi == 0.0 || scale[j].hi == 0.0 {
+            Dd::ZERO
+        } else {
+            ne.entry(i, j) / (scale[i] * scale[j])
+        }
+    };
+    let mut r = vec![Dd::ZERO; n * n];
+    let mut aliased = vec![false; n];
+    for j in 0..n {
+        for i in 0..j {
+            if aliased[i] {
+                continue;
+            }
+            let mut v = scaled(i, j);
+            for l in 0..i {
+                if !aliased[l] {
+                    v -= r[l * n + i] * r[l * n + j];
+                }
+            }
+            r[i * n + j] = v / r[i * n + i];
+        }
+        let mut d = if j < k && scale[j].hi == 0.0 { Dd::ZERO } else { scaled(j, j) };
+        for i in 0..j {
+            if !aliased[i] {
+                d -= r[i * n + j] * r[i * n + j];
+            }
+        }
+        if j < k && (scale[j].hi == 0.0 || d.hi <= ALIAS_TOL) {
+            aliased[j] = true;
+            r[j * n + j] = Dd::ZERO;
+        } else {
+            r[j * n + j] = if d.hi > 0.0 { d.sqrt() } else { Dd::ZERO };
+        }
+    }
+    (r, aliased, scale)
+}
+
+/// Solve `R x = b` for the non-aliased upper-triangular part (indices in `idx`).
+fn back_substitute(r: &[Dd], n: usize, idx: &[usize], b: &[Dd]) -> Vec<Dd> {
+    let m = idx.len();
+    let mut x = vec![Dd::ZERO; m];
+    for a in (0..m).rev() {
+        let mut v = b[a];
+        for c in a + 1..m {
+            v -= r[idx[a] * n + idx[c]] * x[c];
+        }
+        x[a] = v / r[idx[a] * n + idx[a]];
+    }
+    x
+}
+
+/// Inverse of the non-aliased triangular block, `R_SS⁻¹` (row-major m×m).
+fn tri_inverse(r: &[Dd], n: usize, idx: &[usize]) -> Vec<Dd> {
+    let m = idx.len();
+    let mut inv = vec![Dd::ZERO; m * m];
+    for col in 0..m {
+        let mut e = vec![Dd::ZERO; m];
+        e[col] = Dd::ONE;
+        let x = back_substitute(r, n, idx, &e);
+        for row in 0..m {
+            inv[row * m + col] = x[row];
+        }
+    }
+    inv
+}
+
+/// Solve a small symmetric positive definite system in double-double
+/// (for the null-space projection under `pinv`).
+fn spd_solve(a: &[Dd], m: usize, b: &[Dd], ncols: usize) -> Vec<Dd> {
+    // Cholesky a = LLᵀ, then two triangular solves per right-hand side.
+    let mut l = vec![Dd::ZERO; m * m];
+    for j in 0..m {
+        let mut d = a[j * m + j];
+        for k in 0..j {
+            d -= l[j * m + k] * l[j * m + k];
+        }
+        l[j * m + j] = d.sqrt();
+        for i in j + 1..m {
+            let mut v = a[i * m + j];
+            for k in 0..j {
+                v -= l[i * m + k] * l[j * m + k];
+            }
+            l[i * m + j] = v / l[j * m + j];
+        }
+    }
+    let mut x = b.to_vec();
+    for c in 0..ncols {
+        for i in 0..m {
+            let mut v = x[i * ncols + c];
+            for k in 0..i {
+                v -= l[i * m + k] * x[k * ncols + c];
+            }
+            x[i * ncols + c] = v / l[i * m + i];
+        }
+        for i in (0..m).rev() {
+            let mut v = x[i * ncols + c];
+            for k in i + 1..m {
+                v -= l[k * m + i] * x[k * ncols + c];
+            }
+            x[i * ncols + c] = v / l[i * m + i];
+        }
+    }
+    x
+}
+
+/// Factor, detect aliasing and solve; see the module docs.
+pub fn solve_normal_equations(ne: &NormalEquations, policy: SingularPolicy) -> Result<Solution, SolveError> {
+    if ne.nobs == 0 {
+        return Err(SolveError::Empty);
+    }
+    let k = ne.k();
+    let n = k + 1;
+    let (r, aliased_x, scale) = factor(ne);
+    let off = usize::from(ne.intercept);
+    let p = k + off;
+    let idx: Vec<usize> = (0..k).filter(|&j| !aliased_x[j]).collect();
+    let m = idx.len();
+
+    // Scaled solution and inverse on the non-aliased set.
+    let rhs: Vec<Dd> = idx.iter().map(|&i| r[i * n + k]).collect();
+    let beta_s = back_substitute(&r, n, &idx, &rhs);
+    let rinv = tri_inverse(&r, n, &idx);
+    let mut params = vec![None; p];
+    let mut cov = vec![Dd::ZERO; p * p];
+    for (a, &i) in idx.iter().enumerate() {
+        params[off + i] = Some(beta_s[a] * scale[k] / scale[i]);
+        for (b, &j) in idx.iter().enumerate() {
+            // (R⁻¹R⁻ᵀ)_ab, unscaled by D⁻¹ on both sides.
+            let mut v = Dd::ZERO;
+            for c in a.max(b)..m {
+                v += rinv[a * m + c] * rinv[b * m + c];
+            }
+            cov[(off + i) * p + off + j] = v / (scale[i] * scale[j]);
+        }
+    }
+    let ssr = {
+        let d = r[k * n + k] * scale[k];
+        d * d
+    };
+    if ne.intercept {
+        // β0 = μy − Σ μj βj; Var block of [1, x]ᵀW[1, x] inverse from the
+        // centered inverse A⁻¹: [[1/W + μᵀA⁻¹μ, −(A⁻¹μ)ᵀ], [−A⁻¹μ, A⁻¹]].
+        let mut b0 = ne.mean[k];
+        for &i in &idx {
+            b0 -= ne.mean[i] * params[1 + i].unwrap_or(Dd::ZERO);
+        }
+        params[0] = Some(b0);
+        let mut ainv_mu = vec![Dd::ZERO; p];
+        for &i in &idx {
+            let mut v = Dd::ZERO;
+            for &j in &idx {
+                v += cov[(1 + i) * p + 1 + j] * ne.mean[j];
+            }
+            ainv_mu[1 + i] = v;
+        }
+        let mut c00 = Dd::ONE / ne.sum_w;
+        for &i in &idx {
+            c00 += ne.mean[i] * ainv_mu[1 + i];
+        }
+        cov[0] = c00;
+        for &i in &idx {
+            cov[1 + i] = -ainv_mu[1 + i];
+            cov[(1 + i) * p] = -ainv_mu[1 + i];
+        }
+    }
+
+    // Dependencies of aliased columns on earlier ones.
+    let mut dependencies = Vec::new();
+    let mut null_vectors: Vec<Vec<Dd>> = Vec::new();
+    for j in (0..k).filter(|&j| aliased_x[j]) {
+        let earlier: Vec<usize> = idx.iter().copied().filter(|&i| i < j).collect();
+        let mut coef = vec![Dd::ZERO; k];
+        if scale[j].hi != 0.0 && !earlier.is_empty() {
+            let b: Vec<Dd> = earlier.iter().map(|&i| r[i * n + j]).collect();
+            let c = back_substitute(&r, n, &earlier, &b);
+            for (a, &i) in earlier.iter().enumerate() {
+                coef[i] = c[a] * scale[j] / scale[i];
+            }
+        }
+        let mut nv = vec![Dd::ZERO; p];
+        nv[off + j] = Dd::ONE;
+        let mut terms = Vec::new();
+        if ne.intercept {
+            let mut c0 = ne.mean[j];
+            for &i in &earlier {
+                c0 -= coef[i] * ne.mean[i];
+            }
+            // Drop terms that are rounding dust relative to the column.
+            let col_scale = ne.mean[j].abs().to_f64().max(scale[j].to_f64() / ne.sum_w.to_f64().sqrt());
+            if c0.to_f64().abs() > 1e-9 * col_scale.max(f64::MIN_POSITIVE) {
+                terms.push((ne.names[0].clone(), c0.to_f64()));
+            }
+            nv[0] = -c0;
+        }
+        for &i in &earlier {
+            let contrib = coef[i].to_f64().abs() * scale[i].to_f64();
+            if contrib > 1e-9 * scale[j].to_f64() {
+                terms.push((ne.names[off + i].clone(), coef[i].to_f64()));
+            }
+            nv[off + i] = -coef[i];
+        }
+        dependencies.push(Dependency { column: ne.names[off + j].clone(), terms });
+        null_vectors.push(nv);
+    }
+    if policy == SingularPolicy::Error && !dependencies.is_empty() {
+        return Err(SolveError::Singular(dependencies));
+    }
+
+    let mut aliased = vec![false; p];
+    for j in 0..k {
+        aliased[off + j] = aliased_x[j];
+    }
+    if policy == SingularPolicy::Pinv && !null_vectors.is_empty() {
+        // Q = I − N (NᵀN)⁻¹ Nᵀ; β⁺ = Q β_drop; (XᵀWX)⁺ = Q M Q.
+        let a = null_vectors.len();
+        let mut ntn = vec![Dd::ZERO; a * a];
+        for s in 0..a {
+            for t in 0..a {
+                let mut v = Dd::ZERO;
+                for q in 0..p {
+                    v += null_vectors[s][q] * null_vectors[t][q];
+                }
+                ntn[s * a + t] = v;
+            }
+        }
+        // Nᵀ as a × p right-hand sides → (NᵀN)⁻¹Nᵀ.
+        let mut nt = vec![Dd::ZERO; a * p];
+        for s in 0..a {
+            for q in 0..p {
+                nt[s * p + q] = null_vectors[s][q];
+            }
+        }
+        let w = spd_solve(&ntn, a, &nt, p);
+        let mut q = vec![Dd::ZERO; p * p];
+        for i in 0..p {
+            for j in 0..p {
+                let mut v = if i == j { Dd::ONE } else { Dd::ZERO };
+                for s in 0..a {
+                    v -= null_vectors[s][i] * w[s * p + j];
+                }
+                q[i * p + j] = v;
+            }
+        }
+        let beta: Vec<Dd> = params.iter().map(|b| b.unwrap_or(Dd::ZERO)).collect();
+        let mut newp = vec![None; p];
+        for i in 0..p {
+            let mut v = Dd::ZERO;
+            for j in 0..p {
+                v += q[i * p + j] * beta[j];
+            }
+            newp[i] = Some(v);
+        }
+        let mut qm = vec![Dd::ZERO; p * p];
+        for i in 0..p {
+            for j in 0..p {
+                let mut v = Dd::ZERO;
+                for l in 0..p {
+                    v += q[i * p + l] * cov[l * p + j];
+                }
+                qm[i * p + j] = v;
+            }
+        }
+        let mut qmq = vec![Dd::ZERO; p * p];
+        for i in 0..p {
+            for j in 0..p {
+                let mut v = Dd::ZERO;
+                for l in 0..p {
+                    v += qm[i * p + l] * q[l * p + j];
+                }
+                qmq[i * p + j] = v;
+            }
+        }
+        params = newp;
+        cov = qmq;
+    }
+
+    // The unscaled factor of the full XᵀWX (with the intercept row).
+    let mut rf = vec![0.0; p * p];
+    if ne.intercept {
+        let sw = ne.sum_w.sqrt();
+        rf[0] = sw.to_f64();
+        for j in 0..k {
+            rf[1 + j] = (sw * ne.mean[j]).to_f64();
+        }
+    }
+    for i in 0..k {
+        if aliased_x[i] {
+            continue;
+        }
+        for j in i..k {
+            rf[(off + i) * p + off + j] = (r[i * n + j] * scale[j]).to_f64();
+        }
+    }
+    let min_pivot = idx
+        .iter()
+        .map(|&i| {
+            let d = r[i * n + i].to_f64();
+            d * d
+        })
+        .fold(f64::INFINITY, f64::min);
+
+    Ok(Solution {
+        params,
+        normalized_cov: cov,
+        aliased,
+        rank: m + off,
+        ssr,
+        dependencies,
+        policy,
+        r_factor: rf,
+        min_pivot,
+    })
+}

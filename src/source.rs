@@ -1,0 +1,323 @@
+//! Inputs: paths, directories and globs of Parquet, Arrow IPC and CSV files
+//! (and `-`, an Arrow IPC stream on stdin), their column types, and readers
+//! that yield Arrow record batches.
+//!
+//! Parquet files are read row group by row group (the unit of parallel
+//! work), projected to the columns the formula needs, each task opening
+//! the file itself (a cloned handle shares its offset) and reusing the
+//! footer read once. CSV and IPC are sequential: one reader thread parses
+//! them (see [`crate::engine`]).
+
+use crate::formula::SourceType;
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Schema, SchemaRef};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ProjectionMask;
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Rows of CSV read to infer column types.
+pub const CSV_INFER_ROWS: usize = 1_000_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    #[error("{path}: not a readable {kind} file: {message}")]
+    Format { path: String, kind: &'static str, message: String },
+    #[error("no input files match '{0}'")]
+    NoMatch(String),
+    #[error("{0}: the directory holds no .parquet, .arrow, .ipc, .feather or .csv files")]
+    EmptyDir(String),
+    #[error("{path}: column '{column}' is missing (it is in the other inputs and used by the model)")]
+    MissingColumn { path: String, column: String },
+    #[error("{path}: column '{column}' is {found} here but {expected} in {first}")]
+    TypeConflict { path: String, column: String, found: String, expected: String, first: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    Csv,
+    Parquet,
+    IpcFile,
+    IpcStream,
+}
+
+/// One input file (or stdin for `-`).
+#[derive(Clone, Debug)]
+pub struct Input {
+    pub path: PathBuf,
+    pub kind: SourceKind,
+}
+
+impl Input {
+    pub fn display(&self) -> String {
+        if self.is_stdin() {
+            "<stdin>".into()
+        } else {
+            self.path.display().to_string()
+        }
+    }
+    pub fn is_stdin(&self) -> bool {
+        self.path.as_os_str() == "-"
+    }
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> SourceError {
+    SourceError::Io { path: path.display().to_string(), message: e.to_string() }
+}
+
+fn kind_of(path: &Path) -> Option<SourceKind> {
+    let name = path.file_name()?.to_string_lossy().to_lowercase();
+    if name.ends_with(".parquet") || name.ends_with(".pq") {
+        Some(SourceKind::Parquet)
+    } else if name.ends_with(".arrow") || name.ends_with(".ipc") || name.ends_with(".feather") {
+        Some(SourceKind::IpcFile)
+    } else if name.ends_with(".arrows") {
+        Some(SourceKind::IpcStream)
+    } else if name.ends_with(".csv") || name.ends_with(".tsv") || name.ends_with(".txt") {
+        Some(SourceKind::Csv)
+    } else {
+        None
+    }
+}
+
+/// Sniff the format of a file whose name says nothing.
+fn sniff(path: &Path) -> SourceKind {
+    let mut head = [0u8; 6];
+    let n = File::open(path).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+    if n >= 4 && &head[..4] == b"PAR1" {
+        SourceKind::Parquet
+    } else if n >= 6 && &head[..6] == b"ARROW1" {
+        SourceKind::IpcFile
+    } else {
+        SourceKind::Csv
+    }
+}
+
+/// Expand paths, directories (their data files, sorted) and glob patterns,
+/// in the order given.
+pub fn expand(args: &[String]) -> Result<Vec<Input>, SourceError> {
+    let mut out = Vec::new();
+    for a in args {
+        if a == "-" {
+            out.push(Input { path: PathBuf::from("-"), kind: SourceKind::IpcStream });
+            continue;
+        }
+        let p = Path::new(a);
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| io_err(p, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file() && kind_of(f).is_some())
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(SourceError::EmptyDir(a.clone()));
+            }
+            for f in files {
+                let kind = kind_of(&f).unwrap_or(SourceKind::Csv);
+                out.push(Input { path: f, kind });
+            }
+        } else if p.exists() {
+            out.push(Input { path: p.to_path_buf(), kind: kind_of(p).unwrap_or_else(|| sniff(p)) });
+        } else if a.contains(['*', '?', '[']) {
+            let mut files: Vec<PathBuf> = glob::glob(a)
+                .map_err(|e| SourceError::Io { path: a.clone(), message: format!("bad glob pattern: {e}") })?
+                .filter_map(Result::ok)
+                .filter(|f| f.is_file())
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(SourceError::NoMatch(a.clone()));
+            }
+            for f in files {
+                let kind = kind_of(&f).unwrap_or_else(|| sniff(&f));
+                out.push(Input { path: f, kind });
+            }
+        } else {
+            return Err(io_err(p, "no such file or directory"));
+        }
+    }
+    Ok(out)
+}
+
+fn source_type(dt: &DataType) -> SourceType {
+    match dt {
+        DataType::Boolean => SourceType::Bool,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => SourceType::Text,
+        DataType::Dictionary(_, v) => source_type(v),
+        _ => SourceType::Numeric,
+    }
+}
+
+fn type_name(t: SourceType) -> &'static str {
+    match t {
+        SourceType::Numeric => "numeric",
+        SourceType::Text => "text",
+        SourceType::Bool => "boolean",
+    }
+}
+
+/// Open a file for reading, refusing empty files with a clear message.
+fn open(path: &Path) -> Result<File, SourceError> {
+    let f = File::open(path).map_err(|e| io_err(path, e))?;
+    let len = f.metadata().map_err(|e| io_err(path, e))?.len();
+    if len == 0 {
+        return Err(io_err(path, "the file is empty (0 bytes)"));
+    }
+    Ok(f)
+}
+
+/// The Parquet footer, read once per file.
+pub fn parquet_metadata(input: &Input) -> Result<ArrowReaderMetadata, SourceError> {
+    let f = open(&input.path)?;
+    ArrowReaderMetadata::load(&f, ArrowReaderOptions::new()).map_err(|e| SourceError::Format {
+        path: input.display(),
+        kind: "Parquet",
+        message: e.to_string(),
+    })
+}
+
+/// Infer the schema of a CSV file from its first rows. Integer-looking
+/// columns stay integers (so `C(x)` names levels as pandas would); they are
+/// cast to `f64` where used as numbers.
+pub fn csv_schema(input: &Input) -> Result<Schema, SourceError> {
+    let f = open(&input.path)?;
+    let format = arrow::csv::reader::Format::default().with_header(true);
+    let (schema, _) = format
+        .infer_schema(BufReader::new(f), Some(CSV_INFER_ROWS))
+        .map_err(|e| SourceError::Format { path: input.display(), kind: "CSV", message: e.to_string() })?;
+    // A column with integers in the first rows and a decimal later would
+    // fail to parse; numbers are read as f64 unless they are integers
+    // throughout the inferred range, in which case they stay Int64 — the
+    // reader reports the line if a later value does not fit.
+    Ok(schema)
+}
+
+/// The schema of any input.
+pub fn schema_of(input: &Input) -> Result<SchemaRef, SourceError> {
+    match input.kind {
+        SourceKind::Parquet => Ok(parquet_metadata(input)?.schema().clone()),
+        SourceKind::Csv => Ok(Arc::new(csv_schema(input)?)),
+        SourceKind::IpcFile => {
+            let f = open(&input.path)?;
+            let r = arrow::ipc::reader::FileReader::try_new(BufReader::new(f), None).map_err(|e| {
+                SourceError::Format { path: input.display(), kind: "Arrow IPC", message: e.to_string() }
+            })?;
+            Ok(r.schema())
+        }
+        SourceKind::IpcStream => Err(SourceError::Io {
+            path: input.display(),
+            message: "the schema of a stream is read when the stream is".into(),
+        }),
+    }
+}
+
+/// Column types of the inputs for the columns the model uses, checking that
+/// every input has them with compatible types.
+pub fn check_columns(
+    schemas: &[(String, SchemaRef)],
+    needed: &[String],
+) -> Result<Vec<(String, SourceType)>, SourceError> {
+    let Some((first_path, first)) = schemas.first() else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<(String, SourceType)> =
+        first.fields().iter().map(|f| (f.name().clone(), source_type(f.data_type()))).collect();
+    for (path, s) in &schemas[1..] {
+        for col in needed {
+            let Some((_, t0)) = out.iter().find(|(n, _)| n == col) else {
+                continue;
+            };
+            match s.field_with_name(col) {
+                Err(_) => return Err(SourceError::MissingColumn { path: path.clone(), column: col.clone() }),
+                Ok(f) => {
+                    let t = source_type(f.data_type());
+                    if t != *t0 {
+                        return Err(SourceError::TypeConflict {
+                            path: path.clone(),
+                            column: col.clone(),
+                            found: format!("{} ({})", type_name(t), f.data_type()),
+                            expected: type_name(*t0).to_string(),
+                            first: first_path.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    // Booleans and integers mixed across files would be a conflict above;
+    // keep the first file's view.
+    out.retain(|_| true);
+    Ok(out)
+}
+
+/// A reader over a Parquet row group, projected to `columns`.
+pub fn parquet_row_group(
+    input: &Input,
+    meta: &ArrowReaderMetadata,
+    row_group: usize,
+    columns: &[String],
+    batch_size: usize,
+) -> Result<impl Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>>, SourceError> {
+    let f = open(&input.path)?;
+    let schema = meta.schema();
+    let roots: Vec<usize> = columns.iter().filter_map(|c| schema.index_of(c).ok()).collect();
+    let mask = ProjectionMask::roots(meta.parquet_schema(), roots);
+    ParquetRecordBatchReaderBuilder::new_with_metadata(f, meta.clone())
+        .with_row_groups(vec![row_group])
+        .with_projection(mask)
+        .with_batch_size(batch_size)
+        .build()
+        .map_err(|e| SourceError::Format {
+            path: input.display(),
+            kind: "Parquet",
+            message: format!("row group {row_group}: {e}"),
+        })
+}
+
+/// Batches of a sequential input (CSV, IPC file or stream).
+pub fn sequential_batches(
+    input: &Input,
+    schema: Option<SchemaRef>,
+    batch_size: usize,
+) -> Result<Box<dyn Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>> + Send>, SourceError> {
+    let fmt_err = |kind: &'static str, e: arrow::error::ArrowError| SourceError::Format {
+        path: input.display(),
+        kind,
+        message: e.to_string(),
+    };
+    match input.kind {
+        SourceKind::Csv => {
+            let schema = match schema {
+                Some(s) => s,
+                None => Arc::new(csv_schema(input)?),
+            };
+            let mut f = open(&input.path)?;
+            f.seek(SeekFrom::Start(0)).map_err(|e| io_err(&input.path, e))?;
+            let r = arrow::csv::ReaderBuilder::new(schema)
+                .with_header(true)
+                .with_batch_size(batch_size)
+                .build(BufReader::with_capacity(1 << 20, f))
+                .map_err(|e| fmt_err("CSV", e))?;
+            Ok(Box::new(r))
+        }
+        SourceKind::IpcFile => {
+            let f = open(&input.path)?;
+            let r = arrow::ipc::reader::FileReader::try_new(BufReader::new(f), None)
+                .map_err(|e| fmt_err("Arrow IPC", e))?;
+            Ok(Box::new(r))
+        }
+        SourceKind::IpcStream => {
+            let r: Box<dyn Read + Send> =
+                if input.is_stdin() { Box::new(std::io::stdin()) } else { Box::new(open(&input.path)?) };
+            let r = arrow::ipc::reader::StreamReader::try_new(BufReader::new(r), None)
+                .map_err(|e| fmt_err("Arrow IPC stream", e))?;
+            Ok(Box::new(r))
+        }
+        SourceKind::Parquet => unreachable!("Parquet is read by row group"),
+    }
+}

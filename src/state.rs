@@ -1,0 +1,221 @@
+//! The state file: a fit's sufficient statistics, persisted.
+//!
+//! Layout (all integers little-endian, so files are portable):
+//!
+//! ```text
+//! offset  size  field
+//! 0       8     magic "GRAMFIT\0"
+//! 8       4     format version (u32) = FORMAT_VERSION
+//! 12      8     payload length in bytes (u64)
+//! 20      n     payload: UTF-8 JSON of `State` (numbers as shortest
+//!               round-trip decimals, so every f64 word is exact)
+//! 20+n    4     CRC-32 (IEEE) of bytes 0 .. 20+n
+//! ```
+//!
+//! The size is O(p²) in the number of accumulated columns and independent of
+//! the rows. Writes go to a temporary file in the same directory, are
+//! fsynced, renamed over the target and the directory is fsynced, so a crash
+//! at any moment leaves either the old or the new file, complete. A damaged
+//! or truncated file fails the length or checksum test and is refused; a
+//! newer format version is refused with the version named.
+
+use crate::accumulator::FitAccumulator;
+use crate::formula::SourceType;
+use crate::model::ModelOptions;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+pub const MAGIC: &[u8; 8] = b"GRAMFIT\0";
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    #[error("{path}: not a gramfit state file (bad magic bytes)")]
+    NotState { path: String },
+    #[error(
+        "{path}: written by a newer gramfit (state format version {found}; this build reads up to {FORMAT_VERSION})"
+    )]
+    NewerVersion { path: String, found: u32 },
+    #[error("{path}: the state file is damaged or truncated ({detail})")]
+    Damaged { path: String, detail: String },
+}
+
+/// One input folded into a state.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Provenance {
+    pub path: String,
+    pub size: u64,
+    /// SHA-256 of the file's bytes, hex.
+    pub sha256: String,
+    pub rows_read: u64,
+    pub rows_dropped: u64,
+}
+
+/// What a state file holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct State {
+    pub gramfit_version: String,
+    pub model: ModelOptions,
+    /// Column types the formula was resolved against.
+    pub column_types: Vec<(String, SourceType)>,
+    pub accumulator: FitAccumulator,
+    pub inputs: Vec<Provenance>,
+    /// Unix seconds of the last change, and the wall time of the last pass.
+    pub fitted_at: u64,
+    pub elapsed_s: f64,
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> StateError {
+    StateError::Io { path: path.display().to_string(), message: e.to_string() }
+}
+
+/// SHA-256 and size of a file, streamed.
+pub fn fingerprint(path: &Path) -> Result<(u64, String), StateError> {
+    let mut f = std::fs::File::open(path).map_err(|e| io(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((size, hex))
+}
+
+/// Serialize a state to bytes in the file layout.
+pub fn encode(state: &State) -> Vec<u8> {
+    let payload = serde_json::to_vec(state).expect("state serializes");
+    let mut out = Vec::with_capacity(payload.len() + 24);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&payload);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Parse bytes in the file layout; `path` is for messages.
+pub fn decode(bytes: &[u8], path: &Path) -> Result<State, StateError> {
+    let p = || path.display().to_string();
+    if bytes.len() < 8 || &bytes[..8] != MAGIC {
+        return Err(StateError::NotState { path: p() });
+    }
+    if bytes.len() < 24 {
+        return Err(StateError::Damaged {
+            path: p(),
+            detail: format!("{} bytes, shorter than the header", bytes.len()),
+        });
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    let len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
+    let expected = 20u64.checked_add(len).and_then(|x| x.checked_add(4));
+    if expected != Some(bytes.len() as u64) {
+        return Err(StateError::Damaged {
+            path: p(),
+            detail: format!(
+                "the header announces {len} bytes of payload, the file has {}",
+                bytes.len().saturating_sub(24)
+            ),
+        });
+    }
+    let body = &bytes[..bytes.len() - 4];
+    let stored = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().expect("4 bytes"));
+    let actual = crc32fast::hash(body);
+    if stored != actual {
+        return Err(StateError::Damaged {
+            path: p(),
+            detail: format!("checksum mismatch: stored {stored:08x}, computed {actual:08x}"),
+        });
+    }
+    if version > FORMAT_VERSION {
+        return Err(StateError::NewerVersion { path: p(), found: version });
+    }
+    serde_json::from_slice(&body[20..])
+        .map_err(|e| StateError::Damaged { path: p(), detail: format!("payload does not parse: {e}") })
+}
+
+pub fn load(path: &Path) -> Result<State, StateError> {
+    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
+    decode(&bytes, path)
+}
+
+/// Write atomically: temp file in the same directory, fsync, rename, fsync
+/// the directory.
+pub fn save(state: &State, path: &Path) -> Result<(), StateError> {
+    write_atomic(path, &encode(state))
+}
+
+/// Write any file atomically (reports use this too).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let dir: PathBuf = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "state".into());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(path, e));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> State {
+        State {
+            gramfit_version: "test".into(),
+            model: ModelOptions { formula: "y ~ x".into(), weights: None, missing: Default::default() },
+            column_types: vec![("y".into(), SourceType::Numeric)],
+            accumulator: FitAccumulator::new(1),
+            inputs: vec![],
+            fitted_at: 1,
+            elapsed_s: 0.5,
+        }
+    }
+
+    #[test]
+    fn round_trips_and_detects_damage() {
+        let bytes = encode(&sample());
+        let p = Path::new("s.gramfit");
+        assert!(decode(&bytes, p).is_ok());
+        for i in [0usize, 9, 15, 25, bytes.len() - 1] {
+            let mut b = bytes.clone();
+            b[i] ^= 0x40;
+            assert!(decode(&b, p).is_err(), "flip at {i} accepted");
+        }
+        for n in [0usize, 7, 20, bytes.len() - 1] {
+            assert!(decode(&bytes[..n], p).is_err(), "truncation to {n} accepted");
+        }
+        let mut newer = bytes.clone();
+        newer[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let crc = crc32fast::hash(&newer[..newer.len() - 4]);
+        let l = newer.len();
+        newer[l - 4..].copy_from_slice(&crc.to_le_bytes());
+        let e = decode(&newer, p).unwrap_err().to_string();
+        assert!(e.contains("version 2"), "{e}");
+    }
+}
