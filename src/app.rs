@@ -157,10 +157,7 @@ fn fingerprints(opened: &model::OpenedInputs) -> Result<Vec<(String, u64, String
 
 fn resolved_for_state(st: &State, opened: &model::OpenedInputs) -> Result<Resolved, AppError> {
     let resolved = Resolved::new(st.model.clone(), st.column_types.clone())?;
-    let mut needed = resolved.spec.source_columns();
-    if let Some(w) = &resolved.options.weights {
-        needed.push(w.clone());
-    }
+    let needed = resolved.builder().source_columns();
     // The new files must have the model's columns with the state's types.
     let types = model::column_types(opened, &needed)?;
     for c in &needed {

@@ -90,7 +90,8 @@ pub struct FitArgs {
     /// The model, in patsy/statsmodels formula syntax, e.g. "rent ~ size_sqft + C(borough)".
     #[arg(long, short = 'f')]
     pub formula: String,
-    /// Column of weights: weighted least squares minimising Σ w·e² (statsmodels WLS).
+    /// Weights: a column or a numeric expression such as "1/(1+min_to_subway)"; weighted least
+    /// squares minimising Σ w·e² (statsmodels WLS).
     #[arg(long, value_name = "COL")]
     pub weights: Option<String>,
     /// Rows with a missing value: drop them (patsy's default) or fail.

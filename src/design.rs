@@ -92,8 +92,20 @@ impl Val {
 #[derive(Clone, Debug)]
 pub struct DesignBuilder {
     pub spec: Arc<ModelSpec>,
+    /// The weights as written (a column or a numeric expression such as
+    /// `1/(1+min_to_subway)`), and parsed.
     pub weights: Option<String>,
+    weights_expr: Option<NumExpr>,
     pub missing: MissingPolicy,
+}
+
+/// Parse a weights specification: a column name or a numeric expression.
+pub fn weights_expr(w: &str) -> Result<NumExpr, String> {
+    match crate::formula::expr::factor_expr(w)? {
+        crate::formula::expr::FactorExpr::Column(c) => Ok(NumExpr::Column(c)),
+        crate::formula::expr::FactorExpr::Numeric(e) => Ok(e),
+        crate::formula::expr::FactorExpr::Categorical { .. } => Err(format!("weights '{w}' must be numeric")),
+    }
 }
 
 fn map_dd(n: usize, a: &Val, b: &Val, f: impl Fn(Dd, Dd) -> Dd) -> Val {
@@ -256,8 +268,19 @@ fn describe(x: f64) -> String {
 }
 
 impl DesignBuilder {
+    /// `weights` must already be validated with [`weights_expr`].
     pub fn new(spec: Arc<ModelSpec>, weights: Option<String>, missing: MissingPolicy) -> Self {
-        DesignBuilder { spec, weights, missing }
+        let weights_expr = weights.as_deref().and_then(|w| weights_expr(w).ok());
+        DesignBuilder { spec, weights, weights_expr, missing }
+    }
+
+    /// Source columns a pass must read: the model's and the weights'.
+    pub fn source_columns(&self) -> Vec<String> {
+        let mut cols = self.spec.source_columns();
+        if let Some(e) = &self.weights_expr {
+            e.columns(&mut cols);
+        }
+        cols
     }
 
     /// Evaluate a numeric expression; `inputs_missing[r]` marks rows where a
@@ -382,12 +405,19 @@ impl DesignBuilder {
         for f in &spec.factors {
             fvals.push(evaluate(&f.kind, &f.name, &mut cache)?);
         }
-        let weights = match &self.weights {
-            None => None,
-            Some(wc) => {
-                let w = numeric_column(batch, wc)?;
+        let weights = match (&self.weights, &self.weights_expr) {
+            (Some(wc), Some(we)) => {
+                let w = match self.eval(we, batch, &mut cache)? {
+                    Val::Scalar(d) => vec![d.to_f64(); n],
+                    Val::Col { hi, lo } => match lo {
+                        None => hi,
+                        Some(lo) => hi.iter().zip(&lo).map(|(h, l)| h + l).collect(),
+                    },
+                };
+                let mut wcols = Vec::new();
+                we.columns(&mut wcols);
                 for (r, &x) in w.iter().enumerate() {
-                    if x.is_nan() {
+                    if wcols.iter().any(|c| cache[c][r].is_nan()) {
                         if self.missing == MissingPolicy::Error {
                             return Err(DesignError::Missing { column: wc.clone(), row: r, at: at(r) });
                         }
@@ -398,6 +428,7 @@ impl DesignBuilder {
                 }
                 Some(w)
             }
+            _ => None,
         };
 
         // Levels seen, on each factor's own non-missing values (as patsy

@@ -288,11 +288,7 @@ pub fn accumulate(
     progress: &Progress,
     mut stdin_stream: Option<Box<dyn Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>> + Send>>,
 ) -> Result<(FitAccumulator, Vec<InputInfo>), EngineError> {
-    let columns = builder.spec.source_columns();
-    let mut columns = columns;
-    if let Some(w) = &builder.weights {
-        columns.push(w.clone());
-    }
+    let columns = builder.source_columns();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads.max(1))
         .build()

@@ -66,15 +66,20 @@ impl Resolved {
     pub fn new(options: ModelOptions, column_types: Vec<(String, SourceType)>) -> Result<Resolved, FitError> {
         let spec = ModelSpec::resolve(&options.formula, &column_types)?;
         if let Some(w) = &options.weights {
-            match column_types.iter().find(|(n, _)| n == w) {
-                None => {
-                    let hint = crate::formula::closest(w, column_types.iter().map(|(n, _)| n.as_str()))
-                        .map(|c| format!("; did you mean '{c}'?"))
-                        .unwrap_or_default();
-                    return Err(FitError::Other(format!("no weights column named '{w}' in the input{hint}")));
+            let e = crate::design::weights_expr(w).map_err(|m| FitError::Other(format!("weights: {m}")))?;
+            let mut cols = Vec::new();
+            e.columns(&mut cols);
+            for c in cols {
+                match column_types.iter().find(|(n, _)| *n == c) {
+                    None => {
+                        let hint = crate::formula::closest(&c, column_types.iter().map(|(n, _)| n.as_str()))
+                            .map(|c| format!("; did you mean '{c}'?"))
+                            .unwrap_or_default();
+                        return Err(FitError::Other(format!("weights: no column named '{c}' in the input{hint}")));
+                    }
+                    Some((_, SourceType::Numeric)) => {}
+                    Some(_) => return Err(FitError::Other(format!("weights: the column '{c}' is not numeric"))),
                 }
-                Some((_, SourceType::Numeric)) => {}
-                Some(_) => return Err(FitError::Other(format!("the weights column '{w}' is not numeric"))),
             }
         }
         Ok(Resolved { options, spec: Arc::new(spec), column_types })
@@ -148,10 +153,7 @@ pub fn resolve_and_accumulate(
     // the columns the model uses.
     let first_types = column_types(&opened, &[])?;
     let resolved = Resolved::new(options, first_types)?;
-    let mut needed = resolved.spec.source_columns();
-    if let Some(w) = &resolved.options.weights {
-        needed.push(w.clone());
-    }
+    let needed = resolved.builder().source_columns();
     column_types(&opened, &needed)?;
     let pass = accumulate(&resolved, opened, engine_opts, progress)?;
     Ok((resolved, pass))

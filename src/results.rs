@@ -212,6 +212,12 @@ pub fn infer(ne: &NormalEquations, sol: &Solution, opts: &InferenceOptions) -> O
         };
         gramfit_notes.push(format!("{} is {what}: {}", d.column, d.describe()));
     }
+    if sol.exact_fit {
+        gramfit_notes.push(
+            "The model fits the data exactly: the residual sum of squares is zero to double-double precision (reported as 0)."
+                .to_string(),
+        );
+    }
     if df_resid <= 0.0 {
         gramfit_notes.push(format!(
             "There are no residual degrees of freedom (nobs {nobs}, rank {rank}): standard errors, t, p and intervals are undefined."

@@ -43,6 +43,12 @@ use serde::{Deserialize, Serialize};
 /// Scaled-pivot tolerance for declaring a column aliased (see module docs).
 pub const ALIAS_TOL: f64 = 1e-20;
 
+/// When the response's scaled pivot (`SSR / Σw(y − ȳ)²`, or the uncentered
+/// ratio without an intercept) is below this — a few units of double-double
+/// roundoff (2⁻¹⁰⁴ ≈ 4.9e-32) — the computed SSR is rounding noise and the
+/// fit is exact: SSR is reported as 0 (NIST Wampler1/2 certify exactly 0).
+pub const EXACT_FIT_TOL: f64 = 1e-29;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum SingularPolicy {
@@ -183,6 +189,8 @@ pub struct Solution {
     /// Smallest scaled pivot among non-aliased columns (`1 − R²` of the
     /// worst column on the ones before it).
     pub min_pivot: f64,
+    /// The residuals are zero to double-double precision.
+    pub exact_fit: bool,
 }
 
 /// Cholesky of the scaled augmented system with aliasing; returns
@@ -334,7 +342,13 @@ pub fn solve_normal_equations(ne: &NormalEquations, policy: SingularPolicy) -> R
             cov[(off + i) * p + off + j] = v / (scale[i] * scale[j]);
         }
     }
-    let ssr = {
+    let exact_fit = {
+        let d = r[k * n + k];
+        (d * d).hi <= EXACT_FIT_TOL
+    };
+    let ssr = if exact_fit {
+        Dd::ZERO
+    } else {
         let d = r[k * n + k] * scale[k];
         d * d
     };
@@ -510,5 +524,6 @@ pub fn solve_normal_equations(ne: &NormalEquations, policy: SingularPolicy) -> R
         policy,
         r_factor: rf,
         min_pivot,
+        exact_fit,
     })
 }

@@ -1,0 +1,72 @@
+//! Helpers shared by the integration tests.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The shared reference datasets folder; panics loudly when it is missing.
+pub fn shared_datasets() -> PathBuf {
+    let dir = std::env::var_os("GRAMFIT_SHARED_DATASETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets"));
+    assert!(
+        dir.join("nist/certified.json").is_file() && dir.join("streeteasy/streeteasy.csv").is_file(),
+        "\n\n*** REFERENCE DATA MISSING ***\nThe shared datasets folder was not found at {}.\n\
+         These tests need the NIST StRD sets and the StreetEasy listings that live beside the repo\n\
+         (../shared/datasets). Set GRAMFIT_SHARED_DATASETS to their location.\n",
+        dir.display()
+    );
+    dir
+}
+
+pub fn streeteasy() -> PathBuf {
+    shared_datasets().join("streeteasy/streeteasy.csv")
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_gramfit")
+}
+
+/// Run gramfit with arguments; returns the output.
+pub fn gramfit<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    Command::new(bin()).args(args).output().expect("run gramfit")
+}
+
+/// Run gramfit and parse its JSON stdout; panics with stderr on failure.
+pub fn gramfit_json<I, S>(args: I) -> Value
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = gramfit(args);
+    assert!(out.status.success(), "gramfit failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+/// Log relative error (NIST's accuracy measure), capped at 15.
+pub fn lre(estimate: f64, certified: f64) -> f64 {
+    let err = if certified == 0.0 { estimate.abs() } else { ((estimate - certified) / certified).abs() };
+    if err == 0.0 {
+        15.0
+    } else {
+        (-err.log10()).min(15.0)
+    }
+}
+
+/// Relative difference with an absolute floor for values near zero.
+pub fn rel_diff(a: f64, b: f64) -> f64 {
+    if a == b {
+        return 0.0;
+    }
+    (a - b).abs() / a.abs().max(b.abs()).max(1e-300)
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}

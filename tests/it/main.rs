@@ -1,0 +1,9 @@
+//! gramfit's integration tests: one binary, a module per capability.
+//! Reference data come from `../shared/datasets` (override with
+//! `GRAMFIT_SHARED_DATASETS`); tests that need them fail loudly when the
+//! folder is missing.
+
+mod common;
+mod nist;
+mod peers;
+mod statsmodels;

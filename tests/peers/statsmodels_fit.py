@@ -1,0 +1,81 @@
+"""Reference fits from statsmodels and design matrices from patsy, for
+gramfit's differential tests.
+
+Usage: python3 statsmodels_fit.py SPEC.json OUT.json
+
+SPEC is a list of jobs:
+  {"name": ..., "kind": "fit", "data": CSV, "formula": F,
+   "weights": EXPR or null, "method": "pinv"}
+  {"name": ..., "kind": "design", "data": CSV, "formula": F}
+The output maps each name to statsmodels' attributes (fit) or to patsy's
+column names, values and row count (design).
+"""
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+import patsy
+import statsmodels.formula.api as smf
+
+
+def num(x):
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def fit(job):
+    df = pd.read_csv(job["data"])
+    if job.get("weights"):
+        w = df.eval(job["weights"])
+        res = smf.wls(job["formula"], df, weights=w).fit()
+    else:
+        res = smf.ols(job["formula"], df).fit()
+    names = list(res.params.index)
+    ci = res.conf_int(job.get("alpha", 0.05))
+    out = {
+        "names": names,
+        "params": [num(v) for v in res.params],
+        "bse": [num(v) for v in res.bse],
+        "tvalues": [num(v) for v in res.tvalues],
+        "pvalues": [num(v) for v in res.pvalues],
+        "conf_int": [[num(a), num(b)] for a, b in ci.values],
+        "cov_params": [[num(v) for v in row] for row in res.cov_params().values],
+        "eigenvals": [num(v) for v in res.eigenvals],
+        "condition_number": num(res.condition_number),
+    }
+    out["rank"] = int(res.model.rank)
+    out["k_constant"] = int(res.model.k_constant)
+    for k in ["nobs", "df_model", "df_resid", "ssr", "ess", "centered_tss",
+              "uncentered_tss", "scale", "mse_model", "mse_resid", "mse_total", "rsquared",
+              "rsquared_adj", "fvalue", "f_pvalue", "llf", "aic", "bic"]:
+        out[k] = num(getattr(res, k))
+    return out
+
+
+def design(job):
+    df = pd.read_csv(job["data"])
+    y, X = patsy.dmatrices(job["formula"], df, return_type="dataframe")
+    return {
+        "y_names": list(y.columns),
+        "names": list(X.columns),
+        "rows": int(X.shape[0]),
+        "dropped": int(df.shape[0] - X.shape[0]),
+        "y": [num(v) for v in y.values[:, 0]],
+        "X": [[num(v) for v in row] for row in X.values],
+    }
+
+
+def main():
+    jobs = json.load(open(sys.argv[1]))
+    out = {}
+    for job in jobs:
+        try:
+            out[job["name"]] = fit(job) if job["kind"] == "fit" else design(job)
+        except Exception as e:  # report, do not hide
+            out[job["name"]] = {"error": f"{type(e).__name__}: {e}"}
+    json.dump(out, open(sys.argv[2], "w"))
+
+
+if __name__ == "__main__":
+    main()
