@@ -17,6 +17,7 @@ pub mod design;
 pub mod diagnostics;
 pub mod engine;
 pub mod formula;
+pub mod generate;
 pub mod level;
 pub mod model;
 pub mod report;

@@ -1,0 +1,44 @@
+//! Generate synthetic StreetEasy-shaped listings (see `gramfit::generate`).
+//!
+//! gramfit-gen OUT.{csv,parquet,arrow,arrows} --rows N [--seed S] [--first K] [--row-group R]
+
+use clap::Parser;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "gramfit-gen", about = "Deterministic synthetic rental listings (CSV, Parquet, Arrow IPC)")]
+struct Args {
+    /// Output file; the format follows the extension (.csv, .parquet, .arrow, .arrows).
+    out: PathBuf,
+    /// Number of listings.
+    #[arg(long)]
+    rows: u64,
+    /// Seed of the stream.
+    #[arg(long, default_value_t = 2016)]
+    seed: u64,
+    /// Index of the first listing (to write consecutive parts of one stream).
+    #[arg(long, default_value_t = 0)]
+    first: u64,
+    /// Rows per Parquet row group.
+    #[arg(long, default_value_t = 1_000_000)]
+    row_group: usize,
+}
+
+fn main() {
+    let a = Args::parse();
+    let ext = a.out.extension().and_then(|e| e.to_str()).unwrap_or("").to_lowercase();
+    let r = match ext.as_str() {
+        "csv" => gramfit::generate::write_csv(&a.out, a.seed, a.first, a.rows),
+        "parquet" => gramfit::generate::write_parquet(&a.out, a.seed, a.first, a.rows, a.row_group),
+        "arrow" | "ipc" => gramfit::generate::write_ipc(&a.out, a.seed, a.first, a.rows, false),
+        "arrows" => gramfit::generate::write_ipc(&a.out, a.seed, a.first, a.rows, true),
+        _ => {
+            eprintln!("gramfit-gen: error: unknown output format '{ext}' (use .csv, .parquet, .arrow or .arrows)");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = r {
+        eprintln!("gramfit-gen: error: {}: {e}", a.out.display());
+        std::process::exit(1);
+    }
+}
