@@ -4,6 +4,7 @@
 //! folder is missing.
 
 mod common;
+mod laws;
 mod nist;
 mod peers;
 mod statsmodels;

@@ -1,0 +1,189 @@
+//! Merge laws of the sufficient statistics, by property testing: for random
+//! data and any split into blocks, merging the parts equals one pass; the
+//! empty state is an identity; retract undoes update. Blocks omit columns
+//! that are zero on all their rows, as blocks do for categorical levels
+//! they lack.
+
+use gramfit::level::ColumnKey;
+use gramfit::stats::kernel::ColumnRef;
+use gramfit::stats::SufficientStats;
+use proptest::prelude::*;
+
+const M: usize = 5;
+
+fn key(i: usize) -> ColumnKey {
+    if i == M - 1 {
+        ColumnKey::Response
+    } else {
+        ColumnKey::Cell { term: i as u32, levels: vec![] }
+    }
+}
+
+/// Rows of M columns: two with large means (like sqft ~ 900, years ~
+/// 1950), one sparse indicator, one small, and y.
+fn rows_strategy() -> impl Strategy<Value = Vec<[f64; M]>> {
+    prop::collection::vec(
+        (800.0f64..1000.0, 1900.0f64..2020.0, prop::bool::weighted(0.05), -1.0f64..1.0, -1e4f64..1e4)
+            .prop_map(|(a, b, c, d, e)| [a, b, c as u8 as f64, d, e + 3.0 * a]),
+        1..3000,
+    )
+}
+
+fn stats_of(rows: &[[f64; M]], weights: Option<&[f64]>) -> SufficientStats {
+    // Omit all-zero columns, as design blocks do.
+    let present: Vec<usize> = (0..M).filter(|&j| j == M - 1 || rows.iter().any(|r| r[j] != 0.0)).collect();
+    let cols: Vec<Vec<f64>> = present.iter().map(|&j| rows.iter().map(|r| r[j]).collect()).collect();
+    let refs: Vec<ColumnRef<'_>> = cols.iter().map(|c| ColumnRef { hi: c, lo: None }).collect();
+    let keys: Vec<ColumnKey> = present.iter().map(|&j| key(j)).collect();
+    SufficientStats::from_block(&keys, &refs, weights)
+}
+
+fn split(n: usize, sizes: &[usize]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while start < n {
+        let len = sizes[i % sizes.len()].max(1).min(n - start);
+        out.push((start, start + len));
+        start += len;
+        i += 1;
+    }
+    out
+}
+
+/// Largest difference of means and co-moments, relative to each entry's
+/// natural scale (|μ| and sqrt(C_ii C_jj)).
+fn max_rel_diff(a: &SufficientStats, b: &SufficientStats) -> f64 {
+    let mut worst = 0.0f64;
+    assert_eq!(a.nobs(), b.nobs());
+    for ka in a.keys() {
+        let i = a.index_of(ka).unwrap();
+        let Some(ib) = b.index_of(ka) else {
+            // A column only one side has must be a zero column.
+            assert_eq!(a.mean(i).to_f64(), 0.0);
+            continue;
+        };
+        let (ma, mb) = (a.mean(i).to_f64(), b.mean(ib).to_f64());
+        worst = worst.max((ma - mb).abs() / ma.abs().max(mb.abs()).max(1e-300));
+        for kb in a.keys() {
+            let j = a.index_of(kb).unwrap();
+            let Some(jb) = b.index_of(kb) else { continue };
+            let scale = (a.comoment(i, i).to_f64() * a.comoment(j, j).to_f64()).sqrt().max(1e-300);
+            let d = (a.comoment(i, j).to_f64() - b.comoment(ib, jb).to_f64()).abs() / scale;
+            worst = worst.max(d);
+        }
+    }
+    worst
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn merge_of_parts_equals_one_pass(rows in rows_strategy(), pick in 0usize..4, uneven in prop::collection::vec(1usize..900, 1..6)) {
+        let whole = stats_of(&rows, None);
+        let sizes: Vec<usize> = match pick { 0 => vec![1], 1 => vec![7], 2 => vec![4096], _ => uneven };
+        let mut acc = SufficientStats::new();
+        for (s, e) in split(rows.len(), &sizes) {
+            acc.merge(&stats_of(&rows[s..e], None));
+        }
+        prop_assert_eq!(acc.nobs(), rows.len() as u64);
+        let d = max_rel_diff(&whole, &acc);
+        prop_assert!(d <= 1e-12, "relative difference {:e}", d);
+    }
+
+    #[test]
+    fn weighted_merge_of_parts_equals_one_pass(rows in rows_strategy(), w in prop::collection::vec(0.1f64..10.0, 3000)) {
+        let w = &w[..rows.len()];
+        let whole = stats_of(&rows, Some(w));
+        let mut acc = SufficientStats::new();
+        for (s, e) in split(rows.len(), &[13, 250]) {
+            acc.merge(&stats_of(&rows[s..e], Some(&w[s..e])));
+        }
+        let d = max_rel_diff(&whole, &acc);
+        prop_assert!(d <= 1e-12, "relative difference {:e}", d);
+        let swd = (whole.sum_w().to_f64() - acc.sum_w().to_f64()).abs() / whole.sum_w().to_f64();
+        prop_assert!(swd <= 1e-15);
+    }
+
+    #[test]
+    fn empty_state_is_an_identity(rows in rows_strategy()) {
+        let s = stats_of(&rows, None);
+        let mut left = SufficientStats::new();
+        left.merge(&s);
+        let mut right = s.clone();
+        right.merge(&SufficientStats::new());
+        for t in [&left, &right] {
+            prop_assert_eq!(t.nobs(), s.nobs());
+            for k in s.keys() {
+                let (i, j) = (s.index_of(k).unwrap(), t.index_of(k).unwrap());
+                prop_assert_eq!(s.mean(i), t.mean(j));
+                for k2 in s.keys() {
+                    let (i2, j2) = (s.index_of(k2).unwrap(), t.index_of(k2).unwrap());
+                    prop_assert_eq!(s.comoment(i, i2), t.comoment(j, j2));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn retract_undoes_update(rows in rows_strategy(), cut in 0.0f64..1.0) {
+        let n = rows.len();
+        let c = ((n as f64 * cut) as usize).clamp(1, n);
+        let a = stats_of(&rows[..c], None);
+        let mut all = a.clone();
+        if c < n {
+            let b = stats_of(&rows[c..], None);
+            all.merge(&b);
+            all.retract(&b).unwrap();
+        }
+        let d = max_rel_diff(&a, &all);
+        prop_assert!(d <= 1e-12, "relative difference {:e}", d);
+        // Everything out leaves the exact empty state.
+        let mut gone = a.clone();
+        gone.retract(&a).unwrap();
+        prop_assert_eq!(gone.nobs(), 0);
+        prop_assert!(gone.sum_w().to_f64() == 0.0);
+    }
+
+    #[test]
+    fn merge_is_commutative_and_associative(rows in rows_strategy()) {
+        let n = rows.len();
+        let (i, j) = (n / 3, 2 * n / 3);
+        let (a, b, c) = (stats_of(&rows[..i], None), stats_of(&rows[i..j], None), stats_of(&rows[j..], None));
+        let mut ab_c = a.clone(); ab_c.merge(&b); ab_c.merge(&c);
+        let mut bc = b.clone(); bc.merge(&c);
+        let mut a_bc = a.clone(); a_bc.merge(&bc);
+        let mut cba = c.clone(); cba.merge(&b); cba.merge(&a);
+        prop_assert!(max_rel_diff(&ab_c, &a_bc) <= 1e-12);
+        prop_assert!(max_rel_diff(&ab_c, &cba) <= 1e-12);
+    }
+}
+
+#[test]
+fn retracting_data_never_added_is_refused() {
+    let rows: Vec<[f64; M]> = (0..10).map(|i| [900.0 + i as f64, 1950.0, 0.0, 0.5, 1.0]).collect();
+    let small = stats_of(&rows[..3], None);
+    let mut s = small.clone();
+    let big = stats_of(&rows, None);
+    assert!(s.retract(&big).is_err(), "more rows than the state holds");
+    let with_indicator: Vec<[f64; M]> = vec![[900.0, 1950.0, 1.0, 0.5, 1.0]];
+    assert!(s.retract(&stats_of(&with_indicator, None)).is_err(), "a column the state never saw");
+}
+
+#[test]
+fn fma_and_portable_kernels_agree_bitwise() {
+    use gramfit::stats::kernel::{raw_moments, raw_moments_portable};
+    let a: Vec<f64> = (0..1000).map(|i| 900.0 + (i as f64 * 0.37).sin() * 100.0).collect();
+    let b: Vec<f64> = (0..1000).map(|i| 1.0 / (1.0 + i as f64)).collect();
+    let lo: Vec<f64> = b.iter().map(|x| x * 1e-17).collect();
+    let w: Vec<f64> = (0..1000).map(|i| 0.5 + (i % 7) as f64).collect();
+    let cols = [ColumnRef { hi: &a, lo: None }, ColumnRef { hi: &b, lo: Some(&lo) }];
+    for weights in [None, Some(&w[..])] {
+        let x = raw_moments(&cols, weights);
+        let y = raw_moments_portable(&cols, weights);
+        assert_eq!(x.s2, y.s2);
+        assert_eq!(x.s1, y.s1);
+        assert_eq!(x.sum_w, y.sum_w);
+    }
+}
