@@ -7,4 +7,5 @@ mod common;
 mod laws;
 mod nist;
 mod peers;
+mod state;
 mod statsmodels;
