@@ -155,8 +155,39 @@ pub fn resolve_and_accumulate(
     let resolved = Resolved::new(options, first_types)?;
     let needed = resolved.builder().source_columns();
     column_types(&opened, &needed)?;
+    check_csv_text_columns(&resolved, &opened)?;
     let pass = accumulate(&resolved, opened, engine_opts, progress)?;
     Ok((resolved, pass))
+}
+
+/// A CSV text column that the model uses as a bare factor but that holds
+/// numbers almost everywhere is a numeric column with a bad value: refuse
+/// it, naming the value and line, rather than silently fit it as a
+/// categorical with a level per number.
+pub fn check_csv_text_columns(resolved: &Resolved, opened: &OpenedInputs) -> Result<(), FitError> {
+    let bare: Vec<String> = resolved
+        .spec
+        .factors
+        .iter()
+        .chain(std::iter::once(&resolved.spec.response))
+        .filter_map(|f| match &f.kind {
+            crate::formula::FactorKind::Categorical { column, .. } if *column == f.name => Some(column.clone()),
+            _ => None,
+        })
+        .collect();
+    for (input, schema) in opened.inputs.iter().zip(&opened.schemas) {
+        if input.kind != SourceKind::Csv {
+            continue;
+        }
+        let Some(schema) = schema else { continue };
+        if let Some((col, value, line)) = source::csv_numeric_outliers(input, schema, &bare)? {
+            return Err(FitError::Other(format!(
+                "{}: column '{col}' holds numbers but also the text '{value}' (line {line}); fix the value, or write C({col}) to treat the column as categorical",
+                input.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub fn accumulate(

@@ -197,6 +197,58 @@ pub fn csv_schema(input: &Input) -> Result<Schema, SourceError> {
     Ok(schema)
 }
 
+/// For CSV text columns among `columns`: the first value that is not a
+/// number, when nearly all others are numbers — a numeric column with a bad
+/// value, which type inference would otherwise turn into a categorical.
+/// Returns `(column, value, line)`.
+pub fn csv_numeric_outliers(
+    input: &Input,
+    schema: &Schema,
+    columns: &[String],
+) -> Result<Option<(String, String, u64)>, SourceError> {
+    let text_cols: Vec<usize> = columns
+        .iter()
+        .filter_map(|c| schema.index_of(c).ok())
+        .filter(|&i| matches!(schema.field(i).data_type(), DataType::Utf8 | DataType::LargeUtf8))
+        .collect();
+    if text_cols.is_empty() {
+        return Ok(None);
+    }
+    let f = open(&input.path)?;
+    let mut reader = std::io::BufRead::lines(BufReader::new(f));
+    let _header = reader.next();
+    let mut numeric = vec![0u64; text_cols.len()];
+    let mut other = vec![0u64; text_cols.len()];
+    let mut first_bad: Vec<Option<(String, u64)>> = vec![None; text_cols.len()];
+    for (n, line) in reader.enumerate().take(CSV_INFER_ROWS) {
+        let line = line.map_err(|e| io_err(&input.path, e))?;
+        // Quoted fields are never numbers; a plain split is enough here.
+        let fields: Vec<&str> = line.split(',').collect();
+        for (k, &c) in text_cols.iter().enumerate() {
+            let v = fields.get(c).map_or("", |v| v.trim());
+            if v.is_empty() {
+                continue;
+            }
+            if v.parse::<f64>().is_ok() {
+                numeric[k] += 1;
+            } else {
+                other[k] += 1;
+                if first_bad[k].is_none() {
+                    first_bad[k] = Some((v.to_string(), n as u64 + 2));
+                }
+            }
+        }
+    }
+    for (k, &c) in text_cols.iter().enumerate() {
+        if numeric[k] > 0 && numeric[k] >= 9 * other[k] {
+            if let Some((v, line)) = first_bad[k].take() {
+                return Ok(Some((schema.field(c).name().clone(), v, line)));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// The schema of any input.
 pub fn schema_of(input: &Input) -> Result<SchemaRef, SourceError> {
     match input.kind {

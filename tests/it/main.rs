@@ -4,6 +4,7 @@
 //! folder is missing.
 
 mod common;
+mod engine;
 mod laws;
 mod nist;
 mod peers;
