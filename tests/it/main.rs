@@ -5,6 +5,7 @@
 
 mod common;
 mod engine;
+mod formula;
 mod laws;
 mod nist;
 mod peers;
