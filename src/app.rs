@@ -380,7 +380,7 @@ pub fn design(a: &DesignArgs) -> Result<(), AppError> {
             s
         }
         DesignFormat::Text => {
-            let cells: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|v| format!("{v}")).collect()).collect();
+            let cells: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|v| python_float_repr(*v)).collect()).collect();
             let widths: Vec<usize> = (0..header.len())
                 .map(|j| cells.iter().map(|r| r[j].len()).chain([header[j].chars().count()]).max().unwrap_or(0))
                 .collect();

@@ -4,6 +4,7 @@
 //! folder is missing.
 
 mod common;
+mod cli;
 mod engine;
 mod formula;
 mod laws;
