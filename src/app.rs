@@ -24,7 +24,7 @@ pub enum AppError {
     #[error("{0}")]
     Usage(String),
     #[error(transparent)]
-    Fit(#[from] FitError),
+    Fit(Box<FitError>),
     #[error(transparent)]
     State(#[from] StateError),
     #[error("{0}")]
@@ -33,11 +33,17 @@ pub enum AppError {
     Output(#[from] std::io::Error),
 }
 
+impl From<FitError> for AppError {
+    fn from(e: FitError) -> Self {
+        AppError::Fit(Box::new(e))
+    }
+}
+
 impl AppError {
     pub fn exit_code(&self) -> i32 {
         match self {
             AppError::Usage(_) => 2,
-            AppError::Fit(FitError::Formula(_)) => 2,
+            AppError::Fit(e) if matches!(**e, FitError::Formula(_)) => 2,
             _ => 1,
         }
     }
@@ -380,7 +386,8 @@ pub fn design(a: &DesignArgs) -> Result<(), AppError> {
             s
         }
         DesignFormat::Text => {
-            let cells: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|v| python_float_repr(*v)).collect()).collect();
+            let cells: Vec<Vec<String>> =
+                rows.iter().map(|r| r.iter().map(|v| python_float_repr(*v)).collect()).collect();
             let widths: Vec<usize> = (0..header.len())
                 .map(|j| cells.iter().map(|r| r[j].len()).chain([header[j].chars().count()]).max().unwrap_or(0))
                 .collect();

@@ -267,7 +267,7 @@ mod tests {
 
     #[test]
     fn two_prod_paths_agree_bitwise() {
-        let xs = [0.1, 1.0 / 3.0, 12345.678, -9.87654321e-7, 3.0e150];
+        let xs: [f64; 5] = [0.1, 1.0 / 3.0, 12345.678, -9.87654321e-7, 3.0e150];
         for &a in &xs {
             for &b in &xs {
                 let p = a * b;

@@ -75,8 +75,6 @@ impl Diagnostics {
                 let (a, b) = (entry(i, i), entry(j, j));
                 if a > 0.0 && b > 0.0 {
                     entry(i, j) / (a.sqrt() * b.sqrt())
-                } else if i == j {
-                    0.0
                 } else {
                     0.0
                 }
@@ -97,7 +95,9 @@ impl Diagnostics {
                     None
                 } else {
                     let j = i - off;
-                    Some(entry(j, j) * sol_drop_inverse_diag(ne, sol, i))
+                    // The x-block of the full inverse is the inverse of the
+                    // matrix the solve used (centered with an intercept).
+                    Some(entry(j, j) * sol.normalized_cov[i * p + i].to_f64())
                 }
             })
             .collect();
@@ -206,17 +206,5 @@ impl Diagnostics {
             out.push(format!("Variance inflation factors above {VIF_THRESHOLD}: {}.", high.join(", ")));
         }
         out
-    }
-}
-
-/// Diagonal of the (drop) inverse for column `i` of the design, on the
-/// scale of the solve's matrix (centered with an intercept).
-fn sol_drop_inverse_diag(ne: &NormalEquations, sol: &Solution, i: usize) -> f64 {
-    let p = ne.names.len();
-    if ne.intercept {
-        // The x-block of the full inverse is the centered inverse A⁻¹.
-        sol.normalized_cov[i * p + i].to_f64()
-    } else {
-        sol.normalized_cov[i * p + i].to_f64()
     }
 }

@@ -35,7 +35,7 @@ pub enum EngineError {
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error("{path}: {source}")]
-    Design { path: String, source: DesignError },
+    Design { path: String, source: Box<DesignError> },
     #[error("{path}: {message}")]
     Read { path: String, message: String },
     #[error("interrupted")]
@@ -131,7 +131,7 @@ fn fold_chunks(
         let base = row;
         let block = builder
             .block(chunk, &|r| locate(base + r as u64))
-            .map_err(|e| EngineError::Design { path: input.display(), source: e })?;
+            .map_err(|e| EngineError::Design { path: input.display(), source: Box::new(e) })?;
         acc.update(&block);
         row += chunk.num_rows() as u64;
         progress.rows.fetch_add(chunk.num_rows() as u64, Ordering::Relaxed);

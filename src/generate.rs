@@ -175,7 +175,13 @@ pub fn write_csv(path: &std::path::Path, seed: u64, first: u64, rows: u64) -> st
 }
 
 /// Write `rows` listings as Parquet (snappy, row groups of `row_group` rows).
-pub fn write_parquet(path: &std::path::Path, seed: u64, first: u64, rows: u64, row_group: usize) -> std::io::Result<()> {
+pub fn write_parquet(
+    path: &std::path::Path,
+    seed: u64,
+    first: u64,
+    rows: u64,
+    row_group: usize,
+) -> std::io::Result<()> {
     use parquet::arrow::ArrowWriter;
     use parquet::basic::Compression;
     use parquet::file::properties::WriterProperties;

@@ -188,7 +188,7 @@ mod tests {
         let mut v = vec![Level::float(2.0), Level::float(0.5), Level::float(10.0)];
         v.sort();
         assert_eq!(v, vec![Level::float(0.5), Level::float(2.0), Level::float(10.0)]);
-        let mut s = vec![Level::Str("b".into()), Level::Str("B".into()), Level::Str("a".into())];
+        let mut s = [Level::Str("b".into()), Level::Str("B".into()), Level::Str("a".into())];
         s.sort();
         let names: Vec<String> = s.iter().map(|l| l.to_string()).collect();
         assert_eq!(names, ["B", "a", "b"]);

@@ -422,9 +422,7 @@ pub fn solve_normal_equations(ne: &NormalEquations, policy: SingularPolicy) -> R
     }
 
     let mut aliased = vec![false; p];
-    for j in 0..k {
-        aliased[off + j] = aliased_x[j];
-    }
+    aliased[off..off + k].copy_from_slice(&aliased_x[..k]);
     if policy == SingularPolicy::Pinv && !null_vectors.is_empty() {
         // Q = I − N (NᵀN)⁻¹ Nᵀ; β⁺ = Q β_drop; (XᵀWX)⁺ = Q M Q.
         let a = null_vectors.len();

@@ -59,7 +59,10 @@ fn text_summary_matches_the_golden_file() {
         "fit_singular.txt",
         &mask(&stdout_of(&["fit", &listings(), "-f", "rent ~ size_sqft + min_to_subway + I(60 * min_to_subway) - 1"])),
     );
-    golden("fit_listings.md", &stdout_of(&["fit", &listings(), "-f", F, "--format", "markdown"]).replace(&listings(), "<input>"));
+    golden(
+        "fit_listings.md",
+        &stdout_of(&["fit", &listings(), "-f", F, "--format", "markdown"]).replace(&listings(), "<input>"),
+    );
     golden("fit_listings.csv", &stdout_of(&["fit", &listings(), "-f", F, "--format", "csv"]));
 }
 
@@ -79,19 +82,62 @@ fn json_has_statsmodels_names_in_a_stable_order() {
     let v = gramfit_json(["fit", &listings(), "-f", F, "--format", "json"]);
     let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
     let expected = [
-        "model", "dep_variable", "formula", "nobs", "df_model", "df_resid", "rank", "k_constant", "params", "bse",
-        "tvalues", "pvalues", "conf_int", "alpha", "ssr", "ess", "centered_tss", "uncentered_tss", "scale",
-        "mse_model", "mse_resid", "mse_total", "rsquared", "rsquared_adj", "fvalue", "f_pvalue", "llf", "aic", "bic",
-        "cov_params", "eigenvals", "condition_number", "singular_policy", "aliased", "dependencies", "diagnostics",
-        "notes", "gramfit_notes", "rows", "inputs", "fitted_at", "elapsed_s",
+        "model",
+        "dep_variable",
+        "formula",
+        "nobs",
+        "df_model",
+        "df_resid",
+        "rank",
+        "k_constant",
+        "params",
+        "bse",
+        "tvalues",
+        "pvalues",
+        "conf_int",
+        "alpha",
+        "ssr",
+        "ess",
+        "centered_tss",
+        "uncentered_tss",
+        "scale",
+        "mse_model",
+        "mse_resid",
+        "mse_total",
+        "rsquared",
+        "rsquared_adj",
+        "fvalue",
+        "f_pvalue",
+        "llf",
+        "aic",
+        "bic",
+        "cov_params",
+        "eigenvals",
+        "condition_number",
+        "singular_policy",
+        "aliased",
+        "dependencies",
+        "diagnostics",
+        "notes",
+        "gramfit_notes",
+        "rows",
+        "inputs",
+        "fitted_at",
+        "elapsed_s",
     ];
     assert_eq!(keys, expected);
     let names: Vec<&String> = v["params"].as_object().unwrap().keys().collect();
     assert_eq!(
         names,
         [
-            "Intercept", "C(borough)[T.Manhattan]", "C(borough)[T.Queens]", "size_sqft", "bedrooms", "bathrooms",
-            "min_to_subway", "has_washer_dryer"
+            "Intercept",
+            "C(borough)[T.Manhattan]",
+            "C(borough)[T.Queens]",
+            "size_sqft",
+            "bedrooms",
+            "bathrooms",
+            "min_to_subway",
+            "has_washer_dryer"
         ]
     );
     assert!(v["notes"].as_array().unwrap()[0].as_str().unwrap().starts_with("Standard Errors assume"));

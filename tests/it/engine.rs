@@ -78,7 +78,16 @@ fn bit_identical_across_threads_and_batch_sizes() {
         for threads in ["1", "2", "3"] {
             for batch in ["1000", "8192", "65536"] {
                 let v = numbers(&gramfit_json([
-                    "fit", s(input), "-f", F, "--format", "json", "--threads", threads, "--batch-size", batch,
+                    "fit",
+                    s(input),
+                    "-f",
+                    F,
+                    "--format",
+                    "json",
+                    "--threads",
+                    threads,
+                    "--batch-size",
+                    batch,
                 ]));
                 match &first {
                     None => first = Some(v),
@@ -129,7 +138,15 @@ fn bad_inputs_get_clear_errors() {
         *x = !*x;
     }
     std::fs::write(&corrupt, &b).unwrap();
-    fails_with(&["fit", s(&corrupt), "-f", "rent ~ size_sqft + bedrooms + bathrooms + min_to_subway + floor + building_age_yrs"], &["corrupt.parquet", "row group"]);
+    fails_with(
+        &[
+            "fit",
+            s(&corrupt),
+            "-f",
+            "rent ~ size_sqft + bedrooms + bathrooms + min_to_subway + floor + building_age_yrs",
+        ],
+        &["corrupt.parquet", "row group"],
+    );
     // A string in a numeric column, after the rows used to infer types.
     let csv = d.join("bad_value.csv");
     let mut text = String::from("rent,size_sqft\n");
@@ -163,7 +180,10 @@ fn bad_inputs_get_clear_errors() {
     fails_with(&["fit", s(&inf), "-f", f], &["inf.csv", "line 3", "size_sqft"]);
     let zero = d.join("zero.csv");
     std::fs::write(&zero, "rent,size_sqft\n1000,500\n1100,600\n1200,0\n").unwrap();
-    fails_with(&["fit", s(&zero), "-f", "rent ~ np.log(size_sqft)"], &["zero.csv", "line 4", "np.log(size_sqft)", "-inf"]);
+    fails_with(
+        &["fit", s(&zero), "-f", "rent ~ np.log(size_sqft)"],
+        &["zero.csv", "line 4", "np.log(size_sqft)", "-inf"],
+    );
     // --missing error names the column and line.
     let miss = d.join("missing.csv");
     std::fs::write(&miss, "rent,size_sqft\n1000,500\n1100,\n1200,700\n").unwrap();

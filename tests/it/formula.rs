@@ -135,7 +135,8 @@ fn design_matrices_match_patsy() {
             continue;
         }
         let (header, rows) = design_csv(d, f);
-        let mut names: Vec<String> = t["y_names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().into()).collect();
+        let mut names: Vec<String> =
+            t["y_names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().into()).collect();
         names.extend(t["names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()));
         if header != names {
             failures.push(format!("{f}: columns\n    gramfit {header:?}\n    patsy   {names:?}"));
@@ -158,14 +159,21 @@ fn design_matrices_match_patsy() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {} formulas differ from patsy:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} formulas differ from patsy:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn design_reports_dropped_rows_like_patsy() {
     let tmp = tempdir();
     let gen = generated_csv(tmp.path());
-    let theirs = peers::run(&json!([{"name": "d", "kind": "design", "data": gen.to_str().unwrap(), "formula": "y ~ x1 + g"}]));
+    let theirs =
+        peers::run(&json!([{"name": "d", "kind": "design", "data": gen.to_str().unwrap(), "formula": "y ~ x1 + g"}]));
     let fit = gramfit_json(["fit", gen.to_str().unwrap(), "-f", "y ~ x1 + g", "--format", "json"]);
     assert_eq!(fit["rows"]["dropped"], theirs["d"]["dropped"]);
     assert_eq!(fit["nobs"], theirs["d"]["rows"]);

@@ -3,8 +3,8 @@
 //! `GRAMFIT_SHARED_DATASETS`); tests that need them fail loudly when the
 //! folder is missing.
 
-mod common;
 mod cli;
+mod common;
 mod engine;
 mod formula;
 mod laws;

@@ -134,7 +134,14 @@ fn damaged_states_are_refused_cleanly() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "case {i}: exit code; stderr {err}");
         assert!(!err.contains("panicked"), "case {i}: panic: {err}");
-        assert!(err.contains("bad.gramfit") && (err.contains("damaged") || err.contains("not a gramfit state") || err.contains("empty") || err.contains("newer")), "case {i}: {err}");
+        assert!(
+            err.contains("bad.gramfit")
+                && (err.contains("damaged")
+                    || err.contains("not a gramfit state")
+                    || err.contains("empty")
+                    || err.contains("newer")),
+            "case {i}: {err}"
+        );
     }
 }
 
