@@ -138,27 +138,48 @@ impl Dd {
         Dd::new(s, e)
     }
 
-    /// Natural logarithm: one Newton step on `exp` from the `f64` logarithm.
+    /// Natural logarithm: one Newton step `x₁ = x₀ + a·exp(−x₀) − 1` from the
+    /// `f64` logarithm, with a double-double `exp` (doubles the digits).
     pub fn ln(self) -> Dd {
-        let x0 = self.hi.ln();
-        if !x0.is_finite() {
-            return Dd::from(x0);
+        if self.hi <= 0.0 || !self.hi.is_finite() {
+            return Dd::from(self.hi.ln());
         }
-        // x1 = x0 + a·exp(-x0) - 1; exp(-x0) in f64 is enough for one step
-        // because the correction is already O(ε).
-        let e = (-x0).exp();
-        let t = self * Dd::from(e) - Dd::ONE;
-        Dd::from(x0) + t
+        let x0 = Dd::from(self.hi.ln());
+        x0 + self * (-x0).exp() - Dd::ONE
     }
 
-    /// Exponential: one Newton step on `ln` from the `f64` exponential.
+    /// Exponential (QD's algorithm): reduce by `k·ln 2` and a further factor
+    /// 2⁹, sum the Taylor series in double-double, square back nine times.
     pub fn exp(self) -> Dd {
-        let y0 = self.hi.exp();
-        if !y0.is_finite() || y0 == 0.0 {
-            return Dd::from(y0);
+        if self.hi > 709.78 {
+            return Dd::from(f64::INFINITY);
         }
-        let y0 = Dd::from(y0);
-        y0 + y0 * (self - y0.ln())
+        if self.hi < -745.2 {
+            return Dd::ZERO;
+        }
+        if self.hi == 0.0 && self.lo == 0.0 {
+            return Dd::ONE;
+        }
+        let k = (self.hi / LN_2.hi).round();
+        let r = self - LN_2 * Dd::from(k);
+        let r = Dd { hi: r.hi / 512.0, lo: r.lo / 512.0 };
+        // s = exp(r) − 1 by Taylor series; |r| < 7e-4, so ~9 terms reach 2⁻¹⁰⁶.
+        let mut term = r;
+        let mut s = r;
+        for i in 2..20 {
+            term = term * r / Dd::from(i as f64);
+            s += term;
+            if term.hi.abs() < 1e-34 * s.hi.abs().max(f64::MIN_POSITIVE) {
+                break;
+            }
+        }
+        // (1 + s)² − 1 = 2s + s², nine times: exp(512 r) − 1.
+        for _ in 0..9 {
+            s = Dd { hi: 2.0 * s.hi, lo: 2.0 * s.lo } + s * s;
+        }
+        let e = s + Dd::ONE;
+        let scale = 2f64.powi(k as i32);
+        Dd { hi: e.hi * scale, lo: e.lo * scale }
     }
 
     /// `self` raised to a non-negative integer power, by repeated squaring
