@@ -19,6 +19,7 @@ use crate::formula::{FactorKind, ModelSpec};
 use crate::level::{ColumnKey, Level};
 use crate::stats::kernel::ColumnRef;
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::buffer::ScalarBuffer;
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
 use std::collections::HashMap;
@@ -54,8 +55,9 @@ pub enum DesignError {
 #[derive(Debug, Default)]
 pub struct DesignBlock {
     pub keys: Vec<ColumnKey>,
-    pub hi: Vec<Vec<f64>>,
-    pub lo: Vec<Option<Vec<f64>>>,
+    /// Column values (shared, zero-copy from Arrow where possible).
+    pub hi: Vec<Col>,
+    pub lo: Vec<Option<Col>>,
     pub weights: Option<Vec<f64>>,
     pub rows_in: usize,
     pub rows_dropped: usize,
@@ -73,10 +75,14 @@ impl DesignBlock {
     }
 }
 
+/// A column of `f64`: an Arrow buffer, so plain float columns without nulls
+/// are used in place and clones are cheap.
+pub type Col = ScalarBuffer<f64>;
+
 /// Values of a numeric expression: a scalar or a column, each `hi + lo`.
 enum Val {
     Scalar(Dd),
-    Col { hi: Vec<f64>, lo: Option<Vec<f64>> },
+    Col { hi: Col, lo: Option<Col> },
 }
 
 impl Val {
@@ -119,8 +125,8 @@ fn map_dd(n: usize, a: &Val, b: &Val, f: impl Fn(Dd, Dd) -> Dd) -> Val {
         hi.push(v.hi);
         lo.push(v.lo);
     }
-    let lo = lo.iter().any(|&x| x != 0.0).then_some(lo);
-    Val::Col { hi, lo }
+    let lo = lo.iter().any(|&x| x != 0.0).then(|| Col::from(lo));
+    Val::Col { hi: Col::from(hi), lo }
 }
 
 fn func_dd(f: Func, x: Dd) -> Dd {
@@ -157,9 +163,28 @@ fn pow_dd(a: Dd, b: Dd) -> Dd {
     }
 }
 
-/// A column of the batch as `f64`, nulls as NaN.
-fn numeric_column(batch: &RecordBatch, name: &str) -> Result<Vec<f64>, DesignError> {
+/// A column of the batch as `f64`, nulls as NaN (zero-copy for `Float64`
+/// without nulls).
+fn numeric_column(batch: &RecordBatch, name: &str) -> Result<Col, DesignError> {
     let arr = batch.column_by_name(name).ok_or_else(|| DesignError::NoColumn { column: name.into() })?;
+    if arr.null_count() == 0 {
+        // The common cases, converted in one pass without an intermediate array.
+        match arr.data_type() {
+            DataType::Float64 => return Ok(arr.as_primitive::<Float64Type>().values().clone()),
+            DataType::Int64 => {
+                return Ok(arr.as_primitive::<Int64Type>().values().iter().map(|&v| v as f64).collect())
+            }
+            DataType::Int32 => {
+                return Ok(arr
+                    .as_primitive::<arrow::datatypes::Int32Type>()
+                    .values()
+                    .iter()
+                    .map(|&v| v as f64)
+                    .collect())
+            }
+            _ => {}
+        }
+    }
     let arr: ArrayRef = match arr.data_type() {
         DataType::Float64 => arr.clone(),
         DataType::Boolean => cast(arr, &DataType::Float64).map_err(|_| bad_type(name, arr, "a number"))?,
@@ -170,15 +195,16 @@ fn numeric_column(batch: &RecordBatch, name: &str) -> Result<Vec<f64>, DesignErr
         _ => return Err(bad_type(name, arr, "a number")),
     };
     let a = arr.as_primitive::<Float64Type>();
+    if a.null_count() == 0 {
+        return Ok(a.values().clone());
+    }
     let mut v = a.values().to_vec();
-    if a.null_count() > 0 {
-        for (r, x) in v.iter_mut().enumerate() {
-            if a.is_null(r) {
-                *x = f64::NAN;
-            }
+    for (r, x) in v.iter_mut().enumerate() {
+        if a.is_null(r) {
+            *x = f64::NAN;
         }
     }
-    Ok(v)
+    Ok(Col::from(v))
 }
 
 fn bad_type(name: &str, arr: &ArrayRef, wanted: &'static str) -> DesignError {
@@ -289,7 +315,7 @@ impl DesignBuilder {
         &self,
         e: &NumExpr,
         batch: &RecordBatch,
-        cache: &mut HashMap<String, Vec<f64>>,
+        cache: &mut HashMap<String, Col>,
     ) -> Result<Val, DesignError> {
         let n = batch.num_rows();
         Ok(match e {
@@ -303,8 +329,8 @@ impl DesignBuilder {
             NumExpr::Neg(a) => match self.eval(a, batch, cache)? {
                 Val::Scalar(d) => Val::Scalar(-d),
                 Val::Col { hi, lo } => Val::Col {
-                    hi: hi.into_iter().map(|x| -x).collect(),
-                    lo: lo.map(|l| l.into_iter().map(|x| -x).collect()),
+                    hi: hi.iter().map(|x| -x).collect(),
+                    lo: lo.map(|l| l.iter().map(|x| -x).collect()),
                 },
             },
             NumExpr::Add(a, b) => map_dd(n, &self.eval(a, batch, cache)?, &self.eval(b, batch, cache)?, |x, y| x + y),
@@ -330,7 +356,7 @@ impl DesignBuilder {
     pub fn block(&self, batch: &RecordBatch, at: &dyn Fn(usize) -> String) -> Result<DesignBlock, DesignError> {
         let spec = &self.spec;
         let n = batch.num_rows();
-        let mut cache: HashMap<String, Vec<f64>> = HashMap::new();
+        let mut cache: HashMap<String, Col> = HashMap::new();
         let mut missing = vec![false; n];
 
         // Evaluate the response and numeric factors; codes for categoricals.
@@ -340,7 +366,7 @@ impl DesignBuilder {
         }
         let mut evaluate = |kind: &FactorKind,
                             name: &str,
-                            cache: &mut HashMap<String, Vec<f64>>|
+                            cache: &mut HashMap<String, Col>|
          -> Result<FVal, DesignError> {
             match kind {
                 FactorKind::Numeric(e) => {
@@ -410,8 +436,8 @@ impl DesignBuilder {
                 let w = match self.eval(we, batch, &mut cache)? {
                     Val::Scalar(d) => vec![d.to_f64(); n],
                     Val::Col { hi, lo } => match lo {
-                        None => hi,
-                        Some(lo) => hi.iter().zip(&lo).map(|(h, l)| h + l).collect(),
+                        None => hi.to_vec(),
+                        Some(lo) => hi.iter().zip(lo.iter()).map(|(h, l)| h + l).collect(),
                     },
                 };
                 let mut wcols = Vec::new();
@@ -464,9 +490,9 @@ impl DesignBuilder {
         };
         let m = kept.len();
         let mut block = DesignBlock { rows_in: n, rows_dropped: n - m, levels, ..Default::default() };
-        let into_cols = |v: Val| -> (Vec<f64>, Option<Vec<f64>>) {
+        let into_cols = |v: Val| -> (Col, Option<Col>) {
             match v {
-                Val::Scalar(d) => (vec![d.hi; m], (d.lo != 0.0).then(|| vec![d.lo; m])),
+                Val::Scalar(d) => (Col::from(vec![d.hi; m]), (d.lo != 0.0).then(|| Col::from(vec![d.lo; m]))),
                 Val::Col { hi, lo } => (hi, lo),
             }
         };
@@ -494,7 +520,8 @@ impl DesignBuilder {
                 continue;
             }
             let mut combos: HashMap<Vec<u32>, usize> = HashMap::new();
-            let first = block.keys.len();
+            let mut cell_hi: Vec<Vec<f64>> = Vec::new();
+            let mut cell_lo: Vec<Option<Vec<f64>>> = Vec::new();
             let mut combo = vec![0u32; cats.len()];
             for (i, &r) in kept.iter().enumerate() {
                 for (k, (codes, _)) in cats.iter().enumerate() {
@@ -503,7 +530,7 @@ impl DesignBuilder {
                 let col = match combos.get(&combo) {
                     Some(&c) => c,
                     None => {
-                        let c = block.keys.len();
+                        let c = cell_hi.len();
                         combos.insert(combo.clone(), c);
                         block.keys.push(ColumnKey::Cell {
                             term: t as u32,
@@ -513,23 +540,24 @@ impl DesignBuilder {
                                 .map(|(&code, (_, table))| table[code as usize].clone())
                                 .collect(),
                         });
-                        block.hi.push(vec![0.0; m]);
-                        block.lo.push(None);
+                        cell_hi.push(vec![0.0; m]);
+                        cell_lo.push(None);
                         c
                     }
                 };
                 match &product {
-                    None => block.hi[col][i] = 1.0,
+                    None => cell_hi[col][i] = 1.0,
                     Some(p) => {
                         let v = p.get(i);
-                        block.hi[col][i] = v.hi;
+                        cell_hi[col][i] = v.hi;
                         if v.lo != 0.0 {
-                            block.lo[col].get_or_insert_with(|| vec![0.0; m])[i] = v.lo;
+                            cell_lo[col].get_or_insert_with(|| vec![0.0; m])[i] = v.lo;
                         }
                     }
                 }
             }
-            debug_assert!(block.keys.len() >= first);
+            block.hi.extend(cell_hi.into_iter().map(Col::from));
+            block.lo.extend(cell_lo.into_iter().map(|l| l.map(Col::from)));
         }
         let (hi, lo) = into_cols(compact(&y));
         block.keys.push(ColumnKey::Response);

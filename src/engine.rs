@@ -112,17 +112,17 @@ impl Rechunker {
     }
 }
 
-/// Fold chunks (in order) into an accumulator; `first_row` is the unit's
-/// first row within its input, for error locations.
+/// Fold chunks (in order) into an accumulator; `first_row` is the first
+/// row of the first chunk within its input, for error locations.
 fn fold_chunks(
     builder: &DesignBuilder,
+    acc: &mut FitAccumulator,
     chunks: &[RecordBatch],
     first_row: u64,
     input: &Input,
     locate: &(dyn Fn(u64) -> String + Sync),
     progress: &Progress,
-) -> Result<FitAccumulator, EngineError> {
-    let mut acc = FitAccumulator::new(builder.spec.factors.len());
+) -> Result<(), EngineError> {
     let mut row = first_row;
     for chunk in chunks {
         if progress.stop.load(Ordering::Relaxed) {
@@ -136,14 +136,15 @@ fn fold_chunks(
         row += chunk.num_rows() as u64;
         progress.rows.fetch_add(chunk.num_rows() as u64, Ordering::Relaxed);
     }
-    Ok(acc)
+    Ok(())
 }
 
 fn read_err(input: &Input, e: impl std::fmt::Display) -> EngineError {
     EngineError::Read { path: input.display(), message: e.to_string() }
 }
 
-/// One Parquet row group → accumulator.
+/// One Parquet row group → accumulator, chunk by chunk as it is decoded
+/// (memory: one read batch plus one chunk, not the row group).
 fn parquet_unit(
     builder: &DesignBuilder,
     input: &Input,
@@ -154,17 +155,22 @@ fn parquet_unit(
     progress: &Progress,
 ) -> Result<FitAccumulator, EngineError> {
     let reader = source::parquet_row_group(input, meta, rg, columns, opts.batch_size)?;
+    let locate = move |r: u64| format!("row group {rg}, row {r}");
+    let mut acc = FitAccumulator::new(builder.spec.factors.len());
     let mut chunker = Rechunker::new();
     let mut chunks = Vec::new();
+    let mut row = 0u64;
     for b in reader {
         let b = b.map_err(|e| read_err(input, format!("row group {rg}: {e}")))?;
         chunker.push(b, &mut chunks).map_err(|e| read_err(input, e))?;
+        fold_chunks(builder, &mut acc, &chunks, row, input, &locate, progress)?;
+        row += chunks.iter().map(|c| c.num_rows() as u64).sum::<u64>();
+        chunks.clear();
     }
     if let Some(last) = chunker.finish().map_err(|e| read_err(input, e))? {
-        chunks.push(last);
+        fold_chunks(builder, &mut acc, &[last], row, input, &locate, progress)?;
     }
-    let locate = move |r: u64| format!("row group {rg}, row {r}");
-    fold_chunks(builder, &chunks, 0, input, &locate, progress)
+    Ok(acc)
 }
 
 /// A sequential input: reader thread → bounded channel → workers → ordered fold.
@@ -240,7 +246,8 @@ fn sequential_input(
             let locate = &locate;
             s.spawn(move || {
                 for (seq, first, unit) in rx.iter() {
-                    let r = fold_chunks(builder, &unit, first, input, locate, progress);
+                    let mut acc = FitAccumulator::new(builder.spec.factors.len());
+                    let r = fold_chunks(builder, &mut acc, &unit, first, input, locate, progress).map(|()| acc);
                     if tx.send((seq, r)).is_err() {
                         return;
                     }

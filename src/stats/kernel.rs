@@ -15,6 +15,15 @@
 //! `eps·|s| + γ²_{n}·Σ|z_i z_j|` — as if computed in twice the working
 //! precision — and we keep both words, so the block sums carry ~30 digits.
 //!
+//! **Exact fast path.** Most real columns are integers or short binary
+//! fractions (counts, square feet, flags, halves of bedrooms, whole dollars).
+//! When every value of two columns in a block is a multiple of `2^-q` and the
+//! block's products and sums stay below 2⁵³ in those units, every product and
+//! every partial sum is exactly representable, so a plain fused multiply-add
+//! loop computes the *exact* sum — bit for bit what the compensated loop would
+//! return, at a fraction of the cost. [`DyadicProfile`] decides this per
+//! column per block; nothing about the result depends on the decision.
+//!
 //! Eight independent lanes over the rows let the compiler vectorise the
 //! transformation (they are element-wise on arrays); the lanes are combined
 //! at the end in a fixed order, so results do not depend on the machine.
@@ -137,6 +146,88 @@ fn sum2(a: &[f64], lo: Option<&[f64]>) -> Dd {
     acc.finish()
 }
 
+/// The finest binary fraction a column needs and its largest magnitude:
+/// every value is `k · 2^-q` with integer `k`, `|value| ≤ max_abs`.
+#[derive(Clone, Copy, Debug)]
+pub struct DyadicProfile {
+    pub q: u32,
+    pub max_abs: f64,
+}
+
+/// Largest `q` considered (values with finer fractions use the
+/// compensated loop).
+const MAX_Q: u32 = 16;
+
+impl DyadicProfile {
+    /// `None` when some value is not a multiple of `2^-16` (or is NaN).
+    /// Branch-free passes, so they vectorise.
+    #[inline(always)]
+    pub fn of(col: &[f64]) -> Option<DyadicProfile> {
+        // Integrality by the 2⁵² rounding trick: plain adds, so it
+        // vectorises on any x86-64 (no `trunc` call); |t| ≥ 2⁵² counts as
+        // integral and is caught by the magnitude bound; NaN fails.
+        #[inline(always)]
+        fn all_integral(col: &[f64], scale: f64) -> bool {
+            const MAGIC: f64 = 4_503_599_627_370_496.0; // 2⁵²
+            let mut ok = true;
+            for &v in col {
+                let a = (v * scale).abs();
+                ok &= (a + MAGIC) - MAGIC == a || a >= MAGIC;
+            }
+            ok
+        }
+        // A select rather than `f64::max` (whose NaN rule blocks
+        // vectorisation); NaN is rejected by `all_integral` anyway.
+        let mut lanes = [0.0f64; LANES];
+        for c in col.chunks(LANES) {
+            for (l, &v) in c.iter().enumerate() {
+                let a = v.abs();
+                lanes[l] = if a > lanes[l] { a } else { lanes[l] };
+            }
+        }
+        let max_abs = lanes.iter().fold(0.0f64, |m, &a| if a > m { a } else { m });
+        if !all_integral(col, (1u64 << MAX_Q) as f64) {
+            return None;
+        }
+        // The coarsest of a few scales that works (a finer `q` than needed
+        // is only conservative).
+        let q = [0u32, 1, 4, 8].into_iter().find(|&q| all_integral(col, (1u64 << q) as f64)).unwrap_or(MAX_Q);
+        Some(DyadicProfile { q, max_abs })
+    }
+
+    /// Whether `Σ a_r b_r` over `n` rows is exact in plain `f64`
+    /// arithmetic (all products and partial sums are integers times
+    /// `2^-(qa+qb)` below 2⁵³ of those units).
+    pub fn exact_dot(a: &DyadicProfile, b: &DyadicProfile, n: usize) -> bool {
+        let units = (2f64).powi((a.q + b.q) as i32);
+        a.max_abs * b.max_abs * units * n as f64 <= 9.0e15
+    }
+
+    /// Whether `Σ a_r` is exact in plain `f64`.
+    pub fn exact_sum(&self, n: usize) -> bool {
+        self.max_abs * (2f64).powi(self.q as i32) * n as f64 <= 9.0e15
+    }
+}
+
+/// `Σ a_r b_r` in plain arithmetic; exact under [`DyadicProfile::exact_dot`].
+#[inline(always)]
+fn plain_dot<const FMA: bool>(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let mut acc = [0.0f64; LANES];
+    let chunks = n / LANES;
+    for k in 0..chunks {
+        let a8: &[f64; LANES] = a[k * LANES..(k + 1) * LANES].try_into().unwrap();
+        let b8: &[f64; LANES] = b[k * LANES..(k + 1) * LANES].try_into().unwrap();
+        for l in 0..LANES {
+            acc[l] = if FMA { a8[l].mul_add(b8[l], acc[l]) } else { acc[l] + a8[l] * b8[l] };
+        }
+    }
+    for r in chunks * LANES..n {
+        acc[0] += a[r] * b[r];
+    }
+    acc.iter().sum()
+}
+
 #[inline(always)]
 fn raw_moments_impl<const FMA: bool>(cols: &[ColumnRef<'_>], weights: Option<&[f64]>) -> RawMoments {
     let m = cols.len();
@@ -148,10 +239,21 @@ fn raw_moments_impl<const FMA: bool>(cols: &[ColumnRef<'_>], weights: Option<&[f
         None => {
             sum_w = Dd::from(n as f64);
             let plain = cols.iter().all(|c| c.lo.is_none());
+            let profiles: Vec<Option<DyadicProfile>> =
+                cols.iter().map(|c| if c.lo.is_none() { DyadicProfile::of(c.hi) } else { None }).collect();
             for i in 0..m {
-                s1[i] = sum2(cols[i].hi, cols[i].lo);
+                s1[i] = match profiles[i] {
+                    Some(p) if p.exact_sum(n) => Dd::from(cols[i].hi.iter().sum::<f64>()),
+                    _ => sum2(cols[i].hi, cols[i].lo),
+                };
                 for j in i..m {
-                    let v = if plain {
+                    let v = if let (Some(a), Some(b)) = (&profiles[i], &profiles[j]) {
+                        if DyadicProfile::exact_dot(a, b, n) {
+                            Dd::from(plain_dot::<FMA>(cols[i].hi, cols[j].hi))
+                        } else {
+                            dot2::<FMA>(cols[i].hi, cols[j].hi)
+                        }
+                    } else if plain {
                         dot2::<FMA>(cols[i].hi, cols[j].hi)
                     } else {
                         dot2_dd::<FMA>(cols[i].hi, cols[i].lo, cols[j].hi, cols[j].lo)
