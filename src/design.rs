@@ -375,12 +375,18 @@ impl DesignBuilder {
                     // non-finite value is an error.
                     let mut cols = Vec::new();
                     e.columns(&mut cols);
+                    // Fast path: all values finite (one vectorised pass).
+                    let all_finite = match &v {
+                        Val::Col { hi, .. } => hi.iter().fold(true, |ok, x| ok & x.is_finite()),
+                        Val::Scalar(d) => d.hi.is_finite(),
+                    };
+                    if all_finite {
+                        return Ok(FVal::Num(v));
+                    }
                     let mut src_missing = vec![false; n];
                     for c in &cols {
-                        for (r, x) in cache[c].iter().enumerate() {
-                            if x.is_nan() {
-                                src_missing[r] = true;
-                            }
+                        for (m, x) in src_missing.iter_mut().zip(cache[c].iter()) {
+                            *m |= x.is_nan();
                         }
                     }
                     if let Val::Col { hi, .. } = &v {

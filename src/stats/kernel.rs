@@ -165,34 +165,32 @@ impl DyadicProfile {
     pub fn of(col: &[f64]) -> Option<DyadicProfile> {
         // Integrality by the 2⁵² rounding trick: plain adds, so it
         // vectorises on any x86-64 (no `trunc` call); |t| ≥ 2⁵² counts as
-        // integral and is caught by the magnitude bound; NaN fails.
+        // integral and is caught by the magnitude bound; NaN fails. The
+        // magnitude is found in the same pass, by a select rather than
+        // `f64::max` (whose NaN rule blocks vectorisation).
         #[inline(always)]
-        fn all_integral(col: &[f64], scale: f64) -> bool {
+        fn integral_and_max(col: &[f64], scale: f64) -> (bool, f64) {
             const MAGIC: f64 = 4_503_599_627_370_496.0; // 2⁵²
-            let mut ok = true;
-            for &v in col {
-                let a = (v * scale).abs();
-                ok &= (a + MAGIC) - MAGIC == a || a >= MAGIC;
+            let mut ok = [true; LANES];
+            let mut mx = [0.0f64; LANES];
+            for c in col.chunks(LANES) {
+                for (l, &v) in c.iter().enumerate() {
+                    let a = (v * scale).abs();
+                    ok[l] &= ((a + MAGIC) - MAGIC == a) | (a >= MAGIC);
+                    mx[l] = if a > mx[l] { a } else { mx[l] };
+                }
             }
-            ok
+            (ok.iter().all(|&o| o), mx.iter().fold(0.0f64, |m, &a| if a > m { a } else { m }) / scale)
         }
-        // A select rather than `f64::max` (whose NaN rule blocks
-        // vectorisation); NaN is rejected by `all_integral` anyway.
-        let mut lanes = [0.0f64; LANES];
-        for c in col.chunks(LANES) {
-            for (l, &v) in c.iter().enumerate() {
-                let a = v.abs();
-                lanes[l] = if a > lanes[l] { a } else { lanes[l] };
+        // Most columns are integers: one pass. Otherwise the coarsest of a
+        // few scales that works (a finer `q` than needed is only conservative).
+        for q in [0u32, 1, 4, 8, MAX_Q] {
+            let (ok, max_abs) = integral_and_max(col, (1u64 << q) as f64);
+            if ok {
+                return Some(DyadicProfile { q, max_abs });
             }
         }
-        let max_abs = lanes.iter().fold(0.0f64, |m, &a| if a > m { a } else { m });
-        if !all_integral(col, (1u64 << MAX_Q) as f64) {
-            return None;
-        }
-        // The coarsest of a few scales that works (a finer `q` than needed
-        // is only conservative).
-        let q = [0u32, 1, 4, 8].into_iter().find(|&q| all_integral(col, (1u64 << q) as f64)).unwrap_or(MAX_Q);
-        Some(DyadicProfile { q, max_abs })
+        None
     }
 
     /// Whether `Σ a_r b_r` over `n` rows is exact in plain `f64`
@@ -207,6 +205,23 @@ impl DyadicProfile {
     pub fn exact_sum(&self, n: usize) -> bool {
         self.max_abs * (2f64).powi(self.q as i32) * n as f64 <= 9.0e15
     }
+}
+
+/// `Σ a_r` in plain arithmetic over eight lanes; exact under
+/// [`DyadicProfile::exact_sum`], so the lane order does not matter.
+#[inline(always)]
+fn plain_sum(a: &[f64]) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let mut it = a.chunks_exact(LANES);
+    for c in &mut it {
+        for l in 0..LANES {
+            acc[l] += c[l];
+        }
+    }
+    for (l, &x) in it.remainder().iter().enumerate() {
+        acc[l] += x;
+    }
+    acc.iter().sum()
 }
 
 /// `Σ a_r b_r` in plain arithmetic; exact under [`DyadicProfile::exact_dot`].
@@ -228,8 +243,43 @@ fn plain_dot<const FMA: bool>(a: &[f64], b: &[f64]) -> f64 {
     acc.iter().sum()
 }
 
+/// `ZᵀZ` (lower triangle, column-major `k × k`) of the listed columns, by
+/// faer's blocked product. Exact when every pair passes
+/// [`DyadicProfile::exact_dot`], so the order of summation is irrelevant.
+fn exact_gram(cols: &[ColumnRef<'_>], idx: &[usize]) -> Vec<f64> {
+    use faer::linalg::matmul::triangular::{matmul, BlockStructure};
+    use faer::{Accum, Mat, Par};
+    let n = cols[idx[0]].hi.len();
+    let k = idx.len();
+    let z = Mat::<f64>::from_fn(n, k, |r, c| cols[idx[c]].hi[r]);
+    let mut g = Mat::<f64>::zeros(k, k);
+    matmul(
+        g.as_mut(),
+        BlockStructure::TriangularLower,
+        Accum::Replace,
+        z.transpose(),
+        BlockStructure::Rectangular,
+        z.as_ref(),
+        BlockStructure::Rectangular,
+        1.0,
+        Par::Seq,
+    );
+    let mut out = vec![0.0; k * k];
+    for c in 0..k {
+        for r in c..k {
+            out[c * k + r] = g[(r, c)];
+        }
+    }
+    out
+}
+
 #[inline(always)]
 fn raw_moments_impl<const FMA: bool>(cols: &[ColumnRef<'_>], weights: Option<&[f64]>) -> RawMoments {
+    raw_moments_with::<FMA, true>(cols, weights)
+}
+
+#[inline(always)]
+fn raw_moments_with<const FMA: bool, const FAST: bool>(cols: &[ColumnRef<'_>], weights: Option<&[f64]>) -> RawMoments {
     let m = cols.len();
     let n = cols.first().map_or(0, |c| c.hi.len());
     let mut s1 = vec![Dd::ZERO; m];
@@ -240,14 +290,30 @@ fn raw_moments_impl<const FMA: bool>(cols: &[ColumnRef<'_>], weights: Option<&[f
             sum_w = Dd::from(n as f64);
             let plain = cols.iter().all(|c| c.lo.is_none());
             let profiles: Vec<Option<DyadicProfile>> =
-                cols.iter().map(|c| if c.lo.is_none() { DyadicProfile::of(c.hi) } else { None }).collect();
+                cols.iter().map(|c| if FAST && c.lo.is_none() { DyadicProfile::of(c.hi) } else { None }).collect();
+            // Columns whose every pair is exact in plain arithmetic: one
+            // blocked product (faer's gemm) gives all their sums at once.
+            let exact_set: Vec<usize> = (0..m).filter(|&i| profiles[i].is_some()).collect();
+            let all_exact = exact_set.iter().all(|&i| {
+                exact_set.iter().all(|&j| DyadicProfile::exact_dot(&profiles[i].unwrap(), &profiles[j].unwrap(), n))
+            });
+            let gram = if all_exact && exact_set.len() > 1 { Some(exact_gram(cols, &exact_set)) } else { None };
+            let pos: Vec<Option<usize>> = {
+                let mut p = vec![None; m];
+                for (k, &i) in exact_set.iter().enumerate() {
+                    p[i] = Some(k);
+                }
+                p
+            };
             for i in 0..m {
                 s1[i] = match profiles[i] {
-                    Some(p) if p.exact_sum(n) => Dd::from(cols[i].hi.iter().sum::<f64>()),
+                    Some(p) if p.exact_sum(n) => Dd::from(plain_sum(cols[i].hi)),
                     _ => sum2(cols[i].hi, cols[i].lo),
                 };
                 for j in i..m {
-                    let v = if let (Some(a), Some(b)) = (&profiles[i], &profiles[j]) {
+                    let v = if let (Some(g), Some(a), Some(b)) = (&gram, pos[i], pos[j]) {
+                        Dd::from(g[a * exact_set.len() + b])
+                    } else if let (Some(a), Some(b)) = (&profiles[i], &profiles[j]) {
                         if DyadicProfile::exact_dot(a, b, n) {
                             Dd::from(plain_dot::<FMA>(cols[i].hi, cols[j].hi))
                         } else {
@@ -309,6 +375,12 @@ pub fn raw_moments(cols: &[ColumnRef<'_>], weights: Option<&[f64]>) -> RawMoment
         }
     }
     raw_moments_impl::<false>(cols, weights)
+}
+
+/// The compensated loop only (no exact fast path), so tests can check that
+/// the fast path returns the same bits.
+pub fn raw_moments_compensated(cols: &[ColumnRef<'_>], weights: Option<&[f64]>) -> RawMoments {
+    raw_moments_with::<false, false>(cols, weights)
 }
 
 /// The portable path, exposed so tests can check it agrees bit for bit.

@@ -187,3 +187,32 @@ fn fma_and_portable_kernels_agree_bitwise() {
         assert_eq!(x.sum_w, y.sum_w);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// The exact fast path (plain FMA on integer and binary-fraction
+    /// columns) returns the same bits as the compensated loop, including on
+    /// data at the edge of its magnitude bound, where it must fall back.
+    #[test]
+    fn exact_fast_path_equals_the_compensated_sums(
+        n in 1usize..5000,
+        scale in prop::sample::select(vec![1.0f64, 0.5, 0.25, 1.0 / 1024.0, 3.0]),
+        big in prop::sample::select(vec![10.0f64, 1e4, 1e6, 4e7]),
+        seed in any::<u64>(),
+    ) {
+        use gramfit::stats::kernel::{raw_moments, raw_moments_compensated};
+        let mut rng = gramfit::generate::Rng::new(seed);
+        let cols: Vec<Vec<f64>> = (0..4)
+            .map(|j| (0..n).map(|_| {
+                let k = (rng.uniform() * big) as i64 as f64 - if j == 2 { big / 2.0 } else { 0.0 };
+                if j == 3 { k * scale + 0.1 } else { k * scale }
+            }).collect())
+            .collect();
+        let refs: Vec<ColumnRef<'_>> = cols.iter().map(|c| ColumnRef { hi: c, lo: None }).collect();
+        let fast = raw_moments(&refs, None);
+        let slow = raw_moments_compensated(&refs, None);
+        prop_assert_eq!(fast.s1, slow.s1);
+        prop_assert_eq!(fast.s2, slow.s2);
+    }
+}
