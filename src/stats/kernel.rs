@@ -173,12 +173,19 @@ impl DyadicProfile {
             const MAGIC: f64 = 4_503_599_627_370_496.0; // 2⁵²
             let mut ok = [true; LANES];
             let mut mx = [0.0f64; LANES];
-            for c in col.chunks(LANES) {
-                for (l, &v) in c.iter().enumerate() {
-                    let a = (v * scale).abs();
-                    ok[l] &= ((a + MAGIC) - MAGIC == a) | (a >= MAGIC);
-                    mx[l] = if a > mx[l] { a } else { mx[l] };
+            let mut step = |l: usize, v: f64| {
+                let a = (v * scale).abs();
+                ok[l] &= ((a + MAGIC) - MAGIC == a) | (a >= MAGIC);
+                mx[l] = if a > mx[l] { a } else { mx[l] };
+            };
+            let mut it = col.chunks_exact(LANES);
+            for c in &mut it {
+                for l in 0..LANES {
+                    step(l, c[l]);
                 }
+            }
+            for (l, &v) in it.remainder().iter().enumerate() {
+                step(l, v);
             }
             (ok.iter().all(|&o| o), mx.iter().fold(0.0f64, |m, &a| if a > m { a } else { m }) / scale)
         }
@@ -247,23 +254,16 @@ fn plain_dot<const FMA: bool>(a: &[f64], b: &[f64]) -> f64 {
 /// faer's blocked product. Exact when every pair passes
 /// [`DyadicProfile::exact_dot`], so the order of summation is irrelevant.
 fn exact_gram(cols: &[ColumnRef<'_>], idx: &[usize]) -> Vec<f64> {
-    use faer::linalg::matmul::triangular::{matmul, BlockStructure};
+    use faer::linalg::matmul::matmul;
     use faer::{Accum, Mat, Par};
     let n = cols[idx[0]].hi.len();
     let k = idx.len();
-    let z = Mat::<f64>::from_fn(n, k, |r, c| cols[idx[c]].hi[r]);
+    let mut z = Mat::<f64>::zeros(n, k);
+    for (c, &i) in idx.iter().enumerate() {
+        z.col_mut(c).try_as_col_major_mut().expect("contiguous column").as_slice_mut().copy_from_slice(cols[i].hi);
+    }
     let mut g = Mat::<f64>::zeros(k, k);
-    matmul(
-        g.as_mut(),
-        BlockStructure::TriangularLower,
-        Accum::Replace,
-        z.transpose(),
-        BlockStructure::Rectangular,
-        z.as_ref(),
-        BlockStructure::Rectangular,
-        1.0,
-        Par::Seq,
-    );
+    matmul(g.as_mut(), Accum::Replace, z.transpose(), z.as_ref(), 1.0, Par::Seq);
     let mut out = vec![0.0; k * k];
     for c in 0..k {
         for r in c..k {
@@ -289,8 +289,12 @@ fn raw_moments_with<const FMA: bool, const FAST: bool>(cols: &[ColumnRef<'_>], w
         None => {
             sum_w = Dd::from(n as f64);
             let plain = cols.iter().all(|c| c.lo.is_none());
-            let profiles: Vec<Option<DyadicProfile>> =
-                cols.iter().map(|c| if FAST && c.lo.is_none() { DyadicProfile::of(c.hi) } else { None }).collect();
+            // A plain loop (not an iterator adapter) keeps the profile
+            // inside this function, compiled with its target features.
+            let mut profiles: Vec<Option<DyadicProfile>> = Vec::with_capacity(m);
+            for c in cols {
+                profiles.push(if FAST && c.lo.is_none() { DyadicProfile::of(c.hi) } else { None });
+            }
             // Columns whose every pair is exact in plain arithmetic: one
             // blocked product (faer's gemm) gives all their sums at once.
             let exact_set: Vec<usize> = (0..m).filter(|&i| profiles[i].is_some()).collect();
