@@ -4,8 +4,9 @@
 //! [`SufficientStats`]: `update`, `merge`, `retract`, the empty value is the
 //! identity.
 
-use crate::design::DesignBlock;
+use crate::design::{categorical_column, DesignBlock, DesignBuilder, DesignError};
 use crate::level::Level;
+use arrow::array::{BooleanArray, RecordBatch};
 use crate::stats::{StatsError, SufficientStats};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -101,5 +102,95 @@ impl FitAccumulator {
     /// The sorted level sets, as the design needs them.
     pub fn level_sets(&self) -> Vec<std::collections::BTreeSet<Level>> {
         self.levels.iter().map(|m| m.keys().cloned().collect()).collect()
+    }
+}
+
+/// What the engine folds chunks of rows into: one model's accumulator, or
+/// one per group. `empty` is the identity of `merge`.
+pub trait ChunkSink: Sized + Send {
+    fn empty(builder: &DesignBuilder) -> Self;
+    /// Fold one chunk of source rows in; `at(row)` locates a row for errors.
+    fn add_chunk(&mut self, builder: &DesignBuilder, chunk: &RecordBatch, at: &dyn Fn(usize) -> String)
+        -> Result<(), DesignError>;
+    fn merge(&mut self, other: &Self);
+    /// Rows read and rows dropped.
+    fn rows(&self) -> (u64, u64);
+}
+
+impl ChunkSink for FitAccumulator {
+    fn empty(builder: &DesignBuilder) -> Self {
+        FitAccumulator::new(builder.spec.factors.len())
+    }
+    fn add_chunk(
+        &mut self,
+        builder: &DesignBuilder,
+        chunk: &RecordBatch,
+        at: &dyn Fn(usize) -> String,
+    ) -> Result<(), DesignError> {
+        let block = builder.block(chunk, at)?;
+        self.update(&block);
+        Ok(())
+    }
+    fn merge(&mut self, other: &Self) {
+        FitAccumulator::merge(self, other)
+    }
+    fn rows(&self) -> (u64, u64) {
+        (self.rows_read, self.rows_dropped)
+    }
+}
+
+/// One accumulator per level of a grouping column (`by = "borough"`): one
+/// pass over the data fits a model per group. Rows whose group is missing
+/// are counted and dropped.
+#[derive(Clone, Debug, Default)]
+pub struct GroupedAccumulator {
+    pub groups: BTreeMap<Level, FitAccumulator>,
+    pub rows_read: u64,
+    pub rows_without_group: u64,
+}
+
+impl ChunkSink for GroupedAccumulator {
+    fn empty(_builder: &DesignBuilder) -> Self {
+        GroupedAccumulator::default()
+    }
+    fn add_chunk(
+        &mut self,
+        builder: &DesignBuilder,
+        chunk: &RecordBatch,
+        at: &dyn Fn(usize) -> String,
+    ) -> Result<(), DesignError> {
+        let by = builder.group_by.as_deref().expect("a grouped pass has a grouping column");
+        let (codes, table) = categorical_column(chunk, by)?;
+        self.rows_read += chunk.num_rows() as u64;
+        self.rows_without_group += codes.iter().filter(|&&c| c == u32::MAX).count() as u64;
+        for (code, level) in table.iter().enumerate() {
+            let rows: Vec<usize> = (0..codes.len()).filter(|&r| codes[r] == code as u32).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let mask = BooleanArray::from((0..codes.len()).map(|r| codes[r] == code as u32).collect::<Vec<bool>>());
+            let sub = arrow::compute::filter_record_batch(chunk, &mask)
+                .map_err(|e| DesignError::NoColumn { column: format!("{by} (filtering groups: {e})") })?;
+            let block = builder.block(&sub, &|r| at(rows[r]))?;
+            let n = builder.spec.factors.len();
+            self.groups.entry(level.clone()).or_insert_with(|| FitAccumulator::new(n)).update(&block);
+        }
+        Ok(())
+    }
+    fn merge(&mut self, other: &Self) {
+        for (level, acc) in &other.groups {
+            match self.groups.get_mut(level) {
+                Some(a) => a.merge(acc),
+                None => {
+                    self.groups.insert(level.clone(), acc.clone());
+                }
+            }
+        }
+        self.rows_read += other.rows_read;
+        self.rows_without_group += other.rows_without_group;
+    }
+    fn rows(&self) -> (u64, u64) {
+        let dropped: u64 = self.groups.values().map(|g| g.rows_dropped).sum();
+        (self.rows_read, dropped + self.rows_without_group)
     }
 }

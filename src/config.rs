@@ -35,6 +35,10 @@ pub struct ModelJob {
     pub report: Option<PathBuf>,
     /// Save the statistics here.
     pub state: Option<PathBuf>,
+    /// Fit the model per level of this column, in one pass; `{group}` in
+    /// `report`/`state` is replaced by the level (else `-level` is added
+    /// before the extension).
+    pub by: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -58,6 +62,23 @@ pub struct PlannedModel {
     pub format: Format,
     pub report_path: Option<PathBuf>,
     pub state_path: Option<PathBuf>,
+    pub by: Option<String>,
+}
+
+/// `out/rent-{group}.txt` → `out/rent-Queens.txt`; without a placeholder the
+/// level is added before the extension. Levels are made file-name safe.
+pub fn group_path(path: &Path, level: &str) -> PathBuf {
+    let safe: String = level.chars().map(|c| if c.is_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect();
+    let s = path.to_string_lossy();
+    if s.contains("{group}") {
+        return PathBuf::from(s.replace("{group}", &safe));
+    }
+    let stem = path.file_stem().map(|x| x.to_string_lossy().to_string()).unwrap_or_default();
+    let name = match path.extension() {
+        Some(e) => format!("{stem}-{safe}.{}", e.to_string_lossy()),
+        None => format!("{stem}-{safe}"),
+    };
+    path.with_file_name(name)
 }
 
 fn usage(path: &Path, msg: impl std::fmt::Display) -> AppError {
@@ -94,6 +115,7 @@ pub fn plan(path: &Path, text: &str, format_override: Option<Format>) -> Result<
             format: format_override.or(m.format).or(d.format).unwrap_or_default(),
             report_path: m.report.as_ref().or(if job.models.is_empty() { d.report.as_ref() } else { None }).map(rel),
             state_path: m.state.as_ref().or(if job.models.is_empty() { d.state.as_ref() } else { None }).map(rel),
+            by: m.by.clone().or_else(|| d.by.clone()),
             name,
         });
     }
@@ -144,6 +166,44 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
         let opened = model::open_inputs(&job.inputs)?;
         let paths: Vec<(String, PathBuf)> = opened.inputs.iter().map(|i| (i.display(), i.path.clone())).collect();
         let progress = Progress::default();
+        if let Some(by) = &m.by {
+            let (grouped, infos, elapsed) = model::accumulate_grouped(r, by, opened, &eo, &progress)?;
+            let fitted_at = model::now_unix();
+            for (level, acc) in &grouped.groups {
+                let label = level.to_string();
+                let res = model::results_of(r, acc, &m.report)
+                    .map_err(|e| AppError::Data(format!("{}: {by} = {label}: {e}", m.name)))?;
+                let info = model::run_info(r, acc, infos.clone(), fitted_at, elapsed);
+                let mut text = report::render(&res, &info, m.format);
+                if m.report_path.is_none() && m.format == Format::Text {
+                    text = format!("### {} — {by} = {label}\n{text}", m.name);
+                }
+                outputs.push((m.report_path.as_ref().map(|p| group_path(p, &label)), text));
+                if let Some(sp) = &m.state_path {
+                    states.push((
+                        group_path(sp, &label),
+                        State {
+                            gramfit_version: env!("CARGO_PKG_VERSION").into(),
+                            model: r.options.clone(),
+                            column_types: r.column_types.clone(),
+                            accumulator: acc.clone(),
+                            // A group's state holds part of each input, so
+                            // inputs are not recorded for update/retract.
+                            inputs: Vec::new(),
+                            fitted_at,
+                            elapsed_s: elapsed,
+                        },
+                    ));
+                }
+            }
+            if grouped.rows_without_group > 0 {
+                eprintln!(
+                    "gramfit: note: {}: {} rows have no value in '{by}' and are in no group",
+                    m.name, grouped.rows_without_group
+                );
+            }
+            continue;
+        }
         let pass = model::accumulate(r, opened, &eo, &progress)?;
         let fitted_at = model::now_unix();
         let res = model::results_of(r, &pass.acc, &m.report)?;

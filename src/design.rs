@@ -103,6 +103,8 @@ pub struct DesignBuilder {
     pub weights: Option<String>,
     weights_expr: Option<NumExpr>,
     pub missing: MissingPolicy,
+    /// The grouping column of a grouped pass (`by`), read with the model's.
+    pub group_by: Option<String>,
 }
 
 /// Parse a weights specification: a column name or a numeric expression.
@@ -213,7 +215,7 @@ fn bad_type(name: &str, arr: &ArrayRef, wanted: &'static str) -> DesignError {
 
 /// Level codes of a categorical column (`u32::MAX` = missing) and the
 /// batch-local level table.
-fn categorical_column(batch: &RecordBatch, name: &str) -> Result<(Vec<u32>, Vec<Level>), DesignError> {
+pub fn categorical_column(batch: &RecordBatch, name: &str) -> Result<(Vec<u32>, Vec<Level>), DesignError> {
     let arr = batch.column_by_name(name).ok_or_else(|| DesignError::NoColumn { column: name.into() })?;
     let n = arr.len();
     let mut codes = vec![u32::MAX; n];
@@ -297,7 +299,7 @@ impl DesignBuilder {
     /// `weights` must already be validated with [`weights_expr`].
     pub fn new(spec: Arc<ModelSpec>, weights: Option<String>, missing: MissingPolicy) -> Self {
         let weights_expr = weights.as_deref().and_then(|w| weights_expr(w).ok());
-        DesignBuilder { spec, weights, weights_expr, missing }
+        DesignBuilder { spec, weights, weights_expr, missing, group_by: None }
     }
 
     /// Source columns a pass must read: the model's and the weights'.
@@ -305,6 +307,11 @@ impl DesignBuilder {
         let mut cols = self.spec.source_columns();
         if let Some(e) = &self.weights_expr {
             e.columns(&mut cols);
+        }
+        if let Some(g) = &self.group_by {
+            if !cols.contains(g) {
+                cols.push(g.clone());
+            }
         }
         cols
     }

@@ -12,7 +12,7 @@
 //! Inputs are folded in the order given. The result is therefore bit-identical
 //! for any thread count and batch size.
 
-use crate::accumulator::FitAccumulator;
+use crate::accumulator::ChunkSink;
 use crate::design::{DesignBuilder, DesignError};
 use crate::report::InputInfo;
 use crate::source::{self, Input, SourceError, SourceKind};
@@ -22,7 +22,6 @@ use arrow::datatypes::SchemaRef;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 
 /// Rows per accumulation chunk (a fixed part of the arithmetic, not a
 /// tuning knob: it decides where the compensated sums are merged).
@@ -114,9 +113,9 @@ impl Rechunker {
 
 /// Fold chunks (in order) into an accumulator; `first_row` is the first
 /// row of the first chunk within its input, for error locations.
-fn fold_chunks(
+fn fold_chunks<A: ChunkSink>(
     builder: &DesignBuilder,
-    acc: &mut FitAccumulator,
+    acc: &mut A,
     chunks: &[RecordBatch],
     first_row: u64,
     input: &Input,
@@ -129,10 +128,8 @@ fn fold_chunks(
             return Err(EngineError::Interrupted);
         }
         let base = row;
-        let block = builder
-            .block(chunk, &|r| locate(base + r as u64))
+        acc.add_chunk(builder, chunk, &|r| locate(base + r as u64))
             .map_err(|e| EngineError::Design { path: input.display(), source: Box::new(e) })?;
-        acc.update(&block);
         row += chunk.num_rows() as u64;
         progress.rows.fetch_add(chunk.num_rows() as u64, Ordering::Relaxed);
     }
@@ -145,7 +142,7 @@ fn read_err(input: &Input, e: impl std::fmt::Display) -> EngineError {
 
 /// One Parquet row group → accumulator, chunk by chunk as it is decoded
 /// (memory: one read batch plus one chunk, not the row group).
-fn parquet_unit(
+fn parquet_unit<A: ChunkSink>(
     builder: &DesignBuilder,
     input: &Input,
     meta: &parquet::arrow::arrow_reader::ArrowReaderMetadata,
@@ -153,10 +150,10 @@ fn parquet_unit(
     columns: &[String],
     opts: &EngineOptions,
     progress: &Progress,
-) -> Result<FitAccumulator, EngineError> {
+) -> Result<A, EngineError> {
     let reader = source::parquet_row_group(input, meta, rg, columns, opts.batch_size)?;
     let locate = move |r: u64| format!("row group {rg}, row {r}");
-    let mut acc = FitAccumulator::new(builder.spec.factors.len());
+    let mut acc = A::empty(builder);
     let mut chunker = Rechunker::new();
     let mut chunks = Vec::new();
     let mut row = 0u64;
@@ -174,18 +171,18 @@ fn parquet_unit(
 }
 
 /// A sequential input: reader thread → bounded channel → workers → ordered fold.
-fn sequential_input(
+fn sequential_input<A: ChunkSink>(
     builder: &DesignBuilder,
     input: &Input,
     batches: Box<dyn Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>> + Send>,
     opts: &EngineOptions,
     progress: &Progress,
-) -> Result<FitAccumulator, EngineError> {
+) -> Result<A, EngineError> {
     let csv = input.kind == SourceKind::Csv;
     let locate = move |r: u64| if csv { format!("line {}", r + 2) } else { format!("row {r}") };
     let threads = opts.threads.max(1);
     let (work_tx, work_rx) = crossbeam_channel::bounded::<(usize, u64, Vec<RecordBatch>)>(threads * 2);
-    let (res_tx, res_rx) = crossbeam_channel::unbounded::<(usize, Result<FitAccumulator, EngineError>)>();
+    let (res_tx, res_rx) = crossbeam_channel::unbounded::<(usize, Result<A, EngineError>)>();
     std::thread::scope(|s| {
         let reader_res_tx = res_tx.clone();
         s.spawn(move || {
@@ -246,7 +243,7 @@ fn sequential_input(
             let locate = &locate;
             s.spawn(move || {
                 for (seq, first, unit) in rx.iter() {
-                    let mut acc = FitAccumulator::new(builder.spec.factors.len());
+                    let mut acc = A::empty(builder);
                     let r = fold_chunks(builder, &mut acc, &unit, first, input, locate, progress).map(|()| acc);
                     if tx.send((seq, r)).is_err() {
                         return;
@@ -257,9 +254,9 @@ fn sequential_input(
         drop(res_tx);
         drop(work_rx);
         // Ordered fold with a reorder buffer.
-        let mut acc = FitAccumulator::new(builder.spec.factors.len());
+        let mut acc = A::empty(builder);
         let mut next = 0usize;
-        let mut pending: BTreeMap<usize, FitAccumulator> = BTreeMap::new();
+        let mut pending: BTreeMap<usize, A> = BTreeMap::new();
         let mut failure: Option<EngineError> = None;
         for (seq, r) in res_rx.iter() {
             match r {
@@ -287,14 +284,14 @@ fn sequential_input(
 
 /// Accumulate all inputs; returns the merged accumulator and per-input rows.
 /// `stdin_stream` is the already-opened stream for an input `-`.
-pub fn accumulate(
+pub fn accumulate<A: ChunkSink>(
     inputs: &[Input],
     schemas: &[Option<SchemaRef>],
     builder: &DesignBuilder,
     opts: &EngineOptions,
     progress: &Progress,
     mut stdin_stream: Option<Box<dyn Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>> + Send>>,
-) -> Result<(FitAccumulator, Vec<InputInfo>), EngineError> {
+) -> Result<(A, Vec<InputInfo>), EngineError> {
     let columns = builder.source_columns();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads.max(1))
@@ -314,7 +311,7 @@ pub fn accumulate(
             metas.push(None);
         }
     }
-    let unit_results: Vec<Result<FitAccumulator, EngineError>> = pool.install(|| {
+    let unit_results: Vec<Result<A, EngineError>> = pool.install(|| {
         units
             .par_iter()
             .map(|&(i, rg)| {
@@ -323,8 +320,7 @@ pub fn accumulate(
             })
             .collect()
     });
-    let mut per_input: Vec<FitAccumulator> =
-        inputs.iter().map(|_| FitAccumulator::new(builder.spec.factors.len())).collect();
+    let mut per_input: Vec<A> = inputs.iter().map(|_| A::empty(builder)).collect();
     for (&(i, _), r) in units.iter().zip(unit_results) {
         per_input[i].merge(&r?);
     }
@@ -339,39 +335,12 @@ pub fn accumulate(
         };
         per_input[i] = sequential_input(builder, input, batches, opts, progress)?;
     }
-    let mut total = FitAccumulator::new(builder.spec.factors.len());
+    let mut total = A::empty(builder);
     let mut infos = Vec::with_capacity(inputs.len());
     for (input, acc) in inputs.iter().zip(&per_input) {
         total.merge(acc);
-        infos.push(InputInfo { path: input.display(), rows_read: acc.rows_read, rows_dropped: acc.rows_dropped });
+        let (rows_read, rows_dropped) = acc.rows();
+        infos.push(InputInfo { path: input.display(), rows_read, rows_dropped });
     }
     Ok((total, infos))
-}
-
-/// Accumulate each input separately (for provenance and retraction).
-pub fn accumulate_each(
-    inputs: &[Input],
-    schemas: &[Option<SchemaRef>],
-    builder: &DesignBuilder,
-    opts: &EngineOptions,
-    progress: &Progress,
-) -> Result<Vec<FitAccumulator>, EngineError> {
-    let mut out = Vec::with_capacity(inputs.len());
-    for (i, input) in inputs.iter().enumerate() {
-        let (acc, _) = accumulate(
-            std::slice::from_ref(input),
-            std::slice::from_ref(&schemas.get(i).cloned().flatten()),
-            builder,
-            opts,
-            progress,
-            None,
-        )?;
-        out.push(acc);
-    }
-    Ok(out)
-}
-
-/// Shared ownership helper for callers that build a builder once.
-pub fn shared(builder: DesignBuilder) -> Arc<DesignBuilder> {
-    Arc::new(builder)
 }

@@ -203,6 +203,28 @@ pub fn accumulate(
     Ok(Pass { acc, inputs, elapsed_s: start.elapsed().as_secs_f64() })
 }
 
+/// One pass fitting the model per level of column `by`.
+pub fn accumulate_grouped(
+    resolved: &Resolved,
+    by: &str,
+    opened: OpenedInputs,
+    engine_opts: &EngineOptions,
+    progress: &Progress,
+) -> Result<(crate::accumulator::GroupedAccumulator, Vec<InputInfo>, f64), FitError> {
+    if !resolved.column_types.iter().any(|(n, _)| n == by) {
+        let hint = crate::formula::closest(by, resolved.column_types.iter().map(|(n, _)| n.as_str()))
+            .map(|c| format!("; did you mean '{c}'?"))
+            .unwrap_or_default();
+        return Err(FitError::Other(format!("by: no column named '{by}' in the input{hint}")));
+    }
+    let start = Instant::now();
+    let mut builder = resolved.builder();
+    builder.group_by = Some(by.to_string());
+    let (acc, inputs) =
+        engine::accumulate(&opened.inputs, &opened.schemas, &builder, engine_opts, progress, opened.stdin)?;
+    Ok((acc, inputs, start.elapsed().as_secs_f64()))
+}
+
 pub fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
