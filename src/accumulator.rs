@@ -6,8 +6,8 @@
 
 use crate::design::{categorical_column, DesignBlock, DesignBuilder, DesignError};
 use crate::level::Level;
-use arrow::array::{BooleanArray, RecordBatch};
 use crate::stats::{StatsError, SufficientStats};
+use arrow::array::{BooleanArray, RecordBatch};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -110,8 +110,12 @@ impl FitAccumulator {
 pub trait ChunkSink: Sized + Send {
     fn empty(builder: &DesignBuilder) -> Self;
     /// Fold one chunk of source rows in; `at(row)` locates a row for errors.
-    fn add_chunk(&mut self, builder: &DesignBuilder, chunk: &RecordBatch, at: &dyn Fn(usize) -> String)
-        -> Result<(), DesignError>;
+    fn add_chunk(
+        &mut self,
+        builder: &DesignBuilder,
+        chunk: &RecordBatch,
+        at: &dyn Fn(usize) -> String,
+    ) -> Result<(), DesignError>;
     fn merge(&mut self, other: &Self);
     /// Rows read and rows dropped.
     fn rows(&self) -> (u64, u64);

@@ -7,16 +7,19 @@ use crate::cli::{
     UpdateArgs,
 };
 use crate::design::MissingPolicy;
-use crate::engine::{EngineOptions, Progress};
+use crate::engine::{EngineOptions, Progress, INTERRUPTED};
 use crate::formula::columns::design as design_columns;
 use crate::level::{python_float_repr, ColumnKey};
 use crate::model::{self, FitError, ModelOptions, ReportOptions, Resolved};
+use crate::progress::ProgressDisplay;
 use crate::report::{self, InputInfo, RunInfo};
 use crate::solve::NormalEquations;
 use crate::state::{self, Provenance, State, StateError};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// A command's failure: usage errors exit 2, everything else 1.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +44,9 @@ impl From<FitError> for AppError {
 
 impl AppError {
     pub fn exit_code(&self) -> i32 {
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            return 130;
+        }
         match self {
             AppError::Usage(_) => 2,
             AppError::Fit(e) if matches!(**e, FitError::Formula(_)) => 2,
@@ -110,16 +116,37 @@ fn render_state(st: &State, report: &ReportArgs) -> Result<String, AppError> {
 
 pub fn fit(a: &FitArgs) -> Result<(), AppError> {
     let eo = engine_options(&a.engine)?;
+    if let Some(dir) = &a.follow.follow {
+        let Some(save) = &a.save else {
+            return Err(AppError::Usage("--follow needs --save STATE (where the fit is kept current)".into()));
+        };
+        if !a.inputs.is_empty() {
+            fit_once(a, &a.inputs, &eo)?;
+        }
+        return follow(dir, &a.follow, &mut |path: &Path| {
+            let input = [path.to_string_lossy().to_string()];
+            if save.exists() {
+                fold_into_state(save, &input, false, &a.report, &eo, a.engine.quiet)
+            } else {
+                fit_once(a, &input, &eo)
+            }
+        });
+    }
+    fit_once(a, &a.inputs, &eo)
+}
+
+fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions) -> Result<(), AppError> {
     let ro = report_options(&a.report)?;
     let options = ModelOptions { formula: a.formula.clone(), weights: a.weights.clone(), missing: a.missing };
-    let opened = model::open_inputs(&a.inputs)?;
+    let opened = model::open_inputs(inputs)?;
     let paths: Vec<(String, std::path::PathBuf)> =
         opened.inputs.iter().map(|i| (i.display(), i.path.clone())).collect();
-    let progress = Progress::default();
-    let (resolved, pass) = model::resolve_and_accumulate(options, opened, &eo, &progress)?;
+    let progress = Arc::new(Progress::default());
+    let _display = ProgressDisplay::start(progress.clone(), a.engine.quiet);
+    let (resolved, pass) = model::resolve_and_accumulate(options, opened, eo, &progress)?;
     let fitted_at = model::now_unix();
-    // Solve before saving: a state is worth saving even when the solve
-    // refuses (singular with --singular error), so save first.
+    // Save before solving: the statistics are worth keeping even when the
+    // solve refuses (a singular design with --singular error).
     if let Some(path) = &a.save {
         let mut inputs = Vec::new();
         for ((disp, p), info) in paths.iter().zip(&pass.inputs) {
@@ -190,15 +217,35 @@ fn resolved_for_state(st: &State, opened: &model::OpenedInputs) -> Result<Resolv
 
 pub fn update(a: &UpdateArgs) -> Result<(), AppError> {
     let eo = engine_options(&a.engine)?;
-    let mut st = state::load(&a.state)?;
-    let opened = model::open_inputs(&a.inputs)?;
+    if !a.inputs.is_empty() {
+        fold_into_state(&a.state, &a.inputs, a.force, &a.report, &eo, a.engine.quiet)?;
+    }
+    if let Some(dir) = &a.follow.follow {
+        follow(dir, &a.follow, &mut |path: &Path| {
+            fold_into_state(&a.state, &[path.to_string_lossy().to_string()], a.force, &a.report, &eo, a.engine.quiet)
+        })?;
+    }
+    Ok(())
+}
+
+/// Fold inputs into a saved state, save it, and report.
+fn fold_into_state(
+    state_path: &Path,
+    inputs: &[String],
+    force: bool,
+    report: &ReportArgs,
+    eo: &EngineOptions,
+    quiet: bool,
+) -> Result<(), AppError> {
+    let mut st = state::load(state_path)?;
+    let opened = model::open_inputs(inputs)?;
     let fps = fingerprints(&opened)?;
-    if !a.force {
+    if !force {
         for (path, _, sha) in &fps {
             if let Some(p) = st.inputs.iter().find(|p| &p.sha256 == sha) {
                 return Err(AppError::Data(format!(
                     "{path}: this content is already folded into {} (as {}, sha256 {}…); nothing was changed. Use --force to add it again",
-                    a.state.display(),
+                    state_path.display(),
                     p.path,
                     &sha[..12]
                 )));
@@ -206,8 +253,9 @@ pub fn update(a: &UpdateArgs) -> Result<(), AppError> {
         }
     }
     let resolved = resolved_for_state(&st, &opened)?;
-    let progress = Progress::default();
-    let pass = model::accumulate(&resolved, opened, &eo, &progress)?;
+    let progress = Arc::new(Progress::default());
+    let _display = ProgressDisplay::start(progress.clone(), quiet);
+    let pass = model::accumulate(&resolved, opened, eo, &progress)?;
     st.accumulator.merge(&pass.acc);
     for ((path, size, sha), info) in fps.into_iter().zip(&pass.inputs) {
         st.inputs.push(Provenance {
@@ -220,8 +268,95 @@ pub fn update(a: &UpdateArgs) -> Result<(), AppError> {
     }
     st.fitted_at = model::now_unix();
     st.elapsed_s = pass.elapsed_s;
-    state::save(&st, &a.state)?;
-    emit(&render_state(&st, &a.report)?, a.report.output.as_deref())
+    state::save(&st, state_path)?;
+    emit(&render_state(&st, report)?, report.output.as_deref())
+}
+
+/// Is this a file a follower may read (a data file not being written)?
+fn followable(p: &Path) -> bool {
+    let name = p.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    !name.starts_with('.')
+        && ![".tmp", ".part", ".partial"].iter().any(|s| name.ends_with(s))
+        && crate::source::expand(&[p.to_string_lossy().to_string()]).is_ok()
+        && [".parquet", ".pq", ".arrow", ".ipc", ".feather", ".arrows", ".csv", ".tsv"]
+            .iter()
+            .any(|s| name.ends_with(s))
+}
+
+/// Watch `dir` and call `fold` with each new complete file, in the order
+/// they settle (a watcher thread sends them through a channel), until
+/// Ctrl-C. A file that fails is reported and skipped; the state is never
+/// half-written because every save is atomic.
+fn follow(
+    dir: &Path,
+    f: &crate::cli::FollowArgs,
+    fold: &mut dyn FnMut(&Path) -> Result<(), AppError>,
+) -> Result<(), AppError> {
+    if !dir.is_dir() {
+        return Err(AppError::Usage(format!("--follow {}: not a directory", dir.display())));
+    }
+    let (tx, rx) = crossbeam_channel::unbounded::<std::path::PathBuf>();
+    let poll = std::time::Duration::from_millis(f.poll_ms.max(10));
+    let settle = std::time::Duration::from_millis(f.settle_ms);
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let dir = dir.to_path_buf();
+        let done = done.clone();
+        std::thread::spawn(move || {
+            // path → (size, mtime, unchanged since)
+            let mut seen: HashMap<std::path::PathBuf, (u64, std::time::SystemTime, std::time::Instant)> =
+                HashMap::new();
+            let mut sent: std::collections::HashSet<std::path::PathBuf> = std::collections::HashSet::new();
+            while !done.load(Ordering::Relaxed) && !INTERRUPTED.load(Ordering::Relaxed) {
+                let mut entries: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+                    .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+                    .unwrap_or_default();
+                entries.sort();
+                let now = std::time::Instant::now();
+                for p in entries {
+                    if sent.contains(&p) || !p.is_file() || !followable(&p) {
+                        continue;
+                    }
+                    let Ok(md) = std::fs::metadata(&p) else { continue };
+                    let key = (md.len(), md.modified().unwrap_or(std::time::UNIX_EPOCH));
+                    let entry = seen.entry(p.clone()).or_insert((key.0, key.1, now));
+                    if (entry.0, entry.1) != key {
+                        *entry = (key.0, key.1, now);
+                    } else if now.duration_since(entry.2) >= settle && key.0 > 0 {
+                        if tx.send(p.clone()).is_err() {
+                            return;
+                        }
+                        sent.insert(p);
+                    }
+                }
+                std::thread::sleep(poll);
+            }
+        })
+    };
+    eprintln!("gramfit: following {} (Ctrl-C to stop)", dir.display());
+    loop {
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            break;
+        }
+        match rx.recv_timeout(poll) {
+            Ok(path) => match fold(&path) {
+                Ok(()) => eprintln!("gramfit: folded in {}", path.display()),
+                Err(e) if INTERRUPTED.load(Ordering::Relaxed) => {
+                    eprintln!("gramfit: interrupted while reading {}; it was not added ({e})", path.display());
+                    break;
+                }
+                Err(e) => eprintln!("gramfit: error: {e} (skipped; still following)"),
+            },
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    let _ = watcher.join();
+    // A clean stop, not an error.
+    INTERRUPTED.store(false, Ordering::Relaxed);
+    eprintln!("gramfit: stopped following {}", dir.display());
+    Ok(())
 }
 
 pub fn retract(a: &RetractArgs) -> Result<(), AppError> {
@@ -242,7 +377,8 @@ pub fn retract(a: &RetractArgs) -> Result<(), AppError> {
         }
     }
     let resolved = resolved_for_state(&st, &opened)?;
-    let progress = Progress::default();
+    let progress = Arc::new(Progress::default());
+    let _display = ProgressDisplay::start(progress.clone(), a.engine.quiet);
     let pass = model::accumulate(&resolved, opened, &eo, &progress)?;
     st.accumulator.retract(&pass.acc).map_err(|e| AppError::Data(format!("{}: {e}", a.state.display())))?;
     for sha in remove {
@@ -319,7 +455,8 @@ pub fn design(a: &DesignArgs) -> Result<(), AppError> {
     }
     let inputs = opened.inputs.clone();
     let schemas = opened.schemas.clone();
-    let progress = Progress::default();
+    let progress = Arc::new(Progress::default());
+    let _display = ProgressDisplay::start(progress.clone(), a.engine.quiet);
     // First pass: levels (patsy codes with the levels of all the data).
     let (resolved, pass) = model::resolve_and_accumulate(options, opened, &eo, &progress)?;
     let design =
@@ -436,7 +573,8 @@ pub fn corr(a: &CorrArgs) -> Result<(), AppError> {
     };
     let options = ModelOptions { formula, weights: None, missing: MissingPolicy::Drop };
     let opened = model::open_inputs(&a.inputs)?;
-    let progress = Progress::default();
+    let progress = Arc::new(Progress::default());
+    let _display = ProgressDisplay::start(progress.clone(), a.engine.quiet);
     let (resolved, pass) = model::resolve_and_accumulate(options, opened, &eo, &progress)?;
     let design =
         design_columns(&resolved.spec, &pass.acc.level_sets(), pass.acc.stats.keys()).map_err(FitError::from)?;

@@ -82,10 +82,27 @@ pub enum CovType {
     Nonrobust,
 }
 
+/// Watching a directory for new files.
+#[derive(Args, Debug, Clone)]
+pub struct FollowArgs {
+    /// Watch this directory and fold in each new complete file as it appears, until Ctrl-C.
+    /// A file is complete when its size and modification time have not changed for
+    /// --settle-ms; files named .* or *.tmp, *.part, *.partial are never read (write
+    /// elsewhere or under such a name, then rename into place).
+    #[arg(long, value_name = "DIR")]
+    pub follow: Option<PathBuf>,
+    /// How often to look at the directory, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub poll_ms: u64,
+    /// How long a file must stay unchanged before it is read, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    pub settle_ms: u64,
+}
+
 #[derive(Args, Debug)]
 pub struct FitArgs {
     /// Input files, directories or globs (Parquet, Arrow IPC, CSV); `-` reads an Arrow IPC stream from stdin.
-    #[arg(required = true, value_name = "INPUT")]
+    #[arg(required_unless_present = "follow", value_name = "INPUT")]
     pub inputs: Vec<String>,
     /// The model, in patsy/statsmodels formula syntax, e.g. "rent ~ size_sqft + C(borough)".
     #[arg(long, short = 'f')]
@@ -100,6 +117,8 @@ pub struct FitArgs {
     /// Save the fit's statistics to this state file (for summary, update, merge, retract).
     #[arg(long, value_name = "STATE")]
     pub save: Option<PathBuf>,
+    #[command(flatten)]
+    pub follow: FollowArgs,
     #[command(flatten)]
     pub report: ReportArgs,
     #[command(flatten)]
@@ -133,11 +152,13 @@ pub struct SummaryArgs {
 pub struct UpdateArgs {
     pub state: PathBuf,
     /// New input files to fold in.
-    #[arg(required = true, value_name = "INPUT")]
+    #[arg(required_unless_present = "follow", value_name = "INPUT")]
     pub inputs: Vec<String>,
     /// Fold in files whose content is already in the state.
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub follow: FollowArgs,
     #[command(flatten)]
     pub report: ReportArgs,
     #[command(flatten)]

@@ -68,7 +68,8 @@ pub struct PlannedModel {
 /// `out/rent-{group}.txt` → `out/rent-Queens.txt`; without a placeholder the
 /// level is added before the extension. Levels are made file-name safe.
 pub fn group_path(path: &Path, level: &str) -> PathBuf {
-    let safe: String = level.chars().map(|c| if c.is_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect();
+    let safe: String =
+        level.chars().map(|c| if c.is_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect();
     let s = path.to_string_lossy();
     if s.contains("{group}") {
         return PathBuf::from(s.replace("{group}", &safe));
@@ -165,7 +166,8 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
     for (m, r) in models.iter().zip(&resolved) {
         let opened = model::open_inputs(&job.inputs)?;
         let paths: Vec<(String, PathBuf)> = opened.inputs.iter().map(|i| (i.display(), i.path.clone())).collect();
-        let progress = Progress::default();
+        let progress = std::sync::Arc::new(Progress::default());
+        let _display = crate::progress::ProgressDisplay::start(progress.clone(), a.quiet);
         if let Some(by) = &m.by {
             let (grouped, infos, elapsed) = model::accumulate_grouped(r, by, opened, &eo, &progress)?;
             let fitted_at = model::now_unix();

@@ -173,9 +173,7 @@ fn numeric_column(batch: &RecordBatch, name: &str) -> Result<Col, DesignError> {
         // The common cases, converted in one pass without an intermediate array.
         match arr.data_type() {
             DataType::Float64 => return Ok(arr.as_primitive::<Float64Type>().values().clone()),
-            DataType::Int64 => {
-                return Ok(arr.as_primitive::<Int64Type>().values().iter().map(|&v| v as f64).collect())
-            }
+            DataType::Int64 => return Ok(arr.as_primitive::<Int64Type>().values().iter().map(|&v| v as f64).collect()),
             DataType::Int32 => {
                 return Ok(arr
                     .as_primitive::<arrow::datatypes::Int32Type>()
@@ -318,12 +316,7 @@ impl DesignBuilder {
 
     /// Evaluate a numeric expression; `inputs_missing[r]` marks rows where a
     /// source column is null/NaN (those may legitimately be NaN).
-    fn eval(
-        &self,
-        e: &NumExpr,
-        batch: &RecordBatch,
-        cache: &mut HashMap<String, Col>,
-    ) -> Result<Val, DesignError> {
+    fn eval(&self, e: &NumExpr, batch: &RecordBatch, cache: &mut HashMap<String, Col>) -> Result<Val, DesignError> {
         let n = batch.num_rows();
         Ok(match e {
             NumExpr::Const(x) => Val::Scalar(Dd::from(*x)),
@@ -335,10 +328,9 @@ impl DesignBuilder {
             }
             NumExpr::Neg(a) => match self.eval(a, batch, cache)? {
                 Val::Scalar(d) => Val::Scalar(-d),
-                Val::Col { hi, lo } => Val::Col {
-                    hi: hi.iter().map(|x| -x).collect(),
-                    lo: lo.map(|l| l.iter().map(|x| -x).collect()),
-                },
+                Val::Col { hi, lo } => {
+                    Val::Col { hi: hi.iter().map(|x| -x).collect(), lo: lo.map(|l| l.iter().map(|x| -x).collect()) }
+                }
             },
             NumExpr::Add(a, b) => map_dd(n, &self.eval(a, batch, cache)?, &self.eval(b, batch, cache)?, |x, y| x + y),
             NumExpr::Sub(a, b) => map_dd(n, &self.eval(a, batch, cache)?, &self.eval(b, batch, cache)?, |x, y| x - y),

@@ -54,11 +54,22 @@ impl Default for EngineOptions {
     }
 }
 
+/// Set by the Ctrl-C (SIGINT/SIGTERM) handler: every pass stops at the next
+/// chunk and nothing is saved.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
 /// Progress counters shared with a progress display, and a stop flag.
 #[derive(Default, Debug)]
 pub struct Progress {
     pub rows: AtomicU64,
     pub stop: AtomicBool,
+}
+
+impl Progress {
+    /// Stop requested: by an error elsewhere in the pass, or by Ctrl-C.
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || INTERRUPTED.load(Ordering::Relaxed)
+    }
 }
 
 /// Re-cuts a stream of batches into chunks of exactly `CHUNK_ROWS` rows
@@ -124,7 +135,7 @@ fn fold_chunks<A: ChunkSink>(
 ) -> Result<(), EngineError> {
     let mut row = first_row;
     for chunk in chunks {
-        if progress.stop.load(Ordering::Relaxed) {
+        if progress.stopped() {
             return Err(EngineError::Interrupted);
         }
         let base = row;
@@ -197,7 +208,7 @@ fn sequential_input<A: ChunkSink>(
                 ok
             };
             for b in batches {
-                if progress.stop.load(Ordering::Relaxed) {
+                if progress.stopped() {
                     let _ = reader_res_tx.send((usize::MAX, Err(EngineError::Interrupted)));
                     return;
                 }
@@ -261,7 +272,8 @@ fn sequential_input<A: ChunkSink>(
         for (seq, r) in res_rx.iter() {
             match r {
                 Err(e) => {
-                    if failure.is_none() {
+                    // The first real error wins over the interruptions it causes.
+                    if failure.is_none() || matches!(failure, Some(EngineError::Interrupted)) {
                         failure = Some(e);
                     }
                     progress.stop.store(true, Ordering::Relaxed);

@@ -20,6 +20,7 @@ pub mod formula;
 pub mod generate;
 pub mod level;
 pub mod model;
+pub mod progress;
 pub mod report;
 pub mod results;
 pub mod solve;

@@ -20,6 +20,9 @@ fn run(cli: Cli) -> Result<(), AppError> {
 
 fn main() {
     let cli = Cli::parse();
+    // Ctrl-C (and SIGTERM) stop the pass at the next chunk; nothing
+    // half-done is saved, and the exit code is 130.
+    let _ = ctrlc::set_handler(|| gramfit::engine::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed));
     if let Err(e) = run(cli) {
         if let AppError::Output(io) = &e {
             if io.kind() == std::io::ErrorKind::BrokenPipe {

@@ -321,18 +321,31 @@ fn grouped_job_fits_each_group_like_its_own_file() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for (group, file) in [("Manhattan", "manhattan.csv"), ("Brooklyn", "brooklyn.csv"), ("Queens", "queens.csv")] {
         let grouped: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(tmp.path().join(format!("out/{group}.json"))).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(tmp.path().join(format!("out/{group}.json"))).unwrap())
+                .unwrap();
         let alone = gramfit_json(["fit", se.join(file).to_str().unwrap(), "-f", f, "--format", "json"]);
         assert_eq!(grouped["nobs"], alone["nobs"], "{group}");
         for (k, v) in alone["params"].as_object().unwrap() {
             let d = crate::common::rel_diff(grouped["params"][k].as_f64().unwrap(), v.as_f64().unwrap());
             assert!(d <= 1e-9, "{group}: {k} differs by {d:e}");
         }
-        let summary = gramfit_json(["summary", tmp.path().join(format!("out/{group}.gramfit")).to_str().unwrap(), "--format", "json"]);
+        let summary = gramfit_json([
+            "summary",
+            tmp.path().join(format!("out/{group}.gramfit")).to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
         assert_eq!(summary["params"], grouped["params"], "{group}: state");
     }
     // A grouping column that does not exist is refused before anything is written.
-    let bad = write(tmp.path(), "bad.toml", &format!("inputs = [{:?}]\nformula = \"{f}\"\nby = \"boro\"\nreport = \"bad/{{group}}.txt\"\n", se.join("streeteasy.csv").to_str().unwrap()));
+    let bad = write(
+        tmp.path(),
+        "bad.toml",
+        &format!(
+            "inputs = [{:?}]\nformula = \"{f}\"\nby = \"boro\"\nreport = \"bad/{{group}}.txt\"\n",
+            se.join("streeteasy.csv").to_str().unwrap()
+        ),
+    );
     let out = gramfit(["run", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean 'borough'"));

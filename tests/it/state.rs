@@ -196,3 +196,52 @@ fn sigkill_during_update_leaves_old_or_new_state() {
     assert!(saw_old + saw_new == 24);
     println!("SIGKILL over a {full_ms} ms update: {saw_old} runs left the old state, {saw_new} the new one");
 }
+
+#[test]
+fn follow_folds_in_new_files_and_stops_cleanly_on_ctrl_c() {
+    let [a, b, c] = borough_files();
+    let tmp = tempdir();
+    let dir = tmp.path().join("incoming");
+    std::fs::create_dir(&dir).unwrap();
+    let st = tmp.path().join("follow.gramfit");
+    let report = tmp.path().join("report.json");
+    let f = "rent ~ size_sqft + bedrooms + C(borough)";
+    let child = std::process::Command::new(crate::common::bin())
+        .args(["fit", s(&a), "-f", f, "--save", s(&st), "--follow", s(&dir), "--poll-ms", "50", "--settle-ms", "200"])
+        .args(["--format", "json", "-o", s(&report), "--quiet"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rows_in_state = |n: u64| {
+        for _ in 0..200 {
+            if let Ok(bytes) = std::fs::read(&st) {
+                if let Ok(state) = gramfit::state::decode(&bytes, &st) {
+                    if state.accumulator.rows_read == n {
+                        return true;
+                    }
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    };
+    assert!(rows_in_state(3539), "initial fit saved");
+    // Files are written under a temporary name and renamed into place; a
+    // half-written file under its final name would be read only once settled.
+    for (i, src) in [&b, &c].iter().enumerate() {
+        let tmpname = dir.join(format!(".part{i}.csv"));
+        std::fs::copy(src, &tmpname).unwrap();
+        std::fs::rename(&tmpname, dir.join(format!("day{i}.csv"))).unwrap();
+    }
+    assert!(rows_in_state(5000), "both new files folded in");
+    // Ctrl-C: a clean stop.
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("stopped following"), "{err}");
+    let whole = json_of(&["fit", s(&a), s(&b), s(&c), "-f", f]);
+    let followed: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_same_fit("follow", &whole, &followed, 1e-9);
+}
