@@ -13,6 +13,7 @@ use crate::level::{python_float_repr, ColumnKey};
 use crate::model::{self, FitError, ModelOptions, ReportOptions, Resolved};
 use crate::progress::ProgressDisplay;
 use crate::report::{self, InputInfo, RunInfo};
+use crate::residuals::CovType;
 use crate::solve::NormalEquations;
 use crate::state::{self, Provenance, State, StateError};
 use std::collections::HashMap;
@@ -104,7 +105,29 @@ fn provenance(path_display: &str, path: &Path, info: &InputInfo) -> Result<Prove
 fn render_state(st: &State, report: &ReportArgs) -> Result<String, AppError> {
     let ro = report_options(report)?;
     let resolved = Resolved::new(st.model.clone(), st.column_types.clone())?;
-    let res = model::results_of(&resolved, &st.accumulator, &ro)?;
+    let mut res = model::results_of(&resolved, &st.accumulator, &ro)?;
+    match &st.residuals {
+        Some(snap) => {
+            if report.cov_type != CovType::Nonrobust && report.cov_type != snap.cov_type {
+                return Err(AppError::Usage(format!(
+                    "the state holds {} standard errors; --cov-type {} needs a new pass over the data (gramfit fit … --cov-type {})",
+                    snap.cov_type.name(),
+                    report.cov_type.name(),
+                    report.cov_type.name()
+                )));
+            }
+            crate::results::apply_second_pass(&mut res, snap);
+        }
+        None => {
+            if report.cov_type != CovType::Nonrobust {
+                return Err(AppError::Usage(format!(
+                    "--cov-type {} needs a pass over the data; this state has none since its last change",
+                    report.cov_type.name()
+                )));
+            }
+            res.gramfit_notes.push(no_second_pass_note(false));
+        }
+    }
     let inputs = st
         .inputs
         .iter()
@@ -139,33 +162,76 @@ fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions) -> Result<(), Ap
     let ro = report_options(&a.report)?;
     let options = ModelOptions { formula: a.formula.clone(), weights: a.weights.clone(), missing: a.missing };
     let opened = model::open_inputs(inputs)?;
+    let rereadable = opened.stdin.is_none();
+    let cov = a.report.cov_type;
+    if cov == CovType::Cluster && a.report.cluster.is_none() {
+        return Err(AppError::Usage("--cov-type cluster needs --cluster COL (the column of clusters)".into()));
+    }
+    if cov != CovType::Nonrobust && (!rereadable || a.report.no_second_pass) {
+        return Err(AppError::Usage(format!(
+            "--cov-type {} needs a second pass over the data, which {} (drop it or read files)",
+            cov.name(),
+            if rereadable { "--no-second-pass turns off" } else { "a stream on stdin cannot have" }
+        )));
+    }
     let paths: Vec<(String, std::path::PathBuf)> =
         opened.inputs.iter().map(|i| (i.display(), i.path.clone())).collect();
     let progress = Arc::new(Progress::default());
     let _display = ProgressDisplay::start(progress.clone(), a.engine.quiet);
     let (resolved, pass) = model::resolve_and_accumulate(options, opened, eo, &progress)?;
     let fitted_at = model::now_unix();
-    // Save before solving: the statistics are worth keeping even when the
-    // solve refuses (a singular design with --singular error).
-    if let Some(path) = &a.save {
-        let mut inputs = Vec::new();
+    let mut st = State {
+        gramfit_version: env!("CARGO_PKG_VERSION").into(),
+        model: resolved.options.clone(),
+        column_types: resolved.column_types.clone(),
+        accumulator: pass.acc,
+        inputs: Vec::new(),
+        fitted_at,
+        elapsed_s: pass.elapsed_s,
+        residuals: None,
+    };
+    if a.save.is_some() {
         for ((disp, p), info) in paths.iter().zip(&pass.inputs) {
-            inputs.push(provenance(disp, p, info)?);
+            st.inputs.push(provenance(disp, p, info)?);
         }
-        let st = State {
-            gramfit_version: env!("CARGO_PKG_VERSION").into(),
-            model: resolved.options.clone(),
-            column_types: resolved.column_types.clone(),
-            accumulator: pass.acc.clone(),
-            inputs,
-            fitted_at,
-            elapsed_s: pass.elapsed_s,
-        };
+    }
+    let res = model::results_of(&resolved, &st.accumulator, &ro);
+    // The second pass, when the first solved and the files can be reread.
+    if res.is_ok() && rereadable && !a.report.no_second_pass {
+        let t0 = std::time::Instant::now();
+        let reopened = model::open_inputs(inputs)?;
+        let snap = model::second_pass(
+            &resolved,
+            &st.accumulator,
+            &ro,
+            model::RobustOptions { cov, cluster: a.report.cluster.as_deref() },
+            reopened,
+            eo,
+            &progress,
+        )?;
+        st.residuals = Some(snap);
+        st.elapsed_s += t0.elapsed().as_secs_f64();
+    }
+    // Save even when the solve refuses (a singular design with --singular
+    // error): the statistics are worth keeping.
+    if let Some(path) = &a.save {
         state::save(&st, path)?;
     }
-    let res = model::results_of(&resolved, &pass.acc, &ro)?;
-    let info = model::run_info(&resolved, &pass.acc, pass.inputs, fitted_at, pass.elapsed_s);
+    let mut res = res?;
+    if let Some(snap) = &st.residuals {
+        crate::results::apply_second_pass(&mut res, snap);
+    } else if !rereadable || a.report.no_second_pass {
+        res.gramfit_notes.push(no_second_pass_note(!rereadable));
+    }
+    let info = model::run_info(&resolved, &st.accumulator, pass.inputs, fitted_at, st.elapsed_s);
     emit(&report::render(&res, &info, a.report.format), a.report.output.as_deref())
+}
+
+fn no_second_pass_note(stdin: bool) -> String {
+    format!(
+        "Omnibus, skew, kurtosis, Jarque-Bera and Durbin-Watson need a second pass over the data, which {}.",
+        if stdin { "a stream on stdin cannot have" } else { "was not run" }
+    )
 }
 
 pub fn summary(a: &SummaryArgs) -> Result<(), AppError> {
@@ -268,6 +334,7 @@ fn fold_into_state(
     }
     st.fitted_at = model::now_unix();
     st.elapsed_s = pass.elapsed_s;
+    st.residuals = None;
     state::save(&st, state_path)?;
     emit(&render_state(&st, report)?, report.output.as_deref())
 }
@@ -388,6 +455,7 @@ pub fn retract(a: &RetractArgs) -> Result<(), AppError> {
     }
     st.fitted_at = model::now_unix();
     st.elapsed_s = pass.elapsed_s;
+    st.residuals = None;
     state::save(&st, &a.state)?;
     emit(&render_state(&st, &a.report)?, a.report.output.as_deref())
 }
@@ -441,6 +509,7 @@ pub fn merge(a: &MergeArgs) -> Result<(), AppError> {
         out.elapsed_s += st.elapsed_s;
     }
     out.fitted_at = model::now_unix();
+    out.residuals = None;
     state::save(&out, &a.out)?;
     emit(&render_state(&out, &a.report)?, a.report.output.as_deref())
 }

@@ -69,18 +69,22 @@ pub struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Covariance type of the standard errors (only `nonrobust` is implemented so far).
+    /// Covariance type of the standard errors: nonrobust, HC0–HC3 or cluster (needs
+    /// --cluster). Robust types use the normal reference distribution, as statsmodels.
     #[arg(long, value_enum, default_value_t = CovType::Nonrobust)]
     pub cov_type: CovType,
+    /// Column whose levels are the clusters for --cov-type cluster.
+    #[arg(long, value_name = "COL")]
+    pub cluster: Option<String>,
+    /// Skip the second pass over the data (residual diagnostics, robust errors).
+    #[arg(long)]
+    pub no_second_pass: bool,
     /// Write the report to this file (atomically) instead of stdout.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum CovType {
-    Nonrobust,
-}
+pub use crate::residuals::CovType;
 
 /// Watching a directory for new files.
 #[derive(Args, Debug, Clone)]

@@ -194,6 +194,7 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
                             inputs: Vec::new(),
                             fitted_at,
                             elapsed_s: elapsed,
+                            residuals: None,
                         },
                     ));
                 }
@@ -237,6 +238,7 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
                     inputs,
                     fitted_at,
                     elapsed_s: pass.elapsed_s,
+                    residuals: None,
                 },
             ));
         }

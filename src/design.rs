@@ -64,6 +64,8 @@ pub struct DesignBlock {
     /// For each categorical factor (by index), the levels seen in the batch
     /// on non-missing values of that factor, with their row counts.
     pub levels: Vec<HashMap<Level, u64>>,
+    /// The batch rows kept, when some were dropped (`None`: all kept).
+    pub kept: Option<Vec<usize>>,
 }
 
 impl DesignBlock {
@@ -105,6 +107,8 @@ pub struct DesignBuilder {
     pub missing: MissingPolicy,
     /// The grouping column of a grouped pass (`by`), read with the model's.
     pub group_by: Option<String>,
+    /// What a second pass over the residuals needs (β, (XᵀWX)⁻¹, clusters).
+    pub second_pass: Option<Arc<crate::residuals::SecondPassSpec>>,
 }
 
 /// Parse a weights specification: a column name or a numeric expression.
@@ -297,7 +301,7 @@ impl DesignBuilder {
     /// `weights` must already be validated with [`weights_expr`].
     pub fn new(spec: Arc<ModelSpec>, weights: Option<String>, missing: MissingPolicy) -> Self {
         let weights_expr = weights.as_deref().and_then(|w| weights_expr(w).ok());
-        DesignBuilder { spec, weights, weights_expr, missing, group_by: None }
+        DesignBuilder { spec, weights, weights_expr, missing, group_by: None, second_pass: None }
     }
 
     /// Source columns a pass must read: the model's and the weights'.
@@ -306,9 +310,10 @@ impl DesignBuilder {
         if let Some(e) = &self.weights_expr {
             e.columns(&mut cols);
         }
-        if let Some(g) = &self.group_by {
-            if !cols.contains(g) {
-                cols.push(g.clone());
+        let extra = [self.group_by.clone(), self.second_pass.as_ref().and_then(|s| s.cluster.clone())];
+        for g in extra.into_iter().flatten() {
+            if !cols.contains(&g) {
+                cols.push(g);
             }
         }
         cols
@@ -494,7 +499,13 @@ impl DesignBuilder {
             }
         };
         let m = kept.len();
-        let mut block = DesignBlock { rows_in: n, rows_dropped: n - m, levels, ..Default::default() };
+        let mut block = DesignBlock {
+            rows_in: n,
+            rows_dropped: n - m,
+            levels,
+            kept: (!all_kept).then(|| kept.clone()),
+            ..Default::default()
+        };
         let into_cols = |v: Val| -> (Col, Option<Col>) {
             match v {
                 Val::Scalar(d) => (Col::from(vec![d.hi; m]), (d.lo != 0.0).then(|| Col::from(vec![d.lo; m]))),

@@ -22,6 +22,7 @@ pub mod level;
 pub mod model;
 pub mod progress;
 pub mod report;
+pub mod residuals;
 pub mod results;
 pub mod solve;
 pub mod source;

@@ -225,6 +225,67 @@ pub fn accumulate_grouped(
     Ok((acc, inputs, start.elapsed().as_secs_f64()))
 }
 
+/// The covariance type of the standard errors and, for `cluster`, the
+/// column of clusters.
+#[derive(Clone, Copy, Debug)]
+pub struct RobustOptions<'a> {
+    pub cov: crate::residuals::CovType,
+    pub cluster: Option<&'a str>,
+}
+
+/// The second pass: stream the inputs again with β from `acc` and return
+/// the residual diagnostics and (for a robust `cov`) the robust covariance.
+pub fn second_pass(
+    resolved: &Resolved,
+    acc: &FitAccumulator,
+    report: &ReportOptions,
+    robust: RobustOptions<'_>,
+    opened: OpenedInputs,
+    engine_opts: &EngineOptions,
+    progress: &Progress,
+) -> Result<crate::residuals::ResidualSnapshot, FitError> {
+    use crate::residuals::{robust_cov, CovType, ResidualSnapshot, ResidualStats, SecondPassSpec};
+    let RobustOptions { cov, cluster } = robust;
+    let design = design(&resolved.spec, &acc.level_sets(), acc.stats.keys())?;
+    let ne = NormalEquations::from_state(acc, &design);
+    let sol = solve_normal_equations(&ne, report.singular)?;
+    if let Some(c) = cluster {
+        if !resolved.column_types.iter().any(|(n, _)| n == c) {
+            let hint = crate::formula::closest(c, resolved.column_types.iter().map(|(n, _)| n.as_str()))
+                .map(|c| format!("; did you mean '{c}'?"))
+                .unwrap_or_default();
+            return Err(FitError::Other(format!("--cluster: no column named '{c}' in the input{hint}")));
+        }
+    }
+    let spec = SecondPassSpec {
+        design,
+        params: sol.params.iter().map(|b| b.map_or(0.0, |d| d.to_f64())).collect(),
+        xtx_inv: sol.normalized_cov.iter().map(|d| d.to_f64()).collect(),
+        weighted: resolved.options.weights.is_some(),
+        cluster: cluster.map(String::from),
+    };
+    let mut builder = resolved.builder();
+    builder.second_pass = Some(Arc::new(spec.clone()));
+    let (st, _): (ResidualStats, _) =
+        engine::accumulate(&opened.inputs, &opened.schemas, &builder, engine_opts, progress, opened.stdin)?;
+    let d = st.diagnostics();
+    let df_resid = acc.stats.nobs() as f64 - sol.rank as f64;
+    Ok(ResidualSnapshot {
+        cov_type: cov,
+        omnibus: d.omnibus,
+        prob_omnibus: d.prob_omnibus,
+        skew: d.skew,
+        kurtosis: d.kurtosis,
+        jarque_bera: d.jarque_bera,
+        prob_jb: d.prob_jb,
+        durbin_watson: d.durbin_watson,
+        robust_cov: robust_cov(&st, &spec, cov, df_resid),
+        undefined: if matches!(cov, CovType::Hc2 | CovType::Hc3) { st.undefined_hc23() } else { Vec::new() },
+        leverage_one: st.leverage_one,
+        n_clusters: st.clusters.len(),
+    })
+}
+
 pub fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

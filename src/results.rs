@@ -54,6 +54,12 @@ pub struct OlsResults {
     pub notes: Vec<String>,
     /// gramfit's own observations (aliasing, VIFs, dropped rows …).
     pub gramfit_notes: Vec<String>,
+    /// Covariance type of bse, t, p, intervals and cov_params.
+    pub cov_type: crate::residuals::CovType,
+    /// Student t (nonrobust) or normal (robust, statsmodels' default) reference.
+    pub use_t: bool,
+    /// Residual diagnostics from the second pass, when it ran.
+    pub residuals: Option<crate::residuals::ResidualSnapshot>,
 }
 
 /// Upper tail of Student's t.
@@ -262,5 +268,110 @@ pub fn infer(ne: &NormalEquations, sol: &Solution, opts: &InferenceOptions) -> O
         diagnostics,
         notes,
         gramfit_notes,
+        cov_type: crate::residuals::CovType::Nonrobust,
+        use_t: true,
+        residuals: None,
+    }
+}
+
+/// Upper tail of the standard normal.
+fn norm_sf(z: f64) -> f64 {
+    0.5 * statrs::function::erf::erfc(z / std::f64::consts::SQRT_2)
+}
+
+/// Solve a small dense system `A x = b` by Gaussian elimination with partial
+/// pivoting (for the robust Wald test).
+fn solve_small(mut a: Vec<f64>, mut b: Vec<f64>, n: usize) -> Option<Vec<f64>> {
+    for k in 0..n {
+        let piv = (k..n).max_by(|&i, &j| a[i * n + k].abs().total_cmp(&a[j * n + k].abs()))?;
+        if a[piv * n + k] == 0.0 {
+            return None;
+        }
+        for j in 0..n {
+            a.swap(k * n + j, piv * n + j);
+        }
+        b.swap(k, piv);
+        for i in k + 1..n {
+            let f = a[i * n + k] / a[k * n + k];
+            for j in k..n {
+                a[i * n + j] -= f * a[k * n + j];
+            }
+            b[i] -= f * b[k];
+        }
+    }
+    let mut x = vec![0.0; n];
+    for i in (0..n).rev() {
+        let mut v = b[i];
+        for j in i + 1..n {
+            v -= a[i * n + j] * x[j];
+        }
+        x[i] = v / a[i * n + i];
+    }
+    Some(x)
+}
+
+/// Put a second pass's results into a report: residual diagnostics, and for
+/// a robust `cov_type` statsmodels' robust inference (normal reference
+/// distribution, robust Wald F with G − 1 denominator df for clusters).
+pub fn apply_second_pass(res: &mut OlsResults, snap: &crate::residuals::ResidualSnapshot) {
+    use crate::residuals::CovType;
+    res.residuals = Some(snap.clone());
+    let Some(v) = &snap.robust_cov else {
+        return;
+    };
+    let p = res.names.len();
+    res.cov_type = snap.cov_type;
+    res.use_t = false;
+    let zq =
+        statrs::distribution::Normal::new(0.0, 1.0).map(|d| d.inverse_cdf(1.0 - res.alpha / 2.0)).unwrap_or(f64::NAN);
+    for i in 0..p {
+        let defined = res.params[i].is_some() && !snap.undefined.contains(&i);
+        let se = if defined { finite(v[i * p + i].max(0.0).sqrt()) } else { None };
+        res.bse[i] = se;
+        let z = match (res.params[i], se) {
+            (Some(b), Some(se)) => finite(b / se),
+            _ => None,
+        };
+        res.tvalues[i] = z;
+        res.pvalues[i] = z.map(|z| 2.0 * norm_sf(z.abs()));
+        res.conf_int[i] = match (res.params[i], se) {
+            (Some(b), Some(se)) => Some((b - zq * se, b + zq * se)),
+            _ => None,
+        };
+        for j in 0..p {
+            let dj = res.params[j].is_some() && !snap.undefined.contains(&j);
+            res.cov_params[i][j] = if defined && dj { finite(v[i * p + j]) } else { None };
+        }
+    }
+    // Robust Wald F of all coefficients but the constant.
+    let idx: Vec<usize> =
+        (0..p).filter(|&i| res.params[i].is_some() && !(res.k_constant == 1 && res.names[i] == "Intercept")).collect();
+    let implicit_const = res.k_constant == 1 && !res.names.iter().any(|n| n == "Intercept");
+    let q = idx.len();
+    let (f, df2) = if implicit_const || q == 0 || idx.iter().any(|i| snap.undefined.contains(i)) {
+        (f64::NAN, f64::NAN)
+    } else {
+        let sub: Vec<f64> = idx.iter().flat_map(|&i| idx.iter().map(move |&j| v[i * p + j])).collect();
+        let b: Vec<f64> = idx.iter().map(|&i| res.params[i].unwrap_or(0.0)).collect();
+        let f = solve_small(sub, b.clone(), q)
+            .map_or(f64::NAN, |x| x.iter().zip(&b).map(|(a, c)| a * c).sum::<f64>() / q as f64);
+        let df2 = if snap.cov_type == CovType::Cluster { snap.n_clusters as f64 - 1.0 } else { res.df_resid };
+        (f, df2)
+    };
+    res.fvalue = f;
+    res.f_pvalue = f_sf(f, q as f64, df2);
+    for n in res.notes.iter_mut() {
+        if n == CovType::Nonrobust.description() {
+            *n = snap.cov_type.description().to_string();
+        }
+    }
+    if !snap.undefined.is_empty() {
+        let names: Vec<&str> = snap.undefined.iter().map(|&i| res.names[i].as_str()).collect();
+        res.gramfit_notes.push(format!(
+            "{} is undefined for {}: {} observation(s) have leverage 1 (a category with a single row), so their residual carries no information about its variance.",
+            snap.cov_type.name(),
+            names.join(", "),
+            snap.leverage_one
+        ));
     }
 }

@@ -67,6 +67,10 @@ pub struct State {
     /// Unix seconds of the last change, and the wall time of the last pass.
     pub fitted_at: u64,
     pub elapsed_s: f64,
+    /// The second pass over these statistics' inputs, if one ran since the
+    /// last change (residual diagnostics and the robust covariance).
+    #[serde(default)]
+    pub residuals: Option<crate::residuals::ResidualSnapshot>,
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> StateError {
@@ -195,6 +199,7 @@ mod tests {
             inputs: vec![],
             fitted_at: 1,
             elapsed_s: 0.5,
+            residuals: None,
         }
     }
 

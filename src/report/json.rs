@@ -8,7 +8,8 @@
 //! conf_int {name: [lower, upper]|null}, alpha,
 //! ssr, ess, centered_tss, uncentered_tss, scale, mse_model, mse_resid,
 //! mse_total, rsquared, rsquared_adj, fvalue, f_pvalue, llf, aic, bic,
-//! cov_params {name: {name: v}}, eigenvals [desc], condition_number,
+//! cov_type, use_t, omnibus, prob_omnibus, skew, kurtosis, jarque_bera,
+//! prob_jb, durbin_watson (null without a second pass), cov_params {name: {name: v}}, eigenvals [desc], condition_number,
 //! singular_policy, aliased [name], dependencies [{column, terms {name: c}, text}],
 //! diagnostics {scale_free_condition_number, vif {name: v}, condition_indices [],
 //!              variance_proportions [[]], correlation {names [], matrix [[]]}},
@@ -100,6 +101,16 @@ pub fn to_value(res: &OlsResults, info: &RunInfo) -> Value {
     ] {
         o.insert(k.into(), num(v));
     }
+    o.insert("cov_type".into(), json!(res.cov_type.name()));
+    o.insert("use_t".into(), json!(res.use_t));
+    let r = res.residuals.as_ref();
+    o.insert("omnibus".into(), r.map_or(Value::Null, |r| num(r.omnibus)));
+    o.insert("prob_omnibus".into(), r.map_or(Value::Null, |r| num(r.prob_omnibus)));
+    o.insert("skew".into(), r.map_or(Value::Null, |r| num(r.skew)));
+    o.insert("kurtosis".into(), r.map_or(Value::Null, |r| num(r.kurtosis)));
+    o.insert("jarque_bera".into(), r.map_or(Value::Null, |r| num(r.jarque_bera)));
+    o.insert("prob_jb".into(), r.map_or(Value::Null, |r| num(r.prob_jb)));
+    o.insert("durbin_watson".into(), r.map_or(Value::Null, |r| num(r.durbin_watson)));
     o.insert("cov_params".into(), Value::Object(cov));
     o.insert("eigenvals".into(), Value::Array(dg.eigenvals.iter().map(|&x| num(x)).collect()));
     o.insert("condition_number".into(), num(dg.condition_number));

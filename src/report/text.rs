@@ -68,7 +68,7 @@ pub fn statsmodels_tables(res: &OlsResults, info: &RunInfo) -> String {
         ("No. Observations:".into(), d_or_f(res.nobs as f64)),
         ("Df Residuals:".into(), d_or_f(res.df_resid)),
         ("Df Model:".into(), d_or_f(res.df_model)),
-        ("Covariance Type:".into(), "nonrobust".into()),
+        ("Covariance Type:".into(), res.cov_type.name().into()),
     ];
     let right: Vec<(String, String)> = vec![
         (format!("R-squared{unc}:"), fmt_f(res.rsquared, 8, 3)),
@@ -87,10 +87,9 @@ pub fn statsmodels_tables(res: &OlsResults, info: &RunInfo) -> String {
     lines.push("=".repeat(width));
     let lo = format!("[{}", res.alpha / 2.0);
     let hi = format!("{}]", 1.0 - res.alpha / 2.0);
-    lines.push(format!(
-        "{:stub$} {:>10} {:>10} {:>10} {:>10} {:>11} {:>11}",
-        "", "coef", "std err", "t", "P>|t|", lo, hi
-    ));
+    let (stat, pcol) = if res.use_t { ("t", "P>|t|") } else { ("z", "P>|z|") };
+    lines
+        .push(format!("{:stub$} {:>10} {:>10} {:>10} {:>10} {:>11} {:>11}", "", "coef", "std err", stat, pcol, lo, hi));
     lines.push("-".repeat(width));
     for i in 0..res.names.len() {
         let name = &res.names[i];
@@ -113,8 +112,24 @@ pub fn statsmodels_tables(res: &OlsResults, info: &RunInfo) -> String {
     // Bottom block: the residual statistics need a second pass over the
     // data; the condition number comes from the state.
     let cond = res.diagnostics.condition_number;
-    let bottom_right = vec![("Cond. No.".to_string(), fmt_g(cond, 8, 3, true))];
-    let bottom = two_cols("", &[(String::new(), String::new())], &bottom_right);
+    let bottom = match &res.residuals {
+        Some(r) => two_cols(
+            "",
+            &[
+                ("Omnibus:".into(), fmt_f(r.omnibus, 6, 3)),
+                ("Prob(Omnibus):".into(), fmt_f(r.prob_omnibus, 6, 3)),
+                ("Skew:".into(), fmt_f(r.skew, 6, 3)),
+                ("Kurtosis:".into(), fmt_f(r.kurtosis, 6, 3)),
+            ],
+            &[
+                ("Durbin-Watson:".into(), fmt_f(r.durbin_watson, 8, 3)),
+                ("Jarque-Bera (JB):".into(), fmt_f(r.jarque_bera, 8, 3)),
+                ("Prob(JB):".into(), fmt_g(r.prob_jb, 8, 3, true)),
+                ("Cond. No.".into(), fmt_g(cond, 8, 3, true)),
+            ],
+        ),
+        None => two_cols("", &[(String::new(), String::new())], &[("Cond. No.".to_string(), fmt_g(cond, 8, 3, true))]),
+    };
     lines.extend(bottom);
     lines.push("=".repeat(lines.last().map_or(78, |l| l.chars().count())));
     let mut text = lines.join("\n");

@@ -10,5 +10,6 @@ mod formula;
 mod laws;
 mod nist;
 mod peers;
+mod second_pass;
 mod state;
 mod statsmodels;

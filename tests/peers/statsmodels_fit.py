@@ -26,11 +26,17 @@ def num(x):
 
 def fit(job):
     df = pd.read_csv(job["data"])
+    kw = {}
+    if job.get("cov_type"):
+        kw["cov_type"] = job["cov_type"]
+        if job["cov_type"] == "cluster":
+            # Rows patsy drops are not in this model; the data here have none.
+            kw["cov_kwds"] = {"groups": pd.factorize(df[job["cluster"]])[0]}
     if job.get("weights"):
         w = df.eval(job["weights"])
-        res = smf.wls(job["formula"], df, weights=w).fit()
+        res = smf.wls(job["formula"], df, weights=w).fit(**kw)
     else:
-        res = smf.ols(job["formula"], df).fit()
+        res = smf.ols(job["formula"], df).fit(**kw)
     names = list(res.params.index)
     ci = res.conf_int(job.get("alpha", 0.05))
     out = {
@@ -44,6 +50,12 @@ def fit(job):
         "eigenvals": [num(v) for v in res.eigenvals],
         "condition_number": num(res.condition_number),
     }
+    from statsmodels.stats.stattools import durbin_watson, jarque_bera, omni_normtest
+    jb, jbpv, skew, kurt = jarque_bera(res.wresid)
+    omni, omnipv = omni_normtest(res.wresid)
+    for k, v in [("omnibus", omni), ("prob_omnibus", omnipv), ("skew", skew), ("kurtosis", kurt),
+                 ("jarque_bera", jb), ("prob_jb", jbpv), ("durbin_watson", durbin_watson(res.wresid))]:
+        out[k] = num(v)
     out["rank"] = int(res.model.rank)
     out["k_constant"] = int(res.model.k_constant)
     for k in ["nobs", "df_model", "df_resid", "ssr", "ess", "centered_tss",

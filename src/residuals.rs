@@ -1,0 +1,464 @@
+//! The second pass: with β known, stream the same files again and
+//! accumulate what needs the residuals — their moments (skew, kurtosis,
+//! Omnibus, Jarque–Bera), Durbin–Watson in file order, and the "meat" of
+//! the heteroskedasticity- and cluster-robust covariances — in bounded
+//! memory (O(p²), plus O(clusters × p) for cluster-robust).
+//!
+//! Everything is on the whitened scale for WLS (`√w·e`, `√w·x`), as
+//! statsmodels computes `wresid` and robust covariances on `wexog`.
+//!
+//! * Omnibus: D'Agostino & Pearson's K² = Z(b₁)² + Z(b₂)² (D'Agostino,
+//!   Belanger & D'Agostino 1990, "A suggestion for using powerful and
+//!   informative tests of normality", Am. Stat. 44(4)), as
+//!   `scipy.stats.normaltest`; p = exp(−K²/2) (χ² with 2 df).
+//! * Jarque–Bera: n/6·(S² + (K − 3)²/4), S and K the biased sample skewness
+//!   and (Pearson) kurtosis.
+//! * Durbin–Watson: Σ(eₜ − eₜ₋₁)² / Σeₜ². Each chunk carries its first and
+//!   last residual; merging chunks in order adds the difference across the
+//!   seam, so the value is the sequential one for any thread count.
+//! * HC0–HC3 (White 1980; MacKinnon & White 1985): meats Σ e²·x xᵀ,
+//!   Σ e²/(1−h)·x xᵀ, Σ e²/(1−h)²·x xᵀ with leverage h = xᵀ(XᵀX)⁻¹x.
+//! * Cluster-robust (Liang & Zeger 1986): per-cluster score sums
+//!   s_g = Σ_{i∈g} x_i e_i, meat Σ_g s_g s_gᵀ.
+
+use crate::accumulator::ChunkSink;
+use crate::dd::Dd;
+use crate::design::{categorical_column, DesignBuilder, DesignError};
+use crate::formula::columns::Design;
+use crate::level::{ColumnKey, Level};
+use arrow::array::RecordBatch;
+use std::collections::{BTreeMap, HashMap};
+
+/// What the second pass needs from the first: the design, β and (XᵀWX)⁻¹.
+#[derive(Clone, Debug)]
+pub struct SecondPassSpec {
+    pub design: Design,
+    /// Coefficients in design order (Intercept first when present); aliased
+    /// ones as 0 (the residuals are the same for every least-squares β).
+    pub params: Vec<f64>,
+    /// `(XᵀWX)⁻¹` (drop or pseudo-inverse), `p × p` row-major.
+    pub xtx_inv: Vec<f64>,
+    pub weighted: bool,
+    /// Column whose levels are the clusters, for cluster-robust errors.
+    pub cluster: Option<String>,
+}
+
+/// Accumulated residual statistics of a run of rows (in file order).
+#[derive(Clone, Debug, Default)]
+pub struct ResidualStats {
+    pub n: u64,
+    /// Σ eᵏ for k = 1..4, in double-double.
+    pub power: [Dd; 4],
+    /// Σ (eₜ − eₜ₋₁)² within the run.
+    pub dw_num: Dd,
+    pub first: Option<f64>,
+    pub last: Option<f64>,
+    /// Meats for HC0, HC2, HC3 (`p × p`).
+    pub meat0: Vec<f64>,
+    pub meat2: Vec<f64>,
+    pub meat3: Vec<f64>,
+    /// Rows with leverage 1 (within rounding): their HC2/HC3 weights are
+    /// 0/0; they are left out of those meats, and a coefficient whose
+    /// column is non-zero only on such rows has no HC2/HC3 error.
+    pub leverage_one: u64,
+    /// Per design column: rows where it is non-zero, and how many of those
+    /// have leverage 1.
+    pub nonzero: Vec<u64>,
+    pub nonzero_leverage_one: Vec<u64>,
+    /// Per-cluster score sums.
+    pub clusters: BTreeMap<Level, Vec<f64>>,
+    pub rows_without_cluster: u64,
+}
+
+impl ResidualStats {
+    fn ensure(&mut self, p: usize) {
+        if self.meat0.len() != p * p {
+            self.meat0 = vec![0.0; p * p];
+            self.meat2 = vec![0.0; p * p];
+            self.meat3 = vec![0.0; p * p];
+            self.nonzero = vec![0; p];
+            self.nonzero_leverage_one = vec![0; p];
+        }
+    }
+
+    /// Coefficients (design indices) with no HC2/HC3 standard error.
+    pub fn undefined_hc23(&self) -> Vec<usize> {
+        (0..self.nonzero.len())
+            .filter(|&j| self.nonzero[j] > 0 && self.nonzero_leverage_one[j] == self.nonzero[j])
+            .collect()
+    }
+}
+
+fn add_mat(a: &mut Vec<f64>, b: &[f64]) {
+    if a.is_empty() {
+        *a = b.to_vec();
+    } else if !b.is_empty() {
+        for (x, y) in a.iter_mut().zip(b) {
+            *x += y;
+        }
+    }
+}
+
+impl ChunkSink for ResidualStats {
+    fn empty(_builder: &DesignBuilder) -> Self {
+        ResidualStats::default()
+    }
+
+    fn add_chunk(
+        &mut self,
+        builder: &DesignBuilder,
+        chunk: &RecordBatch,
+        at: &dyn Fn(usize) -> String,
+    ) -> Result<(), DesignError> {
+        let spec = builder.second_pass.as_ref().expect("a second pass has its spec");
+        let block = builder.block(chunk, at)?;
+        let p = spec.params.len();
+        self.ensure(p);
+        let pos: HashMap<&ColumnKey, usize> = block.keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
+        let y = pos[&ColumnKey::Response];
+        let off = usize::from(spec.design.intercept);
+        // Which block columns make up each design column.
+        let parts: Vec<Vec<usize>> =
+            spec.design.columns.iter().map(|c| c.cells.iter().filter_map(|k| pos.get(k).copied()).collect()).collect();
+        // Clusters of the kept rows (rows dropped for missing values are
+        // dropped from the clusters too).
+        let cluster_levels: Option<(Vec<u32>, Vec<Level>)> = match &spec.cluster {
+            Some(c) => Some(categorical_column(chunk, c)?),
+            None => None,
+        };
+        let kept: Vec<usize> = block.kept.clone().unwrap_or_else(|| (0..block.rows_in).collect());
+        let mut x = vec![0.0; p];
+        let mut ax = vec![0.0; p];
+        for r in 0..block.nrows() {
+            let sw = block.weights.as_ref().map_or(1.0, |w| w[r].sqrt());
+            if off == 1 {
+                x[0] = sw;
+            }
+            for (j, cols) in parts.iter().enumerate() {
+                let mut v = 0.0;
+                for &c in cols {
+                    v += block.hi[c][r] + block.lo[c].as_ref().map_or(0.0, |l| l[r]);
+                }
+                x[off + j] = sw * v;
+            }
+            let yr = sw * (block.hi[y][r] + block.lo[y].as_ref().map_or(0.0, |l| l[r]));
+            let mut fit = Dd::ZERO;
+            for j in 0..p {
+                fit += Dd::mul_f64s(spec.params[j], x[j]);
+            }
+            let e = (Dd::from(yr) - fit).to_f64();
+            // Moments.
+            let e2 = Dd::mul_f64s(e, e);
+            self.power[0] += Dd::from(e);
+            self.power[1] += e2;
+            self.power[2] += e2 * Dd::from(e);
+            self.power[3] += e2 * e2;
+            if let Some(prev) = self.last {
+                let d = e - prev;
+                self.dw_num += Dd::mul_f64s(d, d);
+            }
+            if self.first.is_none() {
+                self.first = Some(e);
+            }
+            self.last = Some(e);
+            self.n += 1;
+            // Leverage h = xᵀ (XᵀWX)⁻¹ x.
+            for i in 0..p {
+                let mut v = 0.0;
+                for j in 0..p {
+                    v += spec.xtx_inv[i * p + j] * x[j];
+                }
+                ax[i] = v;
+            }
+            let h: f64 = (0..p).map(|i| x[i] * ax[i]).sum();
+            let ee = e * e;
+            let one_minus_h = 1.0 - h;
+            let lev_one = one_minus_h <= 1e-10;
+            let (w2, w3) = if lev_one {
+                self.leverage_one += 1;
+                (0.0, 0.0)
+            } else {
+                (ee / one_minus_h, ee / (one_minus_h * one_minus_h))
+            };
+            for j in 0..p {
+                if x[j] != 0.0 {
+                    self.nonzero[j] += 1;
+                    self.nonzero_leverage_one[j] += u64::from(lev_one);
+                }
+            }
+            for i in 0..p {
+                for j in 0..=i {
+                    let xx = x[i] * x[j];
+                    self.meat0[i * p + j] += ee * xx;
+                    self.meat2[i * p + j] += w2 * xx;
+                    self.meat3[i * p + j] += w3 * xx;
+                }
+            }
+            if let Some((codes, table)) = &cluster_levels {
+                let code = codes[kept[r]];
+                if code == u32::MAX {
+                    self.rows_without_cluster += 1;
+                } else {
+                    let s = self.clusters.entry(table[code as usize].clone()).or_insert_with(|| vec![0.0; p]);
+                    for j in 0..p {
+                        s[j] += x[j] * e;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `self` followed by `other` in file order.
+    fn merge(&mut self, other: &Self) {
+        if other.n == 0 {
+            return;
+        }
+        if let (Some(l), Some(f)) = (self.last, other.first) {
+            let d = f - l;
+            self.dw_num += Dd::mul_f64s(d, d);
+        }
+        if self.first.is_none() {
+            self.first = other.first;
+        }
+        self.last = other.last;
+        self.n += other.n;
+        for k in 0..4 {
+            self.power[k] += other.power[k];
+        }
+        self.dw_num += other.dw_num;
+        add_mat(&mut self.meat0, &other.meat0);
+        add_mat(&mut self.meat2, &other.meat2);
+        add_mat(&mut self.meat3, &other.meat3);
+        self.leverage_one += other.leverage_one;
+        for (v, o) in
+            [(&mut self.nonzero, &other.nonzero), (&mut self.nonzero_leverage_one, &other.nonzero_leverage_one)]
+        {
+            if v.is_empty() {
+                *v = o.clone();
+            } else {
+                for (a, b) in v.iter_mut().zip(o) {
+                    *a += b;
+                }
+            }
+        }
+        for (l, s) in &other.clusters {
+            match self.clusters.get_mut(l) {
+                Some(t) => {
+                    for (a, b) in t.iter_mut().zip(s) {
+                        *a += b;
+                    }
+                }
+                None => {
+                    self.clusters.insert(l.clone(), s.clone());
+                }
+            }
+        }
+        self.rows_without_cluster += other.rows_without_cluster;
+    }
+
+    fn rows(&self) -> (u64, u64) {
+        (self.n, 0)
+    }
+}
+
+/// Residual diagnostics as statsmodels' summary shows them.
+#[derive(Clone, Debug, Default)]
+pub struct ResidualDiagnostics {
+    pub omnibus: f64,
+    pub prob_omnibus: f64,
+    pub skew: f64,
+    pub kurtosis: f64,
+    pub jarque_bera: f64,
+    pub prob_jb: f64,
+    pub durbin_watson: f64,
+}
+
+/// scipy.stats.skewtest's Z.
+fn skew_z(b2: f64, n: f64) -> f64 {
+    let y = b2 * ((n + 1.0) * (n + 3.0) / (6.0 * (n - 2.0))).sqrt();
+    let beta2 =
+        3.0 * (n * n + 27.0 * n - 70.0) * (n + 1.0) * (n + 3.0) / ((n - 2.0) * (n + 5.0) * (n + 7.0) * (n + 9.0));
+    let w2 = -1.0 + (2.0 * (beta2 - 1.0)).sqrt();
+    let delta = 1.0 / (0.5 * w2.ln()).sqrt();
+    let alpha = (2.0 / (w2 - 1.0)).sqrt();
+    let y = if y == 0.0 { 1.0 } else { y };
+    delta * (y / alpha + ((y / alpha).powi(2) + 1.0).sqrt()).ln()
+}
+
+/// scipy.stats.kurtosistest's Z (b2: Pearson kurtosis).
+fn kurtosis_z(b2: f64, n: f64) -> f64 {
+    let e = 3.0 * (n - 1.0) / (n + 1.0);
+    let varb2 = 24.0 * n * (n - 2.0) * (n - 3.0) / ((n + 1.0).powi(2) * (n + 3.0) * (n + 5.0));
+    let x = (b2 - e) / varb2.sqrt();
+    let sqrtbeta1 = 6.0 * (n * n - 5.0 * n + 2.0) / ((n + 7.0) * (n + 9.0))
+        * (6.0 * (n + 3.0) * (n + 5.0) / (n * (n - 2.0) * (n - 3.0))).sqrt();
+    let a = 6.0 + 8.0 / sqrtbeta1 * (2.0 / sqrtbeta1 + (1.0 + 4.0 / (sqrtbeta1 * sqrtbeta1)).sqrt());
+    let term1 = 1.0 - 2.0 / (9.0 * a);
+    let denom = 1.0 + x * (2.0 / (a - 4.0)).sqrt();
+    let term2 = denom.signum() * ((1.0 - 2.0 / a) / denom.abs()).cbrt();
+    (term1 - term2) / (2.0 / (9.0 * a)).sqrt()
+}
+
+impl ResidualStats {
+    /// Skew, kurtosis, Omnibus, Jarque–Bera and Durbin–Watson.
+    pub fn diagnostics(&self) -> ResidualDiagnostics {
+        let n = self.n as f64;
+        let nd = Dd::from(n);
+        let m1 = self.power[0] / nd;
+        let s2 = self.power[1] / nd;
+        let s3 = self.power[2] / nd;
+        let s4 = self.power[3] / nd;
+        // Central moments from raw ones, in double-double.
+        let c2 = s2 - m1 * m1;
+        let c3 = s3 - Dd::from(3.0) * m1 * s2 + Dd::from(2.0) * m1 * m1 * m1;
+        let c4 = s4 - Dd::from(4.0) * m1 * s3 + Dd::from(6.0) * m1 * m1 * s2 - Dd::from(3.0) * m1 * m1 * m1 * m1;
+        let (c2, c3, c4) = (c2.to_f64(), c3.to_f64(), c4.to_f64());
+        let skew = c3 / c2.powf(1.5);
+        let kurtosis = c4 / (c2 * c2);
+        let jb = n / 6.0 * (skew * skew + 0.25 * (kurtosis - 3.0).powi(2));
+        let (omnibus, prob_omnibus) = if self.n >= 8 {
+            let k2 = skew_z(skew, n).powi(2) + kurtosis_z(kurtosis, n).powi(2);
+            (k2, (-k2 / 2.0).exp())
+        } else {
+            (f64::NAN, f64::NAN)
+        };
+        ResidualDiagnostics {
+            omnibus,
+            prob_omnibus,
+            skew,
+            kurtosis,
+            jarque_bera: jb,
+            prob_jb: (-jb / 2.0).exp(),
+            durbin_watson: (self.dw_num / self.power[1]).to_f64(),
+        }
+    }
+}
+
+/// Covariance types of the standard errors, as statsmodels' `cov_type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+pub enum CovType {
+    #[default]
+    #[value(name = "nonrobust")]
+    Nonrobust,
+    #[value(name = "HC0")]
+    Hc0,
+    #[value(name = "HC1")]
+    Hc1,
+    #[value(name = "HC2")]
+    Hc2,
+    #[value(name = "HC3")]
+    Hc3,
+    #[value(name = "cluster")]
+    Cluster,
+}
+
+impl CovType {
+    /// statsmodels' summary note for this covariance type.
+    pub fn description(self) -> &'static str {
+        match self {
+            CovType::Nonrobust => {
+                "Standard Errors assume that the covariance matrix of the errors is correctly specified."
+            }
+            CovType::Hc0 => "Standard Errors are heteroscedasticity robust (HC0)",
+            CovType::Hc1 => "Standard Errors are heteroscedasticity robust (HC1)",
+            CovType::Hc2 => "Standard Errors are heteroscedasticity robust (HC2)",
+            CovType::Hc3 => "Standard Errors are heteroscedasticity robust (HC3)",
+            CovType::Cluster => "Standard Errors are robust to cluster correlation (cluster)",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CovType::Nonrobust => "nonrobust",
+            CovType::Hc0 => "HC0",
+            CovType::Hc1 => "HC1",
+            CovType::Hc2 => "HC2",
+            CovType::Hc3 => "HC3",
+            CovType::Cluster => "cluster",
+        }
+    }
+}
+
+/// The robust covariance of β (`p × p`), statsmodels' conventions: the
+/// sandwich (XᵀX)⁻¹ M (XᵀX)⁻¹; HC1 scales by n/(n−k); cluster by
+/// G/(G−1)·(n−1)/(n−k).
+pub fn robust_cov(st: &ResidualStats, spec: &SecondPassSpec, cov: CovType, df_resid: f64) -> Option<Vec<f64>> {
+    if st.n == 0 || st.meat0.is_empty() {
+        return None;
+    }
+    let p = spec.params.len();
+    let full = |m: &[f64]| -> Vec<f64> {
+        let mut f = vec![0.0; p * p];
+        for i in 0..p {
+            for j in 0..=i {
+                f[i * p + j] = m[i * p + j];
+                f[j * p + i] = m[i * p + j];
+            }
+        }
+        f
+    };
+    let n = st.n as f64;
+    let (meat, factor) = match cov {
+        CovType::Nonrobust => return None,
+        CovType::Hc0 => (full(&st.meat0), 1.0),
+        CovType::Hc1 => (full(&st.meat0), n / df_resid),
+        CovType::Hc2 => (full(&st.meat2), 1.0),
+        CovType::Hc3 => (full(&st.meat3), 1.0),
+        CovType::Cluster => {
+            let mut m = vec![0.0; p * p];
+            for s in st.clusters.values() {
+                for i in 0..p {
+                    for j in 0..p {
+                        m[i * p + j] += s[i] * s[j];
+                    }
+                }
+            }
+            let g = st.clusters.len() as f64;
+            let k = n - df_resid;
+            (m, g / (g - 1.0) * (n - 1.0) / (n - k))
+        }
+    };
+    let b = &spec.xtx_inv;
+    let mut tmp = vec![0.0; p * p];
+    for i in 0..p {
+        for j in 0..p {
+            let mut v = 0.0;
+            for l in 0..p {
+                v += b[i * p + l] * meat[l * p + j];
+            }
+            tmp[i * p + j] = v;
+        }
+    }
+    let mut out = vec![0.0; p * p];
+    for i in 0..p {
+        for j in 0..p {
+            let mut v = 0.0;
+            for l in 0..p {
+                v += tmp[i * p + l] * b[l * p + j];
+            }
+            out[i * p + j] = v * factor;
+        }
+    }
+    Some(out)
+}
+
+/// What a state keeps of its last second pass (so that `summary` shows what
+/// `fit` showed); dropped when the state changes.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct ResidualSnapshot {
+    pub cov_type: CovType,
+    pub omnibus: f64,
+    pub prob_omnibus: f64,
+    pub skew: f64,
+    pub kurtosis: f64,
+    pub jarque_bera: f64,
+    pub prob_jb: f64,
+    pub durbin_watson: f64,
+    /// The robust covariance (`p × p`), when `cov_type` is robust.
+    pub robust_cov: Option<Vec<f64>>,
+    /// Coefficients without a robust error (HC2/HC3, leverage 1).
+    pub undefined: Vec<usize>,
+    pub leverage_one: u64,
+    pub n_clusters: usize,
+}
