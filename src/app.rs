@@ -3,8 +3,8 @@
 //! `main` with context.
 
 use crate::cli::{
-    CorrArgs, DesignArgs, DesignFormat, EngineArgs, FitArgs, MergeArgs, ReportArgs, RetractArgs, SummaryArgs,
-    UpdateArgs,
+    CorrArgs, DesignArgs, DesignFormat, DiagnoseArgs, EngineArgs, FitArgs, MergeArgs, ReportArgs, RetractArgs,
+    SummaryArgs, UpdateArgs,
 };
 use crate::design::MissingPolicy;
 use crate::engine::{EngineOptions, Progress, INTERRUPTED};
@@ -236,6 +236,52 @@ fn no_second_pass_note(stdin: bool) -> String {
 
 pub fn summary(a: &SummaryArgs) -> Result<(), AppError> {
     let st = state::load(&a.state)?;
+    emit(&render_state(&st, &a.report)?, a.report.output.as_deref())
+}
+
+/// `gramfit diagnose STATE`: the second pass over the files a state
+/// records (checked unchanged by SHA-256), stored in the state and reported.
+pub fn diagnose(a: &DiagnoseArgs) -> Result<(), AppError> {
+    let eo = engine_options(&a.engine)?;
+    let ro = report_options(&a.report)?;
+    let cov = a.report.cov_type;
+    if cov == CovType::Cluster && a.report.cluster.is_none() {
+        return Err(AppError::Usage("--cov-type cluster needs --cluster COL (the column of clusters)".into()));
+    }
+    let mut st = state::load(&a.state)?;
+    if st.inputs.is_empty() {
+        return Err(AppError::Data(format!("{}: the state records no input files to read again", a.state.display())));
+    }
+    let mut paths = Vec::new();
+    for p in &st.inputs {
+        let path = Path::new(&p.path);
+        let (_, sha) = state::fingerprint(path).map_err(|e| {
+            AppError::Data(format!("{}: recorded input {} cannot be read: {e}", a.state.display(), p.path))
+        })?;
+        if sha != p.sha256 {
+            return Err(AppError::Data(format!(
+                "{}: the recorded input {} has changed since it was folded in (sha256 differs); its residuals would not match",
+                a.state.display(),
+                p.path
+            )));
+        }
+        paths.push(p.path.clone());
+    }
+    let resolved = Resolved::new(st.model.clone(), st.column_types.clone())?;
+    let opened = model::open_inputs(&paths)?;
+    let progress = Arc::new(Progress::default());
+    let _display = ProgressDisplay::start(progress.clone(), a.engine.quiet);
+    let snap = model::second_pass(
+        &resolved,
+        &st.accumulator,
+        &ro,
+        model::RobustOptions { cov, cluster: a.report.cluster.as_deref() },
+        opened,
+        &eo,
+        &progress,
+    )?;
+    st.residuals = Some(snap);
+    state::save(&st, &a.state)?;
     emit(&render_state(&st, &a.report)?, a.report.output.as_deref())
 }
 

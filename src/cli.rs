@@ -41,6 +41,18 @@ pub enum Command {
     Corr(CorrArgs),
     /// Show the response and design matrix a formula builds, as patsy.dmatrices would.
     Design(DesignArgs),
+    /// Run the second pass (residual diagnostics, robust errors) over the inputs recorded in a state.
+    Diagnose(DiagnoseArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DiagnoseArgs {
+    /// A state whose recorded input files are still readable and unchanged.
+    pub state: PathBuf,
+    #[command(flatten)]
+    pub report: ReportArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 /// Options shared by commands that read data.

@@ -15,6 +15,7 @@ fn run(cli: Cli) -> Result<(), AppError> {
         Command::Retract(a) => app::retract(a),
         Command::Corr(a) => app::corr(a),
         Command::Design(a) => app::design(a),
+        Command::Diagnose(a) => app::diagnose(a),
     }
 }
 

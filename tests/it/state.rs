@@ -245,3 +245,24 @@ fn follow_folds_in_new_files_and_stops_cleanly_on_ctrl_c() {
     let followed: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_same_fit("follow", &whole, &followed, 1e-9);
 }
+
+#[test]
+fn diagnose_runs_the_second_pass_over_recorded_inputs() {
+    let [a, b, _] = borough_files();
+    let tmp = tempdir();
+    let st = tmp.path().join("d.gramfit");
+    let f = "rent ~ size_sqft + bedrooms + has_doorman";
+    json_of(&["fit", s(&a), "-f", f, "--save", s(&st)]);
+    let updated = json_of(&["update", s(&st), s(&b)]);
+    assert!(updated["durbin_watson"].is_null(), "an update drops the old second pass");
+    let diagnosed = json_of(&["diagnose", s(&st), "--cov-type", "HC1"]);
+    let direct = json_of(&["fit", s(&a), s(&b), "-f", f, "--cov-type", "HC1"]);
+    for k in ["durbin_watson", "omnibus", "jarque_bera", "skew", "kurtosis", "fvalue"] {
+        assert!(rel_diff(diagnosed[k].as_f64().unwrap(), direct[k].as_f64().unwrap()) < 1e-9, "{k}");
+    }
+    assert_same_fit("diagnose", &direct, &diagnosed, 1e-9);
+    // And summary now shows the stored second pass.
+    let summary = json_of(&["summary", s(&st)]);
+    assert_eq!(summary["durbin_watson"], diagnosed["durbin_watson"]);
+    assert_eq!(summary["cov_type"], "HC1");
+}
