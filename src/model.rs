@@ -263,6 +263,7 @@ pub fn second_pass(
         xtx_inv: sol.normalized_cov.iter().map(|d| d.to_f64()).collect(),
         weighted: resolved.options.weights.is_some(),
         cluster: cluster.map(String::from),
+        cov,
     };
     let mut builder = resolved.builder();
     builder.second_pass = Some(Arc::new(spec.clone()));

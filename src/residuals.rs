@@ -27,6 +27,8 @@ use crate::design::{categorical_column, DesignBuilder, DesignError};
 use crate::formula::columns::Design;
 use crate::level::{ColumnKey, Level};
 use arrow::array::RecordBatch;
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, Par};
 use std::collections::{BTreeMap, HashMap};
 
 /// What the second pass needs from the first: the design, β and (XᵀWX)⁻¹.
@@ -41,6 +43,9 @@ pub struct SecondPassSpec {
     pub weighted: bool,
     /// Column whose levels are the clusters, for cluster-robust errors.
     pub cluster: Option<String>,
+    /// The covariance asked for: only its meat is accumulated (leverages
+    /// only for HC2/HC3), so the default pass costs little beyond reading.
+    pub cov: CovType,
 }
 
 /// Accumulated residual statistics of a run of rows (in file order).
@@ -99,6 +104,52 @@ fn add_mat(a: &mut Vec<f64>, b: &[f64]) {
     }
 }
 
+/// `meat += (diag(s) X)ᵀ (diag(s) X)` (lower triangle), by gemm.
+fn accumulate_meat(meat: &mut [f64], x: &Mat<f64>, s: &[f64], p: usize, nr: usize) {
+    let mut xs = Mat::<f64>::zeros(nr, p);
+    for j in 0..p {
+        let src = x.col(j).try_as_col_major().expect("contiguous column").as_slice();
+        let dst = xs.col_mut(j).try_as_col_major_mut().expect("contiguous column").as_slice_mut();
+        for ((d, a), w) in dst.iter_mut().zip(src).zip(s) {
+            *d = a * w;
+        }
+    }
+    let mut g = Mat::<f64>::zeros(p, p);
+    matmul(g.as_mut(), Accum::Replace, xs.transpose(), xs.as_ref(), 1.0, Par::Seq);
+    for i in 0..p {
+        for j in 0..=i {
+            meat[i * p + j] += g[(i, j)];
+        }
+    }
+}
+
+impl ResidualStats {
+    /// Per-cluster score sums Σ x_r e_r.
+    #[allow(clippy::too_many_arguments)]
+    fn add_clusters(
+        &mut self,
+        codes: &[u32],
+        table: &[Level],
+        kept: &[usize],
+        x: &Mat<f64>,
+        e: &[f64],
+        p: usize,
+        nr: usize,
+    ) {
+        for r in 0..nr {
+            let code = codes[kept[r]];
+            if code == u32::MAX {
+                self.rows_without_cluster += 1;
+            } else {
+                let sum = self.clusters.entry(table[code as usize].clone()).or_insert_with(|| vec![0.0; p]);
+                for j in 0..p {
+                    sum[j] += x[(r, j)] * e[r];
+                }
+            }
+        }
+    }
+}
+
 impl ChunkSink for ResidualStats {
     fn empty(_builder: &DesignBuilder) -> Self {
         ResidualStats::default()
@@ -127,84 +178,134 @@ impl ChunkSink for ResidualStats {
             None => None,
         };
         let kept: Vec<usize> = block.kept.clone().unwrap_or_else(|| (0..block.rows_in).collect());
-        let mut x = vec![0.0; p];
-        let mut ax = vec![0.0; p];
-        for r in 0..block.nrows() {
-            let sw = block.weights.as_ref().map_or(1.0, |w| w[r].sqrt());
+        let nr = block.nrows();
+        if nr == 0 {
+            return Ok(());
+        }
+        // The chunk's design matrix, whitened (√w x), column-major; columns
+        // are filled as contiguous slices so the loops vectorise.
+        let sw: Vec<f64> = match &block.weights {
+            Some(w) => w.iter().map(|v| v.sqrt()).collect(),
+            None => vec![1.0; nr],
+        };
+        let mut x = Mat::<f64>::zeros(nr, p);
+        {
             if off == 1 {
-                x[0] = sw;
+                let c0 = x.col_mut(0).try_as_col_major_mut().expect("contiguous column").as_slice_mut();
+                c0.copy_from_slice(&sw);
             }
             for (j, cols) in parts.iter().enumerate() {
-                let mut v = 0.0;
+                let cj = x.col_mut(off + j).try_as_col_major_mut().expect("contiguous column").as_slice_mut();
                 for &c in cols {
-                    v += block.hi[c][r] + block.lo[c].as_ref().map_or(0.0, |l| l[r]);
+                    for (v, h) in cj.iter_mut().zip(block.hi[c].iter()) {
+                        *v += h;
+                    }
+                    if let Some(lo) = &block.lo[c] {
+                        for (v, l) in cj.iter_mut().zip(lo.iter()) {
+                            *v += l;
+                        }
+                    }
                 }
-                x[off + j] = sw * v;
-            }
-            let yr = sw * (block.hi[y][r] + block.lo[y].as_ref().map_or(0.0, |l| l[r]));
-            let mut fit = Dd::ZERO;
-            for j in 0..p {
-                fit += Dd::mul_f64s(spec.params[j], x[j]);
-            }
-            let e = (Dd::from(yr) - fit).to_f64();
-            // Moments.
-            let e2 = Dd::mul_f64s(e, e);
-            self.power[0] += Dd::from(e);
-            self.power[1] += e2;
-            self.power[2] += e2 * Dd::from(e);
-            self.power[3] += e2 * e2;
-            if let Some(prev) = self.last {
-                let d = e - prev;
-                self.dw_num += Dd::mul_f64s(d, d);
-            }
-            if self.first.is_none() {
-                self.first = Some(e);
-            }
-            self.last = Some(e);
-            self.n += 1;
-            // Leverage h = xᵀ (XᵀWX)⁻¹ x.
-            for i in 0..p {
-                let mut v = 0.0;
-                for j in 0..p {
-                    v += spec.xtx_inv[i * p + j] * x[j];
-                }
-                ax[i] = v;
-            }
-            let h: f64 = (0..p).map(|i| x[i] * ax[i]).sum();
-            let ee = e * e;
-            let one_minus_h = 1.0 - h;
-            let lev_one = one_minus_h <= 1e-10;
-            let (w2, w3) = if lev_one {
-                self.leverage_one += 1;
-                (0.0, 0.0)
-            } else {
-                (ee / one_minus_h, ee / (one_minus_h * one_minus_h))
-            };
-            for j in 0..p {
-                if x[j] != 0.0 {
-                    self.nonzero[j] += 1;
-                    self.nonzero_leverage_one[j] += u64::from(lev_one);
-                }
-            }
-            for i in 0..p {
-                for j in 0..=i {
-                    let xx = x[i] * x[j];
-                    self.meat0[i * p + j] += ee * xx;
-                    self.meat2[i * p + j] += w2 * xx;
-                    self.meat3[i * p + j] += w3 * xx;
-                }
-            }
-            if let Some((codes, table)) = &cluster_levels {
-                let code = codes[kept[r]];
-                if code == u32::MAX {
-                    self.rows_without_cluster += 1;
-                } else {
-                    let s = self.clusters.entry(table[code as usize].clone()).or_insert_with(|| vec![0.0; p]);
-                    for j in 0..p {
-                        s[j] += x[j] * e;
+                if block.weights.is_some() {
+                    for (v, s) in cj.iter_mut().zip(&sw) {
+                        *v *= s;
                     }
                 }
             }
+        }
+        let xcol = |j: usize| -> &[f64] { x.col(j).try_as_col_major().expect("contiguous column").as_slice() };
+        // Residuals e = √w (y − x β).
+        let mut e: Vec<f64> =
+            (0..nr).map(|r| sw[r] * (block.hi[y][r] + block.lo[y].as_ref().map_or(0.0, |l| l[r]))).collect();
+        for j in 0..p {
+            let b = spec.params[j];
+            if b != 0.0 {
+                for (er, xv) in e.iter_mut().zip(xcol(j)) {
+                    *er -= b * xv;
+                }
+            }
+        }
+        // Moments and Durbin–Watson: chunk sums in f64 (lanes), then added
+        // to the double-double totals.
+        let mut m = [[0.0f64; 4]; 4];
+        for (k, &er) in e.iter().enumerate() {
+            let l = k % 4;
+            let e2 = er * er;
+            m[0][l] += er;
+            m[1][l] += e2;
+            m[2][l] += e2 * er;
+            m[3][l] += e2 * e2;
+        }
+        for k in 0..4 {
+            self.power[k] += Dd::from(m[k][0]) + Dd::from(m[k][1]) + Dd::from(m[k][2]) + Dd::from(m[k][3]);
+        }
+        let mut dw = 0.0;
+        for w in e.windows(2) {
+            let d = w[1] - w[0];
+            dw += d * d;
+        }
+        if let Some(prev) = self.last {
+            let d = e[0] - prev;
+            dw += d * d;
+        }
+        self.dw_num += Dd::from(dw);
+        if self.first.is_none() {
+            self.first = Some(e[0]);
+        }
+        self.last = e.last().copied();
+        self.n += nr as u64;
+        let need_leverage = matches!(spec.cov, CovType::Hc2 | CovType::Hc3);
+        let need_meat0 = matches!(spec.cov, CovType::Hc0 | CovType::Hc1);
+        if need_meat0 {
+            accumulate_meat(&mut self.meat0, &x, &e, p, nr);
+        }
+        if !need_leverage {
+            if let Some((codes, table)) = &cluster_levels {
+                self.add_clusters(codes, table, &kept, &x, &e, p, nr);
+            }
+            return Ok(());
+        }
+        // Leverages h = diag(X B Xᵀ).
+        let mut b = Mat::<f64>::zeros(p, p);
+        for i in 0..p {
+            for j in 0..p {
+                b[(i, j)] = spec.xtx_inv[i * p + j];
+            }
+        }
+        let mut xb = Mat::<f64>::zeros(nr, p);
+        matmul(xb.as_mut(), Accum::Replace, x.as_ref(), b.as_ref(), 1.0, Par::Seq);
+        let mut h = vec![0.0; nr];
+        for j in 0..p {
+            let xbj = xb.col(j).try_as_col_major().expect("contiguous column").as_slice();
+            for ((hv, a), c) in h.iter_mut().zip(xbj).zip(xcol(j)) {
+                *hv += a * c;
+            }
+        }
+        let mut s2 = vec![0.0; nr];
+        let mut s3 = vec![0.0; nr];
+        let mut lev_one = vec![false; nr];
+        for r in 0..nr {
+            let one_minus_h = 1.0 - h[r];
+            if one_minus_h <= 1e-10 {
+                self.leverage_one += 1;
+                lev_one[r] = true;
+            } else {
+                s2[r] = e[r] / one_minus_h.sqrt();
+                s3[r] = e[r] / one_minus_h;
+            }
+        }
+        for j in 0..p {
+            for (r, &v) in xcol(j).iter().enumerate() {
+                if v != 0.0 {
+                    self.nonzero[j] += 1;
+                    self.nonzero_leverage_one[j] += u64::from(lev_one[r]);
+                }
+            }
+        }
+        if spec.cov == CovType::Hc2 {
+            accumulate_meat(&mut self.meat2, &x, &s2, p, nr);
+        } else {
+            accumulate_meat(&mut self.meat3, &x, &s3, p, nr);
         }
         Ok(())
     }
