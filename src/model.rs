@@ -269,17 +269,10 @@ pub fn second_pass(
     builder.second_pass = Some(Arc::new(spec.clone()));
     let (st, _): (ResidualStats, _) =
         engine::accumulate(&opened.inputs, &opened.schemas, &builder, engine_opts, progress, opened.stdin)?;
-    let d = st.diagnostics();
     let df_resid = acc.stats.nobs() as f64 - sol.rank as f64;
     Ok(ResidualSnapshot {
         cov_type: cov,
-        omnibus: d.omnibus,
-        prob_omnibus: d.prob_omnibus,
-        skew: d.skew,
-        kurtosis: d.kurtosis,
-        jarque_bera: d.jarque_bera,
-        prob_jb: d.prob_jb,
-        durbin_watson: d.durbin_watson,
+        diagnostics: st.diagnostics(),
         robust_cov: robust_cov(&st, &spec, cov, df_resid),
         undefined: if matches!(cov, CovType::Hc2 | CovType::Hc3) { st.undefined_hc23() } else { Vec::new() },
         leverage_one: st.leverage_one,

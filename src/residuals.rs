@@ -364,7 +364,7 @@ impl ChunkSink for ResidualStats {
 }
 
 /// Residual diagnostics as statsmodels' summary shows them.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ResidualDiagnostics {
     pub omnibus: f64,
     pub prob_omnibus: f64,
@@ -549,13 +549,8 @@ pub fn robust_cov(st: &ResidualStats, spec: &SecondPassSpec, cov: CovType, df_re
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct ResidualSnapshot {
     pub cov_type: CovType,
-    pub omnibus: f64,
-    pub prob_omnibus: f64,
-    pub skew: f64,
-    pub kurtosis: f64,
-    pub jarque_bera: f64,
-    pub prob_jb: f64,
-    pub durbin_watson: f64,
+    #[serde(flatten)]
+    pub diagnostics: ResidualDiagnostics,
     /// The robust covariance (`p × p`), when `cov_type` is robust.
     pub robust_cov: Option<Vec<f64>>,
     /// Coefficients without a robust error (HC2/HC3, leverage 1).

@@ -103,7 +103,7 @@ pub fn to_value(res: &OlsResults, info: &RunInfo) -> Value {
     }
     o.insert("cov_type".into(), json!(res.cov_type.name()));
     o.insert("use_t".into(), json!(res.use_t));
-    let r = res.residuals.as_ref();
+    let r = res.residuals.as_ref().map(|s| &s.diagnostics);
     o.insert("omnibus".into(), r.map_or(Value::Null, |r| num(r.omnibus)));
     o.insert("prob_omnibus".into(), r.map_or(Value::Null, |r| num(r.prob_omnibus)));
     o.insert("skew".into(), r.map_or(Value::Null, |r| num(r.skew)));

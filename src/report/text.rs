@@ -113,21 +113,24 @@ pub fn statsmodels_tables(res: &OlsResults, info: &RunInfo) -> String {
     // data; the condition number comes from the state.
     let cond = res.diagnostics.condition_number;
     let bottom = match &res.residuals {
-        Some(r) => two_cols(
-            "",
-            &[
-                ("Omnibus:".into(), fmt_f(r.omnibus, 6, 3)),
-                ("Prob(Omnibus):".into(), fmt_f(r.prob_omnibus, 6, 3)),
-                ("Skew:".into(), fmt_f(r.skew, 6, 3)),
-                ("Kurtosis:".into(), fmt_f(r.kurtosis, 6, 3)),
-            ],
-            &[
-                ("Durbin-Watson:".into(), fmt_f(r.durbin_watson, 8, 3)),
-                ("Jarque-Bera (JB):".into(), fmt_f(r.jarque_bera, 8, 3)),
-                ("Prob(JB):".into(), fmt_g(r.prob_jb, 8, 3, true)),
-                ("Cond. No.".into(), fmt_g(cond, 8, 3, true)),
-            ],
-        ),
+        Some(snap) => {
+            let r = &snap.diagnostics;
+            two_cols(
+                "",
+                &[
+                    ("Omnibus:".into(), fmt_f(r.omnibus, 6, 3)),
+                    ("Prob(Omnibus):".into(), fmt_f(r.prob_omnibus, 6, 3)),
+                    ("Skew:".into(), fmt_f(r.skew, 6, 3)),
+                    ("Kurtosis:".into(), fmt_f(r.kurtosis, 6, 3)),
+                ],
+                &[
+                    ("Durbin-Watson:".into(), fmt_f(r.durbin_watson, 8, 3)),
+                    ("Jarque-Bera (JB):".into(), fmt_f(r.jarque_bera, 8, 3)),
+                    ("Prob(JB):".into(), fmt_g(r.prob_jb, 8, 3, true)),
+                    ("Cond. No.".into(), fmt_g(cond, 8, 3, true)),
+                ],
+            )
+        }
         None => two_cols("", &[(String::new(), String::new())], &[("Cond. No.".to_string(), fmt_g(cond, 8, 3, true))]),
     };
     lines.extend(bottom);
