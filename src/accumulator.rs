@@ -44,11 +44,15 @@ impl FitAccumulator {
         FitAccumulator { levels: vec![BTreeMap::new(); n_factors], ..Default::default() }
     }
 
-    fn count_levels(&mut self, block: &DesignBlock) {
-        if self.levels.len() < block.levels.len() {
-            self.levels.resize(block.levels.len(), BTreeMap::new());
+    /// Add per-factor level counts (from a block or another accumulator).
+    fn add_level_counts<'a, M>(&mut self, counts: &'a [M])
+    where
+        &'a M: IntoIterator<Item = (&'a Level, &'a u64)>,
+    {
+        if self.levels.len() < counts.len() {
+            self.levels.resize(counts.len(), BTreeMap::new());
         }
-        for (fi, m) in block.levels.iter().enumerate() {
+        for (fi, m) in counts.iter().enumerate() {
             for (l, &k) in m {
                 *self.levels[fi].entry(l.clone()).or_insert(0) += k;
             }
@@ -58,21 +62,14 @@ impl FitAccumulator {
     /// Fold one block of design rows in.
     pub fn update(&mut self, block: &DesignBlock) {
         self.stats.update(&block.keys, &block.columns(), block.weights.as_deref());
-        self.count_levels(block);
+        self.add_level_counts(&block.levels);
         self.rows_read += block.rows_in as u64;
         self.rows_dropped += block.rows_dropped as u64;
     }
 
     pub fn merge(&mut self, other: &FitAccumulator) {
         self.stats.merge(&other.stats);
-        if self.levels.len() < other.levels.len() {
-            self.levels.resize(other.levels.len(), BTreeMap::new());
-        }
-        for (fi, m) in other.levels.iter().enumerate() {
-            for (l, &k) in m {
-                *self.levels[fi].entry(l.clone()).or_insert(0) += k;
-            }
-        }
+        self.add_level_counts(&other.levels);
         self.rows_read += other.rows_read;
         self.rows_dropped += other.rows_dropped;
     }

@@ -277,7 +277,7 @@ pub fn check_columns(
     let Some((first_path, first)) = schemas.first() else {
         return Ok(Vec::new());
     };
-    let mut out: Vec<(String, SourceType)> =
+    let out: Vec<(String, SourceType)> =
         first.fields().iter().map(|f| (f.name().clone(), source_type(f.data_type()))).collect();
     for (path, s) in &schemas[1..] {
         for col in needed {
@@ -301,9 +301,6 @@ pub fn check_columns(
             }
         }
     }
-    // Booleans and integers mixed across files would be a conflict above;
-    // keep the first file's view.
-    out.retain(|_| true);
     Ok(out)
 }
 
