@@ -261,7 +261,6 @@ pub fn second_pass(
         design,
         params: sol.params.iter().map(|b| b.map_or(0.0, |d| d.to_f64())).collect(),
         xtx_inv: sol.normalized_cov.iter().map(|d| d.to_f64()).collect(),
-        weighted: resolved.options.weights.is_some(),
         cluster: cluster.map(String::from),
         cov,
     };

@@ -40,7 +40,6 @@ pub struct SecondPassSpec {
     pub params: Vec<f64>,
     /// `(XᵀWX)⁻¹` (drop or pseudo-inverse), `p × p` row-major.
     pub xtx_inv: Vec<f64>,
-    pub weighted: bool,
     /// Column whose levels are the clusters, for cluster-robust errors.
     pub cluster: Option<String>,
     /// The covariance asked for: only its meat is accumulated (leverages
@@ -521,27 +520,23 @@ pub fn robust_cov(st: &ResidualStats, spec: &SecondPassSpec, cov: CovType, df_re
         }
     };
     let b = &spec.xtx_inv;
-    let mut tmp = vec![0.0; p * p];
-    for i in 0..p {
-        for j in 0..p {
-            let mut v = 0.0;
-            for l in 0..p {
-                v += b[i * p + l] * meat[l * p + j];
-            }
-            tmp[i * p + j] = v;
-        }
-    }
+    let mut out = square_product(&square_product(b, &meat, p), b, p);
+    out.iter_mut().for_each(|v| *v *= factor);
+    Some(out)
+}
+
+/// `a · b` for row-major `p × p` matrices (small: the sandwich only).
+fn square_product(a: &[f64], b: &[f64], p: usize) -> Vec<f64> {
     let mut out = vec![0.0; p * p];
     for i in 0..p {
-        for j in 0..p {
-            let mut v = 0.0;
-            for l in 0..p {
-                v += tmp[i * p + l] * b[l * p + j];
+        for l in 0..p {
+            let ail = a[i * p + l];
+            for j in 0..p {
+                out[i * p + j] += ail * b[l * p + j];
             }
-            out[i * p + j] = v * factor;
         }
     }
-    Some(out)
+    out
 }
 
 /// What a state keeps of its last second pass (so that `summary` shows what
