@@ -8,6 +8,8 @@ use gramfit::source::{self, Input, SourceKind};
 use rayon::prelude::*;
 
 fn main() {
+    // The same allocator settings as the gramfit binary.
+    gramfit::engine::tune_allocator();
     let args: Vec<String> = std::env::args().collect();
     let input = Input { path: args[1].clone().into(), kind: SourceKind::Parquet };
     let cols: Vec<String> = args[2].split(',').map(String::from).collect();

@@ -61,7 +61,16 @@ impl FitAccumulator {
 
     /// Fold one block of design rows in.
     pub fn update(&mut self, block: &DesignBlock) {
-        self.stats.update(&block.keys, &block.columns(), block.weights.as_deref());
+        let lo: Vec<Option<&[f64]>> = block.lo.iter().map(|l| l.as_deref()).collect();
+        let part = SufficientStats::from_matrix(
+            &block.keys,
+            &block.values,
+            block.nrows(),
+            &lo,
+            &block.integral,
+            block.weights.as_deref(),
+        );
+        self.stats.merge(&part);
         self.add_level_counts(&block.levels);
         self.rows_read += block.rows_in as u64;
         self.rows_dropped += block.rows_dropped as u64;
@@ -128,6 +137,12 @@ impl ChunkSink for FitAccumulator {
         chunk: &RecordBatch,
         at: &dyn Fn(usize) -> String,
     ) -> Result<(), DesignError> {
+        if let Some(part) = builder.direct_part(chunk, at)? {
+            self.stats.merge(&part.stats);
+            self.rows_read += part.rows_in as u64;
+            self.rows_dropped += part.rows_dropped as u64;
+            return Ok(());
+        }
         let block = builder.block(chunk, at)?;
         self.update(&block);
         Ok(())

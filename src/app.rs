@@ -605,7 +605,7 @@ pub fn design(a: &DesignArgs) -> Result<(), AppError> {
             let pos: HashMap<&ColumnKey, usize> = block.keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
             let y = pos[&ColumnKey::Response];
             for r in 0..block.nrows() {
-                let mut row = vec![block.hi[y][r] + block.lo[y].as_ref().map_or(0.0, |l| l[r])];
+                let mut row = vec![block.value(y, r)];
                 if design.intercept {
                     row.push(1.0);
                 }
@@ -613,7 +613,7 @@ pub fn design(a: &DesignArgs) -> Result<(), AppError> {
                     let mut v = 0.0;
                     for cell in &c.cells {
                         if let Some(&j) = pos.get(cell) {
-                            v += block.hi[j][r] + block.lo[j].as_ref().map_or(0.0, |l| l[r]);
+                            v += block.value(j, r);
                         }
                     }
                     row.push(v);

@@ -17,12 +17,13 @@ use crate::dd::{Dd, LN_10, LN_2};
 use crate::formula::expr::{Func, NumExpr};
 use crate::formula::{FactorKind, ModelSpec};
 use crate::level::{ColumnKey, Level};
-use crate::stats::kernel::ColumnRef;
+use crate::stats::kernel::{raw_moments_masked, ColumnRef, SourceColumn};
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::buffer::ScalarBuffer;
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 /// What to do with rows that have a missing value.
@@ -52,12 +53,20 @@ pub enum DesignError {
 }
 
 /// Rows of one batch in design form.
+///
+/// The values are one column-major `nrows × keys.len()` matrix, so the gram
+/// kernel multiplies it in place; derived columns evaluated in
+/// double-double carry their low words beside it.
 #[derive(Debug, Default)]
 pub struct DesignBlock {
     pub keys: Vec<ColumnKey>,
-    /// Column values (shared, zero-copy from Arrow where possible).
-    pub hi: Vec<Col>,
+    /// Column `j` is `values[j·nrows .. (j+1)·nrows]`.
+    pub values: Vec<f64>,
+    /// Low words of column `j` (`value = hi + lo`), for derived terms.
     pub lo: Vec<Option<Col>>,
+    /// Column `j` holds whole numbers by construction (an integer source
+    /// column, the intercept, an indicator).
+    pub integral: Vec<bool>,
     pub weights: Option<Vec<f64>>,
     pub rows_in: usize,
     pub rows_dropped: usize,
@@ -68,9 +77,49 @@ pub struct DesignBlock {
     pub kept: Option<Vec<usize>>,
 }
 
+thread_local! {
+    /// Value buffers of dropped blocks, reused by the next block on the
+    /// same thread: a block is ~0.5 MB, and fresh allocations of that size
+    /// are mapped and page-faulted each time.
+    static SPARE_VALUES: std::cell::RefCell<Vec<Vec<f64>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An empty buffer with room for `cap` values, reused when one is spare.
+fn value_buffer(cap: usize) -> Vec<f64> {
+    let mut v = SPARE_VALUES.with(|s| s.borrow_mut().pop()).unwrap_or_default();
+    v.clear();
+    v.reserve(cap);
+    v
+}
+
+impl Drop for DesignBlock {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.values);
+        if v.capacity() > 0 {
+            SPARE_VALUES.with(|s| {
+                let mut s = s.borrow_mut();
+                if s.len() < 4 {
+                    s.push(v);
+                }
+            });
+        }
+    }
+}
+
 impl DesignBlock {
+    /// Column `j`'s high words.
+    pub fn col(&self, j: usize) -> &[f64] {
+        let n = self.nrows();
+        &self.values[j * n..(j + 1) * n]
+    }
+    /// Column `j` at row `r`, both words added.
+    pub fn value(&self, j: usize, r: usize) -> f64 {
+        self.col(j)[r] + self.lo[j].as_ref().map_or(0.0, |l| l[r])
+    }
     pub fn columns(&self) -> Vec<ColumnRef<'_>> {
-        self.hi.iter().zip(&self.lo).map(|(hi, lo)| ColumnRef { hi, lo: lo.as_deref() }).collect()
+        (0..self.keys.len())
+            .map(|j| ColumnRef { hi: self.col(j), lo: self.lo[j].as_deref(), integral: self.integral[j] })
+            .collect()
     }
     pub fn nrows(&self) -> usize {
         self.rows_in - self.rows_dropped
@@ -109,6 +158,68 @@ pub struct DesignBuilder {
     pub group_by: Option<String>,
     /// What a second pass over the residuals needs (β, (XᵀWX)⁻¹, clusters).
     pub second_pass: Option<Arc<crate::residuals::SecondPassSpec>>,
+    /// When every term is one plain numeric column and there are no
+    /// weights: the block keys, and the source columns of the response and
+    /// the factors in the order [`block`](Self::block) checks them.
+    direct: Option<DirectPlan>,
+}
+
+#[derive(Clone, Debug)]
+struct DirectPlan {
+    keys: Vec<ColumnKey>,
+    /// (factor name, source column): the response, then the factors.
+    checks: Vec<(String, String)>,
+    /// Index into `checks` of each block column (terms, then the response).
+    columns: Vec<usize>,
+}
+
+impl DirectPlan {
+    fn of(spec: &ModelSpec) -> Option<DirectPlan> {
+        let column = |kind: &FactorKind| match kind {
+            FactorKind::Numeric(NumExpr::Column(c)) => Some(c.clone()),
+            _ => None,
+        };
+        let mut checks = vec![(spec.response.name.clone(), column(&spec.response.kind)?)];
+        for f in &spec.factors {
+            checks.push((f.name.clone(), column(&f.kind)?));
+        }
+        let mut keys = Vec::new();
+        let mut columns = Vec::new();
+        for (t, factors) in spec.terms.iter().enumerate() {
+            let [f] = factors.as_slice() else { return None };
+            keys.push(ColumnKey::Cell { term: t as u32, levels: vec![] });
+            columns.push(f + 1);
+        }
+        keys.push(ColumnKey::Response);
+        columns.push(0);
+        Some(DirectPlan { keys, checks, columns })
+    }
+}
+
+/// The source columns of one batch, read in place.
+pub struct DirectInputs {
+    pub arrays: Vec<ArrayRef>,
+    /// Kept rows: bit `r % 8` of byte `r / 8` (`None`: all kept).
+    pub mask: Option<Vec<u8>>,
+    pub rows: usize,
+    pub kept: usize,
+}
+
+impl DirectInputs {
+    /// Array `i` as a kernel column (a `Float64` or `Int64` array).
+    pub fn column(&self, i: usize) -> SourceColumn<'_> {
+        match self.arrays[i].data_type() {
+            DataType::Int64 => SourceColumn::I64(self.arrays[i].as_primitive::<Int64Type>().values()),
+            _ => SourceColumn::F64(self.arrays[i].as_primitive::<Float64Type>().values()),
+        }
+    }
+}
+
+/// The statistics of one batch taken without building its design block.
+pub struct DirectPart {
+    pub stats: crate::stats::SufficientStats,
+    pub rows_in: usize,
+    pub rows_dropped: usize,
 }
 
 /// Parse a weights specification: a column name or a numeric expression.
@@ -173,6 +284,11 @@ fn pow_dd(a: Dd, b: Dd) -> Dd {
 /// without nulls).
 fn numeric_column(batch: &RecordBatch, name: &str) -> Result<Col, DesignError> {
     let arr = batch.column_by_name(name).ok_or_else(|| DesignError::NoColumn { column: name.into() })?;
+    numeric_array(arr, name)
+}
+
+/// [`numeric_column`] of an array already in hand.
+fn numeric_array(arr: &ArrayRef, name: &str) -> Result<Col, DesignError> {
     if arr.null_count() == 0 {
         // The common cases, converted in one pass without an intermediate array.
         match arr.data_type() {
@@ -211,9 +327,144 @@ fn numeric_column(batch: &RecordBatch, name: &str) -> Result<Col, DesignError> {
     Ok(Col::from(v))
 }
 
+/// A source column that is read in place: a primitive numeric array, whose
+/// values are converted to `f64` one by one straight into the design
+/// matrix (no cast kernel, no intermediate column).
+fn direct_column(batch: &RecordBatch, name: &str) -> Option<ArrayRef> {
+    use DataType::*;
+    let arr = batch.column_by_name(name)?;
+    matches!(arr.data_type(), Float64 | Float32 | Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64)
+        .then(|| arr.clone())
+}
+
+/// Append the rows `runs` of a [`direct_column`] to `out`, as `f64`
+/// (integers beyond 2⁵³ round, as any conversion to `f64` does, and stay
+/// whole numbers). Returns whether the values are whole numbers by type.
+fn extend_direct(out: &mut Vec<f64>, arr: &dyn Array, runs: &[Range<usize>]) -> bool {
+    macro_rules! ext {
+        ($t:ty) => {{
+            let v = arr.as_primitive::<$t>().values();
+            for r in runs {
+                out.extend(v[r.clone()].iter().map(|&x| x as f64));
+            }
+        }};
+    }
+    use arrow::datatypes as t;
+    match arr.data_type() {
+        DataType::Float64 => {
+            let v = arr.as_primitive::<Float64Type>().values();
+            for r in runs {
+                out.extend_from_slice(&v[r.clone()]);
+            }
+        }
+        DataType::Float32 => ext!(t::Float32Type),
+        DataType::Int8 => ext!(t::Int8Type),
+        DataType::Int16 => ext!(t::Int16Type),
+        DataType::Int32 => ext!(t::Int32Type),
+        DataType::Int64 => ext!(Int64Type),
+        DataType::UInt8 => ext!(t::UInt8Type),
+        DataType::UInt16 => ext!(t::UInt16Type),
+        DataType::UInt32 => ext!(t::UInt32Type),
+        DataType::UInt64 => ext!(t::UInt64Type),
+        other => unreachable!("direct_column admits primitive numbers only, not {other}"),
+    }
+    arr.data_type().is_integer()
+}
+
+/// Whether every value slot of a float array is finite (null slots
+/// included: decoders fill them with zeros, and a non-finite one only
+/// sends the batch down the row-by-row check).
+fn all_slots_finite(arr: &dyn Array) -> bool {
+    // x·0 is 0 for finite x and NaN otherwise; eight lanes of plain adds
+    // vectorise where a short-circuiting test does not.
+    fn fin(v: impl Iterator<Item = f64>) -> bool {
+        let mut acc = [0.0f64; 8];
+        for (r, x) in v.enumerate() {
+            acc[r % 8] += x * 0.0;
+        }
+        acc.iter().sum::<f64>() == 0.0
+    }
+    match arr.data_type() {
+        DataType::Float64 => {
+            let v = arr.as_primitive::<Float64Type>().values();
+            let mut acc = [0.0f64; 8];
+            let mut it = v.chunks_exact(8);
+            for c in &mut it {
+                for l in 0..8 {
+                    acc[l] += c[l] * 0.0;
+                }
+            }
+            acc.iter().sum::<f64>() == 0.0 && fin(it.remainder().iter().copied())
+        }
+        DataType::Float32 => {
+            fin(arr.as_primitive::<arrow::datatypes::Float32Type>().values().iter().map(|&x| x as f64))
+        }
+        _ => true,
+    }
+}
+
+/// Value of a float array's slot as `f64` (integers are always finite).
+fn float_slot(arr: &dyn Array, r: usize) -> f64 {
+    match arr.data_type() {
+        DataType::Float64 => arr.as_primitive::<Float64Type>().value(r),
+        DataType::Float32 => arr.as_primitive::<arrow::datatypes::Float32Type>().value(r) as f64,
+        _ => 0.0,
+    }
+}
+
+/// The kept rows as maximal runs of consecutive rows.
+fn runs_of_kept(missing: &[bool]) -> Vec<Range<usize>> {
+    let mut runs = Vec::new();
+    let mut r = 0;
+    while r < missing.len() {
+        if missing[r] {
+            r += 1;
+            continue;
+        }
+        let start = r;
+        while r < missing.len() && !missing[r] {
+            r += 1;
+        }
+        runs.push(start..r);
+    }
+    runs
+}
+
 fn bad_type(name: &str, arr: &ArrayRef, wanted: &'static str) -> DesignError {
     DesignError::BadType { column: name.into(), found: arr.data_type().to_string(), wanted }
 }
+
+/// A fast hasher for level lookups (the multiply-rotate hash of rustc's
+/// `FxHasher`): level keys are short strings and integers from the data,
+/// hashed once per row, where SipHash's resistance to crafted keys buys
+/// nothing and cost a third of a clustered second pass.
+#[derive(Default, Clone, Copy)]
+pub struct LevelHasher(u64);
+
+impl std::hash::Hasher for LevelHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type LevelMap<K> = HashMap<K, u32, std::hash::BuildHasherDefault<LevelHasher>>;
 
 /// Level codes of a categorical column (`u32::MAX` = missing) and the
 /// batch-local level table.
@@ -235,7 +486,7 @@ pub fn categorical_column(batch: &RecordBatch, name: &str) -> Result<(Vec<u32>, 
         t if t.is_integer() => {
             let a = cast(arr, &DataType::Int64).map_err(|_| bad_type(name, arr, "a category"))?;
             let a = a.as_primitive::<Int64Type>();
-            let mut map: HashMap<i64, u32> = HashMap::new();
+            let mut map: LevelMap<i64> = LevelMap::default();
             for (r, c) in codes.iter_mut().enumerate() {
                 if a.is_valid(r) {
                     let v = a.value(r);
@@ -248,7 +499,7 @@ pub fn categorical_column(batch: &RecordBatch, name: &str) -> Result<(Vec<u32>, 
         }
         t if t.is_numeric() => {
             let v = numeric_column(batch, name)?;
-            let mut map: HashMap<u64, u32> = HashMap::new();
+            let mut map: LevelMap<u64> = LevelMap::default();
             for (r, c) in codes.iter_mut().enumerate() {
                 let x = v[r];
                 if !x.is_nan() {
@@ -267,10 +518,19 @@ pub fn categorical_column(batch: &RecordBatch, name: &str) -> Result<(Vec<u32>, 
         _ => {
             let s = cast(arr, &DataType::Utf8).map_err(|_| bad_type(name, arr, "a category"))?;
             let a = s.as_string::<i32>();
-            let mut map: HashMap<&str, u32> = HashMap::new();
+            let mut map: LevelMap<&str> = LevelMap::default();
+            // Runs of one level are common (sorted or grouped files): the
+            // previous row's level is tried before the map.
+            let mut prev: Option<(&str, u32)> = None;
             for (r, c) in codes.iter_mut().enumerate() {
                 if a.is_valid(r) {
                     let v = a.value(r);
+                    if let Some((pv, pc)) = prev {
+                        if pv == v {
+                            *c = pc;
+                            continue;
+                        }
+                    }
                     *c = match map.get(v) {
                         Some(&k) => k,
                         None => {
@@ -280,6 +540,7 @@ pub fn categorical_column(batch: &RecordBatch, name: &str) -> Result<(Vec<u32>, 
                             k
                         }
                     };
+                    prev = Some((v, *c));
                 }
             }
         }
@@ -301,7 +562,12 @@ impl DesignBuilder {
     /// `weights` must already be validated with [`weights_expr`].
     pub fn new(spec: Arc<ModelSpec>, weights: Option<String>, missing: MissingPolicy) -> Self {
         let weights_expr = weights.as_deref().and_then(|w| weights_expr(w).ok());
-        DesignBuilder { spec, weights, weights_expr, missing, group_by: None, second_pass: None }
+        // GRAMFIT_NO_DIRECT=1 turns the in-place kernels off (every batch
+        // then builds its design block): the reference path, for tests and
+        // for ruling the fast path out when a result looks wrong.
+        let direct_off = std::env::var_os("GRAMFIT_NO_DIRECT").is_some_and(|v| v != "0");
+        let direct = if weights.is_none() && !direct_off { DirectPlan::of(&spec) } else { None };
+        DesignBuilder { spec, weights, weights_expr, missing, group_by: None, second_pass: None, direct }
     }
 
     /// Source columns a pass must read: the model's and the weights'.
@@ -355,8 +621,138 @@ impl DesignBuilder {
         })
     }
 
+    /// Mark the rows where a [`direct_column`] is missing (null, or NaN in
+    /// a float column) and refuse infinities; `factor` is the design factor
+    /// the column feeds. Row by row only when some slot is not finite.
+    fn scan_direct(
+        &self,
+        arr: &dyn Array,
+        column: &str,
+        factor: &str,
+        missing: &mut [bool],
+        at: &dyn Fn(usize) -> String,
+    ) -> Result<(), DesignError> {
+        let nulls = arr.nulls().filter(|n| n.null_count() > 0);
+        if all_slots_finite(arr) {
+            if let Some(nulls) = nulls {
+                for r in (!nulls.inner()).set_indices() {
+                    if self.missing == MissingPolicy::Error {
+                        return Err(DesignError::Missing { column: column.into(), row: r, at: at(r) });
+                    }
+                    missing[r] = true;
+                }
+            }
+            return Ok(());
+        }
+        for (r, m) in missing.iter_mut().enumerate() {
+            let x = float_slot(arr, r);
+            if nulls.is_some_and(|n| n.is_null(r)) || x.is_nan() {
+                if self.missing == MissingPolicy::Error {
+                    return Err(DesignError::Missing { column: column.into(), row: r, at: at(r) });
+                }
+                *m = true;
+            } else if x.is_infinite() {
+                return Err(DesignError::NotFinite {
+                    factor: factor.to_string(),
+                    value: describe(x),
+                    row: r,
+                    at: at(r),
+                    hint: format!("the input column '{column}' holds an infinite value"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The source columns of a batch read in place, for a model of plain
+    /// numeric columns without weights: the arrays in the order the checks
+    /// run (response, then factors; see [`direct_index`](Self::direct_index))
+    /// and the kept rows as a bit mask. Nulls are checked exactly as
+    /// [`block`](Self::block) does. A NaN or infinity on a kept row is left
+    /// for the kernels to notice (a fractional part or a residual that is
+    /// not finite), which then decline so that `block` sorts out missing
+    /// values from errors row by row; with `--missing error` the first
+    /// missing value must be the one `block` would name, so floats are
+    /// checked up front then. `Ok(None)` where this does not apply.
+    pub fn direct_inputs(
+        &self,
+        batch: &RecordBatch,
+        at: &dyn Fn(usize) -> String,
+    ) -> Result<Option<DirectInputs>, DesignError> {
+        let Some(plan) = &self.direct else { return Ok(None) };
+        let n = batch.num_rows();
+        let mut arrays = Vec::with_capacity(plan.checks.len());
+        for (_, c) in &plan.checks {
+            match batch.column_by_name(c) {
+                Some(a) if matches!(a.data_type(), DataType::Float64 | DataType::Int64) => arrays.push(a.clone()),
+                _ => return Ok(None),
+            }
+        }
+        let mut bytes: Option<Vec<u8>> = None;
+        for ((_, column), arr) in plan.checks.iter().zip(&arrays) {
+            if self.missing == MissingPolicy::Error && !all_slots_finite(arr.as_ref()) {
+                return Ok(None);
+            }
+            let Some(nulls) = arr.nulls().filter(|n| n.null_count() > 0) else { continue };
+            let mask = bytes.get_or_insert_with(|| {
+                let mut b = vec![0xffu8; n.div_ceil(8)];
+                if !n.is_multiple_of(8) {
+                    b[n / 8] = (1u8 << (n % 8)) - 1;
+                }
+                b
+            });
+            for r in (!nulls.inner()).set_indices() {
+                if self.missing == MissingPolicy::Error {
+                    return Err(DesignError::Missing { column: column.clone(), row: r, at: at(r) });
+                }
+                mask[r / 8] &= !(1u8 << (r % 8));
+            }
+        }
+        let kept = bytes.as_ref().map_or(n, |b| {
+            b.chunks(8)
+                .map(|w| {
+                    let mut word = [0u8; 8];
+                    word[..w.len()].copy_from_slice(w);
+                    u64::from_le_bytes(word).count_ones() as usize
+                })
+                .sum()
+        });
+        Ok(Some(DirectInputs { arrays, mask: bytes, rows: n, kept }))
+    }
+
+    /// Where the source column of a block column (a plain term or the
+    /// response) sits in [`DirectInputs::arrays`].
+    pub fn direct_index(&self, key: &ColumnKey) -> Option<usize> {
+        let plan = self.direct.as_ref()?;
+        plan.keys.iter().position(|k| k == key).map(|c| plan.columns[c])
+    }
+
+    /// The statistics of a batch read straight from its Arrow buffers (see
+    /// [`direct_inputs`](Self::direct_inputs)), when its values are exact
+    /// in plain arithmetic ([`raw_moments_masked`]): the same bits `block`
+    /// and the general kernel give. `Ok(None)` where that does not apply.
+    pub fn direct_part(
+        &self,
+        batch: &RecordBatch,
+        at: &dyn Fn(usize) -> String,
+    ) -> Result<Option<DirectPart>, DesignError> {
+        let Some(plan) = &self.direct else { return Ok(None) };
+        let Some(inputs) = self.direct_inputs(batch, at)? else { return Ok(None) };
+        let cols: Vec<SourceColumn<'_>> = plan.columns.iter().map(|&i| inputs.column(i)).collect();
+        let Some(raw) = raw_moments_masked(&cols, inputs.rows, inputs.mask.as_deref()) else { return Ok(None) };
+        Ok(Some(DirectPart {
+            stats: crate::stats::SufficientStats::from_raw(&plan.keys, inputs.kept, raw, None),
+            rows_in: inputs.rows,
+            rows_dropped: inputs.rows - inputs.kept,
+        }))
+    }
+
     /// Turn one batch into design rows. `at(row)` renders a row's location
     /// (file and line or row group) for error messages.
+    ///
+    /// The values are written column by column into one column-major
+    /// matrix; plain numeric columns go there straight from the Arrow
+    /// buffers, copying the runs of kept rows.
     pub fn block(&self, batch: &RecordBatch, at: &dyn Fn(usize) -> String) -> Result<DesignBlock, DesignError> {
         let spec = &self.spec;
         let n = batch.num_rows();
@@ -365,6 +761,8 @@ impl DesignBuilder {
 
         // Evaluate the response and numeric factors; codes for categoricals.
         enum FVal {
+            /// A plain numeric source column, read in place.
+            Direct(ArrayRef, String),
             Num(Val),
             Cat(Vec<u32>, Vec<Level>),
         }
@@ -374,6 +772,12 @@ impl DesignBuilder {
          -> Result<FVal, DesignError> {
             match kind {
                 FactorKind::Numeric(e) => {
+                    if let NumExpr::Column(c) = e {
+                        if let Some(arr) = direct_column(batch, c) {
+                            self.scan_direct(arr.as_ref(), c, name, &mut missing, at)?;
+                            return Ok(FVal::Direct(arr, c.clone()));
+                        }
+                    }
                     let v = self.eval(e, batch, cache)?;
                     // Rows missing in a source column are missing; any other
                     // non-finite value is an error.
@@ -433,10 +837,7 @@ impl DesignBuilder {
                 }
             }
         };
-        let y = match evaluate(&spec.response.kind, &spec.response.name, &mut cache)? {
-            FVal::Num(v) => v,
-            FVal::Cat(..) => unreachable!("the response is numeric by construction"),
-        };
+        let y = evaluate(&spec.response.kind, &spec.response.name, &mut cache)?;
         let mut fvals = Vec::with_capacity(spec.factors.len());
         for f in &spec.factors {
             fvals.push(evaluate(&f.kind, &f.name, &mut cache)?);
@@ -486,67 +887,109 @@ impl DesignBuilder {
             }
         }
 
-        let kept: Vec<usize> = (0..n).filter(|&r| !missing[r]).collect();
-        let all_kept = kept.len() == n;
-        let compact = |v: &Val| -> Val {
-            match v {
-                Val::Scalar(d) => Val::Scalar(*d),
-                Val::Col { hi, lo } if all_kept => Val::Col { hi: hi.clone(), lo: lo.clone() },
-                Val::Col { hi, lo } => Val::Col {
+        let runs = runs_of_kept(&missing);
+        let all_kept = runs.len() == 1 && runs[0] == (0..n) || n == 0;
+        let kept: Vec<usize> = if all_kept { Vec::new() } else { runs.iter().flat_map(|r| r.clone()).collect() };
+        let m = if all_kept { n } else { kept.len() };
+        // Numeric values of the kept rows (direct columns are converted here
+        // only when a term needs them in arithmetic).
+        let numeric = |fv: &FVal| -> Result<Val, DesignError> {
+            let v = match fv {
+                FVal::Direct(arr, name) => Val::Col { hi: numeric_array(arr, name)?, lo: None },
+                FVal::Num(Val::Scalar(d)) => return Ok(Val::Scalar(*d)),
+                FVal::Num(Val::Col { hi, lo }) => Val::Col { hi: hi.clone(), lo: lo.clone() },
+                FVal::Cat(..) => unreachable!("categorical factors are not numeric"),
+            };
+            Ok(match v {
+                Val::Col { hi, lo } if !all_kept => Val::Col {
                     hi: kept.iter().map(|&r| hi[r]).collect(),
                     lo: lo.as_ref().map(|l| kept.iter().map(|&r| l[r]).collect()),
                 },
-            }
+                v => v,
+            })
         };
-        let m = kept.len();
         let mut block = DesignBlock {
             rows_in: n,
             rows_dropped: n - m,
             levels,
-            kept: (!all_kept).then(|| kept.clone()),
-            ..Default::default()
+            values: value_buffer(m * (spec.terms.len() + 1)),
+            keys: Vec::new(),
+            lo: Vec::new(),
+            integral: Vec::new(),
+            weights: None,
+            kept: None,
         };
-        let into_cols = |v: Val| -> (Col, Option<Col>) {
-            match v {
-                Val::Scalar(d) => (Col::from(vec![d.hi; m]), (d.lo != 0.0).then(|| Col::from(vec![d.lo; m]))),
-                Val::Col { hi, lo } => (hi, lo),
+        // Append one whole column (a term without categorical factors, or the
+        // response).
+        let push_numeric = |block: &mut DesignBlock, factors: &[&FVal]| -> Result<(), DesignError> {
+            if let [FVal::Direct(arr, _)] = factors {
+                let integral = extend_direct(&mut block.values, arr.as_ref(), &runs);
+                block.lo.push(None);
+                block.integral.push(integral);
+                return Ok(());
             }
+            let mut product: Option<Val> = None;
+            for f in factors {
+                let v = numeric(f)?;
+                product = Some(match product {
+                    None => v,
+                    Some(p) => map_dd(m, &p, &v, |a, b| a * b),
+                });
+            }
+            match product.unwrap_or(Val::Scalar(Dd::ONE)) {
+                Val::Scalar(d) => {
+                    block.values.resize(block.values.len() + m, d.hi);
+                    block.lo.push((d.lo != 0.0).then(|| Col::from(vec![d.lo; m])));
+                    block.integral.push(d.lo == 0.0 && d.hi.fract() == 0.0);
+                }
+                Val::Col { hi, lo } => {
+                    block.values.extend_from_slice(&hi);
+                    block.lo.push(lo);
+                    block.integral.push(false);
+                }
+            }
+            Ok(())
         };
 
         for (t, factors) in spec.terms.iter().enumerate() {
-            let mut product: Option<Val> = None;
-            let mut cats: Vec<(&Vec<u32>, &Vec<Level>)> = Vec::new();
-            for &f in factors {
-                match &fvals[f] {
-                    FVal::Num(v) => {
-                        let v = compact(v);
-                        product = Some(match product {
-                            None => v,
-                            Some(p) => map_dd(m, &p, &v, |a, b| a * b),
-                        });
-                    }
-                    FVal::Cat(codes, table) => cats.push((codes, table)),
-                }
-            }
+            let cats: Vec<(&Vec<u32>, &Vec<Level>)> = factors
+                .iter()
+                .filter_map(|&f| match &fvals[f] {
+                    FVal::Cat(codes, table) => Some((codes, table)),
+                    _ => None,
+                })
+                .collect();
             if cats.is_empty() {
-                let (hi, lo) = into_cols(product.unwrap_or(Val::Scalar(Dd::ONE)));
+                let nums: Vec<&FVal> = factors.iter().map(|&f| &fvals[f]).collect();
+                push_numeric(&mut block, &nums)?;
                 block.keys.push(ColumnKey::Cell { term: t as u32, levels: vec![] });
-                block.hi.push(hi);
-                block.lo.push(lo);
                 continue;
             }
+            let mut product: Option<Val> = None;
+            for &f in factors {
+                if !matches!(fvals[f], FVal::Cat(..)) {
+                    let v = numeric(&fvals[f])?;
+                    product = Some(match product {
+                        None => v,
+                        Some(p) => map_dd(m, &p, &v, |a, b| a * b),
+                    });
+                }
+            }
+            // Cells in order of first appearance, each a column of this
+            // term's block of the matrix.
+            let base = block.values.len();
             let mut combos: HashMap<Vec<u32>, usize> = HashMap::new();
-            let mut cell_hi: Vec<Vec<f64>> = Vec::new();
             let mut cell_lo: Vec<Option<Vec<f64>>> = Vec::new();
             let mut combo = vec![0u32; cats.len()];
-            for (i, &r) in kept.iter().enumerate() {
+            for i in 0..m {
+                let r = if all_kept { i } else { kept[i] };
                 for (k, (codes, _)) in cats.iter().enumerate() {
                     combo[k] = codes[r];
                 }
                 let col = match combos.get(&combo) {
                     Some(&c) => c,
                     None => {
-                        let c = cell_hi.len();
+                        let c = cell_lo.len();
                         combos.insert(combo.clone(), c);
                         block.keys.push(ColumnKey::Cell {
                             term: t as u32,
@@ -556,30 +999,35 @@ impl DesignBuilder {
                                 .map(|(&code, (_, table))| table[code as usize].clone())
                                 .collect(),
                         });
-                        cell_hi.push(vec![0.0; m]);
+                        block.values.resize(block.values.len() + m, 0.0);
                         cell_lo.push(None);
                         c
                     }
                 };
+                let at = base + col * m + i;
                 match &product {
-                    None => cell_hi[col][i] = 1.0,
+                    None => block.values[at] = 1.0,
                     Some(p) => {
                         let v = p.get(i);
-                        cell_hi[col][i] = v.hi;
+                        block.values[at] = v.hi;
                         if v.lo != 0.0 {
                             cell_lo[col].get_or_insert_with(|| vec![0.0; m])[i] = v.lo;
                         }
                     }
                 }
             }
-            block.hi.extend(cell_hi.into_iter().map(Col::from));
+            // Indicator cells are 0/1; cells scaled by a numeric factor
+            // are not known to be whole.
+            block.integral.extend(cell_lo.iter().map(|_| product.is_none()));
             block.lo.extend(cell_lo.into_iter().map(|l| l.map(Col::from)));
         }
-        let (hi, lo) = into_cols(compact(&y));
+        match &y {
+            FVal::Cat(..) => unreachable!("the response is numeric by construction"),
+            y => push_numeric(&mut block, &[y])?,
+        }
         block.keys.push(ColumnKey::Response);
-        block.hi.push(hi);
-        block.lo.push(lo);
         block.weights = weights.map(|w| if all_kept { w } else { kept.iter().map(|&r| w[r]).collect() });
+        block.kept = (!all_kept).then_some(kept);
         Ok(block)
     }
 }

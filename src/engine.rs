@@ -54,6 +54,22 @@ impl Default for EngineOptions {
     }
 }
 
+/// Keep freed memory in the process instead of returning it to the system
+/// at once. The Parquet decoder allocates fresh buffers for every batch
+/// (~64 KiB per column); with glibc's default thresholds those pages are
+/// unmapped and faulted in again batch after batch, which measured ~25% of
+/// the decode time. Memory stays bounded: it is reused, not accumulated.
+/// Call once, before any threads start.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before other
+    // threads exist.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
 /// Set by the Ctrl-C (SIGINT/SIGTERM) handler: every pass stops at the next
 /// chunk and nothing is saved.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);

@@ -21,6 +21,7 @@ fn run(cli: Cli) -> Result<(), AppError> {
 
 fn main() {
     let cli = Cli::parse();
+    gramfit::engine::tune_allocator();
     // Ctrl-C (and SIGTERM) stop the pass at the next chunk; nothing
     // half-done is saved, and the exit code is 130.
     let _ = ctrlc::set_handler(|| gramfit::engine::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed));

@@ -14,7 +14,7 @@ use arrow::datatypes::{DataType, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -29,7 +29,7 @@ pub enum SourceError {
     Format { path: String, kind: &'static str, message: String },
     #[error("no input files match '{0}'")]
     NoMatch(String),
-    #[error("{0}: the directory holds no .parquet, .arrow, .ipc, .feather or .csv files")]
+    #[error("{0}: the directory holds no .parquet, .arrow, .ipc, .feather or .csv (.csv.gz, .csv.zst) files")]
     EmptyDir(String),
     #[error("{path}: column '{column}' is missing (it is in the other inputs and used by the model)")]
     MissingColumn { path: String, column: String },
@@ -69,8 +69,55 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> SourceError {
     SourceError::Io { path: path.display().to_string(), message: e.to_string() }
 }
 
+/// How a CSV file is compressed, from its first bytes (so that a
+/// mislabelled file still reads): gzip (`1f 8b`) or zstd (`28 b5 2f fd`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// The compression suffixes recognised in file names.
+const COMPRESSED_SUFFIXES: [&str; 4] = [".gz", ".gzip", ".zst", ".zstd"];
+
+fn compression_of(path: &Path) -> Result<Compression, SourceError> {
+    let mut head = [0u8; 4];
+    let mut f = File::open(path).map_err(|e| io_err(path, e))?;
+    let mut n = 0;
+    while n < 4 {
+        match f.read(&mut head[n..]).map_err(|e| io_err(path, e))? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(match &head[..n] {
+        [0x1f, 0x8b, ..] => Compression::Gzip,
+        [0x28, 0xb5, 0x2f, 0xfd] => Compression::Zstd,
+        _ => Compression::None,
+    })
+}
+
+/// The text of a CSV file, decompressed on the fly when it is gzip or zstd
+/// (multi-member gzip included, as `cat a.gz b.gz` makes).
+fn csv_text(path: &Path) -> Result<Box<dyn BufRead + Send>, SourceError> {
+    let compression = compression_of(path)?;
+    let f = open(path)?;
+    let raw = BufReader::with_capacity(1 << 20, f);
+    Ok(match compression {
+        Compression::None => Box::new(raw),
+        Compression::Gzip => Box::new(BufReader::with_capacity(1 << 20, flate2::bufread::MultiGzDecoder::new(raw))),
+        Compression::Zstd => {
+            let d = zstd::stream::read::Decoder::with_buffer(raw).map_err(|e| io_err(path, e))?;
+            Box::new(BufReader::with_capacity(1 << 20, d))
+        }
+    })
+}
+
 fn kind_of(path: &Path) -> Option<SourceKind> {
     let name = path.file_name()?.to_string_lossy().to_lowercase();
+    // `listings.csv.gz` is a CSV file.
+    let name = COMPRESSED_SUFFIXES.iter().find_map(|s| name.strip_suffix(s)).map_or(name.clone(), str::to_string);
     if name.ends_with(".parquet") || name.ends_with(".pq") {
         Some(SourceKind::Parquet)
     } else if name.ends_with(".arrow") || name.ends_with(".ipc") || name.ends_with(".feather") {
@@ -185,11 +232,13 @@ pub fn parquet_metadata(input: &Input) -> Result<ArrowReaderMetadata, SourceErro
 /// columns stay integers (so `C(x)` names levels as pandas would); they are
 /// cast to `f64` where used as numbers.
 pub fn csv_schema(input: &Input) -> Result<Schema, SourceError> {
-    let f = open(&input.path)?;
+    let text = csv_text(&input.path)?;
     let format = arrow::csv::reader::Format::default().with_header(true);
-    let (schema, _) = format
-        .infer_schema(BufReader::new(f), Some(CSV_INFER_ROWS))
-        .map_err(|e| SourceError::Format { path: input.display(), kind: "CSV", message: e.to_string() })?;
+    let (schema, _) = format.infer_schema(text, Some(CSV_INFER_ROWS)).map_err(|e| SourceError::Format {
+        path: input.display(),
+        kind: "CSV",
+        message: e.to_string(),
+    })?;
     // A column with integers in the first rows and a decimal later would
     // fail to parse; numbers are read as f64 unless they are integers
     // throughout the inferred range, in which case they stay Int64 — the
@@ -214,8 +263,7 @@ pub fn csv_numeric_outliers(
     if text_cols.is_empty() {
         return Ok(None);
     }
-    let f = open(&input.path)?;
-    let mut reader = std::io::BufRead::lines(BufReader::new(f));
+    let mut reader = csv_text(&input.path)?.lines();
     let _header = reader.next();
     let mut numeric = vec![0u64; text_cols.len()];
     let mut other = vec![0u64; text_cols.len()];
@@ -345,12 +393,10 @@ pub fn sequential_batches(
                 Some(s) => s,
                 None => Arc::new(csv_schema(input)?),
             };
-            let mut f = open(&input.path)?;
-            f.seek(SeekFrom::Start(0)).map_err(|e| io_err(&input.path, e))?;
             let r = arrow::csv::ReaderBuilder::new(schema)
                 .with_header(true)
                 .with_batch_size(batch_size)
-                .build(BufReader::with_capacity(1 << 20, f))
+                .build_buffered(csv_text(&input.path)?)
                 .map_err(|e| fmt_err("CSV", e))?;
             Ok(Box::new(r))
         }

@@ -30,6 +30,8 @@
 //! The FMA path and the Veltkamp-splitting path compute the same exact error
 //! terms, so results are bit-identical with or without FMA.
 
+#[cfg(target_arch = "x86_64")]
+use super::simd;
 use crate::dd::{two_prod_err_split, two_sum, Dd};
 
 const LANES: usize = 8;
@@ -40,6 +42,16 @@ const LANES: usize = 8;
 pub struct ColumnRef<'a> {
     pub hi: &'a [f64],
     pub lo: Option<&'a [f64]>,
+    /// Every value is known to be a whole number (an integer source type,
+    /// the intercept, an indicator): the scan skips the integrality test.
+    pub integral: bool,
+}
+
+impl<'a> ColumnRef<'a> {
+    /// A plain `f64` column with nothing known about its values.
+    pub fn plain(hi: &'a [f64]) -> Self {
+        ColumnRef { hi, lo: None, integral: false }
+    }
 }
 
 /// Raw (uncentered) block sums in double-double.
@@ -49,6 +61,8 @@ pub struct RawMoments {
     pub s1: Vec<Dd>,
     /// Row-major `m × m`, both triangles filled.
     pub s2: Vec<Dd>,
+    /// Rows on which each column is non-zero.
+    pub nonzero: Vec<u64>,
 }
 
 /// Compensated accumulator of `Σ a_r b_r` over eight lanes.
@@ -160,44 +174,8 @@ const MAX_Q: u32 = 16;
 
 impl DyadicProfile {
     /// `None` when some value is not a multiple of `2^-16` (or is NaN).
-    /// Branch-free passes, so they vectorise.
-    #[inline(always)]
     pub fn of(col: &[f64]) -> Option<DyadicProfile> {
-        // Integrality by the 2⁵² rounding trick: plain adds, so it
-        // vectorises on any x86-64 (no `trunc` call); |t| ≥ 2⁵² counts as
-        // integral and is caught by the magnitude bound; NaN fails. The
-        // magnitude is found in the same pass, by a select rather than
-        // `f64::max` (whose NaN rule blocks vectorisation).
-        #[inline(always)]
-        fn integral_and_max(col: &[f64], scale: f64) -> (bool, f64) {
-            const MAGIC: f64 = 4_503_599_627_370_496.0; // 2⁵²
-            let mut ok = [true; LANES];
-            let mut mx = [0.0f64; LANES];
-            let mut step = |l: usize, v: f64| {
-                let a = (v * scale).abs();
-                ok[l] &= ((a + MAGIC) - MAGIC == a) | (a >= MAGIC);
-                mx[l] = if a > mx[l] { a } else { mx[l] };
-            };
-            let mut it = col.chunks_exact(LANES);
-            for c in &mut it {
-                for l in 0..LANES {
-                    step(l, c[l]);
-                }
-            }
-            for (l, &v) in it.remainder().iter().enumerate() {
-                step(l, v);
-            }
-            (ok.iter().all(|&o| o), mx.iter().fold(0.0f64, |m, &a| if a > m { a } else { m }) / scale)
-        }
-        // Most columns are integers: one pass. Otherwise the coarsest of a
-        // few scales that works (a finer `q` than needed is only conservative).
-        for q in [0u32, 1, 4, 8, MAX_Q] {
-            let (ok, max_abs) = integral_and_max(col, (1u64 << q) as f64);
-            if ok {
-                return Some(DyadicProfile { q, max_abs });
-            }
-        }
-        None
+        ColumnScan::of(col, false).profile
     }
 
     /// Whether `Σ a_r b_r` over `n` rows is exact in plain `f64`
@@ -214,21 +192,126 @@ impl DyadicProfile {
     }
 }
 
-/// `Σ a_r` in plain arithmetic over eight lanes; exact under
-/// [`DyadicProfile::exact_sum`], so the lane order does not matter.
+/// What one pass over a column tells the kernel: its [`DyadicProfile`]
+/// (if any), its plain sum (exact when the profile says so) and how many
+/// values are non-zero.
+#[derive(Clone, Copy, Debug)]
+pub struct ColumnScan {
+    pub profile: Option<DyadicProfile>,
+    pub plain_sum: f64,
+    pub nonzero: u64,
+}
+
+impl ColumnScan {
+    /// One pass tests integrality at `2⁰` and `2⁻¹` — whole numbers and
+    /// halves, nearly every real column — and takes the magnitude, sum and
+    /// non-zero count; finer fractions are tried only when both fail. The
+    /// outcome is exact (a yes/no, a maximum, a count, and a sum that is
+    /// used only when it is exact), so the explicit-SIMD versions give
+    /// the same result as the portable loop.
+    /// `integral`: the caller knows every value is a whole number, so
+    /// only the magnitude, sum and count are taken.
+    #[inline]
+    pub fn of(col: &[f64], integral: bool) -> ColumnScan {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU supports AVX-512F.
+                return unsafe {
+                    if integral {
+                        simd::scan_integral_avx512(col)
+                    } else {
+                        simd::scan_avx512(col)
+                    }
+                };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && !integral {
+                // SAFETY: the CPU supports AVX2.
+                return unsafe { simd::scan_avx2(col) };
+            }
+        }
+        Self::of_portable(col, integral)
+    }
+
+    /// Lane sums of the fractional parts at `2⁰` and `2⁻¹`, lane maxima of
+    /// `|x|`, lane sums and non-zero counts → the scan.
+    pub(crate) fn finish(col: &[f64], err0: f64, err1: f64, max_abs: f64, sum: f64, nonzero: f64) -> ColumnScan {
+        // A NaN or infinity makes a fractional part NaN: no profile.
+        let profile = if err0 == 0.0 {
+            Some(DyadicProfile { q: 0, max_abs })
+        } else if err1 == 0.0 {
+            Some(DyadicProfile { q: 1, max_abs })
+        } else {
+            finer_profile(col)
+        };
+        ColumnScan { profile, plain_sum: sum, nonzero: nonzero as u64 }
+    }
+
+    /// The portable loop (eight lanes; the fractional part by the 2⁵²
+    /// trick, which needs no `trunc` call on baseline x86-64: values past
+    /// 2⁵² count as fractional, which no exact product admits anyway).
+    pub fn of_portable(col: &[f64], integral: bool) -> ColumnScan {
+        const MAGIC: f64 = 4_503_599_627_370_496.0; // 2⁵²
+        let mut err0 = [0.0f64; LANES];
+        let mut err1 = [0.0f64; LANES];
+        let mut mx = [0.0f64; LANES];
+        let mut sum = [0.0f64; LANES];
+        let mut nz = [0.0f64; LANES];
+        for (r, &v) in col.iter().enumerate() {
+            let l = r % LANES;
+            let a = v.abs();
+            if !integral {
+                let a2 = a * 2.0;
+                err0[l] += (((a + MAGIC) - MAGIC) - a).abs();
+                err1[l] += (((a2 + MAGIC) - MAGIC) - a2).abs();
+            }
+            mx[l] = if a > mx[l] { a } else { mx[l] };
+            sum[l] += v;
+            nz[l] += if v != 0.0 { 1.0 } else { 0.0 };
+        }
+        let total = |x: &[f64; LANES]| x.iter().sum::<f64>();
+        let max_abs = mx.iter().fold(0.0f64, |m, &a| if a > m { a } else { m });
+        Self::finish(col, total(&err0), total(&err1), max_abs, total(&sum), total(&nz))
+    }
+}
+
+/// The coarsest of `2^-4`, `2^-8`, `2^-16` that a column is a multiple
+/// of (a finer `q` than needed is only conservative).
 #[inline(always)]
-fn plain_sum(a: &[f64]) -> f64 {
-    let mut acc = [0.0f64; LANES];
-    let mut it = a.chunks_exact(LANES);
-    for c in &mut it {
-        for l in 0..LANES {
-            acc[l] += c[l];
+fn finer_profile(col: &[f64]) -> Option<DyadicProfile> {
+    const MAGIC: f64 = 4_503_599_627_370_496.0;
+    let pass = |scale: f64| -> (bool, f64) {
+        let mut err = [0.0f64; LANES];
+        let mut mx = [0.0f64; LANES];
+        for (r, &v) in col.iter().enumerate() {
+            let l = r % LANES;
+            let a = v.abs() * scale;
+            err[l] += (((a + MAGIC) - MAGIC) - a).abs();
+            mx[l] = if a > mx[l] { a } else { mx[l] };
+        }
+        (err.iter().sum::<f64>() == 0.0, mx.iter().fold(0.0f64, |m, &a| if a > m { a } else { m }) / scale)
+    };
+    // The finest scale first: a column that fails it fails them all.
+    let (ok, max_abs) = pass((1u64 << MAX_Q) as f64);
+    if !ok {
+        return None;
+    }
+    for q in [4u32, 8] {
+        if pass((1u64 << q) as f64).0 {
+            return Some(DyadicProfile { q, max_abs });
         }
     }
-    for (l, &x) in it.remainder().iter().enumerate() {
-        acc[l] += x;
+    Some(DyadicProfile { q: MAX_Q, max_abs })
+}
+
+/// Number of non-zero values, in lanes so that it vectorises.
+#[inline(always)]
+pub fn count_nonzero(v: &[f64]) -> u64 {
+    let mut lanes = [0.0f64; LANES];
+    for (r, &x) in v.iter().enumerate() {
+        lanes[r % LANES] += if x != 0.0 { 1.0 } else { 0.0 };
     }
-    acc.iter().sum()
+    lanes.iter().sum::<f64>() as u64
 }
 
 /// `Σ a_r b_r` in plain arithmetic; exact under [`DyadicProfile::exact_dot`].
@@ -253,17 +336,52 @@ fn plain_dot<const FMA: bool>(a: &[f64], b: &[f64]) -> f64 {
 /// `ZᵀZ` (lower triangle, column-major `k × k`) of the listed columns, by
 /// faer's blocked product. Exact when every pair passes
 /// [`DyadicProfile::exact_dot`], so the order of summation is irrelevant.
-fn exact_gram(cols: &[ColumnRef<'_>], idx: &[usize]) -> Vec<f64> {
-    use faer::linalg::matmul::matmul;
-    use faer::{Accum, Mat, Par};
+/// `matrix` is the block as one column-major slice, when the caller has it:
+/// if the listed columns are all of them, it is multiplied in place.
+fn exact_gram(cols: &[ColumnRef<'_>], idx: &[usize], matrix: Option<&[f64]>) -> Vec<f64> {
+    use faer::linalg::matmul::triangular::{matmul, BlockStructure};
+    use faer::{Accum, Mat, MatRef, Par};
     let n = cols[idx[0]].hi.len();
     let k = idx.len();
-    let mut z = Mat::<f64>::zeros(n, k);
-    for (c, &i) in idx.iter().enumerate() {
-        z.col_mut(c).try_as_col_major_mut().expect("contiguous column").as_slice_mut().copy_from_slice(cols[i].hi);
-    }
     let mut g = Mat::<f64>::zeros(k, k);
-    matmul(g.as_mut(), Accum::Replace, z.transpose(), z.as_ref(), 1.0, Par::Seq);
+    let mut product = |z: MatRef<'_, f64>| {
+        matmul(
+            g.as_mut(),
+            BlockStructure::TriangularLower,
+            Accum::Replace,
+            z.transpose(),
+            BlockStructure::Rectangular,
+            z,
+            BlockStructure::Rectangular,
+            1.0,
+            Par::Seq,
+        )
+    };
+    match matrix {
+        Some(values) if k == cols.len() && idx.iter().enumerate().all(|(a, &i)| a == i) => {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    let mut out = vec![0.0; k * k];
+                    // SAFETY: the CPU supports AVX-512F; `values` is n × k.
+                    unsafe { simd::gram_lower_avx512(&values[..n * k], n, k, &mut out) };
+                    return out;
+                }
+            }
+            product(MatRef::from_column_major_slice(&values[..n * k], n, k))
+        }
+        _ => {
+            let mut z = Mat::<f64>::zeros(n, k);
+            for (c, &i) in idx.iter().enumerate() {
+                z.col_mut(c)
+                    .try_as_col_major_mut()
+                    .expect("contiguous column")
+                    .as_slice_mut()
+                    .copy_from_slice(cols[i].hi);
+            }
+            product(z.as_ref())
+        }
+    }
     let mut out = vec![0.0; k * k];
     for c in 0..k {
         for r in c..k {
@@ -274,26 +392,45 @@ fn exact_gram(cols: &[ColumnRef<'_>], idx: &[usize]) -> Vec<f64> {
 }
 
 #[inline(always)]
-fn raw_moments_impl<const FMA: bool>(cols: &[ColumnRef<'_>], weights: Option<&[f64]>) -> RawMoments {
-    raw_moments_with::<FMA, true>(cols, weights)
+fn raw_moments_impl<const FMA: bool>(
+    cols: &[ColumnRef<'_>],
+    matrix: Option<&[f64]>,
+    weights: Option<&[f64]>,
+) -> RawMoments {
+    raw_moments_with::<FMA, true>(cols, matrix, weights)
 }
 
 #[inline(always)]
-fn raw_moments_with<const FMA: bool, const FAST: bool>(cols: &[ColumnRef<'_>], weights: Option<&[f64]>) -> RawMoments {
+fn raw_moments_with<const FMA: bool, const FAST: bool>(
+    cols: &[ColumnRef<'_>],
+    matrix: Option<&[f64]>,
+    weights: Option<&[f64]>,
+) -> RawMoments {
     let m = cols.len();
     let n = cols.first().map_or(0, |c| c.hi.len());
     let mut s1 = vec![Dd::ZERO; m];
     let mut s2 = vec![Dd::ZERO; m * m];
+    let mut nonzero = vec![0u64; m];
     let sum_w;
     match weights {
         None => {
             sum_w = Dd::from(n as f64);
             let plain = cols.iter().all(|c| c.lo.is_none());
-            // A plain loop (not an iterator adapter) keeps the profile
+            // A plain loop (not an iterator adapter) keeps the scans
             // inside this function, compiled with its target features.
             let mut profiles: Vec<Option<DyadicProfile>> = Vec::with_capacity(m);
-            for c in cols {
-                profiles.push(if FAST && c.lo.is_none() { DyadicProfile::of(c.hi) } else { None });
+            let mut plain_sums: Vec<f64> = Vec::with_capacity(m);
+            for (i, c) in cols.iter().enumerate() {
+                if FAST && c.lo.is_none() {
+                    let scan = ColumnScan::of(c.hi, c.integral);
+                    profiles.push(scan.profile);
+                    plain_sums.push(scan.plain_sum);
+                    nonzero[i] = scan.nonzero;
+                } else {
+                    profiles.push(None);
+                    plain_sums.push(0.0);
+                    nonzero[i] = count_nonzero(c.hi);
+                }
             }
             // Columns whose every pair is exact in plain arithmetic: one
             // blocked product (faer's gemm) gives all their sums at once.
@@ -301,7 +438,7 @@ fn raw_moments_with<const FMA: bool, const FAST: bool>(cols: &[ColumnRef<'_>], w
             let all_exact = exact_set.iter().all(|&i| {
                 exact_set.iter().all(|&j| DyadicProfile::exact_dot(&profiles[i].unwrap(), &profiles[j].unwrap(), n))
             });
-            let gram = if all_exact && exact_set.len() > 1 { Some(exact_gram(cols, &exact_set)) } else { None };
+            let gram = if all_exact && exact_set.len() > 1 { Some(exact_gram(cols, &exact_set, matrix)) } else { None };
             let pos: Vec<Option<usize>> = {
                 let mut p = vec![None; m];
                 for (k, &i) in exact_set.iter().enumerate() {
@@ -311,7 +448,7 @@ fn raw_moments_with<const FMA: bool, const FAST: bool>(cols: &[ColumnRef<'_>], w
             };
             for i in 0..m {
                 s1[i] = match profiles[i] {
-                    Some(p) if p.exact_sum(n) => Dd::from(plain_sum(cols[i].hi)),
+                    Some(p) if p.exact_sum(n) => Dd::from(plain_sums[i]),
                     _ => sum2(cols[i].hi, cols[i].lo),
                 };
                 for j in i..m {
@@ -340,6 +477,7 @@ fn raw_moments_with<const FMA: bool, const FAST: bool>(cols: &[ColumnRef<'_>], w
             let mut wl = vec![0.0; n];
             for i in 0..m {
                 let c = cols[i];
+                nonzero[i] = count_nonzero(c.hi);
                 for r in 0..n {
                     let p = w[r] * c.hi[r];
                     let mut e = prod_err::<FMA>(w[r], c.hi[r], p);
@@ -359,35 +497,264 @@ fn raw_moments_with<const FMA: bool, const FAST: bool>(cols: &[ColumnRef<'_>], w
             }
         }
     }
-    RawMoments { sum_w, s1, s2 }
+    RawMoments { sum_w, s1, s2, nonzero }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn raw_moments_fma(cols: &[ColumnRef<'_>], weights: Option<&[f64]>) -> RawMoments {
-    raw_moments_impl::<true>(cols, weights)
+fn raw_moments_fma(cols: &[ColumnRef<'_>], matrix: Option<&[f64]>, weights: Option<&[f64]>) -> RawMoments {
+    raw_moments_impl::<true>(cols, matrix, weights)
+}
+
+/// The same code again with 512-bit vectors: the lanes are the same eight
+/// accumulators, so the result is the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn raw_moments_avx512(cols: &[ColumnRef<'_>], matrix: Option<&[f64]>, weights: Option<&[f64]>) -> RawMoments {
+    raw_moments_impl::<true>(cols, matrix, weights)
 }
 
 /// Compensated raw moments of a block; dispatches at run time to an
 /// AVX2+FMA build of the same code where the CPU has it.
 pub fn raw_moments(cols: &[ColumnRef<'_>], weights: Option<&[f64]>) -> RawMoments {
+    raw_moments_dispatch(cols, None, weights)
+}
+
+/// [`raw_moments`] of a block held as one column-major matrix
+/// (`values.len() == n · lo.len()`), multiplied in place on the exact path.
+/// `integral[j]`: column `j` is known to hold whole numbers.
+pub fn raw_moments_of_matrix(
+    values: &[f64],
+    n: usize,
+    lo: &[Option<&[f64]>],
+    integral: &[bool],
+    weights: Option<&[f64]>,
+) -> RawMoments {
+    assert_eq!(values.len(), n * lo.len(), "an n × m column-major matrix");
+    raw_moments_dispatch(&matrix_columns(values, n, lo, integral), Some(values), weights)
+}
+
+/// The columns of a column-major `n × m` matrix.
+pub fn matrix_columns<'a>(
+    values: &'a [f64],
+    n: usize,
+    lo: &[Option<&'a [f64]>],
+    integral: &[bool],
+) -> Vec<ColumnRef<'a>> {
+    (0..lo.len()).map(|j| ColumnRef { hi: &values[j * n..(j + 1) * n], lo: lo[j], integral: integral[j] }).collect()
+}
+
+fn raw_moments_dispatch(cols: &[ColumnRef<'_>], matrix: Option<&[f64]>, weights: Option<&[f64]>) -> RawMoments {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports the features the function was compiled for.
-            return unsafe { raw_moments_fma(cols, weights) };
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU supports the features the function was compiled for.
+                return unsafe { raw_moments_avx512(cols, matrix, weights) };
+            }
+            // SAFETY: as above.
+            return unsafe { raw_moments_fma(cols, matrix, weights) };
         }
     }
-    raw_moments_impl::<false>(cols, weights)
+    raw_moments_impl::<false>(cols, matrix, weights)
 }
 
 /// The compensated loop only (no exact fast path), so tests can check that
 /// the fast path returns the same bits.
 pub fn raw_moments_compensated(cols: &[ColumnRef<'_>], weights: Option<&[f64]>) -> RawMoments {
-    raw_moments_with::<false, false>(cols, weights)
+    raw_moments_with::<false, false>(cols, None, weights)
 }
 
 /// The portable path, exposed so tests can check it agrees bit for bit.
 pub fn raw_moments_portable(cols: &[ColumnRef<'_>], weights: Option<&[f64]>) -> RawMoments {
-    raw_moments_impl::<false>(cols, weights)
+    raw_moments_impl::<false>(cols, None, weights)
+}
+
+/// A source column read in place by [`raw_moments_masked`].
+#[derive(Clone, Copy)]
+pub enum SourceColumn<'a> {
+    F64(&'a [f64]),
+    I64(&'a [i64]),
+}
+
+/// Raw moments of the kept rows of source columns read in place — the
+/// common case of a model whose every term is a plain numeric column,
+/// without weights — with no design matrix built: dropped rows are masked
+/// out as they are loaded (`mask`: bit `r % 8` of byte `r / 8` set for a
+/// kept row; `None`: all kept).
+///
+/// Returns `None` where this path does not apply (no AVX-512, or some pair
+/// of columns is not exact in plain arithmetic); the caller then builds the
+/// design block and takes [`raw_moments`]. When it applies, every sum is
+/// exact, so the result is the same bits the general path returns.
+pub fn raw_moments_masked(cols: &[SourceColumn<'_>], n: usize, mask: Option<&[u8]>) -> Option<RawMoments> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") {
+            // SAFETY: the CPU supports AVX-512F and DQ.
+            return unsafe { raw_moments_masked_avx512(cols, n, mask) };
+        }
+    }
+    let _ = (cols, n, mask);
+    None
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,popcnt")]
+unsafe fn raw_moments_masked_avx512(cols: &[SourceColumn<'_>], n: usize, mask: Option<&[u8]>) -> Option<RawMoments> {
+    // SAFETY: the caller checked the CPU features.
+    let mut converted = CONVERTED.with(|c| std::mem::take(&mut *c.borrow_mut()));
+    let r = unsafe { masked_moments_with(cols, n, mask, &mut converted) };
+    CONVERTED.with(|c| *c.borrow_mut() = converted);
+    r
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn masked_moments_with(
+    cols: &[SourceColumn<'_>],
+    n: usize,
+    mask: Option<&[u8]>,
+    converted: &mut Vec<f64>,
+) -> Option<RawMoments> {
+    let m = cols.len();
+    let kept = mask.map_or(n, |mk| {
+        let full = mk.len().min(n / 8);
+        let mut k: usize = mk[..full].iter().map(|b| b.count_ones() as usize).sum();
+        if !n.is_multiple_of(8) {
+            k += (mk[full] & ((1u8 << (n % 8)) - 1)).count_ones() as usize;
+        }
+        k
+    });
+    if kept == 0 {
+        return None;
+    }
+    // Integer columns are converted once (masked), into one buffer; float
+    // columns are read in place.
+    let ints = cols.iter().filter(|c| matches!(c, SourceColumn::I64(_))).count();
+    let stride = n.div_ceil(8) * 8;
+    if converted.len() < ints * stride {
+        converted.resize(ints * stride, 0.0);
+    }
+    let mut next_int = 0;
+    let mut profiles = Vec::with_capacity(m);
+    let mut s1 = Vec::with_capacity(m);
+    let mut nonzero = Vec::with_capacity(m);
+    for c in cols {
+        let (profile, sum, nz) = match *c {
+            SourceColumn::F64(v) => {
+                // SAFETY: the CPU supports AVX-512F.
+                let (e0, max_abs, sum, nz) = unsafe { simd::scan_masked_avx512(&v[..n], mask) };
+                let q = if e0 == 0.0 {
+                    0
+                // SAFETY: as above.
+                } else if unsafe { simd::halves_masked_avx512(&v[..n], mask) } == 0.0 {
+                    1
+                } else {
+                    // Finer fractions and non-dyadic values: general path.
+                    return None;
+                };
+                (DyadicProfile { q, max_abs }, sum, nz)
+            }
+            SourceColumn::I64(v) => {
+                let out = &mut converted[next_int * stride..(next_int + 1) * stride];
+                next_int += 1;
+                // SAFETY: the CPU supports AVX-512F and DQ.
+                let (max_abs, sum, nz) = unsafe { simd::convert_i64_masked_avx512(&v[..n], mask, out) };
+                (DyadicProfile { q: 0, max_abs }, sum, nz)
+            }
+        };
+        if !profile.exact_sum(kept) {
+            return None;
+        }
+        profiles.push(profile);
+        s1.push(Dd::from(sum));
+        nonzero.push(nz as u64);
+    }
+    for a in &profiles {
+        for b in &profiles {
+            if !DyadicProfile::exact_dot(a, b, kept) {
+                return None;
+            }
+        }
+    }
+    let mut next_converted = converted.chunks_exact(stride);
+    let slices: Vec<&[f64]> = cols
+        .iter()
+        .map(|c| match *c {
+            SourceColumn::F64(v) => &v[..n],
+            SourceColumn::I64(_) => &next_converted.next().expect("one conversion per integer column")[..n],
+        })
+        .collect();
+    let mut g = vec![0.0; m * m];
+    // SAFETY: the CPU supports AVX-512F; every slice holds n rows.
+    unsafe { simd::gram_lower_cols_avx512(&slices, n, mask, None, &mut g) };
+    let mut s2 = vec![Dd::ZERO; m * m];
+    for j in 0..m {
+        for i in j..m {
+            let v = Dd::from(g[j * m + i]);
+            s2[i * m + j] = v;
+            s2[j * m + i] = v;
+        }
+    }
+    Some(RawMoments { sum_w: Dd::from(kept as f64), s1, s2, nonzero })
+}
+
+/// Source columns as `f64` slices of `n` rows: floats in place, integers
+/// converted into `scratch` (dropped rows as zeros there; every kernel
+/// masks them anyway). `None` without AVX-512 (F and DQ).
+pub fn source_slices<'a>(
+    cols: &[SourceColumn<'a>],
+    n: usize,
+    mask: Option<&[u8]>,
+    scratch: &'a mut Vec<f64>,
+) -> Option<Vec<&'a [f64]>> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") {
+            let stride = n.div_ceil(8) * 8;
+            let ints = cols.iter().filter(|c| matches!(c, SourceColumn::I64(_))).count();
+            if scratch.len() < ints * stride {
+                scratch.resize(ints * stride, 0.0);
+            }
+            let mut next = 0;
+            for c in cols {
+                if let SourceColumn::I64(v) = *c {
+                    // SAFETY: the CPU supports AVX-512F and DQ.
+                    unsafe {
+                        simd::convert_i64_masked_avx512(&v[..n], mask, &mut scratch[next * stride..(next + 1) * stride])
+                    };
+                    next += 1;
+                }
+            }
+            let scratch: &'a Vec<f64> = scratch;
+            let mut converted = scratch.chunks_exact(stride);
+            return Some(
+                cols.iter()
+                    .map(|c| match *c {
+                        SourceColumn::F64(v) => &v[..n],
+                        SourceColumn::I64(_) => &converted.next().expect("one conversion per integer column")[..n],
+                    })
+                    .collect(),
+            );
+        }
+    }
+    let _ = (cols, n, mask, scratch);
+    None
+}
+
+thread_local! {
+    /// Scratch for the converted integer columns of [`raw_moments_masked`],
+    /// kept between chunks (every value is overwritten before it is read).
+    static CONVERTED: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Run `f` with this thread's scratch buffer for [`source_slices`], kept
+/// between chunks so that it is neither allocated nor zeroed each time.
+pub fn with_scratch<R>(f: impl FnOnce(&mut Vec<f64>) -> R) -> R {
+    let mut v = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    let r = f(&mut v);
+    SCRATCH.with(|s| *s.borrow_mut() = v);
+    r
 }

@@ -28,10 +28,12 @@
 //! to double-double rounding; `retract(merge(a, b), b) = a` up to rounding.
 
 pub mod kernel;
+#[cfg(target_arch = "x86_64")]
+pub mod simd;
 
 use crate::dd::Dd;
 use crate::level::ColumnKey;
-use kernel::{raw_moments, ColumnRef};
+use kernel::{raw_moments, raw_moments_of_matrix, ColumnRef, RawMoments};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -115,11 +117,35 @@ impl SufficientStats {
     pub fn from_block(keys: &[ColumnKey], cols: &[ColumnRef<'_>], weights: Option<&[f64]>) -> Self {
         assert_eq!(keys.len(), cols.len(), "one key per column");
         let n = cols.first().map_or(0, |c| c.hi.len());
-        let mut s = SufficientStats::new();
         if n == 0 {
-            return s;
+            return SufficientStats::new();
         }
-        let raw = raw_moments(cols, weights);
+        Self::from_raw(keys, n, raw_moments(cols, weights), weights)
+    }
+
+    /// [`from_block`](Self::from_block) of a block held as one column-major
+    /// `n × keys.len()` matrix (`lo`: low words per column), which the
+    /// kernel multiplies in place.
+    /// `integral[j]`: column `j` is known to hold whole numbers.
+    pub fn from_matrix(
+        keys: &[ColumnKey],
+        values: &[f64],
+        n: usize,
+        lo: &[Option<&[f64]>],
+        integral: &[bool],
+        weights: Option<&[f64]>,
+    ) -> Self {
+        assert_eq!(keys.len(), lo.len(), "one key per column");
+        if n == 0 {
+            return SufficientStats::new();
+        }
+        let raw = raw_moments_of_matrix(values, n, lo, integral, weights);
+        Self::from_raw(keys, n, raw, weights)
+    }
+
+    /// The state of `n` rows (`n > 0`) from their raw block sums; `weights`
+    /// (when given) only for `Σ log w`.
+    pub fn from_raw(keys: &[ColumnKey], n: usize, raw: RawMoments, weights: Option<&[f64]>) -> Self {
         let m = keys.len();
         let mean: Vec<Dd> = raw.s1.iter().map(|&s1| s1 / raw.sum_w).collect();
         let mut comoment = vec![Dd::ZERO; m * m];
@@ -139,15 +165,16 @@ impl SufficientStats {
             }
             acc
         });
-        s.keys = keys.to_vec();
-        s.index = keys.iter().cloned().enumerate().map(|(i, k)| (k, i)).collect();
-        s.nobs = n as u64;
-        s.sum_w = raw.sum_w;
-        s.sum_log_w = sum_log_w;
-        s.mean = mean;
-        s.comoment = comoment;
-        s.nonzero = cols.iter().map(|c| c.hi.iter().filter(|&&x| x != 0.0).count() as u64).collect();
-        s
+        SufficientStats {
+            keys: keys.to_vec(),
+            index: keys.iter().cloned().enumerate().map(|(i, k)| (k, i)).collect(),
+            nobs: n as u64,
+            sum_w: raw.sum_w,
+            sum_log_w,
+            mean,
+            comoment,
+            nonzero: raw.nonzero,
+        }
     }
 
     /// Fold a block of rows in (`update` in the accumulator vocabulary).

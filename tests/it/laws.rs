@@ -33,7 +33,7 @@ fn stats_of(rows: &[[f64; M]], weights: Option<&[f64]>) -> SufficientStats {
     // Omit all-zero columns, as design blocks do.
     let present: Vec<usize> = (0..M).filter(|&j| j == M - 1 || rows.iter().any(|r| r[j] != 0.0)).collect();
     let cols: Vec<Vec<f64>> = present.iter().map(|&j| rows.iter().map(|r| r[j]).collect()).collect();
-    let refs: Vec<ColumnRef<'_>> = cols.iter().map(|c| ColumnRef { hi: c, lo: None }).collect();
+    let refs: Vec<ColumnRef<'_>> = cols.iter().map(|c| ColumnRef::plain(c)).collect();
     let keys: Vec<ColumnKey> = present.iter().map(|&j| key(j)).collect();
     SufficientStats::from_block(&keys, &refs, weights)
 }
@@ -194,7 +194,7 @@ fn fma_and_portable_kernels_agree_bitwise() {
     let b: Vec<f64> = (0..1000).map(|i| 1.0 / (1.0 + i as f64)).collect();
     let lo: Vec<f64> = b.iter().map(|x| x * 1e-17).collect();
     let w: Vec<f64> = (0..1000).map(|i| 0.5 + (i % 7) as f64).collect();
-    let cols = [ColumnRef { hi: &a, lo: None }, ColumnRef { hi: &b, lo: Some(&lo) }];
+    let cols = [ColumnRef::plain(&a), ColumnRef { hi: &b, lo: Some(&lo), integral: false }];
     for weights in [None, Some(&w[..])] {
         let x = raw_moments(&cols, weights);
         let y = raw_moments_portable(&cols, weights);
@@ -225,10 +225,96 @@ proptest! {
                 if j == 3 { k * scale + 0.1 } else { k * scale }
             }).collect())
             .collect();
-        let refs: Vec<ColumnRef<'_>> = cols.iter().map(|c| ColumnRef { hi: c, lo: None }).collect();
+        let refs: Vec<ColumnRef<'_>> = cols.iter().map(|c| ColumnRef::plain(c)).collect();
         let fast = raw_moments(&refs, None);
         let slow = raw_moments_compensated(&refs, None);
         prop_assert_eq!(fast.s1, slow.s1);
         prop_assert_eq!(fast.s2, slow.s2);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// The in-place kernel (float and integer columns read where they are,
+    /// dropped rows masked out, AVX-512) returns, whenever it accepts a
+    /// block, the same bits as the compensated loop over the kept rows —
+    /// whatever the dropped rows hold (NaN and infinities included) — and
+    /// declines non-dyadic data and data past the exactness bound.
+    #[test]
+    fn masked_in_place_kernel_equals_the_compensated_sums(
+        n in 1usize..5000,
+        scale in prop::sample::select(vec![1.0f64, 0.5, 0.1]),
+        big in prop::sample::select(vec![10.0f64, 1e4, 4e7]),
+        drop_every in prop::sample::select(vec![0usize, 2, 3, 17, 1000]),
+        seed in any::<u64>(),
+    ) {
+        use gramfit::stats::kernel::{raw_moments_compensated, raw_moments_masked, SourceColumn};
+        let mut rng = gramfit::generate::Rng::new(seed);
+        let floats: Vec<Vec<f64>> = (0..3)
+            .map(|j| (0..n).map(|_| ((rng.uniform() * big) as i64 as f64 - if j == 1 { big / 2.0 } else { 0.0 }) * scale).collect())
+            .collect();
+        let ints: Vec<Vec<i64>> = (0..2).map(|_| (0..n).map(|_| (rng.uniform() * big) as i64 - 3).collect()).collect();
+        let kept: Vec<bool> = (0..n).map(|r| drop_every == 0 || r % drop_every != 1).collect();
+        let mask: Vec<u8> = (0..n.div_ceil(8))
+            .map(|c| (0..8).filter(|b| c * 8 + b < n && kept[c * 8 + b]).fold(0u8, |m, b| m | 1 << b))
+            .collect();
+        // What the dropped rows hold must not matter.
+        let mut floats_dirty = floats.clone();
+        for (r, _) in kept.iter().enumerate().filter(|(_, k)| !**k) {
+            floats_dirty[0][r] = f64::NAN;
+            floats_dirty[1][r] = f64::INFINITY;
+            floats_dirty[2][r] = 0.3;
+        }
+        let cols = [
+            SourceColumn::F64(&floats_dirty[0]),
+            SourceColumn::I64(&ints[0]),
+            SourceColumn::F64(&floats_dirty[1]),
+            SourceColumn::I64(&ints[1]),
+            SourceColumn::F64(&floats_dirty[2]),
+        ];
+        let compact = |v: Vec<f64>| -> Vec<f64> { v.into_iter().zip(&kept).filter(|(_, k)| **k).map(|(x, _)| x).collect() };
+        let dense: Vec<Vec<f64>> = vec![
+            compact(floats[0].clone()),
+            compact(ints[0].iter().map(|&x| x as f64).collect()),
+            compact(floats[1].clone()),
+            compact(ints[1].iter().map(|&x| x as f64).collect()),
+            compact(floats[2].clone()),
+        ];
+        let m = if drop_every == 0 { None } else { Some(&mask[..]) };
+        if let Some(fast) = raw_moments_masked(&cols, n, m) {
+            prop_assert!(scale != 0.1, "0.1 is not a binary fraction: the kernel must decline");
+            let refs: Vec<ColumnRef<'_>> = dense.iter().map(|c| ColumnRef::plain(c)).collect();
+            let slow = raw_moments_compensated(&refs, None);
+            prop_assert_eq!(fast.sum_w, slow.sum_w);
+            prop_assert_eq!(fast.s1, slow.s1);
+            prop_assert_eq!(fast.s2, slow.s2);
+            let nonzero: Vec<u64> = dense.iter().map(|c| c.iter().filter(|&&x| x != 0.0).count() as u64).collect();
+            prop_assert_eq!(fast.nonzero, nonzero);
+        }
+    }
+}
+
+/// The column scan sees every value, the ones past the last full vector
+/// included: a fraction anywhere moves the profile (or refuses it), and the
+/// SIMD scans agree with the portable loop.
+#[test]
+fn column_scan_sees_every_value() {
+    use gramfit::stats::kernel::{ColumnScan, DyadicProfile};
+    for n in 1..40 {
+        for at in 0..n {
+            for (odd, q) in [(0.5, Some(1)), (0.25, Some(4)), (0.3, None), (f64::NAN, None), (f64::INFINITY, None)] {
+                let mut col: Vec<f64> = (0..n).map(|i| (i * 7 % 11) as f64).collect();
+                col[at] += odd;
+                let p = DyadicProfile::of(&col);
+                assert_eq!(p.map(|p| p.q), q, "n {n}, value {odd} at {at}");
+                let (fast, portable) = (ColumnScan::of(&col, false), ColumnScan::of_portable(&col, false));
+                assert_eq!(fast.nonzero, portable.nonzero, "n {n}");
+                if q.is_some() {
+                    assert_eq!(fast.plain_sum, portable.plain_sum, "n {n}");
+                    assert_eq!(p.unwrap().max_abs, col.iter().fold(0.0f64, |m, x| m.max(x.abs())));
+                }
+            }
+        }
     }
 }
