@@ -311,20 +311,19 @@ impl ResidualStats {
                 let mut h = vec![0.0; stride];
                 unsafe { simd::leverage_masked_avx512(&xs, &spec.xtx_inv, n, mask, &mut h) };
                 let hc3 = spec.cov == CovType::Hc3;
-                let mut lev_one = Vec::new();
-                let w: Vec<f64> = (0..stride)
-                    .map(|r| {
-                        let one_minus_h = 1.0 - h[r];
-                        if one_minus_h <= 1e-10 {
-                            lev_one.push(r);
-                            0.0
-                        } else if hc3 {
-                            full[r] * full[r] / (one_minus_h * one_minus_h)
-                        } else {
-                            full[r] * full[r] / one_minus_h
-                        }
-                    })
-                    .collect();
+                // Branch-free so that it vectorises; rows with leverage 1
+                // (0/0 weights) are left out and listed afterwards.
+                let mut w = vec![0.0; stride];
+                let mut any_lev_one = false;
+                for r in 0..stride {
+                    let one_minus_h = 1.0 - h[r];
+                    let lev = one_minus_h <= 1e-10;
+                    any_lev_one |= lev;
+                    let d = if hc3 { one_minus_h * one_minus_h } else { one_minus_h };
+                    w[r] = if lev { 0.0 } else { full[r] * full[r] / d };
+                }
+                let lev_one: Vec<usize> =
+                    if any_lev_one { (0..stride).filter(|&r| 1.0 - h[r] <= 1e-10).collect() } else { Vec::new() };
                 // Dropped rows read as zeros (h = 0), and padding rows
                 // past n are zeros too: only kept rows can have h = 1.
                 self.leverage_one += lev_one.len() as u64;

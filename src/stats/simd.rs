@@ -371,31 +371,43 @@ pub unsafe fn leverage_masked_avx512(xs: &[&[f64]], b: &[f64], n: usize, mask: O
             u[j * p + l] = b[j * p + l];
         }
     }
-    let mut x = vec![_mm512_setzero_pd(); pp];
-    for c in 0..n.div_ceil(8) {
-        let k = row_mask(mask, c, n);
+    // Two 8-row slices at a time: each broadcast coefficient feeds two
+    // multiply-adds, and eight independent chains hide the latency.
+    let mut x = vec![[_mm512_setzero_pd(); 2]; pp];
+    let vectors = n.div_ceil(8);
+    for c in (0..vectors).step_by(2) {
+        let k = [row_mask(mask, c, n), if c + 1 < vectors { row_mask(mask, c + 1, n) } else { 0 }];
         for (v, col) in x.iter_mut().zip(xs) {
-            // SAFETY: the mask limits the load to rows below n.
-            *v = unsafe { _mm512_maskz_loadu_pd(k, col.as_ptr().add(8 * c)) };
+            for s in 0..2 {
+                // SAFETY: the mask limits the load to rows below n.
+                v[s] = unsafe { _mm512_maskz_loadu_pd(k[s], col.as_ptr().add(8 * (c + s))) };
+            }
         }
-        let mut acc = [_mm512_setzero_pd(); 4];
+        let mut acc = [[_mm512_setzero_pd(); 2]; 4];
         for j0 in (0..p).step_by(4) {
-            let mut t = [_mm512_setzero_pd(); 4];
+            let mut t = [[_mm512_setzero_pd(); 2]; 4];
             let rows: [&[f64]; 4] = std::array::from_fn(|a| &u[(j0 + a) * p + j0..(j0 + a + 1) * p]);
             for (i, xl) in x[j0..p].iter().enumerate() {
                 for a in 0..4 {
                     // SAFETY: every row slice holds p − j0 values.
-                    let coef = unsafe { *rows[a].get_unchecked(i) };
-                    t[a] = _mm512_fmadd_pd(_mm512_set1_pd(coef), *xl, t[a]);
+                    let coef = _mm512_set1_pd(unsafe { *rows[a].get_unchecked(i) });
+                    t[a][0] = _mm512_fmadd_pd(coef, xl[0], t[a][0]);
+                    t[a][1] = _mm512_fmadd_pd(coef, xl[1], t[a][1]);
                 }
             }
             for a in 0..4 {
-                acc[a] = _mm512_fmadd_pd(x[j0 + a], t[a], acc[a]);
+                for s in 0..2 {
+                    acc[a][s] = _mm512_fmadd_pd(x[j0 + a][s], t[a][s], acc[a][s]);
+                }
             }
         }
-        let sum = _mm512_add_pd(_mm512_add_pd(acc[0], acc[1]), _mm512_add_pd(acc[2], acc[3]));
-        // SAFETY: `h` holds n rounded up to 8 values.
-        unsafe { _mm512_storeu_pd(h.as_mut_ptr().add(8 * c), _mm512_add_pd(sum, sum)) };
+        for s in 0..2 {
+            if c + s < vectors {
+                let sum = _mm512_add_pd(_mm512_add_pd(acc[0][s], acc[1][s]), _mm512_add_pd(acc[2][s], acc[3][s]));
+                // SAFETY: `h` holds n rounded up to 8 values.
+                unsafe { _mm512_storeu_pd(h.as_mut_ptr().add(8 * (c + s)), _mm512_add_pd(sum, sum)) };
+            }
+        }
     }
 }
 
