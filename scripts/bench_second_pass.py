@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Cost of gramfit's second pass against its first, on the benchmark file:
+median wall time (perf_counter around the process) and peak RSS
+(/usr/bin/time -v) of `fit --no-second-pass` and of `fit` with each
+covariance type, for 1 and 2 threads, all in one run.
+
+    python3 scripts/bench_second_pass.py [--rows 10000000] [--repeats 5]
+
+Needs: cargo build --release --bins; the file bench_peers.py generates.
+"""
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from bench_peers import FORMULA  # noqa: E402
+
+
+def run(cmd):
+    t = time.perf_counter()
+    out = subprocess.run(["/usr/bin/time", "-v"] + cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if out.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{out.stderr[-2000:]}")
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1)) / 1024
+    return wall, rss
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument("--repeats", type=int, default=5)
+    a = ap.parse_args()
+    path = os.path.join(ROOT, "bench-data", f"listings-{a.rows // 1_000_000}m.parquet")
+    exe = os.path.join(ROOT, "target", "release", "gramfit")
+    variants = [
+        ("first pass only", ["--no-second-pass"]),
+        ("+ second pass, nonrobust (default)", []),
+        ("+ second pass, HC0", ["--cov-type", "HC0"]),
+        ("+ second pass, HC3", ["--cov-type", "HC3"]),
+        ("+ second pass, cluster (borough)", ["--cov-type", "cluster", "--cluster", "borough"]),
+    ]
+    print(f"file: {os.path.basename(path)}; median of {a.repeats}; second pass = total − first pass")
+    print()
+    print("| threads | run | median wall (s) | second pass (s) | second / first | peak RSS (MiB) |")
+    print("|---:|---|---:|---:|---:|---:|")
+    for threads in ["1", "2"]:
+        first = None
+        for name, extra in variants:
+            cmd = [exe, "fit", path, "-f", FORMULA, "--threads", threads, "--format", "json", "-o", os.devnull,
+                   "--quiet", *extra]
+            reps = [run(cmd) for _ in range(a.repeats)]
+            wall = statistics.median(r[0] for r in reps)
+            rss = max(r[1] for r in reps)
+            if first is None:
+                first = wall
+                print(f"| {threads} | {name} | {wall:.3f} | — | — | {rss:.1f} |", flush=True)
+            else:
+                print(f"| {threads} | {name} | {wall:.3f} | {wall - first:.3f} | {(wall - first) / first:.2f} | "
+                      f"{rss:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
