@@ -630,22 +630,31 @@ unsafe fn masked_moments_with(
         return None;
     }
     // Integer columns are converted once (masked), into one buffer; float
-    // columns are read in place.
+    // columns are read in place. Each pass also leaves the column's
+    // non-zero bits, which for a 0/1 column are the column.
     let ints = cols.iter().filter(|c| matches!(c, SourceColumn::I64(_))).count();
     let stride = n.div_ceil(8) * 8;
     if converted.len() < ints * stride {
         converted.resize(ints * stride, 0.0);
     }
+    let nbytes = n.div_ceil(8);
+    let mut bits = vec![0u8; m * nbytes];
     let mut next_int = 0;
     let mut profiles = Vec::with_capacity(m);
     let mut s1 = Vec::with_capacity(m);
     let mut nonzero = Vec::with_capacity(m);
-    for c in cols {
-        let (profile, sum, nz) = match *c {
+    let mut binary = Vec::with_capacity(m);
+    for (i, c) in cols.iter().enumerate() {
+        let bits = &mut bits[i * nbytes..(i + 1) * nbytes];
+        let (profile, st) = match *c {
             SourceColumn::F64(v) => {
                 // SAFETY: the CPU supports AVX-512F.
-                let (e0, max_abs, sum, nz) = unsafe { simd::scan_masked_avx512(&v[..n], mask) };
+                let (e0, st) = unsafe { simd::scan_masked_avx512(&v[..n], mask) };
                 let q = if e0 == 0.0 {
+                    if st.binary {
+                        // SAFETY: as above.
+                        unsafe { simd::nonzero_bits_masked_avx512(&v[..n], mask, bits) };
+                    }
                     0
                 // SAFETY: as above.
                 } else if unsafe { simd::halves_masked_avx512(&v[..n], mask) } == 0.0 {
@@ -654,22 +663,23 @@ unsafe fn masked_moments_with(
                     // Finer fractions and non-dyadic values: general path.
                     return None;
                 };
-                (DyadicProfile { q, max_abs }, sum, nz)
+                (DyadicProfile { q, max_abs: st.max_abs }, st)
             }
             SourceColumn::I64(v) => {
                 let out = &mut converted[next_int * stride..(next_int + 1) * stride];
                 next_int += 1;
                 // SAFETY: the CPU supports AVX-512F and DQ.
-                let (max_abs, sum, nz) = unsafe { simd::convert_i64_masked_avx512(&v[..n], mask, out) };
-                (DyadicProfile { q: 0, max_abs }, sum, nz)
+                let st = unsafe { simd::convert_i64_masked_avx512(&v[..n], mask, out, bits) };
+                (DyadicProfile { q: 0, max_abs: st.max_abs }, st)
             }
         };
         if !profile.exact_sum(kept) {
             return None;
         }
         profiles.push(profile);
-        s1.push(Dd::from(sum));
-        nonzero.push(nz as u64);
+        s1.push(Dd::from(st.sum));
+        nonzero.push(st.nonzero as u64);
+        binary.push(st.binary && profile.q == 0);
     }
     for a in &profiles {
         for b in &profiles {
@@ -686,15 +696,30 @@ unsafe fn masked_moments_with(
             SourceColumn::I64(_) => &next_converted.next().expect("one conversion per integer column")[..n],
         })
         .collect();
+    // Products of two 0/1 columns are popcounts of their bits (28 of the
+    // 120 products of the benchmark model); the gram multiplies the rest,
+    // with the 0/1 columns ordered last.
+    let order: Vec<usize> = (0..m).filter(|&i| !binary[i]).chain((0..m).filter(|&i| binary[i])).collect();
+    let skip_from = (0..m).filter(|&i| !binary[i]).count();
+    let ordered: Vec<&[f64]> = order.iter().map(|&i| slices[i]).collect();
     let mut g = vec![0.0; m * m];
     // SAFETY: the CPU supports AVX-512F; every slice holds n rows.
-    unsafe { simd::gram_lower_cols_avx512(&slices, n, mask, None, &mut g) };
+    unsafe { simd::gram_lower_cols_skip_avx512(&ordered, n, mask, None, skip_from, &mut g) };
     let mut s2 = vec![Dd::ZERO; m * m];
-    for j in 0..m {
-        for i in j..m {
-            let v = Dd::from(g[j * m + i]);
-            s2[i * m + j] = v;
-            s2[j * m + i] = v;
+    for b in 0..m {
+        for a in b..m {
+            let (i, j) = (order[a], order[b]);
+            let v = if b >= skip_from {
+                // SAFETY: the CPU supports POPCNT (every AVX-512 CPU does).
+                let dot = unsafe {
+                    simd::binary_dot(&bits[i * nbytes..(i + 1) * nbytes], &bits[j * nbytes..(j + 1) * nbytes])
+                };
+                dot as f64
+            } else {
+                g[b * m + a]
+            };
+            s2[i * m + j] = Dd::from(v);
+            s2[j * m + i] = Dd::from(v);
         }
     }
     Some(RawMoments { sum_w: Dd::from(kept as f64), s1, s2, nonzero })
@@ -721,8 +746,14 @@ pub fn source_slices<'a>(
             for c in cols {
                 if let SourceColumn::I64(v) = *c {
                     // SAFETY: the CPU supports AVX-512F and DQ.
+                    let mut bits = vec![0u8; n.div_ceil(8)];
                     unsafe {
-                        simd::convert_i64_masked_avx512(&v[..n], mask, &mut scratch[next * stride..(next + 1) * stride])
+                        simd::convert_i64_masked_avx512(
+                            &v[..n],
+                            mask,
+                            &mut scratch[next * stride..(next + 1) * stride],
+                            &mut bits,
+                        )
                     };
                     next += 1;
                 }

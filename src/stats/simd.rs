@@ -120,11 +120,11 @@ fn row_mask(mask: Option<&[u8]>, c: usize, n: usize) -> __mmask8 {
 /// read as zeros), testing whole numbers only: returns the summed
 /// fractional parts, the magnitude, sum and non-zero count.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn scan_masked_avx512(col: &[f64], mask: Option<&[u8]>) -> (f64, f64, f64, f64) {
+pub unsafe fn scan_masked_avx512(col: &[f64], mask: Option<&[u8]>) -> (f64, ColumnStats) {
     let n = col.len();
     let zero = _mm512_setzero_pd();
     let one = _mm512_set1_pd(1.0);
-    let (mut e0, mut mx, mut sum, mut nz) = (zero, zero, zero, zero);
+    let (mut e0, mut mx, mut mn, mut sum, mut nz) = (zero, zero, zero, zero, zero);
     for c in 0..n.div_ceil(8) {
         let k = row_mask(mask, c, n);
         // SAFETY: the mask limits the load to rows below n.
@@ -133,12 +133,23 @@ pub unsafe fn scan_masked_avx512(col: &[f64], mask: Option<&[u8]>) -> (f64, f64,
         let t = _mm512_roundscale_pd::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(a);
         e0 = _mm512_add_pd(e0, _mm512_sub_pd(a, t));
         mx = _mm512_max_pd(mx, a);
+        mn = _mm512_min_pd(mn, v);
         sum = _mm512_add_pd(sum, v);
         let nzk = _mm512_cmp_pd_mask::<_CMP_NEQ_UQ>(v, zero);
         nz = _mm512_mask_add_pd(nz, nzk, nz, one);
     }
-    // A NaN lane is caught by the fractional parts.
-    (_mm512_reduce_add_pd(e0), _mm512_reduce_max_pd(mx), _mm512_reduce_add_pd(sum), _mm512_reduce_add_pd(nz))
+    // A NaN lane is caught by the fractional parts; `binary` also needs
+    // whole numbers, which the caller checks (e0 = 0).
+    let max_abs = _mm512_reduce_max_pd(mx);
+    (
+        _mm512_reduce_add_pd(e0),
+        ColumnStats {
+            max_abs,
+            sum: _mm512_reduce_add_pd(sum),
+            nonzero: _mm512_reduce_add_pd(nz),
+            binary: max_abs <= 1.0 && _mm512_reduce_min_pd(mn) >= 0.0,
+        },
+    )
 }
 
 /// Summed fractional parts of `2|x|` over the kept rows: zero when
@@ -164,12 +175,17 @@ pub unsafe fn halves_masked_avx512(col: &[f64], mask: Option<&[u8]>) -> f64 {
 /// (dropped rows as zeros), with their magnitude, sum and non-zero
 /// count. Integers past 2⁵³ round, as any conversion does.
 #[target_feature(enable = "avx512f,avx512dq")]
-pub unsafe fn convert_i64_masked_avx512(col: &[i64], mask: Option<&[u8]>, out: &mut [f64]) -> (f64, f64, f64) {
+pub unsafe fn convert_i64_masked_avx512(
+    col: &[i64],
+    mask: Option<&[u8]>,
+    out: &mut [f64],
+    bits: &mut [u8],
+) -> ColumnStats {
     let n = col.len();
-    assert!(out.len() >= n.div_ceil(8) * 8);
+    assert!(out.len() >= n.div_ceil(8) * 8 && bits.len() >= n.div_ceil(8));
     let zero = _mm512_setzero_pd();
     let one = _mm512_set1_pd(1.0);
-    let (mut mx, mut sum, mut nz) = (zero, zero, zero);
+    let (mut mx, mut mn, mut sum, mut nz) = (zero, zero, zero, zero);
     let dst = out.as_mut_ptr();
     for c in 0..n.div_ceil(8) {
         let k = row_mask(mask, c, n);
@@ -178,11 +194,64 @@ pub unsafe fn convert_i64_masked_avx512(col: &[i64], mask: Option<&[u8]>, out: &
         // SAFETY: `out` has room for n rounded up to 8.
         unsafe { _mm512_storeu_pd(dst.add(8 * c), v) };
         mx = _mm512_max_pd(mx, _mm512_abs_pd(v));
+        mn = _mm512_min_pd(mn, v);
         sum = _mm512_add_pd(sum, v);
         let nzk = _mm512_cmp_pd_mask::<_CMP_NEQ_UQ>(v, zero);
         nz = _mm512_mask_add_pd(nz, nzk, nz, one);
+        // SAFETY: `bits` holds a byte per 8 rows.
+        unsafe { *bits.get_unchecked_mut(c) = nzk };
     }
-    (_mm512_reduce_max_pd(mx), _mm512_reduce_add_pd(sum), _mm512_reduce_add_pd(nz))
+    let max_abs = _mm512_reduce_max_pd(mx);
+    ColumnStats {
+        max_abs,
+        sum: _mm512_reduce_add_pd(sum),
+        nonzero: _mm512_reduce_add_pd(nz),
+        // Whole numbers in [0, 1].
+        binary: max_abs <= 1.0 && _mm512_reduce_min_pd(mn) >= 0.0,
+    }
+}
+
+/// What the in-place kernels learn of a column in one pass.
+pub struct ColumnStats {
+    pub max_abs: f64,
+    pub sum: f64,
+    pub nonzero: f64,
+    /// Every kept value lies in [0, 1]: with whole numbers, 0 or 1, and then
+    /// the non-zero bits of the pass are the column itself.
+    pub binary: bool,
+}
+
+/// The non-zero bits of the kept rows of a column, a byte per 8 rows
+/// (for a 0/1 column: the column).
+#[target_feature(enable = "avx512f")]
+pub unsafe fn nonzero_bits_masked_avx512(col: &[f64], mask: Option<&[u8]>, bits: &mut [u8]) {
+    let n = col.len();
+    assert!(bits.len() >= n.div_ceil(8));
+    let zero = _mm512_setzero_pd();
+    for (c, b) in bits.iter_mut().enumerate().take(n.div_ceil(8)) {
+        let k = row_mask(mask, c, n);
+        // SAFETY: the mask limits the load to rows below n.
+        let v = unsafe { _mm512_maskz_loadu_pd(k, col.as_ptr().add(8 * c)) };
+        *b = _mm512_cmp_pd_mask::<_CMP_NEQ_UQ>(v, zero);
+    }
+}
+
+/// `Σ_r a_r b_r` for two 0/1 columns given as bit masks: the popcount of
+/// their intersection (exact).
+#[target_feature(enable = "popcnt")]
+pub unsafe fn binary_dot(a: &[u8], b: &[u8]) -> u64 {
+    let mut total = 0u64;
+    let (wa, wb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (wa.remainder(), wb.remainder());
+    for (x, y) in wa.zip(wb) {
+        let x = u64::from_le_bytes(x.try_into().expect("8 bytes"));
+        let y = u64::from_le_bytes(y.try_into().expect("8 bytes"));
+        total += u64::from((x & y).count_ones());
+    }
+    for (x, y) in ra.iter().zip(rb) {
+        total += u64::from((x & y).count_ones());
+    }
+    total
 }
 
 /// [`gram_lower_avx512`] of columns given one by one (each of `n`
@@ -198,14 +267,36 @@ pub unsafe fn gram_lower_cols_avx512(
     weights: Option<&[f64]>,
     out: &mut [f64],
 ) {
+    // SAFETY: as the caller's.
+    unsafe { gram_lower_cols_skip_avx512(cols, n, mask, weights, cols.len(), out) }
+}
+
+/// [`gram_lower_cols_avx512`] leaving out the pairs of columns that are
+/// both at or after `skip_from` (the caller has them another way: 0/1
+/// columns by popcounts). Tiles never straddle `skip_from`.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn gram_lower_cols_skip_avx512(
+    cols: &[&[f64]],
+    n: usize,
+    mask: Option<&[u8]>,
+    weights: Option<&[f64]>,
+    skip_from: usize,
+    out: &mut [f64],
+) {
     assert!(weights.is_none_or(|w| w.len() >= n));
     let m = cols.len();
-    assert!(cols.iter().all(|c| c.len() >= n) && out.len() >= m * m);
-    let blocks = m.div_ceil(4);
-    for bi in 0..blocks {
+    assert!(cols.iter().all(|c| c.len() >= n) && out.len() >= m * m && skip_from <= m);
+    let blocks: Vec<(usize, usize)> = (0..skip_from)
+        .step_by(4)
+        .map(|s| (s, (skip_from - s).min(4)))
+        .chain((skip_from..m).step_by(4).map(|s| (s, (m - s).min(4))))
+        .collect();
+    for bi in 0..blocks.len() {
         for bj in 0..=bi {
-            let (i0, j0) = (4 * bi, 4 * bj);
-            let (a, b) = ((m - i0).min(4), (m - j0).min(4));
+            let ((i0, a), (j0, b)) = (blocks[bi], blocks[bj]);
+            if j0 >= skip_from {
+                continue;
+            }
             macro_rules! dispatch {
                 ($(($x:literal, $y:literal)),*) => {
                     match (a, b) {

@@ -254,7 +254,11 @@ proptest! {
         let floats: Vec<Vec<f64>> = (0..3)
             .map(|j| (0..n).map(|_| ((rng.uniform() * big) as i64 as f64 - if j == 1 { big / 2.0 } else { 0.0 }) * scale).collect())
             .collect();
-        let ints: Vec<Vec<i64>> = (0..2).map(|_| (0..n).map(|_| (rng.uniform() * big) as i64 - 3).collect()).collect();
+        let mut ints: Vec<Vec<i64>> = (0..2).map(|_| (0..n).map(|_| (rng.uniform() * big) as i64 - 3).collect()).collect();
+        // 0/1 columns (their products are popcounts): an integer one and a
+        // float one.
+        ints.push((0..n).map(|_| i64::from(rng.uniform() < 0.3)).collect());
+        let flag: Vec<f64> = (0..n).map(|_| f64::from(u8::from(rng.uniform() < 0.6))).collect();
         let kept: Vec<bool> = (0..n).map(|r| drop_every == 0 || r % drop_every != 1).collect();
         let mask: Vec<u8> = (0..n.div_ceil(8))
             .map(|c| (0..8).filter(|b| c * 8 + b < n && kept[c * 8 + b]).fold(0u8, |m, b| m | 1 << b))
@@ -266,9 +270,15 @@ proptest! {
             floats_dirty[1][r] = f64::INFINITY;
             floats_dirty[2][r] = 0.3;
         }
+        let mut flag_dirty = flag.clone();
+        for (r, _) in kept.iter().enumerate().filter(|(_, k)| !**k) {
+            flag_dirty[r] = 7.0;
+        }
         let cols = [
             SourceColumn::F64(&floats_dirty[0]),
+            SourceColumn::I64(&ints[2]),
             SourceColumn::I64(&ints[0]),
+            SourceColumn::F64(&flag_dirty),
             SourceColumn::F64(&floats_dirty[1]),
             SourceColumn::I64(&ints[1]),
             SourceColumn::F64(&floats_dirty[2]),
@@ -276,7 +286,9 @@ proptest! {
         let compact = |v: Vec<f64>| -> Vec<f64> { v.into_iter().zip(&kept).filter(|(_, k)| **k).map(|(x, _)| x).collect() };
         let dense: Vec<Vec<f64>> = vec![
             compact(floats[0].clone()),
+            compact(ints[2].iter().map(|&x| x as f64).collect()),
             compact(ints[0].iter().map(|&x| x as f64).collect()),
+            compact(flag.clone()),
             compact(floats[1].clone()),
             compact(ints[1].iter().map(|&x| x as f64).collect()),
             compact(floats[2].clone()),
