@@ -726,8 +726,7 @@ unsafe fn masked_moments_with(
 }
 
 /// Source columns as `f64` slices of `n` rows: floats in place, integers
-/// converted into `scratch` (dropped rows as zeros there; every kernel
-/// masks them anyway). `None` without AVX-512 (F and DQ).
+/// converted into `scratch` (every kernel masks the dropped rows). `None` without AVX-512 (F and DQ).
 pub fn source_slices<'a>(
     cols: &[SourceColumn<'a>],
     n: usize,
@@ -746,15 +745,7 @@ pub fn source_slices<'a>(
             for c in cols {
                 if let SourceColumn::I64(v) = *c {
                     // SAFETY: the CPU supports AVX-512F and DQ.
-                    let mut bits = vec![0u8; n.div_ceil(8)];
-                    unsafe {
-                        simd::convert_i64_masked_avx512(
-                            &v[..n],
-                            mask,
-                            &mut scratch[next * stride..(next + 1) * stride],
-                            &mut bits,
-                        )
-                    };
+                    unsafe { simd::convert_i64_avx512(&v[..n], &mut scratch[next * stride..(next + 1) * stride]) };
                     next += 1;
                 }
             }

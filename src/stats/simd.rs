@@ -211,6 +211,23 @@ pub unsafe fn convert_i64_masked_avx512(
     }
 }
 
+/// An `i64` column converted to `f64` into `out` (`n` rounded up to 8
+/// values), nothing else.
+#[target_feature(enable = "avx512f,avx512dq")]
+pub unsafe fn convert_i64_avx512(col: &[i64], out: &mut [f64]) {
+    let n = col.len();
+    assert!(out.len() >= n.div_ceil(8) * 8);
+    for c in 0..n.div_ceil(8) {
+        let k = row_mask(None, c, n);
+        // SAFETY: the mask limits the load to rows below n; `out` has room
+        // for n rounded up to 8.
+        unsafe {
+            let v = _mm512_cvtepi64_pd(_mm512_maskz_loadu_epi64(k, col.as_ptr().add(8 * c)));
+            _mm512_storeu_pd(out.as_mut_ptr().add(8 * c), v);
+        }
+    }
+}
+
 /// What the in-place kernels learn of a column in one pass.
 pub struct ColumnStats {
     pub max_abs: f64,
