@@ -515,6 +515,31 @@ pub fn categorical_column(batch: &RecordBatch, name: &str) -> Result<(Vec<u32>, 
                 }
             }
         }
+        DataType::Dictionary(_, v) if matches!(v.as_ref(), DataType::Utf8 | DataType::LargeUtf8) => {
+            // Code the dictionary's values once (a dictionary may repeat a
+            // value: they share a level), then each row by its key.
+            let dict = arr.as_any_dictionary();
+            let values = cast(dict.values(), &DataType::Utf8).map_err(|_| bad_type(name, arr, "a category"))?;
+            let values = values.as_string::<i32>();
+            let mut map: LevelMap<&str> = LevelMap::default();
+            let value_code: Vec<u32> = values
+                .iter()
+                .map(|v| match v {
+                    None => u32::MAX,
+                    Some(v) => *map.entry(v).or_insert_with(|| {
+                        table.push(Level::Str(v.to_string()));
+                        (table.len() - 1) as u32
+                    }),
+                })
+                .collect();
+            let keys = dict.normalized_keys();
+            let nulls = arr.logical_nulls();
+            for (r, c) in codes.iter_mut().enumerate() {
+                if nulls.as_ref().is_none_or(|n| n.is_valid(r)) {
+                    *c = value_code[keys[r]];
+                }
+            }
+        }
         _ => {
             let s = cast(arr, &DataType::Utf8).map_err(|_| bad_type(name, arr, "a category"))?;
             let a = s.as_string::<i32>();
@@ -978,7 +1003,11 @@ impl DesignBuilder {
             // Cells in order of first appearance, each a column of this
             // term's block of the matrix.
             let base = block.values.len();
-            let mut combos: HashMap<Vec<u32>, usize> = HashMap::new();
+            // Cell of a level combination: an array lookup for one factor
+            // (the common `C(x)`), a hash map for interactions.
+            let mut cell_of_level: Vec<usize> =
+                if cats.len() == 1 { vec![usize::MAX; cats[0].1.len()] } else { Vec::new() };
+            let mut combos: LevelMap<Vec<u32>> = LevelMap::default();
             let mut cell_lo: Vec<Option<Vec<f64>>> = Vec::new();
             let mut combo = vec![0u32; cats.len()];
             for i in 0..m {
@@ -986,11 +1015,20 @@ impl DesignBuilder {
                 for (k, (codes, _)) in cats.iter().enumerate() {
                     combo[k] = codes[r];
                 }
-                let col = match combos.get(&combo) {
-                    Some(&c) => c,
+                let known = if cats.len() == 1 {
+                    Some(cell_of_level[combo[0] as usize]).filter(|&c| c != usize::MAX)
+                } else {
+                    combos.get(&combo).map(|&c| c as usize)
+                };
+                let col = match known {
+                    Some(c) => c,
                     None => {
                         let c = cell_lo.len();
-                        combos.insert(combo.clone(), c);
+                        if cats.len() == 1 {
+                            cell_of_level[combo[0] as usize] = c;
+                        } else {
+                            combos.insert(combo.clone(), c as u32);
+                        }
                         block.keys.push(ColumnKey::Cell {
                             term: t as u32,
                             levels: combo

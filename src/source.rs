@@ -219,13 +219,39 @@ fn open(path: &Path) -> Result<File, SourceError> {
 }
 
 /// The Parquet footer, read once per file.
+///
+/// String columns are read as dictionaries (as Parquet stores them): a
+/// categorical factor is then coded from its few distinct values instead of
+/// row by row, and the decoder does not copy every string.
 pub fn parquet_metadata(input: &Input) -> Result<ArrowReaderMetadata, SourceError> {
     let f = open(&input.path)?;
-    ArrowReaderMetadata::load(&f, ArrowReaderOptions::new()).map_err(|e| SourceError::Format {
+    let meta = ArrowReaderMetadata::load(&f, ArrowReaderOptions::new()).map_err(|e| SourceError::Format {
         path: input.display(),
         kind: "Parquet",
         message: e.to_string(),
-    })
+    })?;
+    let schema = meta.schema();
+    let is_string = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8);
+    if !schema.fields().iter().any(|f| is_string(f.data_type())) {
+        return Ok(meta);
+    }
+    let fields: Vec<arrow::datatypes::Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let f = f.as_ref().clone();
+            if is_string(f.data_type()) {
+                let t = DataType::Dictionary(Box::new(DataType::Int32), Box::new(f.data_type().clone()));
+                f.with_data_type(t)
+            } else {
+                f
+            }
+        })
+        .collect();
+    let hinted = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    // Should the reader refuse the hint, the plain strings still work.
+    Ok(ArrowReaderMetadata::try_new(meta.metadata().clone(), ArrowReaderOptions::new().with_schema(hinted))
+        .unwrap_or(meta))
 }
 
 /// Infer the schema of a CSV file from its first rows. Integer-looking
