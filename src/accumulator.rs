@@ -139,6 +139,7 @@ impl ChunkSink for FitAccumulator {
     ) -> Result<(), DesignError> {
         if let Some(part) = builder.direct_part(chunk, at)? {
             self.stats.merge(&part.stats);
+            self.add_level_counts(&part.levels);
             self.rows_read += part.rows_in as u64;
             self.rows_dropped += part.rows_dropped as u64;
             return Ok(());

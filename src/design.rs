@@ -17,7 +17,7 @@ use crate::dd::{Dd, LN_10, LN_2};
 use crate::formula::expr::{Func, NumExpr};
 use crate::formula::{FactorKind, ModelSpec};
 use crate::level::{ColumnKey, Level};
-use crate::stats::kernel::{raw_moments_masked, ColumnRef, SourceColumn};
+use crate::stats::kernel::{raw_moments_masked_columns, ColumnRef, DirectColumn, SourceColumn};
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::buffer::ScalarBuffer;
 use arrow::compute::cast;
@@ -166,43 +166,49 @@ pub struct DesignBuilder {
 
 #[derive(Clone, Debug)]
 struct DirectPlan {
-    keys: Vec<ColumnKey>,
-    /// (factor name, source column): the response, then the factors.
-    checks: Vec<(String, String)>,
-    /// Index into `checks` of each block column (terms, then the response).
-    columns: Vec<usize>,
+    /// (factor name, source column, categorical): the response, then the
+    /// factors, in the order `block` checks them.
+    checks: Vec<(String, String, bool)>,
+    /// The check of each term, in term order (a term is one factor).
+    terms: Vec<usize>,
 }
 
 impl DirectPlan {
+    /// Every term one plain numeric column or one categorical factor (its
+    /// full cells are indicators, accumulated from level codes).
     fn of(spec: &ModelSpec) -> Option<DirectPlan> {
-        let column = |kind: &FactorKind| match kind {
-            FactorKind::Numeric(NumExpr::Column(c)) => Some(c.clone()),
+        let check = |f: &crate::formula::Factor| match &f.kind {
+            FactorKind::Numeric(NumExpr::Column(c)) => Some((f.name.clone(), c.clone(), false)),
+            FactorKind::Categorical { column, .. } => Some((f.name.clone(), column.clone(), true)),
             _ => None,
         };
-        let mut checks = vec![(spec.response.name.clone(), column(&spec.response.kind)?)];
+        let response = check(&spec.response).filter(|c| !c.2)?;
+        let mut checks = vec![response];
         for f in &spec.factors {
-            checks.push((f.name.clone(), column(&f.kind)?));
+            checks.push(check(f)?);
         }
-        let mut keys = Vec::new();
-        let mut columns = Vec::new();
-        for (t, factors) in spec.terms.iter().enumerate() {
+        let mut terms = Vec::new();
+        for factors in &spec.terms {
             let [f] = factors.as_slice() else { return None };
-            keys.push(ColumnKey::Cell { term: t as u32, levels: vec![] });
-            columns.push(f + 1);
+            terms.push(f + 1);
         }
-        keys.push(ColumnKey::Response);
-        columns.push(0);
-        Some(DirectPlan { keys, checks, columns })
+        Some(DirectPlan { checks, terms })
     }
 }
 
 /// The source columns of one batch, read in place.
 pub struct DirectInputs {
+    /// Per check (response, then factors): the array.
     pub arrays: Vec<ArrayRef>,
+    /// Per check: level codes and table of a categorical factor.
+    pub codes: Vec<Option<(Vec<u32>, Vec<Level>)>>,
     /// Kept rows: bit `r % 8` of byte `r / 8` (`None`: all kept).
     pub mask: Option<Vec<u8>>,
     pub rows: usize,
     pub kept: usize,
+    /// Per factor (spec order): levels seen on its own non-missing values,
+    /// with row counts (as `DesignBlock::levels`).
+    pub levels: Vec<HashMap<Level, u64>>,
 }
 
 impl DirectInputs {
@@ -218,6 +224,7 @@ impl DirectInputs {
 /// The statistics of one batch taken without building its design block.
 pub struct DirectPart {
     pub stats: crate::stats::SufficientStats,
+    pub levels: Vec<HashMap<Level, u64>>,
     pub rows_in: usize,
     pub rows_dropped: usize,
 }
@@ -707,18 +714,53 @@ impl DesignBuilder {
         let Some(plan) = &self.direct else { return Ok(None) };
         let n = batch.num_rows();
         let mut arrays = Vec::with_capacity(plan.checks.len());
-        for (_, c) in &plan.checks {
+        for (_, c, categorical) in &plan.checks {
             match batch.column_by_name(c) {
-                Some(a) if matches!(a.data_type(), DataType::Float64 | DataType::Int64) => arrays.push(a.clone()),
+                Some(a) if *categorical || matches!(a.data_type(), DataType::Float64 | DataType::Int64) => {
+                    arrays.push(a.clone())
+                }
                 _ => return Ok(None),
             }
         }
         let mut bytes: Option<Vec<u8>> = None;
-        for ((_, column), arr) in plan.checks.iter().zip(&arrays) {
-            if self.missing == MissingPolicy::Error && !all_slots_finite(arr.as_ref()) {
-                return Ok(None);
+        let mut codes = Vec::with_capacity(plan.checks.len());
+        let mut levels = vec![HashMap::new(); plan.checks.len() - 1];
+        for (i, ((_, column, categorical), arr)) in plan.checks.iter().zip(&arrays).enumerate() {
+            let missing_rows: Vec<usize> = if *categorical {
+                let (c, table) = categorical_column(batch, column)?;
+                let mut counts = vec![0u64; table.len()];
+                let mut missing = Vec::new();
+                for (r, &code) in c.iter().enumerate() {
+                    if code == u32::MAX {
+                        missing.push(r);
+                    } else {
+                        counts[code as usize] += 1;
+                    }
+                }
+                for (l, &k) in table.iter().zip(&counts) {
+                    if k > 0 {
+                        levels[i - 1].insert(l.clone(), k);
+                    }
+                }
+                codes.push(Some((c, table)));
+                missing
+            } else {
+                codes.push(None);
+                if self.missing == MissingPolicy::Error && !all_slots_finite(arr.as_ref()) {
+                    return Ok(None);
+                }
+                match arr.nulls().filter(|n| n.null_count() > 0) {
+                    Some(nulls) => (!nulls.inner()).set_indices().collect(),
+                    None => Vec::new(),
+                }
+            };
+            if missing_rows.is_empty() {
+                continue;
             }
-            let Some(nulls) = arr.nulls().filter(|n| n.null_count() > 0) else { continue };
+            if self.missing == MissingPolicy::Error {
+                let r = missing_rows[0];
+                return Err(DesignError::Missing { column: column.clone(), row: r, at: at(r) });
+            }
             let mask = bytes.get_or_insert_with(|| {
                 let mut b = vec![0xffu8; n.div_ceil(8)];
                 if !n.is_multiple_of(8) {
@@ -726,10 +768,7 @@ impl DesignBuilder {
                 }
                 b
             });
-            for r in (!nulls.inner()).set_indices() {
-                if self.missing == MissingPolicy::Error {
-                    return Err(DesignError::Missing { column: column.clone(), row: r, at: at(r) });
-                }
+            for r in missing_rows {
                 mask[r / 8] &= !(1u8 << (r % 8));
             }
         }
@@ -742,20 +781,28 @@ impl DesignBuilder {
                 })
                 .sum()
         });
-        Ok(Some(DirectInputs { arrays, mask: bytes, rows: n, kept }))
+        Ok(Some(DirectInputs { arrays, codes, mask: bytes, rows: n, kept, levels }))
     }
 
-    /// Where the source column of a block column (a plain term or the
-    /// response) sits in [`DirectInputs::arrays`].
+    /// Where the source column of a numeric block column (a plain term or
+    /// the response) sits in [`DirectInputs::arrays`].
     pub fn direct_index(&self, key: &ColumnKey) -> Option<usize> {
         let plan = self.direct.as_ref()?;
-        plan.keys.iter().position(|k| k == key).map(|c| plan.columns[c])
+        match key {
+            ColumnKey::Response => Some(0),
+            ColumnKey::Cell { term, levels } if levels.is_empty() => {
+                let c = *plan.terms.get(*term as usize)?;
+                (!plan.checks[c].2).then_some(c)
+            }
+            _ => None,
+        }
     }
 
     /// The statistics of a batch read straight from its Arrow buffers (see
     /// [`direct_inputs`](Self::direct_inputs)), when its values are exact
-    /// in plain arithmetic ([`raw_moments_masked`]): the same bits `block`
-    /// and the general kernel give. `Ok(None)` where that does not apply.
+    /// in plain arithmetic ([`raw_moments_masked_columns`]): the same bits
+    /// `block` and the general kernel give, categorical cells included.
+    /// `Ok(None)` where that does not apply.
     pub fn direct_part(
         &self,
         batch: &RecordBatch,
@@ -763,10 +810,34 @@ impl DesignBuilder {
     ) -> Result<Option<DirectPart>, DesignError> {
         let Some(plan) = &self.direct else { return Ok(None) };
         let Some(inputs) = self.direct_inputs(batch, at)? else { return Ok(None) };
-        let cols: Vec<SourceColumn<'_>> = plan.columns.iter().map(|&i| inputs.column(i)).collect();
-        let Some(raw) = raw_moments_masked(&cols, inputs.rows, inputs.mask.as_deref()) else { return Ok(None) };
+        let column = |c: usize| match &inputs.codes[c] {
+            Some((codes, table)) => DirectColumn::Factor { codes, levels: table.len() },
+            None => DirectColumn::Source(inputs.column(c)),
+        };
+        let cols: Vec<DirectColumn<'_>> = plan.terms.iter().map(|&c| column(c)).chain([column(0)]).collect();
+        let Some(mm) = raw_moments_masked_columns(&cols, inputs.rows, inputs.mask.as_deref()) else {
+            return Ok(None);
+        };
+        // The block's keys: each term's column or cells (levels in order of
+        // first appearance among the kept rows, as `block` makes them).
+        let mut keys = Vec::with_capacity(mm.raw.s1.len());
+        let mut factor = 0;
+        for (t, &c) in plan.terms.iter().enumerate() {
+            match &inputs.codes[c] {
+                None => keys.push(ColumnKey::Cell { term: t as u32, levels: vec![] }),
+                Some((_, table)) => {
+                    for &code in &mm.cells[factor] {
+                        keys.push(ColumnKey::Cell { term: t as u32, levels: vec![table[code as usize].clone()] });
+                    }
+                    factor += 1;
+                }
+            }
+        }
+        keys.push(ColumnKey::Response);
+        let levels = inputs.levels;
         Ok(Some(DirectPart {
-            stats: crate::stats::SufficientStats::from_raw(&plan.keys, inputs.kept, raw, None),
+            stats: crate::stats::SufficientStats::from_raw(&keys, inputs.kept, mm.raw, None),
+            levels,
             rows_in: inputs.rows,
             rows_dropped: inputs.rows - inputs.kept,
         }))

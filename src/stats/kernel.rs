@@ -33,6 +33,7 @@
 #[cfg(target_arch = "x86_64")]
 use super::simd;
 use crate::dd::{two_prod_err_split, two_sum, Dd};
+use std::collections::HashMap;
 
 const LANES: usize = 8;
 
@@ -577,6 +578,24 @@ pub enum SourceColumn<'a> {
     I64(&'a [i64]),
 }
 
+/// A column of the in-place kernel: a numeric source column, or the level
+/// codes of a categorical factor whose full cells (indicators) it stands
+/// for. Codes are `u32::MAX` only on dropped rows.
+#[derive(Clone, Copy)]
+pub enum DirectColumn<'a> {
+    Source(SourceColumn<'a>),
+    Factor { codes: &'a [u32], levels: usize },
+}
+
+/// What [`raw_moments_masked_columns`] returns: the raw moments of the
+/// output columns — each source column, and each factor's cells present
+/// among the kept rows — and for each factor (in order) the level codes of
+/// its cells, in order of first appearance among the kept rows.
+pub struct MaskedMoments {
+    pub raw: RawMoments,
+    pub cells: Vec<Vec<u32>>,
+}
+
 /// Raw moments of the kept rows of source columns read in place — the
 /// common case of a model whose every term is a plain numeric column,
 /// without weights — with no design matrix built: dropped rows are masked
@@ -588,35 +607,188 @@ pub enum SourceColumn<'a> {
 /// design block and takes [`raw_moments`]. When it applies, every sum is
 /// exact, so the result is the same bits the general path returns.
 pub fn raw_moments_masked(cols: &[SourceColumn<'_>], n: usize, mask: Option<&[u8]>) -> Option<RawMoments> {
+    let cols: Vec<DirectColumn<'_>> = cols.iter().map(|&c| DirectColumn::Source(c)).collect();
+    raw_moments_masked_columns(&cols, n, mask).map(|m| m.raw)
+}
+
+/// [`raw_moments_masked`] with categorical factors among the columns: a
+/// factor's cells are indicators, so their sums are counts, their products
+/// with a numeric column are per-level sums of it (one pass, whatever the
+/// number of levels), with another factor's cells a cross tabulation, and
+/// with each other zero. All exact, so again the same bits as the general
+/// path, which builds the indicator columns densely.
+pub fn raw_moments_masked_columns(cols: &[DirectColumn<'_>], n: usize, mask: Option<&[u8]>) -> Option<MaskedMoments> {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") {
+            let mut converted = CONVERTED.with(|c| std::mem::take(&mut *c.borrow_mut()));
             // SAFETY: the CPU supports AVX-512F and DQ.
-            return unsafe { raw_moments_masked_avx512(cols, n, mask) };
+            let r = unsafe { masked_moments_with(cols, n, mask, &mut converted) };
+            CONVERTED.with(|c| *c.borrow_mut() = converted);
+            return r;
         }
     }
     let _ = (cols, n, mask);
     None
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq,popcnt")]
-unsafe fn raw_moments_masked_avx512(cols: &[SourceColumn<'_>], n: usize, mask: Option<&[u8]>) -> Option<RawMoments> {
-    // SAFETY: the caller checked the CPU features.
-    let mut converted = CONVERTED.with(|c| std::mem::take(&mut *c.borrow_mut()));
-    let r = unsafe { masked_moments_with(cols, n, mask, &mut converted) };
-    CONVERTED.with(|c| *c.borrow_mut() = converted);
-    r
+/// A factor's cells in one chunk: the cell of each kept row, the levels of
+/// the cells (first appearance) and their row counts.
+struct FactorCells {
+    row_cell: Vec<u32>,
+    levels: Vec<u32>,
+    counts: Vec<u64>,
+}
+
+fn factor_cells(codes: &[u32], levels: usize, n: usize, mask: Option<&[u8]>) -> FactorCells {
+    let mut cell_of_level = vec![u32::MAX; levels];
+    let mut row_cell = vec![u32::MAX; n];
+    let mut cells = Vec::new();
+    let mut counts = Vec::new();
+    for r in 0..n {
+        if mask.is_some_and(|m| m[r / 8] >> (r % 8) & 1 == 0) {
+            continue;
+        }
+        let code = codes[r] as usize;
+        let mut c = cell_of_level[code];
+        if c == u32::MAX {
+            c = cells.len() as u32;
+            cell_of_level[code] = c;
+            cells.push(code as u32);
+            counts.push(0);
+        }
+        row_cell[r] = c;
+        counts[c as usize] += 1;
+    }
+    FactorCells { row_cell, levels: cells, counts }
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq")]
+#[target_feature(enable = "avx512f,avx512dq,popcnt")]
 unsafe fn masked_moments_with(
-    cols: &[SourceColumn<'_>],
+    all: &[DirectColumn<'_>],
     n: usize,
     mask: Option<&[u8]>,
     converted: &mut Vec<f64>,
-) -> Option<RawMoments> {
+) -> Option<MaskedMoments> {
+    let cols: Vec<SourceColumn<'_>> = all
+        .iter()
+        .filter_map(|c| match c {
+            DirectColumn::Source(s) => Some(*s),
+            DirectColumn::Factor { .. } => None,
+        })
+        .collect();
+    // SAFETY: as the caller's.
+    let (num, slices, kept) = unsafe { numeric_moments(&cols, n, mask, converted)? };
+    let p = cols.len();
+    let factors: Vec<FactorCells> = all
+        .iter()
+        .filter_map(|c| match c {
+            DirectColumn::Factor { codes, levels } => Some(factor_cells(codes, *levels, n, mask)),
+            DirectColumn::Source(_) => None,
+        })
+        .collect();
+    // Per factor: Σ over each cell's rows of each numeric column (exact:
+    // every numeric column passed the exactness bound of its whole sum).
+    let cell_sums: Vec<Vec<f64>> = factors
+        .iter()
+        .map(|f| {
+            let mut sums = vec![0.0; f.levels.len() * p];
+            for (j, x) in slices.iter().enumerate() {
+                for (r, &c) in f.row_cell.iter().enumerate() {
+                    if c != u32::MAX {
+                        sums[c as usize * p + j] += x[r];
+                    }
+                }
+            }
+            sums
+        })
+        .collect();
+    // Output layout: each column in order, a factor as its cells.
+    enum Out {
+        Num(usize),
+        Cell(usize, usize),
+    }
+    let mut out = Vec::new();
+    let (mut j, mut f) = (0, 0);
+    for c in all {
+        match c {
+            DirectColumn::Source(_) => {
+                out.push(Out::Num(j));
+                j += 1;
+            }
+            DirectColumn::Factor { .. } => {
+                out.extend((0..factors[f].levels.len()).map(|k| Out::Cell(f, k)));
+                f += 1;
+            }
+        }
+    }
+    let m = out.len();
+    // Cross tabulations of two different factors.
+    let cross = |a: usize, b: usize| -> Vec<u64> {
+        let (fa, fb) = (&factors[a], &factors[b]);
+        let mut t = vec![0u64; fa.levels.len() * fb.levels.len()];
+        for (&ca, &cb) in fa.row_cell.iter().zip(&fb.row_cell) {
+            if ca != u32::MAX {
+                t[ca as usize * fb.levels.len() + cb as usize] += 1;
+            }
+        }
+        t
+    };
+    let mut crosses: HashMap<(usize, usize), Vec<u64>> = HashMap::new();
+    let mut s1 = Vec::with_capacity(m);
+    let mut nonzero = Vec::with_capacity(m);
+    for o in &out {
+        match *o {
+            Out::Num(j) => {
+                s1.push(num.s1[j]);
+                nonzero.push(num.nonzero[j]);
+            }
+            Out::Cell(f, k) => {
+                s1.push(Dd::from(factors[f].counts[k] as f64));
+                nonzero.push(factors[f].counts[k]);
+            }
+        }
+    }
+    let mut s2 = vec![Dd::ZERO; m * m];
+    for a in 0..m {
+        for b in 0..=a {
+            let v = match (&out[a], &out[b]) {
+                (Out::Num(i), Out::Num(j)) => num.s2[i * p + j],
+                (Out::Num(i), Out::Cell(f, k)) | (Out::Cell(f, k), Out::Num(i)) => Dd::from(cell_sums[*f][k * p + i]),
+                (Out::Cell(f, k), Out::Cell(g, l)) if f == g => {
+                    if k == l {
+                        Dd::from(factors[*f].counts[*k] as f64)
+                    } else {
+                        Dd::ZERO
+                    }
+                }
+                (Out::Cell(f, k), Out::Cell(g, l)) => {
+                    let (f, k, g, l) = if f < g { (*f, *k, *g, *l) } else { (*g, *l, *f, *k) };
+                    let t = crosses.entry((f, g)).or_insert_with(|| cross(f, g));
+                    Dd::from(t[k * factors[g].levels.len() + l] as f64)
+                }
+            };
+            s2[a * m + b] = v;
+            s2[b * m + a] = v;
+        }
+    }
+    Some(MaskedMoments {
+        raw: RawMoments { sum_w: Dd::from(kept as f64), s1, s2, nonzero },
+        cells: factors.into_iter().map(|f| f.levels).collect(),
+    })
+}
+
+/// The numeric part of [`masked_moments_with`]: raw moments of the source
+/// columns, their `f64` slices and the kept row count.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,popcnt")]
+unsafe fn numeric_moments<'a>(
+    cols: &[SourceColumn<'a>],
+    n: usize,
+    mask: Option<&[u8]>,
+    converted: &'a mut Vec<f64>,
+) -> Option<(RawMoments, Vec<&'a [f64]>, usize)> {
     let m = cols.len();
     let kept = mask.map_or(n, |mk| {
         let full = mk.len().min(n / 8);
@@ -722,7 +894,7 @@ unsafe fn masked_moments_with(
             s2[j * m + i] = Dd::from(v);
         }
     }
-    Some(RawMoments { sum_w: Dd::from(kept as f64), s1, s2, nonzero })
+    Some((RawMoments { sum_w: Dd::from(kept as f64), s1, s2, nonzero }, slices, kept))
 }
 
 /// Source columns as `f64` slices of `n` rows: floats in place, integers

@@ -244,7 +244,10 @@ fn direct_kernels_match_the_reference_path() {
     generate::write_parquet(&pq, 7, 0, 50_000, 8_000).unwrap();
     let with_intercept = "rent ~ bedrooms + bathrooms + size_sqft + min_to_subway + floor + building_age_yrs + no_fee + has_doorman + has_gym";
     let without = "rent ~ 0 + bedrooms + size_sqft + has_doorman + has_gym + no_fee";
-    for f in [with_intercept, without] {
+    // Categorical factors: cells from level codes (first pass), the
+    // general path in the second.
+    let factors = "rent ~ size_sqft + C(borough) + bedrooms + C(neighborhood) + has_gym";
+    for f in [with_intercept, without, factors] {
         compare_direct_and_reference(&pq, f);
     }
 }
@@ -277,10 +280,15 @@ fn compare_direct_and_reference(pq: &Path, f: &str) {
         let mut compared = 0;
         for k in ["bse", "tvalues", "omnibus", "skew", "kurtosis", "jarque_bera", "durbin_watson"] {
             let (a, b) = (&direct[k], &reference[k]);
+            // Null (an undefined HC2/HC3 error) must be null on both sides.
             let pairs: Vec<(f64, f64)> = match (a, b) {
-                (Value::Object(a), Value::Object(b)) => {
-                    a.iter().map(|(n, x)| (x.as_f64().unwrap(), b[n].as_f64().unwrap())).collect()
-                }
+                (Value::Object(a), Value::Object(b)) => a
+                    .iter()
+                    .filter_map(|(n, x)| {
+                        assert_eq!(x.is_null(), b[n].is_null(), "{extra:?}: {k}[{n}]");
+                        Some((x.as_f64()?, b[n].as_f64().unwrap()))
+                    })
+                    .collect(),
                 _ => vec![(a.as_f64().unwrap(), b.as_f64().unwrap())],
             };
             // With five clusters (borough) and ten coefficients the meat has

@@ -330,3 +330,62 @@ fn column_scan_sees_every_value() {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Categorical factors in the in-place kernel (cells from level codes:
+    /// counts, per-level sums, cross tabulations) give the same bits as the
+    /// compensated loop over dense indicator columns in the same order —
+    /// cells in order of first appearance among the kept rows.
+    #[test]
+    fn factor_cells_equal_dense_indicators(
+        n in 1usize..3000,
+        levels_a in 1usize..40,
+        levels_b in 1usize..6,
+        drop_every in prop::sample::select(vec![0usize, 3, 50]),
+        seed in any::<u64>(),
+    ) {
+        use gramfit::stats::kernel::{raw_moments_compensated, raw_moments_masked_columns, DirectColumn, SourceColumn};
+        let mut rng = gramfit::generate::Rng::new(seed);
+        let x: Vec<f64> = (0..n).map(|_| (rng.uniform() * 1000.0).round() * 0.5).collect();
+        let y: Vec<i64> = (0..n).map(|_| (rng.uniform() * 5000.0) as i64).collect();
+        let kept: Vec<bool> = (0..n).map(|r| drop_every == 0 || r % drop_every != 2).collect();
+        let a: Vec<u32> = (0..n).map(|r| if kept[r] { (rng.uniform() * levels_a as f64) as u32 } else { u32::MAX }).collect();
+        let b: Vec<u32> = (0..n).map(|_| (rng.uniform() * levels_b as f64) as u32).collect();
+        let mask: Vec<u8> = (0..n.div_ceil(8))
+            .map(|c| (0..8).filter(|k| c * 8 + k < n && kept[c * 8 + k]).fold(0u8, |m, k| m | 1 << k))
+            .collect();
+        let m = if drop_every == 0 { None } else { Some(&mask[..]) };
+        let cols = [
+            DirectColumn::Source(SourceColumn::F64(&x)),
+            DirectColumn::Factor { codes: &a, levels: levels_a },
+            DirectColumn::Factor { codes: &b, levels: levels_b },
+            DirectColumn::Source(SourceColumn::I64(&y)),
+        ];
+        if let Some(mm) = raw_moments_masked_columns(&cols, n, m) {
+            let rows: Vec<usize> = (0..n).filter(|&r| kept[r]).collect();
+            let indicators = |codes: &[u32], cells: &[u32]| -> Vec<Vec<f64>> {
+                cells.iter().map(|&c| rows.iter().map(|&r| f64::from(u8::from(codes[r] == c))).collect()).collect()
+            };
+            // First appearance among the kept rows.
+            let first = |codes: &[u32]| -> Vec<u32> {
+                let mut seen = Vec::new();
+                for &r in &rows { if !seen.contains(&codes[r]) { seen.push(codes[r]); } }
+                seen
+            };
+            let (cells_a, cells_b) = (first(&a), first(&b));
+            prop_assert_eq!(&mm.cells[0], &cells_a);
+            prop_assert_eq!(&mm.cells[1], &cells_b);
+            let mut dense: Vec<Vec<f64>> = vec![rows.iter().map(|&r| x[r]).collect()];
+            dense.extend(indicators(&a, &cells_a));
+            dense.extend(indicators(&b, &cells_b));
+            dense.push(rows.iter().map(|&r| y[r] as f64).collect());
+            let refs: Vec<ColumnRef<'_>> = dense.iter().map(|c| ColumnRef::plain(c)).collect();
+            let slow = raw_moments_compensated(&refs, None);
+            prop_assert_eq!(mm.raw.sum_w, slow.sum_w);
+            prop_assert_eq!(mm.raw.s1, slow.s1);
+            prop_assert_eq!(mm.raw.s2, slow.s2);
+        }
+    }
+}
