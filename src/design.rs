@@ -798,6 +798,14 @@ impl DesignBuilder {
         }
     }
 
+    /// The check (index into [`DirectInputs::codes`]) of term `term` when it
+    /// is one categorical factor.
+    pub fn direct_factor(&self, term: u32) -> Option<usize> {
+        let plan = self.direct.as_ref()?;
+        let c = *plan.terms.get(term as usize)?;
+        plan.checks[c].2.then_some(c)
+    }
+
     /// The statistics of a batch read straight from its Arrow buffers (see
     /// [`direct_inputs`](Self::direct_inputs)), when its values are exact
     /// in plain arithmetic ([`raw_moments_masked_columns`]): the same bits

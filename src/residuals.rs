@@ -242,26 +242,69 @@ impl ResidualStats {
         at: &dyn Fn(usize) -> String,
     ) -> Result<bool, DesignError> {
         let Some(inputs) = builder.direct_inputs(chunk, at)? else { return Ok(false) };
+        let n = inputs.rows;
+        // Numeric design columns are read in place; the design columns of
+        // categorical terms (sums of cells) only enter the residual, as a
+        // per-row offset looked up by level — enough for the default pass,
+        // while the robust meats need every column and take `block`.
         let mut sources = Vec::with_capacity(spec.design.columns.len() + 1);
-        for c in &spec.design.columns {
-            let [cell] = c.cells.as_slice() else { return Ok(false) };
-            let Some(i) = builder.direct_index(cell) else { return Ok(false) };
-            sources.push(inputs.column(i));
+        let mut params = Vec::with_capacity(spec.params.len());
+        if spec.design.intercept {
+            params.push(spec.params[0]);
         }
+        let off = usize::from(spec.design.intercept);
+        let mut by_level: HashMap<(usize, &Level), f64> = HashMap::new();
+        for (j, c) in spec.design.columns.iter().enumerate() {
+            if let [cell] = c.cells.as_slice() {
+                if let Some(i) = builder.direct_index(cell) {
+                    sources.push(inputs.column(i));
+                    params.push(spec.params[off + j]);
+                    continue;
+                }
+            }
+            if spec.cov != CovType::Nonrobust {
+                return Ok(false);
+            }
+            for cell in &c.cells {
+                let ColumnKey::Cell { term, levels } = cell else { return Ok(false) };
+                let (Some(check), [level]) = (builder.direct_factor(*term), levels.as_slice()) else {
+                    return Ok(false);
+                };
+                *by_level.entry((check, level)).or_insert(0.0) += spec.params[off + j];
+            }
+        }
+        let offset: Option<Vec<f64>> = (!by_level.is_empty()).then(|| {
+            let mut offset = vec![0.0; n];
+            let checks: std::collections::BTreeSet<usize> = by_level.keys().map(|k| k.0).collect();
+            for check in checks {
+                let (codes, table) = inputs.codes[check].as_ref().expect("a categorical check has codes");
+                let fitted: Vec<f64> =
+                    table.iter().map(|l| by_level.get(&(check, l)).copied().unwrap_or(0.0)).collect();
+                for (o, &code) in offset.iter_mut().zip(codes) {
+                    if code != u32::MAX {
+                        *o += fitted[code as usize];
+                    }
+                }
+            }
+            offset
+        });
         let Some(yi) = builder.direct_index(&ColumnKey::Response) else { return Ok(false) };
         sources.push(inputs.column(yi));
-        let (n, mask) = (inputs.rows, inputs.mask.as_deref());
-        with_scratch(|scratch| self.direct_pass(spec, chunk, &sources, n, mask, scratch))
+        let mask = inputs.mask.as_deref();
+        with_scratch(|scratch| self.direct_pass(spec, chunk, &sources, &params, offset.as_deref(), n, mask, scratch))
     }
 
     /// [`add_chunk_direct`](Self::add_chunk_direct) once the columns are
     /// known: `sources` are the design columns, then the response.
     #[cfg(target_arch = "x86_64")]
+    #[allow(clippy::too_many_arguments)]
     fn direct_pass(
         &mut self,
         spec: &SecondPassSpec,
         chunk: &RecordBatch,
         sources: &[SourceColumn<'_>],
+        params: &[f64],
+        offset: Option<&[f64]>,
         n: usize,
         mask: Option<&[u8]>,
         scratch: &mut Vec<f64>,
@@ -277,20 +320,21 @@ impl ResidualStats {
         }
         xs.extend(xcols.iter().copied());
         let p = xs.len();
-        if p != spec.params.len() {
+        if p != params.len() {
             return Ok(false);
         }
         let mut full = vec![0.0; stride];
         let mut kept = vec![0.0; n];
         // SAFETY (all `simd` calls below): `source_slices` returned Some,
         // so the CPU has AVX-512F; every column holds n rows.
-        let k = unsafe { simd::residuals_masked_avx512(y, &xs, &spec.params, n, mask, &mut full, &mut kept) };
+        let k = unsafe { simd::residuals_masked_avx512(y, offset, &xs, params, n, mask, &mut full, &mut kept) };
         kept.truncate(k);
         // x·0 is NaN for a NaN or infinity: let `block` sort those rows out.
         if kept.iter().fold(0.0, |acc, e| acc + e * 0.0) != 0.0 {
             return Ok(false);
         }
-        self.ensure(p);
+        // Categorical columns (offset) come only with the default pass.
+        self.ensure(spec.params.len());
         self.add_residuals(&kept);
         let mut g = vec![0.0; p * p];
         let add_lower = |meat: &mut [f64], g: &[f64]| {

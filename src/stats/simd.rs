@@ -422,12 +422,15 @@ fn finish(col: &[f64], rest: &[f64], lanes: [[f64; 8]; 5], integral: bool) -> Co
     ColumnScan::finish(col, total(&e0), total(&e1), max_abs, total(&sum), total(&nz))
 }
 
-/// Residuals `e = y − Σ_j β_j x_j` of the kept rows: into `full` at their
+/// Residuals `e = y − offset − Σ_j β_j x_j` of the kept rows (the offset:
+/// the fitted part of categorical terms): into `full` at their
 /// row positions (zero on dropped rows; `n` rounded up to 8 values) and,
 /// in row order without gaps, into `kept` (as many values as kept rows).
 #[target_feature(enable = "avx512f,popcnt")]
+#[allow(clippy::too_many_arguments)]
 pub unsafe fn residuals_masked_avx512(
     y: &[f64],
+    offset: Option<&[f64]>,
     xs: &[&[f64]],
     beta: &[f64],
     n: usize,
@@ -436,12 +439,16 @@ pub unsafe fn residuals_masked_avx512(
     kept: &mut [f64],
 ) -> usize {
     assert!(xs.len() == beta.len() && y.len() >= n && xs.iter().all(|x| x.len() >= n));
-    assert!(full.len() >= n.div_ceil(8) * 8 && kept.len() >= n);
+    assert!(full.len() >= n.div_ceil(8) * 8 && kept.len() >= n && offset.is_none_or(|o| o.len() >= n));
     let mut written = 0;
     for c in 0..n.div_ceil(8) {
         let k = row_mask(mask, c, n);
         // SAFETY: the mask limits the loads to rows below n.
         let mut acc = unsafe { _mm512_maskz_loadu_pd(k, y.as_ptr().add(8 * c)) };
+        if let Some(o) = offset {
+            // SAFETY: as above.
+            acc = _mm512_sub_pd(acc, unsafe { _mm512_maskz_loadu_pd(k, o.as_ptr().add(8 * c)) });
+        }
         for (x, &b) in xs.iter().zip(beta) {
             // SAFETY: as above.
             let xv = unsafe { _mm512_maskz_loadu_pd(k, x.as_ptr().add(8 * c)) };
