@@ -5,8 +5,10 @@
 //! identity.
 
 use crate::design::{categorical_column, DesignBlock, DesignBuilder, DesignError};
+use crate::level::ColumnKey;
 use crate::level::Level;
-use crate::stats::{StatsError, SufficientStats};
+use crate::stats::kernel::{raw_moments_of_matrix, RawMoments};
+use crate::stats::{ExactRawSums, StatsError, SufficientStats};
 use arrow::array::{BooleanArray, RecordBatch};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -22,6 +24,12 @@ pub struct FitAccumulator {
     pub rows_read: u64,
     /// Rows dropped for a missing value.
     pub rows_dropped: u64,
+    /// Exact chunks of the current work unit not yet folded into `stats`
+    /// (see [`ExactRawSums`]); folded by `merge` (how the engine combines
+    /// units, so nothing leaves the engine pending) and by the other
+    /// updates. Never serialized: only the engine's units hold any.
+    #[serde(skip)]
+    pending: ExactRawSums,
 }
 
 mod level_counts {
@@ -59,8 +67,34 @@ impl FitAccumulator {
         }
     }
 
+    /// Fold the pending exact chunks into the statistics.
+    fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            let part = self.pending.take();
+            self.stats.merge(&part);
+        }
+    }
+
+    /// Fold a chunk's raw sums: exact ones join the pending run, others
+    /// (after the run, to keep the order) are merged as a state.
+    fn add_raw(&mut self, keys: &[ColumnKey], raw: RawMoments, n: usize, weights: Option<&[f64]>) {
+        if n == 0 {
+            return;
+        }
+        if raw.exact && weights.is_none() {
+            if !self.pending.has_room() {
+                self.flush();
+            }
+            self.pending.add(keys, &raw, n);
+        } else {
+            self.flush();
+            self.stats.merge(&SufficientStats::from_raw(keys, n, raw, weights));
+        }
+    }
+
     /// Fold one block of design rows in.
     pub fn update(&mut self, block: &DesignBlock) {
+        self.flush();
         let lo: Vec<Option<&[f64]>> = block.lo.iter().map(|l| l.as_deref()).collect();
         let part = SufficientStats::from_matrix(
             &block.keys,
@@ -77,7 +111,11 @@ impl FitAccumulator {
     }
 
     pub fn merge(&mut self, other: &FitAccumulator) {
+        self.flush();
         self.stats.merge(&other.stats);
+        if !other.pending.is_empty() {
+            self.stats.merge(&other.pending.clone().take());
+        }
         self.add_level_counts(&other.levels);
         self.rows_read += other.rows_read;
         self.rows_dropped += other.rows_dropped;
@@ -86,6 +124,8 @@ impl FitAccumulator {
     /// Take out data that was merged in before; levels left with no rows
     /// disappear.
     pub fn retract(&mut self, other: &FitAccumulator) -> Result<(), StatsError> {
+        self.flush();
+        assert!(other.pending.is_empty(), "a retracted accumulator comes out of the engine, folded");
         if other.rows_read > self.rows_read {
             return Err(StatsError::RetractTooMany(other.rows_read, self.rows_read));
         }
@@ -138,14 +178,20 @@ impl ChunkSink for FitAccumulator {
         at: &dyn Fn(usize) -> String,
     ) -> Result<(), DesignError> {
         if let Some(part) = builder.direct_part(chunk, at)? {
-            self.stats.merge(&part.stats);
+            let n = part.rows_in - part.rows_dropped;
+            self.add_raw(&part.keys, part.raw, n, None);
             self.add_level_counts(&part.levels);
             self.rows_read += part.rows_in as u64;
             self.rows_dropped += part.rows_dropped as u64;
             return Ok(());
         }
         let block = builder.block(chunk, at)?;
-        self.update(&block);
+        let lo: Vec<Option<&[f64]>> = block.lo.iter().map(|l| l.as_deref()).collect();
+        let raw = raw_moments_of_matrix(&block.values, block.nrows(), &lo, &block.integral, block.weights.as_deref());
+        self.add_raw(&block.keys, raw, block.nrows(), block.weights.as_deref());
+        self.add_level_counts(&block.levels);
+        self.rows_read += block.rows_in as u64;
+        self.rows_dropped += block.rows_dropped as u64;
         Ok(())
     }
     fn merge(&mut self, other: &Self) {

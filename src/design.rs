@@ -221,9 +221,10 @@ impl DirectInputs {
     }
 }
 
-/// The statistics of one batch taken without building its design block.
+/// The raw sums of one batch taken without building its design block.
 pub struct DirectPart {
-    pub stats: crate::stats::SufficientStats,
+    pub keys: Vec<ColumnKey>,
+    pub raw: crate::stats::kernel::RawMoments,
     pub levels: Vec<HashMap<Level, u64>>,
     pub rows_in: usize,
     pub rows_dropped: usize,
@@ -844,7 +845,8 @@ impl DesignBuilder {
         keys.push(ColumnKey::Response);
         let levels = inputs.levels;
         Ok(Some(DirectPart {
-            stats: crate::stats::SufficientStats::from_raw(&keys, inputs.kept, mm.raw, None),
+            keys,
+            raw: mm.raw,
             levels,
             rows_in: inputs.rows,
             rows_dropped: inputs.rows - inputs.kept,

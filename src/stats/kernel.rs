@@ -64,6 +64,9 @@ pub struct RawMoments {
     pub s2: Vec<Dd>,
     /// Rows on which each column is non-zero.
     pub nonzero: Vec<u64>,
+    /// Every sum is exact (the fast path took every pair): such blocks can
+    /// be added to each other in double-double without any rounding.
+    pub exact: bool,
 }
 
 /// Compensated accumulator of `Σ a_r b_r` over eight lanes.
@@ -412,6 +415,7 @@ fn raw_moments_with<const FMA: bool, const FAST: bool>(
     let mut s1 = vec![Dd::ZERO; m];
     let mut s2 = vec![Dd::ZERO; m * m];
     let mut nonzero = vec![0u64; m];
+    let mut exact = false;
     let sum_w;
     match weights {
         None => {
@@ -439,6 +443,7 @@ fn raw_moments_with<const FMA: bool, const FAST: bool>(
             let all_exact = exact_set.iter().all(|&i| {
                 exact_set.iter().all(|&j| DyadicProfile::exact_dot(&profiles[i].unwrap(), &profiles[j].unwrap(), n))
             });
+            exact = all_exact && exact_set.len() == m && profiles.iter().all(|p| p.is_some_and(|p| p.exact_sum(n)));
             let gram = if all_exact && exact_set.len() > 1 { Some(exact_gram(cols, &exact_set, matrix)) } else { None };
             let pos: Vec<Option<usize>> = {
                 let mut p = vec![None; m];
@@ -498,7 +503,7 @@ fn raw_moments_with<const FMA: bool, const FAST: bool>(
             }
         }
     }
-    RawMoments { sum_w, s1, s2, nonzero }
+    RawMoments { sum_w, s1, s2, nonzero, exact }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -774,7 +779,7 @@ unsafe fn masked_moments_with(
         }
     }
     Some(MaskedMoments {
-        raw: RawMoments { sum_w: Dd::from(kept as f64), s1, s2, nonzero },
+        raw: RawMoments { sum_w: Dd::from(kept as f64), s1, s2, nonzero, exact: true },
         cells: factors.into_iter().map(|f| f.levels).collect(),
     })
 }
@@ -894,7 +899,7 @@ unsafe fn numeric_moments<'a>(
             s2[j * m + i] = Dd::from(v);
         }
     }
-    Some((RawMoments { sum_w: Dd::from(kept as f64), s1, s2, nonzero }, slices, kept))
+    Some((RawMoments { sum_w: Dd::from(kept as f64), s1, s2, nonzero, exact: true }, slices, kept))
 }
 
 /// Source columns as `f64` slices of `n` rows: floats in place, integers

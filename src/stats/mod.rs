@@ -416,3 +416,86 @@ impl SufficientStats {
         (mean, c)
     }
 }
+
+/// Raw sums (count, Σw, Σz, Σzzᵀ, non-zero counts) of consecutive blocks
+/// whose every sum is exact ([`RawMoments::exact`]), added key by key in
+/// double-double and centered into a [`SufficientStats`] once.
+///
+/// The addition is exact, not merely accurate: an exact block's sums are
+/// integers in units of 2^-(qa+qb) below 2⁵³ of them
+/// ([`kernel::DyadicProfile::exact_dot`]), so [`MAX_BLOCKS`] of them stay
+/// below 2⁶¹ units, where every step of the double-double addition is an
+/// exact floating-point operation. Folding a run of chunks this way instead
+/// of a Chan merge per chunk saves ~3m² double-double operations per chunk
+/// (m ≈ 100 for `C(neighborhood)`), and rounds once per run instead of at
+/// every chunk.
+#[derive(Clone, Debug, Default)]
+pub struct ExactRawSums {
+    keys: Vec<ColumnKey>,
+    index: HashMap<ColumnKey, usize>,
+    blocks: usize,
+    nobs: u64,
+    sum_w: Dd,
+    s1: Vec<Dd>,
+    s2: Vec<Dd>,
+    nonzero: Vec<u64>,
+}
+
+/// Blocks one [`ExactRawSums`] adds before it must be centered.
+pub const MAX_BLOCKS: usize = 256;
+
+impl ExactRawSums {
+    pub fn is_empty(&self) -> bool {
+        self.nobs == 0
+    }
+
+    /// Whether another block may be added.
+    pub fn has_room(&self) -> bool {
+        self.blocks < MAX_BLOCKS
+    }
+
+    /// Add the exact raw sums of `n` rows (`n > 0`) keyed by `keys`.
+    pub fn add(&mut self, keys: &[ColumnKey], raw: &RawMoments, n: usize) {
+        assert!(raw.exact && self.has_room(), "only exact blocks, at most MAX_BLOCKS of them");
+        let old = self.keys.len();
+        for k in keys {
+            if !self.index.contains_key(k) {
+                self.index.insert(k.clone(), self.keys.len());
+                self.keys.push(k.clone());
+            }
+        }
+        let m = self.keys.len();
+        if m != old {
+            let mut s2 = vec![Dd::ZERO; m * m];
+            for i in 0..old {
+                s2[i * m..i * m + old].copy_from_slice(&self.s2[i * old..(i + 1) * old]);
+            }
+            self.s2 = s2;
+            self.s1.resize(m, Dd::ZERO);
+            self.nonzero.resize(m, 0);
+        }
+        let map: Vec<usize> = keys.iter().map(|k| self.index[k]).collect();
+        let k = keys.len();
+        for (a, &i) in map.iter().enumerate() {
+            self.s1[i] += raw.s1[a];
+            self.nonzero[i] += raw.nonzero[a];
+            for (b, &j) in map.iter().enumerate() {
+                self.s2[i * m + j] += raw.s2[a * k + b];
+            }
+        }
+        self.sum_w += raw.sum_w;
+        self.nobs += n as u64;
+        self.blocks += 1;
+    }
+
+    /// The statistics of everything added (the empty state when nothing
+    /// was), leaving this empty.
+    pub fn take(&mut self) -> SufficientStats {
+        let sums = std::mem::take(self);
+        if sums.nobs == 0 {
+            return SufficientStats::new();
+        }
+        let raw = RawMoments { sum_w: sums.sum_w, s1: sums.s1, s2: sums.s2, nonzero: sums.nonzero, exact: true };
+        SufficientStats::from_raw(&sums.keys, sums.nobs as usize, raw, None)
+    }
+}

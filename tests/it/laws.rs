@@ -389,3 +389,57 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Exact blocks added as raw sums (keys in any order, some missing from
+    /// some blocks) and centered once give the very bits of one block over
+    /// all the rows: the addition is exact.
+    #[test]
+    fn exact_raw_sums_equal_one_block(
+        n in 1usize..6000,
+        cuts in prop::collection::vec(0.0f64..1.0, 0..6),
+        seed in any::<u64>(),
+    ) {
+        use gramfit::stats::kernel::raw_moments;
+        use gramfit::stats::ExactRawSums;
+        let mut rng = gramfit::generate::Rng::new(seed);
+        let cols: Vec<Vec<f64>> = (0..M)
+            .map(|j| (0..n).map(|r| match j {
+                0 => (rng.uniform() * 4000.0).round(),
+                1 => (rng.uniform() * 20.0).round() * 0.5,
+                2 => if r % 7 == 3 { 1.0 } else { 0.0 },
+                3 => (rng.uniform() * 100.0).round() - 50.0,
+                _ => (rng.uniform() * 9000.0).round(),
+            }).collect())
+            .collect();
+        let mut bounds: Vec<usize> = cuts.iter().map(|c| (c * n as f64) as usize).chain([0, n]).collect();
+        bounds.sort_unstable();
+        bounds.dedup();
+        let mut sums = ExactRawSums::default();
+        for (i, w) in bounds.windows(2).enumerate() {
+            let (a, b) = (w[0], w[1]);
+            if a == b { continue; }
+            // Blocks list their present columns in varying orders.
+            let mut present: Vec<usize> = (0..M).filter(|&j| j == M - 1 || cols[j][a..b].iter().any(|&x| x != 0.0)).collect();
+            if i % 2 == 1 { present.reverse(); }
+            let refs: Vec<ColumnRef<'_>> = present.iter().map(|&j| ColumnRef::plain(&cols[j][a..b])).collect();
+            let keys: Vec<ColumnKey> = present.iter().map(|&j| key(j)).collect();
+            let raw = raw_moments(&refs, None);
+            prop_assert!(raw.exact);
+            sums.add(&keys, &raw, b - a);
+        }
+        let whole = stats_of(&(0..n).map(|r| std::array::from_fn(|j| cols[j][r])).collect::<Vec<[f64; M]>>(), None);
+        let got = sums.take();
+        prop_assert_eq!(got.nobs(), whole.nobs());
+        for k in whole.keys() {
+            let (i, j) = (got.index_of(k).unwrap(), whole.index_of(k).unwrap());
+            prop_assert_eq!(got.mean(i), whole.mean(j));
+            for l in whole.keys() {
+                let (a, b) = (got.index_of(l).unwrap(), whole.index_of(l).unwrap());
+                prop_assert_eq!(got.comoment(i, a), whole.comoment(j, b));
+            }
+        }
+    }
+}
