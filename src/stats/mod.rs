@@ -227,20 +227,9 @@ impl SufficientStats {
     /// exact, because the rows seen so far had zeros there), and return the
     /// position of each.
     fn ensure_keys(&mut self, keys: &[ColumnKey]) -> Vec<usize> {
-        let old_m = self.keys.len();
-        for k in keys {
-            if !self.index.contains_key(k) {
-                self.index.insert(k.clone(), self.keys.len());
-                self.keys.push(k.clone());
-            }
-        }
-        let m = self.keys.len();
-        if m != old_m {
-            let mut c = vec![Dd::ZERO; m * m];
-            for i in 0..old_m {
-                c[i * m..i * m + old_m].copy_from_slice(&self.comoment[i * old_m..(i + 1) * old_m]);
-            }
-            self.comoment = c;
+        let (old, m) = add_keys(&mut self.keys, &mut self.index, keys);
+        if m != old {
+            grow_square(&mut self.comoment, old, m);
             self.mean.resize(m, Dd::ZERO);
             self.nonzero.resize(m, 0);
         }
@@ -457,20 +446,9 @@ impl ExactRawSums {
     /// Add the exact raw sums of `n` rows (`n > 0`) keyed by `keys`.
     pub fn add(&mut self, keys: &[ColumnKey], raw: &RawMoments, n: usize) {
         assert!(raw.exact && self.has_room(), "only exact blocks, at most MAX_BLOCKS of them");
-        let old = self.keys.len();
-        for k in keys {
-            if !self.index.contains_key(k) {
-                self.index.insert(k.clone(), self.keys.len());
-                self.keys.push(k.clone());
-            }
-        }
-        let m = self.keys.len();
+        let (old, m) = add_keys(&mut self.keys, &mut self.index, keys);
         if m != old {
-            let mut s2 = vec![Dd::ZERO; m * m];
-            for i in 0..old {
-                s2[i * m..i * m + old].copy_from_slice(&self.s2[i * old..(i + 1) * old]);
-            }
-            self.s2 = s2;
+            grow_square(&mut self.s2, old, m);
             self.s1.resize(m, Dd::ZERO);
             self.nonzero.resize(m, 0);
         }
@@ -498,4 +476,25 @@ impl ExactRawSums {
         let raw = RawMoments { sum_w: sums.sum_w, s1: sums.s1, s2: sums.s2, nonzero: sums.nonzero, exact: true };
         SufficientStats::from_raw(&sums.keys, sums.nobs as usize, raw, None)
     }
+}
+
+/// Append the keys not present yet; returns the key count before and after.
+fn add_keys(all: &mut Vec<ColumnKey>, index: &mut HashMap<ColumnKey, usize>, keys: &[ColumnKey]) -> (usize, usize) {
+    let old = all.len();
+    for k in keys {
+        if !index.contains_key(k) {
+            index.insert(k.clone(), all.len());
+            all.push(k.clone());
+        }
+    }
+    (old, all.len())
+}
+
+/// Grow a row-major `old × old` matrix to `m × m`, new entries zero.
+fn grow_square(v: &mut Vec<Dd>, old: usize, m: usize) {
+    let mut g = vec![Dd::ZERO; m * m];
+    for i in 0..old {
+        g[i * m..i * m + old].copy_from_slice(&v[i * old..(i + 1) * old]);
+    }
+    *v = g;
 }
