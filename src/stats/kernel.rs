@@ -685,6 +685,9 @@ unsafe fn masked_moments_with(
         .collect();
     // SAFETY: as the caller's.
     let (num, slices, kept) = unsafe { numeric_moments(&cols, n, mask, converted)? };
+    if cols.len() == all.len() {
+        return Some(MaskedMoments { raw: num, cells: Vec::new() });
+    }
     let p = cols.len();
     let factors: Vec<FactorCells> = all
         .iter()
