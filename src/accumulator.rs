@@ -92,19 +92,23 @@ impl FitAccumulator {
         }
     }
 
-    /// Fold one block of design rows in.
+    /// Fold one block of design rows in, as a state of its own.
     pub fn update(&mut self, block: &DesignBlock) {
-        self.flush();
+        self.fold_block(block, false);
+    }
+
+    /// `pending`: exact sums may join the pending run — only in the
+    /// engine's units, which leave it through `merge`.
+    fn fold_block(&mut self, block: &DesignBlock, pending: bool) {
         let lo: Vec<Option<&[f64]>> = block.lo.iter().map(|l| l.as_deref()).collect();
-        let part = SufficientStats::from_matrix(
-            &block.keys,
-            &block.values,
-            block.nrows(),
-            &lo,
-            &block.integral,
-            block.weights.as_deref(),
-        );
-        self.stats.merge(&part);
+        let (n, weights) = (block.nrows(), block.weights.as_deref());
+        let raw = raw_moments_of_matrix(&block.values, n, &lo, &block.integral, weights);
+        if pending {
+            self.add_raw(&block.keys, raw, n, weights);
+        } else if n > 0 {
+            self.flush();
+            self.stats.merge(&SufficientStats::from_raw(&block.keys, n, raw, weights));
+        }
         self.add_level_counts(&block.levels);
         self.rows_read += block.rows_in as u64;
         self.rows_dropped += block.rows_dropped as u64;
@@ -125,7 +129,17 @@ impl FitAccumulator {
     /// disappear.
     pub fn retract(&mut self, other: &FitAccumulator) -> Result<(), StatsError> {
         self.flush();
-        assert!(other.pending.is_empty(), "a retracted accumulator comes out of the engine, folded");
+        let folded;
+        let other = if other.pending.is_empty() {
+            other
+        } else {
+            folded = {
+                let mut o = other.clone();
+                o.flush();
+                o
+            };
+            &folded
+        };
         if other.rows_read > self.rows_read {
             return Err(StatsError::RetractTooMany(other.rows_read, self.rows_read));
         }
@@ -186,12 +200,7 @@ impl ChunkSink for FitAccumulator {
             return Ok(());
         }
         let block = builder.block(chunk, at)?;
-        let lo: Vec<Option<&[f64]>> = block.lo.iter().map(|l| l.as_deref()).collect();
-        let raw = raw_moments_of_matrix(&block.values, block.nrows(), &lo, &block.integral, block.weights.as_deref());
-        self.add_raw(&block.keys, raw, block.nrows(), block.weights.as_deref());
-        self.add_level_counts(&block.levels);
-        self.rows_read += block.rows_in as u64;
-        self.rows_dropped += block.rows_dropped as u64;
+        self.fold_block(&block, true);
         Ok(())
     }
     fn merge(&mut self, other: &Self) {

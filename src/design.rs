@@ -17,7 +17,7 @@ use crate::dd::{Dd, LN_10, LN_2};
 use crate::formula::expr::{Func, NumExpr};
 use crate::formula::{FactorKind, ModelSpec};
 use crate::level::{ColumnKey, Level};
-use crate::stats::kernel::{raw_moments_masked_columns, ColumnRef, DirectColumn, SourceColumn};
+use crate::stats::kernel::{raw_moments_masked_columns, DirectColumn, SourceColumn};
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::buffer::ScalarBuffer;
 use arrow::compute::cast;
@@ -115,11 +115,6 @@ impl DesignBlock {
     /// Column `j` at row `r`, both words added.
     pub fn value(&self, j: usize, r: usize) -> f64 {
         self.col(j)[r] + self.lo[j].as_ref().map_or(0.0, |l| l[r])
-    }
-    pub fn columns(&self) -> Vec<ColumnRef<'_>> {
-        (0..self.keys.len())
-            .map(|j| ColumnRef { hi: self.col(j), lo: self.lo[j].as_deref(), integral: self.integral[j] })
-            .collect()
     }
     pub fn nrows(&self) -> usize {
         self.rows_in - self.rows_dropped

@@ -33,7 +33,7 @@ pub mod simd;
 
 use crate::dd::Dd;
 use crate::level::ColumnKey;
-use kernel::{raw_moments, raw_moments_of_matrix, ColumnRef, RawMoments};
+use kernel::{raw_moments, ColumnRef, RawMoments};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -121,26 +121,6 @@ impl SufficientStats {
             return SufficientStats::new();
         }
         Self::from_raw(keys, n, raw_moments(cols, weights), weights)
-    }
-
-    /// [`from_block`](Self::from_block) of a block held as one column-major
-    /// `n × keys.len()` matrix (`lo`: low words per column), which the
-    /// kernel multiplies in place.
-    /// `integral[j]`: column `j` is known to hold whole numbers.
-    pub fn from_matrix(
-        keys: &[ColumnKey],
-        values: &[f64],
-        n: usize,
-        lo: &[Option<&[f64]>],
-        integral: &[bool],
-        weights: Option<&[f64]>,
-    ) -> Self {
-        assert_eq!(keys.len(), lo.len(), "one key per column");
-        if n == 0 {
-            return SufficientStats::new();
-        }
-        let raw = raw_moments_of_matrix(values, n, lo, integral, weights);
-        Self::from_raw(keys, n, raw, weights)
     }
 
     /// The state of `n` rows (`n > 0`) from their raw block sums; `weights`
