@@ -434,7 +434,12 @@ fn runs_of_kept(missing: &[bool]) -> Vec<Range<usize>> {
 }
 
 fn bad_type(name: &str, arr: &ArrayRef, wanted: &'static str) -> DesignError {
-    DesignError::BadType { column: name.into(), found: arr.data_type().to_string(), wanted }
+    // Parquet strings are read as dictionaries: name the values' type.
+    let found = match arr.data_type() {
+        DataType::Dictionary(_, v) => v.to_string(),
+        t => t.to_string(),
+    };
+    DesignError::BadType { column: name.into(), found, wanted }
 }
 
 /// A fast hasher for level lookups (the multiply-rotate hash of rustc's
