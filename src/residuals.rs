@@ -243,10 +243,11 @@ impl ResidualStats {
     ) -> Result<bool, DesignError> {
         let Some(inputs) = builder.direct_inputs(chunk, at)? else { return Ok(false) };
         let n = inputs.rows;
-        // Numeric design columns are read in place; the design columns of
-        // categorical terms (sums of cells) only enter the residual, as a
-        // per-row offset looked up by level — enough for the default pass,
-        // while the robust meats need every column and take `block`.
+        // Numeric design columns are read in place. The design columns of
+        // categorical terms (sums of cells) enter the default pass only
+        // through the residual, as a per-row offset looked up by level;
+        // the robust meats need them as columns, built from the codes.
+        let robust = spec.cov != CovType::Nonrobust;
         let mut sources = Vec::with_capacity(spec.design.columns.len() + 1);
         let mut params = Vec::with_capacity(spec.params.len());
         if spec.design.intercept {
@@ -254,23 +255,39 @@ impl ResidualStats {
         }
         let off = usize::from(spec.design.intercept);
         let mut by_level: HashMap<(usize, &Level), f64> = HashMap::new();
+        let mut dense: Vec<Vec<f64>> = Vec::new();
+        let mut layout: Vec<Option<usize>> = Vec::new();
         for (j, c) in spec.design.columns.iter().enumerate() {
             if let [cell] = c.cells.as_slice() {
                 if let Some(i) = builder.direct_index(cell) {
                     sources.push(inputs.column(i));
                     params.push(spec.params[off + j]);
+                    layout.push(None);
                     continue;
                 }
             }
-            if spec.cov != CovType::Nonrobust {
-                return Ok(false);
-            }
+            let mut column = robust.then(|| vec![0.0; n]);
             for cell in &c.cells {
                 let ColumnKey::Cell { term, levels } = cell else { return Ok(false) };
                 let (Some(check), [level]) = (builder.direct_factor(*term), levels.as_slice()) else {
                     return Ok(false);
                 };
-                *by_level.entry((check, level)).or_insert(0.0) += spec.params[off + j];
+                match &mut column {
+                    None => *by_level.entry((check, level)).or_insert(0.0) += spec.params[off + j],
+                    Some(v) => {
+                        let (codes, table) = inputs.codes[check].as_ref().expect("a categorical check has codes");
+                        if let Some(code) = table.iter().position(|l| l == level) {
+                            for (x, &c) in v.iter_mut().zip(codes) {
+                                *x += f64::from(u8::from(c == code as u32));
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(v) = column {
+                params.push(spec.params[off + j]);
+                layout.push(Some(dense.len()));
+                dense.push(v);
             }
         }
         let offset: Option<Vec<f64>> = (!by_level.is_empty()).then(|| {
@@ -291,34 +308,41 @@ impl ResidualStats {
         let Some(yi) = builder.direct_index(&ColumnKey::Response) else { return Ok(false) };
         sources.push(inputs.column(yi));
         let mask = inputs.mask.as_deref();
-        with_scratch(|scratch| self.direct_pass(spec, chunk, &sources, &params, offset.as_deref(), n, mask, scratch))
+        let columns = DirectColumns { sources: &sources, layout: &layout, dense: &dense, params: &params };
+        with_scratch(|scratch| self.direct_pass(spec, chunk, &columns, offset.as_deref(), n, mask, scratch))
     }
 
     /// [`add_chunk_direct`](Self::add_chunk_direct) once the columns are
-    /// known: `sources` are the design columns, then the response.
+    /// known.
     #[cfg(target_arch = "x86_64")]
     #[allow(clippy::too_many_arguments)]
     fn direct_pass(
         &mut self,
         spec: &SecondPassSpec,
         chunk: &RecordBatch,
-        sources: &[SourceColumn<'_>],
-        params: &[f64],
+        columns: &DirectColumns<'_>,
         offset: Option<&[f64]>,
         n: usize,
         mask: Option<&[u8]>,
         scratch: &mut Vec<f64>,
     ) -> Result<bool, DesignError> {
         use crate::stats::simd;
-        let Some(slices) = source_slices(sources, n, mask, scratch) else { return Ok(false) };
+        let params = columns.params;
+        let Some(slices) = source_slices(columns.sources, n, mask, scratch) else { return Ok(false) };
         let (y, xcols) = slices.split_last().expect("the response is last");
         let stride = n.div_ceil(8) * 8;
         let ones = vec![1.0; stride];
-        let mut xs: Vec<&[f64]> = Vec::with_capacity(xcols.len() + 1);
+        let mut xs: Vec<&[f64]> = Vec::with_capacity(columns.layout.len() + 1);
         if spec.design.intercept {
             xs.push(&ones);
         }
-        xs.extend(xcols.iter().copied());
+        let mut numeric = xcols.iter();
+        for l in columns.layout {
+            xs.push(match l {
+                None => numeric.next().expect("a source per numeric column"),
+                Some(d) => &columns.dense[*d],
+            });
+        }
         let p = xs.len();
         if p != params.len() {
             return Ok(false);
@@ -412,6 +436,18 @@ impl ResidualStats {
     ) -> Result<bool, DesignError> {
         Ok(false)
     }
+}
+
+/// The design columns of a chunk for the in-place second pass: numeric
+/// ones read from `sources` (in order; the response last), categorical ones
+/// built from level codes (`dense`), interleaved as `layout` says (one entry
+/// per design column after the intercept); `params` matches.
+#[cfg(target_arch = "x86_64")]
+struct DirectColumns<'a> {
+    sources: &'a [SourceColumn<'a>],
+    layout: &'a [Option<usize>],
+    dense: &'a [Vec<f64>],
+    params: &'a [f64],
 }
 
 impl ChunkSink for ResidualStats {
