@@ -17,7 +17,7 @@ use crate::dd::{Dd, LN_10, LN_2};
 use crate::formula::expr::{Func, NumExpr};
 use crate::formula::{FactorKind, ModelSpec};
 use crate::level::{ColumnKey, Level};
-use crate::stats::kernel::{raw_moments_masked_columns, DirectColumn, SourceColumn};
+use crate::stats::kernel::{kept_rows, raw_moments_masked_columns, DirectColumn, SourceColumn};
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::buffer::ScalarBuffer;
 use arrow::compute::cast;
@@ -773,15 +773,7 @@ impl DesignBuilder {
                 mask[r / 8] &= !(1u8 << (r % 8));
             }
         }
-        let kept = bytes.as_ref().map_or(n, |b| {
-            b.chunks(8)
-                .map(|w| {
-                    let mut word = [0u8; 8];
-                    word[..w.len()].copy_from_slice(w);
-                    u64::from_le_bytes(word).count_ones() as usize
-                })
-                .sum()
-        });
+        let kept = kept_rows(bytes.as_deref(), n);
         Ok(Some(DirectInputs { arrays, codes, mask: bytes, rows: n, kept, levels }))
     }
 

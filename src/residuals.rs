@@ -328,7 +328,7 @@ impl ResidualStats {
     ) -> Result<bool, DesignError> {
         use crate::stats::simd;
         let params = columns.params;
-        let Some(slices) = source_slices(columns.sources, n, mask, scratch) else { return Ok(false) };
+        let Some(slices) = source_slices(columns.sources, n, scratch) else { return Ok(false) };
         let (y, xcols) = slices.split_last().expect("the response is last");
         let stride = n.div_ceil(8) * 8;
         let ones = vec![1.0; stride];

@@ -576,6 +576,24 @@ pub fn raw_moments_portable(cols: &[ColumnRef<'_>], weights: Option<&[f64]>) -> 
     raw_moments_impl::<false>(cols, None, weights)
 }
 
+/// Rows kept by a row mask (bit `r % 8` of byte `r / 8`; `None`: all `n`);
+/// bits past row `n` are ignored.
+pub fn kept_rows(mask: Option<&[u8]>, n: usize) -> usize {
+    mask.map_or(n, |mk| {
+        let full = mk.len().min(n / 8);
+        // Eight bytes at a time: one popcount per 64 rows.
+        let words = mk[..full].chunks_exact(8);
+        let rest = words.remainder();
+        let mut k: usize =
+            words.map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")).count_ones() as usize).sum();
+        k += rest.iter().map(|b| b.count_ones() as usize).sum::<usize>();
+        if !n.is_multiple_of(8) {
+            k += (mk[full] & ((1u8 << (n % 8)) - 1)).count_ones() as usize;
+        }
+        k
+    })
+}
+
 /// A source column read in place by [`raw_moments_masked`].
 #[derive(Clone, Copy)]
 pub enum SourceColumn<'a> {
@@ -626,11 +644,8 @@ pub fn raw_moments_masked_columns(cols: &[DirectColumn<'_>], n: usize, mask: Opt
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") {
-            let mut converted = CONVERTED.with(|c| std::mem::take(&mut *c.borrow_mut()));
             // SAFETY: the CPU supports AVX-512F and DQ.
-            let r = unsafe { masked_moments_with(cols, n, mask, &mut converted) };
-            CONVERTED.with(|c| *c.borrow_mut() = converted);
-            return r;
+            return with_scratch(|converted| unsafe { masked_moments_with(cols, n, mask, converted) });
         }
     }
     let _ = (cols, n, mask);
@@ -798,14 +813,7 @@ unsafe fn numeric_moments<'a>(
     converted: &'a mut Vec<f64>,
 ) -> Option<(RawMoments, Vec<&'a [f64]>, usize)> {
     let m = cols.len();
-    let kept = mask.map_or(n, |mk| {
-        let full = mk.len().min(n / 8);
-        let mut k: usize = mk[..full].iter().map(|b| b.count_ones() as usize).sum();
-        if !n.is_multiple_of(8) {
-            k += (mk[full] & ((1u8 << (n % 8)) - 1)).count_ones() as usize;
-        }
-        k
-    });
+    let kept = kept_rows(mask, n);
     if kept == 0 {
         return None;
     }
@@ -907,12 +915,7 @@ unsafe fn numeric_moments<'a>(
 
 /// Source columns as `f64` slices of `n` rows: floats in place, integers
 /// converted into `scratch` (every kernel masks the dropped rows). `None` without AVX-512 (F and DQ).
-pub fn source_slices<'a>(
-    cols: &[SourceColumn<'a>],
-    n: usize,
-    mask: Option<&[u8]>,
-    scratch: &'a mut Vec<f64>,
-) -> Option<Vec<&'a [f64]>> {
+pub fn source_slices<'a>(cols: &[SourceColumn<'a>], n: usize, scratch: &'a mut Vec<f64>) -> Option<Vec<&'a [f64]>> {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") {
@@ -941,19 +944,17 @@ pub fn source_slices<'a>(
             );
         }
     }
-    let _ = (cols, n, mask, scratch);
+    let _ = (cols, n, scratch);
     None
 }
 
 thread_local! {
-    /// Scratch for the converted integer columns of [`raw_moments_masked`],
-    /// kept between chunks (every value is overwritten before it is read).
-    static CONVERTED: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
     static SCRATCH: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Run `f` with this thread's scratch buffer for [`source_slices`], kept
-/// between chunks so that it is neither allocated nor zeroed each time.
+/// Run `f` with this thread's scratch buffer for converted integer columns
+/// (both passes; never nested), kept between chunks so that it is neither
+/// allocated nor zeroed each time: every value is written before it is read.
 pub fn with_scratch<R>(f: impl FnOnce(&mut Vec<f64>) -> R) -> R {
     let mut v = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
     let r = f(&mut v);
