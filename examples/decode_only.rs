@@ -2,7 +2,7 @@
 //! Parquet file, row group per rayon task as gramfit does, and do no
 //! arithmetic beyond touching each batch.
 //!
-//! cargo run --release --example decode_only -- FILE.parquet COL,COL,... [THREADS]
+//! cargo run --release --example decode_only -- FILE.parquet COL,COL,... [THREADS] [BATCH_ROWS]
 
 use gramfit::source::{self, Input, SourceKind};
 use rayon::prelude::*;
@@ -14,6 +14,7 @@ fn main() {
     let input = Input { path: args[1].clone().into(), kind: SourceKind::Parquet };
     let cols: Vec<String> = args[2].split(',').map(String::from).collect();
     let threads: usize = args.get(3).and_then(|t| t.parse().ok()).unwrap_or(2);
+    let batch: usize = args.get(4).and_then(|b| b.parse().ok()).unwrap_or(8192);
     let meta = source::parquet_metadata(&input).expect("metadata");
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     let t0 = std::time::Instant::now();
@@ -21,7 +22,7 @@ fn main() {
         (0..meta.metadata().num_row_groups())
             .into_par_iter()
             .map(|rg| {
-                let r = source::parquet_row_group(&input, &meta, rg, &cols, 8192).expect("reader");
+                let r = source::parquet_row_group(&input, &meta, rg, &cols, batch).expect("reader");
                 r.map(|b| b.expect("batch").num_rows()).sum::<usize>()
             })
             .sum()

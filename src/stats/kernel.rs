@@ -699,7 +699,8 @@ unsafe fn masked_moments_with(
         })
         .collect();
     // SAFETY: as the caller's.
-    let (num, slices, kept) = unsafe { numeric_moments(&cols, n, mask, converted)? };
+    let NumericMoments { raw: num, slices, bits, nbytes, kept } =
+        unsafe { numeric_moments(&cols, n, mask, converted)? };
     if cols.len() == all.len() {
         return Some(MaskedMoments { raw: num, cells: Vec::new() });
     }
@@ -718,9 +719,21 @@ unsafe fn masked_moments_with(
         .map(|f| {
             let mut sums = vec![0.0; f.levels.len() * p];
             for (j, x) in slices.iter().enumerate() {
-                for (r, &c) in f.row_cell.iter().enumerate() {
-                    if c != u32::MAX {
-                        sums[c as usize * p + j] += x[r];
+                match *x {
+                    NumericColumn::F64(x) => {
+                        for (r, &c) in f.row_cell.iter().enumerate() {
+                            if c != u32::MAX {
+                                sums[c as usize * p + j] += x[r];
+                            }
+                        }
+                    }
+                    NumericColumn::Bits(i) => {
+                        let bits = &bits[i * nbytes..(i + 1) * nbytes];
+                        for (r, &c) in f.row_cell.iter().enumerate() {
+                            if c != u32::MAX && bits[r / 8] >> (r % 8) & 1 == 1 {
+                                sums[c as usize * p + j] += 1.0;
+                            }
+                        }
                     }
                 }
             }
@@ -802,8 +815,29 @@ unsafe fn masked_moments_with(
     })
 }
 
+/// A numeric column as the in-place kernels read it.
+#[derive(Clone, Copy)]
+enum NumericColumn<'a> {
+    F64(&'a [f64]),
+    /// A 0/1 column: its bits, the `i`-th column of [`NumericMoments::bits`].
+    Bits(usize),
+}
+
+/// What [`numeric_moments`] returns.
+struct NumericMoments<'a> {
+    raw: RawMoments,
+    slices: Vec<NumericColumn<'a>>,
+    /// The non-zero bits of every column, `nbytes` bytes each.
+    bits: Vec<u8>,
+    nbytes: usize,
+    kept: usize,
+}
+
 /// The numeric part of [`masked_moments_with`]: raw moments of the source
-/// columns, their `f64` slices and the kept row count.
+/// columns, the columns as the kernels read them and the kept row count.
+/// An integer 0/1 column is never converted (an integer column is 0/1
+/// exactly when its bits test passes, so conversions and integer
+/// non-0/1 columns stay in step).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq,popcnt")]
 unsafe fn numeric_moments<'a>(
@@ -811,7 +845,7 @@ unsafe fn numeric_moments<'a>(
     n: usize,
     mask: Option<&[u8]>,
     converted: &'a mut Vec<f64>,
-) -> Option<(RawMoments, Vec<&'a [f64]>, usize)> {
+) -> Option<NumericMoments<'a>> {
     let m = cols.len();
     let kept = kept_rows(mask, n);
     if kept == 0 {
@@ -837,15 +871,15 @@ unsafe fn numeric_moments<'a>(
         let (profile, st) = match *c {
             SourceColumn::F64(v) => {
                 // SAFETY: the CPU supports AVX-512F.
-                let (e0, st) = unsafe { simd::scan_masked_avx512(&v[..n], mask) };
-                let q = if e0 == 0.0 {
+                let (fraction, st) = unsafe { simd::scan_masked_avx512(&v[..n], mask) };
+                let q = if !fraction {
                     if st.binary {
                         // SAFETY: as above.
                         unsafe { simd::nonzero_bits_masked_avx512(&v[..n], mask, bits) };
                     }
                     0
                 // SAFETY: as above.
-                } else if unsafe { simd::halves_masked_avx512(&v[..n], mask) } == 0.0 {
+                } else if !unsafe { simd::halves_masked_avx512(&v[..n], mask) } {
                     1
                 } else {
                     // Finer fractions and non-dyadic values: general path.
@@ -854,11 +888,22 @@ unsafe fn numeric_moments<'a>(
                 (DyadicProfile { q, max_abs: st.max_abs }, st)
             }
             SourceColumn::I64(v) => {
-                let out = &mut converted[next_int * stride..(next_int + 1) * stride];
-                next_int += 1;
-                // SAFETY: the CPU supports AVX-512F and DQ.
-                let st = unsafe { simd::convert_i64_masked_avx512(&v[..n], mask, out, bits) };
-                (DyadicProfile { q: 0, max_abs: st.max_abs }, st)
+                // A 0/1 column stays bits; others are converted.
+                // SAFETY: the CPU supports AVX-512F.
+                if unsafe { simd::binary_bits_i64_avx512(&v[..n], mask, bits) } {
+                    let ones = simd::ones_in(bits) as f64;
+                    let max_abs = if ones > 0.0 { 1.0 } else { 0.0 };
+                    (
+                        DyadicProfile { q: 0, max_abs },
+                        simd::ColumnStats { max_abs, sum: ones, nonzero: ones, binary: true },
+                    )
+                } else {
+                    let out = &mut converted[next_int * stride..(next_int + 1) * stride];
+                    next_int += 1;
+                    // SAFETY: the CPU supports AVX-512F and DQ.
+                    let st = unsafe { simd::convert_i64_masked_avx512(&v[..n], mask, out, bits) };
+                    (DyadicProfile { q: 0, max_abs: st.max_abs }, st)
+                }
             }
         };
         if !profile.exact_sum(kept) {
@@ -876,41 +921,71 @@ unsafe fn numeric_moments<'a>(
             }
         }
     }
+    // Columns as the kernels read them: 0/1 columns as their bits (an
+    // integer one was never converted), the others as `f64`.
     let mut next_converted = converted.chunks_exact(stride);
-    let slices: Vec<&[f64]> = cols
+    let slices: Vec<NumericColumn<'a>> = cols
         .iter()
-        .map(|c| match *c {
-            SourceColumn::F64(v) => &v[..n],
-            SourceColumn::I64(_) => &next_converted.next().expect("one conversion per integer column")[..n],
+        .enumerate()
+        .map(|(i, c)| match *c {
+            _ if binary[i] => NumericColumn::Bits(i),
+            SourceColumn::F64(v) => NumericColumn::F64(&v[..n]),
+            SourceColumn::I64(_) => {
+                NumericColumn::F64(&next_converted.next().expect("one conversion per integer column")[..n])
+            }
         })
         .collect();
     // Products of two 0/1 columns are popcounts of their bits (28 of the
-    // 120 products of the benchmark model); the gram multiplies the rest,
-    // with the 0/1 columns ordered last.
-    let order: Vec<usize> = (0..m).filter(|&i| !binary[i]).chain((0..m).filter(|&i| binary[i])).collect();
-    let skip_from = (0..m).filter(|&i| !binary[i]).count();
-    let ordered: Vec<&[f64]> = order.iter().map(|&i| slices[i]).collect();
-    let mut g = vec![0.0; m * m];
-    // SAFETY: the CPU supports AVX-512F; every slice holds n rows.
-    unsafe { simd::gram_lower_cols_skip_avx512(&ordered, n, mask, None, skip_from, &mut g) };
+    // 120 products of the benchmark model), products of a 0/1 column with
+    // another are masked sums of the other, and the rest a multiply-add
+    // gram.
+    let cont: Vec<usize> = (0..m).filter(|&i| !binary[i]).collect();
+    let bins: Vec<usize> = (0..m).filter(|&i| binary[i]).collect();
+    let cont_cols: Vec<&[f64]> = cont
+        .iter()
+        .map(|&i| match slices[i] {
+            NumericColumn::F64(v) => v,
+            NumericColumn::Bits(_) => unreachable!("not a 0/1 column"),
+        })
+        .collect();
+    let bin_cols: Vec<&[u8]> = bins.iter().map(|&i| &bits[i * nbytes..(i + 1) * nbytes]).collect();
+    let (nc, nb) = (cont.len(), bins.len());
+    let mut g = vec![0.0; nc * nc];
+    let mut cross = vec![0.0; nb * nc];
+    // SAFETY: the CPU supports AVX-512F; every slice holds n rows and
+    // every bit column a byte per 8 rows.
+    unsafe {
+        simd::gram_lower_cols_avx512(&cont_cols, n, mask, None, &mut g);
+        simd::bits_by_cols_avx512(&bin_cols, &cont_cols, n, mask, None, &mut cross);
+    }
     let mut s2 = vec![Dd::ZERO; m * m];
-    for b in 0..m {
-        for a in b..m {
-            let (i, j) = (order[a], order[b]);
-            let v = if b >= skip_from {
-                // SAFETY: the CPU supports POPCNT (every AVX-512 CPU does).
-                let dot = unsafe {
-                    simd::binary_dot(&bits[i * nbytes..(i + 1) * nbytes], &bits[j * nbytes..(j + 1) * nbytes])
-                };
-                dot as f64
-            } else {
-                g[b * m + a]
-            };
-            s2[i * m + j] = Dd::from(v);
-            s2[j * m + i] = Dd::from(v);
+    let mut set = |i: usize, j: usize, v: f64| {
+        s2[i * m + j] = Dd::from(v);
+        s2[j * m + i] = Dd::from(v);
+    };
+    for (b, &j) in cont.iter().enumerate() {
+        for (a, &i) in cont.iter().enumerate().skip(b) {
+            set(i, j, g[b * nc + a]);
+        }
+        for (a, &i) in bins.iter().enumerate() {
+            set(i, j, cross[a * nc + b]);
         }
     }
-    Some((RawMoments { sum_w: Dd::from(kept as f64), s1, s2, nonzero, exact: true }, slices, kept))
+    for (b, &j) in bins.iter().enumerate() {
+        for &i in &bins[b..] {
+            // SAFETY: the CPU supports POPCNT (every AVX-512 CPU does).
+            let dot =
+                unsafe { simd::binary_dot(&bits[i * nbytes..(i + 1) * nbytes], &bits[j * nbytes..(j + 1) * nbytes]) };
+            set(i, j, dot as f64);
+        }
+    }
+    Some(NumericMoments {
+        raw: RawMoments { sum_w: Dd::from(kept as f64), s1, s2, nonzero, exact: true },
+        slices,
+        bits,
+        nbytes,
+        kept,
+    })
 }
 
 /// Source columns as `f64` slices of `n` rows: floats in place, integers

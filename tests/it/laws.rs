@@ -271,12 +271,21 @@ proptest! {
             floats_dirty[2][r] = 0.3;
         }
         let mut flag_dirty = flag.clone();
+        let mut int_flag_dirty = ints[2].clone();
         for (r, _) in kept.iter().enumerate().filter(|(_, k)| !**k) {
             flag_dirty[r] = 7.0;
+            int_flag_dirty[r] = -9;
+        }
+        // Almost a 0/1 column: one 2 on a kept row anywhere (it must be
+        // converted, not read as bits).
+        let mut almost: Vec<i64> = (0..n).map(|_| i64::from(rng.uniform() < 0.5)).collect();
+        if let Some(r) = (0..n).rev().skip((seed % n as u64) as usize).find(|&r| kept[r]) {
+            almost[r] = 2;
         }
         let cols = [
             SourceColumn::F64(&floats_dirty[0]),
-            SourceColumn::I64(&ints[2]),
+            SourceColumn::I64(&int_flag_dirty),
+            SourceColumn::I64(&almost),
             SourceColumn::I64(&ints[0]),
             SourceColumn::F64(&flag_dirty),
             SourceColumn::F64(&floats_dirty[1]),
@@ -287,6 +296,7 @@ proptest! {
         let dense: Vec<Vec<f64>> = vec![
             compact(floats[0].clone()),
             compact(ints[2].iter().map(|&x| x as f64).collect()),
+            compact(almost.iter().map(|&x| x as f64).collect()),
             compact(ints[0].iter().map(|&x| x as f64).collect()),
             compact(flag.clone()),
             compact(floats[1].clone()),
@@ -351,6 +361,8 @@ proptest! {
         let x: Vec<f64> = (0..n).map(|_| (rng.uniform() * 1000.0).round() * 0.5).collect();
         let y: Vec<i64> = (0..n).map(|_| (rng.uniform() * 5000.0) as i64).collect();
         let kept: Vec<bool> = (0..n).map(|r| drop_every == 0 || r % drop_every != 2).collect();
+        // A 0/1 column (read as bits), with junk on the dropped rows.
+        let flag: Vec<i64> = (0..n).map(|r| if kept[r] { i64::from(rng.uniform() < 0.4) } else { 5 }).collect();
         let a: Vec<u32> = (0..n).map(|r| if kept[r] { (rng.uniform() * levels_a as f64) as u32 } else { u32::MAX }).collect();
         let b: Vec<u32> = (0..n).map(|_| (rng.uniform() * levels_b as f64) as u32).collect();
         let mask: Vec<u8> = (0..n.div_ceil(8))
@@ -361,6 +373,7 @@ proptest! {
             DirectColumn::Source(SourceColumn::F64(&x)),
             DirectColumn::Factor { codes: &a, levels: levels_a },
             DirectColumn::Factor { codes: &b, levels: levels_b },
+            DirectColumn::Source(SourceColumn::I64(&flag)),
             DirectColumn::Source(SourceColumn::I64(&y)),
         ];
         if let Some(mm) = raw_moments_masked_columns(&cols, n, m) {
@@ -380,6 +393,7 @@ proptest! {
             let mut dense: Vec<Vec<f64>> = vec![rows.iter().map(|&r| x[r]).collect()];
             dense.extend(indicators(&a, &cells_a));
             dense.extend(indicators(&b, &cells_b));
+            dense.push(rows.iter().map(|&r| flag[r] as f64).collect());
             dense.push(rows.iter().map(|&r| y[r] as f64).collect());
             let refs: Vec<ColumnRef<'_>> = dense.iter().map(|c| ColumnRef::plain(c)).collect();
             let slow = raw_moments_compensated(&refs, None);
