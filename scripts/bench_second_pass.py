@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Cost of gramfit's second pass against its first, on the benchmark file:
-median wall time (perf_counter around the process) and peak RSS
+median wall time (perf_counter around the process; the variants run in
+turn, round robin) and peak RSS
 (/usr/bin/time -v) of `fit --no-second-pass` and of `fit` with each
 covariance type, for 1 and 2 threads, all in one run.
 
@@ -50,15 +51,19 @@ def main():
     print("| threads | run | median wall (s) | second pass (s) | second / first | peak RSS (MiB) |")
     print("|---:|---|---:|---:|---:|---:|")
     for threads in ["1", "2"]:
-        first = None
-        for name, extra in variants:
-            cmd = [exe, "fit", path, "-f", FORMULA, "--threads", threads, "--format", "json", "-o", os.devnull,
-                   "--quiet", *extra]
-            reps = [run(cmd) for _ in range(a.repeats)]
-            wall = statistics.median(r[0] for r in reps)
-            rss = max(r[1] for r in reps)
-            if first is None:
-                first = wall
+        # Round robin over the variants, so that a noisy moment on this
+        # shared machine falls on all of them alike.
+        cmds = [[exe, "fit", path, "-f", FORMULA, "--threads", threads, "--format", "json", "-o", os.devnull,
+                 "--quiet", *extra] for _, extra in variants]
+        reps = [[] for _ in variants]
+        for _ in range(a.repeats):
+            for i, cmd in enumerate(cmds):
+                reps[i].append(run(cmd))
+        first = statistics.median(r[0] for r in reps[0])
+        for (name, _), rs in zip(variants, reps):
+            wall = statistics.median(r[0] for r in rs)
+            rss = max(r[1] for r in rs)
+            if name == variants[0][0]:
                 print(f"| {threads} | {name} | {wall:.3f} | — | — | {rss:.1f} |", flush=True)
             else:
                 print(f"| {threads} | {name} | {wall:.3f} | {wall - first:.3f} | {(wall - first) / first:.2f} | "

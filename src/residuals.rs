@@ -27,7 +27,7 @@ use crate::design::{categorical_column, DesignBuilder, DesignError};
 use crate::formula::columns::Design;
 use crate::level::{ColumnKey, Level};
 #[cfg(target_arch = "x86_64")]
-use crate::stats::kernel::{source_slices, with_scratch, SourceColumn};
+use crate::stats::kernel::{source_columns, with_scratch, KernelColumn, SourceColumn};
 use arrow::array::RecordBatch;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, Par};
@@ -96,6 +96,34 @@ impl ResidualStats {
     }
 }
 
+/// `Σ e, Σ e², Σ e³, Σ e⁴` and `Σ (e_t − e_{t−1})²` of a chunk's
+/// residuals, in f64 lanes (eight with AVX-512, else four; both paths of a
+/// run use the same).
+fn residual_sums(e: &[f64]) -> ([f64; 4], f64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F.
+            return unsafe { crate::stats::simd::residual_sums_avx512(e) };
+        }
+    }
+    let mut m = [[0.0f64; 4]; 4];
+    let mut dw = [0.0f64; 4];
+    for (k, &er) in e.iter().enumerate() {
+        let l = k % 4;
+        let e2 = er * er;
+        m[0][l] += er;
+        m[1][l] += e2;
+        m[2][l] += e2 * er;
+        m[3][l] += e2 * e2;
+        if let Some(&next) = e.get(k + 1) {
+            let d = next - er;
+            dw[l] += d * d;
+        }
+    }
+    (m.map(|lanes| lanes.iter().sum()), dw.iter().sum())
+}
+
 fn add_mat(a: &mut Vec<f64>, b: &[f64]) {
     if a.is_empty() {
         *a = b.to_vec();
@@ -130,25 +158,16 @@ impl ResidualStats {
     /// in file order: chunk sums in f64 (lanes), then added to the
     /// double-double totals.
     fn add_residuals(&mut self, e: &[f64]) {
+        self.add_residual_sums(e, residual_sums(e));
+    }
+
+    /// [`add_residuals`](Self::add_residuals) with the chunk's sums known.
+    fn add_residual_sums(&mut self, e: &[f64], (sums, mut dw): ([f64; 4], f64)) {
         if e.is_empty() {
             return;
         }
-        let mut m = [[0.0f64; 4]; 4];
-        for (k, &er) in e.iter().enumerate() {
-            let l = k % 4;
-            let e2 = er * er;
-            m[0][l] += er;
-            m[1][l] += e2;
-            m[2][l] += e2 * er;
-            m[3][l] += e2 * e2;
-        }
-        for k in 0..4 {
-            self.power[k] += Dd::from(m[k][0]) + Dd::from(m[k][1]) + Dd::from(m[k][2]) + Dd::from(m[k][3]);
-        }
-        let mut dw = 0.0;
-        for w in e.windows(2) {
-            let d = w[1] - w[0];
-            dw += d * d;
+        for (p, s) in self.power.iter_mut().zip(sums) {
+            *p += Dd::from(s);
         }
         if let Some(prev) = self.last {
             let d = e[0] - prev;
@@ -309,7 +328,12 @@ impl ResidualStats {
         sources.push(inputs.column(yi));
         let mask = inputs.mask.as_deref();
         let columns = DirectColumns { sources: &sources, layout: &layout, dense: &dense, params: &params };
-        with_scratch(|scratch| self.direct_pass(spec, chunk, &columns, offset.as_deref(), n, mask, scratch))
+        let mut bufs = PASS_BUFFERS.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        let r = with_scratch(|scratch| {
+            self.direct_pass(spec, chunk, &columns, offset.as_deref(), n, mask, scratch, &mut bufs)
+        });
+        PASS_BUFFERS.with(|b| *b.borrow_mut() = bufs);
+        r
     }
 
     /// [`add_chunk_direct`](Self::add_chunk_direct) once the columns are
@@ -325,101 +349,182 @@ impl ResidualStats {
         n: usize,
         mask: Option<&[u8]>,
         scratch: &mut Vec<f64>,
+        bufs: &mut [Vec<f64>; 4],
     ) -> Result<bool, DesignError> {
-        use crate::stats::simd;
+        use crate::stats::{patterns, simd};
+        let [full, kept, w, h] = bufs;
         let params = columns.params;
-        let Some(slices) = source_slices(columns.sources, n, scratch) else { return Ok(false) };
-        let (y, xcols) = slices.split_last().expect("the response is last");
-        let stride = n.div_ceil(8) * 8;
-        let ones = vec![1.0; stride];
-        let mut xs: Vec<&[f64]> = Vec::with_capacity(columns.layout.len() + 1);
+        let p = params.len();
+        let nbytes = n.div_ceil(8);
+        let stride = nbytes * 8;
+        // 0/1 integer columns (at most a pattern's worth) are read as bits;
+        // the response never is.
+        let last = columns.sources.len() - 1;
+        let may_flag: Vec<bool> = (0..=last).map(|i| i < last).collect();
+        let mut bits = Vec::new();
+        let Some(read) = source_columns(columns.sources, &may_flag, patterns::MAX_FLAGS, n, mask, scratch, &mut bits)
+        else {
+            return Ok(false);
+        };
+        let flag_bits = |i: usize| &bits[i * nbytes..(i + 1) * nbytes];
+        let (KernelColumn::F64(y), xread) = read.split_last().expect("the response is last") else {
+            unreachable!("the response is never a flag")
+        };
+        // Design columns in design order.
+        let mut design: Vec<DesignColumn<'_>> = Vec::with_capacity(p);
         if spec.design.intercept {
-            xs.push(&ones);
+            design.push(DesignColumn::One);
         }
-        let mut numeric = xcols.iter();
+        let mut numeric = xread.iter();
         for l in columns.layout {
-            xs.push(match l {
-                None => numeric.next().expect("a source per numeric column"),
-                Some(d) => &columns.dense[*d],
+            design.push(match l {
+                None => match numeric.next().expect("a source per numeric column") {
+                    KernelColumn::F64(v) => DesignColumn::F64(v),
+                    KernelColumn::Flag(i) => DesignColumn::Flag(flag_bits(*i)),
+                },
+                Some(d) => DesignColumn::F64(&columns.dense[*d]),
             });
         }
-        let p = xs.len();
-        if p != params.len() {
+        if design.len() != p {
             return Ok(false);
         }
-        let mut full = vec![0.0; stride];
-        let mut kept = vec![0.0; n];
-        // SAFETY (all `simd` calls below): `source_slices` returned Some,
-        // so the CPU has AVX-512F; every column holds n rows.
-        let k = unsafe { simd::residuals_masked_avx512(y, offset, &xs, params, n, mask, &mut full, &mut kept) };
-        kept.truncate(k);
-        // x·0 is NaN for a NaN or infinity: let `block` sort those rows out.
-        if kept.iter().fold(0.0, |acc, e| acc + e * 0.0) != 0.0 {
+        // Kernel order: f64 columns, flags, intercept.
+        let pick = |f: fn(&DesignColumn<'_>) -> bool| -> Vec<usize> { (0..p).filter(|&j| f(&design[j])).collect() };
+        let cont = pick(|d| matches!(d, DesignColumn::F64(_)));
+        let flags = pick(|d| matches!(d, DesignColumn::Flag(_)));
+        let one = pick(|d| matches!(d, DesignColumn::One));
+        let order: Vec<usize> = cont.iter().chain(&flags).chain(&one).copied().collect();
+        let cont_cols: Vec<&[f64]> = cont
+            .iter()
+            .map(|&j| match design[j] {
+                DesignColumn::F64(v) => v,
+                _ => unreachable!("an f64 column"),
+            })
+            .collect();
+        let flag_cols: Vec<&[u8]> = flags
+            .iter()
+            .map(|&j| match design[j] {
+                DesignColumn::Flag(b) => b,
+                _ => unreachable!("a flag"),
+            })
+            .collect();
+        let beta: Vec<f64> = cont.iter().map(|&j| params[j]).collect();
+        let gamma: Vec<f64> = flags.iter().map(|&j| params[j]).collect();
+        let b0 = one.first().map_or(0.0, |&j| params[j]);
+        let (full, kept) = (sized(full, stride), sized(kept, n));
+        // SAFETY (all `simd` and `patterns` calls below): `source_columns`
+        // returned Some, so the CPU has AVX-512F and DQ; every column holds
+        // n rows and every bit column a byte per 8 rows.
+        let k = unsafe {
+            simd::residuals_masked_avx512(y, offset, &cont_cols, &beta, &flag_cols, &gamma, b0, n, mask, full, kept)
+        };
+        let kept = &kept[..k];
+        // A NaN or infinite residual makes Σ e or the Durbin–Watson sum
+        // NaN or infinite: let `block` sort those rows out.
+        let sums = residual_sums(kept);
+        if !(sums.0[0].is_finite() && sums.1.is_finite()) {
             return Ok(false);
         }
-        // Categorical columns (offset) come only with the default pass.
         self.ensure(spec.params.len());
-        self.add_residuals(&kept);
-        let mut g = vec![0.0; p * p];
-        let add_lower = |meat: &mut [f64], g: &[f64]| {
-            for j in 0..p {
-                for i in j..p {
-                    meat[i * p + j] += g[j * p + i];
+        self.add_residual_sums(kept, sums);
+        let (nc, nf) = (cont.len(), flags.len());
+        let intercept = !one.is_empty();
+        let patterns = patterns::row_patterns(&flag_cols, n);
+        // The meat Σ w x xᵀ in kernel order, added to `meat` in design order.
+        let add_meat = |meat: &mut [f64], w: &[f64]| {
+            let mut table = vec![0.0; 256 * patterns::table_width(nc) * 8];
+            let mut cc = vec![0.0; nc * nc];
+            unsafe {
+                simd::gram_lower_cols_avx512(&cont_cols, n, mask, Some(w), &mut cc);
+                patterns::weighted_pattern_sums(&cont_cols, &patterns, 256, n, mask, w, &mut table);
+            }
+            let mk = patterns::meat_from_patterns(&table, &cc, nc, nf, intercept);
+            for (a, &i) in order.iter().enumerate() {
+                for (b, &j) in order.iter().enumerate() {
+                    if i >= j {
+                        meat[i * p + j] += mk[a * p + b];
+                    }
                 }
             }
         };
         match spec.cov {
             CovType::Nonrobust => {}
             CovType::Hc0 | CovType::Hc1 => {
-                let w: Vec<f64> = full.iter().map(|e| e * e).collect();
-                unsafe { simd::gram_lower_cols_avx512(&xs, n, mask, Some(&w), &mut g) };
-                add_lower(&mut self.meat0, &g);
+                let w = sized(w, stride);
+                for (w, e) in w.iter_mut().zip(full.iter()) {
+                    *w = e * e;
+                }
+                add_meat(&mut self.meat0, w);
             }
             CovType::Hc2 | CovType::Hc3 => {
-                let mut h = vec![0.0; stride];
-                unsafe { simd::leverage_masked_avx512(&xs, &spec.xtx_inv, n, mask, &mut h) };
+                let bk: Vec<f64> =
+                    order.iter().flat_map(|&i| order.iter().map(move |&j| spec.xtx_inv[i * p + j])).collect();
+                let table = patterns::leverage_table(&bk, nc, nf, intercept);
+                let h = sized(h, stride);
+                unsafe { patterns::leverage_by_patterns(&cont_cols, &bk, p, &patterns, &table, n, mask, h) };
                 let hc3 = spec.cov == CovType::Hc3;
-                // Branch-free so that it vectorises; rows with leverage 1
-                // (0/0 weights) are left out and listed afterwards.
-                let mut w = vec![0.0; stride];
-                let mut any_lev_one = false;
-                for r in 0..stride {
-                    let one_minus_h = 1.0 - h[r];
-                    let lev = one_minus_h <= 1e-10;
-                    any_lev_one |= lev;
-                    let d = if hc3 { one_minus_h * one_minus_h } else { one_minus_h };
-                    w[r] = if lev { 0.0 } else { full[r] * full[r] / d };
-                }
+                // Rows with leverage 1 (0/0 weights) are left out and
+                // listed afterwards.
+                let w = sized(w, stride);
+                let any_lev_one = unsafe { simd::robust_weights_avx512(full, h, hc3, w) };
                 let lev_one: Vec<usize> =
                     if any_lev_one { (0..stride).filter(|&r| 1.0 - h[r] <= 1e-10).collect() } else { Vec::new() };
-                // Dropped rows read as zeros (h = 0), and padding rows
-                // past n are zeros too: only kept rows can have h = 1.
+                // Dropped rows have h = 0, and padding rows past n too:
+                // only kept rows can have h = 1.
                 self.leverage_one += lev_one.len() as u64;
-                for (j, x) in xs.iter().enumerate() {
-                    let on_lev_one = lev_one.iter().filter(|&&r| x[r] != 0.0).count() as u64;
+                for (j, d) in design.iter().enumerate() {
+                    let on_lev_one = lev_one.iter().filter(|&&r| d.nonzero_at(r)).count() as u64;
                     self.nonzero_leverage_one[j] += on_lev_one;
                     if self.nonzero_ordinary[j] == 0 {
-                        let all = unsafe { simd::count_nonzero_masked_avx512(x, n, mask) };
+                        let all = match d {
+                            DesignColumn::One => k as u64,
+                            DesignColumn::Flag(b) => simd::ones_in(b),
+                            DesignColumn::F64(x) => unsafe { simd::count_nonzero_masked_avx512(x, n, mask) },
+                        };
                         self.nonzero_ordinary[j] += all - on_lev_one;
                     }
                 }
-                unsafe { simd::gram_lower_cols_avx512(&xs, n, mask, Some(&w), &mut g) };
-                add_lower(if hc3 { &mut self.meat3 } else { &mut self.meat2 }, &g);
+                add_meat(if hc3 { &mut self.meat3 } else { &mut self.meat2 }, w);
             }
             CovType::Cluster => {
                 let Some(column) = &spec.cluster else { return Ok(true) };
                 let (codes, table) = categorical_column(chunk, column)?;
                 let is_kept = |r: usize| mask.is_none_or(|m| m[r / 8] >> (r % 8) & 1 == 1);
-                if table.len() <= 16 {
+                if table.len() << nf <= 2048 {
+                    // Few clusters: the level is part of the row's pattern,
+                    // and rows without a cluster weigh 0.
                     let g = table.len();
-                    let mut sums = vec![0.0; g * p];
+                    let w = sized(w, stride);
+                    let mut index = vec![0u16; stride];
                     let mut seen = vec![false; g];
-                    unsafe { simd::cluster_sums_avx512(&xs, &full, &codes, g, n, mask, &mut sums, &mut seen) };
+                    for r in 0..n {
+                        let code = codes[r] as usize;
+                        if code < g && is_kept(r) {
+                            seen[code] = true;
+                            index[r] = ((code << nf) | usize::from(patterns[r])) as u16;
+                            w[r] = full[r];
+                        } else {
+                            index[r] = 0;
+                            w[r] = 0.0;
+                        }
+                    }
+                    let rows = g << nf;
+                    let mut by_pattern = vec![0.0; rows * patterns::table_width(nc) * 8];
+                    unsafe { patterns::weighted_pattern_sums(&cont_cols, &index, rows, n, mask, w, &mut by_pattern) };
+                    let sums = patterns::scores_from_patterns(&by_pattern, g, nc, nf, intercept);
+                    // Kernel order to design order.
+                    let mut design_sums = vec![0.0; g * p];
+                    for l in 0..g {
+                        for (a, &j) in order.iter().enumerate() {
+                            design_sums[l * p + j] = sums[l * p + a];
+                        }
+                    }
                     self.rows_without_cluster += (0..n).filter(|&r| codes[r] == u32::MAX && is_kept(r)).count() as u64;
-                    self.merge_cluster_sums(&table, &sums, &seen, p);
+                    self.merge_cluster_sums(&table, &design_sums, &seen, p);
                 } else {
                     let rows = (0..n).filter(|&r| is_kept(r)).map(|r| (r, r));
-                    self.add_cluster_sums(&codes, &table, rows, p, |r, j| xs[j][r], |r| full[r]);
+                    let x = |r: usize, j: usize| if design[j].nonzero_at(r) { design[j].value_at(r) } else { 0.0 };
+                    self.add_cluster_sums(&codes, &table, rows, p, x, |r| full[r]);
                 }
             }
         }
@@ -448,6 +553,57 @@ struct DirectColumns<'a> {
     layout: &'a [Option<usize>],
     dense: &'a [Vec<f64>],
     params: &'a [f64],
+}
+
+thread_local! {
+    /// Per-chunk buffers of the in-place second pass (residuals at row
+    /// positions, kept residuals, weights, leverages), kept between chunks
+    /// so that they are neither allocated nor zeroed each time: the
+    /// kernels write every value they read.
+    #[cfg(target_arch = "x86_64")]
+    static PASS_BUFFERS: std::cell::RefCell<[Vec<f64>; 4]> = const {
+        std::cell::RefCell::new([Vec::new(), Vec::new(), Vec::new(), Vec::new()])
+    };
+}
+
+/// The first `len` values of a reused buffer, grown if need be.
+#[cfg(target_arch = "x86_64")]
+fn sized(v: &mut Vec<f64>, len: usize) -> &mut [f64] {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    &mut v[..len]
+}
+
+/// A design column in the in-place second pass.
+#[cfg(target_arch = "x86_64")]
+enum DesignColumn<'a> {
+    /// The intercept: 1 on every kept row.
+    One,
+    F64(&'a [f64]),
+    /// A 0/1 column as bits (clear on dropped rows).
+    Flag(&'a [u8]),
+}
+
+#[cfg(target_arch = "x86_64")]
+impl DesignColumn<'_> {
+    /// The value at chunk row `r` (a kept row).
+    fn value_at(&self, r: usize) -> f64 {
+        match self {
+            DesignColumn::F64(x) => x[r],
+            _ => 1.0,
+        }
+    }
+
+    /// Non-zero at chunk row `r` (the intercept: everywhere; callers ask
+    /// only about kept rows).
+    fn nonzero_at(&self, r: usize) -> bool {
+        match self {
+            DesignColumn::One => true,
+            DesignColumn::F64(x) => x.get(r).is_some_and(|&v| v != 0.0),
+            DesignColumn::Flag(b) => b.get(r / 8).is_some_and(|&v| v >> (r % 8) & 1 == 1),
+        }
+    }
 }
 
 impl ChunkSink for ResidualStats {

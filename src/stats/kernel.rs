@@ -988,38 +988,83 @@ unsafe fn numeric_moments<'a>(
     })
 }
 
-/// Source columns as `f64` slices of `n` rows: floats in place, integers
-/// converted into `scratch` (every kernel masks the dropped rows). `None` without AVX-512 (F and DQ).
-pub fn source_slices<'a>(cols: &[SourceColumn<'a>], n: usize, scratch: &'a mut Vec<f64>) -> Option<Vec<&'a [f64]>> {
+/// A source column as the second pass's kernels read it.
+#[derive(Clone, Copy)]
+pub enum KernelColumn<'a> {
+    /// `n` values (dropped rows hold anything: every kernel masks them).
+    F64(&'a [f64]),
+    /// A 0/1 integer column: its bits (a byte per 8 rows, clear on dropped
+    /// rows), the `i`-th column of the bits buffer.
+    Flag(usize),
+}
+
+/// Source columns for the second pass: floats in place; integer columns
+/// whose kept values are all 0 or 1 as bits (at most `max_flags` of them,
+/// and only where `may_flag` allows), appended to `bits` (`n.div_ceil(8)`
+/// bytes each); other integers converted into `scratch`. `None` without
+/// AVX-512 (F and DQ).
+pub fn source_columns<'a>(
+    cols: &[SourceColumn<'a>],
+    may_flag: &[bool],
+    max_flags: usize,
+    n: usize,
+    mask: Option<&[u8]>,
+    scratch: &'a mut Vec<f64>,
+    bits: &mut Vec<u8>,
+) -> Option<Vec<KernelColumn<'a>>> {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") {
             let stride = n.div_ceil(8) * 8;
+            let nbytes = n.div_ceil(8);
             let ints = cols.iter().filter(|c| matches!(c, SourceColumn::I64(_))).count();
             if scratch.len() < ints * stride {
                 scratch.resize(ints * stride, 0.0);
             }
-            let mut next = 0;
-            for c in cols {
-                if let SourceColumn::I64(v) = *c {
-                    // SAFETY: the CPU supports AVX-512F and DQ.
-                    unsafe { simd::convert_i64_avx512(&v[..n], &mut scratch[next * stride..(next + 1) * stride]) };
-                    next += 1;
-                }
+            // Which integer columns are flags, and where the others go.
+            let mut kinds = Vec::with_capacity(cols.len());
+            let (mut flags, mut converted) = (0, 0);
+            for (c, &may) in cols.iter().zip(may_flag) {
+                kinds.push(match *c {
+                    SourceColumn::F64(_) => None,
+                    SourceColumn::I64(v) => {
+                        let at = bits.len();
+                        bits.resize(at + nbytes, 0);
+                        // SAFETY: the CPU supports AVX-512F.
+                        if may
+                            && flags < max_flags
+                            && unsafe { simd::binary_bits_i64_avx512(&v[..n], mask, &mut bits[at..]) }
+                        {
+                            flags += 1;
+                            Some(KernelColumn::Flag(at / nbytes))
+                        } else {
+                            bits.truncate(at);
+                            let out = &mut scratch[converted * stride..(converted + 1) * stride];
+                            // SAFETY: the CPU supports AVX-512F and DQ.
+                            unsafe { simd::convert_i64_avx512(&v[..n], out) };
+                            converted += 1;
+                            None
+                        }
+                    }
+                });
             }
             let scratch: &'a Vec<f64> = scratch;
-            let mut converted = scratch.chunks_exact(stride);
+            let mut next = scratch.chunks_exact(stride);
             return Some(
                 cols.iter()
-                    .map(|c| match *c {
-                        SourceColumn::F64(v) => &v[..n],
-                        SourceColumn::I64(_) => &converted.next().expect("one conversion per integer column")[..n],
+                    .zip(kinds)
+                    .map(|(c, kind)| match (*c, kind) {
+                        (_, Some(flag)) => flag,
+                        (SourceColumn::F64(v), None) => KernelColumn::F64(&v[..n]),
+                        (SourceColumn::I64(_), None) => {
+                            KernelColumn::F64(&next.next().expect("one conversion per integer column")[..n])
+                        }
                     })
                     .collect(),
             );
         }
     }
-    let _ = (cols, n, scratch);
+    let _ = (cols, may_flag, max_flags, n, mask, scratch, bits);
     None
 }
 

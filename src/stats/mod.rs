@@ -29,6 +29,8 @@
 
 pub mod kernel;
 #[cfg(target_arch = "x86_64")]
+pub mod patterns;
+#[cfg(target_arch = "x86_64")]
 pub mod simd;
 
 use crate::dd::Dd;

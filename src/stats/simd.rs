@@ -106,7 +106,7 @@ pub unsafe fn gram_lower_avx512(z: &[f64], n: usize, m: usize, out: &mut [f64]) 
 /// Rows `8c..8c+8` kept: bit `r` of `mask[c]` (all when `None`),
 /// limited to the `n` rows.
 #[inline(always)]
-fn row_mask(mask: Option<&[u8]>, c: usize, n: usize) -> __mmask8 {
+pub(crate) fn row_mask(mask: Option<&[u8]>, c: usize, n: usize) -> __mmask8 {
     let m = mask.map_or(0xff, |m| m[c]);
     let left = n - 8 * c;
     if left >= 8 {
@@ -611,10 +611,12 @@ fn finish(col: &[f64], rest: &[f64], lanes: [[f64; 8]; 5], integral: bool) -> Co
     ColumnScan::finish(col, total(&e0), total(&e1), max_abs, total(&sum), total(&nz))
 }
 
-/// Residuals `e = y − offset − Σ_j β_j x_j` of the kept rows (the offset:
-/// the fitted part of categorical terms): into `full` at their
-/// row positions (zero on dropped rows; `n` rounded up to 8 values) and,
-/// in row order without gaps, into `kept` (as many values as kept rows).
+/// Residuals `e = y − offset − β₀ − Σ_j β_j x_j − Σ_a γ_a f_a` of the
+/// kept rows (the offset: the fitted part of categorical terms; `β₀` the
+/// intercept, zero without; `f_a` 0/1 columns as bits, clear on dropped
+/// rows, whose terms are masked subtractions): into `full` at their row
+/// positions (zero on dropped rows; `n` rounded up to 8 values) and, in
+/// row order without gaps, into `kept` (as many values as kept rows).
 #[target_feature(enable = "avx512f,popcnt")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn residuals_masked_avx512(
@@ -622,37 +624,128 @@ pub unsafe fn residuals_masked_avx512(
     offset: Option<&[f64]>,
     xs: &[&[f64]],
     beta: &[f64],
+    flags: &[&[u8]],
+    gamma: &[f64],
+    intercept: f64,
     n: usize,
     mask: Option<&[u8]>,
     full: &mut [f64],
     kept: &mut [f64],
 ) -> usize {
     assert!(xs.len() == beta.len() && y.len() >= n && xs.iter().all(|x| x.len() >= n));
+    assert!(flags.len() == gamma.len() && flags.iter().all(|f| f.len() >= n.div_ceil(8)));
     assert!(full.len() >= n.div_ceil(8) * 8 && kept.len() >= n && offset.is_none_or(|o| o.len() >= n));
+    let groups = n.div_ceil(8);
     let mut written = 0;
-    for c in 0..n.div_ceil(8) {
-        let k = row_mask(mask, c, n);
-        // SAFETY: the mask limits the loads to rows below n.
-        let mut acc = unsafe { _mm512_maskz_loadu_pd(k, y.as_ptr().add(8 * c)) };
-        if let Some(o) = offset {
-            // SAFETY: as above.
-            acc = _mm512_sub_pd(acc, unsafe { _mm512_maskz_loadu_pd(k, o.as_ptr().add(8 * c)) });
-        }
-        for (x, &b) in xs.iter().zip(beta) {
-            // SAFETY: as above.
-            let xv = unsafe { _mm512_maskz_loadu_pd(k, x.as_ptr().add(8 * c)) };
-            acc = _mm512_fnmadd_pd(_mm512_set1_pd(b), xv, acc);
-        }
-        let e = _mm512_maskz_mov_pd(k, acc);
-        // SAFETY: `full` holds n rounded up to 8 values; `kept` has room
-        // for the popcount of this mask after the `written` before it.
+    // Four groups of 8 rows at a time: four independent chains of
+    // multiply-adds instead of one (each residual's terms are still added
+    // in the same order).
+    let mut c = 0;
+    while c < groups {
+        let g = (groups - c).min(4);
+        // SAFETY (the block): the masks limit the loads to rows below n,
+        // and bit columns hold a byte per 8 rows.
         unsafe {
-            _mm512_storeu_pd(full.as_mut_ptr().add(8 * c), e);
-            _mm512_mask_compressstoreu_pd(kept.as_mut_ptr().add(written).cast(), k, e);
+            written +=
+                residual_groups(y, offset, xs, beta, flags, gamma, intercept, n, mask, c, g, full, kept, written);
         }
-        written += k.count_ones() as usize;
+        c += g;
     }
     written
+}
+
+/// Groups `c..c + g` (`g ≤ 4`) of [`residuals_masked_avx512`]; returns the
+/// kept rows written.
+#[inline]
+#[target_feature(enable = "avx512f,popcnt")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn residual_groups(
+    y: &[f64],
+    offset: Option<&[f64]>,
+    xs: &[&[f64]],
+    beta: &[f64],
+    flags: &[&[u8]],
+    gamma: &[f64],
+    intercept: f64,
+    n: usize,
+    mask: Option<&[u8]>,
+    c: usize,
+    g: usize,
+    full: &mut [f64],
+    kept: &mut [f64],
+    written: usize,
+) -> usize {
+    let b0 = _mm512_set1_pd(intercept);
+    let k: [__mmask8; 4] = std::array::from_fn(|i| if i < g { row_mask(mask, c + i, n) } else { 0 });
+    // SAFETY: as the caller's.
+    let mut acc: [__m512d; 4] =
+        std::array::from_fn(|i| _mm512_sub_pd(unsafe { _mm512_maskz_loadu_pd(k[i], y.as_ptr().add(8 * (c + i))) }, b0));
+    if let Some(o) = offset {
+        for i in 0..4 {
+            // SAFETY: as above.
+            acc[i] = _mm512_sub_pd(acc[i], unsafe { _mm512_maskz_loadu_pd(k[i], o.as_ptr().add(8 * (c + i))) });
+        }
+    }
+    for (x, &b) in xs.iter().zip(beta) {
+        let bv = _mm512_set1_pd(b);
+        for i in 0..4 {
+            // SAFETY: as above.
+            let xv = unsafe { _mm512_maskz_loadu_pd(k[i], x.as_ptr().add(8 * (c + i))) };
+            acc[i] = _mm512_fnmadd_pd(bv, xv, acc[i]);
+        }
+    }
+    for (f, &gm) in flags.iter().zip(gamma) {
+        let gv = _mm512_set1_pd(gm);
+        for i in 0..g {
+            // SAFETY: as above.
+            let kf = unsafe { *f.get_unchecked(c + i) };
+            acc[i] = _mm512_mask_sub_pd(acc[i], kf, acc[i], gv);
+        }
+    }
+    let mut at = written;
+    for i in 0..g {
+        let e = _mm512_maskz_mov_pd(k[i], acc[i]);
+        // SAFETY: `full` holds n rounded up to 8 values; `kept` has room
+        // for the popcount of this mask after the values before it.
+        unsafe {
+            _mm512_storeu_pd(full.as_mut_ptr().add(8 * (c + i)), e);
+            _mm512_mask_compressstoreu_pd(kept.as_mut_ptr().add(at).cast(), k[i], e);
+        }
+        at += k[i].count_ones() as usize;
+    }
+    at - written
+}
+
+/// Residual moments `Σ e, Σ e², Σ e³, Σ e⁴` and `Σ (e_t − e_{t−1})²` over
+/// consecutive values of `e`, in eight lanes each (a fixed order: the same
+/// bits for the same values).
+#[target_feature(enable = "avx512f")]
+pub unsafe fn residual_sums_avx512(e: &[f64]) -> ([f64; 4], f64) {
+    let n = e.len();
+    let zero = _mm512_setzero_pd();
+    let (mut s1, mut s2, mut s3, mut s4, mut dw) = (zero, zero, zero, zero, zero);
+    let p = e.as_ptr();
+    for c in 0..n.div_ceil(8) {
+        let left = n - 8 * c;
+        let k: __mmask8 = if left >= 8 { 0xff } else { (1u8 << left) - 1 };
+        // Differences with the next value: rows 8c..8c+7 against 8c+1..8c+8,
+        // the last row of all having none.
+        let kd: __mmask8 = if left > 8 { 0xff } else { k >> 1 };
+        // SAFETY: the masks limit the loads to values below n.
+        let (v, next) =
+            unsafe { (_mm512_maskz_loadu_pd(k, p.add(8 * c)), _mm512_maskz_loadu_pd(kd, p.add(8 * c + 1))) };
+        let v2 = _mm512_mul_pd(v, v);
+        s1 = _mm512_add_pd(s1, v);
+        s2 = _mm512_add_pd(s2, v2);
+        s3 = _mm512_fmadd_pd(v2, v, s3);
+        s4 = _mm512_fmadd_pd(v2, v2, s4);
+        let d = _mm512_maskz_sub_pd(kd, next, v);
+        dw = _mm512_fmadd_pd(d, d, dw);
+    }
+    (
+        [_mm512_reduce_add_pd(s1), _mm512_reduce_add_pd(s2), _mm512_reduce_add_pd(s3), _mm512_reduce_add_pd(s4)],
+        _mm512_reduce_add_pd(dw),
+    )
 }
 
 /// Leverages `h_r = x_rᵀ B x_r` (`B` symmetric `p × p`, row-major) into
@@ -732,53 +825,26 @@ pub unsafe fn count_nonzero_masked_avx512(col: &[f64], n: usize, mask: Option<&[
     _mm512_reduce_add_pd(count) as u64
 }
 
-/// Per-level score sums `Σ e_r x_rj` over the kept rows whose level code is
-/// `l < g` (`g ≤ 16`), added to `sums` (`g × p`, row-major); `seen[l]` is
-/// set for levels with a kept row. Codes `u32::MAX` (missing) are skipped.
-/// One masked pass per level present in each 8 rows: for few levels this
-/// beats the row-by-row scatter.
-#[allow(clippy::too_many_arguments)]
+/// HC2/HC3 row weights `w = e²/(1 − h)` (`squared`: `e²/(1 − h)²`), 0
+/// where `1 − h ≤ 1e-10` (leverage 1 within rounding: 0/0); returns
+/// whether any row has leverage 1. `e`, `h` and `w` hold the same number
+/// of values, a multiple of 8.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn cluster_sums_avx512(
-    xs: &[&[f64]],
-    e: &[f64],
-    codes: &[u32],
-    g: usize,
-    n: usize,
-    mask: Option<&[u8]>,
-    sums: &mut [f64],
-    seen: &mut [bool],
-) {
-    let p = xs.len();
-    assert!(g <= 16 && codes.len() >= n && e.len() >= n && sums.len() >= g * p && seen.len() >= g);
-    let mut acc = vec![_mm512_setzero_pd(); g * p];
-    for c in 0..n.div_ceil(8) {
-        let k = row_mask(mask, c, n);
-        let mut by_level = [0u8; 16];
-        for b in 0..8 {
-            if k >> b & 1 == 1 {
-                let code = codes[8 * c + b];
-                if (code as usize) < g {
-                    by_level[code as usize] |= 1 << b;
-                }
-            }
-        }
-        // SAFETY: the mask limits the load to rows below n.
-        let ev = unsafe { _mm512_maskz_loadu_pd(k, e.as_ptr().add(8 * c)) };
-        for (l, &kl) in by_level[..g].iter().enumerate() {
-            if kl == 0 {
-                continue;
-            }
-            seen[l] = true;
-            let el = _mm512_maskz_mov_pd(kl, ev);
-            for (j, x) in xs.iter().enumerate() {
-                // SAFETY: `kl` only has bits of rows below n.
-                let xv = unsafe { _mm512_maskz_loadu_pd(kl, x.as_ptr().add(8 * c)) };
-                acc[l * p + j] = _mm512_fmadd_pd(el, xv, acc[l * p + j]);
-            }
-        }
+pub unsafe fn robust_weights_avx512(e: &[f64], h: &[f64], squared: bool, w: &mut [f64]) -> bool {
+    assert!(e.len().is_multiple_of(8) && h.len() == e.len() && w.len() == e.len());
+    let one = _mm512_set1_pd(1.0);
+    let tiny = _mm512_set1_pd(1e-10);
+    let mut lev: __mmask8 = 0;
+    for c in 0..e.len() / 8 {
+        // SAFETY: every slice holds 8 values past 8c.
+        let (ev, hv) = unsafe { (_mm512_loadu_pd(e.as_ptr().add(8 * c)), _mm512_loadu_pd(h.as_ptr().add(8 * c))) };
+        let d = _mm512_sub_pd(one, hv);
+        let l = _mm512_cmp_pd_mask::<_CMP_LE_OQ>(d, tiny);
+        lev |= l;
+        let d = if squared { _mm512_mul_pd(d, d) } else { d };
+        let wv = _mm512_maskz_div_pd(!l, _mm512_mul_pd(ev, ev), d);
+        // SAFETY: as above.
+        unsafe { _mm512_storeu_pd(w.as_mut_ptr().add(8 * c), wv) };
     }
-    for (s, a) in sums.iter_mut().zip(&acc) {
-        *s += _mm512_reduce_add_pd(*a);
-    }
+    lev != 0
 }

@@ -247,7 +247,10 @@ fn direct_kernels_match_the_reference_path() {
     // Categorical factors: cells from level codes (first pass), the
     // general path in the second.
     let factors = "rent ~ size_sqft + C(borough) + bedrooms + C(neighborhood) + has_gym";
-    for f in [with_intercept, without, factors] {
+    // Eight 0/1 flags: patterns of a whole byte, beside a factor's
+    // columns in the robust second pass.
+    let flags = "rent ~ size_sqft + no_fee + has_roofdeck + has_washer_dryer + has_doorman + has_elevator + has_dishwasher + has_patio + has_gym + C(borough)";
+    for f in [with_intercept, without, factors, flags] {
         compare_direct_and_reference(&pq, f);
     }
 }

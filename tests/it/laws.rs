@@ -467,3 +467,119 @@ proptest! {
         }
     }
 }
+
+/// Bits of a 0/1 column (a byte per 8 rows), clear on dropped rows.
+#[cfg(target_arch = "x86_64")]
+fn bits_of(col: &[f64], kept: &[bool]) -> Vec<u8> {
+    (0..col.len().div_ceil(8))
+        .map(|c| {
+            (0..8)
+                .filter(|b| c * 8 + b < col.len() && kept[c * 8 + b] && col[c * 8 + b] != 0.0)
+                .fold(0u8, |m, b| m | 1 << b)
+        })
+        .collect()
+}
+
+#[cfg(target_arch = "x86_64")]
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// The pattern kernels of the robust second pass (rows grouped by
+    /// their pattern of 0/1 columns) equal plain row-by-row sums: the meat
+    /// Σ w x xᵀ, the leverages xᵀBx and the per-cluster score sums Σ e x,
+    /// to rounding (1e-12 relative), for 0..=8 flags, with and without an
+    /// intercept, dropped rows ignored.
+    #[test]
+    fn pattern_kernels_equal_row_sums(
+        n in 1usize..700,
+        nc in 1usize..10,
+        nf in 0usize..=8,
+        intercept in any::<bool>(),
+        levels in 1usize..5,
+        drop_every in prop::sample::select(vec![0usize, 3, 10]),
+        seed in any::<u64>(),
+    ) {
+        use gramfit::stats::patterns;
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            eprintln!("*** no AVX-512 on this CPU: the pattern kernels are not tested ***");
+            return Ok(());
+        }
+        let mut rng = gramfit::generate::Rng::new(seed);
+        let kept: Vec<bool> = (0..n).map(|r| drop_every == 0 || r % drop_every != 1).collect();
+        let mask: Vec<u8> = (0..n.div_ceil(8))
+            .map(|c| (0..8).filter(|b| c * 8 + b < n && kept[c * 8 + b]).fold(0u8, |m, b| m | 1 << b))
+            .collect();
+        let cont: Vec<Vec<f64>> = (0..nc).map(|_| (0..n).map(|_| rng.normal() * 3.0 + 1.0).collect()).collect();
+        let flags: Vec<Vec<f64>> = (0..nf).map(|_| (0..n).map(|_| f64::from(u8::from(rng.uniform() < 0.4))).collect()).collect();
+        let fbits: Vec<Vec<u8>> = flags.iter().map(|f| bits_of(f, &kept)).collect();
+        let w: Vec<f64> = (0..n).map(|_| rng.uniform() * 2.0).collect();
+        let e: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+        let code: Vec<usize> = (0..n).map(|_| (rng.uniform() * levels as f64) as usize).collect();
+        // Kernel order: columns, flags, intercept.
+        let m = nc + nf + usize::from(intercept);
+        let x = |r: usize, j: usize| -> f64 {
+            if j < nc { cont[j][r] } else if j < nc + nf { flags[j - nc][r] } else { 1.0 }
+        };
+        let rows: Vec<usize> = (0..n).filter(|&r| kept[r]).collect();
+        let close = |a: f64, b: f64, scale: f64| (a - b).abs() <= 1e-12 * scale.max(1.0);
+        let cols: Vec<&[f64]> = cont.iter().map(|c| c.as_slice()).collect();
+        let fb: Vec<&[u8]> = fbits.iter().map(|b| b.as_slice()).collect();
+        let pats = patterns::row_patterns(&fb, n);
+        let mk = Some(&mask[..]);
+
+        // Meat.
+        let mut table = vec![0.0; 256 * patterns::table_width(nc) * 8];
+        let mut cc = vec![0.0; nc * nc];
+        unsafe {
+            gramfit::stats::simd::gram_lower_cols_avx512(&cols, n, mk, Some(&w), &mut cc);
+            patterns::weighted_pattern_sums(&cols, &pats, 256, n, mk, &w, &mut table);
+        }
+        let meat = patterns::meat_from_patterns(&table, &cc, nc, nf, intercept);
+        for i in 0..m {
+            for j in 0..m {
+                let want: f64 = rows.iter().map(|&r| w[r] * x(r, i) * x(r, j)).sum();
+                let scale: f64 = rows.iter().map(|&r| (w[r] * x(r, i) * x(r, j)).abs()).sum();
+                prop_assert!(close(meat[i * m + j], want, scale), "meat {i},{j}: {} vs {want}", meat[i * m + j]);
+            }
+        }
+
+        // Leverages for a symmetric B.
+        let mut b = vec![0.0; m * m];
+        for i in 0..m {
+            for j in 0..=i {
+                let v = rng.normal();
+                b[i * m + j] = v;
+                b[j * m + i] = v;
+            }
+        }
+        let lt = patterns::leverage_table(&b, nc, nf, intercept);
+        let mut h = vec![f64::NAN; n.div_ceil(8) * 8];
+        unsafe { patterns::leverage_by_patterns(&cols, &b, m, &pats, &lt, n, mk, &mut h) };
+        for r in 0..n {
+            let (want, scale) = if kept[r] {
+                let terms = (0..m).flat_map(|i| (0..m).map(move |j| (i, j))).map(|(i, j)| x(r, i) * b[i * m + j] * x(r, j));
+                terms.fold((0.0, 0.0), |(s, a), t| (s + t, a + t.abs()))
+            } else {
+                (0.0, 0.0)
+            };
+            prop_assert!(close(h[r], want, scale), "h[{r}]: {} vs {want}", h[r]);
+        }
+
+        // Score sums per cluster: the level in the pattern's high bits.
+        let index: Vec<u16> = (0..n.div_ceil(8) * 8)
+            .map(|r| if r < n && kept[r] { ((code[r] << nf) | usize::from(pats[r])) as u16 } else { 0 })
+            .collect();
+        let ek: Vec<f64> = (0..n).map(|r| if kept[r] { e[r] } else { 0.0 }).collect();
+        let mut by = vec![0.0; (levels << nf) * patterns::table_width(nc) * 8];
+        unsafe { patterns::weighted_pattern_sums(&cols, &index, levels << nf, n, mk, &ek, &mut by) };
+        let scores = patterns::scores_from_patterns(&by, levels, nc, nf, intercept);
+        for l in 0..levels {
+            for j in 0..m {
+                let inl = rows.iter().filter(|&&r| code[r] == l);
+                let want: f64 = inl.clone().map(|&r| e[r] * x(r, j)).sum();
+                let scale: f64 = inl.map(|&r| (e[r] * x(r, j)).abs()).sum();
+                prop_assert!(close(scores[l * m + j], want, scale), "score {l},{j}: {} vs {want}", scores[l * m + j]);
+            }
+        }
+    }
+}

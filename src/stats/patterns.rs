@@ -1,0 +1,376 @@
+//! Row patterns of 0/1 columns for the robust second pass.
+//!
+//! A design with k 0/1 columns (amenity flags, dummies) has at most 2ᵏ
+//! distinct rows of them. Grouping rows by their pattern of flags turns
+//! every product that involves a flag into a sum over patterns, so the
+//! per-row work no longer grows with the number of flags:
+//!
+//! * the meat `Σ_r w_r x_r x_rᵀ`: per pattern, `Σ w` and `Σ w·x_c` for
+//!   each other column `c` (one vector addition per row into a table of
+//!   2ᵏ rows); flag × flag and flag × column entries are then sums of
+//!   table rows whose pattern has those flags. Only column × column
+//!   products remain per row.
+//! * the leverage `h_r = x_rᵀ B x_r` with `x = (c, b, 1)`: columns `c`,
+//!   flags `b`, intercept. `h = cᵀB_cc c + 2cᵀ(B_cb b + B_c1) + T(b)` with
+//!   `T(b) = bᵀB_bb b + 2B_1b b + B_11`; the vector `B_cb b + B_c1` and
+//!   `T(b)` depend on the pattern only, so they are looked up (one table
+//!   row per row), leaving `cᵀB_cc c`.
+//!
+//! Patterns cover up to 8 flags (a byte per row, 256 table rows); further
+//! flags go with the columns. Table rows are 8-lane vectors: rows of 8
+//! consecutive design rows are moved between the row-per-lane layout of
+//! the columns and the row-per-vector layout of the tables by an 8 × 8
+//! transpose in registers.
+//!
+//! Every function here is `unsafe` only for its target features (AVX-512F):
+//! callers check the CPU first.
+
+#![allow(clippy::missing_safety_doc)]
+
+use super::simd::row_mask;
+use std::arch::x86_64::*;
+
+/// Flags a pattern holds at most.
+pub const MAX_FLAGS: usize = 8;
+
+/// Transpose of an 8 × 8 bit matrix held in a `u64` (byte `i` = row `i`,
+/// bit `j` = column `j`): Hacker's Delight, `transpose8` (three rounds of
+/// delta swaps).
+pub fn transpose_bits(mut x: u64) -> u64 {
+    let t = (x ^ (x >> 7)) & 0x00AA_00AA_00AA_00AA;
+    x ^= t ^ (t << 7);
+    let t = (x ^ (x >> 14)) & 0x0000_CCCC_0000_CCCC;
+    x ^= t ^ (t << 14);
+    let t = (x ^ (x >> 28)) & 0x0000_0000_F0F0_F0F0;
+    x ^ t ^ (t << 28)
+}
+
+/// The pattern of each row: bit `a` set when flag `a` is 1 there (`flags`:
+/// at most 8 bit columns, a byte per 8 rows, clear on dropped rows), `n`
+/// rows rounded up to 8 (rows past `n`: 0).
+pub fn row_patterns(flags: &[&[u8]], n: usize) -> Vec<u8> {
+    assert!(flags.len() <= MAX_FLAGS);
+    let groups = n.div_ceil(8);
+    let mut out = vec![0u8; groups * 8];
+    for (c, o) in out.chunks_exact_mut(8).enumerate() {
+        // Byte a: flag a over the 8 rows; transposed, byte r: row r's flags.
+        let x = flags.iter().enumerate().fold(0u64, |x, (a, f)| x | u64::from(f[c]) << (8 * a));
+        o.copy_from_slice(&transpose_bits(x).to_le_bytes());
+    }
+    out
+}
+
+/// Lanes `q` of 8 vectors (lane = row) to 8 vectors (one per row, lane = q).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn transpose_8x8(v: [__m512d; 8]) -> [__m512d; 8] {
+    let a: [__m512d; 8] = std::array::from_fn(|i| {
+        let (x, y) = (v[i & 6], v[(i & 6) | 1]);
+        if i % 2 == 0 {
+            _mm512_unpacklo_pd(x, y)
+        } else {
+            _mm512_unpackhi_pd(x, y)
+        }
+    });
+    // a[0] = (v0,v1) even lanes, a[1] = odd lanes; likewise a[2..4] from
+    // (v2,v3), a[4..6] from (v4,v5), a[6..8] from (v6,v7).
+    let b = [
+        _mm512_shuffle_f64x2::<0x88>(a[0], a[2]),
+        _mm512_shuffle_f64x2::<0xDD>(a[0], a[2]),
+        _mm512_shuffle_f64x2::<0x88>(a[1], a[3]),
+        _mm512_shuffle_f64x2::<0xDD>(a[1], a[3]),
+        _mm512_shuffle_f64x2::<0x88>(a[4], a[6]),
+        _mm512_shuffle_f64x2::<0xDD>(a[4], a[6]),
+        _mm512_shuffle_f64x2::<0x88>(a[5], a[7]),
+        _mm512_shuffle_f64x2::<0xDD>(a[5], a[7]),
+    ];
+    [
+        _mm512_shuffle_f64x2::<0x88>(b[0], b[4]),
+        _mm512_shuffle_f64x2::<0x88>(b[2], b[6]),
+        _mm512_shuffle_f64x2::<0x88>(b[1], b[5]),
+        _mm512_shuffle_f64x2::<0x88>(b[3], b[7]),
+        _mm512_shuffle_f64x2::<0xDD>(b[0], b[4]),
+        _mm512_shuffle_f64x2::<0xDD>(b[2], b[6]),
+        _mm512_shuffle_f64x2::<0xDD>(b[1], b[5]),
+        _mm512_shuffle_f64x2::<0xDD>(b[3], b[7]),
+    ]
+}
+
+/// Vectors (8 lanes) per table row for `cols` columns besides the leading
+/// lane (`Σ w`, or `T`).
+pub fn table_width(cols: usize) -> usize {
+    (1 + cols).div_ceil(8)
+}
+
+/// Per pattern: `Σ w_r` (lane 0) and `Σ w_r x_rc` (lane 1 + c) over the
+/// kept rows, added to `table` (`rows` rows of [`table_width`] vectors;
+/// a pattern is the row's index, below `rows`). Dropped rows weigh 0.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn weighted_pattern_sums<P: Copy + Into<usize>>(
+    cols: &[&[f64]],
+    patterns: &[P],
+    rows: usize,
+    n: usize,
+    mask: Option<&[u8]>,
+    w: &[f64],
+    table: &mut [f64],
+) {
+    let width = table_width(cols.len());
+    assert!(cols.iter().all(|c| c.len() >= n) && w.len() >= n && patterns.len() >= n.div_ceil(8) * 8);
+    assert!(table.len() >= rows * width * 8);
+    let t = table.as_mut_ptr();
+    for c in 0..n.div_ceil(8) {
+        let k = row_mask(mask, c, n);
+        // SAFETY: the mask limits the loads to rows below n.
+        let wv = unsafe { _mm512_maskz_loadu_pd(k, w.as_ptr().add(8 * c)) };
+        let pat: [usize; 8] = std::array::from_fn(|r| patterns[8 * c + r].into());
+        assert!(pat.iter().all(|&p| p < rows), "a pattern past the table");
+        for g in 0..width {
+            let lanes: [__m512d; 8] = std::array::from_fn(|i| match 8 * g + i {
+                0 => wv,
+                q if q <= cols.len() => {
+                    // SAFETY: as above.
+                    let x = unsafe { _mm512_maskz_loadu_pd(k, cols[q - 1].as_ptr().add(8 * c)) };
+                    _mm512_mul_pd(wv, x)
+                }
+                _ => _mm512_setzero_pd(),
+            });
+            let sums = transpose_8x8(lanes);
+            for (r, row) in sums.iter().enumerate() {
+                // SAFETY: every pattern is below `rows` (checked above).
+                unsafe {
+                    let at = t.add((pat[r] * width + g) * 8);
+                    _mm512_storeu_pd(at, _mm512_add_pd(_mm512_loadu_pd(at), *row));
+                }
+            }
+        }
+    }
+}
+
+/// Per-cluster score sums from a pattern table whose rows are
+/// `level · 2^nf + pattern` (weights: the residuals): `g × m` in kernel
+/// order (columns, flags, intercept).
+pub fn scores_from_patterns(table: &[f64], g: usize, nc: usize, nf: usize, intercept: bool) -> Vec<f64> {
+    let m = nc + nf + usize::from(intercept);
+    let stride = table_width(nc) * 8;
+    let mut out = vec![0.0; g * m];
+    for l in 0..g {
+        let s = &mut out[l * m..(l + 1) * m];
+        for p in 0..1usize << nf {
+            let row = &table[((l << nf) + p) * stride..];
+            for j in 0..nc {
+                s[j] += row[1 + j];
+            }
+            let mut rest = p;
+            while rest != 0 {
+                s[nc + rest.trailing_zeros() as usize] += row[0];
+                rest &= rest - 1;
+            }
+            if intercept {
+                s[nc + nf] += row[0];
+            }
+        }
+    }
+    out
+}
+
+/// The leverage table: per pattern, lane 0 `T(b)` and lane `1 + j` the
+/// `j`-th entry of `B_cb b + B_c1` (see the module documentation), for
+/// `b` in kernel order: `bk` is `B` (`m × m`, row-major) with its rows
+/// and columns ordered as columns (`nc`), flags (`nf`), intercept (if any).
+pub fn leverage_table(bk: &[f64], nc: usize, nf: usize, intercept: bool) -> Vec<f64> {
+    let m = nc + nf + usize::from(intercept);
+    assert!(bk.len() >= m * m && nf <= MAX_FLAGS);
+    let width = table_width(nc);
+    let stride = width * 8;
+    let mut table = vec![0.0; 256 * stride];
+    let one = nc + nf;
+    // The empty pattern: the intercept's part alone.
+    if intercept {
+        table[0] = bk[one * m + one];
+        for j in 0..nc {
+            table[1 + j] = bk[j * m + one];
+        }
+    }
+    // Each other pattern from the one without its lowest flag `a`:
+    // T gains B_aa + 2 Σ_{b in rest} B_ab (+ 2 B_1a), V_j gains B_ja.
+    for p in 1..1usize << nf {
+        let a = p.trailing_zeros() as usize;
+        let rest = p & (p - 1);
+        let (fa, base) = (nc + a, rest * stride);
+        let mut dt = bk[fa * m + fa];
+        for b in (a + 1..nf).filter(|b| rest >> b & 1 == 1) {
+            dt += 2.0 * bk[fa * m + nc + b];
+        }
+        if intercept {
+            dt += 2.0 * bk[one * m + fa];
+        }
+        table[p * stride] = table[base] + dt;
+        for j in 0..nc {
+            table[p * stride + 1 + j] = table[base + 1 + j] + bk[j * m + fa];
+        }
+    }
+    table
+}
+
+/// Leverages `h_r` of the kept rows into `h` (`n` rounded up to 8 values;
+/// dropped rows 0): `h = T + 2 Σ_j c_j (t_j + V_j)` with
+/// `t_j = B_jj/2 · c_j + Σ_{l>j} B_jl c_l` over the columns (`bk` as for
+/// [`leverage_table`]) and `(T, V)` the table row of the row's pattern.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn leverage_by_patterns(
+    cols: &[&[f64]],
+    bk: &[f64],
+    m: usize,
+    patterns: &[u8],
+    table: &[f64],
+    n: usize,
+    mask: Option<&[u8]>,
+    h: &mut [f64],
+) {
+    let nc = cols.len();
+    let width = table_width(nc);
+    assert!(cols.iter().all(|c| c.len() >= n) && bk.len() >= m * m && nc <= m);
+    assert!(table.len() >= 256 * width * 8 && patterns.len() >= n.div_ceil(8) * 8 && h.len() >= n.div_ceil(8) * 8);
+    let two = _mm512_set1_pd(2.0);
+    // Two groups of 8 rows at a time: each broadcast coefficient feeds two
+    // multiply-adds, and the two groups' chains overlap.
+    let mut x = vec![[_mm512_setzero_pd(); 2]; nc];
+    let mut lanes = vec![[_mm512_setzero_pd(); 2]; width * 8];
+    let groups = n.div_ceil(8);
+    for c in (0..groups).step_by(2) {
+        let k = [row_mask(mask, c, n), if c + 1 < groups { row_mask(mask, c + 1, n) } else { 0 }];
+        for (v, col) in x.iter_mut().zip(cols) {
+            for s in 0..2 {
+                // SAFETY: the mask limits the load to rows below n.
+                v[s] = unsafe { _mm512_maskz_loadu_pd(k[s], col.as_ptr().add(8 * (c + s))) };
+            }
+        }
+        for s in 0..2 {
+            // Past the last group: pattern rows of group c (any will do,
+            // the result is not stored).
+            let at = 8 * (c + s).min(groups - 1);
+            let pat = &patterns[at..at + 8];
+            for g in 0..width {
+                // SAFETY: the table has 256 rows of `width` vectors.
+                let rows: [__m512d; 8] = std::array::from_fn(|r| unsafe {
+                    _mm512_loadu_pd(table.as_ptr().add((usize::from(pat[r]) * width + g) * 8))
+                });
+                for (l, v) in transpose_8x8(rows).into_iter().enumerate() {
+                    lanes[8 * g + l][s] = v;
+                }
+            }
+        }
+        // Plain locals (not arrays), so that they stay in registers.
+        let (mut acc_a, mut acc_b) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+        for j in 0..nc {
+            let half = _mm512_set1_pd(0.5 * bk[j * m + j]);
+            let (xa, xb) = (x[j][0], x[j][1]);
+            let mut ta = _mm512_fmadd_pd(half, xa, lanes[1 + j][0]);
+            let mut tb = _mm512_fmadd_pd(half, xb, lanes[1 + j][1]);
+            for (l, xl) in x.iter().enumerate().skip(j + 1) {
+                let b = _mm512_set1_pd(bk[j * m + l]);
+                ta = _mm512_fmadd_pd(b, xl[0], ta);
+                tb = _mm512_fmadd_pd(b, xl[1], tb);
+            }
+            acc_a = _mm512_fmadd_pd(xa, ta, acc_a);
+            acc_b = _mm512_fmadd_pd(xb, tb, acc_b);
+        }
+        let acc = [acc_a, acc_b];
+        for s in 0..2 {
+            if c + s < groups {
+                let hv = _mm512_maskz_mov_pd(k[s], _mm512_fmadd_pd(two, acc[s], lanes[0][s]));
+                // SAFETY: `h` holds n rounded up to 8 values.
+                unsafe { _mm512_storeu_pd(h.as_mut_ptr().add(8 * (c + s)), hv) };
+            }
+        }
+    }
+}
+
+/// The meat from the pattern table (`Σ w`, `Σ w x_c` per pattern) and the
+/// column × column products `cc` (lower triangle, `cc[j·nc + i]`, `i ≥ j`),
+/// as a full `m × m` matrix in kernel order (columns, flags, intercept).
+pub fn meat_from_patterns(table: &[f64], cc: &[f64], nc: usize, nf: usize, intercept: bool) -> Vec<f64> {
+    let m = nc + nf + usize::from(intercept);
+    let stride = table_width(nc) * 8;
+    // Per flag (and last, all rows): Σ of the table rows of the patterns
+    // with the flag; per pair of flags, Σ w over the patterns with both.
+    let mut by_flag = vec![0.0; (nf + 1) * stride];
+    let mut pairs = vec![0.0; nf * nf];
+    let add = |dst: &mut [f64], row: &[f64]| {
+        for (s, v) in dst.iter_mut().zip(row) {
+            *s += v;
+        }
+    };
+    for p in 0..1usize << nf {
+        let row = &table[p * stride..(p + 1) * stride];
+        // Weights are never negative: Σ w = 0 leaves the whole row 0.
+        if row[0] == 0.0 {
+            continue;
+        }
+        add(&mut by_flag[nf * stride..], row);
+        let mut rest = p;
+        while rest != 0 {
+            let a = rest.trailing_zeros() as usize;
+            add(&mut by_flag[a * stride..(a + 1) * stride], row);
+            let mut lower = p & ((1 << a) - 1);
+            while lower != 0 {
+                pairs[a * nf + lower.trailing_zeros() as usize] += row[0];
+                lower &= lower - 1;
+            }
+            rest &= rest - 1;
+        }
+    }
+    let lanes = stride;
+    let mut out = vec![0.0; m * m];
+    let mut set = |i: usize, j: usize, v: f64| {
+        out[i * m + j] = v;
+        out[j * m + i] = v;
+    };
+    for j in 0..nc {
+        for i in j..nc {
+            set(i, j, cc[j * nc + i]);
+        }
+    }
+    let flag_rows = (0..nf).map(|a| (nc + a, a));
+    for (i, a) in flag_rows.chain(intercept.then_some((nc + nf, nf))) {
+        let s = &by_flag[a * lanes..(a + 1) * lanes];
+        for j in 0..nc {
+            set(i, j, s[1 + j]);
+        }
+        if a == nf {
+            // Intercept × flag b: Σ w over the patterns with b.
+            for b in 0..nf {
+                set(i, nc + b, by_flag[b * lanes]);
+            }
+        }
+        set(i, i, s[0]);
+    }
+    for a in 0..nf {
+        for b in 0..a {
+            set(nc + a, nc + b, pairs[a * nf + b]);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bit_transpose_moves_bit_j_of_byte_i_to_bit_i_of_byte_j() {
+        let mut x = 0x0123_4567_89ab_cdefu64;
+        for _ in 0..64 {
+            let t = transpose_bits(x);
+            for i in 0..8 {
+                for j in 0..8 {
+                    assert_eq!(x >> (8 * i + j) & 1, t >> (8 * j + i) & 1);
+                }
+            }
+            x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17);
+        }
+    }
+}
