@@ -75,6 +75,21 @@ pub struct ResidualStats {
     /// Per-cluster score sums.
     pub clusters: BTreeMap<Level, Vec<f64>>,
     pub rows_without_cluster: u64,
+    /// The in-place pass's leverage table for the last chunk's column
+    /// layout (a cache: chunks of a run share it; never merged).
+    #[cfg(target_arch = "x86_64")]
+    leverage_cache: Option<LeverageCache>,
+}
+
+/// `(XᵀX)⁻¹` in kernel order and its per-pattern table, for one layout:
+/// kernel order (design indices) and the number of `f64` columns.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Debug)]
+struct LeverageCache {
+    order: Vec<usize>,
+    nc: usize,
+    bk: Vec<f64>,
+    table: crate::stats::patterns::Table,
 }
 
 impl ResidualStats {
@@ -432,13 +447,13 @@ impl ResidualStats {
         let patterns = patterns::row_patterns(&flag_cols, n);
         // The meat Σ w x xᵀ in kernel order, added to `meat` in design order.
         let add_meat = |meat: &mut [f64], w: &[f64]| {
-            let mut table = vec![0.0; 256 * patterns::table_width(nc) * 8];
+            let mut table = patterns::Table::zeroed(256, patterns::table_width(nc));
             let mut cc = vec![0.0; nc * nc];
             unsafe {
                 simd::gram_lower_cols_avx512(&cont_cols, n, mask, Some(w), &mut cc);
-                patterns::weighted_pattern_sums(&cont_cols, &patterns, 256, n, mask, w, &mut table);
+                patterns::pattern_sums(&cont_cols, &patterns, 256, n, mask, Some(w), table.as_mut_slice());
             }
-            let mk = patterns::meat_from_patterns(&table, &cc, nc, nf, intercept);
+            let mk = patterns::meat_from_patterns(table.as_slice(), &cc, nc, nf, intercept);
             for (a, &i) in order.iter().enumerate() {
                 for (b, &j) in order.iter().enumerate() {
                     if i >= j {
@@ -457,11 +472,29 @@ impl ResidualStats {
                 add_meat(&mut self.meat0, w);
             }
             CovType::Hc2 | CovType::Hc3 => {
-                let bk: Vec<f64> =
-                    order.iter().flat_map(|&i| order.iter().map(move |&j| spec.xtx_inv[i * p + j])).collect();
-                let table = patterns::leverage_table(&bk, nc, nf, intercept);
+                let cache = match self.leverage_cache.take() {
+                    Some(c) if c.order == order && c.nc == nc => c,
+                    _ => {
+                        let bk: Vec<f64> =
+                            order.iter().flat_map(|&i| order.iter().map(move |&j| spec.xtx_inv[i * p + j])).collect();
+                        let table = patterns::leverage_table(&bk, nc, nf, intercept);
+                        LeverageCache { order: order.clone(), nc, bk, table }
+                    }
+                };
                 let h = sized(h, stride);
-                unsafe { patterns::leverage_by_patterns(&cont_cols, &bk, p, &patterns, &table, n, mask, h) };
+                unsafe {
+                    patterns::leverage_by_patterns(
+                        &cont_cols,
+                        &cache.bk,
+                        p,
+                        &patterns,
+                        cache.table.as_slice(),
+                        n,
+                        mask,
+                        h,
+                    )
+                };
+                self.leverage_cache = Some(cache);
                 let hc3 = spec.cov == CovType::Hc3;
                 // Rows with leverage 1 (0/0 weights) are left out and
                 // listed afterwards.
@@ -509,9 +542,11 @@ impl ResidualStats {
                         }
                     }
                     let rows = g << nf;
-                    let mut by_pattern = vec![0.0; rows * patterns::table_width(nc) * 8];
-                    unsafe { patterns::weighted_pattern_sums(&cont_cols, &index, rows, n, mask, w, &mut by_pattern) };
-                    let sums = patterns::scores_from_patterns(&by_pattern, g, nc, nf, intercept);
+                    let mut by_pattern = patterns::Table::zeroed(rows, patterns::table_width(nc));
+                    unsafe {
+                        patterns::pattern_sums(&cont_cols, &index, rows, n, mask, Some(w), by_pattern.as_mut_slice())
+                    };
+                    let sums = patterns::scores_from_patterns(by_pattern.as_slice(), g, nc, nf, intercept);
                     // Kernel order to design order.
                     let mut design_sums = vec![0.0; g * p];
                     for l in 0..g {

@@ -96,6 +96,35 @@ fn transpose_8x8(v: [__m512d; 8]) -> [__m512d; 8] {
     ]
 }
 
+/// A zeroed table of `rows × width` vectors of 8 lanes, aligned to 64
+/// bytes: a table row read right after it was written (the next row of
+/// the same pattern) is forwarded from the store only when the vector
+/// does not straddle two cache lines.
+#[derive(Clone, Debug)]
+pub struct Table {
+    vectors: Vec<Lanes>,
+}
+
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Lanes([f64; 8]);
+
+impl Table {
+    pub fn zeroed(rows: usize, width: usize) -> Table {
+        Table { vectors: vec![Lanes([0.0; 8]); rows * width] }
+    }
+
+    pub fn as_slice(&self) -> &[f64] {
+        // SAFETY: `Lanes` is 8 f64 with no padding (64 bytes, aligned to 64).
+        unsafe { std::slice::from_raw_parts(self.vectors.as_ptr().cast(), self.vectors.len() * 8) }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [f64] {
+        // SAFETY: as above.
+        unsafe { std::slice::from_raw_parts_mut(self.vectors.as_mut_ptr().cast(), self.vectors.len() * 8) }
+    }
+}
+
 /// Vectors (8 lanes) per table row for `cols` columns besides the leading
 /// lane (`Σ w`, or `T`).
 pub fn table_width(cols: usize) -> usize {
@@ -104,26 +133,33 @@ pub fn table_width(cols: usize) -> usize {
 
 /// Per pattern: `Σ w_r` (lane 0) and `Σ w_r x_rc` (lane 1 + c) over the
 /// kept rows, added to `table` (`rows` rows of [`table_width`] vectors;
-/// a pattern is the row's index, below `rows`). Dropped rows weigh 0.
+/// a pattern is the row's index, below `rows`). Dropped rows weigh 0;
+/// without weights every kept row weighs 1 (row counts and plain sums,
+/// no multiplication: exact where the sums are).
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn weighted_pattern_sums<P: Copy + Into<usize>>(
+pub unsafe fn pattern_sums<P: Copy + Into<usize>>(
     cols: &[&[f64]],
     patterns: &[P],
     rows: usize,
     n: usize,
     mask: Option<&[u8]>,
-    w: &[f64],
+    w: Option<&[f64]>,
     table: &mut [f64],
 ) {
     let width = table_width(cols.len());
-    assert!(cols.iter().all(|c| c.len() >= n) && w.len() >= n && patterns.len() >= n.div_ceil(8) * 8);
+    assert!(cols.iter().all(|c| c.len() >= n) && w.is_none_or(|w| w.len() >= n));
+    assert!(patterns.len() >= n.div_ceil(8) * 8);
+    let one = _mm512_set1_pd(1.0);
     assert!(table.len() >= rows * width * 8);
     let t = table.as_mut_ptr();
     for c in 0..n.div_ceil(8) {
         let k = row_mask(mask, c, n);
-        // SAFETY: the mask limits the loads to rows below n.
-        let wv = unsafe { _mm512_maskz_loadu_pd(k, w.as_ptr().add(8 * c)) };
+        let wv = match w {
+            // SAFETY: the mask limits the loads to rows below n.
+            Some(w) => unsafe { _mm512_maskz_loadu_pd(k, w.as_ptr().add(8 * c)) },
+            None => _mm512_maskz_mov_pd(k, one),
+        };
         let pat: [usize; 8] = std::array::from_fn(|r| patterns[8 * c + r].into());
         assert!(pat.iter().all(|&p| p < rows), "a pattern past the table");
         for g in 0..width {
@@ -132,7 +168,11 @@ pub unsafe fn weighted_pattern_sums<P: Copy + Into<usize>>(
                 q if q <= cols.len() => {
                     // SAFETY: as above.
                     let x = unsafe { _mm512_maskz_loadu_pd(k, cols[q - 1].as_ptr().add(8 * c)) };
-                    _mm512_mul_pd(wv, x)
+                    if w.is_some() {
+                        _mm512_mul_pd(wv, x)
+                    } else {
+                        x
+                    }
                 }
                 _ => _mm512_setzero_pd(),
             });
@@ -179,12 +219,13 @@ pub fn scores_from_patterns(table: &[f64], g: usize, nc: usize, nf: usize, inter
 /// `j`-th entry of `B_cb b + B_c1` (see the module documentation), for
 /// `b` in kernel order: `bk` is `B` (`m × m`, row-major) with its rows
 /// and columns ordered as columns (`nc`), flags (`nf`), intercept (if any).
-pub fn leverage_table(bk: &[f64], nc: usize, nf: usize, intercept: bool) -> Vec<f64> {
+pub fn leverage_table(bk: &[f64], nc: usize, nf: usize, intercept: bool) -> Table {
     let m = nc + nf + usize::from(intercept);
     assert!(bk.len() >= m * m && nf <= MAX_FLAGS);
     let width = table_width(nc);
     let stride = width * 8;
-    let mut table = vec![0.0; 256 * stride];
+    let mut lanes = Table::zeroed(256, width);
+    let table = lanes.as_mut_slice();
     let one = nc + nf;
     // The empty pattern: the intercept's part alone.
     if intercept {
@@ -211,7 +252,7 @@ pub fn leverage_table(bk: &[f64], nc: usize, nf: usize, intercept: bool) -> Vec<
             table[p * stride + 1 + j] = table[base + 1 + j] + bk[j * m + fa];
         }
     }
-    table
+    lanes
 }
 
 /// Leverages `h_r` of the kept rows into `h` (`n` rounded up to 8 values;

@@ -532,7 +532,7 @@ proptest! {
         let mut cc = vec![0.0; nc * nc];
         unsafe {
             gramfit::stats::simd::gram_lower_cols_avx512(&cols, n, mk, Some(&w), &mut cc);
-            patterns::weighted_pattern_sums(&cols, &pats, 256, n, mk, &w, &mut table);
+            patterns::pattern_sums(&cols, &pats, 256, n, mk, Some(&w), &mut table);
         }
         let meat = patterns::meat_from_patterns(&table, &cc, nc, nf, intercept);
         for i in 0..m {
@@ -554,7 +554,7 @@ proptest! {
         }
         let lt = patterns::leverage_table(&b, nc, nf, intercept);
         let mut h = vec![f64::NAN; n.div_ceil(8) * 8];
-        unsafe { patterns::leverage_by_patterns(&cols, &b, m, &pats, &lt, n, mk, &mut h) };
+        unsafe { patterns::leverage_by_patterns(&cols, &b, m, &pats, lt.as_slice(), n, mk, &mut h) };
         for r in 0..n {
             let (want, scale) = if kept[r] {
                 let terms = (0..m).flat_map(|i| (0..m).map(move |j| (i, j))).map(|(i, j)| x(r, i) * b[i * m + j] * x(r, j));
@@ -571,7 +571,7 @@ proptest! {
             .collect();
         let ek: Vec<f64> = (0..n).map(|r| if kept[r] { e[r] } else { 0.0 }).collect();
         let mut by = vec![0.0; (levels << nf) * patterns::table_width(nc) * 8];
-        unsafe { patterns::weighted_pattern_sums(&cols, &index, levels << nf, n, mk, &ek, &mut by) };
+        unsafe { patterns::pattern_sums(&cols, &index, levels << nf, n, mk, Some(&ek), &mut by) };
         let scores = patterns::scores_from_patterns(&by, levels, nc, nf, intercept);
         for l in 0..levels {
             for j in 0..m {
