@@ -529,18 +529,27 @@ impl ResidualStats {
                     let g = table.len();
                     let w = sized(w, stride);
                     let mut index = vec![0u16; stride];
-                    let mut seen = vec![false; g];
-                    for r in 0..n {
-                        let code = codes[r] as usize;
-                        if code < g && is_kept(r) {
-                            seen[code] = true;
-                            index[r] = ((code << nf) | usize::from(patterns[r])) as u16;
-                            w[r] = full[r];
-                        } else {
-                            index[r] = 0;
-                            w[r] = 0.0;
+                    // Branch-free: residuals are 0 on dropped rows, so only
+                    // a missing cluster (code ≥ g) needs a zero weight; a
+                    // dropped row's code lands in `seen[g]` and the count
+                    // of kept rows without a cluster takes only kept rows.
+                    let mut seen = vec![false; g + 1];
+                    let mut without = 0u64;
+                    let rows = codes[..n].chunks(8).zip(index.chunks_exact_mut(8)).zip(w.chunks_exact_mut(8));
+                    for (c, ((codes, index), w)) in rows.enumerate() {
+                        let k = mask.map_or(0xff, |m| m[c]);
+                        let (pats, e) = (&patterns[8 * c..8 * c + 8], &full[8 * c..8 * c + 8]);
+                        for (b, &code) in codes.iter().enumerate() {
+                            let code = (code as usize).min(g);
+                            let kept = k >> b & 1 == 1;
+                            let valid = code < g;
+                            seen[if kept { code } else { g }] = true;
+                            without += u64::from(kept && !valid);
+                            index[b] = if valid { ((code << nf) | usize::from(pats[b])) as u16 } else { 0 };
+                            w[b] = if valid { e[b] } else { 0.0 };
                         }
                     }
+                    seen.truncate(g);
                     let rows = g << nf;
                     let mut by_pattern = patterns::Table::zeroed(rows, patterns::table_width(nc));
                     unsafe {
@@ -554,7 +563,7 @@ impl ResidualStats {
                             design_sums[l * p + j] = sums[l * p + a];
                         }
                     }
-                    self.rows_without_cluster += (0..n).filter(|&r| codes[r] == u32::MAX && is_kept(r)).count() as u64;
+                    self.rows_without_cluster += without;
                     self.merge_cluster_sums(&table, &design_sums, &seen, p);
                 } else {
                     let rows = (0..n).filter(|&r| is_kept(r)).map(|r| (r, r));

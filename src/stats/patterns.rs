@@ -195,21 +195,26 @@ pub fn scores_from_patterns(table: &[f64], g: usize, nc: usize, nf: usize, inter
     let m = nc + nf + usize::from(intercept);
     let stride = table_width(nc) * 8;
     let mut out = vec![0.0; g * m];
+    let mut lanes = vec![0.0; stride];
     for l in 0..g {
+        // Whole table rows summed (lane 0: Σ e, the intercept's score);
+        // a flag's score is Σ e over the patterns with it.
+        lanes.fill(0.0);
         let s = &mut out[l * m..(l + 1) * m];
         for p in 0..1usize << nf {
-            let row = &table[((l << nf) + p) * stride..];
-            for j in 0..nc {
-                s[j] += row[1 + j];
+            let row = &table[((l << nf) + p) * stride..((l << nf) + p + 1) * stride];
+            for (a, v) in lanes.iter_mut().zip(row) {
+                *a += v;
             }
             let mut rest = p;
             while rest != 0 {
                 s[nc + rest.trailing_zeros() as usize] += row[0];
                 rest &= rest - 1;
             }
-            if intercept {
-                s[nc + nf] += row[0];
-            }
+        }
+        s[..nc].copy_from_slice(&lanes[1..=nc]);
+        if intercept {
+            s[nc + nf] = lanes[0];
         }
     }
     out

@@ -154,21 +154,21 @@ pub unsafe fn scan_masked_avx512(col: &[f64], mask: Option<&[u8]>) -> (bool, Col
 }
 
 /// Whether some kept value is not a multiple of ½ (or is NaN or ±∞).
-/// Fractions are OR-ed into two accumulators, which keeps the loop off
-/// the adders' latency.
+/// Fractions are OR-ed together (a one-cycle chain, where a sum would
+/// wait on the adder's latency every 8 rows).
 #[target_feature(enable = "avx512f,avx512dq")]
 pub unsafe fn halves_masked_avx512(col: &[f64], mask: Option<&[u8]>) -> bool {
     let n = col.len();
-    let mut f = [_mm512_setzero_pd(); 2];
+    let mut f = _mm512_setzero_pd();
     for c in 0..n.div_ceil(8) {
         let k = row_mask(mask, c, n);
         // SAFETY: the mask limits the load to rows below n.
         let v = unsafe { _mm512_maskz_loadu_pd(k, col.as_ptr().add(8 * c)) };
         let v2 = _mm512_add_pd(v, v);
         let t2 = _mm512_roundscale_pd::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v2);
-        f[c % 2] = _mm512_or_pd(f[c % 2], _mm512_sub_pd(v2, t2));
+        f = _mm512_or_pd(f, _mm512_sub_pd(v2, t2));
     }
-    let f = _mm512_castpd_si512(_mm512_or_pd(f[0], f[1]));
+    let f = _mm512_castpd_si512(f);
     _mm512_test_epi64_mask(f, f) != 0
 }
 
