@@ -159,8 +159,34 @@ pub fn save(state: &State, path: &Path) -> Result<(), StateError> {
     write_atomic(path, &encode(state))
 }
 
-/// Write any file atomically (reports use this too).
+/// Write any file atomically (reports use this too). A path that is not a
+/// regular file — `/dev/null`, `/dev/stdout`, a named pipe — is written in
+/// place (renaming over it would replace the device or pipe with a plain
+/// file); a symbolic link is followed, so the link stays and its target is
+/// replaced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    if let Ok(meta) = std::fs::metadata(path) {
+        if !meta.is_file() {
+            let written = std::fs::OpenOptions::new().write(true).open(path).and_then(|mut f| f.write_all(bytes));
+            return written.map_err(|e| io(path, e));
+        }
+    }
+    // Follow links (a dangling one too: its target is created), up to
+    // the 40 levels the kernel allows.
+    let mut resolved = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&resolved) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = std::fs::read_link(&resolved).map_err(|e| io(path, e))?;
+                resolved = match resolved.parent() {
+                    Some(dir) if target.is_relative() => dir.join(target),
+                    _ => target,
+                };
+            }
+            _ => break,
+        }
+    }
+    let path = resolved.as_path();
     let dir: PathBuf = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),

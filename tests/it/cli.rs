@@ -360,3 +360,40 @@ fn grouped_job_fits_each_group_like_its_own_file() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean 'borough'"));
     assert!(!tmp.path().join("bad").exists());
 }
+
+/// `-o` onto a named pipe writes into the pipe (a rename over it would
+/// replace it with a plain file, as it once did to `/dev/null`); through a
+/// symbolic link, the target is replaced and the link stays.
+#[cfg(unix)]
+#[test]
+fn report_output_keeps_pipes_and_links() {
+    use std::os::unix::fs::FileTypeExt;
+    let tmp = tempdir();
+    let fifo = tmp.path().join("report.pipe");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+    assert!(made.success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    let l = listings();
+    let out = gramfit(["fit", l.as_str(), "-f", F, "--format", "json", "-o", fifo.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Checked before waiting for the reader, which would wait forever on a
+    // pipe replaced by a file.
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "the pipe is still a pipe");
+    let text = reader.join().unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).expect("the report came through the pipe");
+    assert!(json["params"].is_object());
+
+    let target = tmp.path().join("reports").join("fit.json");
+    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    std::fs::write(&target, "old").unwrap();
+    let link = tmp.path().join("latest.json");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let out = gramfit(["fit", l.as_str(), "-f", F, "--format", "json", "-o", link.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link is still a link");
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&target).unwrap()).unwrap();
+    assert_eq!(written["params"], json["params"], "the link's target holds the new report");
+}
