@@ -24,8 +24,11 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Rows per accumulation chunk (a fixed part of the arithmetic, not a
-/// tuning knob: it decides where the compensated sums are merged).
-pub const CHUNK_ROWS: usize = 4096;
+/// tuning knob: it decides where the compensated sums are merged). 8192,
+/// the read batch size: 2% faster end to end than 4096 on the benchmark
+/// file (fewer per-chunk fixed costs, half the pattern-table collapses in
+/// the robust second pass), ~0.5 MiB more per thread.
+pub const CHUNK_ROWS: usize = 8192;
 /// Chunks per work unit of a sequential source.
 pub const CHUNKS_PER_UNIT: usize = 16;
 
