@@ -18,10 +18,10 @@ use crate::formula::expr::{Func, NumExpr};
 use crate::formula::{FactorKind, ModelSpec};
 use crate::level::{ColumnKey, Level};
 use crate::stats::kernel::{kept_rows, raw_moments_masked_columns, DirectColumn, SourceColumn};
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, DictionaryArray, RecordBatch};
 use arrow::buffer::ScalarBuffer;
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Float64Type, Int64Type};
+use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
@@ -540,11 +540,28 @@ pub fn categorical_column(batch: &RecordBatch, name: &str) -> Result<(Vec<u32>, 
                     }),
                 })
                 .collect();
-            let keys = dict.normalized_keys();
             let nulls = arr.logical_nulls();
-            for (r, c) in codes.iter_mut().enumerate() {
-                if nulls.as_ref().is_none_or(|n| n.is_valid(r)) {
-                    *c = value_code[keys[r]];
+            let code_of = |k: usize| value_code.get(k).copied().unwrap_or(u32::MAX);
+            if let Some(d) = arr.as_any().downcast_ref::<DictionaryArray<Int32Type>>() {
+                // The usual keys (Parquet's dictionaries are read so): read
+                // in place rather than widened into a new vector first.
+                let keys = d.keys().values();
+                match &nulls {
+                    None => codes.iter_mut().zip(keys.iter()).for_each(|(c, &k)| *c = code_of(k as usize)),
+                    Some(n) => {
+                        for (r, (c, &k)) in codes.iter_mut().zip(keys.iter()).enumerate() {
+                            if n.is_valid(r) {
+                                *c = code_of(k as usize);
+                            }
+                        }
+                    }
+                }
+            } else {
+                let keys = dict.normalized_keys();
+                for (r, c) in codes.iter_mut().enumerate() {
+                    if nulls.as_ref().is_none_or(|n| n.is_valid(r)) {
+                        *c = code_of(keys[r]);
+                    }
                 }
             }
         }
