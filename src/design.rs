@@ -1159,3 +1159,32 @@ impl DesignBuilder {
         Ok(block)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int32Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+    use std::sync::Arc;
+
+    /// A dictionary column is coded by its values, not its keys: two keys
+    /// of one value share a level, a null row (whatever its key) has no
+    /// level, and levels come in order of first appearance in the
+    /// dictionary's values.
+    #[test]
+    fn dictionary_codes_follow_values_and_nulls() {
+        let values = StringArray::from(vec!["Queens", "Brooklyn", "Queens", "Manhattan"]);
+        let keys = Int32Array::from(vec![Some(1), Some(0), None, Some(2), Some(3), Some(1)]);
+        for with_nulls in [true, false] {
+            let keys = if with_nulls { keys.clone() } else { Int32Array::from(vec![1, 0, 3, 2, 3, 1]) };
+            let dict = DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values.clone())).unwrap();
+            let schema = Schema::new(vec![Field::new("b", dict.data_type().clone(), true)]);
+            let batch = RecordBatch::try_new(Arc::new(schema), vec![Arc::new(dict)]).unwrap();
+            let (codes, table) = categorical_column(&batch, "b").unwrap();
+            let names: Vec<String> = table.iter().map(|l| l.to_string()).collect();
+            assert_eq!(names, ["Queens", "Brooklyn", "Manhattan"]);
+            let want = if with_nulls { vec![1, 0, u32::MAX, 0, 2, 1] } else { vec![1, 0, 2, 0, 2, 1] };
+            assert_eq!(codes, want, "nulls: {with_nulls}");
+        }
+    }
+}
