@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Cost of gramfit's second pass against its first, on the benchmark file:
 median wall time (perf_counter around the process; the variants run in
-turn, round robin) and peak RSS
+turn, round robin), CPU time (user + system, all threads; less sensitive to
+other load on a shared machine) and peak RSS
 (/usr/bin/time -v) of `fit --no-second-pass` and of `fit` with each
 covariance type, for 1 and 2 threads, all in one run.
 
@@ -29,7 +30,8 @@ def run(cmd):
     if out.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{out.stderr[-2000:]}")
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1)) / 1024
-    return wall, rss
+    cpu = sum(float(re.search(rf"{k} time \(seconds\): ([\d.]+)", out.stderr).group(1)) for k in ["User", "System"])
+    return wall, rss, cpu
 
 
 def main():
@@ -48,8 +50,9 @@ def main():
     ]
     print(f"file: {os.path.basename(path)}; median of {a.repeats}; second pass = total − first pass")
     print()
-    print("| threads | run | median wall (s) | second pass (s) | second / first | peak RSS (MiB) |")
-    print("|---:|---|---:|---:|---:|---:|")
+    print("| threads | run | median wall (s) | second pass (s) | second / first | CPU time (s) | second / first, CPU | "
+          "peak RSS (MiB) |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for threads in ["1", "2"]:
         # Round robin over the variants, so that a noisy moment on this
         # shared machine falls on all of them alike.
@@ -60,14 +63,16 @@ def main():
             for i, cmd in enumerate(cmds):
                 reps[i].append(run(cmd))
         first = statistics.median(r[0] for r in reps[0])
+        first_cpu = statistics.median(r[2] for r in reps[0])
         for (name, _), rs in zip(variants, reps):
             wall = statistics.median(r[0] for r in rs)
+            cpu = statistics.median(r[2] for r in rs)
             rss = max(r[1] for r in rs)
             if name == variants[0][0]:
-                print(f"| {threads} | {name} | {wall:.3f} | — | — | {rss:.1f} |", flush=True)
+                print(f"| {threads} | {name} | {wall:.3f} | — | — | {cpu:.2f} | — | {rss:.1f} |", flush=True)
             else:
                 print(f"| {threads} | {name} | {wall:.3f} | {wall - first:.3f} | {(wall - first) / first:.2f} | "
-                      f"{rss:.1f} |", flush=True)
+                      f"{cpu:.2f} | {(cpu - first_cpu) / first_cpu:.2f} | {rss:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
