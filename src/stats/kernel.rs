@@ -968,7 +968,7 @@ unsafe fn numeric_moments<'a>(
         // as cheap as the transposes the grouping needs.)
         let mut cross = vec![0.0; nb * nc];
         // SAFETY: as above.
-        unsafe { simd::bits_by_cols_avx512(&bin_cols, &cont_cols, n, mask, None, &mut cross) };
+        unsafe { simd::bits_by_cols_avx512(&bin_cols, &cont_cols, n, mask, &mut cross) };
         for (b, &j) in cont.iter().enumerate() {
             for (a, &i) in bins.iter().enumerate() {
                 set(i, j, cross[a * nc + b]);

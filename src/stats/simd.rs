@@ -1,6 +1,9 @@
-//! Explicit-SIMD kernels for the hot loops: column scans, the exact gram
-//! product read in place from Arrow buffers with dropped rows masked out,
-//! and the second pass's residuals, leverages and weighted meats.
+//! Explicit-SIMD kernels for the hot loops: column scans and 0/1 tests, the
+//! exact gram product read in place from Arrow buffers with dropped rows
+//! masked out (0/1 columns as bits: masked sums and popcounts), and the
+//! second pass's residuals, their moments, HC2/HC3 weights and weighted
+//! grams. The robust second pass's row patterns are in
+//! [`patterns`](super::patterns).
 //!
 //! The compilers' auto-vectoriser split the five independent lane
 //! reductions of the portable scan into 128-bit pieces, which made the scan
@@ -310,27 +313,17 @@ pub fn ones_in(bits: &[u8]) -> u64 {
 }
 
 /// The products of 0/1 columns given as bits (`bins`) with `f64` columns
-/// (`cont`, each of `n` rows read where the row mask keeps them), with
-/// row weights or without: `out[a·nc + b] = Σ_r w_r bin_ar cont_br`.
+/// (`cont`, each of `n` rows read where the row mask keeps them):
+/// `out[a·nc + b] = Σ_r bin_ar cont_br`.
 ///
-/// A product with a 0/1 column is a masked sum, so it needs no multiply:
-/// without weights, masked additions, which run on the floating-point
-/// adders beside the multiply-add units busy with the `f64` × `f64`
-/// products; with weights, masked multiply-adds of `w_r cont_br` (the
-/// same bits as multiplying by the 0/1 value). Bits are clear on dropped
-/// rows.
+/// A product with a 0/1 column is a masked sum, so it needs no multiply
+/// (the same bits as multiplying by the 0/1 value). Bits are clear on
+/// dropped rows.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn bits_by_cols_avx512(
-    bins: &[&[u8]],
-    cont: &[&[f64]],
-    n: usize,
-    mask: Option<&[u8]>,
-    weights: Option<&[f64]>,
-    out: &mut [f64],
-) {
+pub unsafe fn bits_by_cols_avx512(bins: &[&[u8]], cont: &[&[f64]], n: usize, mask: Option<&[u8]>, out: &mut [f64]) {
     let (nb, nc) = (bins.len(), cont.len());
     assert!(bins.iter().all(|b| b.len() >= n.div_ceil(8)) && cont.iter().all(|c| c.len() >= n));
-    assert!(weights.is_none_or(|w| w.len() >= n) && out.len() >= nb * nc);
+    assert!(out.len() >= nb * nc);
     for i0 in (0..nb).step_by(4) {
         for j0 in (0..nc).step_by(4) {
             let (a, b) = ((nb - i0).min(4), (nc - j0).min(4));
@@ -338,13 +331,7 @@ pub unsafe fn bits_by_cols_avx512(
                 ($(($x:literal, $y:literal)),*) => {
                     match (a, b) {
                         // SAFETY: the tile's columns hold n rows.
-                        $(($x, $y) => unsafe {
-                            if weights.is_some() {
-                                tile_bits::<$x, $y, true>(bins, cont, n, mask, weights, i0, j0, out)
-                            } else {
-                                tile_bits::<$x, $y, false>(bins, cont, n, mask, weights, i0, j0, out)
-                            }
-                        },)*
+                        $(($x, $y) => unsafe { tile_bits::<$x, $y>(bins, cont, n, mask, i0, j0, out) },)*
                         _ => unreachable!("tiles are 1..=4 columns wide"),
                     }
                 };
@@ -380,12 +367,11 @@ const FMA_ROWS: usize = 2;
 #[inline]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_bits<const A: usize, const B: usize, const W: bool>(
+unsafe fn tile_bits<const A: usize, const B: usize>(
     bins: &[&[u8]],
     cont: &[&[f64]],
     n: usize,
     mask: Option<&[u8]>,
-    weights: Option<&[f64]>,
     i0: usize,
     j0: usize,
     out: &mut [f64],
@@ -393,7 +379,6 @@ unsafe fn tile_bits<const A: usize, const B: usize, const W: bool>(
     let nc = cont.len();
     let pi: [*const u8; A] = std::array::from_fn(|a| bins[i0 + a].as_ptr());
     let pj: [*const f64; B] = std::array::from_fn(|b| cont[j0 + b].as_ptr());
-    let pw = weights.map_or(std::ptr::null(), |w| w.as_ptr());
     // Opaque, or the compiler folds x·1 + acc back into an addition.
     let one = std::hint::black_box(_mm512_set1_pd(1.0));
     let mut acc = [[_mm512_setzero_pd(); B]; A];
@@ -403,24 +388,14 @@ unsafe fn tile_bits<const A: usize, const B: usize, const W: bool>(
         // column holds a byte per 8 rows.
         let xj: [__m512d; B] = std::array::from_fn(|b| unsafe { _mm512_maskz_loadu_pd(k, pj[b].add(8 * c)) });
         let ki: [__mmask8; A] = std::array::from_fn(|a| unsafe { *pi[a].add(c) });
-        if W {
-            // SAFETY: as above.
-            let w = unsafe { _mm512_maskz_loadu_pd(k, pw.add(8 * c)) };
-            for a in 0..A {
-                for b in 0..B {
-                    acc[a][b] = _mm512_mask3_fmadd_pd(w, xj[b], acc[a][b], ki[a]);
-                }
+        for a in 0..A.min(FMA_ROWS) {
+            for b in 0..B {
+                acc[a][b] = _mm512_mask3_fmadd_pd(xj[b], one, acc[a][b], ki[a]);
             }
-        } else {
-            for a in 0..A.min(FMA_ROWS) {
-                for b in 0..B {
-                    acc[a][b] = _mm512_mask3_fmadd_pd(xj[b], one, acc[a][b], ki[a]);
-                }
-            }
-            for a in A.min(FMA_ROWS)..A {
-                for b in 0..B {
-                    acc[a][b] = _mm512_mask_add_pd(acc[a][b], ki[a], acc[a][b], xj[b]);
-                }
+        }
+        for a in A.min(FMA_ROWS)..A {
+            for b in 0..B {
+                acc[a][b] = _mm512_mask_add_pd(acc[a][b], ki[a], acc[a][b], xj[b]);
             }
         }
     }
@@ -431,41 +406,13 @@ unsafe fn tile_bits<const A: usize, const B: usize, const W: bool>(
     }
 }
 
-/// Weighted products of 0/1 columns given as bits: the lower triangle
-/// `out[j·nb + i] = Σ_r w_r bin_ir bin_jr` (`i ≥ j`), masked sums of the
-/// weights. (Without weights these are popcounts: [`binary_dot`].)
-#[target_feature(enable = "avx512f")]
-pub unsafe fn weighted_bits_lower_avx512(bins: &[&[u8]], n: usize, weights: &[f64], out: &mut [f64]) {
-    let nb = bins.len();
-    assert!(bins.iter().all(|b| b.len() >= n.div_ceil(8)) && weights.len() >= n && out.len() >= nb * nb);
-    for i in 0..nb {
-        for j0 in (0..=i).step_by(4) {
-            let b = (i + 1 - j0).min(4);
-            let mut acc = [_mm512_setzero_pd(); 4];
-            for c in 0..n.div_ceil(8) {
-                // Weights past n are masked off by the bits (clear there).
-                // SAFETY: each bit column holds a byte per 8 rows.
-                let ki = unsafe { *bins[i].get_unchecked(c) } & row_mask(None, c, n);
-                let w = unsafe { _mm512_maskz_loadu_pd(ki, weights.as_ptr().add(8 * c)) };
-                for (l, a) in acc.iter_mut().enumerate().take(b) {
-                    // SAFETY: as above.
-                    let kj = unsafe { *bins[j0 + l].get_unchecked(c) };
-                    *a = _mm512_mask_add_pd(*a, kj, *a, w);
-                }
-            }
-            for (l, a) in acc.iter().enumerate().take(b) {
-                out[(j0 + l) * nb + i] = _mm512_reduce_add_pd(*a);
-            }
-        }
-    }
-}
-
 /// [`gram_lower_avx512`] of columns given one by one (each of `n`
-/// rows), reading only the kept rows (`mask`; the others as zeros).
-#[target_feature(enable = "avx512f")]
+/// rows), reading only the kept rows (`mask`; the others as zeros), in
+/// tiles of up to 4 × 4 columns.
 ///
 /// With `weights`, the rows are weighted: `Σ w_r x_ri x_rj` (the meats of
 /// the robust covariances).
+#[target_feature(enable = "avx512f")]
 pub unsafe fn gram_lower_cols_avx512(
     cols: &[&[f64]],
     n: usize,
@@ -473,36 +420,13 @@ pub unsafe fn gram_lower_cols_avx512(
     weights: Option<&[f64]>,
     out: &mut [f64],
 ) {
-    // SAFETY: as the caller's.
-    unsafe { gram_lower_cols_skip_avx512(cols, n, mask, weights, cols.len(), out) }
-}
-
-/// [`gram_lower_cols_avx512`] leaving out the pairs of columns that are
-/// both at or after `skip_from` (the caller has them another way: 0/1
-/// columns by popcounts). Tiles never straddle `skip_from`.
-#[target_feature(enable = "avx512f")]
-pub unsafe fn gram_lower_cols_skip_avx512(
-    cols: &[&[f64]],
-    n: usize,
-    mask: Option<&[u8]>,
-    weights: Option<&[f64]>,
-    skip_from: usize,
-    out: &mut [f64],
-) {
     assert!(weights.is_none_or(|w| w.len() >= n));
     let m = cols.len();
-    assert!(cols.iter().all(|c| c.len() >= n) && out.len() >= m * m && skip_from <= m);
-    let blocks: Vec<(usize, usize)> = (0..skip_from)
-        .step_by(4)
-        .map(|s| (s, (skip_from - s).min(4)))
-        .chain((skip_from..m).step_by(4).map(|s| (s, (m - s).min(4))))
-        .collect();
+    assert!(cols.iter().all(|c| c.len() >= n) && out.len() >= m * m);
+    let blocks: Vec<(usize, usize)> = (0..m).step_by(4).map(|s| (s, (m - s).min(4))).collect();
     for bi in 0..blocks.len() {
         for bj in 0..=bi {
             let ((i0, a), (j0, b)) = (blocks[bi], blocks[bj]);
-            if j0 >= skip_from {
-                continue;
-            }
             macro_rules! dispatch {
                 ($(($x:literal, $y:literal)),*) => {
                     match (a, b) {
@@ -751,66 +675,6 @@ pub unsafe fn residual_sums_avx512(e: &[f64]) -> ([f64; 4], f64) {
         [_mm512_reduce_add_pd(s1), _mm512_reduce_add_pd(s2), _mm512_reduce_add_pd(s3), _mm512_reduce_add_pd(s4)],
         _mm512_reduce_add_pd(dw),
     )
-}
-
-/// Leverages `h_r = x_rᵀ B x_r` (`B` symmetric `p × p`, row-major) into
-/// `h` (`n` rounded up to 8 values; dropped rows read as zeros, so h = 0).
-///
-/// xᵀBx = 2 Σ_j x_j t_j with t_j = B_jj/2 · x_j + Σ_{l>j} B_jl x_l: about
-/// p²/2 fused multiply-adds per 8 rows, four t_j at a time so that four
-/// independent chains hide the FMA latency.
-#[target_feature(enable = "avx512f")]
-pub unsafe fn leverage_masked_avx512(xs: &[&[f64]], b: &[f64], n: usize, mask: Option<&[u8]>, h: &mut [f64]) {
-    let p = xs.len();
-    assert!(b.len() >= p * p && xs.iter().all(|x| x.len() >= n) && h.len() >= n.div_ceil(8) * 8);
-    // Rows padded to a multiple of 4 with zeros; u[j][l] = B_jl (l > j),
-    // B_jj/2 (l = j), 0 (l < j).
-    let pp = p.div_ceil(4) * 4;
-    let mut u = vec![0.0; pp * p];
-    for j in 0..p {
-        u[j * p + j] = 0.5 * b[j * p + j];
-        for l in j + 1..p {
-            u[j * p + l] = b[j * p + l];
-        }
-    }
-    // Two 8-row slices at a time: each broadcast coefficient feeds two
-    // multiply-adds, and eight independent chains hide the latency.
-    let mut x = vec![[_mm512_setzero_pd(); 2]; pp];
-    let vectors = n.div_ceil(8);
-    for c in (0..vectors).step_by(2) {
-        let k = [row_mask(mask, c, n), if c + 1 < vectors { row_mask(mask, c + 1, n) } else { 0 }];
-        for (v, col) in x.iter_mut().zip(xs) {
-            for s in 0..2 {
-                // SAFETY: the mask limits the load to rows below n.
-                v[s] = unsafe { _mm512_maskz_loadu_pd(k[s], col.as_ptr().add(8 * (c + s))) };
-            }
-        }
-        let mut acc = [[_mm512_setzero_pd(); 2]; 4];
-        for j0 in (0..p).step_by(4) {
-            let mut t = [[_mm512_setzero_pd(); 2]; 4];
-            let rows: [&[f64]; 4] = std::array::from_fn(|a| &u[(j0 + a) * p + j0..(j0 + a + 1) * p]);
-            for (i, xl) in x[j0..p].iter().enumerate() {
-                for a in 0..4 {
-                    // SAFETY: every row slice holds p − j0 values.
-                    let coef = _mm512_set1_pd(unsafe { *rows[a].get_unchecked(i) });
-                    t[a][0] = _mm512_fmadd_pd(coef, xl[0], t[a][0]);
-                    t[a][1] = _mm512_fmadd_pd(coef, xl[1], t[a][1]);
-                }
-            }
-            for a in 0..4 {
-                for s in 0..2 {
-                    acc[a][s] = _mm512_fmadd_pd(x[j0 + a][s], t[a][s], acc[a][s]);
-                }
-            }
-        }
-        for s in 0..2 {
-            if c + s < vectors {
-                let sum = _mm512_add_pd(_mm512_add_pd(acc[0][s], acc[1][s]), _mm512_add_pd(acc[2][s], acc[3][s]));
-                // SAFETY: `h` holds n rounded up to 8 values.
-                unsafe { _mm512_storeu_pd(h.as_mut_ptr().add(8 * (c + s)), _mm512_add_pd(sum, sum)) };
-            }
-        }
-    }
 }
 
 /// Kept rows on which a column is non-zero.
