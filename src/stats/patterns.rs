@@ -152,6 +152,18 @@ pub unsafe fn pattern_sums<P: Copy + Into<usize>>(
     assert!(patterns.len() >= n.div_ceil(8) * 8);
     let one = _mm512_set1_pd(1.0);
     assert!(table.len() >= rows * width * 8);
+    // Up to 7 columns (one vector per table row): the column count fixed at
+    // compile time, so that the lanes are known without a branch per lane.
+    macro_rules! fixed {
+        ($($k:literal),*) => {
+            match cols.len() {
+                // SAFETY: as the caller's; the asserts above hold.
+                $($k => return unsafe { pattern_sums_fixed::<P, $k>(cols, patterns, rows, n, mask, w, table) },)*
+                _ => {}
+            }
+        };
+    }
+    fixed!(1, 2, 3, 4, 5, 6, 7);
     let t = table.as_mut_ptr();
     for c in 0..n.div_ceil(8) {
         let k = row_mask(mask, c, n);
@@ -183,6 +195,55 @@ pub unsafe fn pattern_sums<P: Copy + Into<usize>>(
                     let at = t.add((pat[r] * width + g) * 8);
                     _mm512_storeu_pd(at, _mm512_add_pd(_mm512_loadu_pd(at), *row));
                 }
+            }
+        }
+    }
+}
+
+/// [`pattern_sums`] for `NC ≤ 7` columns (one vector per table row).
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pattern_sums_fixed<P: Copy + Into<usize>, const NC: usize>(
+    cols: &[&[f64]],
+    patterns: &[P],
+    rows: usize,
+    n: usize,
+    mask: Option<&[u8]>,
+    w: Option<&[f64]>,
+    table: &mut [f64],
+) {
+    let one = _mm512_set1_pd(1.0);
+    let ptr: [*const f64; NC] = std::array::from_fn(|j| cols[j].as_ptr());
+    let t = table.as_mut_ptr();
+    for c in 0..n.div_ceil(8) {
+        let k = row_mask(mask, c, n);
+        let wv = match w {
+            // SAFETY: the mask limits the loads to rows below n.
+            Some(w) => unsafe { _mm512_maskz_loadu_pd(k, w.as_ptr().add(8 * c)) },
+            None => _mm512_maskz_mov_pd(k, one),
+        };
+        let pat: [usize; 8] = std::array::from_fn(|r| patterns[8 * c + r].into());
+        assert!(pat.iter().all(|&p| p < rows), "a pattern past the table");
+        let lanes: [__m512d; 8] = std::array::from_fn(|i| {
+            if i == 0 {
+                wv
+            } else if i <= NC {
+                // SAFETY: as above.
+                let x = unsafe { _mm512_maskz_loadu_pd(k, ptr[i - 1].add(8 * c)) };
+                if w.is_some() {
+                    _mm512_mul_pd(wv, x)
+                } else {
+                    x
+                }
+            } else {
+                _mm512_setzero_pd()
+            }
+        });
+        for (r, row) in transpose_8x8(lanes).iter().enumerate() {
+            // SAFETY: every pattern is below `rows` (checked above).
+            unsafe {
+                let at = t.add(pat[r] * 8);
+                _mm512_storeu_pd(at, _mm512_add_pd(_mm512_loadu_pd(at), *row));
             }
         }
     }
@@ -280,6 +341,19 @@ pub unsafe fn leverage_by_patterns(
     let width = table_width(nc);
     assert!(cols.iter().all(|c| c.len() >= n) && bk.len() >= m * m && nc <= m);
     assert!(table.len() >= 256 * width * 8 && patterns.len() >= n.div_ceil(8) * 8 && h.len() >= n.div_ceil(8) * 8);
+    // Up to 7 columns (a table row of one vector): the column count fixed
+    // at compile time, so that the loops unroll and the columns stay in
+    // registers.
+    macro_rules! fixed {
+        ($($k:literal),*) => {
+            match nc {
+                // SAFETY: as the caller's; the asserts above hold.
+                $($k => return unsafe { leverage_fixed::<$k>(cols, bk, m, patterns, table, n, mask, h) },)*
+                _ => {}
+            }
+        };
+    }
+    fixed!(1, 2, 3, 4, 5, 6, 7);
     let two = _mm512_set1_pd(2.0);
     // Two groups of 8 rows at a time: each broadcast coefficient feeds two
     // multiply-adds, and the two groups' chains overlap.
@@ -328,6 +402,61 @@ pub unsafe fn leverage_by_patterns(
         for s in 0..2 {
             if c + s < groups {
                 let hv = _mm512_maskz_mov_pd(k[s], _mm512_fmadd_pd(two, acc[s], lanes[0][s]));
+                // SAFETY: `h` holds n rounded up to 8 values.
+                unsafe { _mm512_storeu_pd(h.as_mut_ptr().add(8 * (c + s)), hv) };
+            }
+        }
+    }
+}
+
+/// [`leverage_by_patterns`] for `NC ≤ 7` columns (one vector per table row).
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn leverage_fixed<const NC: usize>(
+    cols: &[&[f64]],
+    bk: &[f64],
+    m: usize,
+    patterns: &[u8],
+    table: &[f64],
+    n: usize,
+    mask: Option<&[u8]>,
+    h: &mut [f64],
+) {
+    let two = _mm512_set1_pd(2.0);
+    let ptr: [*const f64; NC] = std::array::from_fn(|j| cols[j].as_ptr());
+    // Row j: B_jj/2, then B_jl for l > j (the upper triangle, halved
+    // diagonal).
+    let coef: [[f64; NC]; NC] =
+        std::array::from_fn(|j| std::array::from_fn(|l| if l == j { 0.5 * bk[j * m + j] } else { bk[j * m + l] }));
+    let groups = n.div_ceil(8);
+    for c in (0..groups).step_by(2) {
+        let k = [row_mask(mask, c, n), if c + 1 < groups { row_mask(mask, c + 1, n) } else { 0 }];
+        // SAFETY: the masks limit the loads to rows below n.
+        let x: [[__m512d; 2]; NC] =
+            std::array::from_fn(|j| [0, 1].map(|s| unsafe { _mm512_maskz_loadu_pd(k[s], ptr[j].add(8 * (c + s))) }));
+        let lanes: [[__m512d; 8]; 2] = [0, 1].map(|s| {
+            // Past the last group: pattern rows of group c (any will do,
+            // the result is not stored).
+            let at = 8 * (c + s).min(groups - 1);
+            let pat = &patterns[at..at + 8];
+            // SAFETY: the table has 256 rows of one vector.
+            transpose_8x8(std::array::from_fn(|r| unsafe {
+                _mm512_loadu_pd(table.as_ptr().add(usize::from(pat[r]) * 8))
+            }))
+        });
+        let mut acc = [_mm512_setzero_pd(); 2];
+        for j in 0..NC {
+            for s in 0..2 {
+                let mut t = _mm512_fmadd_pd(_mm512_set1_pd(coef[j][j]), x[j][s], lanes[s][1 + j]);
+                for l in j + 1..NC {
+                    t = _mm512_fmadd_pd(_mm512_set1_pd(coef[j][l]), x[l][s], t);
+                }
+                acc[s] = _mm512_fmadd_pd(x[j][s], t, acc[s]);
+            }
+        }
+        for s in 0..2 {
+            if c + s < groups {
+                let hv = _mm512_maskz_mov_pd(k[s], _mm512_fmadd_pd(two, acc[s], lanes[s][0]));
                 // SAFETY: `h` holds n rounded up to 8 values.
                 unsafe { _mm512_storeu_pd(h.as_mut_ptr().add(8 * (c + s)), hv) };
             }
