@@ -529,27 +529,23 @@ impl ResidualStats {
                     let g = table.len();
                     let w = sized(w, stride);
                     let mut index = vec![0u16; stride];
-                    // Branch-free: residuals are 0 on dropped rows, so only
-                    // a missing cluster (code ≥ g) needs a zero weight; a
-                    // dropped row's code lands in `seen[g]` and the count
-                    // of kept rows without a cluster takes only kept rows.
-                    let mut seen = vec![false; g + 1];
-                    let mut without = 0u64;
-                    let rows = codes[..n].chunks(8).zip(index.chunks_exact_mut(8)).zip(w.chunks_exact_mut(8));
-                    for (c, ((codes, index), w)) in rows.enumerate() {
-                        let k = mask.map_or(0xff, |m| m[c]);
-                        let (pats, e) = (&patterns[8 * c..8 * c + 8], &full[8 * c..8 * c + 8]);
-                        for (b, &code) in codes.iter().enumerate() {
-                            let code = (code as usize).min(g);
-                            let kept = k >> b & 1 == 1;
-                            let valid = code < g;
-                            seen[if kept { code } else { g }] = true;
-                            without += u64::from(kept && !valid);
-                            index[b] = if valid { ((code << nf) | usize::from(pats[b])) as u16 } else { 0 };
-                            w[b] = if valid { e[b] } else { 0.0 };
+                    let with_cluster =
+                        unsafe { patterns::cluster_rows(&codes, &patterns, full, g, nf, n, mask, &mut index, w) };
+                    // Levels with a kept row: scanned until every level has
+                    // been met (in a few dozen rows, typically).
+                    let mut seen = vec![false; g];
+                    let mut met = 0;
+                    for (r, &code) in codes[..n].iter().enumerate() {
+                        if met == g {
+                            break;
+                        }
+                        let code = code as usize;
+                        if code < g && !seen[code] && is_kept(r) {
+                            seen[code] = true;
+                            met += 1;
                         }
                     }
-                    seen.truncate(g);
+                    let without = k as u64 - with_cluster;
                     let rows = g << nf;
                     let mut by_pattern = patterns::Table::zeroed(rows, patterns::table_width(nc));
                     unsafe {

@@ -249,6 +249,56 @@ unsafe fn pattern_sums_fixed<P: Copy + Into<usize>, const NC: usize>(
     }
 }
 
+/// The table row of each row of a cluster-robust pass, `level · 2^nf +
+/// pattern` (0 where the level code is `g` or more: no cluster, or a
+/// dropped row's code), and its weight, the residual (0 without a
+/// cluster; residuals are 0 on dropped rows already); 16 rows at a time.
+/// Returns the kept rows with a cluster (`mask`: kept rows).
+#[target_feature(enable = "avx512f,popcnt")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn cluster_rows(
+    codes: &[u32],
+    patterns: &[u8],
+    e: &[f64],
+    g: usize,
+    nf: usize,
+    n: usize,
+    mask: Option<&[u8]>,
+    index: &mut [u16],
+    w: &mut [f64],
+) -> u64 {
+    assert!(codes.len() >= n && patterns.len() >= n && e.len() >= n && index.len() >= n && w.len() >= n);
+    assert!(g << nf <= 1 << 16);
+    let kept = |r: usize| mask.is_none_or(|m| m[r / 8] >> (r % 8) & 1 == 1);
+    let (gv, shift) = (_mm512_set1_epi32(g as i32), _mm512_set1_epi32(nf as i32));
+    let mut with_cluster = 0u64;
+    let blocks = n / 16;
+    for b in 0..blocks {
+        let r = 16 * b;
+        // SAFETY: the block's 16 rows lie below n in every slice.
+        unsafe {
+            let code = _mm512_loadu_si512(codes.as_ptr().add(r).cast());
+            let valid = _mm512_cmplt_epu32_mask(code, gv);
+            let pat = _mm512_cvtepu8_epi32(_mm_loadu_si128(patterns.as_ptr().add(r).cast()));
+            let at = _mm512_maskz_or_epi32(valid, _mm512_sllv_epi32(code, shift), pat);
+            _mm256_storeu_si256(index.as_mut_ptr().add(r).cast(), _mm512_cvtepi32_epi16(at));
+            let (lo, hi) = (valid as u8, (valid >> 8) as u8);
+            _mm512_storeu_pd(w.as_mut_ptr().add(r), _mm512_maskz_loadu_pd(lo, e.as_ptr().add(r)));
+            _mm512_storeu_pd(w.as_mut_ptr().add(r + 8), _mm512_maskz_loadu_pd(hi, e.as_ptr().add(r + 8)));
+            let k = mask.map_or(0xffff, |m| u16::from_le_bytes([m[2 * b], m[2 * b + 1]]));
+            with_cluster += u64::from((valid & k).count_ones());
+        }
+    }
+    for r in 16 * blocks..n {
+        let code = codes[r] as usize;
+        let valid = code < g;
+        index[r] = if valid { ((code << nf) | usize::from(patterns[r])) as u16 } else { 0 };
+        w[r] = if valid { e[r] } else { 0.0 };
+        with_cluster += u64::from(valid && kept(r));
+    }
+    with_cluster
+}
+
 /// Per-cluster score sums from a pattern table whose rows are
 /// `level · 2^nf + pattern` (weights: the residuals): `g × m` in kernel
 /// order (columns, flags, intercept).

@@ -583,3 +583,49 @@ proptest! {
         }
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// The cluster pass's row table indices and weights (16 rows at a time)
+    /// equal the row-by-row definition: `level · 2^nf + pattern` and the
+    /// residual for a row with a cluster, 0 and 0 without; the count is of
+    /// kept rows with a cluster.
+    #[test]
+    fn cluster_rows_equal_the_row_by_row_definition(
+        n in 1usize..300,
+        g in 1usize..9,
+        nf in 0usize..=8,
+        drop_every in prop::sample::select(vec![0usize, 3, 7]),
+        seed in any::<u64>(),
+    ) {
+        use gramfit::stats::patterns;
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            eprintln!("*** no AVX-512 on this CPU: cluster_rows is not tested ***");
+            return Ok(());
+        }
+        let mut rng = gramfit::generate::Rng::new(seed);
+        let codes: Vec<u32> = (0..n)
+            .map(|_| match (rng.uniform() * 10.0) as u32 { 0 => u32::MAX, 1 => g as u32 + 3, _ => (rng.uniform() * g as f64) as u32 })
+            .collect();
+        let pats: Vec<u8> = (0..n.div_ceil(8) * 8).map(|_| (rng.uniform() * f64::from(1u32 << nf)) as u8).collect();
+        let e: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+        let kept: Vec<bool> = (0..n).map(|r| drop_every == 0 || r % drop_every != 2).collect();
+        let mask: Vec<u8> = (0..n.div_ceil(8))
+            .map(|c| (0..8).filter(|b| c * 8 + b < n && kept[c * 8 + b]).fold(0u8, |m, b| m | 1 << b))
+            .collect();
+        let mut index = vec![7u16; n];
+        let mut w = vec![f64::NAN; n];
+        let m = if drop_every == 0 { None } else { Some(&mask[..]) };
+        let with = unsafe { patterns::cluster_rows(&codes, &pats, &e, g, nf, n, m, &mut index, &mut w) };
+        for r in 0..n {
+            let valid = (codes[r] as usize) < g;
+            let want = if valid { ((codes[r] as usize) << nf | usize::from(pats[r])) as u16 } else { 0 };
+            prop_assert_eq!(index[r], want, "row {}", r);
+            prop_assert_eq!(w[r].to_bits(), if valid { e[r] } else { 0.0 }.to_bits(), "row {}", r);
+        }
+        let want = (0..n).filter(|&r| kept[r] && (codes[r] as usize) < g).count() as u64;
+        prop_assert_eq!(with, want);
+    }
+}
