@@ -18,6 +18,32 @@
 use super::kernel::ColumnScan;
 use std::arch::x86_64::*;
 
+/// `$tile!(A, B)` for the tile shape `($a, $b)`, each 1 to 4: const
+/// generics need literals.
+macro_rules! tile_shape {
+    ($a:expr, $b:expr, $tile:ident) => {
+        match ($a, $b) {
+            (1, 1) => $tile!(1, 1),
+            (1, 2) => $tile!(1, 2),
+            (1, 3) => $tile!(1, 3),
+            (1, 4) => $tile!(1, 4),
+            (2, 1) => $tile!(2, 1),
+            (2, 2) => $tile!(2, 2),
+            (2, 3) => $tile!(2, 3),
+            (2, 4) => $tile!(2, 4),
+            (3, 1) => $tile!(3, 1),
+            (3, 2) => $tile!(3, 2),
+            (3, 3) => $tile!(3, 3),
+            (3, 4) => $tile!(3, 4),
+            (4, 1) => $tile!(4, 1),
+            (4, 2) => $tile!(4, 2),
+            (4, 3) => $tile!(4, 3),
+            (4, 4) => $tile!(4, 4),
+            _ => unreachable!("tiles are 1..=4 columns wide"),
+        }
+    };
+}
+
 /// Values past 2⁵² are whole numbers; `roundscale` handles them, and
 /// the exactness bound refuses them anyway.
 #[target_feature(enable = "avx512f")]
@@ -327,33 +353,13 @@ pub unsafe fn bits_by_cols_avx512(bins: &[&[u8]], cont: &[&[f64]], n: usize, mas
     for i0 in (0..nb).step_by(4) {
         for j0 in (0..nc).step_by(4) {
             let (a, b) = ((nb - i0).min(4), (nc - j0).min(4));
-            macro_rules! dispatch {
-                ($(($x:literal, $y:literal)),*) => {
-                    match (a, b) {
-                        // SAFETY: the tile's columns hold n rows.
-                        $(($x, $y) => unsafe { tile_bits::<$x, $y>(bins, cont, n, mask, i0, j0, out) },)*
-                        _ => unreachable!("tiles are 1..=4 columns wide"),
-                    }
+            macro_rules! tile {
+                // SAFETY: the tile's columns hold n rows.
+                ($x:literal, $y:literal) => {
+                    unsafe { tile_bits::<$x, $y>(bins, cont, n, mask, i0, j0, out) }
                 };
             }
-            dispatch!(
-                (1, 1),
-                (1, 2),
-                (1, 3),
-                (1, 4),
-                (2, 1),
-                (2, 2),
-                (2, 3),
-                (2, 4),
-                (3, 1),
-                (3, 2),
-                (3, 3),
-                (3, 4),
-                (4, 1),
-                (4, 2),
-                (4, 3),
-                (4, 4)
-            );
+            tile_shape!(a, b, tile);
         }
     }
 }
@@ -427,39 +433,19 @@ pub unsafe fn gram_lower_cols_avx512(
     for bi in 0..blocks.len() {
         for bj in 0..=bi {
             let ((i0, a), (j0, b)) = (blocks[bi], blocks[bj]);
-            macro_rules! dispatch {
-                ($(($x:literal, $y:literal)),*) => {
-                    match (a, b) {
-                        // SAFETY: the tile's columns hold n rows.
-                        $(($x, $y) => unsafe {
-                            if bi == bj {
-                                tile_cols::<$x, $y, true>(cols, n, mask, weights, i0, j0, out)
-                            } else {
-                                tile_cols::<$x, $y, false>(cols, n, mask, weights, i0, j0, out)
-                            }
-                        },)*
-                        _ => unreachable!("tiles are 1..=4 columns wide"),
+            macro_rules! tile {
+                // SAFETY: the tile's columns hold n rows.
+                ($x:literal, $y:literal) => {
+                    unsafe {
+                        if bi == bj {
+                            tile_cols::<$x, $y, true>(cols, n, mask, weights, i0, j0, out)
+                        } else {
+                            tile_cols::<$x, $y, false>(cols, n, mask, weights, i0, j0, out)
+                        }
                     }
                 };
             }
-            dispatch!(
-                (1, 1),
-                (1, 2),
-                (1, 3),
-                (1, 4),
-                (2, 1),
-                (2, 2),
-                (2, 3),
-                (2, 4),
-                (3, 1),
-                (3, 2),
-                (3, 3),
-                (3, 4),
-                (4, 1),
-                (4, 2),
-                (4, 3),
-                (4, 4)
-            );
+            tile_shape!(a, b, tile);
         }
     }
 }
