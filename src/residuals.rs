@@ -444,7 +444,9 @@ impl ResidualStats {
         self.add_residual_sums(kept, sums);
         let (nc, nf) = (cont.len(), flags.len());
         let intercept = !one.is_empty();
-        let patterns = patterns::row_patterns(&flag_cols, n);
+        // Rows' patterns of flags: only the robust covariances use them.
+        let patterns =
+            if spec.cov == CovType::Nonrobust { Vec::new() } else { patterns::row_patterns(&flag_cols, n) };
         // The meat Σ w x xᵀ in kernel order, added to `meat` in design order.
         let add_meat = |meat: &mut [f64], w: &[f64]| {
             let mut table = patterns::Table::zeroed(256, patterns::table_width(nc));
