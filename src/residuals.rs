@@ -445,8 +445,7 @@ impl ResidualStats {
         let (nc, nf) = (cont.len(), flags.len());
         let intercept = !one.is_empty();
         // Rows' patterns of flags: only the robust covariances use them.
-        let patterns =
-            if spec.cov == CovType::Nonrobust { Vec::new() } else { patterns::row_patterns(&flag_cols, n) };
+        let patterns = if spec.cov == CovType::Nonrobust { Vec::new() } else { patterns::row_patterns(&flag_cols, n) };
         // The meat Σ w x xᵀ in kernel order, added to `meat` in design order.
         let add_meat = |meat: &mut [f64], w: &[f64]| {
             let mut table = patterns::Table::zeroed(256, patterns::table_width(nc));

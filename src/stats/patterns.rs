@@ -51,13 +51,51 @@ pub fn transpose_bits(mut x: u64) -> u64 {
 pub fn row_patterns(flags: &[&[u8]], n: usize) -> Vec<u8> {
     assert!(flags.len() <= MAX_FLAGS);
     let groups = n.div_ceil(8);
+    assert!(flags.iter().all(|f| f.len() >= groups));
     let mut out = vec![0u8; groups * 8];
-    for (c, o) in out.chunks_exact_mut(8).enumerate() {
+    let mut done = 0;
+    if std::arch::is_x86_feature_detected!("gfni")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vbmi")
+    {
+        // SAFETY: the CPU has the features; every flag holds `groups` bytes.
+        done = unsafe { row_patterns_gfni(flags, groups, &mut out) };
+    }
+    for (c, o) in out.chunks_exact_mut(8).enumerate().skip(done) {
         // Byte a: flag a over the 8 rows; transposed, byte r: row r's flags.
         let x = flags.iter().enumerate().fold(0u64, |x, (a, f)| x | u64::from(f[c]) << (8 * a));
         o.copy_from_slice(&transpose_bits(x).to_le_bytes());
     }
     out
+}
+
+/// [`row_patterns`] for whole blocks of 64 rows, with a byte permutation
+/// (each 8-row group's bytes of the 8 flags into one word, in reverse
+/// order) and a GF(2) affine transform per word, which with the unit
+/// vectors as input transposes the word's 8 × 8 bit matrix. Returns the
+/// 8-row groups done.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,gfni")]
+unsafe fn row_patterns_gfni(flags: &[&[u8]], groups: usize, out: &mut [u8]) -> usize {
+    // Input word a: flag a over 8 groups (byte q: group q); output word q:
+    // byte j = flag 7 − j of group q.
+    let idx: [u8; 64] = std::array::from_fn(|i| (8 * (7 - i % 8) + i / 8) as u8);
+    // SAFETY: 64 bytes.
+    let idx = unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) };
+    // Byte j of each word: 1 << j.
+    let units = _mm512_set1_epi64(0x8040_2010_0804_0201u64 as i64);
+    let blocks = groups / 8;
+    for b in 0..blocks {
+        let words: [u64; 8] = std::array::from_fn(|a| {
+            flags.get(a).map_or(0, |f| u64::from_le_bytes(f[8 * b..8 * b + 8].try_into().expect("8 bytes")))
+        });
+        // SAFETY: 64 bytes in, 64 bytes out (`out` holds 8 per group).
+        unsafe {
+            let x = _mm512_loadu_si512(words.as_ptr().cast());
+            let t = _mm512_gf2p8affine_epi64_epi8::<0>(units, _mm512_permutexvar_epi8(idx, x));
+            _mm512_storeu_si512(out.as_mut_ptr().add(64 * b).cast(), t);
+        }
+    }
+    8 * blocks
 }
 
 /// Lanes `q` of 8 vectors (lane = row) to 8 vectors (one per row, lane = q).
@@ -584,6 +622,33 @@ pub fn meat_from_patterns(table: &[f64], cc: &[f64], nc: usize, nf: usize, inter
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Row patterns (64-row blocks by GF(2) transform where the CPU has
+    /// it, the rest by bit transposes) hold bit `a` of row `r` exactly
+    /// when flag `a` is set on row `r`.
+    #[test]
+    fn row_patterns_hold_each_rows_flags() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for n in [1usize, 7, 8, 63, 64, 65, 200, 8192] {
+            for nf in 0..=MAX_FLAGS {
+                let flags: Vec<Vec<u8>> = (0..nf).map(|_| (0..n.div_ceil(8)).map(|_| next() as u8).collect()).collect();
+                let refs: Vec<&[u8]> = flags.iter().map(|f| f.as_slice()).collect();
+                let p = row_patterns(&refs, n);
+                for r in 0..n {
+                    for (a, f) in flags.iter().enumerate() {
+                        assert_eq!(p[r] >> a & 1, f[r / 8] >> (r % 8) & 1, "n {n}, row {r}, flag {a}");
+                    }
+                    assert_eq!(u32::from(p[r]) >> nf, 0, "n {n}, row {r}: no bits past the flags");
+                }
+            }
+        }
+    }
 
     #[test]
     fn bit_transpose_moves_bit_j_of_byte_i_to_bit_i_of_byte_j() {
