@@ -564,8 +564,7 @@ impl ResidualStats {
                     self.merge_cluster_sums(&table, &design_sums, &seen, p);
                 } else {
                     let rows = (0..n).filter(|&r| is_kept(r)).map(|r| (r, r));
-                    let x = |r: usize, j: usize| if design[j].nonzero_at(r) { design[j].value_at(r) } else { 0.0 };
-                    self.add_cluster_sums(&codes, &table, rows, p, x, |r| full[r]);
+                    self.add_cluster_sums(&codes, &table, rows, p, |r, j| design[j].value_at(r), |r| full[r]);
                 }
             }
         }
@@ -632,7 +631,7 @@ impl DesignColumn<'_> {
     fn value_at(&self, r: usize) -> f64 {
         match self {
             DesignColumn::F64(x) => x[r],
-            _ => 1.0,
+            _ => f64::from(u8::from(self.nonzero_at(r))),
         }
     }
 

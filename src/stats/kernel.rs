@@ -827,7 +827,8 @@ enum NumericColumn<'a> {
 struct NumericMoments<'a> {
     raw: RawMoments,
     slices: Vec<NumericColumn<'a>>,
-    /// The non-zero bits of every column, `nbytes` bytes each.
+    /// The bits of the 0/1 columns, `nbytes` bytes per column (the other
+    /// columns' bytes unused).
     bits: Vec<u8>,
     nbytes: usize,
     kept: usize,
@@ -851,9 +852,9 @@ unsafe fn numeric_moments<'a>(
     if kept == 0 {
         return None;
     }
-    // Integer columns are converted once (masked), into one buffer; float
-    // columns are read in place. Each pass also leaves the column's
-    // non-zero bits, which for a 0/1 column are the column.
+    // Integer 0/1 columns stay bits; other integer columns are converted
+    // once (masked), into one buffer; float columns are read in place, and
+    // a 0/1 float column also leaves its bits.
     let ints = cols.iter().filter(|c| matches!(c, SourceColumn::I64(_))).count();
     let stride = n.div_ceil(8) * 8;
     if converted.len() < ints * stride {
@@ -901,7 +902,7 @@ unsafe fn numeric_moments<'a>(
                     let out = &mut converted[next_int * stride..(next_int + 1) * stride];
                     next_int += 1;
                     // SAFETY: the CPU supports AVX-512F and DQ.
-                    let st = unsafe { simd::convert_i64_masked_avx512(&v[..n], mask, out, bits) };
+                    let st = unsafe { simd::convert_i64_masked_avx512(&v[..n], mask, out) };
                     (DyadicProfile { q: 0, max_abs: st.max_abs }, st)
                 }
             }

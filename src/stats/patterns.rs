@@ -452,8 +452,9 @@ pub unsafe fn leverage_by_patterns(
         let k = [row_mask(mask, c, n), if c + 1 < groups { row_mask(mask, c + 1, n) } else { 0 }];
         for (v, col) in x.iter_mut().zip(cols) {
             for s in 0..2 {
-                // SAFETY: the mask limits the load to rows below n.
-                v[s] = unsafe { _mm512_maskz_loadu_pd(k[s], col.as_ptr().add(8 * (c + s))) };
+                // SAFETY: the mask limits the load to rows below n (past
+                // the last group: empty, at the last group's address).
+                v[s] = unsafe { _mm512_maskz_loadu_pd(k[s], col.as_ptr().add(8 * (c + s).min(groups - 1))) };
             }
         }
         for s in 0..2 {
@@ -519,9 +520,11 @@ unsafe fn leverage_fixed<const NC: usize>(
     let groups = n.div_ceil(8);
     for c in (0..groups).step_by(2) {
         let k = [row_mask(mask, c, n), if c + 1 < groups { row_mask(mask, c + 1, n) } else { 0 }];
-        // SAFETY: the masks limit the loads to rows below n.
-        let x: [[__m512d; 2]; NC] =
-            std::array::from_fn(|j| [0, 1].map(|s| unsafe { _mm512_maskz_loadu_pd(k[s], ptr[j].add(8 * (c + s))) }));
+        // SAFETY: the masks limit the loads to rows below n (past the last
+        // group: empty, at the last group's address).
+        let x: [[__m512d; 2]; NC] = std::array::from_fn(|j| {
+            [0, 1].map(|s| unsafe { _mm512_maskz_loadu_pd(k[s], ptr[j].add(8 * (c + s).min(groups - 1))) })
+        });
         let lanes: [[__m512d; 8]; 2] = [0, 1].map(|s| {
             // Past the last group: pattern rows of group c (any will do,
             // the result is not stored).

@@ -202,18 +202,14 @@ pub unsafe fn halves_masked_avx512(col: &[f64], mask: Option<&[u8]>) -> bool {
 }
 
 /// The kept rows of an `i64` column converted to `f64` into `out`
-/// (`n` rounded up to 8 values)
-/// (dropped rows as zeros), with their magnitude, sum and non-zero
-/// count. Integers past 2⁵³ round, as any conversion does.
+/// (`n` rounded up to 8 values; dropped rows as zeros), with their
+/// magnitude, sum and non-zero count. Integers past 2⁵³ round, as any
+/// conversion does. (0/1 columns never come here: they stay bits, see
+/// [`binary_bits_i64_avx512`].)
 #[target_feature(enable = "avx512f,avx512dq")]
-pub unsafe fn convert_i64_masked_avx512(
-    col: &[i64],
-    mask: Option<&[u8]>,
-    out: &mut [f64],
-    bits: &mut [u8],
-) -> ColumnStats {
+pub unsafe fn convert_i64_masked_avx512(col: &[i64], mask: Option<&[u8]>, out: &mut [f64]) -> ColumnStats {
     let n = col.len();
-    assert!(out.len() >= n.div_ceil(8) * 8 && bits.len() >= n.div_ceil(8));
+    assert!(out.len() >= n.div_ceil(8) * 8);
     let zero = _mm512_setzero_pd();
     let one = _mm512_set1_pd(1.0);
     let (mut mx, mut mn, mut sum, mut nz) = (zero, zero, zero, zero);
@@ -229,8 +225,6 @@ pub unsafe fn convert_i64_masked_avx512(
         sum = _mm512_add_pd(sum, v);
         let nzk = _mm512_cmp_pd_mask::<_CMP_NEQ_UQ>(v, zero);
         nz = _mm512_mask_add_pd(nz, nzk, nz, one);
-        // SAFETY: `bits` holds a byte per 8 rows.
-        unsafe { *bits.get_unchecked_mut(c) = nzk };
     }
     let max_abs = _mm512_reduce_max_pd(mx);
     ColumnStats {
@@ -546,89 +540,56 @@ pub unsafe fn residuals_masked_avx512(
     assert!(flags.len() == gamma.len() && flags.iter().all(|f| f.len() >= n.div_ceil(8)));
     assert!(full.len() >= n.div_ceil(8) * 8 && kept.len() >= n && offset.is_none_or(|o| o.len() >= n));
     let groups = n.div_ceil(8);
+    let b0 = _mm512_set1_pd(intercept);
     let mut written = 0;
     // Four groups of 8 rows at a time: four independent chains of
     // multiply-adds instead of one (each residual's terms are still added
-    // in the same order).
-    let mut c = 0;
-    while c < groups {
+    // in the same order). Past the last group the masks are empty and the
+    // addresses those of the last group, so no pointer leaves the slices.
+    for c in (0..groups).step_by(4) {
         let g = (groups - c).min(4);
-        // SAFETY (the block): the masks limit the loads to rows below n,
-        // and bit columns hold a byte per 8 rows.
-        unsafe {
-            written +=
-                residual_groups(y, offset, xs, beta, flags, gamma, intercept, n, mask, c, g, full, kept, written);
+        let k: [__mmask8; 4] = std::array::from_fn(|i| if i < g { row_mask(mask, c + i, n) } else { 0 });
+        let at: [usize; 4] = std::array::from_fn(|i| 8 * (c + i).min(groups - 1));
+        // SAFETY (loads): the masks limit them to rows below n.
+        let mut acc: [__m512d; 4] =
+            std::array::from_fn(|i| _mm512_sub_pd(unsafe { _mm512_maskz_loadu_pd(k[i], y.as_ptr().add(at[i])) }, b0));
+        if let Some(o) = offset {
+            for i in 0..4 {
+                acc[i] = _mm512_sub_pd(acc[i], unsafe { _mm512_maskz_loadu_pd(k[i], o.as_ptr().add(at[i])) });
+            }
         }
-        c += g;
+        for (x, &b) in xs.iter().zip(beta) {
+            let bv = _mm512_set1_pd(b);
+            for i in 0..4 {
+                let xv = unsafe { _mm512_maskz_loadu_pd(k[i], x.as_ptr().add(at[i])) };
+                acc[i] = _mm512_fnmadd_pd(bv, xv, acc[i]);
+            }
+        }
+        for (f, &gm) in flags.iter().zip(gamma) {
+            let gv = _mm512_set1_pd(gm);
+            for i in 0..g {
+                // SAFETY: bit columns hold a byte per 8 rows.
+                let kf = unsafe { *f.get_unchecked(c + i) };
+                acc[i] = _mm512_mask_sub_pd(acc[i], kf, acc[i], gv);
+            }
+        }
+        for i in 0..g {
+            let e = _mm512_maskz_mov_pd(k[i], acc[i]);
+            let count = k[i].count_ones();
+            // Compressed in a register, then stored: a compressing store to
+            // memory is microcoded on Zen 4 (it was most of this kernel).
+            let packed = _mm512_maskz_compress_pd(k[i], e);
+            let first = ((1u16 << count) - 1) as __mmask8;
+            // SAFETY: `full` holds n rounded up to 8 values; `kept` has room
+            // for the popcount of this mask after the values before it.
+            unsafe {
+                _mm512_storeu_pd(full.as_mut_ptr().add(at[i]), e);
+                _mm512_mask_storeu_pd(kept.as_mut_ptr().add(written), first, packed);
+            }
+            written += count as usize;
+        }
     }
     written
-}
-
-/// Groups `c..c + g` (`g ≤ 4`) of [`residuals_masked_avx512`]; returns the
-/// kept rows written.
-#[inline]
-#[target_feature(enable = "avx512f,popcnt")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn residual_groups(
-    y: &[f64],
-    offset: Option<&[f64]>,
-    xs: &[&[f64]],
-    beta: &[f64],
-    flags: &[&[u8]],
-    gamma: &[f64],
-    intercept: f64,
-    n: usize,
-    mask: Option<&[u8]>,
-    c: usize,
-    g: usize,
-    full: &mut [f64],
-    kept: &mut [f64],
-    written: usize,
-) -> usize {
-    let b0 = _mm512_set1_pd(intercept);
-    let k: [__mmask8; 4] = std::array::from_fn(|i| if i < g { row_mask(mask, c + i, n) } else { 0 });
-    // SAFETY: as the caller's.
-    let mut acc: [__m512d; 4] =
-        std::array::from_fn(|i| _mm512_sub_pd(unsafe { _mm512_maskz_loadu_pd(k[i], y.as_ptr().add(8 * (c + i))) }, b0));
-    if let Some(o) = offset {
-        for i in 0..4 {
-            // SAFETY: as above.
-            acc[i] = _mm512_sub_pd(acc[i], unsafe { _mm512_maskz_loadu_pd(k[i], o.as_ptr().add(8 * (c + i))) });
-        }
-    }
-    for (x, &b) in xs.iter().zip(beta) {
-        let bv = _mm512_set1_pd(b);
-        for i in 0..4 {
-            // SAFETY: as above.
-            let xv = unsafe { _mm512_maskz_loadu_pd(k[i], x.as_ptr().add(8 * (c + i))) };
-            acc[i] = _mm512_fnmadd_pd(bv, xv, acc[i]);
-        }
-    }
-    for (f, &gm) in flags.iter().zip(gamma) {
-        let gv = _mm512_set1_pd(gm);
-        for i in 0..g {
-            // SAFETY: as above.
-            let kf = unsafe { *f.get_unchecked(c + i) };
-            acc[i] = _mm512_mask_sub_pd(acc[i], kf, acc[i], gv);
-        }
-    }
-    let mut at = written;
-    for i in 0..g {
-        let e = _mm512_maskz_mov_pd(k[i], acc[i]);
-        let count = k[i].count_ones();
-        // Compressed in a register, then stored: a compressing store to
-        // memory is microcoded on Zen 4 (it was most of this kernel).
-        let packed = _mm512_maskz_compress_pd(k[i], e);
-        let first = ((1u16 << count) - 1) as __mmask8;
-        // SAFETY: `full` holds n rounded up to 8 values; `kept` has room
-        // for the popcount of this mask after the values before it.
-        unsafe {
-            _mm512_storeu_pd(full.as_mut_ptr().add(8 * (c + i)), e);
-            _mm512_mask_storeu_pd(kept.as_mut_ptr().add(at), first, packed);
-        }
-        at += count as usize;
-    }
-    at - written
 }
 
 /// Residual moments `Σ e, Σ e², Σ e³, Σ e⁴` and `Σ (e_t − e_{t−1})²` over
