@@ -165,7 +165,7 @@ impl Table {
 
 /// Vectors (8 lanes) per table row for `cols` columns besides the leading
 /// lane (`Σ w`, or `T`).
-pub fn table_width(cols: usize) -> usize {
+pub const fn table_width(cols: usize) -> usize {
     (1 + cols).div_ceil(8)
 }
 
@@ -185,23 +185,42 @@ pub unsafe fn pattern_sums<P: Copy + Into<usize>>(
     w: Option<&[f64]>,
     table: &mut [f64],
 ) {
-    let width = table_width(cols.len());
     assert!(cols.iter().all(|c| c.len() >= n) && w.is_none_or(|w| w.len() >= n));
     assert!(patterns.len() >= n.div_ceil(8) * 8);
-    let one = _mm512_set1_pd(1.0);
-    assert!(table.len() >= rows * width * 8);
+    assert!(table.len() >= rows * table_width(cols.len()) * 8);
     // Up to 7 columns (one vector per table row): the column count fixed at
     // compile time, so that the lanes are known without a branch per lane.
-    macro_rules! fixed {
+    macro_rules! with_count {
         ($($k:literal),*) => {
+            // SAFETY (each call): as the caller's; the asserts above hold.
             match cols.len() {
-                // SAFETY: as the caller's; the asserts above hold.
-                $($k => return unsafe { pattern_sums_fixed::<P, $k>(cols, patterns, rows, n, mask, w, table) },)*
-                _ => {}
+                $($k => unsafe { pattern_sums_with::<P, $k>(cols, patterns, rows, n, mask, w, table) },)*
+                _ => unsafe { pattern_sums_with::<P, ANY_COUNT>(cols, patterns, rows, n, mask, w, table) },
             }
         };
     }
-    fixed!(1, 2, 3, 4, 5, 6, 7);
+    with_count!(1, 2, 3, 4, 5, 6, 7);
+}
+
+/// `NC` for a column count known only at run time.
+const ANY_COUNT: usize = usize::MAX;
+
+/// [`pattern_sums`] for `NC` columns (`ANY_COUNT`: `cols.len()`).
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pattern_sums_with<P: Copy + Into<usize>, const NC: usize>(
+    cols: &[&[f64]],
+    patterns: &[P],
+    rows: usize,
+    n: usize,
+    mask: Option<&[u8]>,
+    w: Option<&[f64]>,
+    table: &mut [f64],
+) {
+    let nc = if NC == ANY_COUNT { cols.len() } else { NC };
+    assert_eq!(nc, cols.len());
+    let width = table_width(nc);
+    let one = _mm512_set1_pd(1.0);
     let t = table.as_mut_ptr();
     for c in 0..n.div_ceil(8) {
         let k = row_mask(mask, c, n);
@@ -215,9 +234,9 @@ pub unsafe fn pattern_sums<P: Copy + Into<usize>>(
         for g in 0..width {
             let lanes: [__m512d; 8] = std::array::from_fn(|i| match 8 * g + i {
                 0 => wv,
-                q if q <= cols.len() => {
-                    // SAFETY: as above.
-                    let x = unsafe { _mm512_maskz_loadu_pd(k, cols[q - 1].as_ptr().add(8 * c)) };
+                q if q <= nc => {
+                    // SAFETY: as above; q − 1 < nc = cols.len().
+                    let x = unsafe { _mm512_maskz_loadu_pd(k, cols.get_unchecked(q - 1).as_ptr().add(8 * c)) };
                     if w.is_some() {
                         _mm512_mul_pd(wv, x)
                     } else {
@@ -226,62 +245,12 @@ pub unsafe fn pattern_sums<P: Copy + Into<usize>>(
                 }
                 _ => _mm512_setzero_pd(),
             });
-            let sums = transpose_8x8(lanes);
-            for (r, row) in sums.iter().enumerate() {
+            for (r, row) in transpose_8x8(lanes).iter().enumerate() {
                 // SAFETY: every pattern is below `rows` (checked above).
                 unsafe {
                     let at = t.add((pat[r] * width + g) * 8);
                     _mm512_storeu_pd(at, _mm512_add_pd(_mm512_loadu_pd(at), *row));
                 }
-            }
-        }
-    }
-}
-
-/// [`pattern_sums`] for `NC ≤ 7` columns (one vector per table row).
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn pattern_sums_fixed<P: Copy + Into<usize>, const NC: usize>(
-    cols: &[&[f64]],
-    patterns: &[P],
-    rows: usize,
-    n: usize,
-    mask: Option<&[u8]>,
-    w: Option<&[f64]>,
-    table: &mut [f64],
-) {
-    let one = _mm512_set1_pd(1.0);
-    let ptr: [*const f64; NC] = std::array::from_fn(|j| cols[j].as_ptr());
-    let t = table.as_mut_ptr();
-    for c in 0..n.div_ceil(8) {
-        let k = row_mask(mask, c, n);
-        let wv = match w {
-            // SAFETY: the mask limits the loads to rows below n.
-            Some(w) => unsafe { _mm512_maskz_loadu_pd(k, w.as_ptr().add(8 * c)) },
-            None => _mm512_maskz_mov_pd(k, one),
-        };
-        let pat: [usize; 8] = std::array::from_fn(|r| patterns[8 * c + r].into());
-        assert!(pat.iter().all(|&p| p < rows), "a pattern past the table");
-        let lanes: [__m512d; 8] = std::array::from_fn(|i| {
-            if i == 0 {
-                wv
-            } else if i <= NC {
-                // SAFETY: as above.
-                let x = unsafe { _mm512_maskz_loadu_pd(k, ptr[i - 1].add(8 * c)) };
-                if w.is_some() {
-                    _mm512_mul_pd(wv, x)
-                } else {
-                    x
-                }
-            } else {
-                _mm512_setzero_pd()
-            }
-        });
-        for (r, row) in transpose_8x8(lanes).iter().enumerate() {
-            // SAFETY: every pattern is below `rows` (checked above).
-            unsafe {
-                let at = t.add(pat[r] * 8);
-                _mm512_storeu_pd(at, _mm512_add_pd(_mm512_loadu_pd(at), *row));
             }
         }
     }
