@@ -79,6 +79,50 @@ pub struct ResidualStats {
     /// layout (a cache: chunks of a run share it; never merged).
     #[cfg(target_arch = "x86_64")]
     leverage_cache: Option<LeverageCache>,
+    /// The in-place pass's meat of the chunks so far, while they share a
+    /// column layout (collapsed into `meat*` when it changes and on merge).
+    #[cfg(target_arch = "x86_64")]
+    pending_meat: Option<PendingMeat>,
+}
+
+/// A meat as per-pattern sums and column × column products
+/// (see [`crate::stats::patterns`]), summed over consecutive chunks of one
+/// kernel layout: collapsing the 2ᵏ-row table once per run instead of once
+/// per chunk.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Debug)]
+struct PendingMeat {
+    cov: CovType,
+    /// Kernel order (design indices: columns, flags, intercept).
+    order: Vec<usize>,
+    nc: usize,
+    nf: usize,
+    intercept: bool,
+    table: crate::stats::patterns::Table,
+    /// `Σ w c_i c_j`, `cc[j·nc + i]` for `i ≥ j`.
+    cc: Vec<f64>,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl PendingMeat {
+    /// Add to `meat` (`p × p`, design order, lower triangle).
+    fn collapse_into(&self, meat: &mut [f64]) {
+        let p = self.order.len();
+        let mk = crate::stats::patterns::meat_from_patterns(
+            self.table.as_slice(),
+            &self.cc,
+            self.nc,
+            self.nf,
+            self.intercept,
+        );
+        for (a, &i) in self.order.iter().enumerate() {
+            for (b, &j) in self.order.iter().enumerate() {
+                if i >= j {
+                    meat[i * p + j] += mk[a * p + b];
+                }
+            }
+        }
+    }
 }
 
 /// `(XᵀX)⁻¹` in kernel order and its per-pattern table, for one layout:
@@ -100,6 +144,51 @@ impl ResidualStats {
             self.meat3 = vec![0.0; p * p];
             self.nonzero_ordinary = vec![0; p];
             self.nonzero_leverage_one = vec![0; p];
+        }
+    }
+
+    /// The meat of `cov` (HC0/HC1, HC2 or HC3), lower triangle, including
+    /// any still pending as pattern sums (a unit's accumulator before it
+    /// is merged).
+    pub fn meat(&self, cov: CovType) -> Vec<f64> {
+        let mut m = match cov {
+            CovType::Hc2 => &self.meat2,
+            CovType::Hc3 => &self.meat3,
+            _ => &self.meat0,
+        }
+        .clone();
+        #[cfg(target_arch = "x86_64")]
+        if let Some(pm) = self.pending_meat.as_ref().filter(|pm| Self::meat_kind(pm.cov) == Self::meat_kind(cov)) {
+            pm.collapse_into(&mut m);
+        }
+        m
+    }
+
+    /// Which meat a covariance type uses (HC0 and HC1 share one).
+    fn meat_kind(cov: CovType) -> CovType {
+        if cov == CovType::Hc1 {
+            CovType::Hc0
+        } else {
+            cov
+        }
+    }
+
+    /// Add a meat pending as pattern sums to its meat.
+    #[cfg(target_arch = "x86_64")]
+    fn add_pending(&mut self, pm: &PendingMeat) {
+        self.ensure(pm.order.len());
+        let meat = match pm.cov {
+            CovType::Hc2 => &mut self.meat2,
+            CovType::Hc3 => &mut self.meat3,
+            _ => &mut self.meat0,
+        };
+        pm.collapse_into(meat);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn flush_meat(&mut self) {
+        if let Some(pm) = self.pending_meat.take() {
+            self.add_pending(&pm);
         }
     }
 
@@ -446,22 +535,30 @@ impl ResidualStats {
         let intercept = !one.is_empty();
         // Rows' patterns of flags: only the robust covariances use them.
         let patterns = if spec.cov == CovType::Nonrobust { Vec::new() } else { patterns::row_patterns(&flag_cols, n) };
-        // The meat Σ w x xᵀ in kernel order, added to `meat` in design order.
-        let add_meat = |meat: &mut [f64], w: &[f64]| {
-            let mut table = patterns::Table::zeroed(256, patterns::table_width(nc));
-            let mut cc = vec![0.0; nc * nc];
+        // The meat Σ w x xᵀ, as pattern sums and column products added to
+        // those of the previous chunks of the same layout.
+        let add_meat = |pending: &mut Option<PendingMeat>, w: &[f64]| -> Option<PendingMeat> {
+            let same = |pm: &PendingMeat| pm.order == order && pm.nc == nc && pm.cov == spec.cov;
+            let done = pending.take_if(|pm| !same(pm));
+            let pm = pending.get_or_insert_with(|| PendingMeat {
+                cov: spec.cov,
+                order: order.clone(),
+                nc,
+                nf,
+                intercept,
+                table: patterns::Table::zeroed(256, patterns::table_width(nc)),
+                cc: vec![0.0; nc * nc],
+            });
+            let mut cc = [0.0; 64];
+            let cc = if nc <= 8 { &mut cc[..nc * nc] } else { &mut vec![0.0; nc * nc][..] };
             unsafe {
-                simd::gram_lower_cols_avx512(&cont_cols, n, mask, Some(w), &mut cc);
-                patterns::pattern_sums(&cont_cols, &patterns, 256, n, mask, Some(w), table.as_mut_slice());
+                simd::gram_lower_cols_avx512(&cont_cols, n, mask, Some(w), cc);
+                patterns::pattern_sums(&cont_cols, &patterns, 256, n, mask, Some(w), pm.table.as_mut_slice());
             }
-            let mk = patterns::meat_from_patterns(table.as_slice(), &cc, nc, nf, intercept);
-            for (a, &i) in order.iter().enumerate() {
-                for (b, &j) in order.iter().enumerate() {
-                    if i >= j {
-                        meat[i * p + j] += mk[a * p + b];
-                    }
-                }
+            for (a, b) in pm.cc.iter_mut().zip(cc.iter()) {
+                *a += b;
             }
+            done
         };
         match spec.cov {
             CovType::Nonrobust => {}
@@ -470,7 +567,9 @@ impl ResidualStats {
                 for (w, e) in w.iter_mut().zip(full.iter()) {
                     *w = e * e;
                 }
-                add_meat(&mut self.meat0, w);
+                if let Some(done) = add_meat(&mut self.pending_meat, w) {
+                    self.add_pending(&done);
+                }
             }
             CovType::Hc2 | CovType::Hc3 => {
                 let cache = match self.leverage_cache.take() {
@@ -518,7 +617,9 @@ impl ResidualStats {
                         self.nonzero_ordinary[j] += all - on_lev_one;
                     }
                 }
-                add_meat(if hc3 { &mut self.meat3 } else { &mut self.meat2 }, w);
+                if let Some(done) = add_meat(&mut self.pending_meat, w) {
+                    self.add_pending(&done);
+                }
             }
             CovType::Cluster => {
                 let Some(column) = &spec.cluster else { return Ok(true) };
@@ -788,6 +889,13 @@ impl ChunkSink for ResidualStats {
         if other.n == 0 {
             return;
         }
+        #[cfg(target_arch = "x86_64")]
+        {
+            self.flush_meat();
+            if let Some(pm) = &other.pending_meat {
+                self.add_pending(pm);
+            }
+        }
         if let (Some(l), Some(f)) = (self.last, other.first) {
             let d = f - l;
             self.dw_num += Dd::mul_f64s(d, d);
@@ -976,10 +1084,8 @@ pub fn robust_cov(st: &ResidualStats, spec: &SecondPassSpec, cov: CovType, df_re
     let n = st.n as f64;
     let (meat, factor) = match cov {
         CovType::Nonrobust => return None,
-        CovType::Hc0 => (full(&st.meat0), 1.0),
-        CovType::Hc1 => (full(&st.meat0), n / df_resid),
-        CovType::Hc2 => (full(&st.meat2), 1.0),
-        CovType::Hc3 => (full(&st.meat3), 1.0),
+        CovType::Hc0 | CovType::Hc2 | CovType::Hc3 => (full(&st.meat(cov)), 1.0),
+        CovType::Hc1 => (full(&st.meat(cov)), n / df_resid),
         CovType::Cluster => {
             let mut m = vec![0.0; p * p];
             for s in st.clusters.values() {
