@@ -83,6 +83,53 @@ pub struct ResidualStats {
     /// column layout (collapsed into `meat*` when it changes and on merge).
     #[cfg(target_arch = "x86_64")]
     pending_meat: Option<PendingMeat>,
+    /// Likewise the cluster-robust pass's per-(level, pattern) sums, while
+    /// the chunks share a layout and their levels fit the table (collapsed
+    /// into `clusters` otherwise and on merge: the engine's merged result
+    /// has none pending).
+    #[cfg(target_arch = "x86_64")]
+    pending_scores: Option<PendingScores>,
+}
+
+/// Per-cluster score sums as a table of `level · 2^nf + pattern` rows
+/// (weights: the residuals), summed over consecutive chunks with the same
+/// kernel layout while their levels fit (each chunk's level codes are
+/// mapped to the table's levels).
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Debug)]
+struct PendingScores {
+    order: Vec<usize>,
+    nc: usize,
+    nf: usize,
+    intercept: bool,
+    /// The levels met so far, in that order (table rows `l · 2^nf …`
+    /// belong to `levels[l]`), and their positions.
+    levels: Vec<Level>,
+    index: BTreeMap<Level, u32>,
+    /// The last chunk's levels and their positions in `levels`.
+    chunk_levels: Vec<Level>,
+    chunk_map: Vec<u32>,
+    /// Levels with a kept row so far (only those become clusters).
+    seen: Vec<bool>,
+    table: crate::stats::patterns::Table,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl PendingScores {
+    /// Add the score sums to `st.clusters`.
+    fn collapse_into(&self, st: &mut ResidualStats) {
+        let (g, p) = (self.levels.len(), self.order.len());
+        let sums =
+            crate::stats::patterns::scores_from_patterns(self.table.as_slice(), g, self.nc, self.nf, self.intercept);
+        // Kernel order to design order.
+        let mut design_sums = vec![0.0; g * p];
+        for l in 0..g {
+            for (a, &j) in self.order.iter().enumerate() {
+                design_sums[l * p + j] = sums[l * p + a];
+            }
+        }
+        st.merge_cluster_sums(&self.levels, &design_sums, &self.seen, p);
+    }
 }
 
 /// A meat as per-pattern sums and column × column products
@@ -625,44 +672,72 @@ impl ResidualStats {
                 let Some(column) = &spec.cluster else { return Ok(true) };
                 let (codes, table) = categorical_column(chunk, column)?;
                 let is_kept = |r: usize| mask.is_none_or(|m| m[r / 8] >> (r % 8) & 1 == 1);
-                if table.len() << nf <= 2048 {
-                    // Few clusters: the level is part of the row's pattern,
-                    // and rows without a cluster weigh 0.
-                    let g = table.len();
+                // Few clusters: the level is part of the row's pattern, and
+                // rows without a cluster weigh 0. The table of (level,
+                // pattern) sums spans chunks while the layout stays and the
+                // levels seen so far fit.
+                let width = patterns::table_width(nc);
+                // At most 2¹⁶ table rows (the row index is a u16) and 4 MiB:
+                // beyond, score sums row by row.
+                let fits = |levels: usize| levels << nf <= (1 << 16) / width;
+                let fresh = |ps: &PendingScores| table.iter().filter(|l| !ps.index.contains_key(l)).count();
+                let keep = |ps: &PendingScores| ps.order == order && ps.nc == nc && fits(ps.levels.len() + fresh(ps));
+                if let Some(done) = self.pending_scores.take_if(|ps| !keep(ps)) {
+                    done.collapse_into(self);
+                }
+                if fits(table.len()) {
+                    let ps = self.pending_scores.get_or_insert_with(|| PendingScores {
+                        order: order.clone(),
+                        nc,
+                        nf,
+                        intercept,
+                        levels: Vec::new(),
+                        index: BTreeMap::new(),
+                        chunk_levels: Vec::new(),
+                        chunk_map: Vec::new(),
+                        seen: Vec::new(),
+                        table: patterns::Table::zeroed(0, width),
+                    });
+                    // The chunk's level codes to the table's levels (as for
+                    // the previous chunk when its levels were the same: a
+                    // dictionary's are, in a Parquet row group).
+                    if ps.chunk_levels != table {
+                        ps.chunk_map = table
+                            .iter()
+                            .map(|l| match ps.index.get(l) {
+                                Some(&at) => at,
+                                None => {
+                                    let at = ps.levels.len() as u32;
+                                    ps.index.insert(l.clone(), at);
+                                    ps.levels.push(l.clone());
+                                    ps.seen.push(false);
+                                    ps.table.grow(1 << nf, width);
+                                    at
+                                }
+                            })
+                            .collect();
+                        ps.chunk_levels = table;
+                    }
+                    let levels = &ps.chunk_map;
                     let w = sized(w, stride);
                     let mut index = vec![0u16; stride];
                     let with_cluster =
-                        unsafe { patterns::cluster_rows(&codes, &patterns, full, g, nf, n, mask, &mut index, w) };
-                    // Levels with a kept row: scanned until every level has
-                    // been met (in a few dozen rows, typically).
-                    let mut seen = vec![false; g];
-                    let mut met = 0;
+                        unsafe { patterns::cluster_rows(&codes, levels, &patterns, full, nf, n, mask, &mut index, w) };
+                    self.rows_without_cluster += k as u64 - with_cluster;
+                    // Levels with a kept row (codes past the levels: none;
+                    // they land on the extra last entry).
+                    let g = levels.len();
+                    let mut met = vec![false; g + 1];
                     for (r, &code) in codes[..n].iter().enumerate() {
-                        if met == g {
-                            break;
-                        }
-                        let code = code as usize;
-                        if code < g && !seen[code] && is_kept(r) {
-                            seen[code] = true;
-                            met += 1;
-                        }
+                        met[(code as usize).min(g)] |= is_kept(r);
                     }
-                    let without = k as u64 - with_cluster;
-                    let rows = g << nf;
-                    let mut by_pattern = patterns::Table::zeroed(rows, patterns::table_width(nc));
+                    for (&l, &m) in levels.iter().zip(&met) {
+                        ps.seen[l as usize] |= m;
+                    }
+                    let rows = ps.levels.len() << nf;
                     unsafe {
-                        patterns::pattern_sums(&cont_cols, &index, rows, n, mask, Some(w), by_pattern.as_mut_slice())
+                        patterns::pattern_sums(&cont_cols, &index, rows, n, mask, Some(w), ps.table.as_mut_slice())
                     };
-                    let sums = patterns::scores_from_patterns(by_pattern.as_slice(), g, nc, nf, intercept);
-                    // Kernel order to design order.
-                    let mut design_sums = vec![0.0; g * p];
-                    for l in 0..g {
-                        for (a, &j) in order.iter().enumerate() {
-                            design_sums[l * p + j] = sums[l * p + a];
-                        }
-                    }
-                    self.rows_without_cluster += without;
-                    self.merge_cluster_sums(&table, &design_sums, &seen, p);
                 } else {
                     let rows = (0..n).filter(|&r| is_kept(r)).map(|r| (r, r));
                     self.add_cluster_sums(&codes, &table, rows, p, |r, j| design[j].value_at(r), |r| full[r]);
@@ -894,6 +969,12 @@ impl ChunkSink for ResidualStats {
             self.flush_meat();
             if let Some(pm) = &other.pending_meat {
                 self.add_pending(pm);
+            }
+            if let Some(ps) = self.pending_scores.take() {
+                ps.collapse_into(self);
+            }
+            if let Some(ps) = &other.pending_scores {
+                ps.collapse_into(self);
             }
         }
         if let (Some(l), Some(f)) = (self.last, other.first) {

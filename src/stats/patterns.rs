@@ -152,6 +152,11 @@ impl Table {
         Table { vectors: vec![Lanes([0.0; 8]); rows * width] }
     }
 
+    /// Append zeroed rows (of `width` vectors).
+    pub fn grow(&mut self, rows: usize, width: usize) {
+        self.vectors.resize(self.vectors.len() + rows * width, Lanes([0.0; 8]));
+    }
+
     pub fn as_slice(&self) -> &[f64] {
         // SAFETY: `Lanes` is 8 f64 with no padding (64 bytes, aligned to 64).
         unsafe { std::slice::from_raw_parts(self.vectors.as_ptr().cast(), self.vectors.len() * 8) }
@@ -257,17 +262,19 @@ unsafe fn pattern_sums_with<P: Copy + Into<usize>, const NC: usize>(
 }
 
 /// The table row of each row of a cluster-robust pass, `level · 2^nf +
-/// pattern` (0 where the level code is `g` or more: no cluster, or a
-/// dropped row's code), and its weight, the residual (0 without a
-/// cluster; residuals are 0 on dropped rows already); 16 rows at a time.
-/// Returns the kept rows with a cluster (`mask`: kept rows).
+/// pattern` with `level = levels[code]` (0 where the code is
+/// `levels.len()` or more: no cluster, or a dropped row's code), and its
+/// weight, the residual (0 without a cluster; residuals are 0 on dropped
+/// rows already); 16 rows at a time. `levels` maps a chunk's level codes
+/// to the rows of a table that spans chunks. Returns the kept rows with a
+/// cluster (`mask`: kept rows).
 #[target_feature(enable = "avx512f,popcnt")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn cluster_rows(
     codes: &[u32],
+    levels: &[u32],
     patterns: &[u8],
     e: &[f64],
-    g: usize,
     nf: usize,
     n: usize,
     mask: Option<&[u8]>,
@@ -275,19 +282,31 @@ pub unsafe fn cluster_rows(
     w: &mut [f64],
 ) -> u64 {
     assert!(codes.len() >= n && patterns.len() >= n && e.len() >= n && index.len() >= n && w.len() >= n);
-    assert!(g << nf <= 1 << 16);
+    let g = levels.len();
+    assert!(levels.iter().all(|&l| ((l as usize + 1) << nf) <= 1 << 16));
     let kept = |r: usize| mask.is_none_or(|m| m[r / 8] >> (r % 8) & 1 == 1);
     let (gv, shift) = (_mm512_set1_epi32(g as i32), _mm512_set1_epi32(nf as i32));
+    // Up to 16 levels: looked up by a permutation of one register.
+    let mut lanes = [0u32; 16];
+    lanes[..g.min(16)].copy_from_slice(&levels[..g.min(16)]);
+    // SAFETY: 16 u32.
+    let table = unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) };
     let mut with_cluster = 0u64;
     let blocks = n / 16;
     for b in 0..blocks {
         let r = 16 * b;
-        // SAFETY: the block's 16 rows lie below n in every slice.
+        // SAFETY: the block's 16 rows lie below n in every slice; the
+        // gather reads `levels` only where the code is below its length.
         unsafe {
             let code = _mm512_loadu_si512(codes.as_ptr().add(r).cast());
             let valid = _mm512_cmplt_epu32_mask(code, gv);
+            let level = if g <= 16 {
+                _mm512_permutexvar_epi32(code, table)
+            } else {
+                _mm512_mask_i32gather_epi32::<4>(_mm512_setzero_si512(), valid, code, levels.as_ptr().cast())
+            };
             let pat = _mm512_cvtepu8_epi32(_mm_loadu_si128(patterns.as_ptr().add(r).cast()));
-            let at = _mm512_maskz_or_epi32(valid, _mm512_sllv_epi32(code, shift), pat);
+            let at = _mm512_maskz_or_epi32(valid, _mm512_sllv_epi32(level, shift), pat);
             _mm256_storeu_si256(index.as_mut_ptr().add(r).cast(), _mm512_cvtepi32_epi16(at));
             let (lo, hi) = (valid as u8, (valid >> 8) as u8);
             _mm512_storeu_pd(w.as_mut_ptr().add(r), _mm512_maskz_loadu_pd(lo, e.as_ptr().add(r)));
@@ -299,7 +318,7 @@ pub unsafe fn cluster_rows(
     for r in 16 * blocks..n {
         let code = codes[r] as usize;
         let valid = code < g;
-        index[r] = if valid { ((code << nf) | usize::from(patterns[r])) as u16 } else { 0 };
+        index[r] = if valid { ((levels[code] as usize) << nf | usize::from(patterns[r])) as u16 } else { 0 };
         w[r] = if valid { e[r] } else { 0.0 };
         with_cluster += u64::from(valid && kept(r));
     }

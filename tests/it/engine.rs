@@ -257,11 +257,12 @@ fn direct_kernels_match_the_reference_path() {
 
 /// Row groups of several chunks, whose column layout changes on the way: a
 /// column 0/1 in the first chunks (read as bits, grouped in patterns) and
-/// holding 2s later (read as numbers). The robust meats are summed per
-/// pattern across chunks of one layout and collapsed when it changes; they
-/// must still match the reference path.
+/// holding 2s later (read as numbers); cluster levels met in a different
+/// order in each chunk, and new ones late. The robust meats and the cluster
+/// score sums are summed per pattern across chunks of one layout and
+/// collapsed when it changes; they must still match the reference path.
 #[test]
-fn robust_meats_span_chunks_and_layout_changes() {
+fn robust_sums_span_chunks_and_layout_changes() {
     use arrow::array::{Float64Array, Int64Array, RecordBatch};
     use arrow::datatypes::{DataType, Field, Schema};
     use parquet::arrow::ArrowWriter;
@@ -276,7 +277,15 @@ fn robust_meats_span_chunks_and_layout_changes() {
         state
     };
     let (mut y, mut x, mut b, mut f) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Clusters: levels met in a different order in each chunk, two of them
+    // only from row 40,000 on, and a few rows without a cluster.
+    let mut g: Vec<Option<String>> = Vec::new();
     for r in 0..rows {
+        let levels = if r < 40_000 { 5 } else { 7 };
+        g.push(match next() % 200 {
+            0 => None,
+            v => Some(format!("g{}", v % levels)),
+        });
         let xv = (next() % 1000) as f64 / 8.0;
         // 0/1 until row 20,000 of each row group of 30,000, then 0, 1 or 2.
         let bv = (next() % if r % 30_000 < 20_000 { 2 } else { 3 }) as i64;
@@ -292,6 +301,7 @@ fn robust_meats_span_chunks_and_layout_changes() {
         Field::new("x", DataType::Float64, false),
         Field::new("b", DataType::Int64, false),
         Field::new("f", DataType::Int64, false),
+        Field::new("g", DataType::Utf8, true),
     ]));
     let batch = RecordBatch::try_new(
         schema.clone(),
@@ -300,6 +310,7 @@ fn robust_meats_span_chunks_and_layout_changes() {
             Arc::new(Float64Array::from(x)),
             Arc::new(Int64Array::from(b)),
             Arc::new(Int64Array::from(f)),
+            Arc::new(arrow::array::StringArray::from(g)),
         ],
     )
     .unwrap();
@@ -309,8 +320,17 @@ fn robust_meats_span_chunks_and_layout_changes() {
     let mut w = ArrowWriter::try_new(std::fs::File::create(&pq).unwrap(), schema, Some(props)).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
-    compare_direct_and_reference(&pq, "y ~ x + b + f", &[]);
-    compare_direct_and_reference(&pq, "y ~ 0 + x + f + b", &[]);
+    // As CSV the levels are numbered in each chunk's order of appearance
+    // (Parquet's come from a dictionary per row group), so the chunks' codes
+    // are mapped onto the table's levels, which grow as new ones appear.
+    let csv = tmp.path().join("layouts.csv");
+    let mut out = arrow::csv::Writer::new(std::fs::File::create(&csv).unwrap());
+    out.write(&batch).unwrap();
+    drop(out);
+    for file in [&pq, &csv] {
+        compare_direct_and_reference(file, "y ~ x + b + f", &["g"]);
+        compare_direct_and_reference(file, "y ~ 0 + x + f + b", &["g"]);
+    }
 }
 
 fn compare_direct_and_reference(pq: &Path, f: &str, clusters: &[&str]) {

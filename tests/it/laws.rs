@@ -595,7 +595,7 @@ proptest! {
     #[test]
     fn cluster_rows_equal_the_row_by_row_definition(
         n in 1usize..300,
-        g in 1usize..9,
+        g in 1usize..24,
         nf in 0usize..=8,
         drop_every in prop::sample::select(vec![0usize, 3, 7]),
         seed in any::<u64>(),
@@ -618,10 +618,20 @@ proptest! {
         let mut index = vec![7u16; n];
         let mut w = vec![f64::NAN; n];
         let m = if drop_every == 0 { None } else { Some(&mask[..]) };
-        let with = unsafe { patterns::cluster_rows(&codes, &pats, &e, g, nf, n, m, &mut index, &mut w) };
+        // Chunk codes to table levels: a permutation of more levels than
+        // the chunk has (past 16: looked up by a gather).
+        let spare = (rng.uniform() * 12.0) as usize;
+        let mut levels: Vec<u32> = (0..(g + spare) as u32).collect();
+        for i in (1..levels.len()).rev() {
+            levels.swap(i, (rng.uniform() * (i + 1) as f64) as usize);
+        }
+        levels.truncate(g);
+        let levels: Vec<u32> = levels.into_iter().filter(|&l| (l as usize + 1) << nf <= 1 << 16).collect();
+        let g = levels.len();
+        let with = unsafe { patterns::cluster_rows(&codes, &levels, &pats, &e, nf, n, m, &mut index, &mut w) };
         for r in 0..n {
             let valid = (codes[r] as usize) < g;
-            let want = if valid { ((codes[r] as usize) << nf | usize::from(pats[r])) as u16 } else { 0 };
+            let want = if valid { ((levels[codes[r] as usize] as usize) << nf | usize::from(pats[r])) as u16 } else { 0 };
             prop_assert_eq!(index[r], want, "row {}", r);
             prop_assert_eq!(w[r].to_bits(), if valid { e[r] } else { 0.0 }.to_bits(), "row {}", r);
         }
