@@ -177,6 +177,11 @@ pub trait ChunkSink: Sized + Send {
         at: &dyn Fn(usize) -> String,
     ) -> Result<(), DesignError>;
     fn merge(&mut self, other: &Self);
+    /// The end of a work unit: fold any working state (tables kept across
+    /// chunks) into the statistics. Unit results wait for the ordered
+    /// merge, so they must be compact: memory stays bounded by the units in
+    /// flight, not by the file.
+    fn finish(&mut self) {}
     /// Rows read and rows dropped.
     fn rows(&self) -> (u64, u64);
 }

@@ -197,6 +197,7 @@ fn parquet_unit<A: ChunkSink>(
     if let Some(last) = chunker.finish().map_err(|e| read_err(input, e))? {
         fold_chunks(builder, &mut acc, &[last], row, input, &locate, progress)?;
     }
+    acc.finish();
     Ok(acc)
 }
 
@@ -274,7 +275,10 @@ fn sequential_input<A: ChunkSink>(
             s.spawn(move || {
                 for (seq, first, unit) in rx.iter() {
                     let mut acc = A::empty(builder);
-                    let r = fold_chunks(builder, &mut acc, &unit, first, input, locate, progress).map(|()| acc);
+                    let r = fold_chunks(builder, &mut acc, &unit, first, input, locate, progress).map(|()| {
+                        acc.finish();
+                        acc
+                    });
                     if tx.send((seq, r)).is_err() {
                         return;
                     }

@@ -959,6 +959,14 @@ impl ChunkSink for ResidualStats {
         Ok(())
     }
 
+    #[cfg(target_arch = "x86_64")]
+    fn finish(&mut self) {
+        self.flush_meat();
+        if let Some(ps) = self.pending_scores.take() {
+            ps.collapse_into(self);
+        }
+    }
+
     /// `self` followed by `other` in file order.
     fn merge(&mut self, other: &Self) {
         if other.n == 0 {
