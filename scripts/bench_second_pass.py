@@ -9,6 +9,10 @@ covariance type, for 1 and 2 threads, all in one run.
     python3 scripts/bench_second_pass.py [--rows 10000000] [--repeats 5]
 
 Needs: cargo build --release --bins; the file bench_peers.py generates.
+
+Whole processes charge start-up, schema resolution, solving and output to
+the first pass; for the ratios, `examples/pass_costs` times both passes
+inside one process (see BENCHMARKS.md). This script is for peak memory.
 """
 import argparse
 import os
