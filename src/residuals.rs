@@ -680,7 +680,13 @@ impl ResidualStats {
                 // At most 2¹⁶ table rows (the row index is a u16) and 4 MiB:
                 // beyond, score sums row by row.
                 let fits = |levels: usize| levels << nf <= (1 << 16) / width;
-                let fresh = |ps: &PendingScores| table.iter().filter(|l| !ps.index.contains_key(l)).count();
+                let fresh = |ps: &PendingScores| {
+                    if ps.chunk_levels == table {
+                        0
+                    } else {
+                        table.iter().filter(|l| !ps.index.contains_key(l)).count()
+                    }
+                };
                 let keep = |ps: &PendingScores| ps.order == order && ps.nc == nc && fits(ps.levels.len() + fresh(ps));
                 if let Some(done) = self.pending_scores.take_if(|ps| !keep(ps)) {
                     done.collapse_into(self);
