@@ -212,6 +212,7 @@ impl ResidualStats {
     }
 
     /// Which meat a covariance type uses (HC0 and HC1 share one).
+    #[cfg(target_arch = "x86_64")]
     fn meat_kind(cov: CovType) -> CovType {
         if cov == CovType::Hc1 {
             CovType::Hc0
