@@ -474,6 +474,21 @@ impl std::hash::Hasher for LevelHasher {
 
 type LevelMap<K> = HashMap<K, u32, std::hash::BuildHasherDefault<LevelHasher>>;
 
+/// The keys of a dictionary-coded string column without nulls, as `u32`,
+/// and its dictionary. When the dictionary's values are distinct and none
+/// is null, the keys are the column's codes in [`categorical_column`]
+/// (whose level table then has one level per value).
+pub fn dictionary_keys<'a>(batch: &'a RecordBatch, name: &str) -> Option<(&'a [u32], &'a ArrayRef)> {
+    let d = batch.column_by_name(name)?.as_any().downcast_ref::<DictionaryArray<Int32Type>>()?;
+    if d.null_count() != 0 || !matches!(d.values().data_type(), DataType::Utf8 | DataType::LargeUtf8) {
+        return None;
+    }
+    let keys: &[i32] = d.keys().values();
+    // SAFETY: i32 and u32 have the same size and alignment, and every bit
+    // pattern is a u32 (keys are non-negative in a valid array).
+    Some((unsafe { std::slice::from_raw_parts(keys.as_ptr().cast(), keys.len()) }, d.values()))
+}
+
 /// Level codes of a categorical column (`u32::MAX` = missing) and the
 /// batch-local level table.
 pub fn categorical_column(batch: &RecordBatch, name: &str) -> Result<(Vec<u32>, Vec<Level>), DesignError> {

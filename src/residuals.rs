@@ -23,7 +23,7 @@
 
 use crate::accumulator::ChunkSink;
 use crate::dd::Dd;
-use crate::design::{categorical_column, DesignBuilder, DesignError};
+use crate::design::{categorical_column, dictionary_keys, DesignBuilder, DesignError};
 use crate::formula::columns::Design;
 use crate::level::{ColumnKey, Level};
 #[cfg(target_arch = "x86_64")]
@@ -32,6 +32,7 @@ use arrow::array::RecordBatch;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, Par};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// What the second pass needs from the first: the design, β and (XᵀWX)⁻¹.
 #[derive(Clone, Debug)]
@@ -101,17 +102,23 @@ struct PendingScores {
     order: Vec<usize>,
     nc: usize,
     nf: usize,
+    /// Flags in the main table's key (the others key the side table).
+    bits: usize,
     intercept: bool,
-    /// The levels met so far, in that order (table rows `l · 2^nf …`
-    /// belong to `levels[l]`), and their positions.
+    /// The levels met so far, in that order (table rows `l · 2^bits …`
+    /// and side entries `l · 2^(nf − bits) …` belong to `levels[l]`), and
+    /// their positions.
     levels: Vec<Level>,
     index: BTreeMap<Level, u32>,
     /// The last chunk's levels and their positions in `levels`.
     chunk_levels: Vec<Level>,
     chunk_map: Vec<u32>,
+    /// The last chunk's dictionary, when its keys were its codes.
+    chunk_dict: Option<arrow::array::ArrayRef>,
     /// Levels with a kept row so far (only those become clusters).
     seen: Vec<bool>,
     table: crate::stats::patterns::Table,
+    side: Vec<f64>,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -119,8 +126,14 @@ impl PendingScores {
     /// Add the score sums to `st.clusters`.
     fn collapse_into(&self, st: &mut ResidualStats) {
         let (g, p) = (self.levels.len(), self.order.len());
-        let sums =
-            crate::stats::patterns::scores_from_patterns(self.table.as_slice(), g, self.nc, self.nf, self.intercept);
+        let sums = crate::stats::patterns::scores_from_patterns(
+            self.table.as_slice(),
+            &self.side,
+            g,
+            self.nc,
+            (self.nf, self.bits),
+            self.intercept,
+        );
         // Kernel order to design order.
         let mut design_sums = vec![0.0; g * p];
         for l in 0..g {
@@ -671,83 +684,146 @@ impl ResidualStats {
             }
             CovType::Cluster => {
                 let Some(column) = &spec.cluster else { return Ok(true) };
-                let (codes, table) = categorical_column(chunk, column)?;
                 let is_kept = |r: usize| mask.is_none_or(|m| m[r / 8] >> (r % 8) & 1 == 1);
-                // Few clusters: the level is part of the row's pattern, and
-                // rows without a cluster weigh 0. The table of (level,
-                // pattern) sums spans chunks while the layout stays and the
-                // levels seen so far fit.
+                // The level is part of the row's pattern (see
+                // `patterns::cluster_rows`), and rows without a cluster
+                // weigh 0. The tables of (level, pattern) sums span chunks
+                // while the layout stays and the levels seen so far fit.
                 let width = patterns::table_width(nc);
-                // At most 2¹⁶ table rows (the row index is a u16) and 4 MiB:
-                // beyond, score sums row by row.
-                let fits = |levels: usize| levels << nf <= (1 << 16) / width;
-                let fresh = |ps: &PendingScores| {
-                    if ps.chunk_levels == table {
+                // A Parquet row group's batches share the cluster column's
+                // dictionary: while a chunk's is the one the table's level
+                // map was made for, its keys are its codes, and no level
+                // table is built.
+                let keyed = dictionary_keys(chunk, column);
+                let reuse = self.pending_scores.as_ref().is_some_and(|ps| {
+                    let same = match (&keyed, &ps.chunk_dict) {
+                        (Some((_, v)), Some(d)) => std::ptr::addr_eq(Arc::as_ptr(v), Arc::as_ptr(d)),
+                        _ => false,
+                    };
+                    same && ps.order == order && ps.nc == nc
+                });
+                let coded = if reuse { None } else { Some(categorical_column(chunk, column)?) };
+                let (codes, table): (&[u32], Option<&Vec<Level>>) = match (&coded, &keyed) {
+                    (Some((codes, table)), _) => (codes, Some(table)),
+                    (None, Some((keys, _))) => (keys, None),
+                    (None, None) => unreachable!("reused for a dictionary only"),
+                };
+                // Table indices are u16; the main table at most 4 MiB.
+                // Beyond, score sums row by row.
+                let fits = |levels: usize, bits: usize| {
+                    levels << bits <= (1 << 16) / width && levels << (nf - bits) <= 1 << 16
+                };
+                let fresh = |ps: &PendingScores, table: &Vec<Level>| {
+                    if ps.chunk_levels == *table {
                         0
                     } else {
                         table.iter().filter(|l| !ps.index.contains_key(l)).count()
                     }
                 };
-                let keep = |ps: &PendingScores| ps.order == order && ps.nc == nc && fits(ps.levels.len() + fresh(ps));
+                // A table that has come to hold more levels than its split
+                // suits (levels met late, in a stream) starts over, split
+                // for at least as many.
+                let keep = |ps: &PendingScores| {
+                    let Some(table) = table else { return true };
+                    let levels = ps.levels.len() + fresh(ps, table);
+                    ps.order == order
+                        && ps.nc == nc
+                        && fits(levels, ps.bits)
+                        && ps.bits <= patterns::cluster_bits(levels, nf, width)
+                };
+                let mut prior = 0;
                 if let Some(done) = self.pending_scores.take_if(|ps| !keep(ps)) {
+                    prior = done.levels.len();
                     done.collapse_into(self);
                 }
-                if fits(table.len()) {
+                let bits = match (&self.pending_scores, table) {
+                    (Some(ps), _) => ps.bits,
+                    (None, Some(table)) => patterns::cluster_bits(table.len().max(prior), nf, width),
+                    (None, None) => unreachable!("reused with a table pending"),
+                };
+                if table.is_none_or(|t| fits(t.len(), bits)) {
                     let ps = self.pending_scores.get_or_insert_with(|| PendingScores {
                         order: order.clone(),
                         nc,
                         nf,
+                        bits,
                         intercept,
                         levels: Vec::new(),
                         index: BTreeMap::new(),
                         chunk_levels: Vec::new(),
                         chunk_map: Vec::new(),
+                        chunk_dict: None,
                         seen: Vec::new(),
                         table: patterns::Table::zeroed(0, width),
+                        side: Vec::new(),
                     });
                     // The chunk's level codes to the table's levels (as for
-                    // the previous chunk when its levels were the same: a
-                    // dictionary's are, in a Parquet row group).
-                    if ps.chunk_levels != table {
-                        ps.chunk_map = table
-                            .iter()
-                            .map(|l| match ps.index.get(l) {
-                                Some(&at) => at,
-                                None => {
-                                    let at = ps.levels.len() as u32;
-                                    ps.index.insert(l.clone(), at);
-                                    ps.levels.push(l.clone());
-                                    ps.seen.push(false);
-                                    ps.table.grow(1 << nf, width);
-                                    at
-                                }
-                            })
-                            .collect();
-                        ps.chunk_levels = table;
+                    // the previous chunk when its levels were the same).
+                    if let Some(table) = table {
+                        if ps.chunk_levels != *table {
+                            ps.chunk_map = table
+                                .iter()
+                                .map(|l| match ps.index.get(l) {
+                                    Some(&at) => at,
+                                    None => {
+                                        let at = ps.levels.len() as u32;
+                                        ps.index.insert(l.clone(), at);
+                                        ps.levels.push(l.clone());
+                                        ps.seen.push(false);
+                                        ps.table.grow(1 << bits, width);
+                                        if bits < nf {
+                                            ps.side.resize(ps.side.len() + (1 << (nf - bits)), 0.0);
+                                        }
+                                        at
+                                    }
+                                })
+                                .collect();
+                            ps.chunk_levels = table.clone();
+                        }
+                        ps.chunk_dict = keyed.and_then(|(_, v)| (v.len() == table.len()).then(|| Arc::clone(v)));
                     }
                     let levels = &ps.chunk_map;
                     let w = sized(w, stride);
                     let mut index = vec![0u16; stride];
-                    let with_cluster =
-                        unsafe { patterns::cluster_rows(&codes, levels, &patterns, full, nf, n, mask, &mut index, w) };
+                    let mut side = if bits < nf { vec![0u16; stride] } else { Vec::new() };
+                    let with_cluster = unsafe {
+                        patterns::cluster_rows(
+                            codes,
+                            levels,
+                            &patterns,
+                            full,
+                            (nf, bits),
+                            n,
+                            mask,
+                            &mut index,
+                            &mut side,
+                            w,
+                        )
+                    };
                     self.rows_without_cluster += k as u64 - with_cluster;
                     // Levels with a kept row (codes past the levels: none;
                     // they land on the extra last entry).
-                    let g = levels.len();
-                    let mut met = vec![false; g + 1];
-                    for (r, &code) in codes[..n].iter().enumerate() {
-                        met[(code as usize).min(g)] |= is_kept(r);
+                    if levels.iter().any(|&l| !ps.seen[l as usize]) {
+                        let g = levels.len();
+                        let mut met = vec![false; g + 1];
+                        for (r, &code) in codes[..n].iter().enumerate() {
+                            met[(code as usize).min(g)] |= is_kept(r);
+                        }
+                        for (&l, &m) in levels.iter().zip(&met) {
+                            ps.seen[l as usize] |= m;
+                        }
                     }
-                    for (&l, &m) in levels.iter().zip(&met) {
-                        ps.seen[l as usize] |= m;
-                    }
-                    let rows = ps.levels.len() << nf;
+                    let rows = ps.levels.len() << bits;
                     unsafe {
                         patterns::pattern_sums(&cont_cols, &index, rows, n, mask, Some(w), ps.table.as_mut_slice())
                     };
+                    if bits < nf {
+                        patterns::side_sums(&side, w, n, &mut ps.side);
+                    }
                 } else {
                     let rows = (0..n).filter(|&r| is_kept(r)).map(|r| (r, r));
-                    self.add_cluster_sums(&codes, &table, rows, p, |r, j| design[j].value_at(r), |r| full[r]);
+                    let table = table.expect("a fresh table when it does not fit");
+                    self.add_cluster_sums(codes, table, rows, p, |r, j| design[j].value_at(r), |r| full[r]);
                 }
             }
         }

@@ -261,13 +261,23 @@ unsafe fn pattern_sums_with<P: Copy + Into<usize>, const NC: usize>(
     }
 }
 
-/// The table row of each row of a cluster-robust pass, `level · 2^nf +
-/// pattern` with `level = levels[code]` (0 where the code is
-/// `levels.len()` or more: no cluster, or a dropped row's code), and its
-/// weight, the residual (0 without a cluster; residuals are 0 on dropped
-/// rows already); 16 rows at a time. `levels` maps a chunk's level codes
-/// to the rows of a table that spans chunks. Returns the kept rows with a
-/// cluster (`mask`: kept rows).
+/// The table rows of each row of a cluster-robust pass, and its weight.
+///
+/// A cluster's scores need, per level, `Σ e`, `Σ e·c` for each column
+/// and `Σ e` over the rows with each flag. One table keyed by (level, all
+/// `nf` flags) holds all of them, but with many levels it outgrows the
+/// caches (105 levels × 256 patterns × 64 bytes = 1.7 MB), and its rows
+/// are hit at random. So the pattern is split: the main table is keyed by
+/// the level and the low `bits` flags (`level · 2^bits + low`, vector rows
+/// as for [`pattern_sums`]), a side table of scalars `Σ e` by the level
+/// and the other flags (`level · 2^(nf − bits) + high`). With `bits = nf`
+/// the side table is not needed and `side` is not written.
+///
+/// `level = levels[code]`: `levels` maps a chunk's level codes to the rows
+/// of tables that span chunks. A row without a cluster (code past
+/// `levels`: none, or a dropped row's) goes to row 0 with weight 0 (its
+/// residual otherwise; residuals are 0 on dropped rows already). 16 rows
+/// at a time. Returns the kept rows with a cluster (`mask`: kept rows).
 #[target_feature(enable = "avx512f,popcnt")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn cluster_rows(
@@ -275,17 +285,24 @@ pub unsafe fn cluster_rows(
     levels: &[u32],
     patterns: &[u8],
     e: &[f64],
-    nf: usize,
+    (nf, bits): (usize, usize),
     n: usize,
     mask: Option<&[u8]>,
     index: &mut [u16],
+    side: &mut [u16],
     w: &mut [f64],
 ) -> u64 {
     assert!(codes.len() >= n && patterns.len() >= n && e.len() >= n && index.len() >= n && w.len() >= n);
+    assert!(bits <= nf && nf <= MAX_FLAGS && (bits == nf || side.len() >= n));
     let g = levels.len();
-    assert!(levels.iter().all(|&l| ((l as usize + 1) << nf) <= 1 << 16));
+    assert!(levels
+        .iter()
+        .all(|&l| ((l as usize + 1) << bits) <= 1 << 16 && ((l as usize + 1) << (nf - bits)) <= 1 << 16));
     let kept = |r: usize| mask.is_none_or(|m| m[r / 8] >> (r % 8) & 1 == 1);
-    let (gv, shift) = (_mm512_set1_epi32(g as i32), _mm512_set1_epi32(nf as i32));
+    let low = (1u32 << bits) - 1;
+    let gv = _mm512_set1_epi32(g as i32);
+    let (shift, side_shift) = (_mm512_set1_epi32(bits as i32), _mm512_set1_epi32((nf - bits) as i32));
+    let (lowv, high_shift) = (_mm512_set1_epi32(low as i32), _mm512_set1_epi32(bits as i32));
     // Up to 16 levels: looked up by a permutation of one register.
     let mut lanes = [0u32; 16];
     lanes[..g.min(16)].copy_from_slice(&levels[..g.min(16)]);
@@ -295,8 +312,9 @@ pub unsafe fn cluster_rows(
     let blocks = n / 16;
     for b in 0..blocks {
         let r = 16 * b;
-        // SAFETY: the block's 16 rows lie below n in every slice; the
-        // gather reads `levels` only where the code is below its length.
+        // SAFETY: the block's 16 rows lie below n in every slice (`side`
+        // too when it is written); the gather reads `levels` only where
+        // the code is below its length.
         unsafe {
             let code = _mm512_loadu_si512(codes.as_ptr().add(r).cast());
             let valid = _mm512_cmplt_epu32_mask(code, gv);
@@ -306,8 +324,13 @@ pub unsafe fn cluster_rows(
                 _mm512_mask_i32gather_epi32::<4>(_mm512_setzero_si512(), valid, code, levels.as_ptr().cast())
             };
             let pat = _mm512_cvtepu8_epi32(_mm_loadu_si128(patterns.as_ptr().add(r).cast()));
-            let at = _mm512_maskz_or_epi32(valid, _mm512_sllv_epi32(level, shift), pat);
+            let at = _mm512_maskz_or_epi32(valid, _mm512_sllv_epi32(level, shift), _mm512_and_si512(pat, lowv));
             _mm256_storeu_si256(index.as_mut_ptr().add(r).cast(), _mm512_cvtepi32_epi16(at));
+            if bits < nf {
+                let high = _mm512_srlv_epi32(pat, high_shift);
+                let at = _mm512_maskz_or_epi32(valid, _mm512_sllv_epi32(level, side_shift), high);
+                _mm256_storeu_si256(side.as_mut_ptr().add(r).cast(), _mm512_cvtepi32_epi16(at));
+            }
             let (lo, hi) = (valid as u8, (valid >> 8) as u8);
             _mm512_storeu_pd(w.as_mut_ptr().add(r), _mm512_maskz_loadu_pd(lo, e.as_ptr().add(r)));
             _mm512_storeu_pd(w.as_mut_ptr().add(r + 8), _mm512_maskz_loadu_pd(hi, e.as_ptr().add(r + 8)));
@@ -318,17 +341,51 @@ pub unsafe fn cluster_rows(
     for r in 16 * blocks..n {
         let code = codes[r] as usize;
         let valid = code < g;
-        index[r] = if valid { ((levels[code] as usize) << nf | usize::from(patterns[r])) as u16 } else { 0 };
+        let (level, pat) = (if valid { levels[code] as usize } else { 0 }, usize::from(patterns[r]));
+        index[r] = if valid { (level << bits | pat & low as usize) as u16 } else { 0 };
+        if bits < nf {
+            side[r] = if valid { (level << (nf - bits) | pat >> bits) as u16 } else { 0 };
+        }
         w[r] = if valid { e[r] } else { 0.0 };
         with_cluster += u64::from(valid && kept(r));
     }
     with_cluster
 }
 
-/// Per-cluster score sums from a pattern table whose rows are
-/// `level · 2^nf + pattern` (weights: the residuals): `g × m` in kernel
-/// order (columns, flags, intercept).
-pub fn scores_from_patterns(table: &[f64], g: usize, nc: usize, nf: usize, intercept: bool) -> Vec<f64> {
+/// `side[index[r]] += w[r]` for the first `n` rows: the side table of
+/// [`cluster_rows`].
+pub fn side_sums(index: &[u16], w: &[f64], n: usize, side: &mut [f64]) {
+    for (&i, &w) in index[..n].iter().zip(&w[..n]) {
+        side[usize::from(i)] += w;
+    }
+}
+
+/// The main pattern bits for a cluster table over `levels` levels, `nf`
+/// flags and table rows of `width` vectors: all flags while the whole
+/// table stays within 128 KiB (a few levels); else about half of what
+/// remains once a main row's size is counted against a side entry's (8
+/// bytes), so that the two tables are of like size and both small.
+pub fn cluster_bits(levels: usize, nf: usize, width: usize) -> usize {
+    if (levels << nf) * width * 64 <= 128 << 10 {
+        return nf;
+    }
+    // 64·width bytes per main row = 2^(3 + log2(8·width)) … in units of a side entry.
+    let row_units = (8 * width).ilog2() as usize;
+    nf.saturating_sub(row_units).div_ceil(2).min(nf)
+}
+
+/// Per-cluster score sums from the tables of [`cluster_rows`] (main
+/// table rows `level · 2^bits + low`, summed by [`pattern_sums`]; side
+/// entries `level · 2^(nf − bits) + high`, by [`side_sums`]; weights:
+/// the residuals): `g × m` in kernel order (columns, flags, intercept).
+pub fn scores_from_patterns(
+    table: &[f64],
+    side: &[f64],
+    g: usize,
+    nc: usize,
+    (nf, bits): (usize, usize),
+    intercept: bool,
+) -> Vec<f64> {
     let m = nc + nf + usize::from(intercept);
     let stride = table_width(nc) * 8;
     let mut out = vec![0.0; g * m];
@@ -338,8 +395,8 @@ pub fn scores_from_patterns(table: &[f64], g: usize, nc: usize, nf: usize, inter
         // a flag's score is Σ e over the patterns with it.
         lanes.fill(0.0);
         let s = &mut out[l * m..(l + 1) * m];
-        for p in 0..1usize << nf {
-            let row = &table[((l << nf) + p) * stride..((l << nf) + p + 1) * stride];
+        for p in 0..1usize << bits {
+            let row = &table[((l << bits) + p) * stride..((l << bits) + p + 1) * stride];
             for (a, v) in lanes.iter_mut().zip(row) {
                 *a += v;
             }
@@ -347,6 +404,17 @@ pub fn scores_from_patterns(table: &[f64], g: usize, nc: usize, nf: usize, inter
             while rest != 0 {
                 s[nc + rest.trailing_zeros() as usize] += row[0];
                 rest &= rest - 1;
+            }
+        }
+        if bits < nf {
+            let high = nf - bits;
+            for q in 0..1usize << high {
+                let v = side[(l << high) + q];
+                let mut rest = q;
+                while rest != 0 {
+                    s[nc + bits + rest.trailing_zeros() as usize] += v;
+                    rest &= rest - 1;
+                }
             }
         }
         s[..nc].copy_from_slice(&lanes[1..=nc]);

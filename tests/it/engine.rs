@@ -280,12 +280,19 @@ fn robust_sums_span_chunks_and_layout_changes() {
     // Clusters: levels met in a different order in each chunk, two of them
     // only from row 40,000 on, and a few rows without a cluster.
     let mut g: Vec<Option<String>> = Vec::new();
+    // Without nulls, Parquet's dictionary keys are the codes: `k` with a
+    // few levels, `h` with hundreds (the cluster tables split the pattern
+    // of flags between a main and a side table), both with new levels in
+    // the second row group and in a different order in each.
+    let (mut k, mut h) = (Vec::new(), Vec::new());
     for r in 0..rows {
         let levels = if r < 40_000 { 5 } else { 7 };
         g.push(match next() % 200 {
             0 => None,
             v => Some(format!("g{}", v % levels)),
         });
+        k.push(format!("k{}", next() % levels));
+        h.push(format!("h{}", next() % (100 * levels)));
         let xv = (next() % 1000) as f64 / 8.0;
         // 0/1 until row 20,000 of each row group of 30,000, then 0, 1 or 2.
         let bv = (next() % if r % 30_000 < 20_000 { 2 } else { 3 }) as i64;
@@ -302,6 +309,8 @@ fn robust_sums_span_chunks_and_layout_changes() {
         Field::new("b", DataType::Int64, false),
         Field::new("f", DataType::Int64, false),
         Field::new("g", DataType::Utf8, true),
+        Field::new("k", DataType::Utf8, false),
+        Field::new("h", DataType::Utf8, false),
     ]));
     let batch = RecordBatch::try_new(
         schema.clone(),
@@ -311,13 +320,28 @@ fn robust_sums_span_chunks_and_layout_changes() {
             Arc::new(Int64Array::from(b)),
             Arc::new(Int64Array::from(f)),
             Arc::new(arrow::array::StringArray::from(g)),
+            Arc::new(arrow::array::StringArray::from(k)),
+            Arc::new(arrow::array::StringArray::from(h)),
         ],
     )
     .unwrap();
     let tmp = tempdir();
     let pq = tmp.path().join("layouts.parquet");
     let props = WriterProperties::builder().set_max_row_group_row_count(Some(30_000)).build();
-    let mut w = ArrowWriter::try_new(std::fs::File::create(&pq).unwrap(), schema, Some(props)).unwrap();
+    let mut w = ArrowWriter::try_new(std::fs::File::create(&pq).unwrap(), schema.clone(), Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    // A dictionary page too small for `h`'s levels: the writer falls back to
+    // plain pages within a row group, and the reader gives each batch of
+    // those a dictionary of its own (keys no longer mean the same level).
+    let fallback = tmp.path().join("fallback.parquet");
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(30_000))
+        .set_dictionary_page_size_limit(1024)
+        .set_data_page_row_count_limit(2_000)
+        .set_write_batch_size(2_000)
+        .build();
+    let mut w = ArrowWriter::try_new(std::fs::File::create(&fallback).unwrap(), schema, Some(props)).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
     // As CSV the levels are numbered in each chunk's order of appearance
@@ -327,9 +351,9 @@ fn robust_sums_span_chunks_and_layout_changes() {
     let mut out = arrow::csv::Writer::new(std::fs::File::create(&csv).unwrap());
     out.write(&batch).unwrap();
     drop(out);
-    for file in [&pq, &csv] {
-        compare_direct_and_reference(file, "y ~ x + b + f", &["g"]);
-        compare_direct_and_reference(file, "y ~ 0 + x + f + b", &["g"]);
+    for file in [&pq, &fallback, &csv] {
+        compare_direct_and_reference(file, "y ~ x + b + f", &["g", "k", "h"]);
+        compare_direct_and_reference(file, "y ~ 0 + x + f + b", &["g", "k", "h"]);
     }
 }
 

@@ -565,14 +565,22 @@ proptest! {
             prop_assert!(close(h[r], want, scale), "h[{r}]: {} vs {want}", h[r]);
         }
 
-        // Score sums per cluster: the level in the pattern's high bits.
+        // Score sums per cluster: the level in the pattern's high bits, the
+        // pattern split between the main table (low `bits` flags) and the
+        // side table (the others), as `cluster_rows` indexes them.
+        let bits = seed as usize % (nf + 1);
+        let (low, high) = ((1usize << bits) - 1, nf - bits);
         let index: Vec<u16> = (0..n.div_ceil(8) * 8)
-            .map(|r| if r < n && kept[r] { ((code[r] << nf) | usize::from(pats[r])) as u16 } else { 0 })
+            .map(|r| if r < n && kept[r] { ((code[r] << bits) | usize::from(pats[r]) & low) as u16 } else { 0 })
             .collect();
+        let side_index: Vec<u16> =
+            (0..n).map(|r| if kept[r] { ((code[r] << high) | usize::from(pats[r]) >> bits) as u16 } else { 0 }).collect();
         let ek: Vec<f64> = (0..n).map(|r| if kept[r] { e[r] } else { 0.0 }).collect();
-        let mut by = vec![0.0; (levels << nf) * patterns::table_width(nc) * 8];
-        unsafe { patterns::pattern_sums(&cols, &index, levels << nf, n, mk, Some(&ek), &mut by) };
-        let scores = patterns::scores_from_patterns(&by, levels, nc, nf, intercept);
+        let mut by = vec![0.0; (levels << bits) * patterns::table_width(nc) * 8];
+        unsafe { patterns::pattern_sums(&cols, &index, levels << bits, n, mk, Some(&ek), &mut by) };
+        let mut side = vec![0.0; levels << high];
+        patterns::side_sums(&side_index, &ek, n, &mut side);
+        let scores = patterns::scores_from_patterns(&by, &side, levels, nc, (nf, bits), intercept);
         for l in 0..levels {
             for j in 0..m {
                 let inl = rows.iter().filter(|&&r| code[r] == l);
@@ -588,15 +596,18 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
-    /// The cluster pass's row table indices and weights (16 rows at a time)
-    /// equal the row-by-row definition: `level · 2^nf + pattern` and the
-    /// residual for a row with a cluster, 0 and 0 without; the count is of
-    /// kept rows with a cluster.
+    /// The cluster pass's table indices and weights (16 rows at a time)
+    /// equal the row-by-row definition: `level · 2^bits + low flags` in the
+    /// main table, `level · 2^(nf − bits) + high flags` in the side table
+    /// (not written when `bits = nf`) and the residual for a row with a
+    /// cluster, 0, 0 and 0 without; the count is of kept rows with a
+    /// cluster.
     #[test]
     fn cluster_rows_equal_the_row_by_row_definition(
         n in 1usize..300,
         g in 1usize..24,
         nf in 0usize..=8,
+        high in 0usize..=8,
         drop_every in prop::sample::select(vec![0usize, 3, 7]),
         seed in any::<u64>(),
     ) {
@@ -615,7 +626,9 @@ proptest! {
         let mask: Vec<u8> = (0..n.div_ceil(8))
             .map(|c| (0..8).filter(|b| c * 8 + b < n && kept[c * 8 + b]).fold(0u8, |m, b| m | 1 << b))
             .collect();
+        let bits = nf - high.min(nf);
         let mut index = vec![7u16; n];
+        let mut side = vec![7u16; n];
         let mut w = vec![f64::NAN; n];
         let m = if drop_every == 0 { None } else { Some(&mask[..]) };
         // Chunk codes to table levels: a permutation of more levels than
@@ -626,13 +639,17 @@ proptest! {
             levels.swap(i, (rng.uniform() * (i + 1) as f64) as usize);
         }
         levels.truncate(g);
-        let levels: Vec<u32> = levels.into_iter().filter(|&l| (l as usize + 1) << nf <= 1 << 16).collect();
         let g = levels.len();
-        let with = unsafe { patterns::cluster_rows(&codes, &levels, &pats, &e, nf, n, m, &mut index, &mut w) };
+        let with = unsafe {
+            patterns::cluster_rows(&codes, &levels, &pats, &e, (nf, bits), n, m, &mut index, &mut side, &mut w)
+        };
         for r in 0..n {
             let valid = (codes[r] as usize) < g;
-            let want = if valid { ((levels[codes[r] as usize] as usize) << nf | usize::from(pats[r])) as u16 } else { 0 };
+            let (level, pat) = (if valid { levels[codes[r] as usize] as usize } else { 0 }, usize::from(pats[r]));
+            let want = if valid { (level << bits | pat & ((1 << bits) - 1)) as u16 } else { 0 };
             prop_assert_eq!(index[r], want, "row {}", r);
+            let want_side = if bits == nf { 7 } else if valid { (level << (nf - bits) | pat >> bits) as u16 } else { 0 };
+            prop_assert_eq!(side[r], want_side, "row {} (side)", r);
             prop_assert_eq!(w[r].to_bits(), if valid { e[r] } else { 0.0 }.to_bits(), "row {}", r);
         }
         let want = (0..n).filter(|&r| kept[r] && (codes[r] as usize) < g).count() as u64;
