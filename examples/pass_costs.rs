@@ -3,7 +3,9 @@
 //! pass with each covariance type asked for (round robin, so that a noisy
 //! moment on a shared machine falls on all of them alike). Reports, per
 //! covariance type, the medians over the rounds of the wall and CPU times
-//! (process CPU time: all threads) and of each round's second ÷ first.
+//! (process CPU time: all threads) and of each round's second ÷ first,
+//! and the time spent in the accumulators (summed over threads): the
+//! pass's own arithmetic, the rest being reading and decoding.
 //!
 //! Unlike timing whole processes, start-up, schema resolution, solving and
 //! output are in neither pass.
@@ -16,6 +18,7 @@ use clap::ValueEnum;
 use gramfit::engine::{EngineOptions, Progress};
 use gramfit::model::{self, ModelOptions, ReportOptions, RobustOptions};
 use gramfit::residuals::CovType;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// Process CPU time (all threads), in seconds.
@@ -70,8 +73,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for &cov in &covs {
         second(cov)?;
     }
-    let mut first = (Vec::new(), Vec::new());
-    let mut seconds: Vec<(Vec<f64>, Vec<f64>)> = covs.iter().map(|_| (Vec::new(), Vec::new())).collect();
+    // Accumulator seconds since the last call.
+    let sink = || progress.sink_nanos.swap(0, Ordering::Relaxed) as f64 * 1e-9;
+    sink();
+    let mut first = (Vec::new(), Vec::new(), Vec::new());
+    let mut seconds: Vec<_> = covs.iter().map(|_| (Vec::new(), Vec::new(), Vec::new())).collect();
     for _ in 0..rounds {
         let (r, wall, cpu) = timed(|| -> Result<(), Box<dyn std::error::Error>> {
             model::accumulate(&resolved, model::open_inputs(&inputs)?, &eo, &progress)?;
@@ -80,27 +86,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         r?;
         first.0.push(wall);
         first.1.push(cpu);
+        first.2.push(sink());
         for (i, &cov) in covs.iter().enumerate() {
             let (r, wall, cpu) = timed(|| second(cov));
             r?;
             seconds[i].0.push(wall);
             seconds[i].1.push(cpu);
+            seconds[i].2.push(sink());
         }
     }
     println!("{}; {threads} thread(s); medians of {rounds} rounds", args[1]);
     println!();
-    println!("| pass | wall (s) | second / first | CPU (s) | second / first, CPU |");
-    println!("|---|---:|---:|---:|---:|");
-    println!("| first | {:.3} | — | {:.3} | — |", median(&first.0), median(&first.1));
-    for (cov, (wall, cpu)) in covs.iter().zip(&seconds) {
+    println!("| pass | wall (s) | second / first | CPU (s) | second / first, CPU | accumulators (s) |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| first | {:.3} | — | {:.3} | — | {:.3} |", median(&first.0), median(&first.1), median(&first.2));
+    for (cov, (wall, cpu, acc)) in covs.iter().zip(&seconds) {
         let ratio = |s: &[f64], f: &[f64]| median(&s.iter().zip(f).map(|(s, f)| s / f).collect::<Vec<_>>());
         println!(
-            "| second, {} | {:.3} | {:.2} | {:.3} | {:.2} |",
+            "| second, {} | {:.3} | {:.2} | {:.3} | {:.2} | {:.3} |",
             cov.name(),
             median(wall),
             ratio(wall, &first.0),
             median(cpu),
-            ratio(cpu, &first.1)
+            ratio(cpu, &first.1),
+            median(acc)
         );
     }
     Ok(())

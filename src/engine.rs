@@ -82,6 +82,10 @@ pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 pub struct Progress {
     pub rows: AtomicU64,
     pub stop: AtomicBool,
+    /// Nanoseconds spent in the accumulators, summed over threads: the
+    /// pass's own arithmetic, apart from reading and decoding (for
+    /// benchmarks; two clock reads per chunk).
+    pub sink_nanos: AtomicU64,
 }
 
 impl Progress {
@@ -158,12 +162,21 @@ fn fold_chunks<A: ChunkSink>(
             return Err(EngineError::Interrupted);
         }
         let base = row;
+        let start = std::time::Instant::now();
         acc.add_chunk(builder, chunk, &|r| locate(base + r as u64))
             .map_err(|e| EngineError::Design { path: input.display(), source: Box::new(e) })?;
+        progress.sink_nanos.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
         row += chunk.num_rows() as u64;
         progress.rows.fetch_add(chunk.num_rows() as u64, Ordering::Relaxed);
     }
     Ok(())
+}
+
+/// End of a work unit (see [`ChunkSink::finish`]), timed as the chunks are.
+fn finish_unit<A: ChunkSink>(acc: &mut A, progress: &Progress) {
+    let start = std::time::Instant::now();
+    acc.finish();
+    progress.sink_nanos.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
 }
 
 fn read_err(input: &Input, e: impl std::fmt::Display) -> EngineError {
@@ -197,7 +210,7 @@ fn parquet_unit<A: ChunkSink>(
     if let Some(last) = chunker.finish().map_err(|e| read_err(input, e))? {
         fold_chunks(builder, &mut acc, &[last], row, input, &locate, progress)?;
     }
-    acc.finish();
+    finish_unit(&mut acc, progress);
     Ok(acc)
 }
 
@@ -276,7 +289,7 @@ fn sequential_input<A: ChunkSink>(
                 for (seq, first, unit) in rx.iter() {
                     let mut acc = A::empty(builder);
                     let r = fold_chunks(builder, &mut acc, &unit, first, input, locate, progress).map(|()| {
-                        acc.finish();
+                        finish_unit(&mut acc, progress);
                         acc
                     });
                     if tx.send((seq, r)).is_err() {
