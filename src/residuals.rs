@@ -439,7 +439,7 @@ impl ResidualStats {
         }
         let off = usize::from(spec.design.intercept);
         let mut by_level: HashMap<(usize, &Level), f64> = HashMap::new();
-        let mut dense: Vec<Vec<f64>> = Vec::new();
+        let mut dense: Vec<Vec<(&[u32], Option<u32>)>> = Vec::new();
         let mut layout: Vec<Option<usize>> = Vec::new();
         for (j, c) in spec.design.columns.iter().enumerate() {
             if let [cell] = c.cells.as_slice() {
@@ -450,7 +450,10 @@ impl ResidualStats {
                     continue;
                 }
             }
-            let mut column = robust.then(|| vec![0.0; n]);
+            // A robust pass's column: its cells, as the codes of their
+            // factor and the code of their level in this chunk (none: no
+            // row has it); built where the column is used.
+            let mut column = robust.then(Vec::new);
             for cell in &c.cells {
                 let ColumnKey::Cell { term, levels } = cell else { return Ok(false) };
                 let (Some(check), [level]) = (builder.direct_factor(*term), levels.as_slice()) else {
@@ -458,13 +461,9 @@ impl ResidualStats {
                 };
                 match &mut column {
                     None => *by_level.entry((check, level)).or_insert(0.0) += spec.params[off + j],
-                    Some(v) => {
+                    Some(cells) => {
                         let (codes, table) = inputs.codes[check].as_ref().expect("a categorical check has codes");
-                        if let Some(code) = table.iter().position(|l| l == level) {
-                            for (x, &c) in v.iter_mut().zip(codes) {
-                                *x += f64::from(u8::from(c == code as u32));
-                            }
-                        }
+                        cells.push((&codes[..], table.iter().position(|l| l == level).map(|c| c as u32)));
                     }
                 }
             }
@@ -535,6 +534,36 @@ impl ResidualStats {
         let (KernelColumn::F64(y), xread) = read.split_last().expect("the response is last") else {
             unreachable!("the response is never a flag")
         };
+        // A factor's indicator columns (built from level codes) are flags
+        // too, while the pattern has room: then a factor with a few levels
+        // costs the robust kernels no more than a few 0/1 columns do.
+        // A column of one cell is its level's indicator (0/1); others are
+        // sums of indicators.
+        let mut room = patterns::MAX_FLAGS - xread.iter().filter(|c| matches!(c, KernelColumn::Flag(_))).count();
+        let (mut dense_bits, mut dense_f64) = (Vec::new(), Vec::new());
+        let mut dense_at: Vec<Result<usize, usize>> = Vec::with_capacity(columns.dense.len());
+        for cells in columns.dense {
+            if let ([(codes, code)], true) = (cells.as_slice(), room > 0) {
+                let at = dense_bits.len();
+                dense_bits.resize(at + nbytes, 0);
+                if let Some(code) = *code {
+                    // SAFETY: `source_columns` returned Some: the CPU has AVX-512F.
+                    unsafe { simd::equal_bits_u32_avx512(codes, code, n, mask, &mut dense_bits[at..]) };
+                }
+                dense_at.push(Ok(at));
+                room -= 1;
+            } else {
+                let mut v = vec![0.0; n];
+                for &(codes, code) in cells {
+                    let Some(code) = code else { continue };
+                    for (x, &c) in v.iter_mut().zip(codes) {
+                        *x += if c == code { 1.0 } else { 0.0 };
+                    }
+                }
+                dense_at.push(Err(dense_f64.len()));
+                dense_f64.push(v);
+            }
+        }
         // Design columns in design order.
         let mut design: Vec<DesignColumn<'_>> = Vec::with_capacity(p);
         if spec.design.intercept {
@@ -547,7 +576,10 @@ impl ResidualStats {
                     KernelColumn::F64(v) => DesignColumn::F64(v),
                     KernelColumn::Flag(i) => DesignColumn::Flag(flag_bits(*i)),
                 },
-                Some(d) => DesignColumn::F64(&columns.dense[*d]),
+                Some(d) => match dense_at[*d] {
+                    Ok(at) => DesignColumn::Flag(&dense_bits[at..at + nbytes]),
+                    Err(i) => DesignColumn::F64(&dense_f64[i]),
+                },
             });
         }
         if design.len() != p {
@@ -850,7 +882,7 @@ impl ResidualStats {
 struct DirectColumns<'a> {
     sources: &'a [SourceColumn<'a>],
     layout: &'a [Option<usize>],
-    dense: &'a [Vec<f64>],
+    dense: &'a [Vec<(&'a [u32], Option<u32>)>],
     params: &'a [f64],
 }
 

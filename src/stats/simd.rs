@@ -324,6 +324,29 @@ pub unsafe fn binary_bits_i64_avx512(col: &[i64], mask: Option<&[u8]>, bits: &mu
     _mm512_test_epi64_mask(other, other) == 0
 }
 
+/// The bits of the kept rows whose code is `code` (a byte per 8 rows;
+/// clear on dropped rows and past `n`): a level's indicator column.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn equal_bits_u32_avx512(codes: &[u32], code: u32, n: usize, mask: Option<&[u8]>, bits: &mut [u8]) {
+    assert!(codes.len() >= n && bits.len() >= n.div_ceil(8));
+    let want = _mm512_set1_epi32(code as i32);
+    let pairs = n / 16;
+    for b in 0..pairs {
+        // SAFETY: rows 16b..16b+16 lie below n.
+        let v = unsafe { _mm512_loadu_si512(codes.as_ptr().add(16 * b).cast()) };
+        let k = mask.map_or(0xffff, |m| u16::from_le_bytes([m[2 * b], m[2 * b + 1]]));
+        let eq = _mm512_mask_cmpeq_epi32_mask(k, v, want).to_le_bytes();
+        bits[2 * b..2 * b + 2].copy_from_slice(&eq);
+    }
+    for r in 16 * pairs..n {
+        let kept = mask.is_none_or(|m| m[r / 8] >> (r % 8) & 1 == 1);
+        if r % 8 == 0 {
+            bits[r / 8] = 0;
+        }
+        bits[r / 8] |= u8::from(kept && codes[r] == code) << (r % 8);
+    }
+}
+
 /// Set bits of a bit column (a byte per 8 rows).
 pub fn ones_in(bits: &[u8]) -> u64 {
     let words = bits.chunks_exact(8);
