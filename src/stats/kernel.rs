@@ -714,27 +714,34 @@ unsafe fn masked_moments_with(
         .collect();
     // Per factor: Σ over each cell's rows of each numeric column (exact:
     // every numeric column passed the exactness bound of its whole sum).
+    // Branch-free: a dropped row adds to an extra cell, and rows go to four
+    // copies of the sums in turn, so that rows of one cell in a row (a
+    // factor of few levels) do not wait on each other's additions. Exact
+    // sums do not depend on the order of the additions.
     let cell_sums: Vec<Vec<f64>> = factors
         .iter()
         .map(|f| {
-            let mut sums = vec![0.0; f.levels.len() * p];
+            let cells = f.levels.len() + 1;
+            let cell = |c: u32| (c as usize).min(cells - 1);
+            let mut parts = vec![0.0; 4 * cells];
+            let mut sums = vec![0.0; (cells - 1) * p];
             for (j, x) in slices.iter().enumerate() {
+                parts.fill(0.0);
                 match *x {
                     NumericColumn::F64(x) => {
-                        for (r, &c) in f.row_cell.iter().enumerate() {
-                            if c != u32::MAX {
-                                sums[c as usize * p + j] += x[r];
-                            }
+                        for (r, (&c, &v)) in f.row_cell.iter().zip(x).enumerate() {
+                            parts[(r % 4) * cells + cell(c)] += v;
                         }
                     }
                     NumericColumn::Bits(i) => {
                         let bits = &bits[i * nbytes..(i + 1) * nbytes];
                         for (r, &c) in f.row_cell.iter().enumerate() {
-                            if c != u32::MAX && bits[r / 8] >> (r % 8) & 1 == 1 {
-                                sums[c as usize * p + j] += 1.0;
-                            }
+                            parts[(r % 4) * cells + cell(c)] += f64::from(bits[r / 8] >> (r % 8) & 1);
                         }
                     }
+                }
+                for k in 0..cells - 1 {
+                    sums[k * p + j] = (0..4).map(|q| parts[q * cells + k]).sum();
                 }
             }
             sums
