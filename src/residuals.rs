@@ -161,13 +161,30 @@ struct PendingMeat {
     table: crate::stats::patterns::Table,
     /// `Σ w c_i c_j`, `cc[j·nc + i]` for `i ≥ j`.
     cc: Vec<f64>,
+    grouped: Option<GroupedMeat>,
+}
+
+/// The part of a meat that involves a grouped factor (one whose level
+/// indicators are too many to be flags): its columns are orthogonal
+/// (one level per row), so the meat needs per level only `Σ w`, `Σ w·c`
+/// and `Σ w` over the rows with each flag, kept in tables as for the
+/// cluster scores (level `l` = column `design[l]`; the last level, the
+/// reference level's rows and dropped rows, is not a column).
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Debug)]
+struct GroupedMeat {
+    design: Vec<usize>,
+    bits: usize,
+    table: crate::stats::patterns::Table,
+    side: Vec<f64>,
 }
 
 #[cfg(target_arch = "x86_64")]
 impl PendingMeat {
     /// Add to `meat` (`p × p`, design order, lower triangle).
     fn collapse_into(&self, meat: &mut [f64]) {
-        let p = self.order.len();
+        let mp = self.order.len();
+        let p = mp + self.grouped.as_ref().map_or(0, |gm| gm.design.len());
         let mk = crate::stats::patterns::meat_from_patterns(
             self.table.as_slice(),
             &self.cc,
@@ -178,9 +195,27 @@ impl PendingMeat {
         for (a, &i) in self.order.iter().enumerate() {
             for (b, &j) in self.order.iter().enumerate() {
                 if i >= j {
-                    meat[i * p + j] += mk[a * p + b];
+                    meat[i * p + j] += mk[a * mp + b];
                 }
             }
+        }
+        let Some(gm) = &self.grouped else { return };
+        let g = gm.design.len();
+        let (nc, nf) = (self.nc, self.nf);
+        let sums =
+            crate::stats::patterns::scores_from_patterns(gm.table.as_slice(), &gm.side, g + 1, nc, (nf, gm.bits), true);
+        let mut add = |i: usize, j: usize, v: f64| meat[i.max(j) * p + i.min(j)] += v;
+        for (l, &i) in gm.design.iter().enumerate() {
+            // Per level: Σ w·c (columns), Σ w over the rows with each flag,
+            // Σ w (with the intercept, and the column's own square).
+            let s = &sums[l * (nc + nf + 1)..(l + 1) * (nc + nf + 1)];
+            for (a, &v) in s.iter().enumerate() {
+                match self.order.get(a) {
+                    Some(&j) if a < nc + nf || self.intercept => add(i, j, v),
+                    _ => {}
+                }
+            }
+            add(i, i, s[nc + nf]);
         }
     }
 }
@@ -237,7 +272,7 @@ impl ResidualStats {
     /// Add a meat pending as pattern sums to its meat.
     #[cfg(target_arch = "x86_64")]
     fn add_pending(&mut self, pm: &PendingMeat) {
-        self.ensure(pm.order.len());
+        self.ensure(pm.order.len() + pm.grouped.as_ref().map_or(0, |gm| gm.design.len()));
         let meat = match pm.cov {
             CovType::Hc2 => &mut self.meat2,
             CovType::Hc3 => &mut self.meat3,
@@ -540,29 +575,58 @@ impl ResidualStats {
         // A column of one cell is its level's indicator (0/1); others are
         // sums of indicators.
         let mut room = patterns::MAX_FLAGS - xread.iter().filter(|c| matches!(c, KernelColumn::Flag(_))).count();
-        let (mut dense_bits, mut dense_f64) = (Vec::new(), Vec::new());
-        let mut dense_at: Vec<Result<usize, usize>> = Vec::with_capacity(columns.dense.len());
-        for cells in columns.dense {
-            if let ([(codes, code)], true) = (cells.as_slice(), room > 0) {
-                let at = dense_bits.len();
-                dense_bits.resize(at + nbytes, 0);
-                if let Some(code) = *code {
-                    // SAFETY: `source_columns` returned Some: the CPU has AVX-512F.
-                    unsafe { simd::equal_bits_u32_avx512(codes, code, n, mask, &mut dense_bits[at..]) };
-                }
-                dense_at.push(Ok(at));
-                room -= 1;
-            } else {
-                let mut v = vec![0.0; n];
-                for &(codes, code) in cells {
-                    let Some(code) = code else { continue };
-                    for (x, &c) in v.iter_mut().zip(codes) {
-                        *x += if c == code { 1.0 } else { 0.0 };
+        // A factor with more one-level columns than that (HC0–HC3): its
+        // columns are not built at all; each row's level indexes sums per
+        // level instead (see `GroupedMeat`).
+        let single = |cells: &[(&[u32], Option<u32>)]| match cells {
+            [(codes, _)] => Some(codes.as_ptr()),
+            _ => None,
+        };
+        let grouped: Option<*const u32> = if matches!(spec.cov, CovType::Hc0 | CovType::Hc1 | CovType::Hc2 | CovType::Hc3) {
+            let mut counts: Vec<(*const u32, usize)> = Vec::new();
+            for cells in columns.dense {
+                if let Some(at) = single(cells) {
+                    match counts.iter_mut().find(|(q, _)| *q == at) {
+                        Some(c) => c.1 += 1,
+                        None => counts.push((at, 1)),
                     }
                 }
-                dense_at.push(Err(dense_f64.len()));
-                dense_f64.push(v);
             }
+            counts.into_iter().max_by_key(|c| c.1).filter(|c| c.1 > room && c.1 < GROUPED_MAX_LEVELS).map(|c| c.0)
+        } else {
+            None
+        };
+        let mut grouped_codes: &[u32] = &[];
+        let (mut dense_bits, mut dense_f64) = (Vec::new(), Vec::new());
+        let mut dense_at: Vec<Dense> = Vec::with_capacity(columns.dense.len());
+        for cells in columns.dense {
+            if let [(codes, code)] = cells.as_slice() {
+                if grouped == Some(codes.as_ptr()) {
+                    grouped_codes = codes;
+                    dense_at.push(Dense::Level(*code));
+                    continue;
+                }
+                if room > 0 {
+                    let at = dense_bits.len();
+                    dense_bits.resize(at + nbytes, 0);
+                    if let Some(code) = *code {
+                        // SAFETY: `source_columns` returned Some: the CPU has AVX-512F.
+                        unsafe { simd::equal_bits_u32_avx512(codes, code, n, mask, &mut dense_bits[at..]) };
+                    }
+                    dense_at.push(Dense::Flag(at));
+                    room -= 1;
+                    continue;
+                }
+            }
+            let mut v = vec![0.0; n];
+            for &(codes, code) in cells {
+                let Some(code) = code else { continue };
+                for (x, &c) in v.iter_mut().zip(codes) {
+                    *x += if c == code { 1.0 } else { 0.0 };
+                }
+            }
+            dense_at.push(Dense::F64(dense_f64.len()));
+            dense_f64.push(v);
         }
         // Design columns in design order.
         let mut design: Vec<DesignColumn<'_>> = Vec::with_capacity(p);
@@ -577,8 +641,9 @@ impl ResidualStats {
                     KernelColumn::Flag(i) => DesignColumn::Flag(flag_bits(*i)),
                 },
                 Some(d) => match dense_at[*d] {
-                    Ok(at) => DesignColumn::Flag(&dense_bits[at..at + nbytes]),
-                    Err(i) => DesignColumn::F64(&dense_f64[i]),
+                    Dense::Flag(at) => DesignColumn::Flag(&dense_bits[at..at + nbytes]),
+                    Dense::F64(i) => DesignColumn::F64(&dense_f64[i]),
+                    Dense::Level(code) => DesignColumn::Level { codes: grouped_codes, code },
                 },
             });
         }
@@ -591,6 +656,33 @@ impl ResidualStats {
         let flags = pick(|d| matches!(d, DesignColumn::Flag(_)));
         let one = pick(|d| matches!(d, DesignColumn::One));
         let order: Vec<usize> = cont.iter().chain(&flags).chain(&one).copied().collect();
+        // The grouped factor's columns (design indices), and each code's
+        // column among them (none: `g`, the reference level's row).
+        let grouped = pick(|d| matches!(d, DesignColumn::Level { .. }));
+        let g = grouped.len();
+        let level_codes: Vec<Option<u32>> = grouped
+            .iter()
+            .map(|&j| match design[j] {
+                DesignColumn::Level { code, .. } => code,
+                _ => unreachable!("a level column"),
+            })
+            .collect();
+        let mut code_column = vec![g as u32; level_codes.iter().flatten().map(|&c| c as usize + 1).max().unwrap_or(0)];
+        for (l, code) in level_codes.iter().enumerate() {
+            if let Some(c) = code {
+                code_column[*c as usize] = l as u32;
+            }
+        }
+        // Their fitted part joins the per-row offset.
+        let grouped_offset: Option<Vec<f64>> = (g > 0).then(|| {
+            let fitted: Vec<f64> = code_column.iter().map(|&l| grouped.get(l as usize).map_or(0.0, |&j| params[j])).collect();
+            (0..n)
+                .map(|r| {
+                    offset.map_or(0.0, |o| o[r]) + fitted.get(grouped_codes[r] as usize).copied().unwrap_or(0.0)
+                })
+                .collect()
+        });
+        let offset = grouped_offset.as_deref().or(offset);
         let cont_cols: Vec<&[f64]> = cont
             .iter()
             .map(|&j| match design[j] {
@@ -630,8 +722,22 @@ impl ResidualStats {
         let patterns = if spec.cov == CovType::Nonrobust { Vec::new() } else { patterns::row_patterns(&flag_cols, n) };
         // The meat Σ w x xᵀ, as pattern sums and column products added to
         // those of the previous chunks of the same layout.
+        // The grouped factor's sums per level: tables split as for a
+        // cluster pass (`patterns::cluster_rows`), one level more than it
+        // has columns (rows of the reference level, and dropped rows).
+        let width = patterns::table_width(nc);
+        let grouped_bits = patterns::cluster_bits(g + 1, nf, width);
+        if g > 0 && !((g + 1) << grouped_bits <= (1 << 16) / width && (g + 1) << (nf - grouped_bits) <= 1 << 16) {
+            return Ok(false);
+        }
         let add_meat = |pending: &mut Option<PendingMeat>, w: &[f64]| -> Option<PendingMeat> {
-            let same = |pm: &PendingMeat| pm.order == order && pm.nc == nc && pm.cov == spec.cov;
+            let same = |pm: &PendingMeat| {
+                pm.order == order
+                    && pm.nc == nc
+                    && pm.cov == spec.cov
+                    && pm.grouped.as_ref().map_or(0, |gm| gm.design.len()) == g
+                    && pm.grouped.as_ref().is_none_or(|gm| gm.design == grouped && gm.bits == grouped_bits)
+            };
             let done = pending.take_if(|pm| !same(pm));
             let pm = pending.get_or_insert_with(|| PendingMeat {
                 cov: spec.cov,
@@ -639,8 +745,14 @@ impl ResidualStats {
                 nc,
                 nf,
                 intercept,
-                table: patterns::Table::zeroed(256, patterns::table_width(nc)),
+                table: patterns::Table::zeroed(256, width),
                 cc: vec![0.0; nc * nc],
+                grouped: (g > 0).then(|| GroupedMeat {
+                    design: grouped.clone(),
+                    bits: grouped_bits,
+                    table: patterns::Table::zeroed((g + 1) << grouped_bits, width),
+                    side: if grouped_bits < nf { vec![0.0; (g + 1) << (nf - grouped_bits)] } else { Vec::new() },
+                }),
             });
             let mut cc = [0.0; 64];
             let cc = if nc <= 8 { &mut cc[..nc * nc] } else { &mut vec![0.0; nc * nc][..] };
@@ -650,6 +762,30 @@ impl ResidualStats {
             }
             for (a, b) in pm.cc.iter_mut().zip(cc.iter()) {
                 *a += b;
+            }
+            if let Some(gm) = &mut pm.grouped {
+                let (mut index, mut side) = (vec![0u16; stride], vec![0u16; stride]);
+                let mut wl = vec![0.0; stride];
+                let bits = gm.bits;
+                unsafe {
+                    patterns::cluster_rows(
+                        grouped_codes,
+                        &code_column,
+                        &patterns,
+                        w,
+                        (nf, bits),
+                        n,
+                        mask,
+                        &mut index,
+                        &mut side,
+                        &mut wl,
+                    );
+                    let rows = (g + 1) << bits;
+                    patterns::pattern_sums(&cont_cols, &index, rows, n, mask, Some(&wl), gm.table.as_mut_slice());
+                }
+                if bits < nf {
+                    patterns::side_sums(&side, &wl, n, &mut gm.side);
+                }
             }
             done
         };
@@ -679,7 +815,7 @@ impl ResidualStats {
                     patterns::leverage_by_patterns(
                         &cont_cols,
                         &cache.bk,
-                        p,
+                        order.len(),
                         &patterns,
                         cache.table.as_slice(),
                         n,
@@ -688,6 +824,9 @@ impl ResidualStats {
                     )
                 };
                 self.leverage_cache = Some(cache);
+                if g > 0 {
+                    add_grouped_leverage(spec, (&order, nc, nf), &grouped, (grouped_codes, &code_column), &cont_cols, &patterns, n, mask, h);
+                }
                 let hc3 = spec.cov == CovType::Hc3;
                 // Rows with leverage 1 (0/0 weights) are left out and
                 // listed afterwards.
@@ -706,6 +845,10 @@ impl ResidualStats {
                             DesignColumn::One => k as u64,
                             DesignColumn::Flag(b) => simd::ones_in(b),
                             DesignColumn::F64(x) => unsafe { simd::count_nonzero_masked_avx512(x, n, mask) },
+                            DesignColumn::Level { .. } => {
+                                let is_kept = |r: usize| mask.is_none_or(|m| m[r / 8] >> (r % 8) & 1 == 1);
+                                (0..n).filter(|&r| is_kept(r) && d.nonzero_at(r)).count() as u64
+                            }
                         };
                         self.nonzero_ordinary[j] += all - on_lev_one;
                     }
@@ -906,6 +1049,66 @@ fn sized(v: &mut Vec<f64>, len: usize) -> &mut [f64] {
     &mut v[..len]
 }
 
+/// The grouped factor's part of each kept row's leverage: with `l` the
+/// row's level column, `B_ll + 2 B_1l + 2 Σ_k b_k B_kl + 2 Σ_j c_j B_jl`
+/// (`B = (XᵀX)⁻¹`; the other columns' part is the kernel's), added to `h`.
+/// The part that depends on the level and the pattern of flags only is
+/// looked up (a table per level and pattern).
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn add_grouped_leverage(
+    spec: &SecondPassSpec,
+    (order, nc, nf): (&[usize], usize, usize),
+    grouped: &[usize],
+    (codes, code_column): (&[u32], &[u32]),
+    cont_cols: &[&[f64]],
+    patterns: &[u8],
+    n: usize,
+    mask: Option<&[u8]>,
+    h: &mut [f64],
+) {
+    let p = spec.params.len();
+    let b = |i: usize, j: usize| spec.xtx_inv[i * p + j];
+    let g = grouped.len();
+    let one = order.get(nc + nf).copied();
+    let pats = 1usize << nf;
+    let mut fixed = vec![0.0; g * pats];
+    let mut by_column = vec![0.0; g * nc];
+    for (l, &i) in grouped.iter().enumerate() {
+        let base = b(i, i) + one.map_or(0.0, |o| 2.0 * b(o, i));
+        for (q, v) in fixed[l * pats..(l + 1) * pats].iter_mut().enumerate() {
+            *v = base + (0..nf).filter(|k| q >> k & 1 == 1).map(|k| 2.0 * b(order[nc + k], i)).sum::<f64>();
+        }
+        for (jc, v) in by_column[l * nc..(l + 1) * nc].iter_mut().enumerate() {
+            *v = 2.0 * b(order[jc], i);
+        }
+    }
+    let is_kept = |r: usize| mask.is_none_or(|m| m[r / 8] >> (r % 8) & 1 == 1);
+    for r in 0..n {
+        let l = code_column.get(codes[r] as usize).map_or(g, |&l| l as usize);
+        if l < g && is_kept(r) {
+            let e = &by_column[l * nc..(l + 1) * nc];
+            let cross: f64 = cont_cols.iter().zip(e).map(|(c, e)| c[r] * e).sum();
+            h[r] += fixed[l * pats + usize::from(patterns[r])] + cross;
+        }
+    }
+}
+
+/// Where a column built from level codes went in the in-place second
+/// pass: bits (at a byte offset), an `f64` vector (by index), or a level
+/// of the grouped factor (its code in the chunk; none: no row has it).
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+enum Dense {
+    Flag(usize),
+    F64(usize),
+    Level(Option<u32>),
+}
+
+/// Levels the grouped factor may have (table rows are u16 indices).
+#[cfg(target_arch = "x86_64")]
+const GROUPED_MAX_LEVELS: usize = 4096;
+
 /// A design column in the in-place second pass.
 #[cfg(target_arch = "x86_64")]
 enum DesignColumn<'a> {
@@ -914,6 +1117,9 @@ enum DesignColumn<'a> {
     F64(&'a [f64]),
     /// A 0/1 column as bits (clear on dropped rows).
     Flag(&'a [u8]),
+    /// The indicator of one level of the grouped factor: 1 where the
+    /// row's code is `code`.
+    Level { codes: &'a [u32], code: Option<u32> },
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -933,6 +1139,7 @@ impl DesignColumn<'_> {
             DesignColumn::One => true,
             DesignColumn::F64(x) => x.get(r).is_some_and(|&v| v != 0.0),
             DesignColumn::Flag(b) => b.get(r / 8).is_some_and(|&v| v >> (r % 8) & 1 == 1),
+            DesignColumn::Level { codes, code } => code.is_some_and(|c| codes.get(r) == Some(&c)),
         }
     }
 }
