@@ -119,13 +119,20 @@ struct PendingScores {
     seen: Vec<bool>,
     table: crate::stats::patterns::Table,
     side: Vec<f64>,
+    /// The grouped factor's columns (design indices; see `GroupedMeat`)
+    /// and, per cluster, `Σ e` over its rows of each of the factor's
+    /// levels (`joint[c·(q + 1) + l]`, `q` columns; the last level is not
+    /// a column).
+    grouped: Vec<usize>,
+    joint: Vec<f64>,
 }
 
 #[cfg(target_arch = "x86_64")]
 impl PendingScores {
     /// Add the score sums to `st.clusters`.
     fn collapse_into(&self, st: &mut ResidualStats) {
-        let (g, p) = (self.levels.len(), self.order.len());
+        let (g, mp) = (self.levels.len(), self.order.len());
+        let (q, p) = (self.grouped.len(), mp + self.grouped.len());
         let sums = crate::stats::patterns::scores_from_patterns(
             self.table.as_slice(),
             &self.side,
@@ -138,7 +145,10 @@ impl PendingScores {
         let mut design_sums = vec![0.0; g * p];
         for l in 0..g {
             for (a, &j) in self.order.iter().enumerate() {
-                design_sums[l * p + j] = sums[l * p + a];
+                design_sums[l * p + j] = sums[l * mp + a];
+            }
+            for (a, &j) in self.grouped.iter().enumerate() {
+                design_sums[l * p + j] = self.joint[l * (q + 1) + a];
             }
         }
         st.merge_cluster_sums(&self.levels, &design_sums, &self.seen, p);
@@ -582,7 +592,7 @@ impl ResidualStats {
             [(codes, _)] => Some(codes.as_ptr()),
             _ => None,
         };
-        let grouped: Option<*const u32> = if matches!(spec.cov, CovType::Hc0 | CovType::Hc1 | CovType::Hc2 | CovType::Hc3) {
+        let grouped: Option<*const u32> = if spec.cov != CovType::Nonrobust {
             let mut counts: Vec<(*const u32, usize)> = Vec::new();
             for cells in columns.dense {
                 if let Some(at) = single(cells) {
@@ -675,11 +685,10 @@ impl ResidualStats {
         }
         // Their fitted part joins the per-row offset.
         let grouped_offset: Option<Vec<f64>> = (g > 0).then(|| {
-            let fitted: Vec<f64> = code_column.iter().map(|&l| grouped.get(l as usize).map_or(0.0, |&j| params[j])).collect();
+            let fitted: Vec<f64> =
+                code_column.iter().map(|&l| grouped.get(l as usize).map_or(0.0, |&j| params[j])).collect();
             (0..n)
-                .map(|r| {
-                    offset.map_or(0.0, |o| o[r]) + fitted.get(grouped_codes[r] as usize).copied().unwrap_or(0.0)
-                })
+                .map(|r| offset.map_or(0.0, |o| o[r]) + fitted.get(grouped_codes[r] as usize).copied().unwrap_or(0.0))
                 .collect()
         });
         let offset = grouped_offset.as_deref().or(offset);
@@ -727,7 +736,8 @@ impl ResidualStats {
         // has columns (rows of the reference level, and dropped rows).
         let width = patterns::table_width(nc);
         let grouped_bits = patterns::cluster_bits(g + 1, nf, width);
-        if g > 0 && !((g + 1) << grouped_bits <= (1 << 16) / width && (g + 1) << (nf - grouped_bits) <= 1 << 16) {
+        let grouped_fits = (g + 1) << grouped_bits <= (1 << 16) / width && (g + 1) << (nf - grouped_bits) <= 1 << 16;
+        if g > 0 && spec.cov != CovType::Cluster && !grouped_fits {
             return Ok(false);
         }
         let add_meat = |pending: &mut Option<PendingMeat>, w: &[f64]| -> Option<PendingMeat> {
@@ -825,7 +835,17 @@ impl ResidualStats {
                 };
                 self.leverage_cache = Some(cache);
                 if g > 0 {
-                    add_grouped_leverage(spec, (&order, nc, nf), &grouped, (grouped_codes, &code_column), &cont_cols, &patterns, n, mask, h);
+                    add_grouped_leverage(
+                        spec,
+                        (&order, nc, nf),
+                        &grouped,
+                        (grouped_codes, &code_column),
+                        &cont_cols,
+                        &patterns,
+                        n,
+                        mask,
+                        h,
+                    );
                 }
                 let hc3 = spec.cov == CovType::Hc3;
                 // Rows with leverage 1 (0/0 weights) are left out and
@@ -875,7 +895,7 @@ impl ResidualStats {
                         (Some((_, v)), Some(d)) => std::ptr::addr_eq(Arc::as_ptr(v), Arc::as_ptr(d)),
                         _ => false,
                     };
-                    same && ps.order == order && ps.nc == nc
+                    same && ps.order == order && ps.nc == nc && ps.grouped == grouped
                 });
                 let coded = if reuse { None } else { Some(categorical_column(chunk, column)?) };
                 let (codes, table): (&[u32], Option<&Vec<Level>>) = match (&coded, &keyed) {
@@ -885,8 +905,12 @@ impl ResidualStats {
                 };
                 // Table indices are u16; the main table at most 4 MiB.
                 // Beyond, score sums row by row.
+                // With a grouped factor, a (cluster, level) table of at most
+                // 2²¹ sums (16 MiB).
                 let fits = |levels: usize, bits: usize| {
-                    levels << bits <= (1 << 16) / width && levels << (nf - bits) <= 1 << 16
+                    levels << bits <= (1 << 16) / width
+                        && levels << (nf - bits) <= 1 << 16
+                        && (g == 0 || levels * (g + 1) <= 1 << 21)
                 };
                 let fresh = |ps: &PendingScores, table: &Vec<Level>| {
                     if ps.chunk_levels == *table {
@@ -903,6 +927,7 @@ impl ResidualStats {
                     let levels = ps.levels.len() + fresh(ps, table);
                     ps.order == order
                         && ps.nc == nc
+                        && ps.grouped == grouped
                         && fits(levels, ps.bits)
                         && ps.bits <= patterns::cluster_bits(levels, nf, width)
                 };
@@ -931,6 +956,8 @@ impl ResidualStats {
                         seen: Vec::new(),
                         table: patterns::Table::zeroed(0, width),
                         side: Vec::new(),
+                        grouped: grouped.clone(),
+                        joint: Vec::new(),
                     });
                     // The chunk's level codes to the table's levels (as for
                     // the previous chunk when its levels were the same).
@@ -948,6 +975,9 @@ impl ResidualStats {
                                         ps.table.grow(1 << bits, width);
                                         if bits < nf {
                                             ps.side.resize(ps.side.len() + (1 << (nf - bits)), 0.0);
+                                        }
+                                        if g > 0 {
+                                            ps.joint.resize(ps.joint.len() + g + 1, 0.0);
                                         }
                                         at
                                     }
@@ -994,6 +1024,14 @@ impl ResidualStats {
                     };
                     if bits < nf {
                         patterns::side_sums(&side, w, n, &mut ps.side);
+                    }
+                    if g > 0 {
+                        // Rows without a cluster weigh 0 (on cluster 0).
+                        for r in 0..n {
+                            let c = usize::from(index[r]) >> bits;
+                            let l = code_column.get(grouped_codes[r] as usize).map_or(g, |&l| l as usize);
+                            ps.joint[c * (g + 1) + l] += w[r];
+                        }
                     }
                 } else {
                     let rows = (0..n).filter(|&r| is_kept(r)).map(|r| (r, r));
@@ -1119,7 +1157,10 @@ enum DesignColumn<'a> {
     Flag(&'a [u8]),
     /// The indicator of one level of the grouped factor: 1 where the
     /// row's code is `code`.
-    Level { codes: &'a [u32], code: Option<u32> },
+    Level {
+        codes: &'a [u32],
+        code: Option<u32>,
+    },
 }
 
 #[cfg(target_arch = "x86_64")]
