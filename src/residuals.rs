@@ -1121,15 +1121,22 @@ fn add_grouped_leverage(
             *v = 2.0 * b(order[jc], i);
         }
     }
-    let is_kept = |r: usize| mask.is_none_or(|m| m[r / 8] >> (r % 8) & 1 == 1);
-    for r in 0..n {
-        let l = code_column.get(codes[r] as usize).map_or(g, |&l| l as usize);
-        if l < g && is_kept(r) {
-            let e = &by_column[l * nc..(l + 1) * nc];
-            let cross: f64 = cont_cols.iter().zip(e).map(|(c, e)| c[r] * e).sum();
-            h[r] += fixed[l * pats + usize::from(patterns[r])] + cross;
-        }
-    }
+    // SAFETY: the caller's (AVX-512F and DQ: `source_columns` returned Some);
+    // every level in `code_column` is at most g, and the tables hold g
+    // levels.
+    unsafe {
+        crate::stats::patterns::add_level_leverage(
+            codes,
+            (code_column, g),
+            (patterns, nf),
+            cont_cols,
+            &fixed,
+            &by_column,
+            n,
+            mask,
+            h,
+        )
+    };
 }
 
 /// Where a column built from level codes went in the in-place second

@@ -611,6 +611,75 @@ unsafe fn leverage_fixed<const NC: usize>(
     }
 }
 
+/// A grouped factor's part of the leverages (see the second pass's
+/// `GroupedMeat`), added to `h`: for a kept row whose code is a level
+/// column `l = code_column[code]` (`l < g`; other codes, and codes past
+/// `code_column`, add nothing), `fixed[l·2^nf + pattern] + Σ_j c_j ·
+/// by_column[l·nc + j]`. Eight rows at a time by gathers.
+#[target_feature(enable = "avx512f,avx512dq")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn add_level_leverage(
+    codes: &[u32],
+    (code_column, g): (&[u32], usize),
+    (patterns, nf): (&[u8], usize),
+    cols: &[&[f64]],
+    fixed: &[f64],
+    by_column: &[f64],
+    n: usize,
+    mask: Option<&[u8]>,
+    h: &mut [f64],
+) {
+    let nc = cols.len();
+    assert!(codes.len() >= n && patterns.len() >= n && h.len() >= n && cols.iter().all(|c| c.len() >= n));
+    assert!(code_column.iter().all(|&l| l as usize <= g) && fixed.len() >= g << nf && by_column.len() >= g * nc);
+    let kept = |r: usize| mask.is_none_or(|m| m[r / 8] >> (r % 8) & 1 == 1);
+    let (len, gv) = (_mm512_set1_epi64(code_column.len() as i64), _mm512_set1_epi64(g as i64));
+    let ncv = _mm512_set1_epi64(nc as i64);
+    let full = n / 8;
+    for c in 0..full {
+        let r = 8 * c;
+        // SAFETY: rows r..r+8 lie below n in every slice; the gathers read
+        // `code_column` where the code is below its length, and `fixed`
+        // and `by_column` where the level is below g.
+        unsafe {
+            let code = _mm512_cvtepu32_epi64(_mm256_loadu_si256(codes.as_ptr().add(r).cast()));
+            let k = _mm512_cmplt_epu64_mask(code, len) & mask.map_or(0xff, |m| m[c]);
+            let l = _mm512_cvtepu32_epi64(_mm512_mask_i64gather_epi32::<4>(
+                _mm256_setzero_si256(),
+                k,
+                code,
+                code_column.as_ptr().cast(),
+            ));
+            let k = k & _mm512_cmplt_epu64_mask(l, gv);
+            if k == 0 {
+                continue;
+            }
+            let pat = _mm512_cvtepu8_epi64(_mm_loadl_epi64(patterns.as_ptr().add(r).cast()));
+            let at = _mm512_or_si512(_mm512_sllv_epi64(l, _mm512_set1_epi64(nf as i64)), pat);
+            let mut sum = _mm512_mask_i64gather_pd::<8>(_mm512_setzero_pd(), k, at, fixed.as_ptr());
+            let base = _mm512_mullo_epi64(l, ncv);
+            for (j, col) in cols.iter().enumerate() {
+                let e = _mm512_mask_i64gather_pd::<8>(
+                    _mm512_setzero_pd(),
+                    k,
+                    _mm512_add_epi64(base, _mm512_set1_epi64(j as i64)),
+                    by_column.as_ptr(),
+                );
+                sum = _mm512_fmadd_pd(_mm512_maskz_loadu_pd(k, col.as_ptr().add(r)), e, sum);
+            }
+            let hv = _mm512_loadu_pd(h.as_ptr().add(r));
+            _mm512_storeu_pd(h.as_mut_ptr().add(r), _mm512_mask_add_pd(hv, k, hv, sum));
+        }
+    }
+    for r in 8 * full..n {
+        let l = code_column.get(codes[r] as usize).map_or(g, |&l| l as usize);
+        if l < g && kept(r) {
+            let cross: f64 = cols.iter().enumerate().map(|(j, c)| c[r] * by_column[l * nc + j]).sum();
+            h[r] += fixed[(l << nf) + usize::from(patterns[r])] + cross;
+        }
+    }
+}
+
 /// The meat from the pattern table (`Σ w`, `Σ w x_c` per pattern) and the
 /// column × column products `cc` (lower triangle, `cc[j·nc + i]`, `i ≥ j`),
 /// as a full `m × m` matrix in kernel order (columns, flags, intercept).

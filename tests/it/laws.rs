@@ -656,3 +656,62 @@ proptest! {
         prop_assert_eq!(with, want);
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// A grouped factor's part of the leverages (8 rows at a time by
+    /// gathers, the rest row by row) equals its definition: for a kept row
+    /// whose code maps to a level column `l < g`, `fixed[l·2^nf + pattern]
+    /// + Σ_j c_j by_column[l·nc + j]` is added to `h`; other rows (dropped,
+    /// reference level, codes past the map) are left as they were.
+    #[test]
+    fn level_leverage_equals_its_definition(
+        n in 1usize..90,
+        g in 1usize..12,
+        nc in 0usize..5,
+        nf in 0usize..=3,
+        drop_every in prop::sample::select(vec![0usize, 3, 7]),
+        seed in any::<u64>(),
+    ) {
+        use gramfit::stats::patterns;
+        if !(std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq")) {
+            eprintln!("*** no AVX-512 on this CPU: add_level_leverage is not tested ***");
+            return Ok(());
+        }
+        let mut rng = gramfit::generate::Rng::new(seed);
+        // Codes 0..g+3: the map covers g+2 of them (two map to the
+        // reference level g), the last is past it.
+        let code_column: Vec<u32> = (0..g + 2).map(|c| if c < g { ((c * 7) % g) as u32 } else { g as u32 }).collect();
+        let codes: Vec<u32> = (0..n).map(|_| (rng.uniform() * (g + 3) as f64) as u32).collect();
+        let pats: Vec<u8> = (0..n).map(|_| (rng.uniform() * f64::from(1u32 << nf)) as u8).collect();
+        let cols: Vec<Vec<f64>> = (0..nc).map(|_| (0..n).map(|_| rng.normal()).collect()).collect();
+        let refs: Vec<&[f64]> = cols.iter().map(|c| &c[..]).collect();
+        let fixed: Vec<f64> = (0..g << nf).map(|_| rng.normal()).collect();
+        let by_column: Vec<f64> = (0..g * nc).map(|_| rng.normal()).collect();
+        let kept: Vec<bool> = (0..n).map(|r| drop_every == 0 || r % drop_every != 1).collect();
+        let mask: Vec<u8> = (0..n.div_ceil(8))
+            .map(|c| (0..8).filter(|b| c * 8 + b < n && kept[c * 8 + b]).fold(0u8, |m, b| m | 1 << b))
+            .collect();
+        let m = if drop_every == 0 { None } else { Some(&mask[..]) };
+        let h0: Vec<f64> = (0..n).map(|_| rng.uniform()).collect();
+        let mut h = h0.clone();
+        unsafe {
+            patterns::add_level_leverage(&codes, (&code_column, g), (&pats, nf), &refs, &fixed, &by_column, n, m, &mut h)
+        };
+        for r in 0..n {
+            let l = code_column.get(codes[r] as usize).map_or(g, |&l| l as usize);
+            let want = if l < g && kept[r] {
+                let cross: f64 = (0..nc).map(|j| cols[j][r] * by_column[l * nc + j]).sum();
+                h0[r] + fixed[(l << nf) + usize::from(pats[r])] + cross
+            } else {
+                h0[r]
+            };
+            prop_assert!((h[r] - want).abs() <= 1e-12 * (1.0 + want.abs()), "h[{}]: {} vs {}", r, h[r], want);
+            if !(l < g && kept[r]) {
+                prop_assert_eq!(h[r].to_bits(), h0[r].to_bits(), "row {} untouched", r);
+            }
+        }
+    }
+}
