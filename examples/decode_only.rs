@@ -1,6 +1,7 @@
 //! The decode floor for the benchmarks: read the same projected columns of a
-//! Parquet file, row group per rayon task as gramfit does, and do no
-//! arithmetic beyond touching each batch.
+//! Parquet file, one row group per task on a rayon pool (gramfit hands row
+//! groups to its worker threads the same way), and do no arithmetic beyond
+//! touching each batch.
 //!
 //! cargo run --release --example decode_only -- FILE.parquet COL,COL,... [THREADS] [BATCH_ROWS]
 

@@ -4,8 +4,9 @@
 //! **Determinism.** Rows are accumulated in *chunks* of [`CHUNK_ROWS`]
 //! consecutive rows of a work unit, whatever the read batch size (batches
 //! are re-cut at chunk boundaries), and each unit's accumulator is the left
-//! fold of its chunks in order. Units are Parquet row groups (run in
-//! parallel by rayon, results collected in unit order) or, for sequential
+//! fold of its chunks in order. Units are Parquet row groups (handed to
+//! worker threads in order, at most two per thread started and not yet
+//! merged, results merged in unit order as they come) or, for sequential
 //! sources (CSV, IPC), runs of [`CHUNKS_PER_UNIT`] chunks that a reader
 //! thread sends to workers through a bounded crossbeam channel (so memory is
 //! bounded by back-pressure) and whose results are folded in sequence order.
@@ -19,7 +20,6 @@ use crate::source::{self, Input, SourceError, SourceKind};
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
-use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -330,6 +330,88 @@ fn sequential_input<A: ChunkSink>(
     })
 }
 
+/// Run `run` over `units` on `threads` threads and hand each result to
+/// `merge` in unit order (the order the results are merged in is part of
+/// the arithmetic: any thread count gives the same bits).
+///
+/// Memory: at most `2 × threads` units are started and not yet merged, so
+/// the results waiting in the reorder buffer stay bounded whatever the
+/// number of units (a factor with a hundred levels makes each result a few
+/// hundred KiB; collecting every row group's first would grow with the
+/// file).
+fn ordered_units<A: Send>(
+    units: &[(usize, usize)],
+    threads: usize,
+    progress: &Progress,
+    run: impl Fn(usize, usize) -> Result<A, EngineError> + Sync,
+    mut merge: impl FnMut(usize, A),
+) -> Result<(), EngineError> {
+    let window = 2 * threads;
+    let (work_tx, work_rx) = crossbeam_channel::bounded::<usize>(window);
+    let (res_tx, res_rx) = crossbeam_channel::unbounded::<(usize, Result<A, EngineError>)>();
+    // A token per unit that may be in flight: taken to start one, returned
+    // when it is merged.
+    let (token_tx, token_rx) = crossbeam_channel::bounded::<()>(window);
+    for _ in 0..window {
+        token_tx.send(()).expect("room for every token");
+    }
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for u in 0..units.len() {
+                if token_rx.recv().is_err() || progress.stopped() || work_tx.send(u).is_err() {
+                    return;
+                }
+            }
+        });
+        for _ in 0..threads {
+            let (rx, tx, run) = (work_rx.clone(), res_tx.clone(), &run);
+            s.spawn(move || {
+                for u in rx.iter() {
+                    let (i, rg) = units[u];
+                    if tx.send((u, run(i, rg))).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop((res_tx, work_rx));
+        let mut next = 0usize;
+        let mut pending: BTreeMap<usize, A> = BTreeMap::new();
+        let mut failure: Option<EngineError> = None;
+        for (u, r) in res_rx.iter() {
+            match r {
+                Err(e) => {
+                    // The first real error wins over the interruptions it causes.
+                    if failure.is_none() || matches!(failure, Some(EngineError::Interrupted)) {
+                        failure = Some(e);
+                    }
+                    progress.stop.store(true, Ordering::Relaxed);
+                    // Let the feeder go on (its units stop at once).
+                    let _ = token_tx.try_send(());
+                }
+                // After a failure nothing more is merged; every result
+                // returns its token, so that the feeder is never left
+                // waiting.
+                Ok(_) if failure.is_some() => {
+                    let _ = token_tx.try_send(());
+                }
+                Ok(a) => {
+                    pending.insert(u, a);
+                    while let Some(a) = pending.remove(&next) {
+                        merge(next, a);
+                        next += 1;
+                        let _ = token_tx.try_send(());
+                    }
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    })
+}
+
 /// Accumulate all inputs; returns the merged accumulator and per-input rows.
 /// `stdin_stream` is the already-opened stream for an input `-`.
 pub fn accumulate<A: ChunkSink>(
@@ -341,10 +423,6 @@ pub fn accumulate<A: ChunkSink>(
     mut stdin_stream: Option<Box<dyn Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>> + Send>>,
 ) -> Result<(A, Vec<InputInfo>), EngineError> {
     let columns = builder.source_columns();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.threads.max(1))
-        .build()
-        .map_err(|e| EngineError::Read { path: "<engine>".into(), message: e.to_string() })?;
     // Parquet units of all inputs in one parallel pass.
     let mut metas = Vec::new();
     let mut units: Vec<(usize, usize)> = Vec::new();
@@ -359,19 +437,12 @@ pub fn accumulate<A: ChunkSink>(
             metas.push(None);
         }
     }
-    let unit_results: Vec<Result<A, EngineError>> = pool.install(|| {
-        units
-            .par_iter()
-            .map(|&(i, rg)| {
-                let meta = metas[i].as_ref().expect("parquet metadata");
-                parquet_unit(builder, &inputs[i], meta, rg, &columns, opts, progress)
-            })
-            .collect()
-    });
     let mut per_input: Vec<A> = inputs.iter().map(|_| A::empty(builder)).collect();
-    for (&(i, _), r) in units.iter().zip(unit_results) {
-        per_input[i].merge(&r?);
-    }
+    let run = |i: usize, rg: usize| {
+        let meta = metas[i].as_ref().expect("parquet metadata");
+        parquet_unit(builder, &inputs[i], meta, rg, &columns, opts, progress)
+    };
+    ordered_units(&units, opts.threads.max(1), progress, run, |u, a| per_input[units[u].0].merge(&a))?;
     for (i, input) in inputs.iter().enumerate() {
         if input.kind == SourceKind::Parquet {
             continue;
