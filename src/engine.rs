@@ -300,34 +300,66 @@ fn sequential_input<A: ChunkSink>(
         }
         drop(res_tx);
         drop(work_rx);
-        // Ordered fold with a reorder buffer.
         let mut acc = A::empty(builder);
-        let mut next = 0usize;
-        let mut pending: BTreeMap<usize, A> = BTreeMap::new();
-        let mut failure: Option<EngineError> = None;
+        let mut ordered = OrderedMerge::default();
         for (seq, r) in res_rx.iter() {
-            match r {
-                Err(e) => {
-                    // The first real error wins over the interruptions it causes.
-                    if failure.is_none() || matches!(failure, Some(EngineError::Interrupted)) {
-                        failure = Some(e);
-                    }
-                    progress.stop.store(true, Ordering::Relaxed);
+            ordered.accept(seq, r, progress, |_, a| acc.merge(&a));
+        }
+        ordered.finish().map(|()| acc)
+    })
+}
+
+/// Results of numbered work units, merged in unit order as they come (a
+/// reorder buffer), and the first real error.
+struct OrderedMerge<A> {
+    next: usize,
+    pending: BTreeMap<usize, A>,
+    failure: Option<EngineError>,
+}
+
+impl<A> Default for OrderedMerge<A> {
+    fn default() -> Self {
+        OrderedMerge { next: 0, pending: BTreeMap::new(), failure: None }
+    }
+}
+
+impl<A> OrderedMerge<A> {
+    /// Take unit `seq`'s result and `merge` every unit that is now next in
+    /// order; after an error (which stops the pass) nothing more is merged.
+    /// Returns the units done with: merged, failed or dropped.
+    fn accept(
+        &mut self,
+        seq: usize,
+        r: Result<A, EngineError>,
+        progress: &Progress,
+        mut merge: impl FnMut(usize, A),
+    ) -> usize {
+        match r {
+            Err(e) => {
+                // The first real error wins over the interruptions it causes.
+                if self.failure.is_none() || matches!(self.failure, Some(EngineError::Interrupted)) {
+                    self.failure = Some(e);
                 }
-                Ok(a) => {
-                    pending.insert(seq, a);
-                    while let Some(a) = pending.remove(&next) {
-                        acc.merge(&a);
-                        next += 1;
-                    }
+                progress.stop.store(true, Ordering::Relaxed);
+                1
+            }
+            Ok(_) if self.failure.is_some() => 1,
+            Ok(a) => {
+                self.pending.insert(seq, a);
+                let mut done = 0;
+                while let Some(a) = self.pending.remove(&self.next) {
+                    merge(self.next, a);
+                    self.next += 1;
+                    done += 1;
                 }
+                done
             }
         }
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(acc),
-        }
-    })
+    }
+
+    fn finish(self) -> Result<(), EngineError> {
+        self.failure.map_or(Ok(()), Err)
+    }
 }
 
 /// Run `run` over `units` on `threads` threads and hand each result to
@@ -375,40 +407,15 @@ fn ordered_units<A: Send>(
             });
         }
         drop((res_tx, work_rx));
-        let mut next = 0usize;
-        let mut pending: BTreeMap<usize, A> = BTreeMap::new();
-        let mut failure: Option<EngineError> = None;
+        let mut ordered = OrderedMerge::default();
         for (u, r) in res_rx.iter() {
-            match r {
-                Err(e) => {
-                    // The first real error wins over the interruptions it causes.
-                    if failure.is_none() || matches!(failure, Some(EngineError::Interrupted)) {
-                        failure = Some(e);
-                    }
-                    progress.stop.store(true, Ordering::Relaxed);
-                    // Let the feeder go on (its units stop at once).
-                    let _ = token_tx.try_send(());
-                }
-                // After a failure nothing more is merged; every result
-                // returns its token, so that the feeder is never left
-                // waiting.
-                Ok(_) if failure.is_some() => {
-                    let _ = token_tx.try_send(());
-                }
-                Ok(a) => {
-                    pending.insert(u, a);
-                    while let Some(a) = pending.remove(&next) {
-                        merge(next, a);
-                        next += 1;
-                        let _ = token_tx.try_send(());
-                    }
-                }
+            // Every unit done with returns its token (after a failure too,
+            // so that the feeder is never left waiting: it then stops).
+            for _ in 0..ordered.accept(u, r, progress, &mut merge) {
+                let _ = token_tx.try_send(());
             }
         }
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        ordered.finish()
     })
 }
 
