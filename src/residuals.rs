@@ -239,6 +239,11 @@ struct LeverageCache {
     nc: usize,
     bk: Vec<f64>,
     table: crate::stats::patterns::Table,
+    /// The grouped factor's columns, and their part of the leverages (see
+    /// [`grouped_leverage_tables`]).
+    grouped: Vec<usize>,
+    fixed: Vec<f64>,
+    by_column: Vec<f64>,
 }
 
 impl ResidualStats {
@@ -812,12 +817,21 @@ impl ResidualStats {
             }
             CovType::Hc2 | CovType::Hc3 => {
                 let cache = match self.leverage_cache.take() {
-                    Some(c) if c.order == order && c.nc == nc => c,
+                    Some(c) if c.order == order && c.nc == nc && c.grouped == grouped => c,
                     _ => {
                         let bk: Vec<f64> =
                             order.iter().flat_map(|&i| order.iter().map(move |&j| spec.xtx_inv[i * p + j])).collect();
                         let table = patterns::leverage_table(&bk, nc, nf, intercept);
-                        LeverageCache { order: order.clone(), nc, bk, table }
+                        let (fixed, by_column) = grouped_leverage_tables(spec, (&order, nc, nf), &grouped);
+                        LeverageCache {
+                            order: order.clone(),
+                            nc,
+                            bk,
+                            table,
+                            grouped: grouped.clone(),
+                            fixed,
+                            by_column,
+                        }
                     }
                 };
                 let h = sized(h, stride);
@@ -833,20 +847,24 @@ impl ResidualStats {
                         h,
                     )
                 };
-                self.leverage_cache = Some(cache);
                 if g > 0 {
-                    add_grouped_leverage(
-                        spec,
-                        (&order, nc, nf),
-                        &grouped,
-                        (grouped_codes, &code_column),
-                        &cont_cols,
-                        &patterns,
-                        n,
-                        mask,
-                        h,
-                    );
+                    // SAFETY: as above; every level in `code_column` is at
+                    // most g, and the tables hold g levels.
+                    unsafe {
+                        patterns::add_level_leverage(
+                            grouped_codes,
+                            (&code_column, g),
+                            (&patterns, nf),
+                            &cont_cols,
+                            &cache.fixed,
+                            &cache.by_column,
+                            n,
+                            mask,
+                            h,
+                        )
+                    };
                 }
+                self.leverage_cache = Some(cache);
                 let hc3 = spec.cov == CovType::Hc3;
                 // Rows with leverage 1 (0/0 weights) are left out and
                 // listed afterwards.
@@ -1087,24 +1105,18 @@ fn sized(v: &mut Vec<f64>, len: usize) -> &mut [f64] {
     &mut v[..len]
 }
 
-/// The grouped factor's part of each kept row's leverage: with `l` the
-/// row's level column, `B_ll + 2 B_1l + 2 Σ_k b_k B_kl + 2 Σ_j c_j B_jl`
-/// (`B = (XᵀX)⁻¹`; the other columns' part is the kernel's), added to `h`.
-/// The part that depends on the level and the pattern of flags only is
-/// looked up (a table per level and pattern).
+/// The grouped factor's part of the leverages (`B = (XᵀX)⁻¹`, design
+/// order; `order`: the kernel's columns, flags and intercept): for a row of
+/// level column `l` and flag pattern `q`, `fixed[l·2^nf + q] = B_ll +
+/// 2 B_1l + 2 Σ_{k ∈ q} B_kl` and `by_column[l·nc + j] = 2 B_jl`, the
+/// factor of the row's `j`-th column (see `patterns::add_level_leverage`).
+/// Built once per layout.
 #[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-fn add_grouped_leverage(
+fn grouped_leverage_tables(
     spec: &SecondPassSpec,
     (order, nc, nf): (&[usize], usize, usize),
     grouped: &[usize],
-    (codes, code_column): (&[u32], &[u32]),
-    cont_cols: &[&[f64]],
-    patterns: &[u8],
-    n: usize,
-    mask: Option<&[u8]>,
-    h: &mut [f64],
-) {
+) -> (Vec<f64>, Vec<f64>) {
     let p = spec.params.len();
     let b = |i: usize, j: usize| spec.xtx_inv[i * p + j];
     let g = grouped.len();
@@ -1114,29 +1126,15 @@ fn add_grouped_leverage(
     let mut by_column = vec![0.0; g * nc];
     for (l, &i) in grouped.iter().enumerate() {
         let base = b(i, i) + one.map_or(0.0, |o| 2.0 * b(o, i));
+        let flag: Vec<f64> = (0..nf).map(|k| 2.0 * b(order[nc + k], i)).collect();
         for (q, v) in fixed[l * pats..(l + 1) * pats].iter_mut().enumerate() {
-            *v = base + (0..nf).filter(|k| q >> k & 1 == 1).map(|k| 2.0 * b(order[nc + k], i)).sum::<f64>();
+            *v = base + (0..nf).filter(|k| q >> k & 1 == 1).map(|k| flag[k]).sum::<f64>();
         }
         for (jc, v) in by_column[l * nc..(l + 1) * nc].iter_mut().enumerate() {
             *v = 2.0 * b(order[jc], i);
         }
     }
-    // SAFETY: the caller's (AVX-512F and DQ: `source_columns` returned Some);
-    // every level in `code_column` is at most g, and the tables hold g
-    // levels.
-    unsafe {
-        crate::stats::patterns::add_level_leverage(
-            codes,
-            (code_column, g),
-            (patterns, nf),
-            cont_cols,
-            &fixed,
-            &by_column,
-            n,
-            mask,
-            h,
-        )
-    };
+    (fixed, by_column)
 }
 
 /// Where a column built from level codes went in the in-place second

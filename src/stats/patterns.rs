@@ -615,7 +615,9 @@ unsafe fn leverage_fixed<const NC: usize>(
 /// `GroupedMeat`), added to `h`: for a kept row whose code is a level
 /// column `l = code_column[code]` (`l < g`; other codes, and codes past
 /// `code_column`, add nothing), `fixed[l·2^nf + pattern] + Σ_j c_j ·
-/// by_column[l·nc + j]`. Eight rows at a time by gathers.
+/// by_column[l·nc + j]`. Eight rows at a time: the level by a gather, the
+/// columns' factors by a transpose of the levels' rows (up to 7 columns;
+/// gathers beyond).
 #[target_feature(enable = "avx512f,avx512dq")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn add_level_leverage(
@@ -635,6 +637,16 @@ pub unsafe fn add_level_leverage(
     let kept = |r: usize| mask.is_none_or(|m| m[r / 8] >> (r % 8) & 1 == 1);
     let (len, gv) = (_mm512_set1_epi64(code_column.len() as i64), _mm512_set1_epi64(g as i64));
     let ncv = _mm512_set1_epi64(nc as i64);
+    // Per level a row of 8 lanes (lane 1 + j: the j-th column's factor),
+    // and a zero row g for rows of no level column.
+    let rows = (nc < 8).then(|| {
+        let mut t = Table::zeroed(g + 1, 1);
+        let v = t.as_mut_slice();
+        for l in 0..g {
+            v[8 * l + 1..8 * l + 1 + nc].copy_from_slice(&by_column[l * nc..(l + 1) * nc]);
+        }
+        t
+    });
     let full = n / 8;
     for c in 0..full {
         let r = 8 * c;
@@ -657,15 +669,29 @@ pub unsafe fn add_level_leverage(
             let pat = _mm512_cvtepu8_epi64(_mm_loadl_epi64(patterns.as_ptr().add(r).cast()));
             let at = _mm512_or_si512(_mm512_sllv_epi64(l, _mm512_set1_epi64(nf as i64)), pat);
             let mut sum = _mm512_mask_i64gather_pd::<8>(_mm512_setzero_pd(), k, at, fixed.as_ptr());
-            let base = _mm512_mullo_epi64(l, ncv);
-            for (j, col) in cols.iter().enumerate() {
-                let e = _mm512_mask_i64gather_pd::<8>(
-                    _mm512_setzero_pd(),
-                    k,
-                    _mm512_add_epi64(base, _mm512_set1_epi64(j as i64)),
-                    by_column.as_ptr(),
-                );
-                sum = _mm512_fmadd_pd(_mm512_maskz_loadu_pd(k, col.as_ptr().add(r)), e, sum);
+            match &rows {
+                Some(t) => {
+                    let mut at = [0u64; 8];
+                    _mm512_storeu_si512(at.as_mut_ptr().cast(), _mm512_mask_blend_epi64(k, gv, l));
+                    let lanes = transpose_8x8(std::array::from_fn(|i| {
+                        _mm512_loadu_pd(t.as_slice().as_ptr().add(8 * at[i] as usize))
+                    }));
+                    for (j, col) in cols.iter().enumerate() {
+                        sum = _mm512_fmadd_pd(_mm512_maskz_loadu_pd(k, col.as_ptr().add(r)), lanes[1 + j], sum);
+                    }
+                }
+                None => {
+                    let base = _mm512_mullo_epi64(l, ncv);
+                    for (j, col) in cols.iter().enumerate() {
+                        let e = _mm512_mask_i64gather_pd::<8>(
+                            _mm512_setzero_pd(),
+                            k,
+                            _mm512_add_epi64(base, _mm512_set1_epi64(j as i64)),
+                            by_column.as_ptr(),
+                        );
+                        sum = _mm512_fmadd_pd(_mm512_maskz_loadu_pd(k, col.as_ptr().add(r)), e, sum);
+                    }
+                }
             }
             let hv = _mm512_loadu_pd(h.as_ptr().add(r));
             _mm512_storeu_pd(h.as_mut_ptr().add(r), _mm512_mask_add_pd(hv, k, hv, sum));

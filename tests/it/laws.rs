@@ -661,8 +661,9 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
-    /// A grouped factor's part of the leverages (8 rows at a time by
-    /// gathers, the rest row by row) equals its definition: for a kept row
+    /// A grouped factor's part of the leverages (8 rows at a time, by a
+    /// transpose of the levels' rows up to 7 columns and by gathers beyond;
+    /// the rest row by row) equals its definition: for a kept row
     /// whose code maps to a level column `l < g`, `fixed[l·2^nf + pattern]
     /// + Σ_j c_j by_column[l·nc + j]` is added to `h`; other rows (dropped,
     /// reference level, codes past the map) are left as they were.
@@ -670,7 +671,7 @@ proptest! {
     fn level_leverage_equals_its_definition(
         n in 1usize..90,
         g in 1usize..12,
-        nc in 0usize..5,
+        nc in 0usize..10,
         nf in 0usize..=3,
         drop_every in prop::sample::select(vec![0usize, 3, 7]),
         seed in any::<u64>(),
