@@ -490,6 +490,7 @@ impl ResidualStats {
         let off = usize::from(spec.design.intercept);
         let mut by_level: HashMap<(usize, &Level), f64> = HashMap::new();
         let mut dense: Vec<Vec<(&[u32], Option<u32>)>> = Vec::new();
+        let mut codes_by_level: HashMap<usize, HashMap<&Level, u32>> = HashMap::new();
         let mut layout: Vec<Option<usize>> = Vec::new();
         for (j, c) in spec.design.columns.iter().enumerate() {
             if let [cell] = c.cells.as_slice() {
@@ -513,7 +514,12 @@ impl ResidualStats {
                     None => *by_level.entry((check, level)).or_insert(0.0) += spec.params[off + j],
                     Some(cells) => {
                         let (codes, table) = inputs.codes[check].as_ref().expect("a categorical check has codes");
-                        cells.push((&codes[..], table.iter().position(|l| l == level).map(|c| c as u32)));
+                        // Each level's code, looked up (a factor of L levels
+                        // has L − 1 columns: no search per column).
+                        let code_of = codes_by_level
+                            .entry(check)
+                            .or_insert_with(|| table.iter().enumerate().map(|(c, l)| (l, c as u32)).collect());
+                        cells.push((&codes[..], code_of.get(level).copied()));
                     }
                 }
             }
