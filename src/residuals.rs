@@ -489,7 +489,7 @@ impl ResidualStats {
         }
         let off = usize::from(spec.design.intercept);
         let mut by_level: HashMap<(usize, &Level), f64> = HashMap::new();
-        let mut dense: Vec<Vec<(&[u32], Option<u32>)>> = Vec::new();
+        let mut dense: Vec<Vec<LevelCell<'_>>> = Vec::new();
         let mut codes_by_level: HashMap<usize, HashMap<&Level, u32>> = HashMap::new();
         let mut layout: Vec<Option<usize>> = Vec::new();
         for (j, c) in spec.design.columns.iter().enumerate() {
@@ -519,7 +519,7 @@ impl ResidualStats {
                         let code_of = codes_by_level
                             .entry(check)
                             .or_insert_with(|| table.iter().enumerate().map(|(c, l)| (l, c as u32)).collect());
-                        cells.push((&codes[..], code_of.get(level).copied()));
+                        cells.push((check, &codes[..], code_of.get(level).copied()));
                     }
                 }
             }
@@ -596,15 +596,16 @@ impl ResidualStats {
         // A column of one cell is its level's indicator (0/1); others are
         // sums of indicators.
         let mut room = patterns::MAX_FLAGS - xread.iter().filter(|c| matches!(c, KernelColumn::Flag(_))).count();
-        // A factor with more one-level columns than that (HC0–HC3): its
-        // columns are not built at all; each row's level indexes sums per
-        // level instead (see `GroupedMeat`).
-        let single = |cells: &[(&[u32], Option<u32>)]| match cells {
-            [(codes, _)] => Some(codes.as_ptr()),
+        // A factor with more one-level columns than that (the one with the
+        // most): its columns are not built at all; each row's level indexes
+        // sums per level instead (see `GroupedMeat`, and `PendingScores`'
+        // sums per cluster and level).
+        let single = |cells: &[LevelCell<'_>]| match cells {
+            [(check, _, _)] => Some(*check),
             _ => None,
         };
-        let grouped: Option<*const u32> = if spec.cov != CovType::Nonrobust {
-            let mut counts: Vec<(*const u32, usize)> = Vec::new();
+        let grouped: Option<usize> = if spec.cov != CovType::Nonrobust {
+            let mut counts: Vec<(usize, usize)> = Vec::new();
             for cells in columns.dense {
                 if let Some(at) = single(cells) {
                     match counts.iter_mut().find(|(q, _)| *q == at) {
@@ -621,8 +622,8 @@ impl ResidualStats {
         let (mut dense_bits, mut dense_f64) = (Vec::new(), Vec::new());
         let mut dense_at: Vec<Dense> = Vec::with_capacity(columns.dense.len());
         for cells in columns.dense {
-            if let [(codes, code)] = cells.as_slice() {
-                if grouped == Some(codes.as_ptr()) {
+            if let [(check, codes, code)] = cells.as_slice() {
+                if grouped == Some(*check) {
                     grouped_codes = codes;
                     dense_at.push(Dense::Level(*code));
                     continue;
@@ -640,7 +641,7 @@ impl ResidualStats {
                 }
             }
             let mut v = vec![0.0; n];
-            for &(codes, code) in cells {
+            for &(_, codes, code) in cells {
                 let Some(code) = code else { continue };
                 for (x, &c) in v.iter_mut().zip(codes) {
                     *x += if c == code { 1.0 } else { 0.0 };
@@ -1079,15 +1080,22 @@ impl ResidualStats {
     }
 }
 
+/// A cell of a design column built from level codes: the factor, its codes
+/// in the chunk, and the code of the cell's level (none: no row has it).
+#[cfg(target_arch = "x86_64")]
+type LevelCell<'a> = (usize, &'a [u32], Option<u32>);
+
 /// The design columns of a chunk for the in-place second pass: numeric
 /// ones read from `sources` (in order; the response last), categorical ones
-/// built from level codes (`dense`), interleaved as `layout` says (one entry
-/// per design column after the intercept); `params` matches.
+/// from level codes (`dense`: per column its cells, as the factor, the
+/// factor's codes and the level's code in the chunk), interleaved as
+/// `layout` says (one entry per design column after the intercept);
+/// `params` matches.
 #[cfg(target_arch = "x86_64")]
 struct DirectColumns<'a> {
     sources: &'a [SourceColumn<'a>],
     layout: &'a [Option<usize>],
-    dense: &'a [Vec<(&'a [u32], Option<u32>)>],
+    dense: &'a [Vec<LevelCell<'a>>],
     params: &'a [f64],
 }
 
