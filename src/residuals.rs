@@ -536,11 +536,7 @@ impl ResidualStats {
                 let (codes, table) = inputs.codes[check].as_ref().expect("a categorical check has codes");
                 let fitted: Vec<f64> =
                     table.iter().map(|l| by_level.get(&(check, l)).copied().unwrap_or(0.0)).collect();
-                for (o, &code) in offset.iter_mut().zip(codes) {
-                    if code != u32::MAX {
-                        *o += fitted[code as usize];
-                    }
-                }
+                add_fitted_by_level(&mut offset, codes, &fitted);
             }
             offset
         });
@@ -682,26 +678,24 @@ impl ResidualStats {
         // column among them (none: `g`, the reference level's row).
         let grouped = pick(|d| matches!(d, DesignColumn::Level { .. }));
         let g = grouped.len();
-        let level_codes: Vec<Option<u32>> = grouped
-            .iter()
-            .map(|&j| match design[j] {
-                DesignColumn::Level { code, .. } => code,
-                _ => unreachable!("a level column"),
-            })
-            .collect();
-        let mut code_column = vec![g as u32; level_codes.iter().flatten().map(|&c| c as usize + 1).max().unwrap_or(0)];
-        for (l, code) in level_codes.iter().enumerate() {
-            if let Some(c) = code {
-                code_column[*c as usize] = l as u32;
+        let mut code_column: Vec<u32> = Vec::new();
+        for (l, &j) in grouped.iter().enumerate() {
+            if let DesignColumn::Level { code: Some(c), .. } = design[j] {
+                let c = c as usize;
+                if code_column.len() <= c {
+                    code_column.resize(c + 1, g as u32);
+                }
+                code_column[c] = l as u32;
             }
         }
-        // Their fitted part joins the per-row offset.
+        // Their fitted part joins the per-row offset (as the default pass
+        // adds every factor's).
         let grouped_offset: Option<Vec<f64>> = (g > 0).then(|| {
             let fitted: Vec<f64> =
                 code_column.iter().map(|&l| grouped.get(l as usize).map_or(0.0, |&j| params[j])).collect();
-            (0..n)
-                .map(|r| offset.map_or(0.0, |o| o[r]) + fitted.get(grouped_codes[r] as usize).copied().unwrap_or(0.0))
-                .collect()
+            let mut o = offset.map_or_else(|| vec![0.0; n], <[f64]>::to_vec);
+            add_fitted_by_level(&mut o, grouped_codes, &fitted);
+            o
         });
         let offset = grouped_offset.as_deref().or(offset);
         let cont_cols: Vec<&[f64]> = cont
@@ -1077,6 +1071,18 @@ impl ResidualStats {
         _at: &dyn Fn(usize) -> String,
     ) -> Result<bool, DesignError> {
         Ok(false)
+    }
+}
+
+/// `offset[r] += fitted[codes[r]]`: a factor's fitted part by level (a code
+/// past `fitted` — a missing level's, or one without a column — adds
+/// nothing).
+#[cfg(target_arch = "x86_64")]
+fn add_fitted_by_level(offset: &mut [f64], codes: &[u32], fitted: &[f64]) {
+    for (o, &code) in offset.iter_mut().zip(codes) {
+        if let Some(f) = fitted.get(code as usize) {
+            *o += f;
+        }
     }
 }
 

@@ -260,9 +260,7 @@ proptest! {
         ints.push((0..n).map(|_| i64::from(rng.uniform() < 0.3)).collect());
         let flag: Vec<f64> = (0..n).map(|_| f64::from(u8::from(rng.uniform() < 0.6))).collect();
         let kept: Vec<bool> = (0..n).map(|r| drop_every == 0 || r % drop_every != 1).collect();
-        let mask: Vec<u8> = (0..n.div_ceil(8))
-            .map(|c| (0..8).filter(|b| c * 8 + b < n && kept[c * 8 + b]).fold(0u8, |m, b| m | 1 << b))
-            .collect();
+        let mask = kept_mask(&kept);
         // What the dropped rows hold must not matter.
         let mut floats_dirty = floats.clone();
         for (r, _) in kept.iter().enumerate().filter(|(_, k)| !**k) {
@@ -365,9 +363,7 @@ proptest! {
         let flag: Vec<i64> = (0..n).map(|r| if kept[r] { i64::from(rng.uniform() < 0.4) } else { 5 }).collect();
         let a: Vec<u32> = (0..n).map(|r| if kept[r] { (rng.uniform() * levels_a as f64) as u32 } else { u32::MAX }).collect();
         let b: Vec<u32> = (0..n).map(|_| (rng.uniform() * levels_b as f64) as u32).collect();
-        let mask: Vec<u8> = (0..n.div_ceil(8))
-            .map(|c| (0..8).filter(|k| c * 8 + k < n && kept[c * 8 + k]).fold(0u8, |m, k| m | 1 << k))
-            .collect();
+        let mask = kept_mask(&kept);
         let m = if drop_every == 0 { None } else { Some(&mask[..]) };
         let cols = [
             DirectColumn::Source(SourceColumn::F64(&x)),
@@ -468,6 +464,11 @@ proptest! {
     }
 }
 
+/// The row mask of the kept rows (a byte per 8 rows; bit set: kept).
+fn kept_mask(kept: &[bool]) -> Vec<u8> {
+    kept.chunks(8).map(|c| c.iter().enumerate().fold(0u8, |m, (b, &k)| m | u8::from(k) << b)).collect()
+}
+
 /// Bits of a 0/1 column (a byte per 8 rows), clear on dropped rows.
 #[cfg(target_arch = "x86_64")]
 fn bits_of(col: &[f64], kept: &[bool]) -> Vec<u8> {
@@ -506,9 +507,7 @@ proptest! {
         }
         let mut rng = gramfit::generate::Rng::new(seed);
         let kept: Vec<bool> = (0..n).map(|r| drop_every == 0 || r % drop_every != 1).collect();
-        let mask: Vec<u8> = (0..n.div_ceil(8))
-            .map(|c| (0..8).filter(|b| c * 8 + b < n && kept[c * 8 + b]).fold(0u8, |m, b| m | 1 << b))
-            .collect();
+        let mask = kept_mask(&kept);
         let cont: Vec<Vec<f64>> = (0..nc).map(|_| (0..n).map(|_| rng.normal() * 3.0 + 1.0).collect()).collect();
         let flags: Vec<Vec<f64>> = (0..nf).map(|_| (0..n).map(|_| f64::from(u8::from(rng.uniform() < 0.4))).collect()).collect();
         let fbits: Vec<Vec<u8>> = flags.iter().map(|f| bits_of(f, &kept)).collect();
@@ -623,9 +622,7 @@ proptest! {
         let pats: Vec<u8> = (0..n.div_ceil(8) * 8).map(|_| (rng.uniform() * f64::from(1u32 << nf)) as u8).collect();
         let e: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
         let kept: Vec<bool> = (0..n).map(|r| drop_every == 0 || r % drop_every != 2).collect();
-        let mask: Vec<u8> = (0..n.div_ceil(8))
-            .map(|c| (0..8).filter(|b| c * 8 + b < n && kept[c * 8 + b]).fold(0u8, |m, b| m | 1 << b))
-            .collect();
+        let mask = kept_mask(&kept);
         let bits = nf - high.min(nf);
         let mut index = vec![7u16; n];
         let mut side = vec![7u16; n];
@@ -692,9 +689,7 @@ proptest! {
         let fixed: Vec<f64> = (0..g << nf).map(|_| rng.normal()).collect();
         let by_column: Vec<f64> = (0..g * nc).map(|_| rng.normal()).collect();
         let kept: Vec<bool> = (0..n).map(|r| drop_every == 0 || r % drop_every != 1).collect();
-        let mask: Vec<u8> = (0..n.div_ceil(8))
-            .map(|c| (0..8).filter(|b| c * 8 + b < n && kept[c * 8 + b]).fold(0u8, |m, b| m | 1 << b))
-            .collect();
+        let mask = kept_mask(&kept);
         let m = if drop_every == 0 { None } else { Some(&mask[..]) };
         let h0: Vec<f64> = (0..n).map(|_| rng.uniform()).collect();
         let mut h = h0.clone();
