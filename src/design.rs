@@ -18,8 +18,8 @@ use crate::formula::expr::{Func, NumExpr};
 use crate::formula::{FactorKind, ModelSpec};
 use crate::level::{ColumnKey, Level};
 use crate::stats::kernel::{kept_rows, raw_moments_masked_columns, DirectColumn, SourceColumn};
-use arrow::array::{Array, ArrayRef, AsArray, DictionaryArray, RecordBatch};
-use arrow::buffer::ScalarBuffer;
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, DictionaryArray, RecordBatch};
+use arrow::buffer::{BooleanBuffer, ScalarBuffer};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
 use std::collections::HashMap;
@@ -207,10 +207,15 @@ pub struct DirectInputs {
 }
 
 impl DirectInputs {
-    /// Array `i` as a kernel column (a `Float64` or `Int64` array).
+    /// Array `i` as a kernel column (a `Float64`, `Int64` or, for a 0/1
+    /// column read as bits, `Boolean` array).
     pub fn column(&self, i: usize) -> SourceColumn<'_> {
         match self.arrays[i].data_type() {
             DataType::Int64 => SourceColumn::I64(self.arrays[i].as_primitive::<Int64Type>().values()),
+            DataType::Boolean => {
+                let v = self.arrays[i].as_boolean().values();
+                SourceColumn::Bits(&v.inner().as_slice()[v.offset() / 8..])
+            }
             _ => SourceColumn::F64(self.arrays[i].as_primitive::<Float64Type>().values()),
         }
     }
@@ -650,6 +655,27 @@ impl DesignBuilder {
         cols
     }
 
+    /// Source columns read only as numbers — never as a factor's levels, a
+    /// group or a cluster: a 0/1 integer one may come as bits, a `Boolean`
+    /// array (see `source::parquet_row_group`), with the same meaning.
+    pub fn numeric_only_columns(&self) -> Vec<String> {
+        let mut numeric = Vec::new();
+        let mut coded = Vec::new();
+        for f in std::iter::once(&self.spec.response).chain(&self.spec.factors) {
+            match &f.kind {
+                FactorKind::Numeric(e) => e.columns(&mut numeric),
+                FactorKind::Categorical { column, .. } => coded.push(column.clone()),
+            }
+        }
+        if let Some(e) = &self.weights_expr {
+            e.columns(&mut numeric);
+        }
+        coded.extend(self.group_by.iter().cloned());
+        coded.extend(self.second_pass.as_ref().and_then(|s| s.cluster.clone()));
+        numeric.retain(|c| !coded.contains(c));
+        numeric
+    }
+
     /// Evaluate a numeric expression; `inputs_missing[r]` marks rows where a
     /// source column is null/NaN (those may legitimately be NaN).
     fn eval(&self, e: &NumExpr, batch: &RecordBatch, cache: &mut HashMap<String, Col>) -> Result<Val, DesignError> {
@@ -751,6 +777,16 @@ impl DesignBuilder {
             match batch.column_by_name(c) {
                 Some(a) if *categorical || matches!(a.data_type(), DataType::Float64 | DataType::Int64) => {
                     arrays.push(a.clone())
+                }
+                // Bits of a 0/1 column, their first row on a byte boundary.
+                Some(a) if a.data_type() == &DataType::Boolean => {
+                    let b = a.as_boolean();
+                    arrays.push(if b.values().offset() % 8 == 0 {
+                        a.clone()
+                    } else {
+                        let values = BooleanBuffer::new(b.values().sliced(), 0, b.len());
+                        Arc::new(BooleanArray::new(values, b.nulls().cloned()))
+                    })
                 }
                 _ => return Ok(None),
             }

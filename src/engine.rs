@@ -49,11 +49,21 @@ pub enum EngineError {
 pub struct EngineOptions {
     pub threads: usize,
     pub batch_size: usize,
+    /// Read Parquet 0/1 integer columns that the model uses only as numbers
+    /// straight from their pages as bits (`source::parquet_row_group`);
+    /// off: arrow-rs decodes them (the same results, bit for bit).
+    pub binary_pages: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { threads: std::thread::available_parallelism().map_or(1, |n| n.get()), batch_size: 8192 }
+        EngineOptions {
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            batch_size: 8192,
+            // The reference path (GRAMFIT_NO_DIRECT=1, see `DesignBuilder`)
+            // reads every column as arrow-rs decodes it.
+            binary_pages: std::env::var_os("GRAMFIT_NO_DIRECT").is_none_or(|v| v == "0"),
+        }
     }
 }
 
@@ -194,7 +204,8 @@ fn parquet_unit<A: ChunkSink>(
     opts: &EngineOptions,
     progress: &Progress,
 ) -> Result<A, EngineError> {
-    let reader = source::parquet_row_group(input, meta, rg, columns, opts.batch_size)?;
+    let binary = if opts.binary_pages { builder.numeric_only_columns() } else { Vec::new() };
+    let reader = source::parquet_row_group(input, meta, rg, columns, &binary, opts.batch_size)?;
     let locate = move |r: u64| format!("row group {rg}, row {r}");
     let mut acc = A::empty(builder);
     let mut chunker = Rechunker::new();

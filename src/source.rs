@@ -8,10 +8,16 @@
 //! footer read once. CSV and IPC are sequential: one reader thread parses
 //! them (see [`crate::engine`]).
 
+mod binary_pages;
+
 use crate::formula::SourceType;
-use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Schema, SchemaRef};
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
+use binary_pages::BinaryColumn;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::ProjectionMask;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -453,27 +459,112 @@ pub fn check_columns(
 }
 
 /// A reader over a Parquet row group, projected to `columns`.
+///
+/// Columns named in `binary` (the caller's: columns the model reads only as
+/// numbers) whose chunk holds 0/1 integers in a dictionary of 0 and 1 are
+/// decoded to bits and come as `Boolean` arrays (see `binary_pages`); the
+/// others as arrow-rs decodes them.
 pub fn parquet_row_group(
     input: &Input,
     meta: &ArrowReaderMetadata,
     row_group: usize,
     columns: &[String],
+    binary: &[String],
     batch_size: usize,
-) -> Result<impl Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>>, SourceError> {
-    let f = PositionalFile::new(open(&input.path)?);
+) -> Result<RowGroupBatches, SourceError> {
+    let format_err = |message: String| SourceError::Format {
+        path: input.display(),
+        kind: "Parquet",
+        message: format!("row group {row_group}: {message}"),
+    };
     let schema = meta.schema();
-    let roots: Vec<usize> = columns.iter().filter_map(|c| schema.index_of(c).ok()).collect();
-    let mask = ProjectionMask::roots(meta.parquet_schema(), roots);
-    ParquetRecordBatchReaderBuilder::new_with_metadata(f, meta.clone())
+    let mut roots: Vec<usize> = columns.iter().filter_map(|c| schema.index_of(c).ok()).collect();
+    roots.sort_unstable();
+    roots.dedup();
+    let chunks = meta.metadata().row_group(row_group);
+    let leaves = meta.parquet_schema();
+    let mut bits: Vec<(usize, BinaryColumn)> = Vec::new();
+    let mut shared = None;
+    // At least one column stays with arrow-rs: its batches set the row counts.
+    for (at, &root) in roots.iter().enumerate().take(roots.len().saturating_sub(1)) {
+        let field = schema.field(root);
+        if field.data_type() != &DataType::Int64 || !binary.iter().any(|b| b == field.name()) {
+            continue;
+        }
+        let Some(leaf) = leaves.columns().iter().position(|c| c.path().parts() == [field.name().as_str()]) else {
+            continue;
+        };
+        let file = match &shared {
+            Some(f) => Arc::clone(f),
+            None => Arc::clone(shared.insert(Arc::new(PositionalFile::new(open(&input.path)?)))),
+        };
+        let rows = usize::try_from(chunks.num_rows()).unwrap_or(0);
+        if let Some(c) = BinaryColumn::open(file, chunks.column(leaf), rows)
+            .map_err(|e| format_err(format!("column '{}': {e}", field.name())))?
+        {
+            bits.push((at, c));
+        }
+    }
+    let decoded: Vec<usize> =
+        roots.iter().enumerate().filter(|(at, _)| !bits.iter().any(|b| b.0 == *at)).map(|(_, &r)| r).collect();
+    let out_schema = Arc::new(Schema::new(
+        roots
+            .iter()
+            .enumerate()
+            .map(|(at, &r)| {
+                let f = schema.field(r);
+                if bits.iter().any(|b| b.0 == at) {
+                    Arc::new(Field::new(f.name(), DataType::Boolean, f.is_nullable()))
+                } else {
+                    Arc::clone(&schema.fields()[r])
+                }
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let f = PositionalFile::new(open(&input.path)?);
+    let mask = ProjectionMask::roots(meta.parquet_schema(), decoded);
+    let arrow = ParquetRecordBatchReaderBuilder::new_with_metadata(f, meta.clone())
         .with_row_groups(vec![row_group])
         .with_projection(mask)
         .with_batch_size(batch_size)
         .build()
-        .map_err(|e| SourceError::Format {
-            path: input.display(),
-            kind: "Parquet",
-            message: format!("row group {row_group}: {e}"),
-        })
+        .map_err(|e| format_err(e.to_string()))?;
+    let names = roots.iter().map(|&r| schema.field(r).name().clone()).collect();
+    Ok(RowGroupBatches { arrow, bits, schema: out_schema, names })
+}
+
+/// The batches of one Parquet row group (see [`parquet_row_group`]).
+pub struct RowGroupBatches {
+    arrow: ParquetRecordBatchReader,
+    /// Columns read as bits, by position in the output (ascending).
+    bits: Vec<(usize, BinaryColumn)>,
+    schema: SchemaRef,
+    names: Vec<String>,
+}
+
+impl Iterator for RowGroupBatches {
+    type Item = Result<RecordBatch, ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let batch = match self.arrow.next()? {
+            Ok(b) => b,
+            Err(e) => return Some(Err(e)),
+        };
+        if self.bits.is_empty() {
+            return Some(Ok(batch));
+        }
+        let n = batch.num_rows();
+        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        for (at, c) in &mut self.bits {
+            match c.read(n) {
+                Ok(a) => columns.insert(*at, Arc::new(a)),
+                Err(e) => {
+                    return Some(Err(ArrowError::ParquetError(format!("column '{}': {e}", self.names[*at]))));
+                }
+            }
+        }
+        Some(RecordBatch::try_new(Arc::clone(&self.schema), columns))
+    }
 }
 
 /// Batches of a sequential input (CSV, IPC file or stream).

@@ -599,6 +599,28 @@ pub fn kept_rows(mask: Option<&[u8]>, n: usize) -> usize {
 pub enum SourceColumn<'a> {
     F64(&'a [f64]),
     I64(&'a [i64]),
+    /// A 0/1 column as its bits (bit `r % 8` of byte `r / 8`; at least a
+    /// byte per 8 rows; any value on dropped rows and past the last row).
+    Bits(&'a [u8]),
+}
+
+/// The bits of a [`SourceColumn::Bits`] on the kept rows below `n` (clear
+/// elsewhere), into `out` (a byte per 8 rows).
+pub fn kept_bits(src: &[u8], mask: Option<&[u8]>, n: usize, out: &mut [u8]) {
+    let nbytes = n.div_ceil(8);
+    for (i, o) in out[..nbytes].iter_mut().enumerate() {
+        *o = src[i] & mask.map_or(0xff, |m| m[i]);
+    }
+    if !n.is_multiple_of(8) {
+        out[nbytes - 1] &= (1u8 << (n % 8)) - 1;
+    }
+}
+
+/// `f64` 0/1 values of bits (a byte per 8 rows) for the first `n` rows.
+pub fn bits_to_f64(bits: &[u8], n: usize, out: &mut [f64]) {
+    for (r, x) in out[..n].iter_mut().enumerate() {
+        *x = f64::from(bits[r / 8] >> (r % 8) & 1);
+    }
 }
 
 /// A column of the in-place kernel: a numeric source column, or the level
@@ -895,6 +917,12 @@ unsafe fn numeric_moments<'a>(
                 };
                 (DyadicProfile { q, max_abs: st.max_abs }, st)
             }
+            SourceColumn::Bits(b) => {
+                kept_bits(b, mask, n, bits);
+                let ones = simd::ones_in(bits) as f64;
+                let max_abs = if ones > 0.0 { 1.0 } else { 0.0 };
+                (DyadicProfile { q: 0, max_abs }, simd::ColumnStats { max_abs, sum: ones, nonzero: ones, binary: true })
+            }
             SourceColumn::I64(v) => {
                 // A 0/1 column stays bits; others are converted.
                 // SAFETY: the CPU supports AVX-512F.
@@ -938,6 +966,7 @@ unsafe fn numeric_moments<'a>(
         .map(|(i, c)| match *c {
             _ if binary[i] => NumericColumn::Bits(i),
             SourceColumn::F64(v) => NumericColumn::F64(&v[..n]),
+            SourceColumn::Bits(_) => unreachable!("bits are 0/1"),
             SourceColumn::I64(_) => {
                 NumericColumn::F64(&next_converted.next().expect("one conversion per integer column")[..n])
             }
@@ -1030,7 +1059,7 @@ pub fn source_columns<'a>(
         if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") {
             let stride = n.div_ceil(8) * 8;
             let nbytes = n.div_ceil(8);
-            let ints = cols.iter().filter(|c| matches!(c, SourceColumn::I64(_))).count();
+            let ints = cols.iter().filter(|c| matches!(c, SourceColumn::I64(_) | SourceColumn::Bits(_))).count();
             if scratch.len() < ints * stride {
                 scratch.resize(ints * stride, 0.0);
             }
@@ -1040,6 +1069,21 @@ pub fn source_columns<'a>(
             for (c, &may) in cols.iter().zip(may_flag) {
                 kinds.push(match *c {
                     SourceColumn::F64(_) => None,
+                    SourceColumn::Bits(b) => {
+                        if may && flags < max_flags {
+                            let at = bits.len();
+                            bits.resize(at + nbytes, 0);
+                            kept_bits(b, mask, n, &mut bits[at..]);
+                            flags += 1;
+                            Some(KernelColumn::Flag(at / nbytes))
+                        } else {
+                            let out = &mut scratch[converted * stride..(converted + 1) * stride];
+                            bits_to_f64(b, n, out);
+                            out[n..].fill(0.0);
+                            converted += 1;
+                            None
+                        }
+                    }
                     SourceColumn::I64(v) => {
                         let at = bits.len();
                         bits.resize(at + nbytes, 0);
@@ -1069,7 +1113,7 @@ pub fn source_columns<'a>(
                     .map(|(c, kind)| match (*c, kind) {
                         (_, Some(flag)) => flag,
                         (SourceColumn::F64(v), None) => KernelColumn::F64(&v[..n]),
-                        (SourceColumn::I64(_), None) => {
+                        (SourceColumn::I64(_) | SourceColumn::Bits(_), None) => {
                             KernelColumn::F64(&next.next().expect("one conversion per integer column")[..n])
                         }
                     })

@@ -357,7 +357,7 @@ fn robust_sums_span_chunks_and_layout_changes() {
     }
 }
 
-fn compare_direct_and_reference(pq: &Path, f: &str, clusters: &[&str]) {
+pub(crate) fn compare_direct_and_reference(pq: &Path, f: &str, clusters: &[&str]) {
     let run = |extra: &[&str], reference: bool| -> Value {
         let mut cmd = Command::new(crate::common::bin());
         cmd.args(["fit", s(pq), "-f", f, "--format", "json"]).args(extra);

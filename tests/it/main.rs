@@ -9,6 +9,7 @@ mod engine;
 mod formula;
 mod laws;
 mod nist;
+mod parquet_bits;
 mod peers;
 mod second_pass;
 mod state;

@@ -1,0 +1,237 @@
+//! 0/1 integer columns read from their Parquet pages as bits hold exactly
+//! what arrow-rs decodes — values and nulls — across data page versions,
+//! codecs, page and row group sizes, batch cuts, dictionaries [0, 1],
+//! [1, 0], [0] and [1]; columns that do not qualify stay with arrow-rs; and
+//! fits over such files equal those of the reference path.
+
+use crate::common::tempdir;
+use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
+use gramfit::source::{self, Input, SourceKind};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{WriterProperties, WriterVersion};
+use proptest::prelude::*;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Kinds of integer column: which qualify for bits, and how.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    /// 0/1, no nulls.
+    Flags,
+    /// 0/1 with nulls.
+    NullableFlags,
+    /// Only 1 (a dictionary of one value).
+    Ones,
+    /// Only 0, with nulls.
+    ZerosAndNulls,
+    /// 0, 1 and 2: arrow-rs reads it.
+    Wider,
+}
+
+fn column(kind: Kind, n: usize, seed: u64) -> ArrayRef {
+    let mut s = seed | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    // Runs of equal values (RLE runs) beside random stretches (bit-packed).
+    let mut run = 0u64;
+    let mut v = 0i64;
+    let values: Vec<Option<i64>> = (0..n)
+        .map(|_| {
+            if run == 0 {
+                run = if next() % 3 == 0 { 1 + next() % 200 } else { 1 };
+                v = (next() % 2) as i64;
+            }
+            run -= 1;
+            let null = next() % 7 == 0;
+            match kind {
+                Kind::Flags => Some(v),
+                Kind::NullableFlags => (!null).then_some(v),
+                Kind::Ones => Some(1),
+                Kind::ZerosAndNulls => (!null).then_some(0),
+                Kind::Wider => Some((next() % 3) as i64),
+            }
+        })
+        .collect();
+    Arc::new(Int64Array::from(values))
+}
+
+const KINDS: [Kind; 5] = [Kind::Flags, Kind::NullableFlags, Kind::Ones, Kind::ZerosAndNulls, Kind::Wider];
+
+#[allow(clippy::too_many_arguments)]
+fn write(path: &Path, n: usize, seed: u64, v2: bool, codec: u8, page_rows: usize, group_rows: usize) {
+    let mut fields: Vec<Field> = KINDS
+        .iter()
+        .enumerate()
+        .map(|(i, k)| Field::new(format!("i{i}"), DataType::Int64, *k != Kind::Flags))
+        .collect();
+    fields.push(Field::new("x", DataType::Float64, false));
+    let mut arrays: Vec<ArrayRef> =
+        KINDS.iter().enumerate().map(|(i, &k)| column(k, n, seed.wrapping_add(i as u64 * 0x9E37))).collect();
+    arrays.push(Arc::new(Float64Array::from_iter_values((0..n).map(|r| r as f64 / 4.0))));
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
+    let props = WriterProperties::builder()
+        .set_writer_version(if v2 { WriterVersion::PARQUET_2_0 } else { WriterVersion::PARQUET_1_0 })
+        .set_compression(match codec {
+            0 => Compression::UNCOMPRESSED,
+            1 => Compression::SNAPPY,
+            _ => Compression::ZSTD(ZstdLevel::default()),
+        })
+        .set_data_page_row_count_limit(page_rows)
+        .set_write_batch_size(page_rows.min(1024))
+        .set_max_row_group_row_count(Some(group_rows))
+        .build();
+    let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+/// Read every row group both ways and compare; returns how many batch
+/// columns came as bits.
+fn compare_readers(path: &Path, batch: usize) -> usize {
+    let input = Input { path: path.into(), kind: SourceKind::Parquet };
+    let meta = source::parquet_metadata(&input).unwrap();
+    let cols: Vec<String> = (0..KINDS.len()).map(|i| format!("i{i}")).chain(["x".to_string()]).collect();
+    let mut as_bits = 0;
+    for rg in 0..meta.metadata().num_row_groups() {
+        let bits = source::parquet_row_group(&input, &meta, rg, &cols, &cols, batch).unwrap();
+        let plain = source::parquet_row_group(&input, &meta, rg, &cols, &[], batch).unwrap();
+        let (mut rows_a, mut rows_b) = (0, 0);
+        for (a, b) in bits.zip(plain) {
+            let (a, b) = (a.unwrap(), b.unwrap());
+            rows_a += a.num_rows();
+            rows_b += b.num_rows();
+            assert_eq!(a.num_columns(), b.num_columns());
+            for (i, k) in KINDS.iter().enumerate() {
+                let (x, y) = (a.column(i), b.column(i));
+                assert_eq!(y.data_type(), &DataType::Int64);
+                if x.data_type() == &DataType::Boolean {
+                    assert_ne!(*k, Kind::Wider, "a column of 0, 1 and 2 read as bits");
+                    as_bits += 1;
+                    let x = arrow::compute::cast(x, &DataType::Int64).unwrap();
+                    assert_eq!(&x, y, "row group {rg}, column i{i} ({k:?})");
+                } else {
+                    assert_eq!(x, y);
+                }
+            }
+            assert_eq!(a.column(KINDS.len()), b.column(KINDS.len()));
+        }
+        assert_eq!(rows_a, rows_b);
+        assert_eq!(rows_a as i64, meta.metadata().row_group(rg).num_rows());
+    }
+    as_bits
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    #[test]
+    fn bits_equal_arrow_rs_decoding(
+        n in 1usize..6_000,
+        seed in any::<u64>(),
+        v2 in any::<bool>(),
+        codec in 0u8..3,
+        page_rows in 1usize..3_000,
+        group_rows in 100usize..5_000,
+        batch in 1usize..5_000,
+    ) {
+        let tmp = tempdir();
+        let path = tmp.path().join("flags.parquet");
+        write(&path, n, seed, v2, codec, page_rows, group_rows);
+        let as_bits = compare_readers(&path, batch);
+        // Four of the five integer columns qualify in every batch.
+        let batches: usize = {
+            let input = Input { path: path.clone(), kind: SourceKind::Parquet };
+            let meta = source::parquet_metadata(&input).unwrap();
+            (0..meta.metadata().num_row_groups())
+                .map(|rg| (meta.metadata().row_group(rg).num_rows() as usize).div_ceil(batch))
+                .sum()
+        };
+        prop_assert_eq!(as_bits, 4 * batches);
+    }
+}
+
+/// Fits over nullable flags read as bits (v1 and v2 pages) equal the
+/// reference path's (every column decoded by arrow-rs, designs built row
+/// by row), for every covariance type.
+#[test]
+fn fits_over_bits_equal_the_reference_path() {
+    let tmp = tempdir();
+    for v2 in [false, true] {
+        let path = tmp.path().join(format!("fit-{v2}.parquet"));
+        let n = 20_000;
+        let flags: Vec<ArrayRef> = [Kind::Flags, Kind::NullableFlags, Kind::Flags]
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| column(k, n, 77 + i as u64))
+            .collect();
+        let f = |a: &ArrayRef, r: usize| {
+            let a = a.as_any().downcast_ref::<Int64Array>().unwrap();
+            if a.is_null(r) {
+                0.0
+            } else {
+                a.value(r) as f64
+            }
+        };
+        let x: Vec<f64> = (0..n).map(|r| ((r * 7919) % 1000) as f64 / 8.0).collect();
+        let y: Vec<f64> = (0..n)
+            .map(|r| 2.0 + 0.5 * x[r] + 3.0 * f(&flags[0], r) - f(&flags[1], r) + ((r * 104_729) % 997) as f64 / 100.0)
+            .collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("y", DataType::Float64, false),
+            Field::new("x", DataType::Float64, false),
+            Field::new("a", DataType::Int64, false),
+            Field::new("b", DataType::Int64, true),
+            Field::new("c", DataType::Int64, false),
+            Field::new("g", DataType::Utf8, false),
+        ]));
+        let g: Vec<String> = (0..n).map(|r| format!("g{}", (r * 31) % 40)).collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Float64Array::from(y)),
+                Arc::new(Float64Array::from(x)),
+                flags[0].clone(),
+                flags[1].clone(),
+                flags[2].clone(),
+                Arc::new(arrow::array::StringArray::from(g)),
+            ],
+        )
+        .unwrap();
+        let props = WriterProperties::builder()
+            .set_writer_version(if v2 { WriterVersion::PARQUET_2_0 } else { WriterVersion::PARQUET_1_0 })
+            .set_data_page_row_count_limit(3_000)
+            .set_write_batch_size(1_000)
+            .set_max_row_group_row_count(Some(7_000))
+            .build();
+        let mut w = ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        assert!(compare_readers_named(&path, &["a", "b", "c"]) > 0, "no column read as bits");
+        crate::engine::compare_direct_and_reference(&path, "y ~ x + a + b + c", &["g"]);
+        // The response a 0/1 column (a linear probability model), and a flag
+        // inside an expression (read by the general path from bits).
+        crate::engine::compare_direct_and_reference(&path, "a ~ x + b", &["g"]);
+        crate::engine::compare_direct_and_reference(&path, "y ~ x + I(2 * b) + c", &[]);
+    }
+}
+
+/// How many batch columns among `names` come as bits.
+fn compare_readers_named(path: &Path, names: &[&str]) -> usize {
+    let input = Input { path: path.into(), kind: SourceKind::Parquet };
+    let meta = source::parquet_metadata(&input).unwrap();
+    let cols: Vec<String> = names.iter().map(|s| s.to_string()).chain(["y".to_string()]).collect();
+    let mut n = 0;
+    for rg in 0..meta.metadata().num_row_groups() {
+        for b in source::parquet_row_group(&input, &meta, rg, &cols, &cols, 4096).unwrap() {
+            n += b.unwrap().columns().iter().filter(|c| c.data_type() == &DataType::Boolean).count();
+        }
+    }
+    n
+}
