@@ -21,6 +21,7 @@
 //! (parquet-format, `Encodings.md` and `README.md`, "Data Pages").
 
 use arrow::array::BooleanArray;
+use arrow::array::BooleanBufferBuilder;
 use arrow::buffer::{BooleanBuffer, Buffer, NullBuffer};
 use parquet::basic::{Encoding, Type as PhysicalType};
 use parquet::column::page::{Page, PageReader};
@@ -87,32 +88,19 @@ impl Bits {
         low(x, n)
     }
 
-    /// Append `n` bits of `src` from bit `at`.
-    fn extend_from(&mut self, src: &Bits, at: usize, n: usize) {
-        let mut i = 0;
-        while i < n {
-            let k = (n - i).min(64);
-            self.push(src.word_at(at + i, k), k);
-            i += k;
-        }
-    }
-
     fn count_ones(&self) -> usize {
         self.words.iter().map(|w| w.count_ones() as usize).sum()
     }
-
-    fn into_buffer(self) -> BooleanBuffer {
-        let len = self.len;
-        BooleanBuffer::new(Buffer::from_vec(self.words), 0, len)
-    }
 }
 
-/// Little-endian 64-bit words of `bytes` from byte `at`, `n ≤ 64` bits.
+/// The little-endian 64-bit word of `bytes` from byte `at`, low `n ≤ 64`
+/// bits (bytes past the end read as 0).
 fn bytes_word(bytes: &[u8], at: usize, n: usize) -> u64 {
-    let mut buf = [0u8; 8];
-    let take = (bytes.len() - at).min(8);
-    buf[..take].copy_from_slice(&bytes[at..at + take]);
-    low(u64::from_le_bytes(buf), n)
+    let word = match bytes.get(at..at + 8) {
+        Some(b) => u64::from_le_bytes(b.try_into().expect("8 bytes")),
+        None => bytes[at.min(bytes.len())..].iter().rev().fold(0u64, |v, &b| v << 8 | u64::from(b)),
+    };
+    low(word, n)
 }
 
 /// One run of the RLE / bit-packing hybrid.
@@ -120,11 +108,13 @@ enum Run<'a> {
     /// A value repeated `len` times.
     Repeat(u64, usize),
     /// `len` values packed at the run's bit width, least significant bit
-    /// first, in these bytes.
+    /// first, from the start of these bytes (which run on to the end of
+    /// the page: a word may be read whole past the run's last value).
     Packed(&'a [u8], usize),
 }
 
 /// ULEB-128 varint at `pos` (the hybrid's run headers).
+#[inline]
 fn uleb128(data: &[u8], pos: &mut usize) -> Result<u64, String> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
@@ -160,7 +150,7 @@ fn hybrid_runs<'a>(
             if avail < need {
                 return Err(format!("a bit-packed run of {take} values past the end of the page"));
             }
-            run(Run::Packed(&data[pos..pos + need], take))?;
+            run(Run::Packed(&data[pos..], take))?;
             pos += len.saturating_mul(width).min(avail);
             got += take;
         } else {
@@ -184,17 +174,15 @@ fn hybrid_runs<'a>(
 struct Dictionary([Option<bool>; 2]);
 
 impl Dictionary {
-    /// Rows' values from their one-bit indices (`n ≤ 64` bits of `idx`).
+    /// Rows' values from their one-bit indices (`n ≤ 64` bits of `idx`):
+    /// `idx & at1 | !idx & at0`, with `at_i` all ones where value `i` is 1.
+    #[inline]
     fn map_word(self, idx: u64, n: usize) -> Result<u64, String> {
-        let (ones, zeros) = (low(idx, n), low(!idx, n));
-        let at0 = if self.0[0] == Some(true) { zeros } else { 0 };
-        let at1 = match self.0[1] {
-            Some(true) => ones,
-            Some(false) => 0,
-            None if ones == 0 => 0,
-            None => return Err("a dictionary index 1 in a dictionary of one value".into()),
-        };
-        Ok(at0 | at1)
+        let mask = |v: Option<bool>| if v == Some(true) { !0u64 } else { 0 };
+        if self.0[1].is_none() && low(idx, n) != 0 {
+            return Err("a dictionary index 1 in a dictionary of one value".into());
+        }
+        Ok(low(idx & mask(self.0[1]) | !idx & mask(self.0[0]), n))
     }
 
     fn value(self, idx: u64) -> Result<bool, String> {
@@ -212,6 +200,9 @@ impl Dictionary {
 /// Decode `count` dictionary indices of bit width `width` to the rows'
 /// values.
 fn decode_indices(data: &[u8], width: usize, count: usize, dict: Dictionary, out: &mut Bits) -> Result<(), String> {
+    if width <= 1 {
+        return decode_one_bit_indices(data, width, count, dict, out);
+    }
     hybrid_runs(data, width, count, |run| match run {
         Run::Repeat(v, n) => {
             out.push_repeat(dict.value(v)?, n);
@@ -241,6 +232,54 @@ fn decode_indices(data: &[u8], width: usize, count: usize, dict: Dictionary, out
     })
 }
 
+/// [`decode_indices`] for indices of at most one bit, the common case: runs
+/// are often short (a flag set on 13% of rows alternates between short
+/// bit-packed and repeated runs), so the loop is written out, not run
+/// through [`hybrid_runs`]' callback.
+fn decode_one_bit_indices(
+    data: &[u8],
+    width: usize,
+    count: usize,
+    dict: Dictionary,
+    out: &mut Bits,
+) -> Result<(), String> {
+    let (mut pos, mut got) = (0, 0);
+    while got < count {
+        let header = uleb128(data, &mut pos)?;
+        let len = usize::try_from(header >> 1).map_err(|_| "a run longer than memory")?;
+        if header & 1 == 1 {
+            let take = len.saturating_mul(8).min(count - got);
+            let avail = data.len() - pos;
+            if avail < (take * width).div_ceil(8) {
+                return Err(format!("a bit-packed run of {take} values past the end of the page"));
+            }
+            for i in (0..take).step_by(64) {
+                let k = (take - i).min(64);
+                let idx = if width == 0 { 0 } else { bytes_word(&data[pos..], i / 8, k) };
+                out.push(dict.map_word(idx, k)?, k);
+            }
+            pos += len.saturating_mul(width).min(avail);
+            got += take;
+        } else {
+            let bytes = width.div_ceil(8);
+            let Some(&v) = data.get(pos).filter(|_| bytes == 1) else {
+                if bytes == 0 {
+                    let take = len.min(count - got);
+                    out.push_repeat(dict.value(0)?, take);
+                    got += take;
+                    continue;
+                }
+                return Err("a repeated value past the end of the page".into());
+            };
+            pos += 1;
+            let take = len.min(count - got);
+            out.push_repeat(dict.value(u64::from(v))?, take);
+            got += take;
+        }
+    }
+    Ok(())
+}
+
 /// Scatter the low bits of `src` to the set bits of `mask`, in order
 /// (BMI2's `pdep`).
 fn deposit(mut src: u64, mut mask: u64) -> u64 {
@@ -262,9 +301,11 @@ pub struct BinaryColumn {
     dict: Dictionary,
     nullable: bool,
     /// The current page's values (0 on null slots) and validity (`None`:
-    /// no null in it), and the next slot to hand out.
-    values: Bits,
-    valid: Option<Bits>,
+    /// no null in it), `len` slots, and the next slot to hand out. A batch
+    /// within one page is a slice of these buffers (no copy).
+    values: Buffer,
+    valid: Option<Buffer>,
+    len: usize,
     at: usize,
 }
 
@@ -313,41 +354,52 @@ impl BinaryColumn {
             pages: Box::new(pages),
             dict: Dictionary(dict),
             nullable: descr.max_def_level() == 1,
-            values: Bits::default(),
+            values: Buffer::from_vec(Vec::<u64>::new()),
             valid: None,
+            len: 0,
             at: 0,
         }))
     }
 
     /// The next `n` rows (nulls: value 0 and a null slot).
     pub fn read(&mut self, n: usize) -> Result<BooleanArray, String> {
-        let (mut values, mut valid) = (Bits::default(), None::<Bits>);
-        while values.len < n {
-            if self.at == self.values.len {
-                self.next_page(n - values.len)?;
+        if n == 0 {
+            return Ok(BooleanArray::new(BooleanBuffer::new_unset(0), None));
+        }
+        if self.at == self.len {
+            self.next_page(n)?;
+        }
+        if n <= self.len - self.at {
+            let slice = |b: &Buffer| BooleanBuffer::new(b.clone(), self.at, n);
+            let array = BooleanArray::new(slice(&self.values), self.valid.as_ref().map(|v| NullBuffer::new(slice(v))));
+            self.at += n;
+            return Ok(array);
+        }
+        // Across pages: copied.
+        let mut values = BooleanBufferBuilder::new(n);
+        let mut valid: Option<BooleanBufferBuilder> = None;
+        while values.len() < n {
+            if self.at == self.len {
+                self.next_page(n - values.len())?;
                 continue;
             }
-            let done = values.len;
-            let k = (n - done).min(self.values.len - self.at);
-            values.extend_from(&self.values, self.at, k);
-            match (&self.valid, &mut valid) {
-                (None, None) => {}
-                (page, out) => {
-                    let out = out.get_or_insert_with(|| {
-                        let mut v = Bits::default();
-                        v.push_repeat(true, done);
-                        v
-                    });
-                    match page {
-                        Some(p) => out.extend_from(p, self.at, k),
-                        None => out.push_repeat(true, k),
-                    }
+            let done = values.len();
+            let k = (n - done).min(self.len - self.at);
+            values.append_packed_range(self.at..self.at + k, self.values.as_slice());
+            if self.valid.is_some() || valid.is_some() {
+                let out = valid.get_or_insert_with(|| {
+                    let mut v = BooleanBufferBuilder::new(n);
+                    v.append_n(done, true);
+                    v
+                });
+                match &self.valid {
+                    Some(p) => out.append_packed_range(self.at..self.at + k, p.as_slice()),
+                    None => out.append_n(k, true),
                 }
             }
             self.at += k;
         }
-        let nulls = valid.map(|v| NullBuffer::new(v.into_buffer()));
-        Ok(BooleanArray::new(values.into_buffer(), nulls))
+        Ok(BooleanArray::new(values.finish(), valid.map(|mut v| NullBuffer::new(v.finish()))))
     }
 
     /// Decode the next data page; `wanted`: rows still to read (for the
@@ -410,7 +462,7 @@ impl BinaryColumn {
             None => None,
         };
         let defined = valid.as_ref().map_or(slots, Bits::count_ones);
-        let mut values = Bits::default();
+        let mut values = Bits { words: Vec::with_capacity(slots.div_ceil(64)), len: 0 };
         if defined > 0 {
             let Some((&width, indices)) = data.split_first() else {
                 return Err("a data page without its indices' bit width".into());
@@ -420,7 +472,7 @@ impl BinaryColumn {
             }
             decode_indices(indices, usize::from(width), defined, self.dict, &mut values)?;
         }
-        self.valid = None;
+        let mut valid_buffer = None;
         if let Some(v) = valid.filter(|_| defined < slots) {
             // Values of the defined slots to every slot (0 on nulls).
             let mut spread = Bits::default();
@@ -433,9 +485,11 @@ impl BinaryColumn {
                 k += c;
             }
             values = spread;
-            self.valid = Some(v);
+            valid_buffer = Some(Buffer::from_vec(v.words));
         }
-        self.values = values;
+        self.len = values.len;
+        self.values = Buffer::from_vec(values.words);
+        self.valid = valid_buffer;
         self.at = 0;
         Ok(())
     }
@@ -460,10 +514,7 @@ mod tests {
         for (i, &bit) in want.iter().enumerate() {
             assert_eq!(b.word_at(i, 1) == 1, bit, "bit {i}");
         }
-        let mut c = Bits::default();
-        c.extend_from(&b, 3, want.len() - 3);
-        assert!((0..c.len).all(|i| (c.word_at(i, 1) == 1) == want[i + 3]));
-        assert_eq!(c.count_ones(), want[3..].iter().filter(|&&v| v).count());
+        assert_eq!(b.count_ones(), want.iter().filter(|&&v| v).count());
     }
 
     #[test]
@@ -492,6 +543,19 @@ mod tests {
         assert_eq!(
             decode_indices(&data, 1, 11, one, &mut out).unwrap_err(),
             "dictionary index 1 past a dictionary of 1 values"
+        );
+        // Two-bit indices (valid, if wider than needed): a bit-packed group
+        // of 0,1,1,0,1,0,0,1 and a repeated 1; then an index past the
+        // dictionary.
+        let wide = [0b11, 0x14, 0x41, 0b110, 1];
+        let mut out = Bits::default();
+        decode_indices(&wide, 2, 11, Dictionary([Some(false), Some(true)]), &mut out).expect("valid");
+        let got: Vec<u64> = (0..11).map(|i| out.word_at(i, 1)).collect();
+        assert_eq!(got, [0, 1, 1, 0, 1, 0, 0, 1, 1, 1, 1]);
+        let past = [0b11, 0x14, 0x42];
+        assert_eq!(
+            decode_indices(&past, 2, 8, Dictionary([Some(false), Some(true)]), &mut Bits::default()).unwrap_err(),
+            "dictionary index 2 past a dictionary of 2 values"
         );
         assert_eq!(
             decode_indices(&data[..3], 1, 11, Dictionary([Some(false), Some(true)]), &mut Bits::default()).unwrap_err(),
