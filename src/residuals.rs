@@ -715,6 +715,19 @@ impl ResidualStats {
         let beta: Vec<f64> = cont.iter().map(|&j| params[j]).collect();
         let gamma: Vec<f64> = flags.iter().map(|&j| params[j]).collect();
         let b0 = one.first().map_or(0.0, |&j| params[j]);
+        let (nc, nf) = (cont.len(), flags.len());
+        let intercept = !one.is_empty();
+        // The grouped factor's sums per level: tables split as for a
+        // cluster pass (`patterns::cluster_rows`), one level more than it
+        // has columns (rows of the reference level, and dropped rows).
+        // Checked before anything is added: declining hands the chunk to
+        // `block`, which adds all of it.
+        let width = patterns::table_width(nc);
+        let grouped_bits = patterns::cluster_bits(g + 1, nf, width);
+        let grouped_fits = (g + 1) << grouped_bits <= (1 << 16) / width && (g + 1) << (nf - grouped_bits) <= 1 << 16;
+        if g > 0 && spec.cov != CovType::Cluster && !grouped_fits {
+            return Ok(false);
+        }
         let (full, kept) = (sized(full, stride), sized(kept, n));
         // SAFETY (all `simd` and `patterns` calls below): `source_columns`
         // returned Some, so the CPU has AVX-512F and DQ; every column holds
@@ -731,21 +744,10 @@ impl ResidualStats {
         }
         self.ensure(spec.params.len());
         self.add_residual_sums(kept, sums);
-        let (nc, nf) = (cont.len(), flags.len());
-        let intercept = !one.is_empty();
         // Rows' patterns of flags: only the robust covariances use them.
         let patterns = if spec.cov == CovType::Nonrobust { Vec::new() } else { patterns::row_patterns(&flag_cols, n) };
         // The meat Σ w x xᵀ, as pattern sums and column products added to
         // those of the previous chunks of the same layout.
-        // The grouped factor's sums per level: tables split as for a
-        // cluster pass (`patterns::cluster_rows`), one level more than it
-        // has columns (rows of the reference level, and dropped rows).
-        let width = patterns::table_width(nc);
-        let grouped_bits = patterns::cluster_bits(g + 1, nf, width);
-        let grouped_fits = (g + 1) << grouped_bits <= (1 << 16) / width && (g + 1) << (nf - grouped_bits) <= 1 << 16;
-        if g > 0 && spec.cov != CovType::Cluster && !grouped_fits {
-            return Ok(false);
-        }
         let add_meat = |pending: &mut Option<PendingMeat>, w: &[f64]| -> Option<PendingMeat> {
             let same = |pm: &PendingMeat| {
                 pm.order == order
