@@ -727,13 +727,53 @@ unsafe fn masked_moments_with(
         return Some(MaskedMoments { raw: num, cells: Vec::new() });
     }
     let p = cols.len();
-    let factors: Vec<FactorCells> = all
+    let coded: Vec<(&[u32], usize)> = all
         .iter()
         .filter_map(|c| match c {
-            DirectColumn::Factor { codes, levels } => Some(factor_cells(codes, *levels, n, mask)),
+            DirectColumn::Factor { codes, levels } => Some((*codes, *levels)),
             DirectColumn::Source(_) => None,
         })
         .collect();
+    // One factor of at most 16 levels (the mission's `C(borough)`): sums per
+    // level by masked vector additions, and the cells (levels present, in
+    // order of first appearance) found afterwards; rows' cells are not
+    // needed (no cross tabulation).
+    if let [(codes, levels)] = coded[..] {
+        if levels <= 16 {
+            let level_cols: Vec<simd::LevelColumn<'_>> = slices
+                .iter()
+                .map(|s| match *s {
+                    NumericColumn::F64(v) => simd::LevelColumn::F64(v),
+                    NumericColumn::Bits(i) => simd::LevelColumn::Bits(&bits[i * nbytes..(i + 1) * nbytes]),
+                })
+                .collect();
+            let (mut sums, mut counts) = (vec![0.0; levels * p], vec![0u64; levels]);
+            // SAFETY: as the caller's; every column holds n rows.
+            unsafe { simd::level_sums_avx512(codes, levels, &level_cols, n, mask, &mut sums, &mut counts) };
+            let present = counts.iter().filter(|&&k| k > 0).count();
+            let mut order: Vec<u32> = Vec::with_capacity(present);
+            let mut placed = vec![false; levels];
+            for (r, &code) in codes[..n].iter().enumerate() {
+                if order.len() == present {
+                    break;
+                }
+                let kept = mask.is_none_or(|m| m[r / 8] >> (r % 8) & 1 == 1);
+                if kept && !placed[code as usize] {
+                    placed[code as usize] = true;
+                    order.push(code);
+                }
+            }
+            let f = FactorCells {
+                row_cell: Vec::new(),
+                counts: order.iter().map(|&l| counts[l as usize]).collect(),
+                levels: order,
+            };
+            let cell_sums =
+                f.levels.iter().flat_map(|&l| sums[l as usize * p..(l as usize + 1) * p].to_vec()).collect();
+            return Some(assemble_moments(all, num, kept, vec![f], vec![cell_sums]));
+        }
+    }
+    let factors: Vec<FactorCells> = coded.iter().map(|&(codes, levels)| factor_cells(codes, levels, n, mask)).collect();
     // Per factor: Σ over each cell's rows of each numeric column (exact:
     // every numeric column passed the exactness bound of its whole sum).
     // Branch-free: a dropped row adds to an extra cell, and rows go to four
@@ -769,6 +809,20 @@ unsafe fn masked_moments_with(
             sums
         })
         .collect();
+    Some(assemble_moments(all, num, kept, factors, cell_sums))
+}
+
+/// The raw moments of [`masked_moments_with`] from those of the numeric
+/// columns (`num`, over `kept` rows), each factor's cells and the sums of
+/// the numeric columns over each cell (`cell_sums[f][k · p + j]`).
+fn assemble_moments(
+    all: &[DirectColumn<'_>],
+    num: RawMoments,
+    kept: usize,
+    factors: Vec<FactorCells>,
+    cell_sums: Vec<Vec<f64>>,
+) -> MaskedMoments {
+    let p = num.s1.len();
     // Output layout: each column in order, a factor as its cells.
     enum Out {
         Num(usize),
@@ -838,10 +892,10 @@ unsafe fn masked_moments_with(
             s2[b * m + a] = v;
         }
     }
-    Some(MaskedMoments {
+    MaskedMoments {
         raw: RawMoments { sum_w: Dd::from(kept as f64), s1, s2, nonzero, exact: true },
         cells: factors.into_iter().map(|f| f.levels).collect(),
-    })
+    }
 }
 
 /// A numeric column as the in-place kernels read it.

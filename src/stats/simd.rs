@@ -687,3 +687,93 @@ pub unsafe fn robust_weights_avx512(e: &[f64], h: &[f64], squared: bool, w: &mut
     }
     lev != 0
 }
+
+/// A column of [`level_sums_avx512`]: values, or a 0/1 column's bits (a
+/// byte per 8 rows).
+#[derive(Clone, Copy)]
+pub enum LevelColumn<'a> {
+    F64(&'a [f64]),
+    Bits(&'a [u8]),
+}
+
+/// Per level `k < levels` of a factor's `codes` (at most 16 levels): the
+/// kept rows' count (`counts[k]`) and, per column `j`, their sum
+/// (`sums[k · cols + j]`). Sixteen rows at a time: each level's rows are a
+/// mask from one comparison of the codes, and its sums masked additions,
+/// so the work per row is a few vector operations per level instead of a
+/// scattered addition per column. The sums are taken in lanes and added
+/// up at the end: exact when the caller's exactness bound holds (as the
+/// in-place kernels' sums are), in any order.
+#[target_feature(enable = "avx512f,popcnt")]
+pub unsafe fn level_sums_avx512(
+    codes: &[u32],
+    levels: usize,
+    cols: &[LevelColumn<'_>],
+    n: usize,
+    mask: Option<&[u8]>,
+    sums: &mut [f64],
+    counts: &mut [u64],
+) {
+    let m = cols.len();
+    assert!(levels <= 16 && codes.len() >= n && sums.len() >= levels * m && counts.len() >= levels);
+    assert!(cols.iter().all(|c| match c {
+        LevelColumn::F64(v) => v.len() >= n,
+        LevelColumn::Bits(b) => b.len() >= n.div_ceil(8),
+    }));
+    let mut acc = vec![_mm512_setzero_pd(); 2 * levels * m];
+    let mut ones = vec![0u64; levels * m];
+    let mut count = [0u64; 16];
+    let mut x = vec![[_mm512_setzero_pd(); 2]; m];
+    let groups = n.div_ceil(8);
+    for c in (0..groups).step_by(2) {
+        let k0 = row_mask(mask, c, n);
+        let k1 = if c + 1 < groups { row_mask(mask, c + 1, n) } else { 0 };
+        let kept = u16::from(k0) | u16::from(k1) << 8;
+        // SAFETY: the mask limits the loads to rows below n (the second
+        // group's address clamped to the last group when it is past it).
+        let cv = unsafe { _mm512_maskz_loadu_epi32(kept, codes.as_ptr().add(8 * c).cast()) };
+        for (v, col) in x.iter_mut().zip(cols) {
+            if let LevelColumn::F64(col) = col {
+                let at1 = 8 * (c + 1).min(groups - 1);
+                // SAFETY: as above.
+                unsafe {
+                    v[0] = _mm512_maskz_loadu_pd(k0, col.as_ptr().add(8 * c));
+                    v[1] = _mm512_maskz_loadu_pd(k1, col.as_ptr().add(at1));
+                }
+            }
+        }
+        for (l, cnt) in count.iter_mut().enumerate().take(levels) {
+            let on = _mm512_mask_cmpeq_epi32_mask(kept, cv, _mm512_set1_epi32(l as i32));
+            if on == 0 {
+                continue;
+            }
+            *cnt += u64::from(on.count_ones());
+            let (lo, hi) = (on as u8, (on >> 8) as u8);
+            for (j, col) in cols.iter().enumerate() {
+                match col {
+                    LevelColumn::F64(_) => {
+                        let a = &mut acc[2 * (l * m + j)..2 * (l * m + j) + 2];
+                        a[0] = _mm512_mask_add_pd(a[0], lo, a[0], x[j][0]);
+                        a[1] = _mm512_mask_add_pd(a[1], hi, a[1], x[j][1]);
+                    }
+                    LevelColumn::Bits(b) => {
+                        let b1 = if c + 1 < groups { b[c + 1] } else { 0 };
+                        ones[l * m + j] += u64::from((lo & b[c]).count_ones() + (hi & b1).count_ones());
+                    }
+                }
+            }
+        }
+    }
+    for l in 0..levels {
+        counts[l] = count[l];
+        for (j, col) in cols.iter().enumerate() {
+            sums[l * m + j] = match col {
+                LevelColumn::F64(_) => {
+                    let a = 2 * (l * m + j);
+                    _mm512_reduce_add_pd(_mm512_add_pd(acc[a], acc[a + 1]))
+                }
+                LevelColumn::Bits(_) => ones[l * m + j] as f64,
+            };
+        }
+    }
+}
