@@ -566,7 +566,14 @@ pub fn categorical_column(batch: &RecordBatch, name: &str) -> Result<(Vec<u32>, 
                 // The usual keys (Parquet's dictionaries are read so): read
                 // in place rather than widened into a new vector first.
                 let keys = d.keys().values();
+                // Distinct dictionary values (the usual case) code as their keys.
+                let identity = value_code.iter().enumerate().all(|(i, &c)| c == i as u32);
+                let len = value_code.len() as u32;
                 match &nulls {
+                    None if identity => codes
+                        .iter_mut()
+                        .zip(keys.iter())
+                        .for_each(|(c, &k)| *c = if (k as u32) < len { k as u32 } else { u32::MAX }),
                     None => codes.iter_mut().zip(keys.iter()).for_each(|(c, &k)| *c = code_of(k as usize)),
                     Some(n) => {
                         for (r, (c, &k)) in codes.iter_mut().zip(keys.iter()).enumerate() {
@@ -797,15 +804,21 @@ impl DesignBuilder {
         for (i, ((_, column, categorical), arr)) in plan.checks.iter().zip(&arrays).enumerate() {
             let missing_rows: Vec<usize> = if *categorical {
                 let (c, table) = categorical_column(batch, column)?;
-                let mut counts = vec![0u64; table.len()];
-                let mut missing = Vec::new();
+                // Rows per level (the last slot: missing), over four copies
+                // of the counts in turn: rows of one level in a row (a
+                // factor of few levels) do not wait on each other's adds.
+                let slots = table.len() + 1;
+                let mut parts = vec![0u64; 4 * slots];
                 for (r, &code) in c.iter().enumerate() {
-                    if code == u32::MAX {
-                        missing.push(r);
-                    } else {
-                        counts[code as usize] += 1;
-                    }
+                    parts[(r % 4) * slots + (code as usize).min(slots - 1)] += 1;
                 }
+                let total = |l: usize| (0..4).map(|q| parts[q * slots + l]).sum::<u64>();
+                let counts: Vec<u64> = (0..table.len()).map(total).collect();
+                let missing: Vec<usize> = if total(slots - 1) > 0 {
+                    c.iter().enumerate().filter(|(_, &code)| code == u32::MAX).map(|(r, _)| r).collect()
+                } else {
+                    Vec::new()
+                };
                 for (l, &k) in table.iter().zip(&counts) {
                     if k > 0 {
                         levels[i - 1].insert(l.clone(), k);

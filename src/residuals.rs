@@ -195,13 +195,9 @@ impl PendingMeat {
     fn collapse_into(&self, meat: &mut [f64]) {
         let mp = self.order.len();
         let p = mp + self.grouped.as_ref().map_or(0, |gm| gm.design.len());
-        let mk = crate::stats::patterns::meat_from_patterns(
-            self.table.as_slice(),
-            &self.cc,
-            self.nc,
-            self.nf,
-            self.intercept,
-        );
+        let folded =
+            crate::stats::patterns::fold_spread(self.table.as_slice(), crate::stats::patterns::table_width(self.nc));
+        let mk = crate::stats::patterns::meat_from_patterns(&folded, &self.cc, self.nc, self.nf, self.intercept);
         for (a, &i) in self.order.iter().enumerate() {
             for (b, &j) in self.order.iter().enumerate() {
                 if i >= j {
@@ -763,7 +759,7 @@ impl ResidualStats {
                 nc,
                 nf,
                 intercept,
-                table: patterns::Table::zeroed(256, width),
+                table: patterns::Table::zeroed(patterns::SPREAD * 256, width),
                 cc: vec![0.0; nc * nc],
                 grouped: (g > 0).then(|| GroupedMeat {
                     design: grouped.clone(),
@@ -776,7 +772,7 @@ impl ResidualStats {
             let cc = if nc <= 8 { &mut cc[..nc * nc] } else { &mut vec![0.0; nc * nc][..] };
             unsafe {
                 simd::gram_lower_cols_avx512(&cont_cols, n, mask, Some(w), cc);
-                patterns::pattern_sums(&cont_cols, &patterns, 256, n, mask, Some(w), pm.table.as_mut_slice());
+                patterns::spread_pattern_sums(&cont_cols, &patterns, n, mask, Some(w), pm.table.as_mut_slice());
             }
             for (a, b) in pm.cc.iter_mut().zip(cc.iter()) {
                 *a += b;

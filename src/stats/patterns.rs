@@ -199,21 +199,64 @@ pub unsafe fn pattern_sums<P: Copy + Into<usize>>(
         ($($k:literal),*) => {
             // SAFETY (each call): as the caller's; the asserts above hold.
             match cols.len() {
-                $($k => unsafe { pattern_sums_with::<P, $k>(cols, patterns, rows, n, mask, w, table) },)*
-                _ => unsafe { pattern_sums_with::<P, ANY_COUNT>(cols, patterns, rows, n, mask, w, table) },
+                $($k => unsafe { pattern_sums_with::<P, $k, 1>(cols, patterns, rows, n, mask, w, table) },)*
+                _ => unsafe { pattern_sums_with::<P, ANY_COUNT, 1>(cols, patterns, rows, n, mask, w, table) },
             }
         };
     }
     with_count!(1, 2, 3, 4, 5, 6, 7);
 }
 
+/// Copies of each table row that [`spread_pattern_sums`] adds to in turn.
+pub const SPREAD: usize = 4;
+
+/// [`pattern_sums`] into a table of [`SPREAD`] copies of each of the 256
+/// pattern rows (pattern `p`, copy `q`: row `SPREAD·p + q`), row `r` of the
+/// chunk adding to copy `r mod SPREAD`: rows of the same pattern close
+/// together (a design whose flags take few patterns, such as one factor's
+/// indicators) then add to different copies instead of each waiting for
+/// the previous one's store. [`fold_spread`] sums the copies.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn spread_pattern_sums(
+    cols: &[&[f64]],
+    patterns: &[u8],
+    n: usize,
+    mask: Option<&[u8]>,
+    w: Option<&[f64]>,
+    table: &mut [f64],
+) {
+    assert!(cols.iter().all(|c| c.len() >= n) && w.is_none_or(|w| w.len() >= n));
+    assert!(patterns.len() >= n.div_ceil(8) * 8);
+    assert!(table.len() >= SPREAD * 256 * table_width(cols.len()) * 8);
+    macro_rules! with_count {
+        ($($k:literal),*) => {
+            // SAFETY (each call): as the caller's; the asserts above hold.
+            match cols.len() {
+                $($k => unsafe { pattern_sums_with::<u8, $k, SPREAD>(cols, patterns, 256, n, mask, w, table) },)*
+                _ => unsafe { pattern_sums_with::<u8, ANY_COUNT, SPREAD>(cols, patterns, 256, n, mask, w, table) },
+            }
+        };
+    }
+    with_count!(1, 2, 3, 4, 5, 6, 7);
+}
+
+/// The 256-row table of a [`spread_pattern_sums`] table (`width` vectors
+/// per row): each pattern's copies summed.
+pub fn fold_spread(table: &[f64], width: usize) -> Vec<f64> {
+    let stride = width * 8;
+    (0..256 * stride)
+        .map(|i| (0..SPREAD).map(|q| table[(i / stride * SPREAD + q) * stride + i % stride]).sum())
+        .collect()
+}
+
 /// `NC` for a column count known only at run time.
 const ANY_COUNT: usize = usize::MAX;
 
-/// [`pattern_sums`] for `NC` columns (`ANY_COUNT`: `cols.len()`).
+/// [`pattern_sums`] for `NC` columns (`ANY_COUNT`: `cols.len()`), into
+/// `COPIES` copies of each table row (see [`spread_pattern_sums`]).
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn pattern_sums_with<P: Copy + Into<usize>, const NC: usize>(
+unsafe fn pattern_sums_with<P: Copy + Into<usize>, const NC: usize, const COPIES: usize>(
     cols: &[&[f64]],
     patterns: &[P],
     rows: usize,
@@ -253,7 +296,7 @@ unsafe fn pattern_sums_with<P: Copy + Into<usize>, const NC: usize>(
             for (r, row) in transpose_8x8(lanes).iter().enumerate() {
                 // SAFETY: every pattern is below `rows` (checked above).
                 unsafe {
-                    let at = t.add((pat[r] * width + g) * 8);
+                    let at = t.add(((pat[r] * COPIES + r % COPIES) * width + g) * 8);
                     _mm512_storeu_pd(at, _mm512_add_pd(_mm512_loadu_pd(at), *row));
                 }
             }
