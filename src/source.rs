@@ -485,8 +485,7 @@ pub fn parquet_row_group(
     let leaves = meta.parquet_schema();
     let mut bits: Vec<(usize, BinaryColumn)> = Vec::new();
     let mut shared = None;
-    // At least one column stays with arrow-rs: its batches set the row counts.
-    for (at, &root) in roots.iter().enumerate().take(roots.len().saturating_sub(1)) {
+    for (at, &root) in roots.iter().enumerate() {
         let field = schema.field(root);
         if field.data_type() != &DataType::Int64 || !binary.iter().any(|b| b == field.name()) {
             continue;
@@ -504,6 +503,10 @@ pub fn parquet_row_group(
         {
             bits.push((at, c));
         }
+    }
+    // At least one column stays with arrow-rs: its batches set the row counts.
+    if bits.len() == roots.len() {
+        bits.pop();
     }
     let decoded: Vec<usize> =
         roots.iter().enumerate().filter(|(at, _)| !bits.iter().any(|b| b.0 == *at)).map(|(_, &r)| r).collect();

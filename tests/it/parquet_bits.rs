@@ -241,3 +241,52 @@ fn compare_readers_named(path: &Path, names: &[&str]) -> usize {
     }
     n
 }
+
+/// A corrupt page of a column read as bits is an error naming the file,
+/// the row group and the column, with exit code 1 — not a panic, not a
+/// number.
+#[test]
+fn a_corrupt_bit_page_is_a_clear_error() {
+    let tmp = tempdir();
+    let path = tmp.path().join("corrupt-bits.parquet");
+    let n = 1000;
+    // 500 zeros then 500 ones: the flag's data page holds two repeated runs,
+    // its last byte the value of the second (index 1).
+    let b: Vec<i64> = (0..n).map(|r| i64::from(r >= 500)).collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("y", DataType::Float64, false),
+        Field::new("x", DataType::Float64, false),
+        Field::new("b", DataType::Int64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Float64Array::from_iter_values((0..n).map(|r| (r % 17) as f64))),
+            Arc::new(Float64Array::from_iter_values((0..n).map(|r| (r % 5) as f64))),
+            Arc::new(Int64Array::from(b)),
+        ],
+    )
+    .unwrap();
+    let props = WriterProperties::builder().set_compression(Compression::UNCOMPRESSED).build();
+    let mut w = ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let input = Input { path: path.clone(), kind: SourceKind::Parquet };
+    let meta = source::parquet_metadata(&input).unwrap();
+    let chunk = meta.metadata().row_group(0).column(2);
+    let (start, len) = chunk.byte_range();
+    let last = (start + len - 1) as usize;
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert_eq!(bytes[last], 1, "the second run's value ends the page");
+    bytes[last] = 5;
+    std::fs::write(&path, &bytes).unwrap();
+    let out = crate::common::gramfit(["fit", path.to_str().unwrap(), "-f", "y ~ x + b"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for needle in
+        ["corrupt-bits.parquet", "row group 0", "column 'b'", "dictionary index 5 past a dictionary of 2 values"]
+    {
+        assert!(err.contains(needle), "expected '{needle}' in: {err}");
+    }
+}
