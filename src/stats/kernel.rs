@@ -773,6 +773,21 @@ unsafe fn masked_moments_with(
             return Some(assemble_moments(all, num, kept, vec![f], vec![cell_sums]));
         }
     }
+    // One factor of more levels (`C(neighborhood)`): sums per level from
+    // table rows keyed by the level code, one vector addition per row for
+    // the float columns (after a transpose of 8 rows) and one per row for
+    // up to 8 flags (a lookup of the flags' byte), instead of a scattered
+    // addition per row and column.
+    if let [(codes, levels)] = coded[..] {
+        if levels < usize::from(u16::MAX) {
+            // SAFETY: as the caller's.
+            let m =
+                unsafe { single_factor_table_sums(all, &num, &slices, &bits, nbytes, kept, codes, levels, n, mask) };
+            if m.is_some() {
+                return m;
+            }
+        }
+    }
     let factors: Vec<FactorCells> = coded.iter().map(|&(codes, levels)| factor_cells(codes, levels, n, mask)).collect();
     // Per factor: Σ over each cell's rows of each numeric column (exact:
     // every numeric column passed the exactness bound of its whole sum).
@@ -810,6 +825,99 @@ unsafe fn masked_moments_with(
         })
         .collect();
     Some(assemble_moments(all, num, kept, factors, cell_sums))
+}
+
+/// [`masked_moments_with`] for one factor of `levels` (< 2¹⁶) levels, by
+/// table sums (see there); `None` beyond 8 flags (then the per-cell sums).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,popcnt")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn single_factor_table_sums(
+    all: &[DirectColumn<'_>],
+    num: &RawMoments,
+    slices: &[NumericColumn<'_>],
+    bits: &[u8],
+    nbytes: usize,
+    kept: usize,
+    codes: &[u32],
+    levels: usize,
+    n: usize,
+    mask: Option<&[u8]>,
+) -> Option<MaskedMoments> {
+    use super::patterns;
+    let p = slices.len();
+    let floats: Vec<(usize, &[f64])> = slices
+        .iter()
+        .enumerate()
+        .filter_map(|(j, s)| match *s {
+            NumericColumn::F64(v) => Some((j, v)),
+            NumericColumn::Bits(_) => None,
+        })
+        .collect();
+    let flags: Vec<(usize, &[u8])> = slices
+        .iter()
+        .enumerate()
+        .filter_map(|(j, s)| match *s {
+            NumericColumn::Bits(i) => Some((j, &bits[i * nbytes..(i + 1) * nbytes])),
+            NumericColumn::F64(_) => None,
+        })
+        .collect();
+    if flags.len() > patterns::MAX_FLAGS {
+        return None;
+    }
+    // A row's table row: its level (a missing value's code, past the
+    // levels, goes to the extra last row; dropped rows add zeros anyway).
+    let stride = n.div_ceil(8) * 8;
+    let top = levels as u32;
+    let mut index: Vec<u16> = codes[..n].iter().map(|&c| c.min(top) as u16).collect();
+    index.resize(stride, top as u16);
+    let rows = levels + 1;
+    let float_cols: Vec<&[f64]> = floats.iter().map(|f| f.1).collect();
+    let width = patterns::table_width(float_cols.len());
+    let mut by_level = patterns::Table::zeroed(rows, width);
+    // SAFETY: the CPU has AVX-512F (the caller's); every column holds n
+    // rows, every index is below `rows`.
+    unsafe { patterns::pattern_sums(&float_cols, &index, rows, n, mask, None, by_level.as_mut_slice()) };
+    let by_level = by_level.as_slice();
+    let mut flag_table = vec![0.0; if flags.is_empty() { 0 } else { rows * 8 }];
+    if !flags.is_empty() {
+        let flag_bits: Vec<&[u8]> = flags.iter().map(|f| f.1).collect();
+        let pats = patterns::row_patterns(&flag_bits, n);
+        // SAFETY: as above; `pats` holds a byte per row.
+        unsafe { patterns::flag_counts(&index, &pats, rows, n, &mut flag_table) };
+    }
+    let at = |l: usize, lane: usize| by_level[l * width * 8 + lane];
+    let counts: Vec<u64> = (0..levels).map(|l| at(l, 0) as u64).collect();
+    // The cells: levels with a kept row, in order of first appearance.
+    let present = counts.iter().filter(|&&k| k > 0).count();
+    let mut order: Vec<u32> = Vec::with_capacity(present);
+    let mut placed = vec![false; levels];
+    for (r, &code) in codes[..n].iter().enumerate() {
+        if order.len() == present {
+            break;
+        }
+        let is_kept = mask.is_none_or(|m| m[r / 8] >> (r % 8) & 1 == 1);
+        if is_kept && (code as usize) < levels && !placed[code as usize] {
+            placed[code as usize] = true;
+            order.push(code);
+        }
+    }
+    let mut sums = vec![0.0; order.len() * p];
+    for (k, &l) in order.iter().enumerate() {
+        let l = l as usize;
+        for (q, &(j, _)) in floats.iter().enumerate() {
+            sums[k * p + j] = at(l, 1 + q);
+        }
+        for (a, &(j, _)) in flags.iter().enumerate() {
+            sums[k * p + j] = flag_table[l * 8 + a];
+        }
+    }
+    let f = FactorCells {
+        row_cell: Vec::new(),
+        counts: order.iter().map(|&l| counts[l as usize]).collect(),
+        levels: order,
+    };
+    Some(assemble_moments(all, num.clone(), kept, vec![f], vec![sums]))
 }
 
 /// The raw moments of [`masked_moments_with`] from those of the numeric
@@ -872,6 +980,12 @@ fn assemble_moments(
     let mut s2 = vec![Dd::ZERO; m * m];
     for a in 0..m {
         for b in 0..=a {
+            // Two cells of one factor: orthogonal (zero, as `s2` holds).
+            if let (Out::Cell(f, k), Out::Cell(g, l)) = (&out[a], &out[b]) {
+                if f == g && k != l {
+                    continue;
+                }
+            }
             let v = match (&out[a], &out[b]) {
                 (Out::Num(i), Out::Num(j)) => num.s2[i * p + j],
                 (Out::Num(i), Out::Cell(f, k)) | (Out::Cell(f, k), Out::Num(i)) => Dd::from(cell_sums[*f][k * p + i]),

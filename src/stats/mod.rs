@@ -410,6 +410,9 @@ pub struct ExactRawSums {
     s1: Vec<Dd>,
     s2: Vec<Dd>,
     nonzero: Vec<u64>,
+    /// The keys of the last block added and their positions.
+    last_keys: Vec<ColumnKey>,
+    last_map: Vec<usize>,
 }
 
 /// Blocks one [`ExactRawSums`] adds before it must be centered.
@@ -434,13 +437,24 @@ impl ExactRawSums {
             self.s1.resize(m, Dd::ZERO);
             self.nonzero.resize(m, 0);
         }
-        let map: Vec<usize> = keys.iter().map(|k| self.index[k]).collect();
+        // Chunks of a work unit mostly share their keys: their positions are
+        // looked up (hashing every key) only when the keys change.
+        if self.last_keys != keys {
+            self.last_map = keys.iter().map(|k| self.index[k]).collect();
+            self.last_keys = keys.to_vec();
+        }
+        let map = &self.last_map;
         let k = keys.len();
         for (a, &i) in map.iter().enumerate() {
             self.s1[i] += raw.s1[a];
             self.nonzero[i] += raw.nonzero[a];
             for (b, &j) in map.iter().enumerate() {
-                self.s2[i * m + j] += raw.s2[a * k + b];
+                // Adding an exact zero changes nothing: a factor's cells
+                // are orthogonal, so most of a factor model's entries are.
+                let v = raw.s2[a * k + b];
+                if v.hi != 0.0 || v.lo != 0.0 {
+                    self.s2[i * m + j] += v;
+                }
             }
         }
         self.sum_w += raw.sum_w;

@@ -250,7 +250,12 @@ fn direct_kernels_match_the_reference_path() {
     // Eight 0/1 flags: patterns of a whole byte, beside a factor's
     // columns in the robust second pass.
     let flags = "rent ~ size_sqft + no_fee + has_roofdeck + has_washer_dryer + has_doorman + has_elevator + has_dishwasher + has_patio + has_gym + C(borough)";
-    for f in [with_intercept, without, factors, flags] {
+    // One factor of more than 16 levels beside floats and flags: sums per
+    // level from tables (floats) and per-row flag lookups.
+    let many_levels = "rent ~ size_sqft + bedrooms + has_gym + no_fee + C(neighborhood)";
+    // One factor of at most 16 levels: masked sums per level.
+    let few_levels = "rent ~ size_sqft + has_gym + C(borough)";
+    for f in [with_intercept, without, factors, flags, many_levels, few_levels] {
         compare_direct_and_reference(&pq, f, &["borough", "neighborhood"]);
     }
 }
