@@ -750,19 +750,7 @@ unsafe fn masked_moments_with(
             let (mut sums, mut counts) = (vec![0.0; levels * p], vec![0u64; levels]);
             // SAFETY: as the caller's; every column holds n rows.
             unsafe { simd::level_sums_avx512(codes, levels, &level_cols, n, mask, &mut sums, &mut counts) };
-            let present = counts.iter().filter(|&&k| k > 0).count();
-            let mut order: Vec<u32> = Vec::with_capacity(present);
-            let mut placed = vec![false; levels];
-            for (r, &code) in codes[..n].iter().enumerate() {
-                if order.len() == present {
-                    break;
-                }
-                let kept = mask.is_none_or(|m| m[r / 8] >> (r % 8) & 1 == 1);
-                if kept && !placed[code as usize] {
-                    placed[code as usize] = true;
-                    order.push(code);
-                }
-            }
+            let order = first_appearance(codes, &counts, n, mask);
             let f = FactorCells {
                 row_cell: Vec::new(),
                 counts: order.iter().map(|&l| counts[l as usize]).collect(),
@@ -827,6 +815,26 @@ unsafe fn masked_moments_with(
     Some(assemble_moments(all, num, kept, factors, cell_sums))
 }
 
+/// A factor's cells: the levels with kept rows (`counts[l] > 0`), in order
+/// of their first kept row (as [`factor_cells`] numbers them), found by a
+/// scan that stops once all are met.
+fn first_appearance(codes: &[u32], counts: &[u64], n: usize, mask: Option<&[u8]>) -> Vec<u32> {
+    let present = counts.iter().filter(|&&k| k > 0).count();
+    let mut order: Vec<u32> = Vec::with_capacity(present);
+    let mut placed = vec![false; counts.len()];
+    for (r, &code) in codes[..n].iter().enumerate() {
+        if order.len() == present {
+            break;
+        }
+        let kept = mask.is_none_or(|m| m[r / 8] >> (r % 8) & 1 == 1);
+        if kept && placed.get(code as usize) == Some(&false) {
+            placed[code as usize] = true;
+            order.push(code);
+        }
+    }
+    order
+}
+
 /// [`masked_moments_with`] for one factor of `levels` (< 2¹⁶) levels, by
 /// table sums (see there); `None` beyond 8 flags (then the per-cell sums).
 #[cfg(target_arch = "x86_64")]
@@ -888,20 +896,7 @@ unsafe fn single_factor_table_sums(
     }
     let at = |l: usize, lane: usize| by_level[l * width * 8 + lane];
     let counts: Vec<u64> = (0..levels).map(|l| at(l, 0) as u64).collect();
-    // The cells: levels with a kept row, in order of first appearance.
-    let present = counts.iter().filter(|&&k| k > 0).count();
-    let mut order: Vec<u32> = Vec::with_capacity(present);
-    let mut placed = vec![false; levels];
-    for (r, &code) in codes[..n].iter().enumerate() {
-        if order.len() == present {
-            break;
-        }
-        let is_kept = mask.is_none_or(|m| m[r / 8] >> (r % 8) & 1 == 1);
-        if is_kept && (code as usize) < levels && !placed[code as usize] {
-            placed[code as usize] = true;
-            order.push(code);
-        }
-    }
+    let order = first_appearance(codes, &counts, n, mask);
     let mut sums = vec![0.0; order.len() * p];
     for (k, &l) in order.iter().enumerate() {
         let l = l as usize;
