@@ -130,42 +130,53 @@ fn uleb128(data: &[u8], pos: &mut usize) -> Result<u64, String> {
     Err("a run header longer than 64 bits".into())
 }
 
-/// Hand `count` values of the hybrid encoding at bit width `width` in
-/// `data` to `run`, run by run. A last bit-packed run may hold more values
+/// The runs of `count` values of the hybrid encoding at bit width `width`
+/// in `data`, one at a time. A last bit-packed run may hold more values
 /// than are left (padding) and its bytes may stop after the last one used.
-fn hybrid_runs<'a>(
+struct Runs<'a> {
     data: &'a [u8],
     width: usize,
-    count: usize,
-    mut run: impl FnMut(Run<'a>) -> Result<(), String>,
-) -> Result<(), String> {
-    let (mut pos, mut got) = (0, 0);
-    while got < count {
-        let header = uleb128(data, &mut pos)?;
+    pos: usize,
+    left: usize,
+}
+
+impl<'a> Runs<'a> {
+    fn new(data: &'a [u8], width: usize, count: usize) -> Self {
+        Runs { data, width, pos: 0, left: count }
+    }
+
+    /// The next run (at most the values left), or `None` after the last.
+    #[inline]
+    fn next_run(&mut self) -> Result<Option<Run<'a>>, String> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        let (data, width) = (self.data, self.width);
+        let header = uleb128(data, &mut self.pos)?;
         let len = usize::try_from(header >> 1).map_err(|_| "a run longer than memory")?;
-        if header & 1 == 1 {
-            let take = len.saturating_mul(8).min(count - got);
-            let need = (take * width).div_ceil(8);
-            let avail = data.len() - pos;
-            if avail < need {
+        let run = if header & 1 == 1 {
+            let take = len.saturating_mul(8).min(self.left);
+            let avail = data.len() - self.pos;
+            if avail < (take * width).div_ceil(8) {
                 return Err(format!("a bit-packed run of {take} values past the end of the page"));
             }
-            run(Run::Packed(&data[pos..], take))?;
-            pos += len.saturating_mul(width).min(avail);
-            got += take;
+            let run = Run::Packed(&data[self.pos..], take);
+            self.pos += len.saturating_mul(width).min(avail);
+            self.left -= take;
+            run
         } else {
             let bytes = width.div_ceil(8);
-            if data.len() - pos < bytes {
+            if data.len() - self.pos < bytes {
                 return Err("a repeated value past the end of the page".into());
             }
-            let v = (0..bytes).fold(0u64, |v, i| v | u64::from(data[pos + i]) << (8 * i));
-            pos += bytes;
-            let take = len.min(count - got);
-            run(Run::Repeat(v, take))?;
-            got += take;
-        }
+            let v = (0..bytes).fold(0u64, |v, i| v | u64::from(data[self.pos + i]) << (8 * i));
+            self.pos += bytes;
+            let take = len.min(self.left);
+            self.left -= take;
+            Run::Repeat(v, take)
+        };
+        Ok(Some(run))
     }
-    Ok(())
 }
 
 /// A chunk's dictionary: the 0/1 value at index 0 and, if there is one, at
@@ -203,39 +214,30 @@ fn decode_indices(data: &[u8], width: usize, count: usize, dict: Dictionary, out
     if width <= 1 {
         return decode_one_bit_indices(data, width, count, dict, out);
     }
-    hybrid_runs(data, width, count, |run| match run {
-        Run::Repeat(v, n) => {
-            out.push_repeat(dict.value(v)?, n);
-            Ok(())
-        }
-        Run::Packed(bytes, n) if width <= 1 => {
-            for i in (0..n).step_by(64) {
-                let k = (n - i).min(64);
-                let idx = if width == 0 { 0 } else { bytes_word(bytes, i / 8, k) };
-                out.push(dict.map_word(idx, k)?, k);
-            }
-            Ok(())
-        }
-        Run::Packed(bytes, n) => {
-            // Wider indices than a dictionary of two values needs: valid,
-            // if unusual; value by value.
-            for i in 0..n {
-                let (bit, mut v) = (i * width, 0u64);
-                for b in 0..width {
-                    let at = bit + b;
-                    v |= u64::from(bytes[at / 8] >> (at % 8) & 1) << b;
+    let mut runs = Runs::new(data, width, count);
+    while let Some(run) = runs.next_run()? {
+        match run {
+            Run::Repeat(v, n) => out.push_repeat(dict.value(v)?, n),
+            Run::Packed(bytes, n) => {
+                // Wider indices than a dictionary of two values needs: valid,
+                // if unusual; value by value.
+                for i in 0..n {
+                    let (bit, mut v) = (i * width, 0u64);
+                    for b in 0..width {
+                        let at = bit + b;
+                        v |= u64::from(bytes[at / 8] >> (at % 8) & 1) << b;
+                    }
+                    out.push(u64::from(dict.value(v)?), 1);
                 }
-                out.push(u64::from(dict.value(v)?), 1);
             }
-            Ok(())
         }
-    })
+    }
+    Ok(())
 }
 
-/// [`decode_indices`] for indices of at most one bit, the common case: runs
-/// are often short (a flag set on 13% of rows alternates between short
-/// bit-packed and repeated runs), so the loop is written out, not run
-/// through [`hybrid_runs`]' callback.
+/// [`decode_indices`] for indices of at most one bit, the common case:
+/// a bit-packed run's indices 64 at a time, mapped through the dictionary
+/// word by word.
 fn decode_one_bit_indices(
     data: &[u8],
     width: usize,
@@ -243,38 +245,17 @@ fn decode_one_bit_indices(
     dict: Dictionary,
     out: &mut Bits,
 ) -> Result<(), String> {
-    let (mut pos, mut got) = (0, 0);
-    while got < count {
-        let header = uleb128(data, &mut pos)?;
-        let len = usize::try_from(header >> 1).map_err(|_| "a run longer than memory")?;
-        if header & 1 == 1 {
-            let take = len.saturating_mul(8).min(count - got);
-            let avail = data.len() - pos;
-            if avail < (take * width).div_ceil(8) {
-                return Err(format!("a bit-packed run of {take} values past the end of the page"));
-            }
-            for i in (0..take).step_by(64) {
-                let k = (take - i).min(64);
-                let idx = if width == 0 { 0 } else { bytes_word(&data[pos..], i / 8, k) };
-                out.push(dict.map_word(idx, k)?, k);
-            }
-            pos += len.saturating_mul(width).min(avail);
-            got += take;
-        } else {
-            let bytes = width.div_ceil(8);
-            let Some(&v) = data.get(pos).filter(|_| bytes == 1) else {
-                if bytes == 0 {
-                    let take = len.min(count - got);
-                    out.push_repeat(dict.value(0)?, take);
-                    got += take;
-                    continue;
+    let mut runs = Runs::new(data, width, count);
+    while let Some(run) = runs.next_run()? {
+        match run {
+            Run::Repeat(v, n) => out.push_repeat(dict.value(v)?, n),
+            Run::Packed(bytes, n) => {
+                for i in (0..n).step_by(64) {
+                    let k = (n - i).min(64);
+                    let idx = if width == 0 { 0 } else { bytes_word(bytes, i / 8, k) };
+                    out.push(dict.map_word(idx, k)?, k);
                 }
-                return Err("a repeated value past the end of the page".into());
-            };
-            pos += 1;
-            let take = len.min(count - got);
-            out.push_repeat(dict.value(u64::from(v))?, take);
-            got += take;
+            }
         }
     }
     Ok(())
@@ -444,19 +425,18 @@ impl BinaryColumn {
         let valid = match def {
             Some(d) => {
                 let mut v = Bits::default();
-                hybrid_runs(d, 1, slots, |run| match run {
-                    Run::Repeat(x, k) if x <= 1 => {
-                        v.push_repeat(x == 1, k);
-                        Ok(())
-                    }
-                    Run::Repeat(x, _) => Err(format!("definition level {x} in a column of at most 1")),
-                    Run::Packed(bytes, k) => {
-                        for i in (0..k).step_by(64) {
-                            v.push(bytes_word(bytes, i / 8, (k - i).min(64)), (k - i).min(64));
+                let mut runs = Runs::new(d, 1, slots);
+                while let Some(run) = runs.next_run()? {
+                    match run {
+                        Run::Repeat(x, k) if x <= 1 => v.push_repeat(x == 1, k),
+                        Run::Repeat(x, _) => return Err(format!("definition level {x} in a column of at most 1")),
+                        Run::Packed(bytes, k) => {
+                            for i in (0..k).step_by(64) {
+                                v.push(bytes_word(bytes, i / 8, (k - i).min(64)), (k - i).min(64));
+                            }
                         }
-                        Ok(())
                     }
-                })?;
+                }
                 Some(v)
             }
             None => None,

@@ -190,17 +190,34 @@ pub unsafe fn pattern_sums<P: Copy + Into<usize>>(
     w: Option<&[f64]>,
     table: &mut [f64],
 ) {
+    // SAFETY: as the caller's.
+    unsafe { pattern_sums_copies::<P, 1>(cols, patterns, rows, n, mask, w, table) }
+}
+
+/// [`pattern_sums`] into `COPIES` copies of each table row (see
+/// [`spread_pattern_sums`]).
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pattern_sums_copies<P: Copy + Into<usize>, const COPIES: usize>(
+    cols: &[&[f64]],
+    patterns: &[P],
+    rows: usize,
+    n: usize,
+    mask: Option<&[u8]>,
+    w: Option<&[f64]>,
+    table: &mut [f64],
+) {
     assert!(cols.iter().all(|c| c.len() >= n) && w.is_none_or(|w| w.len() >= n));
     assert!(patterns.len() >= n.div_ceil(8) * 8);
-    assert!(table.len() >= rows * table_width(cols.len()) * 8);
+    assert!(table.len() >= COPIES * rows * table_width(cols.len()) * 8);
     // Up to 7 columns (one vector per table row): the column count fixed at
     // compile time, so that the lanes are known without a branch per lane.
     macro_rules! with_count {
         ($($k:literal),*) => {
             // SAFETY (each call): as the caller's; the asserts above hold.
             match cols.len() {
-                $($k => unsafe { pattern_sums_with::<P, $k, 1>(cols, patterns, rows, n, mask, w, table) },)*
-                _ => unsafe { pattern_sums_with::<P, ANY_COUNT, 1>(cols, patterns, rows, n, mask, w, table) },
+                $($k => unsafe { pattern_sums_with::<P, $k, COPIES>(cols, patterns, rows, n, mask, w, table) },)*
+                _ => unsafe { pattern_sums_with::<P, ANY_COUNT, COPIES>(cols, patterns, rows, n, mask, w, table) },
             }
         };
     }
@@ -225,19 +242,8 @@ pub unsafe fn spread_pattern_sums(
     w: Option<&[f64]>,
     table: &mut [f64],
 ) {
-    assert!(cols.iter().all(|c| c.len() >= n) && w.is_none_or(|w| w.len() >= n));
-    assert!(patterns.len() >= n.div_ceil(8) * 8);
-    assert!(table.len() >= SPREAD * 256 * table_width(cols.len()) * 8);
-    macro_rules! with_count {
-        ($($k:literal),*) => {
-            // SAFETY (each call): as the caller's; the asserts above hold.
-            match cols.len() {
-                $($k => unsafe { pattern_sums_with::<u8, $k, SPREAD>(cols, patterns, 256, n, mask, w, table) },)*
-                _ => unsafe { pattern_sums_with::<u8, ANY_COUNT, SPREAD>(cols, patterns, 256, n, mask, w, table) },
-            }
-        };
-    }
-    with_count!(1, 2, 3, 4, 5, 6, 7);
+    // SAFETY: as the caller's.
+    unsafe { pattern_sums_copies::<u8, SPREAD>(cols, patterns, 256, n, mask, w, table) }
 }
 
 /// The 256-row table of a [`spread_pattern_sums`] table (`width` vectors
