@@ -346,7 +346,15 @@ fn robust_sums_span_chunks_and_layout_changes() {
         .set_data_page_row_count_limit(2_000)
         .set_write_batch_size(2_000)
         .build();
-    let mut w = ArrowWriter::try_new(std::fs::File::create(&fallback).unwrap(), schema, Some(props)).unwrap();
+    let mut w = ArrowWriter::try_new(std::fs::File::create(&fallback).unwrap(), schema.clone(), Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    // Row groups of 10,000 rows: `b` holds only 0 and 1 in two of every
+    // three (read as bits there) and 0, 1 and 2 in the third (an Int64
+    // array): the layout changes between row groups too.
+    let mixed = tmp.path().join("mixed.parquet");
+    let props = WriterProperties::builder().set_max_row_group_row_count(Some(10_000)).build();
+    let mut w = ArrowWriter::try_new(std::fs::File::create(&mixed).unwrap(), schema.clone(), Some(props)).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
     // As CSV the levels are numbered in each chunk's order of appearance
@@ -356,7 +364,7 @@ fn robust_sums_span_chunks_and_layout_changes() {
     let mut out = arrow::csv::Writer::new(std::fs::File::create(&csv).unwrap());
     out.write(&batch).unwrap();
     drop(out);
-    for file in [&pq, &fallback, &csv] {
+    for file in [&pq, &fallback, &mixed, &csv] {
         compare_direct_and_reference(file, "y ~ x + b + f", &["g", "k", "h"]);
         compare_direct_and_reference(file, "y ~ 0 + x + f + b", &["g", "k", "h"]);
     }
