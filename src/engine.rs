@@ -194,18 +194,18 @@ fn read_err(input: &Input, e: impl std::fmt::Display) -> EngineError {
 }
 
 /// One Parquet row group → accumulator, chunk by chunk as it is decoded
-/// (memory: one read batch plus one chunk, not the row group).
+/// (memory: one read batch plus one chunk, not the row group); `columns`
+/// are read, those of them in `binary` as bits where they qualify.
 fn parquet_unit<A: ChunkSink>(
     builder: &DesignBuilder,
     input: &Input,
     meta: &parquet::arrow::arrow_reader::ArrowReaderMetadata,
     rg: usize,
-    columns: &[String],
+    (columns, binary): (&[String], &[String]),
     opts: &EngineOptions,
     progress: &Progress,
 ) -> Result<A, EngineError> {
-    let binary = if opts.binary_pages { builder.numeric_only_columns() } else { Vec::new() };
-    let reader = source::parquet_row_group(input, meta, rg, columns, &binary, opts.batch_size)?;
+    let reader = source::parquet_row_group(input, meta, rg, columns, binary, opts.batch_size)?;
     let locate = move |r: u64| format!("row group {rg}, row {r}");
     let mut acc = A::empty(builder);
     let mut chunker = Rechunker::new();
@@ -441,6 +441,7 @@ pub fn accumulate<A: ChunkSink>(
     mut stdin_stream: Option<Box<dyn Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>> + Send>>,
 ) -> Result<(A, Vec<InputInfo>), EngineError> {
     let columns = builder.source_columns();
+    let binary = if opts.binary_pages { builder.numeric_only_columns() } else { Vec::new() };
     // Parquet units of all inputs in one parallel pass.
     let mut metas = Vec::new();
     let mut units: Vec<(usize, usize)> = Vec::new();
@@ -458,7 +459,7 @@ pub fn accumulate<A: ChunkSink>(
     let mut per_input: Vec<A> = inputs.iter().map(|_| A::empty(builder)).collect();
     let run = |i: usize, rg: usize| {
         let meta = metas[i].as_ref().expect("parquet metadata");
-        parquet_unit(builder, &inputs[i], meta, rg, &columns, opts, progress)
+        parquet_unit(builder, &inputs[i], meta, rg, (&columns, &binary), opts, progress)
     };
     ordered_units(&units, opts.threads.max(1), progress, run, |u, a| per_input[units[u].0].merge(&a))?;
     for (i, input) in inputs.iter().enumerate() {
