@@ -2,7 +2,9 @@
 //! a 4096-row chunk of 15 columns (exact fast path on integer data, the
 //! compensated loop on arbitrary floats, the double-double path on derived
 //! columns), the in-place kernel on Arrow-like float and integer columns
-//! with dropped rows masked out, and folding a block into the state.
+//! with dropped rows masked out (flags as integers or as bits), folding a
+//! block into the state, and reading 0/1 Parquet columns as bits against
+//! arrow-rs's decoding of them.
 //!
 //! cargo bench --bench kernels
 
@@ -60,6 +62,63 @@ fn bench_kernel(c: &mut Criterion) {
     g.bench_function("in place, masked (7 float + 8 int)", |b| {
         b.iter(|| raw_moments_masked(black_box(&cols), ROWS, Some(&mask)))
     });
+    // The same flags as bits, as `source::parquet_row_group` hands them over.
+    let bits: Vec<Vec<u8>> = flags
+        .iter()
+        .map(|f| (0..ROWS / 8).map(|c| (0..8).fold(0u8, |b, r| b | (f[8 * c + r] as u8) << r)).collect())
+        .collect();
+    let cols: Vec<SourceColumn<'_>> =
+        floats.iter().map(|c| SourceColumn::F64(c)).chain(bits.iter().map(|c| SourceColumn::Bits(c))).collect();
+    g.bench_function("in place, masked (7 float + 8 bits)", |b| {
+        b.iter(|| raw_moments_masked(black_box(&cols), ROWS, Some(&mask)))
+    });
+    g.finish();
+}
+
+/// One row group of 1M rows × 8 flags (rates as the generator's) and a
+/// float column, written by arrow-rs with its defaults (dictionary-encoded,
+/// snappy), read whole: the flags as bits from the pages, and as arrow-rs
+/// decodes `Int64` columns.
+fn bench_flags(c: &mut Criterion) {
+    use arrow::array::{ArrayRef, Int64Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use gramfit::source::{self, Input, SourceKind};
+    use std::sync::Arc;
+    const N: usize = 1 << 20;
+    let rates = [0.42, 0.13, 0.13, 0.23, 0.23, 0.16, 0.04, 0.15];
+    let mut rng = Rng::new(3);
+    let names: Vec<String> = (0..rates.len()).map(|i| format!("f{i}")).collect();
+    let mut fields: Vec<Field> = names.iter().map(|n| Field::new(n, DataType::Int64, false)).collect();
+    let mut arrays: Vec<ArrayRef> = rates
+        .iter()
+        .map(|&p| Arc::new(Int64Array::from_iter_values((0..N).map(|_| i64::from(rng.uniform() < p)))) as ArrayRef)
+        .collect();
+    // A float column last, read by arrow-rs in both cases (one column stays
+    // with arrow-rs: its batches set the row counts).
+    fields.push(Field::new("x", DataType::Float64, false));
+    arrays.push(Arc::new(arrow::array::Float64Array::from_iter_values((0..N).map(|i| (i % 1000) as f64))));
+    let columns: Vec<String> = names.iter().cloned().chain(["x".to_string()]).collect();
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), arrays).expect("a batch");
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let path = dir.path().join("flags.parquet");
+    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).expect("file"), schema, None)
+        .expect("a writer");
+    w.write(&batch).expect("written");
+    w.close().expect("closed");
+    let input = Input { path, kind: SourceKind::Parquet };
+    let meta = source::parquet_metadata(&input).expect("metadata");
+    let mut g = c.benchmark_group("read_8_flags_1m_rows");
+    g.throughput(Throughput::Elements(N as u64));
+    g.sample_size(20);
+    for (label, binary) in [("arrow-rs Int64", &[][..]), ("bits from pages", &names[..])] {
+        g.bench_function(label, |b| {
+            b.iter(|| {
+                let reader = source::parquet_row_group(&input, &meta, 0, &columns, binary, 8192).expect("reader");
+                reader.map(|b| b.expect("batch").num_rows()).sum::<usize>()
+            })
+        });
+    }
     g.finish();
 }
 
@@ -78,5 +137,5 @@ fn bench_merge(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_kernel, bench_merge);
+criterion_group!(benches, bench_kernel, bench_merge, bench_flags);
 criterion_main!(benches);
