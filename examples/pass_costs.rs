@@ -13,6 +13,8 @@
 //! cargo run --release --example pass_costs -- FILE FORMULA COV[,COV...] [THREADS] [ROUNDS] [CLUSTER]
 //!
 //! COV: nonrobust, HC0, HC1, HC2, HC3, cluster (with CLUSTER, the column).
+//! With PASS_COSTS_BINARY_PAGES=0 arrow-rs decodes Parquet 0/1 columns too
+//! (see `source::parquet_row_group`).
 
 use clap::ValueEnum;
 use gramfit::engine::{EngineOptions, Progress};
@@ -59,7 +61,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let threads: usize = args.get(4).map_or(Ok(2), |t| t.parse())?;
     let rounds: usize = args.get(5).map_or(Ok(7), |r| r.parse())?;
     let cluster = args.get(6).map(String::as_str);
-    let eo = EngineOptions { threads, ..EngineOptions::default() };
+    // PASS_COSTS_BINARY_PAGES=0: arrow-rs decodes the 0/1 columns too.
+    let binary_pages = std::env::var("PASS_COSTS_BINARY_PAGES").map_or(true, |v| v != "0");
+    let eo = EngineOptions { threads, binary_pages, ..EngineOptions::default() };
     let progress = Progress::default();
     let ro = ReportOptions::default();
     let options = ModelOptions { formula: args[2].clone(), weights: None, missing: Default::default() };
