@@ -819,9 +819,13 @@ impl DesignBuilder {
                 } else {
                     Vec::new()
                 };
-                for (l, &k) in table.iter().zip(&counts) {
-                    if k > 0 {
-                        levels[i - 1].insert(l.clone(), k);
+                // The levels met are the first pass's record (the second
+                // pass knows them all already).
+                if self.second_pass.is_none() {
+                    for (l, &k) in table.iter().zip(&counts) {
+                        if k > 0 {
+                            levels[i - 1].insert(l.clone(), k);
+                        }
                     }
                 }
                 codes.push(Some((c, table)));
