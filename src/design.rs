@@ -804,30 +804,30 @@ impl DesignBuilder {
         for (i, ((_, column, categorical), arr)) in plan.checks.iter().zip(&arrays).enumerate() {
             let missing_rows: Vec<usize> = if *categorical {
                 let (c, table) = categorical_column(batch, column)?;
-                // Rows per level (the last slot: missing), over four copies
-                // of the counts in turn: rows of one level in a row (a
-                // factor of few levels) do not wait on each other's adds.
-                let slots = table.len() + 1;
-                let mut parts = vec![0u64; 4 * slots];
-                for (r, &code) in c.iter().enumerate() {
-                    parts[(r % 4) * slots + (code as usize).min(slots - 1)] += 1;
+                // The levels met, with their rows, are the first pass's
+                // record; the second pass knows them all already and only
+                // looks for missing values.
+                if self.second_pass.is_none() {
+                    // Rows per level over four copies of the counts in turn:
+                    // rows of one level in a row (a factor of few levels) do
+                    // not wait on each other's adds.
+                    let slots = table.len() + 1;
+                    let mut parts = vec![0u64; 4 * slots];
+                    for (r, &code) in c.iter().enumerate() {
+                        parts[(r % 4) * slots + (code as usize).min(slots - 1)] += 1;
+                    }
+                    for (l, level) in table.iter().enumerate() {
+                        let k = (0..4).map(|q| parts[q * slots + l]).sum::<u64>();
+                        if k > 0 {
+                            levels[i - 1].insert(level.clone(), k);
+                        }
+                    }
                 }
-                let total = |l: usize| (0..4).map(|q| parts[q * slots + l]).sum::<u64>();
-                let counts: Vec<u64> = (0..table.len()).map(total).collect();
-                let missing: Vec<usize> = if total(slots - 1) > 0 {
+                let missing: Vec<usize> = if c.iter().any(|&code| code == u32::MAX) {
                     c.iter().enumerate().filter(|(_, &code)| code == u32::MAX).map(|(r, _)| r).collect()
                 } else {
                     Vec::new()
                 };
-                // The levels met are the first pass's record (the second
-                // pass knows them all already).
-                if self.second_pass.is_none() {
-                    for (l, &k) in table.iter().zip(&counts) {
-                        if k > 0 {
-                            levels[i - 1].insert(l.clone(), k);
-                        }
-                    }
-                }
                 codes.push(Some((c, table)));
                 missing
             } else {
