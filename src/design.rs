@@ -823,7 +823,7 @@ impl DesignBuilder {
                         }
                     }
                 }
-                let missing: Vec<usize> = if c.iter().any(|&code| code == u32::MAX) {
+                let missing: Vec<usize> = if c.contains(&u32::MAX) {
                     c.iter().enumerate().filter(|(_, &code)| code == u32::MAX).map(|(r, _)| r).collect()
                 } else {
                     Vec::new()
