@@ -114,7 +114,7 @@ enum Run<'a> {
 }
 
 /// ULEB-128 varint at `pos` (the hybrid's run headers).
-#[inline]
+#[inline(always)]
 fn uleb128(data: &[u8], pos: &mut usize) -> Result<u64, String> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
@@ -146,7 +146,8 @@ impl<'a> Runs<'a> {
     }
 
     /// The next run (at most the values left), or `None` after the last.
-    #[inline]
+    /// Inlined into each decoding loop: runs are often a few values long.
+    #[inline(always)]
     fn next_run(&mut self) -> Result<Option<Run<'a>>, String> {
         if self.left == 0 {
             return Ok(None);
