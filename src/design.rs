@@ -807,23 +807,28 @@ impl DesignBuilder {
                 // The levels met, with their rows, are the first pass's
                 // record; the second pass knows them all already and only
                 // looks for missing values.
-                if self.second_pass.is_none() {
-                    // Rows per level over four copies of the counts in turn:
-                    // rows of one level in a row (a factor of few levels) do
-                    // not wait on each other's adds.
+                let any_missing = if self.second_pass.is_none() {
+                    // Rows per level (the last slot: missing) over four
+                    // copies of the counts in turn: rows of one level in a
+                    // row (a factor of few levels) do not wait on each
+                    // other's adds.
                     let slots = table.len() + 1;
                     let mut parts = vec![0u64; 4 * slots];
                     for (r, &code) in c.iter().enumerate() {
                         parts[(r % 4) * slots + (code as usize).min(slots - 1)] += 1;
                     }
+                    let total = |l: usize| (0..4).map(|q| parts[q * slots + l]).sum::<u64>();
                     for (l, level) in table.iter().enumerate() {
-                        let k = (0..4).map(|q| parts[q * slots + l]).sum::<u64>();
+                        let k = total(l);
                         if k > 0 {
                             levels[i - 1].insert(level.clone(), k);
                         }
                     }
-                }
-                let missing: Vec<usize> = if c.contains(&u32::MAX) {
+                    total(slots - 1) > 0
+                } else {
+                    c.contains(&u32::MAX)
+                };
+                let missing: Vec<usize> = if any_missing {
                     c.iter().enumerate().filter(|(_, &code)| code == u32::MAX).map(|(r, _)| r).collect()
                 } else {
                     Vec::new()

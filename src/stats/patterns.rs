@@ -313,20 +313,20 @@ unsafe fn pattern_sums_with<P: Copy + Into<usize>, const NC: usize, const COPIES
 /// Per row, its 0/1 flags (`patterns`: a byte per row, bit `a` = flag
 /// `a`, clear on dropped rows) as 8 lanes of 0 or 1 added to table row
 /// `index[r]` (`rows` rows of one vector): per row of the table, the count
-/// of its rows with each flag (exact). A lane vector per pattern is looked
-/// up, so a row costs one addition whatever its flags.
+/// of its rows with each flag (exact). The pattern byte is the lane mask
+/// of the ones added, so a row costs one addition whatever its flags.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn flag_counts(index: &[u16], patterns: &[u8], rows: usize, n: usize, table: &mut [f64]) {
     assert!(index.len() >= n && patterns.len() >= n && table.len() >= rows * 8);
     assert!(index[..n].iter().all(|&i| usize::from(i) < rows), "an index past the table");
-    let lanes: Vec<[f64; 8]> = (0..256).map(|p| std::array::from_fn(|a| f64::from((p >> a) as u8 & 1))).collect();
+    let one = _mm512_set1_pd(1.0);
     let t = table.as_mut_ptr();
     for r in 0..n {
         // SAFETY: every index is below `rows` (checked above); 8 lanes per row.
         unsafe {
             let at = t.add(usize::from(*index.get_unchecked(r)) * 8);
-            let v = _mm512_loadu_pd(lanes[usize::from(*patterns.get_unchecked(r))].as_ptr());
-            _mm512_storeu_pd(at, _mm512_add_pd(_mm512_loadu_pd(at), v));
+            let row = _mm512_loadu_pd(at);
+            _mm512_storeu_pd(at, _mm512_mask_add_pd(row, *patterns.get_unchecked(r), row, one));
         }
     }
 }
