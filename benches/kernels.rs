@@ -4,7 +4,8 @@
 //! columns), the in-place kernel on Arrow-like float and integer columns
 //! with dropped rows masked out (flags as integers or as bits), folding a
 //! block into the state, and reading 0/1 Parquet columns as bits against
-//! arrow-rs's decoding of them.
+//! arrow-rs's decoding of them, and each kernel of an HC3 second pass
+//! beside the first pass's on the same chunk.
 //!
 //! cargo bench --bench kernels
 
@@ -137,5 +138,87 @@ fn bench_merge(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_kernel, bench_merge, bench_flags);
+/// One 8192-row chunk of the benchmark model's shape (6 float predictors,
+/// 8 flags as bits, the response; 0.4% of rows dropped): the first pass's
+/// in-place kernel against each kernel of an HC3 second pass, so that the
+/// two passes' arithmetic can be compared piece by piece.
+#[cfg(target_arch = "x86_64")]
+fn bench_second_pass(c: &mut Criterion) {
+    use gramfit::stats::{patterns, simd};
+    const N: usize = 8192;
+    if !(std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq")) {
+        eprintln!("second_pass_8192: skipped, the CPU has no AVX-512");
+        return;
+    }
+    let mut rng = Rng::new(4);
+    let floats: Vec<Vec<f64>> =
+        (0..7).map(|_| (0..N).map(|_| (rng.uniform() * 5000.0).round() * 0.5).collect()).collect();
+    let rates = [0.42, 0.13, 0.13, 0.23, 0.23, 0.16, 0.04, 0.15];
+    let mask: Vec<u8> = (0..N / 8).map(|c| if c % 32 == 5 { 0xfe } else { 0xff }).collect();
+    let bits: Vec<Vec<u8>> = rates
+        .iter()
+        .map(|&p| (0..N / 8).map(|c| (0..8).fold(0u8, |b, r| b | u8::from(rng.uniform() < p) << r) & mask[c]).collect())
+        .collect();
+    let first: Vec<SourceColumn<'_>> =
+        floats.iter().map(|c| SourceColumn::F64(c)).chain(bits.iter().map(|c| SourceColumn::Bits(c))).collect();
+    let xs: Vec<&[f64]> = floats[..6].iter().map(Vec::as_slice).collect();
+    let y = &floats[6];
+    let flags: Vec<&[u8]> = bits.iter().map(Vec::as_slice).collect();
+    let (beta, gamma) = (vec![0.25; 6], vec![3.0; 8]);
+    // (XᵀX)⁻¹ of 15 columns, kernel order: small enough for h < 1.
+    let m = 15;
+    let bk: Vec<f64> = (0..m * m).map(|i| if i / m == i % m { 1e-7 } else { 1e-9 }).collect();
+    let table = patterns::leverage_table(&bk, 6, 8, true);
+    let (mut full, mut kept, mut h, mut w) = (vec![0.0; N], vec![0.0; N], vec![0.0; N], vec![0.0; N]);
+    let mut g = c.benchmark_group("second_pass_8192");
+    g.throughput(Throughput::Elements(N as u64));
+    g.bench_function("first pass, in place (7 float + 8 bits)", |b| {
+        b.iter(|| raw_moments_masked(black_box(&first), N, Some(&mask)))
+    });
+    // SAFETY (every call below): the CPU has AVX-512F and DQ (checked
+    // above); every column holds N rows, every bit column N / 8 bytes.
+    g.bench_function("row patterns", |b| b.iter(|| patterns::row_patterns(black_box(&flags), N)));
+    let pats = patterns::row_patterns(&flags, N);
+    let terms = simd::FlagTerms::new(&gamma);
+    g.bench_function("residuals", |b| {
+        b.iter(|| unsafe {
+            simd::residuals_masked_avx512(
+                y,
+                None,
+                &xs,
+                &beta,
+                Some((&pats, &terms)),
+                1.0,
+                N,
+                Some(&mask),
+                &mut full,
+                &mut kept,
+            )
+        })
+    });
+    g.bench_function("residual sums", |b| b.iter(|| unsafe { simd::residual_sums_avx512(black_box(&kept)) }));
+    g.bench_function("leverages", |b| {
+        b.iter(|| unsafe {
+            patterns::leverage_by_patterns(&xs, &bk, m, &pats, table.as_slice(), N, Some(&mask), &mut h)
+        })
+    });
+    g.bench_function("HC3 weights", |b| b.iter(|| unsafe { simd::robust_weights_avx512(&full, &h, true, &mut w) }));
+    let mut cc = vec![0.0; 36];
+    g.bench_function("weighted gram (6 columns)", |b| {
+        b.iter(|| unsafe { simd::gram_lower_cols_avx512(&xs, N, Some(&mask), Some(&w), &mut cc) })
+    });
+    let mut sums = vec![0.0; patterns::SPREAD * 256 * 8];
+    g.bench_function("weighted pattern sums", |b| {
+        b.iter(|| unsafe { patterns::spread_pattern_sums(&xs, &pats, N, Some(&mask), Some(&w), &mut sums) })
+    });
+    g.bench_function("meat sums (pattern sums and weighted gram)", |b| {
+        b.iter(|| unsafe { patterns::meat_sums(&xs, &pats, N, Some(&mask), &w, &mut sums, &mut cc) })
+    });
+    g.finish();
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn bench_second_pass(_c: &mut Criterion) {}
+
+criterion_group!(benches, bench_kernel, bench_merge, bench_flags, bench_second_pass);
 criterion_main!(benches);

@@ -158,15 +158,28 @@ pub fn fit(a: &FitArgs) -> Result<(), AppError> {
     fit_once(a, &a.inputs, &eo)
 }
 
+/// `--cluster` goes with `--cov-type cluster`, and only with it: given with
+/// another covariance it would be read and not used.
+fn check_cluster(cov: CovType, cluster: Option<&str>) -> Result<(), AppError> {
+    match (cov, cluster) {
+        (CovType::Cluster, None) => {
+            Err(AppError::Usage("--cov-type cluster needs --cluster COL (the column of clusters)".into()))
+        }
+        (CovType::Cluster, Some(_)) | (_, None) => Ok(()),
+        (other, Some(c)) => Err(AppError::Usage(format!(
+            "--cluster {c} is used only with --cov-type cluster (the covariance here is {})",
+            other.name()
+        ))),
+    }
+}
+
 fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions) -> Result<(), AppError> {
     let ro = report_options(&a.report)?;
     let options = ModelOptions { formula: a.formula.clone(), weights: a.weights.clone(), missing: a.missing };
     let opened = model::open_inputs(inputs)?;
     let rereadable = opened.stdin.is_none();
     let cov = a.report.cov_type;
-    if cov == CovType::Cluster && a.report.cluster.is_none() {
-        return Err(AppError::Usage("--cov-type cluster needs --cluster COL (the column of clusters)".into()));
-    }
+    check_cluster(cov, a.report.cluster.as_deref())?;
     if cov != CovType::Nonrobust && (!rereadable || a.report.no_second_pass) {
         return Err(AppError::Usage(format!(
             "--cov-type {} needs a second pass over the data, which {} (drop it or read files)",
@@ -245,9 +258,7 @@ pub fn diagnose(a: &DiagnoseArgs) -> Result<(), AppError> {
     let eo = engine_options(&a.engine)?;
     let ro = report_options(&a.report)?;
     let cov = a.report.cov_type;
-    if cov == CovType::Cluster && a.report.cluster.is_none() {
-        return Err(AppError::Usage("--cov-type cluster needs --cluster COL (the column of clusters)".into()));
-    }
+    check_cluster(cov, a.report.cluster.as_deref())?;
     let mut st = state::load(&a.state)?;
     if st.inputs.is_empty() {
         return Err(AppError::Data(format!("{}: the state records no input files to read again", a.state.display())));

@@ -246,6 +246,9 @@ pub fn second_pass(
 ) -> Result<crate::residuals::ResidualSnapshot, FitError> {
     use crate::residuals::{robust_cov, CovType, ResidualSnapshot, ResidualStats, SecondPassSpec};
     let RobustOptions { cov, cluster } = robust;
+    // Clusters matter only to a cluster-robust covariance; another one
+    // does not read the column.
+    let cluster = cluster.filter(|_| cov == CovType::Cluster);
     let design = design(&resolved.spec, &acc.level_sets(), acc.stats.keys())?;
     let ne = NormalEquations::from_state(acc, &design);
     let sol = solve_normal_equations(&ne, report.singular)?;

@@ -573,7 +573,7 @@ impl ResidualStats {
         // the response never is.
         let last = columns.sources.len() - 1;
         let may_flag: Vec<bool> = (0..=last).map(|i| i < last).collect();
-        let mut bits = Vec::new();
+        let mut bits = Vec::with_capacity(patterns::MAX_FLAGS * nbytes);
         let Some(read) = source_columns(columns.sources, &may_flag, patterns::MAX_FLAGS, n, mask, scratch, &mut bits)
         else {
             return Ok(false);
@@ -725,12 +725,17 @@ impl ResidualStats {
             return Ok(false);
         }
         let (full, kept) = (sized(full, stride), sized(kept, n));
+        // Rows' patterns of flags: the flags' fitted part is looked up by
+        // them, and the robust covariances' sums are kept by them.
+        let patterns =
+            if nf == 0 && spec.cov == CovType::Nonrobust { Vec::new() } else { patterns::row_patterns(&flag_cols, n) };
+        let terms = simd::FlagTerms::new(&gamma);
+        let flag_part = (nf > 0).then_some((&patterns[..], &terms));
         // SAFETY (all `simd` and `patterns` calls below): `source_columns`
         // returned Some, so the CPU has AVX-512F and DQ; every column holds
         // n rows and every bit column a byte per 8 rows.
-        let k = unsafe {
-            simd::residuals_masked_avx512(y, offset, &cont_cols, &beta, &flag_cols, &gamma, b0, n, mask, full, kept)
-        };
+        let k =
+            unsafe { simd::residuals_masked_avx512(y, offset, &cont_cols, &beta, flag_part, b0, n, mask, full, kept) };
         let kept = &kept[..k];
         // A NaN or infinite residual makes Σ e or the Durbin–Watson sum
         // NaN or infinite: let `block` sort those rows out.
@@ -740,8 +745,6 @@ impl ResidualStats {
         }
         self.ensure(spec.params.len());
         self.add_residual_sums(kept, sums);
-        // Rows' patterns of flags: only the robust covariances use them.
-        let patterns = if spec.cov == CovType::Nonrobust { Vec::new() } else { patterns::row_patterns(&flag_cols, n) };
         // The meat Σ w x xᵀ, as pattern sums and column products added to
         // those of the previous chunks of the same layout.
         let add_meat = |pending: &mut Option<PendingMeat>, w: &[f64]| -> Option<PendingMeat> {
@@ -771,8 +774,10 @@ impl ResidualStats {
             let mut cc = [0.0; 64];
             let cc = if nc <= 8 { &mut cc[..nc * nc] } else { &mut vec![0.0; nc * nc][..] };
             unsafe {
-                simd::gram_lower_cols_avx512(&cont_cols, n, mask, Some(w), cc);
-                patterns::spread_pattern_sums(&cont_cols, &patterns, n, mask, Some(w), pm.table.as_mut_slice());
+                if !patterns::meat_sums(&cont_cols, &patterns, n, mask, w, pm.table.as_mut_slice(), cc) {
+                    simd::gram_lower_cols_avx512(&cont_cols, n, mask, Some(w), cc);
+                    patterns::spread_pattern_sums(&cont_cols, &patterns, n, mask, Some(w), pm.table.as_mut_slice());
+                }
             }
             for (a, b) in pm.cc.iter_mut().zip(cc.iter()) {
                 *a += b;

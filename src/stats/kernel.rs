@@ -608,8 +608,14 @@ pub enum SourceColumn<'a> {
 /// elsewhere), into `out` (a byte per 8 rows).
 pub fn kept_bits(src: &[u8], mask: Option<&[u8]>, n: usize, out: &mut [u8]) {
     let nbytes = n.div_ceil(8);
-    for (i, o) in out[..nbytes].iter_mut().enumerate() {
-        *o = src[i] & mask.map_or(0xff, |m| m[i]);
+    let (out, src) = (&mut out[..nbytes], &src[..nbytes]);
+    match mask {
+        Some(m) => {
+            for ((o, &s), &m) in out.iter_mut().zip(src).zip(&m[..nbytes]) {
+                *o = s & m;
+            }
+        }
+        None => out.copy_from_slice(src),
     }
     if !n.is_multiple_of(8) {
         out[nbytes - 1] &= (1u8 << (n % 8)) - 1;

@@ -538,10 +538,36 @@ fn finish(col: &[f64], rest: &[f64], lanes: [[f64; 8]; 5], integral: bool) -> Co
     ColumnScan::finish(col, total(&e0), total(&e1), max_abs, total(&sum), total(&nz))
 }
 
+/// The fitted part `Σ_a γ_a f_a` of up to 8 0/1 columns, by the row's
+/// pattern of flags (bit `a`: flag `a`, as [`patterns::row_patterns`]): the
+/// sums over the low and the high four flags, each a table of 16 values
+/// that fits in two vector registers, so that 8 rows' terms are two
+/// permutes and an addition instead of a masked subtraction per flag.
+///
+/// [`patterns::row_patterns`]: super::patterns::row_patterns
+pub struct FlagTerms {
+    lo: [f64; 16],
+    hi: [f64; 16],
+}
+
+impl FlagTerms {
+    /// The tables for coefficients `gamma` (at most 8; flag `a` weighs
+    /// `gamma[a]`), each entry's terms added in flag order.
+    pub fn new(gamma: &[f64]) -> FlagTerms {
+        assert!(gamma.len() <= 8);
+        let table = |first: usize| -> [f64; 16] {
+            std::array::from_fn(|v| {
+                (0..4).filter(|b| v >> b & 1 == 1).filter_map(|b| gamma.get(first + b)).fold(0.0, |t, g| t + g)
+            })
+        };
+        FlagTerms { lo: table(0), hi: table(4) }
+    }
+}
+
 /// Residuals `e = y − offset − β₀ − Σ_j β_j x_j − Σ_a γ_a f_a` of the
 /// kept rows (the offset: the fitted part of categorical terms; `β₀` the
-/// intercept, zero without; `f_a` 0/1 columns as bits, clear on dropped
-/// rows, whose terms are masked subtractions): into `full` at their row
+/// intercept, zero without; the flags' part `Σ_a γ_a f_a` looked up by
+/// each row's pattern, see [`FlagTerms`]): into `full` at their row
 /// positions (zero on dropped rows; `n` rounded up to 8 values) and, in
 /// row order without gaps, into `kept` (as many values as kept rows).
 #[target_feature(enable = "avx512f,popcnt")]
@@ -551,8 +577,7 @@ pub unsafe fn residuals_masked_avx512(
     offset: Option<&[f64]>,
     xs: &[&[f64]],
     beta: &[f64],
-    flags: &[&[u8]],
-    gamma: &[f64],
+    flags: Option<(&[u8], &FlagTerms)>,
     intercept: f64,
     n: usize,
     mask: Option<&[u8]>,
@@ -560,7 +585,7 @@ pub unsafe fn residuals_masked_avx512(
     kept: &mut [f64],
 ) -> usize {
     assert!(xs.len() == beta.len() && y.len() >= n && xs.iter().all(|x| x.len() >= n));
-    assert!(flags.len() == gamma.len() && flags.iter().all(|f| f.len() >= n.div_ceil(8)));
+    assert!(flags.is_none_or(|(p, _)| p.len() >= n.div_ceil(8) * 8));
     assert!(full.len() >= n.div_ceil(8) * 8 && kept.len() >= n && offset.is_none_or(|o| o.len() >= n));
     let groups = n.div_ceil(8);
     let b0 = _mm512_set1_pd(intercept);
@@ -588,12 +613,21 @@ pub unsafe fn residuals_masked_avx512(
                 acc[i] = _mm512_fnmadd_pd(bv, xv, acc[i]);
             }
         }
-        for (f, &gm) in flags.iter().zip(gamma) {
-            let gv = _mm512_set1_pd(gm);
-            for i in 0..g {
-                // SAFETY: bit columns hold a byte per 8 rows.
-                let kf = unsafe { *f.get_unchecked(c + i) };
-                acc[i] = _mm512_mask_sub_pd(acc[i], kf, acc[i], gv);
+        if let Some((patterns, terms)) = flags {
+            // SAFETY: each table is 16 values; `patterns` holds 8 bytes per
+            // group.
+            let (lo, hi) = unsafe {
+                (
+                    [_mm512_loadu_pd(terms.lo.as_ptr()), _mm512_loadu_pd(terms.lo.as_ptr().add(8))],
+                    [_mm512_loadu_pd(terms.hi.as_ptr()), _mm512_loadu_pd(terms.hi.as_ptr().add(8))],
+                )
+            };
+            for i in 0..4 {
+                let bytes = unsafe { _mm_loadl_epi64(patterns.as_ptr().add(at[i]).cast()) };
+                let idx = _mm512_cvtepu8_epi64(bytes);
+                let low = _mm512_permutex2var_pd(lo[0], idx, lo[1]);
+                let high = _mm512_permutex2var_pd(hi[0], _mm512_srli_epi64::<4>(idx), hi[1]);
+                acc[i] = _mm512_sub_pd(acc[i], _mm512_add_pd(low, high));
             }
         }
         for i in 0..g {

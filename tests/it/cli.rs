@@ -163,6 +163,17 @@ fn exit_codes_and_usage_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--alpha must be between 0 and 1"));
     let out = gramfit(["fit", &listings(), "-f", F, "--threads", "0"]);
     assert_eq!(out.status.code(), Some(2));
+    let out = gramfit(["fit", &listings(), "-f", F, "--cov-type", "cluster"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cov-type cluster needs --cluster COL"));
+    let out = gramfit(["fit", &listings(), "-f", F, "--cov-type", "HC3", "--cluster", "borough"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--cluster borough is used only with --cov-type cluster (the covariance here is HC3)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = gramfit(["--help"]);
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);

@@ -487,7 +487,9 @@ proptest! {
 
     /// The pattern kernels of the robust second pass (rows grouped by
     /// their pattern of 0/1 columns) equal plain row-by-row sums: the meat
-    /// Σ w x xᵀ, the leverages xᵀBx and the per-cluster score sums Σ e x,
+    /// Σ w x xᵀ (separate and fused kernels), the residuals (the flags'
+    /// part looked up by pattern), the leverages xᵀBx and the per-cluster
+    /// score sums Σ e x,
     /// to rounding (1e-12 relative), for 0..=8 flags, with and without an
     /// intercept, dropped rows ignored.
     #[test]
@@ -540,6 +542,54 @@ proptest! {
                 let scale: f64 = rows.iter().map(|&r| (w[r] * x(r, i) * x(r, j)).abs()).sum();
                 prop_assert!(close(meat[i * m + j], want, scale), "meat {i},{j}: {} vs {want}", meat[i * m + j]);
             }
+        }
+
+        // The same by the fused kernel (up to 7 columns), from a table of
+        // SPREAD copies per pattern.
+        let width = patterns::table_width(nc);
+        let mut spread = vec![0.0; patterns::SPREAD * 256 * width * 8];
+        let mut fused = vec![0.0; nc * nc];
+        let done = unsafe { patterns::meat_sums(&cols, &pats, n, mk, &w, &mut spread, &mut fused) };
+        prop_assert_eq!(done, nc <= 7, "the fused kernel takes 0 to 7 columns");
+        if done {
+            let meat = patterns::meat_from_patterns(&patterns::fold_spread(&spread, width), &fused, nc, nf, intercept);
+            for i in 0..m {
+                for j in 0..m {
+                    let want: f64 = rows.iter().map(|&r| w[r] * x(r, i) * x(r, j)).sum();
+                    let scale: f64 = rows.iter().map(|&r| (w[r] * x(r, i) * x(r, j)).abs()).sum();
+                    prop_assert!(close(meat[i * m + j], want, scale), "fused meat {i},{j}: {} vs {want}", meat[i * m + j]);
+                }
+            }
+        }
+
+        // Residuals, the flags' part looked up by pattern: at their rows in
+        // `full` (0 on dropped rows), and in order in `kept`.
+        let y: Vec<f64> = (0..n).map(|_| rng.normal() * 10.0).collect();
+        let offset: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+        let beta: Vec<f64> = (0..nc).map(|_| rng.normal()).collect();
+        let gamma: Vec<f64> = (0..nf).map(|_| rng.normal()).collect();
+        let b0 = if intercept { rng.normal() } else { 0.0 };
+        let terms = gramfit::stats::simd::FlagTerms::new(&gamma);
+        let (mut full, mut kept_e) = (vec![f64::NAN; n.div_ceil(8) * 8], vec![f64::NAN; n]);
+        let flag_part = (nf > 0).then_some((&pats[..], &terms));
+        let k = unsafe {
+            gramfit::stats::simd::residuals_masked_avx512(
+                &y, Some(&offset), &cols, &beta, flag_part, b0, n, mk, &mut full, &mut kept_e,
+            )
+        };
+        prop_assert_eq!(k, rows.len());
+        for r in 0..n {
+            let terms: Vec<f64> = [y[r], -offset[r], -b0]
+                .into_iter()
+                .chain((0..nc).map(|j| -beta[j] * cont[j][r]))
+                .chain((0..nf).map(|a| -gamma[a] * flags[a][r]))
+                .collect();
+            let want: f64 = if kept[r] { terms.iter().sum() } else { 0.0 };
+            let scale: f64 = terms.iter().map(|t| t.abs()).sum();
+            prop_assert!(close(full[r], want, scale), "e[{r}]: {} vs {want}", full[r]);
+        }
+        for (i, &r) in rows.iter().enumerate() {
+            prop_assert_eq!(kept_e[i].to_bits(), full[r].to_bits(), "kept residual {} (row {})", i, r);
         }
 
         // Leverages for a symmetric B.
