@@ -85,7 +85,7 @@ pub struct ReportArgs {
     /// --cluster). Robust types use the normal reference distribution, as statsmodels.
     #[arg(long, value_enum, default_value_t = CovType::Nonrobust)]
     pub cov_type: CovType,
-    /// Column whose levels are the clusters for --cov-type cluster.
+    /// Column whose levels are the clusters for --cov-type cluster (only with it).
     #[arg(long, value_name = "COL")]
     pub cluster: Option<String>,
     /// Skip the second pass over the data (residual diagnostics, robust errors).
