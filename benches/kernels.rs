@@ -115,7 +115,8 @@ fn bench_flags(c: &mut Criterion) {
     for (label, binary) in [("arrow-rs Int64", &[][..]), ("bits from pages", &names[..])] {
         g.bench_function(label, |b| {
             b.iter(|| {
-                let reader = source::parquet_row_group(&input, &meta, 0, &columns, binary, 8192).expect("reader");
+                let reader =
+                    source::parquet_row_group(&input, &meta, 0, &columns, binary, false, 8192).expect("reader");
                 reader.map(|b| b.expect("batch").num_rows()).sum::<usize>()
             })
         });

@@ -23,7 +23,7 @@ fn main() {
         (0..meta.metadata().num_row_groups())
             .into_par_iter()
             .map(|rg| {
-                let r = source::parquet_row_group(&input, &meta, rg, &cols, &[], batch).expect("reader");
+                let r = source::parquet_row_group(&input, &meta, rg, &cols, &[], false, batch).expect("reader");
                 r.map(|b| b.expect("batch").num_rows()).sum::<usize>()
             })
             .sum()

@@ -63,7 +63,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cluster = args.get(6).map(String::as_str);
     // PASS_COSTS_BINARY_PAGES=0: arrow-rs decodes the 0/1 columns too.
     let binary_pages = std::env::var("PASS_COSTS_BINARY_PAGES").map_or(true, |v| v != "0");
-    let eo = EngineOptions { threads, binary_pages, ..EngineOptions::default() };
+    // PASS_COSTS_FLOAT_PAGES=0: arrow-rs decodes the DOUBLE columns too.
+    let float_pages = std::env::var("PASS_COSTS_FLOAT_PAGES").map_or(true, |v| v != "0");
+    let eo = EngineOptions { threads, binary_pages, float_pages, ..EngineOptions::default() };
     let progress = Progress::default();
     let ro = ReportOptions::default();
     let options = ModelOptions { formula: args[2].clone(), weights: None, missing: Default::default() };

@@ -600,8 +600,9 @@ pub fn design(a: &DesignArgs) -> Result<(), AppError> {
                 cols.dedup();
                 let mut all = Vec::new();
                 for rg in 0..meta.metadata().num_row_groups() {
-                    let r = crate::source::parquet_row_group(input, &meta, rg, &cols, &[], eo.batch_size)
-                        .map_err(FitError::from)?;
+                    let r =
+                        crate::source::parquet_row_group(input, &meta, rg, &cols, &[], eo.float_pages, eo.batch_size)
+                            .map_err(FitError::from)?;
                     all.extend(r);
                 }
                 Box::new(all.into_iter())

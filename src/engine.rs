@@ -53,6 +53,10 @@ pub struct EngineOptions {
     /// straight from their pages as bits (`source::parquet_row_group`);
     /// off: arrow-rs decodes them (the same results, bit for bit).
     pub binary_pages: bool,
+    /// Decode dictionary-encoded Parquet DOUBLE columns from their pages
+    /// (`source::float_pages`); off: arrow-rs decodes them (the same
+    /// arrays).
+    pub float_pages: bool,
 }
 
 impl Default for EngineOptions {
@@ -63,6 +67,7 @@ impl Default for EngineOptions {
             // The reference path (GRAMFIT_NO_DIRECT=1, see `DesignBuilder`)
             // reads every column as arrow-rs decodes it.
             binary_pages: std::env::var_os("GRAMFIT_NO_DIRECT").is_none_or(|v| v == "0"),
+            float_pages: std::env::var_os("GRAMFIT_NO_DIRECT").is_none_or(|v| v == "0"),
         }
     }
 }
@@ -205,7 +210,7 @@ fn parquet_unit<A: ChunkSink>(
     opts: &EngineOptions,
     progress: &Progress,
 ) -> Result<A, EngineError> {
-    let reader = source::parquet_row_group(input, meta, rg, columns, binary, opts.batch_size)?;
+    let reader = source::parquet_row_group(input, meta, rg, columns, binary, opts.float_pages, opts.batch_size)?;
     let locate = move |r: u64| format!("row group {rg}, row {r}");
     let mut acc = A::empty(builder);
     let mut chunker = Rechunker::new();

@@ -9,12 +9,14 @@
 //! them (see [`crate::engine`]).
 
 mod binary_pages;
+mod float_pages;
 
 use crate::formula::SourceType;
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use binary_pages::BinaryColumn;
+use float_pages::FloatColumn;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
 };
@@ -462,7 +464,9 @@ pub fn check_columns(
 ///
 /// Columns named in `binary` (the caller's: columns the model reads only as
 /// numbers) whose chunk holds 0/1 integers in a dictionary of 0 and 1 are
-/// decoded to bits and come as `Boolean` arrays (see `binary_pages`); the
+/// decoded to bits and come as `Boolean` arrays (see `binary_pages`); with
+/// `floats`, dictionary-encoded DOUBLE chunks are decoded from their pages
+/// (see `float_pages`; the same `Float64` arrays arrow-rs makes); the
 /// others as arrow-rs decodes them.
 pub fn parquet_row_group(
     input: &Input,
@@ -470,6 +474,7 @@ pub fn parquet_row_group(
     row_group: usize,
     columns: &[String],
     binary: &[String],
+    floats: bool,
     batch_size: usize,
 ) -> Result<RowGroupBatches, SourceError> {
     let format_err = |message: String| SourceError::Format {
@@ -483,11 +488,13 @@ pub fn parquet_row_group(
     roots.dedup();
     let chunks = meta.metadata().row_group(row_group);
     let leaves = meta.parquet_schema();
-    let mut bits: Vec<(usize, BinaryColumn)> = Vec::new();
+    let mut direct: Vec<(usize, PageColumn)> = Vec::new();
     let mut shared = None;
     for (at, &root) in roots.iter().enumerate() {
         let field = schema.field(root);
-        if field.data_type() != &DataType::Int64 || !binary.iter().any(|b| b == field.name()) {
+        let as_bits = field.data_type() == &DataType::Int64 && binary.iter().any(|b| b == field.name());
+        let as_float = floats && field.data_type() == &DataType::Float64;
+        if !as_bits && !as_float {
             continue;
         }
         let Some(leaf) = leaves.columns().iter().position(|c| c.path().parts() == [field.name().as_str()]) else {
@@ -498,25 +505,31 @@ pub fn parquet_row_group(
             None => Arc::clone(shared.insert(Arc::new(PositionalFile::new(open(&input.path)?)))),
         };
         let rows = usize::try_from(chunks.num_rows()).unwrap_or(0);
-        if let Some(c) = BinaryColumn::open(file, chunks.column(leaf), rows)
-            .map_err(|e| format_err(format!("column '{}': {e}", field.name())))?
-        {
-            bits.push((at, c));
+        let opened = if as_bits {
+            BinaryColumn::open(file, chunks.column(leaf), rows).map(|c| c.map(PageColumn::Bits))
+        } else {
+            FloatColumn::open(file, chunks.column(leaf), rows).map(|c| c.map(PageColumn::Float))
+        };
+        if let Some(c) = opened.map_err(|e| format_err(format!("column '{}': {e}", field.name())))? {
+            direct.push((at, c));
         }
     }
-    // At least one column stays with arrow-rs: its batches set the row counts.
-    if bits.len() == roots.len() {
-        bits.pop();
+    // At least one column stays with arrow-rs: its batches set the row
+    // counts. A float one where there is one (the page reader gains less
+    // over arrow-rs on floats than on bits).
+    if direct.len() == roots.len() {
+        let last_float = direct.iter().rposition(|(_, c)| matches!(c, PageColumn::Float(_)));
+        direct.remove(last_float.unwrap_or(direct.len() - 1));
     }
     let decoded: Vec<usize> =
-        roots.iter().enumerate().filter(|(at, _)| !bits.iter().any(|b| b.0 == *at)).map(|(_, &r)| r).collect();
+        roots.iter().enumerate().filter(|(at, _)| !direct.iter().any(|b| b.0 == *at)).map(|(_, &r)| r).collect();
     let out_schema = Arc::new(Schema::new(
         roots
             .iter()
             .enumerate()
             .map(|(at, &r)| {
                 let f = schema.field(r);
-                if bits.iter().any(|b| b.0 == at) {
+                if direct.iter().any(|b| b.0 == at && matches!(b.1, PageColumn::Bits(_))) {
                     Arc::new(Field::new(f.name(), DataType::Boolean, f.is_nullable()))
                 } else {
                     Arc::clone(&schema.fields()[r])
@@ -533,16 +546,40 @@ pub fn parquet_row_group(
         .build()
         .map_err(|e| format_err(e.to_string()))?;
     let names = roots.iter().map(|&r| schema.field(r).name().clone()).collect();
-    Ok(RowGroupBatches { arrow, bits, schema: out_schema, names })
+    Ok(RowGroupBatches { arrow, direct, schema: out_schema, names })
+}
+
+/// A column chunk decoded from its pages rather than by arrow-rs.
+enum PageColumn {
+    Bits(BinaryColumn),
+    Float(FloatColumn),
+}
+
+impl PageColumn {
+    fn read(&mut self, n: usize) -> Result<ArrayRef, String> {
+        Ok(match self {
+            PageColumn::Bits(c) => Arc::new(c.read(n)?),
+            PageColumn::Float(c) => Arc::new(c.read(n)?),
+        })
+    }
 }
 
 /// The batches of one Parquet row group (see [`parquet_row_group`]).
 pub struct RowGroupBatches {
     arrow: ParquetRecordBatchReader,
-    /// Columns read as bits, by position in the output (ascending).
-    bits: Vec<(usize, BinaryColumn)>,
+    /// Columns decoded from their pages, by position in the output
+    /// (ascending).
+    direct: Vec<(usize, PageColumn)>,
     schema: SchemaRef,
     names: Vec<String>,
+}
+
+impl RowGroupBatches {
+    /// The columns decoded from their pages (as bits or as floats), not by
+    /// arrow-rs.
+    pub fn page_decoded(&self) -> Vec<&str> {
+        self.direct.iter().map(|(at, _)| self.names[*at].as_str()).collect()
+    }
 }
 
 impl Iterator for RowGroupBatches {
@@ -553,14 +590,14 @@ impl Iterator for RowGroupBatches {
             Ok(b) => b,
             Err(e) => return Some(Err(e)),
         };
-        if self.bits.is_empty() {
+        if self.direct.is_empty() {
             return Some(Ok(batch));
         }
         let n = batch.num_rows();
         let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-        for (at, c) in &mut self.bits {
+        for (at, c) in &mut self.direct {
             match c.read(n) {
-                Ok(a) => columns.insert(*at, Arc::new(a)),
+                Ok(a) => columns.insert(*at, a),
                 Err(e) => {
                     return Some(Err(ArrowError::ParquetError(format!("column '{}': {e}", self.names[*at]))));
                 }

@@ -115,7 +115,7 @@ enum Run<'a> {
 
 /// ULEB-128 varint at `pos` (the hybrid's run headers).
 #[inline(always)]
-fn uleb128(data: &[u8], pos: &mut usize) -> Result<u64, String> {
+pub(super) fn uleb128(data: &[u8], pos: &mut usize) -> Result<u64, String> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         let Some(&b) = data.get(*pos) else {

@@ -10,6 +10,7 @@ mod formula;
 mod laws;
 mod nist;
 mod parquet_bits;
+mod parquet_floats;
 mod peers;
 mod second_pass;
 mod state;

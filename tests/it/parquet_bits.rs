@@ -100,8 +100,8 @@ fn compare_readers(path: &Path, batch: usize) -> usize {
     let cols: Vec<String> = (0..KINDS.len()).map(|i| format!("i{i}")).chain(["x".to_string()]).collect();
     let mut as_bits = 0;
     for rg in 0..meta.metadata().num_row_groups() {
-        let bits = source::parquet_row_group(&input, &meta, rg, &cols, &cols, batch).unwrap();
-        let plain = source::parquet_row_group(&input, &meta, rg, &cols, &[], batch).unwrap();
+        let bits = source::parquet_row_group(&input, &meta, rg, &cols, &cols, false, batch).unwrap();
+        let plain = source::parquet_row_group(&input, &meta, rg, &cols, &[], false, batch).unwrap();
         let (mut rows_a, mut rows_b) = (0, 0);
         for (a, b) in bits.zip(plain) {
             let (a, b) = (a.unwrap(), b.unwrap());
@@ -235,7 +235,7 @@ fn compare_readers_named(path: &Path, names: &[&str]) -> usize {
     let cols: Vec<String> = names.iter().map(|s| s.to_string()).chain(["y".to_string()]).collect();
     let mut n = 0;
     for rg in 0..meta.metadata().num_row_groups() {
-        for b in source::parquet_row_group(&input, &meta, rg, &cols, &cols, 4096).unwrap() {
+        for b in source::parquet_row_group(&input, &meta, rg, &cols, &cols, false, 4096).unwrap() {
             n += b.unwrap().columns().iter().filter(|c| c.data_type() == &DataType::Boolean).count();
         }
     }

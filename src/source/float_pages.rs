@@ -1,0 +1,547 @@
+//! Dictionary-encoded DOUBLE columns of Parquet decoded from their pages.
+//!
+//! Measurements such as sizes, distances and ages take a few thousand
+//! distinct values, so the common writers (arrow-rs, pyarrow) store them
+//! dictionary-encoded: a dictionary page of the distinct values (PLAIN) and
+//! per row an index of a few bits (the RLE / bit-packing hybrid). arrow-rs
+//! decodes such a chunk through its generic dictionary decoder — indices
+//! unpacked to a buffer, then gathered value by value through an iterator,
+//! then moved apart for nulls — which was ~40% of the benchmark model's
+//! first pass. Here the indices of a run are read straight from the page
+//! (one unaligned 64-bit load per value) and looked up in the dictionary,
+//! into the batch's `Float64Array`: the same values and validity arrow-rs
+//! gives (null slots hold 0.0), in one sweep.
+//!
+//! A column chunk qualifies when — checked before the row group is read —
+//! it is DOUBLE, flat (no repetition, at most one definition level), every
+//! data page is dictionary-encoded (the chunk's page encoding statistics)
+//! and its dictionary page is PLAIN. Any other chunk is left to arrow-rs.
+//! Formats: the RLE / bit-packing hybrid and the data page layouts v1 and
+//! v2 of the Parquet format specification (parquet-format, `Encodings.md`
+//! and `README.md`, "Data Pages").
+
+use super::binary_pages::uleb128;
+use arrow::array::{BooleanBufferBuilder, Float64Array};
+use arrow::buffer::{NullBuffer, ScalarBuffer};
+use bytes::Bytes;
+use parquet::basic::{Encoding, Type as PhysicalType};
+use parquet::column::page::{Page, PageReader};
+use parquet::file::metadata::ColumnChunkMetaData;
+use parquet::file::reader::ChunkReader;
+use parquet::file::serialized_reader::SerializedPageReader;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// A run of the hybrid encoding, as far as it has been read.
+#[derive(Clone, Copy, Debug)]
+enum RunState {
+    /// `left` more copies of `value`.
+    Repeat { value: u32, left: usize },
+    /// A bit-packed run starting at byte `at` of the page, whose value
+    /// `next` is the next to read; `left` values of it remain.
+    Packed { at: usize, next: usize, left: usize },
+}
+
+/// The hybrid-encoded values of bit width `width` in `range` of a page
+/// buffer, read in pieces that may stop inside a run (a batch ends there)
+/// and resume where they stopped.
+#[derive(Debug)]
+struct Hybrid {
+    range: Range<usize>,
+    width: usize,
+    /// The next run header.
+    pos: usize,
+    run: Option<RunState>,
+}
+
+/// A piece of a run: `k` copies of a value, or `k` bit-packed values from
+/// value `first` of the run starting at byte `at`.
+enum Piece {
+    Repeat(u32, usize),
+    Packed { at: usize, first: usize, k: usize },
+}
+
+impl Hybrid {
+    fn new(range: Range<usize>, width: usize) -> Hybrid {
+        Hybrid { pos: range.start, range, width, run: None }
+    }
+
+    /// At most `max` (> 0) next values, from the current run.
+    fn take(&mut self, buf: &[u8], max: usize) -> Result<Piece, String> {
+        let run = match self.run {
+            Some(r) if !matches!(r, RunState::Repeat { left: 0, .. } | RunState::Packed { left: 0, .. }) => r,
+            _ => self.next_run(buf)?,
+        };
+        Ok(match run {
+            RunState::Repeat { value, left } => {
+                let k = left.min(max);
+                self.run = Some(RunState::Repeat { value, left: left - k });
+                Piece::Repeat(value, k)
+            }
+            RunState::Packed { at, next, left } => {
+                let k = left.min(max);
+                self.run = Some(RunState::Packed { at, next: next + k, left: left - k });
+                Piece::Packed { at, first: next, k }
+            }
+        })
+    }
+
+    fn next_run(&mut self, buf: &[u8]) -> Result<RunState, String> {
+        let data = &buf[..self.range.end];
+        if self.pos >= self.range.end {
+            return Err("the page's values ended early".into());
+        }
+        let header = uleb128(data, &mut self.pos)?;
+        let len = usize::try_from(header >> 1).map_err(|_| "a run longer than memory")?;
+        if header & 1 == 1 {
+            // `len` groups of 8 values, `width` bytes per group.
+            let at = self.pos;
+            let bytes = len.checked_mul(self.width).ok_or("a run longer than memory")?;
+            // The last run's bytes may stop after its last value used.
+            self.pos = at.saturating_add(bytes).min(self.range.end);
+            Ok(RunState::Packed { at, next: 0, left: len.saturating_mul(8) })
+        } else {
+            let nbytes = self.width.div_ceil(8);
+            if self.range.end - self.pos < nbytes {
+                return Err("a repeated value past the end of the page".into());
+            }
+            let value = (0..nbytes).fold(0u32, |v, i| v | u32::from(data[self.pos + i]) << (8 * i));
+            self.pos += nbytes;
+            Ok(RunState::Repeat { value, left: len })
+        }
+    }
+}
+
+/// The current data page: its buffer, its definition levels (nullable
+/// columns) and dictionary indices, and the slots not yet handed out.
+struct PageState {
+    buf: Bytes,
+    def: Option<Hybrid>,
+    indices: Hybrid,
+    slots_left: usize,
+}
+
+/// A qualifying column chunk, decoded batch by batch.
+pub struct FloatColumn {
+    pages: Box<dyn PageReader>,
+    dict: Vec<f64>,
+    nullable: bool,
+    page: Option<PageState>,
+}
+
+impl FloatColumn {
+    /// The chunk's reader, or `None` when it does not qualify (see the
+    /// module's comment): then arrow-rs reads it. Reads its dictionary page.
+    pub fn open<R: ChunkReader + 'static>(
+        file: Arc<R>,
+        chunk: &ColumnChunkMetaData,
+        rows: usize,
+    ) -> Result<Option<FloatColumn>, String> {
+        let descr = chunk.column_descr();
+        let all_dictionary = chunk
+            .page_encoding_stats_mask()
+            .is_some_and(|m| m.is_only(Encoding::RLE_DICTIONARY) || m.is_only(Encoding::PLAIN_DICTIONARY));
+        if descr.physical_type() != PhysicalType::DOUBLE
+            || descr.max_rep_level() != 0
+            || descr.max_def_level() > 1
+            || chunk.dictionary_page_offset().is_none()
+            || !all_dictionary
+        {
+            return Ok(None);
+        }
+        let mut pages = SerializedPageReader::new(file, chunk, rows, None).map_err(|e| e.to_string())?;
+        let Some(Page::DictionaryPage { buf, num_values, encoding, .. }) =
+            pages.get_next_page().map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let n = num_values as usize;
+        if !matches!(encoding, Encoding::PLAIN | Encoding::PLAIN_DICTIONARY) || buf.len() != 8 * n {
+            return Ok(None);
+        }
+        let dict = buf.chunks_exact(8).map(|v| f64::from_le_bytes(v.try_into().expect("8 bytes"))).collect();
+        Ok(Some(FloatColumn { pages: Box::new(pages), dict, nullable: descr.max_def_level() == 1, page: None }))
+    }
+
+    /// The next `n` rows (null slots hold 0.0).
+    pub fn read(&mut self, n: usize) -> Result<Float64Array, String> {
+        let mut out: Vec<f64> = Vec::with_capacity(n);
+        let mut valid = self.nullable.then(|| BooleanBufferBuilder::new(n));
+        while out.len() < n {
+            if self.page.as_ref().is_none_or(|p| p.slots_left == 0) {
+                let next = self.next_page(n - out.len())?;
+                self.page = Some(next);
+            }
+            let page = self.page.as_mut().expect("a page with slots left");
+            let k = (n - out.len()).min(page.slots_left);
+            let base = out.len();
+            let defined = match (&mut page.def, &mut valid) {
+                (Some(def), Some(valid)) => read_levels(def, &page.buf, k, valid)?,
+                _ => k,
+            };
+            read_values(&mut page.indices, &page.buf, defined, &self.dict, &mut out)?;
+            if defined < k {
+                // Values of the defined slots moved to their slots, from
+                // the last (each moves right or stays), nulls 0.0.
+                let valid = valid.as_ref().expect("a nullable column has levels");
+                let bits = valid.as_slice();
+                let start = valid.len() - k;
+                out.resize(base + k, 0.0);
+                spread_defined(&mut out[base..], defined, &bits[..(start + k).div_ceil(8)], start);
+            }
+            page.slots_left -= k;
+        }
+        let nulls = valid.map(|mut v| NullBuffer::new(v.finish())).filter(|v| v.null_count() > 0);
+        Ok(Float64Array::new(ScalarBuffer::from(out), nulls))
+    }
+
+    /// The next data page; `wanted`: rows still to read (for the message
+    /// when the chunk ends early).
+    fn next_page(&mut self, wanted: usize) -> Result<PageState, String> {
+        let page = match self.pages.get_next_page().map_err(|e| e.to_string())? {
+            Some(p) => p,
+            None => return Err(format!("the column chunk ended {wanted} rows early")),
+        };
+        let (buf, slots, encoding, def, values): (Bytes, usize, Encoding, Option<Range<usize>>, usize) = match page {
+            Page::DataPage { buf, num_values, encoding, def_level_encoding, .. } => {
+                if !self.nullable {
+                    (buf, num_values as usize, encoding, None, 0)
+                } else {
+                    if def_level_encoding != Encoding::RLE {
+                        return Err(format!("definition levels encoded as {def_level_encoding}, not RLE"));
+                    }
+                    let len = buf.get(..4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize);
+                    match len {
+                        Some(len) if 4 + len <= buf.len() => {
+                            (buf, num_values as usize, encoding, Some(4..4 + len), 4 + len)
+                        }
+                        _ => return Err("definition levels past the end of the page".into()),
+                    }
+                }
+            }
+            Page::DataPageV2 { buf, num_values, encoding, def_levels_byte_len, rep_levels_byte_len, .. } => {
+                let (r, d) = (rep_levels_byte_len as usize, def_levels_byte_len as usize);
+                if r + d > buf.len() {
+                    return Err("levels past the end of the page".into());
+                }
+                let def = self.nullable.then_some(r..r + d);
+                (buf, num_values as usize, encoding, def, r + d)
+            }
+            Page::DictionaryPage { .. } => return Err("a second dictionary page".into()),
+        };
+        if !matches!(encoding, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY) {
+            return Err(format!(
+                "a data page encoded as {encoding}, where the chunk's metadata lists only dictionary-encoded pages"
+            ));
+        }
+        if slots == 0 {
+            return Err("an empty data page".into());
+        }
+        // A page of nulls only may have no index bit width at all.
+        let width = buf.get(values).copied().unwrap_or(0);
+        if width > 32 {
+            return Err(format!("dictionary indices of {width} bits"));
+        }
+        let indices = Hybrid::new((values + 1).min(buf.len())..buf.len(), usize::from(width));
+        Ok(PageState { def: def.map(|r| Hybrid::new(r, 1)), indices, slots_left: slots, buf })
+    }
+}
+
+/// The first `defined` values of `slots` moved to the slots whose
+/// validity bit (bit `start + s` of `bits` for slot `s`) is set, in order;
+/// the other slots 0.0. Branch-free, from the last slot (each value moves
+/// right or stays, so none is overwritten before it moves).
+fn spread_defined(slots: &mut [f64], defined: usize, bits: &[u8], start: usize) {
+    let k = slots.len();
+    assert!(defined <= k && (start + k).div_ceil(8) <= bits.len());
+    let mut from = defined;
+    for s in (0..k).rev() {
+        let at = start + s;
+        let v = usize::from(bits[at / 8] >> (at % 8) & 1);
+        from -= v;
+        // A null slot reads some slot at or past `from` (in bounds: from
+        // stays ≤ s) and writes 0.0.
+        let x = slots[from.min(k - 1)];
+        slots[s] = if v == 1 { x } else { 0.0 };
+    }
+}
+
+/// `k` definition levels (0 or 1) appended to `valid`; returns the count
+/// of 1s (defined slots).
+fn read_levels(def: &mut Hybrid, buf: &[u8], k: usize, valid: &mut BooleanBufferBuilder) -> Result<usize, String> {
+    let (mut done, mut ones) = (0, 0);
+    while done < k {
+        match def.take(buf, k - done)? {
+            Piece::Repeat(level, m) => {
+                if level > 1 {
+                    return Err(format!("definition level {level} in a column of at most 1"));
+                }
+                valid.append_n(m, level == 1);
+                ones += if level == 1 { m } else { 0 };
+                done += m;
+            }
+            Piece::Packed { at, first, k: m } => {
+                if (first + m).div_ceil(8) > def.range.end - at {
+                    return Err(format!("a bit-packed run of {m} definition levels past the end of the page"));
+                }
+                let bytes = &buf[at..def.range.end];
+                valid.append_packed_range(first..first + m, bytes);
+                ones += (first..first + m).filter(|&j| bytes[j / 8] >> (j % 8) & 1 == 1).count();
+                done += m;
+            }
+        }
+    }
+    Ok(ones)
+}
+
+/// `k` values (dictionary entries by index) appended to `out`.
+fn read_values(indices: &mut Hybrid, buf: &[u8], k: usize, dict: &[f64], out: &mut Vec<f64>) -> Result<(), String> {
+    let mut done = 0;
+    let past = |i: u64| format!("dictionary index {i} past a dictionary of {} values", dict.len());
+    while done < k {
+        match indices.take(buf, k - done)? {
+            Piece::Repeat(i, m) => {
+                let v = *dict.get(i as usize).ok_or_else(|| past(u64::from(i)))?;
+                out.extend(std::iter::repeat_n(v, m));
+                done += m;
+            }
+            Piece::Packed { at, first, k: m } => {
+                let w = indices.width;
+                let end = indices.range.end;
+                if (first + m) * w > (end - at) * 8 {
+                    return Err(format!("a bit-packed run of {m} values past the end of the page"));
+                }
+                unpack_lookup(&buf[at..end], w, first, m, dict, out).map_err(past)?;
+                done += m;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Values `first..first + m` of a bit-packed run of `w`-bit indices (`run`:
+/// its bytes, enough for them), looked up in `dict`, appended to `out`; the
+/// first index past the dictionary as the error.
+fn unpack_lookup(run: &[u8], w: usize, first: usize, m: usize, dict: &[f64], out: &mut Vec<f64>) -> Result<(), u64> {
+    if w == 0 {
+        let v = *dict.first().ok_or(0u64)?;
+        out.extend(std::iter::repeat_n(v, m));
+        return Ok(());
+    }
+    #[cfg(target_arch = "x86_64")]
+    if m >= 16 && w <= 32 && has_vbmi() {
+        // Up to the first group boundary one by one, whole groups of 8 by
+        // vector, the rest one by one.
+        let head = (first.next_multiple_of(8) - first).min(m);
+        unpack_scalar(run, w, first, head, dict, out)?;
+        let groups = (m - head) / 8;
+        let start = first + head;
+        // SAFETY: the CPU has the features (checked); the groups' bits
+        // lie in `run` (the caller checked the run's bytes for all m).
+        unsafe { unpack_groups_avx512(run, w, start / 8, groups, dict, out)? };
+        let done = head + 8 * groups;
+        return unpack_scalar(run, w, first + done, m - done, dict, out);
+    }
+    unpack_scalar(run, w, first, m, dict, out)
+}
+
+/// Whether the CPU has AVX-512 F and VBMI (checked once).
+#[cfg(target_arch = "x86_64")]
+fn has_vbmi() -> bool {
+    use std::sync::OnceLock;
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vbmi")
+    })
+}
+
+/// `groups` whole groups of 8 `w`-bit indices (`w ≤ 32`) from group
+/// `group` of a bit-packed run, looked up in `dict`, appended to `out`. A
+/// group is `w` bytes: one byte permutation puts each value's 8-byte window
+/// in its lane, a variable shift and a mask leave the index; dictionaries
+/// of up to 16 values are looked up by a register permutation, larger ones
+/// by a gather. Any index past the dictionary: the error (the first such
+/// index), nothing appended for its group.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+unsafe fn unpack_groups_avx512(
+    run: &[u8],
+    w: usize,
+    group: usize,
+    groups: usize,
+    dict: &[f64],
+    out: &mut Vec<f64>,
+) -> Result<(), u64> {
+    use std::arch::x86_64::*;
+    debug_assert!((1..=32).contains(&w) && (group + groups) * w <= run.len());
+    let perm: [u8; 64] = std::array::from_fn(|b| ((b / 8) * w / 8 + b % 8) as u8);
+    let shifts: [u64; 8] = std::array::from_fn(|j| (j * w % 8) as u64);
+    // SAFETY: 64 bytes each.
+    let (perm, shifts) =
+        unsafe { (_mm512_loadu_si512(perm.as_ptr().cast()), _mm512_loadu_si512(shifts.as_ptr().cast())) };
+    let mask = _mm512_set1_epi64(((1u64 << w) - 1) as i64);
+    let len = _mm512_set1_epi64(dict.len() as i64);
+    let mut small = [0.0f64; 16];
+    let few = dict.len() <= 16;
+    if few {
+        small[..dict.len()].copy_from_slice(dict);
+    }
+    // SAFETY: 16 values.
+    let (d0, d1) = unsafe { (_mm512_loadu_pd(small.as_ptr()), _mm512_loadu_pd(small.as_ptr().add(8))) };
+    out.reserve(8 * groups);
+    let dst = out.as_mut_ptr();
+    let base = out.len();
+    for g in 0..groups {
+        let at = (group + g) * w;
+        // The bytes of this group and the next few (masked to the run).
+        let avail = (run.len() - at).min(64);
+        let k: __mmask64 = if avail == 64 { !0 } else { (1u64 << avail) - 1 };
+        // SAFETY: the mask limits the load to the run's bytes.
+        let bytes = unsafe { _mm512_maskz_loadu_epi8(k, run.as_ptr().add(at).cast()) };
+        let words = _mm512_permutexvar_epi8(perm, bytes);
+        let idx = _mm512_and_si512(_mm512_srlv_epi64(words, shifts), mask);
+        if _mm512_cmpge_epu64_mask(idx, len) != 0 {
+            unsafe { out.set_len(base + 8 * g) };
+            let mut lanes = [0u64; 8];
+            // SAFETY: 8 lanes.
+            unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), idx) };
+            return Err(*lanes.iter().find(|&&i| i as usize >= dict.len()).expect("a lane past the dictionary"));
+        }
+        let values = if few {
+            _mm512_permutex2var_pd(d0, idx, d1)
+        } else {
+            // SAFETY: every index is below the dictionary's length.
+            unsafe { _mm512_i64gather_pd::<8>(idx, dict.as_ptr()) }
+        };
+        // SAFETY: `reserve` made room for 8 · groups values past `base`.
+        unsafe { _mm512_storeu_pd(dst.add(base + 8 * g), values) };
+    }
+    // SAFETY: every value up to here was written.
+    unsafe { out.set_len(base + 8 * groups) };
+    Ok(())
+}
+
+/// [`unpack_lookup`] one value at a time.
+fn unpack_scalar(run: &[u8], w: usize, first: usize, m: usize, dict: &[f64], out: &mut Vec<f64>) -> Result<(), u64> {
+    let mask = (1u64 << w) - 1;
+    // Values whose 8-byte window lies inside the run are read with one
+    // unaligned load each; the last few byte by byte. (`extend` over a
+    // range: the length is known, so the vector's length is not kept in
+    // memory between values, as `push` had it.)
+    let fast_end = if run.len() >= 8 { ((run.len() - 8) * 8 / w).min(first + m).max(first) } else { first };
+    let mut bad = false;
+    let mut lookup = |i: usize| match dict.get(i) {
+        Some(&v) => v,
+        None => {
+            bad = true;
+            0.0
+        }
+    };
+    let p = run.as_ptr();
+    out.extend((first..fast_end).map(|j| {
+        let bit = j * w;
+        // SAFETY: j < fast_end, so bit / 8 + 8 ≤ run.len().
+        let word = u64::from_le(unsafe { std::ptr::read_unaligned(p.add(bit / 8).cast::<u64>()) });
+        lookup((word >> (bit % 8) & mask) as usize)
+    }));
+    out.extend((fast_end..first + m).map(|j| {
+        let bit = j * w;
+        let bytes = &run[bit / 8..run.len().min(bit / 8 + 8)];
+        let word = bytes.iter().rev().fold(0u64, |v, &b| v << 8 | u64::from(b));
+        lookup((word >> (bit % 8) & mask) as usize)
+    }));
+    if bad {
+        let i = (first..first + m)
+            .map(|j| {
+                let bit = j * w;
+                let bytes = &run[bit / 8..run.len().min(bit / 8 + 8)];
+                bytes.iter().rev().fold(0u64, |v, &b| v << 8 | u64::from(b)) >> (bit % 8) & mask
+            })
+            .find(|&i| i as usize >= dict.len())
+            .expect("a bad index");
+        return Err(i);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hybrid pieces stop inside runs and resume: a repeated run of 5 × 3
+    /// and a bit-packed group of 8 two-bit values, taken 3 at a time.
+    #[test]
+    fn hybrid_runs_resume_inside_runs() {
+        // Header 5 << 1 (repeat), value 3; header (1 << 1) | 1 (one group),
+        // 2 bytes: values 0,1,2,3,3,2,1,0.
+        let buf = [10u8, 3, 3, 0b1110_0100, 0b0001_1011];
+        let dict = [10.0, 11.0, 12.0, 13.0];
+        let mut h = Hybrid::new(0..buf.len(), 2);
+        let mut out = Vec::new();
+        for _ in 0..4 {
+            read_values(&mut h, &buf, 3, &dict, &mut out).expect("valid");
+        }
+        read_values(&mut h, &buf, 1, &dict, &mut out).expect("valid");
+        assert_eq!(out, [13.0, 13.0, 13.0, 13.0, 13.0, 10.0, 11.0, 12.0, 13.0, 13.0, 12.0, 11.0, 10.0]);
+        // Past the end: an error, not a panic.
+        assert_eq!(read_values(&mut h, &buf, 1, &dict, &mut out).unwrap_err(), "the page's values ended early");
+        // An index past the dictionary.
+        let mut h = Hybrid::new(0..buf.len(), 2);
+        let mut out = Vec::new();
+        assert_eq!(
+            read_values(&mut h, &buf, 13, &dict[..3], &mut out).unwrap_err(),
+            "dictionary index 3 past a dictionary of 3 values"
+        );
+    }
+
+    #[test]
+    fn spread_puts_values_on_their_valid_slots() {
+        // Slots 0..10 from bit 3 of the validity: valid at 0, 2, 3, 7, 9.
+        let valid = [true, false, true, true, false, false, false, true, false, true];
+        let mut bits = [0u8; 2];
+        for (s, &v) in valid.iter().enumerate() {
+            bits[(s + 3) / 8] |= u8::from(v) << ((s + 3) % 8);
+        }
+        let mut slots = [1.0, 2.0, 3.0, 4.0, 5.0, -1.0, -1.0, -1.0, -1.0, -1.0];
+        spread_defined(&mut slots, 5, &bits, 3);
+        assert_eq!(slots, [1.0, 0.0, 2.0, 3.0, 0.0, 0.0, 0.0, 4.0, 0.0, 5.0]);
+        // All null.
+        let mut none = [7.0; 4];
+        spread_defined(&mut none, 0, &[0u8], 0);
+        assert_eq!(none, [0.0; 4]);
+    }
+
+    /// Wide indices read by the 8-byte window and by the byte-wise tail
+    /// agree with a bit-by-bit reading.
+    #[test]
+    fn unpacking_matches_bit_by_bit() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for w in [1usize, 3, 7, 12, 17, 25, 32] {
+            let run: Vec<u8> = (0..8 * w)
+                .map(|_| {
+                    x = x.rotate_left(13).wrapping_mul(0x2545_F491_4F6C_DD1D);
+                    x as u8
+                })
+                .collect();
+            let value =
+                |j: usize| (0..w).fold(0u64, |v, b| v | u64::from(run[(j * w + b) / 8] >> ((j * w + b) % 8) & 1) << b);
+            let dict: Vec<f64> = (0..1u64 << w.min(20)).map(|i| i as f64).collect();
+            for first in [0usize, 1, 5, 63] {
+                let m = 64 - first;
+                let mut out = Vec::new();
+                match unpack_lookup(&run, w, first, m, &dict, &mut out) {
+                    Ok(()) => {
+                        let want: Vec<f64> = (first..64).map(|j| value(j) as f64).collect();
+                        assert_eq!(out, want, "width {w}, from {first}");
+                    }
+                    Err(i) => {
+                        assert!(i as usize >= dict.len(), "width {w}: reported index {i}");
+                        assert!((first..64).any(|j| value(j) as usize >= dict.len()));
+                    }
+                }
+            }
+        }
+    }
+}

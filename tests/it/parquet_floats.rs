@@ -1,0 +1,167 @@
+//! Dictionary-encoded DOUBLE columns decoded from their Parquet pages hold
+//! exactly what arrow-rs decodes — every value's bits (NaN, −0.0 and
+//! infinities included) and every null — across data page versions, codecs,
+//! page and row group sizes, batch cuts and dictionary sizes (looked up by
+//! register permutation up to 16 values, by gather beyond); a column
+//! without a dictionary stays with arrow-rs.
+
+use crate::common::tempdir;
+use arrow::array::{Array, ArrayRef, Float64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
+use gramfit::source::{self, Input, SourceKind};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{WriterProperties, WriterVersion};
+use parquet::schema::types::ColumnPath;
+use proptest::prelude::*;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Columns: (name, distinct values, share of nulls in 1/16ths).
+const COLUMNS: [(&str, u64, u64); 5] =
+    [("few", 5, 0), ("mid", 40, 2), ("many", 3000, 1), ("odd", 6, 3), ("plain", 1000, 0)];
+
+fn column(distinct: u64, nulls: u64, odd: bool, n: usize, seed: u64) -> ArrayRef {
+    let mut s = seed | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    let special = [f64::NAN, -0.0, 0.0, f64::INFINITY, f64::NEG_INFINITY, 1e-310];
+    // Runs of one value (RLE runs) beside random stretches (bit-packed).
+    let (mut run, mut v) = (0u64, 0u64);
+    let values: Vec<Option<f64>> = (0..n)
+        .map(|_| {
+            if run == 0 {
+                run = if next() % 4 == 0 { 1 + next() % 100 } else { 1 };
+                v = next() % distinct;
+            }
+            run -= 1;
+            let x = if odd { special[v as usize % special.len()] } else { v as f64 * 0.25 - 7.0 };
+            (next() % 16 >= nulls).then_some(x)
+        })
+        .collect();
+    Arc::new(Float64Array::from(values))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write(path: &Path, n: usize, seed: u64, v2: bool, codec: u8, page_rows: usize, group_rows: usize) {
+    let fields: Vec<Field> =
+        COLUMNS.iter().map(|(name, _, nulls)| Field::new(*name, DataType::Float64, *nulls > 0)).collect();
+    let arrays: Vec<ArrayRef> = COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, (name, distinct, nulls))| {
+            column(*distinct, *nulls, *name == "odd", n, seed.wrapping_add(i as u64 * 0x9E37))
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
+    let props = WriterProperties::builder()
+        .set_writer_version(if v2 { WriterVersion::PARQUET_2_0 } else { WriterVersion::PARQUET_1_0 })
+        .set_compression(match codec {
+            0 => Compression::UNCOMPRESSED,
+            1 => Compression::SNAPPY,
+            _ => Compression::ZSTD(ZstdLevel::default()),
+        })
+        .set_column_dictionary_enabled(ColumnPath::from("plain"), false)
+        .set_data_page_row_count_limit(page_rows)
+        .set_write_batch_size(page_rows.min(1024))
+        .set_max_row_group_row_count(Some(group_rows))
+        .build();
+    let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+fn same_bits(a: &ArrayRef, b: &ArrayRef) -> bool {
+    let (a, b) =
+        (a.as_any().downcast_ref::<Float64Array>().unwrap(), b.as_any().downcast_ref::<Float64Array>().unwrap());
+    a.len() == b.len()
+        && a.nulls() == b.nulls()
+        && (0..a.len()).all(|r| a.is_null(r) || a.value(r).to_bits() == b.value(r).to_bits())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 150, ..ProptestConfig::default() })]
+
+    #[test]
+    fn floats_equal_arrow_rs_decoding(
+        n in 1usize..6_000,
+        seed in any::<u64>(),
+        v2 in any::<bool>(),
+        codec in 0u8..3,
+        page_rows in 1usize..3_000,
+        group_rows in 100usize..5_000,
+        batch in 1usize..5_000,
+    ) {
+        let tmp = tempdir();
+        let path = tmp.path().join("floats.parquet");
+        write(&path, n, seed, v2, codec, page_rows, group_rows);
+        let input = Input { path: path.clone(), kind: SourceKind::Parquet };
+        let meta = source::parquet_metadata(&input).unwrap();
+        let cols: Vec<String> = COLUMNS.iter().map(|c| c.0.to_string()).collect();
+        for rg in 0..meta.metadata().num_row_groups() {
+            let pages = source::parquet_row_group(&input, &meta, rg, &cols, &[], true, batch).unwrap();
+            let plain = source::parquet_row_group(&input, &meta, rg, &cols, &[], false, batch).unwrap();
+            // Every dictionary-encoded column but the one arrow-rs keeps to
+            // set the batches' rows; the column without a dictionary never.
+            let decoded = pages.page_decoded();
+            prop_assert!(!decoded.contains(&"plain"), "a column without a dictionary read from pages");
+            prop_assert_eq!(&decoded, &["few", "mid", "many", "odd"], "row group {}", rg);
+            prop_assert!(plain.page_decoded().is_empty());
+            let mut rows = 0;
+            for (a, b) in pages.zip(plain) {
+                let (a, b) = (a.unwrap(), b.unwrap());
+                prop_assert_eq!(a.num_rows(), b.num_rows());
+                rows += a.num_rows();
+                for (i, c) in COLUMNS.iter().enumerate() {
+                    prop_assert!(same_bits(a.column(i), b.column(i)), "row group {}, column {}", rg, c.0);
+                }
+            }
+            prop_assert_eq!(rows as i64, meta.metadata().row_group(rg).num_rows());
+        }
+    }
+}
+
+/// A float page whose index points past its dictionary is an error naming
+/// the file, row group and column, with a non-zero exit; no panic.
+#[test]
+fn a_corrupt_float_page_is_a_clear_error() {
+    let tmp = tempdir();
+    let path = tmp.path().join("corrupt-floats.parquet");
+    let n = 1000;
+    // x cycles through 5 values: one bit-packed run of 3-bit indices,
+    // whose last byte holds the last rows' indices.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("x", DataType::Float64, false),
+        Field::new("y", DataType::Float64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Float64Array::from_iter_values((0..n).map(|r| (r % 5) as f64))),
+            Arc::new(Float64Array::from_iter_values((0..n).map(|r| (r % 17) as f64))),
+        ],
+    )
+    .unwrap();
+    let props = WriterProperties::builder().set_compression(Compression::UNCOMPRESSED).build();
+    let mut w = ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let input = Input { path: path.clone(), kind: SourceKind::Parquet };
+    let meta = source::parquet_metadata(&input).unwrap();
+    let (start, len) = meta.metadata().row_group(0).column(0).byte_range();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[(start + len - 1) as usize] = 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let out = crate::common::gramfit(["fit", path.to_str().unwrap(), "-f", "y ~ x"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for needle in ["corrupt-floats.parquet", "row group 0", "column 'x'", "past a dictionary of 5 values"] {
+        assert!(err.contains(needle), "expected '{needle}' in: {err}");
+    }
+}
