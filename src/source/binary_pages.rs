@@ -277,6 +277,54 @@ fn deposit(mut src: u64, mut mask: u64) -> u64 {
     out
 }
 
+/// A flat, wholly dictionary-encoded column chunk of 8-byte values, its
+/// dictionary page read: what both page readers (`binary_pages`,
+/// `float_pages`) start from.
+pub(super) struct DictionaryChunk {
+    /// The data pages, next.
+    pub pages: Box<dyn PageReader>,
+    /// The dictionary's values (PLAIN, 8 bytes each).
+    pub dict: bytes::Bytes,
+    /// One definition level (nullable) or none.
+    pub nullable: bool,
+}
+
+impl DictionaryChunk {
+    /// The chunk, or `None` when it is not of `physical` type, not flat
+    /// (repeated, or nested definition levels), has a data page not
+    /// dictionary-encoded (the chunk's page encoding statistics), or its
+    /// dictionary page is not PLAIN 8-byte values.
+    pub fn open<R: ChunkReader + 'static>(
+        file: Arc<R>,
+        chunk: &ColumnChunkMetaData,
+        rows: usize,
+        physical: PhysicalType,
+    ) -> Result<Option<DictionaryChunk>, String> {
+        let descr = chunk.column_descr();
+        let all_dictionary = chunk
+            .page_encoding_stats_mask()
+            .is_some_and(|m| m.is_only(Encoding::RLE_DICTIONARY) || m.is_only(Encoding::PLAIN_DICTIONARY));
+        if descr.physical_type() != physical
+            || descr.max_rep_level() != 0
+            || descr.max_def_level() > 1
+            || chunk.dictionary_page_offset().is_none()
+            || !all_dictionary
+        {
+            return Ok(None);
+        }
+        let mut pages = SerializedPageReader::new(file, chunk, rows, None).map_err(|e| e.to_string())?;
+        let Some(Page::DictionaryPage { buf, num_values, encoding, .. }) =
+            pages.get_next_page().map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        if !matches!(encoding, Encoding::PLAIN | Encoding::PLAIN_DICTIONARY) || buf.len() != 8 * num_values as usize {
+            return Ok(None);
+        }
+        Ok(Some(DictionaryChunk { pages: Box::new(pages), dict: buf, nullable: descr.max_def_level() == 1 }))
+    }
+}
+
 /// A qualifying column chunk, read as bits batch by batch.
 pub struct BinaryColumn {
     pages: Box<dyn PageReader>,
@@ -299,29 +347,13 @@ impl BinaryColumn {
         chunk: &ColumnChunkMetaData,
         rows: usize,
     ) -> Result<Option<BinaryColumn>, String> {
-        let descr = chunk.column_descr();
-        let all_dictionary = chunk
-            .page_encoding_stats_mask()
-            .is_some_and(|m| m.is_only(Encoding::RLE_DICTIONARY) || m.is_only(Encoding::PLAIN_DICTIONARY));
-        if descr.physical_type() != PhysicalType::INT64
-            || descr.max_rep_level() != 0
-            || descr.max_def_level() > 1
-            || chunk.dictionary_page_offset().is_none()
-            || !all_dictionary
-        {
-            return Ok(None);
-        }
-        let mut pages = SerializedPageReader::new(file, chunk, rows, None).map_err(|e| e.to_string())?;
-        let Some(Page::DictionaryPage { buf, num_values, encoding, .. }) =
-            pages.get_next_page().map_err(|e| e.to_string())?
+        let Some(DictionaryChunk { pages, dict: buf, nullable }) =
+            DictionaryChunk::open(file, chunk, rows, PhysicalType::INT64)?
         else {
             return Ok(None);
         };
-        let n = num_values as usize;
-        if !matches!(encoding, Encoding::PLAIN | Encoding::PLAIN_DICTIONARY)
-            || !(1..=2).contains(&n)
-            || buf.len() != 8 * n
-        {
+        let n = buf.len() / 8;
+        if !(1..=2).contains(&n) {
             return Ok(None);
         }
         let mut dict = [None; 2];
@@ -333,9 +365,9 @@ impl BinaryColumn {
             };
         }
         Ok(Some(BinaryColumn {
-            pages: Box::new(pages),
+            pages,
             dict: Dictionary(dict),
-            nullable: descr.max_def_level() == 1,
+            nullable,
             values: Buffer::from_vec(Vec::<u64>::new()),
             valid: None,
             len: 0,

@@ -20,7 +20,7 @@
 //! v2 of the Parquet format specification (parquet-format, `Encodings.md`
 //! and `README.md`, "Data Pages").
 
-use super::binary_pages::uleb128;
+use super::binary_pages::{uleb128, DictionaryChunk};
 use arrow::array::{BooleanBufferBuilder, Float64Array};
 use arrow::buffer::{NullBuffer, ScalarBuffer};
 use bytes::Bytes;
@@ -28,7 +28,6 @@ use parquet::basic::{Encoding, Type as PhysicalType};
 use parquet::column::page::{Page, PageReader};
 use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::reader::ChunkReader;
-use parquet::file::serialized_reader::SerializedPageReader;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -137,30 +136,13 @@ impl FloatColumn {
         chunk: &ColumnChunkMetaData,
         rows: usize,
     ) -> Result<Option<FloatColumn>, String> {
-        let descr = chunk.column_descr();
-        let all_dictionary = chunk
-            .page_encoding_stats_mask()
-            .is_some_and(|m| m.is_only(Encoding::RLE_DICTIONARY) || m.is_only(Encoding::PLAIN_DICTIONARY));
-        if descr.physical_type() != PhysicalType::DOUBLE
-            || descr.max_rep_level() != 0
-            || descr.max_def_level() > 1
-            || chunk.dictionary_page_offset().is_none()
-            || !all_dictionary
-        {
-            return Ok(None);
-        }
-        let mut pages = SerializedPageReader::new(file, chunk, rows, None).map_err(|e| e.to_string())?;
-        let Some(Page::DictionaryPage { buf, num_values, encoding, .. }) =
-            pages.get_next_page().map_err(|e| e.to_string())?
+        let Some(DictionaryChunk { pages, dict: buf, nullable }) =
+            DictionaryChunk::open(file, chunk, rows, PhysicalType::DOUBLE)?
         else {
             return Ok(None);
         };
-        let n = num_values as usize;
-        if !matches!(encoding, Encoding::PLAIN | Encoding::PLAIN_DICTIONARY) || buf.len() != 8 * n {
-            return Ok(None);
-        }
         let dict = buf.chunks_exact(8).map(|v| f64::from_le_bytes(v.try_into().expect("8 bytes"))).collect();
-        Ok(Some(FloatColumn { pages: Box::new(pages), dict, nullable: descr.max_def_level() == 1, page: None }))
+        Ok(Some(FloatColumn { pages, dict, nullable, page: None }))
     }
 
     /// The next `n` rows (null slots hold 0.0).
