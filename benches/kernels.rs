@@ -215,6 +215,32 @@ fn bench_second_pass(c: &mut Criterion) {
     g.bench_function("meat sums (pattern sums and weighted gram)", |b| {
         b.iter(|| unsafe { patterns::meat_sums(&xs, &pats, N, Some(&mask), &w, &mut sums, &mut cc) })
     });
+    // The same columns 64-byte aligned and 16 bytes past that (a plain
+    // `Vec`'s alignment from malloc): vector loads split cache lines.
+    let aligned: Vec<arrow::buffer::ScalarBuffer<f64>> = floats[..6]
+        .iter()
+        .map(|c| arrow::buffer::ScalarBuffer::from(arrow::buffer::Buffer::from_slice_ref(c)))
+        .collect();
+    let padded: Vec<arrow::buffer::ScalarBuffer<f64>> = floats[..6]
+        .iter()
+        .map(|c| {
+            let mut v = vec![0.0, 0.0];
+            v.extend_from_slice(c);
+            arrow::buffer::ScalarBuffer::new(arrow::buffer::Buffer::from_slice_ref(&v), 2, N)
+        })
+        .collect();
+    for (label, cols) in [("64-byte aligned", &aligned), ("16 bytes off", &padded)] {
+        let xs: Vec<&[f64]> = cols.iter().map(|c| &c[..]).collect();
+        assert!(xs.iter().all(|x| x.as_ptr() as usize % 64 == if label == "16 bytes off" { 16 } else { 0 }));
+        g.bench_function(format!("meat sums, columns {label}"), |b| {
+            b.iter(|| unsafe { patterns::meat_sums(&xs, &pats, N, Some(&mask), &w, &mut sums, &mut cc) })
+        });
+        g.bench_function(format!("leverages, columns {label}"), |b| {
+            b.iter(|| unsafe {
+                patterns::leverage_by_patterns(&xs, &bk, m, &pats, table.as_slice(), N, Some(&mask), &mut h)
+            })
+        });
+    }
     g.finish();
 }
 

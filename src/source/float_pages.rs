@@ -22,7 +22,7 @@
 
 use super::binary_pages::{uleb128, DictionaryChunk};
 use arrow::array::{BooleanBufferBuilder, Float64Array};
-use arrow::buffer::{NullBuffer, ScalarBuffer};
+use arrow::buffer::{MutableBuffer, NullBuffer, ScalarBuffer};
 use bytes::Bytes;
 use parquet::basic::{Encoding, Type as PhysicalType};
 use parquet::column::page::{Page, PageReader};
@@ -111,6 +111,63 @@ impl Hybrid {
     }
 }
 
+/// The values of one batch being decoded: an Arrow buffer of `cap` slots,
+/// 64-byte aligned as arrow-rs's are (the kernels' vector loads then never
+/// split a cache line; a plain `Vec` is 16-byte aligned), the first `len`
+/// written.
+struct Values {
+    buf: MutableBuffer,
+    len: usize,
+    cap: usize,
+}
+
+impl Values {
+    fn with_capacity(cap: usize) -> Values {
+        Values { buf: MutableBuffer::with_capacity(cap * 8), len: 0, cap }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Room for `m` more values: where the next goes.
+    fn room(&mut self, m: usize) -> *mut f64 {
+        assert!(self.len + m <= self.cap, "more values than the batch holds");
+        // SAFETY: within the buffer's capacity (asserted).
+        unsafe { self.buf.as_mut_ptr().cast::<f64>().add(self.len) }
+    }
+
+    /// Append the values of an iterator of known length.
+    fn extend(&mut self, values: impl ExactSizeIterator<Item = f64>) {
+        let m = values.len();
+        let at = self.room(m);
+        let mut written = 0;
+        for (i, v) in values.enumerate().take(m) {
+            // SAFETY: `room` checked the space for m values.
+            unsafe { at.add(i).write(v) };
+            written += 1;
+        }
+        self.len += written;
+    }
+
+    fn extend_repeat(&mut self, v: f64, m: usize) {
+        self.extend(std::iter::repeat_n(v, m));
+    }
+
+    /// The values written so far.
+    fn as_mut_slice(&mut self) -> &mut [f64] {
+        // SAFETY: the first `len` values were written.
+        unsafe { std::slice::from_raw_parts_mut(self.buf.as_mut_ptr().cast::<f64>(), self.len) }
+    }
+
+    fn finish(mut self) -> ScalarBuffer<f64> {
+        // SAFETY: the first `len` values were written.
+        unsafe { self.buf.set_len(self.len * 8) };
+        let len = self.len;
+        ScalarBuffer::new(self.buf.into(), 0, len)
+    }
+}
+
 /// The current data page: its buffer, its definition levels (nullable
 /// columns) and dictionary indices, and the slots not yet handed out.
 struct PageState {
@@ -147,7 +204,7 @@ impl FloatColumn {
 
     /// The next `n` rows (null slots hold 0.0).
     pub fn read(&mut self, n: usize) -> Result<Float64Array, String> {
-        let mut out: Vec<f64> = Vec::with_capacity(n);
+        let mut out = Values::with_capacity(n);
         let mut valid = self.nullable.then(|| BooleanBufferBuilder::new(n));
         while out.len() < n {
             if self.page.as_ref().is_none_or(|p| p.slots_left == 0) {
@@ -168,13 +225,13 @@ impl FloatColumn {
                 let valid = valid.as_ref().expect("a nullable column has levels");
                 let bits = valid.as_slice();
                 let start = valid.len() - k;
-                out.resize(base + k, 0.0);
-                spread_defined(&mut out[base..], defined, &bits[..(start + k).div_ceil(8)], start);
+                out.extend_repeat(0.0, k - defined);
+                spread_defined(&mut out.as_mut_slice()[base..], defined, &bits[..(start + k).div_ceil(8)], start);
             }
             page.slots_left -= k;
         }
         let nulls = valid.map(|mut v| NullBuffer::new(v.finish())).filter(|v| v.null_count() > 0);
-        Ok(Float64Array::new(ScalarBuffer::from(out), nulls))
+        Ok(Float64Array::new(out.finish(), nulls))
     }
 
     /// The next data page; `wanted`: rows still to read (for the message
@@ -277,14 +334,14 @@ fn read_levels(def: &mut Hybrid, buf: &[u8], k: usize, valid: &mut BooleanBuffer
 }
 
 /// `k` values (dictionary entries by index) appended to `out`.
-fn read_values(indices: &mut Hybrid, buf: &[u8], k: usize, dict: &[f64], out: &mut Vec<f64>) -> Result<(), String> {
+fn read_values(indices: &mut Hybrid, buf: &[u8], k: usize, dict: &[f64], out: &mut Values) -> Result<(), String> {
     let mut done = 0;
     let past = |i: u64| format!("dictionary index {i} past a dictionary of {} values", dict.len());
     while done < k {
         match indices.take(buf, k - done)? {
             Piece::Repeat(i, m) => {
                 let v = *dict.get(i as usize).ok_or_else(|| past(u64::from(i)))?;
-                out.extend(std::iter::repeat_n(v, m));
+                out.extend_repeat(v, m);
                 done += m;
             }
             Piece::Packed { at, first, k: m } => {
@@ -304,10 +361,10 @@ fn read_values(indices: &mut Hybrid, buf: &[u8], k: usize, dict: &[f64], out: &m
 /// Values `first..first + m` of a bit-packed run of `w`-bit indices (`run`:
 /// its bytes, enough for them), looked up in `dict`, appended to `out`; the
 /// first index past the dictionary as the error.
-fn unpack_lookup(run: &[u8], w: usize, first: usize, m: usize, dict: &[f64], out: &mut Vec<f64>) -> Result<(), u64> {
+fn unpack_lookup(run: &[u8], w: usize, first: usize, m: usize, dict: &[f64], out: &mut Values) -> Result<(), u64> {
     if w == 0 {
         let v = *dict.first().ok_or(0u64)?;
-        out.extend(std::iter::repeat_n(v, m));
+        out.extend_repeat(v, m);
         return Ok(());
     }
     #[cfg(target_arch = "x86_64")]
@@ -354,7 +411,7 @@ unsafe fn unpack_groups_avx512(
     group: usize,
     groups: usize,
     dict: &[f64],
-    out: &mut Vec<f64>,
+    out: &mut Values,
 ) -> Result<(), u64> {
     use std::arch::x86_64::*;
     debug_assert!((1..=32).contains(&w) && (group + groups) * w <= run.len());
@@ -372,9 +429,8 @@ unsafe fn unpack_groups_avx512(
     }
     // SAFETY: 16 values.
     let (d0, d1) = unsafe { (_mm512_loadu_pd(small.as_ptr()), _mm512_loadu_pd(small.as_ptr().add(8))) };
-    out.reserve(8 * groups);
-    let dst = out.as_mut_ptr();
-    let base = out.len();
+    let dst = out.room(8 * groups);
+    let mut done = 0;
     for g in 0..groups {
         let at = (group + g) * w;
         // The bytes of this group and the next few (masked to the run).
@@ -385,7 +441,7 @@ unsafe fn unpack_groups_avx512(
         let words = _mm512_permutexvar_epi8(perm, bytes);
         let idx = _mm512_and_si512(_mm512_srlv_epi64(words, shifts), mask);
         if _mm512_cmpge_epu64_mask(idx, len) != 0 {
-            unsafe { out.set_len(base + 8 * g) };
+            out.len += done;
             let mut lanes = [0u64; 8];
             // SAFETY: 8 lanes.
             unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), idx) };
@@ -397,16 +453,16 @@ unsafe fn unpack_groups_avx512(
             // SAFETY: every index is below the dictionary's length.
             unsafe { _mm512_i64gather_pd::<8>(idx, dict.as_ptr()) }
         };
-        // SAFETY: `reserve` made room for 8 · groups values past `base`.
-        unsafe { _mm512_storeu_pd(dst.add(base + 8 * g), values) };
+        // SAFETY: `room` made space for 8 · groups values.
+        unsafe { _mm512_storeu_pd(dst.add(8 * g), values) };
+        done += 8;
     }
-    // SAFETY: every value up to here was written.
-    unsafe { out.set_len(base + 8 * groups) };
+    out.len += done;
     Ok(())
 }
 
 /// [`unpack_lookup`] one value at a time.
-fn unpack_scalar(run: &[u8], w: usize, first: usize, m: usize, dict: &[f64], out: &mut Vec<f64>) -> Result<(), u64> {
+fn unpack_scalar(run: &[u8], w: usize, first: usize, m: usize, dict: &[f64], out: &mut Values) -> Result<(), u64> {
     let mask = (1u64 << w) - 1;
     // Values whose 8-byte window lies inside the run are read with one
     // unaligned load each; the last few byte by byte. (`extend` over a
@@ -461,17 +517,17 @@ mod tests {
         let buf = [10u8, 3, 3, 0b1110_0100, 0b0001_1011];
         let dict = [10.0, 11.0, 12.0, 13.0];
         let mut h = Hybrid::new(0..buf.len(), 2);
-        let mut out = Vec::new();
+        let mut out = Values::with_capacity(13);
         for _ in 0..4 {
             read_values(&mut h, &buf, 3, &dict, &mut out).expect("valid");
         }
         read_values(&mut h, &buf, 1, &dict, &mut out).expect("valid");
-        assert_eq!(out, [13.0, 13.0, 13.0, 13.0, 13.0, 10.0, 11.0, 12.0, 13.0, 13.0, 12.0, 11.0, 10.0]);
+        assert_eq!(out.as_mut_slice(), [13.0, 13.0, 13.0, 13.0, 13.0, 10.0, 11.0, 12.0, 13.0, 13.0, 12.0, 11.0, 10.0]);
         // Past the end: an error, not a panic.
         assert_eq!(read_values(&mut h, &buf, 1, &dict, &mut out).unwrap_err(), "the page's values ended early");
         // An index past the dictionary.
         let mut h = Hybrid::new(0..buf.len(), 2);
-        let mut out = Vec::new();
+        let mut out = Values::with_capacity(13);
         assert_eq!(
             read_values(&mut h, &buf, 13, &dict[..3], &mut out).unwrap_err(),
             "dictionary index 3 past a dictionary of 3 values"
@@ -512,11 +568,12 @@ mod tests {
             let dict: Vec<f64> = (0..1u64 << w.min(20)).map(|i| i as f64).collect();
             for first in [0usize, 1, 5, 63] {
                 let m = 64 - first;
-                let mut out = Vec::new();
+                let mut out = Values::with_capacity(m);
                 match unpack_lookup(&run, w, first, m, &dict, &mut out) {
                     Ok(()) => {
                         let want: Vec<f64> = (first..64).map(|j| value(j) as f64).collect();
-                        assert_eq!(out, want, "width {w}, from {first}");
+                        assert_eq!(out.as_mut_slice(), want, "width {w}, from {first}");
+                        assert_eq!(out.finish().as_ptr() as usize % 64, 0, "an aligned buffer");
                     }
                     Err(i) => {
                         assert!(i as usize >= dict.len(), "width {w}: reported index {i}");
