@@ -299,20 +299,50 @@ impl FloatColumn {
 
 /// The first `defined` values of `slots` moved to the slots whose
 /// validity bit (bit `start + s` of `bits` for slot `s`) is set, in order;
-/// the other slots 0.0. Branch-free, from the last slot (each value moves
-/// right or stays, so none is overwritten before it moves).
+/// the other slots 0.0. From the last slot down (each value moves right or
+/// stays, so none is overwritten before it moves), 64 slots at a time: a
+/// block with no null moves as one copy (nulls are usually rare), others
+/// slot by slot, branch-free.
 fn spread_defined(slots: &mut [f64], defined: usize, bits: &[u8], start: usize) {
     let k = slots.len();
     assert!(defined <= k && (start + k).div_ceil(8) <= bits.len());
     let mut from = defined;
-    for s in (0..k).rev() {
-        let at = start + s;
-        let v = usize::from(bits[at / 8] >> (at % 8) & 1);
-        from -= v;
-        // A null slot reads some slot at or past `from` (in bounds: from
-        // stays ≤ s) and writes 0.0.
-        let x = slots[from.min(k - 1)];
-        slots[s] = if v == 1 { x } else { 0.0 };
+    let mut end = k;
+    while end > 0 {
+        let c = end.min(64);
+        let lo = end - c;
+        let word = bits_at(bits, start + lo, c);
+        if word == low_mask(c) {
+            slots.copy_within(from - c..from, lo);
+            from -= c;
+        } else {
+            for i in (0..c).rev() {
+                let v = (word >> i & 1) as usize;
+                from -= v;
+                // A null slot reads some slot at or past `from` (in
+                // bounds: from stays ≤ the slot) and writes 0.0.
+                let x = slots[from.min(k - 1)];
+                slots[lo + i] = if v == 1 { x } else { 0.0 };
+            }
+        }
+        end = lo;
+    }
+}
+
+/// `c ≤ 64` bits of `bits` from bit `at` (least significant first).
+fn bits_at(bits: &[u8], at: usize, c: usize) -> u64 {
+    let first = at / 8;
+    let last = (at + c).div_ceil(8).min(bits.len());
+    let word = bits[first..last].iter().rev().fold(0u128, |w, &b| w << 8 | u128::from(b));
+    (word >> (at % 8)) as u64 & low_mask(c)
+}
+
+/// The low `c ≤ 64` bits set.
+fn low_mask(c: usize) -> u64 {
+    if c >= 64 {
+        !0
+    } else {
+        (1u64 << c) - 1
     }
 }
 
@@ -556,6 +586,26 @@ mod tests {
         let mut slots = [1.0, 2.0, 3.0, 4.0, 5.0, -1.0, -1.0, -1.0, -1.0, -1.0];
         spread_defined(&mut slots, 5, &bits, 3);
         assert_eq!(slots, [1.0, 0.0, 2.0, 3.0, 0.0, 0.0, 0.0, 4.0, 0.0, 5.0]);
+        // Long: blocks of 64 with and without nulls, from an odd bit.
+        let n: usize = 300;
+        let valid: Vec<bool> = (0..n).map(|s| !(70..75).contains(&s) && s % 97 != 3).collect();
+        let mut bits = vec![0u8; (n + 5).div_ceil(8)];
+        for (s, &v) in valid.iter().enumerate() {
+            bits[(s + 5) / 8] |= u8::from(v) << ((s + 5) % 8);
+        }
+        let defined = valid.iter().filter(|&&v| v).count();
+        let mut slots: Vec<f64> = (0..n).map(|i| if i < defined { i as f64 + 1.0 } else { -1.0 }).collect();
+        spread_defined(&mut slots, defined, &bits, 5);
+        let mut next = 0.0;
+        for (s, &v) in valid.iter().enumerate() {
+            let want = if v {
+                next += 1.0;
+                next
+            } else {
+                0.0
+            };
+            assert_eq!(slots[s], want, "slot {s}");
+        }
         // All null.
         let mut none = [7.0; 4];
         spread_defined(&mut none, 0, &[0u8], 0);
