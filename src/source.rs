@@ -514,13 +514,6 @@ pub fn parquet_row_group(
             direct.push((at, c));
         }
     }
-    // At least one column stays with arrow-rs: its batches set the row
-    // counts. A float one where there is one (the page reader gains less
-    // over arrow-rs on floats than on bits).
-    if direct.len() == roots.len() {
-        let last_float = direct.iter().rposition(|(_, c)| matches!(c, PageColumn::Float(_)));
-        direct.remove(last_float.unwrap_or(direct.len() - 1));
-    }
     let decoded: Vec<usize> =
         roots.iter().enumerate().filter(|(at, _)| !direct.iter().any(|b| b.0 == *at)).map(|(_, &r)| r).collect();
     let out_schema = Arc::new(Schema::new(
@@ -537,16 +530,24 @@ pub fn parquet_row_group(
             })
             .collect::<Vec<_>>(),
     ));
-    let f = PositionalFile::new(open(&input.path)?);
-    let mask = ProjectionMask::roots(meta.parquet_schema(), decoded);
-    let arrow = ParquetRecordBatchReaderBuilder::new_with_metadata(f, meta.clone())
-        .with_row_groups(vec![row_group])
-        .with_projection(mask)
-        .with_batch_size(batch_size)
-        .build()
-        .map_err(|e| format_err(e.to_string()))?;
+    // Columns left to arrow-rs set the batches' rows; with none, batches of
+    // `batch_size` rows are cut from the row group's count.
+    let arrow = if decoded.is_empty() && !direct.is_empty() {
+        None
+    } else {
+        let f = PositionalFile::new(open(&input.path)?);
+        let mask = ProjectionMask::roots(meta.parquet_schema(), decoded);
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(f, meta.clone())
+            .with_row_groups(vec![row_group])
+            .with_projection(mask)
+            .with_batch_size(batch_size)
+            .build()
+            .map_err(|e| format_err(e.to_string()))?;
+        Some(reader)
+    };
     let names = roots.iter().map(|&r| schema.field(r).name().clone()).collect();
-    Ok(RowGroupBatches { arrow, direct, schema: out_schema, names })
+    let rows_left = usize::try_from(chunks.num_rows()).unwrap_or(0);
+    Ok(RowGroupBatches { arrow, direct, schema: out_schema, names, rows_left, batch_size: batch_size.max(1) })
 }
 
 /// A column chunk decoded from its pages rather than by arrow-rs.
@@ -566,7 +567,12 @@ impl PageColumn {
 
 /// The batches of one Parquet row group (see [`parquet_row_group`]).
 pub struct RowGroupBatches {
-    arrow: ParquetRecordBatchReader,
+    /// arrow-rs's reader of the other columns (`None`: every column is
+    /// decoded from its pages).
+    arrow: Option<ParquetRecordBatchReader>,
+    /// Rows not yet handed out, and the batch size (without arrow-rs).
+    rows_left: usize,
+    batch_size: usize,
     /// Columns decoded from their pages, by position in the output
     /// (ascending).
     direct: Vec<(usize, PageColumn)>,
@@ -586,15 +592,26 @@ impl Iterator for RowGroupBatches {
     type Item = Result<RecordBatch, ArrowError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let batch = match self.arrow.next()? {
-            Ok(b) => b,
-            Err(e) => return Some(Err(e)),
+        let (n, mut columns) = match &mut self.arrow {
+            Some(reader) => {
+                let batch = match reader.next()? {
+                    Ok(b) => b,
+                    Err(e) => return Some(Err(e)),
+                };
+                if self.direct.is_empty() {
+                    return Some(Ok(batch));
+                }
+                (batch.num_rows(), batch.columns().to_vec())
+            }
+            None => {
+                let n = self.rows_left.min(self.batch_size);
+                if n == 0 {
+                    return None;
+                }
+                self.rows_left -= n;
+                (n, Vec::with_capacity(self.direct.len()))
+            }
         };
-        if self.direct.is_empty() {
-            return Some(Ok(batch));
-        }
-        let n = batch.num_rows();
-        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
         for (at, c) in &mut self.direct {
             match c.read(n) {
                 Ok(a) => columns.insert(*at, a),

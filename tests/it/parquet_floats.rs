@@ -3,7 +3,8 @@
 //! infinities included) and every null — across data page versions, codecs,
 //! page and row group sizes, batch cuts and dictionary sizes (looked up by
 //! register permutation up to 16 values, by gather beyond); a column
-//! without a dictionary stays with arrow-rs.
+//! without a dictionary stays with arrow-rs; with every column from its
+//! pages, batches are cut as arrow-rs cuts them.
 
 use crate::common::tempdir;
 use arrow::array::{Array, ArrayRef, Float64Array, RecordBatch};
@@ -122,6 +123,23 @@ proptest! {
                 }
             }
             prop_assert_eq!(rows as i64, meta.metadata().row_group(rg).num_rows());
+            // Every column from its pages: no arrow-rs reader, the batches
+            // cut from the row group's count as arrow-rs cuts them.
+            let dict_cols = &cols[..4];
+            let all = source::parquet_row_group(&input, &meta, rg, dict_cols, &[], true, batch).unwrap();
+            prop_assert_eq!(all.page_decoded().len(), 4);
+            let plain = source::parquet_row_group(&input, &meta, rg, dict_cols, &[], false, batch).unwrap();
+            let (mut got, mut want) = (0, 0);
+            for (a, b) in all.zip(plain) {
+                let (a, b) = (a.unwrap(), b.unwrap());
+                prop_assert_eq!(a.num_rows(), b.num_rows());
+                got += a.num_rows();
+                for i in 0..4 {
+                    prop_assert!(same_bits(a.column(i), b.column(i)), "row group {}, column {} (all from pages)", rg, i);
+                }
+            }
+            want += meta.metadata().row_group(rg).num_rows() as usize;
+            prop_assert_eq!(got, want);
         }
     }
 }
