@@ -441,7 +441,7 @@ fn has_vbmi() -> bool {
 /// `group` of a bit-packed run, looked up in `dict`, appended to `out`. A
 /// group is `w` bytes: one byte permutation puts each value's 8-byte window
 /// in its lane, a variable shift and a mask leave the index; dictionaries
-/// of up to 16 values are looked up by a register permutation, larger ones
+/// of up to 64 values are looked up by register permutations, larger ones
 /// by a gather. Any index past the dictionary: the error (the first such
 /// index), nothing appended for its group.
 #[cfg(target_arch = "x86_64")]
@@ -463,13 +463,17 @@ unsafe fn unpack_groups_avx512(
         unsafe { (_mm512_loadu_si512(perm.as_ptr().cast()), _mm512_loadu_si512(shifts.as_ptr().cast())) };
     let mask = _mm512_set1_epi64(((1u64 << w) - 1) as i64);
     let len = _mm512_set1_epi64(dict.len() as i64);
-    let mut small = [0.0f64; 16];
-    let few = dict.len() <= 16;
-    if few {
+    // Dictionaries of up to 64 values live in (up to) 8 registers: pairs
+    // looked up by `vpermt2pd` (16 values each), bits 4 and 5 of the index
+    // choosing among the pairs.
+    let mut small = [0.0f64; 64];
+    let pairs = if dict.len() <= 64 { dict.len().div_ceil(16).max(1) } else { 0 };
+    if pairs > 0 {
         small[..dict.len()].copy_from_slice(dict);
     }
-    // SAFETY: 16 values.
-    let (d0, d1) = unsafe { (_mm512_loadu_pd(small.as_ptr()), _mm512_loadu_pd(small.as_ptr().add(8))) };
+    // SAFETY: 64 values.
+    let d: [__m512d; 8] = std::array::from_fn(|i| unsafe { _mm512_loadu_pd(small.as_ptr().add(8 * i)) });
+    let (bit4, bit5) = (_mm512_set1_epi64(16), _mm512_set1_epi64(32));
     let dst = out.room(8 * groups);
     let mut done = 0;
     for g in 0..groups {
@@ -488,11 +492,32 @@ unsafe fn unpack_groups_avx512(
             unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), idx) };
             return Err(*lanes.iter().find(|&&i| i as usize >= dict.len()).expect("a lane past the dictionary"));
         }
-        let values = if few {
-            _mm512_permutex2var_pd(d0, idx, d1)
-        } else {
+        let values = match pairs {
+            1 => _mm512_permutex2var_pd(d[0], idx, d[1]),
+            2 => {
+                let hi = _mm512_test_epi64_mask(idx, bit4);
+                _mm512_mask_blend_pd(
+                    hi,
+                    _mm512_permutex2var_pd(d[0], idx, d[1]),
+                    _mm512_permutex2var_pd(d[2], idx, d[3]),
+                )
+            }
+            3 | 4 => {
+                let (m4, m5) = (_mm512_test_epi64_mask(idx, bit4), _mm512_test_epi64_mask(idx, bit5));
+                let low = _mm512_mask_blend_pd(
+                    m4,
+                    _mm512_permutex2var_pd(d[0], idx, d[1]),
+                    _mm512_permutex2var_pd(d[2], idx, d[3]),
+                );
+                let high = _mm512_mask_blend_pd(
+                    m4,
+                    _mm512_permutex2var_pd(d[4], idx, d[5]),
+                    _mm512_permutex2var_pd(d[6], idx, d[7]),
+                );
+                _mm512_mask_blend_pd(m5, low, high)
+            }
             // SAFETY: every index is below the dictionary's length.
-            unsafe { _mm512_i64gather_pd::<8>(idx, dict.as_ptr()) }
+            _ => unsafe { _mm512_i64gather_pd::<8>(idx, dict.as_ptr()) },
         };
         // SAFETY: `room` made space for 8 · groups values.
         unsafe { _mm512_storeu_pd(dst.add(8 * g), values) };
@@ -610,6 +635,37 @@ mod tests {
         let mut none = [7.0; 4];
         spread_defined(&mut none, 0, &[0u8], 0);
         assert_eq!(none, [0.0; 4]);
+    }
+
+    /// Dictionaries of every size class (one register pair, two, four, a
+    /// gather) give each index its entry, on every path.
+    #[test]
+    fn lookups_of_every_dictionary_size() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for len in [1usize, 5, 16, 17, 30, 32, 33, 50, 64, 65, 200] {
+            let w = (usize::BITS - (len - 1).leading_zeros()) as usize;
+            let w = w.max(1);
+            let n = 200;
+            let idx: Vec<usize> = (0..n)
+                .map(|_| {
+                    x = x.rotate_left(17).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    (x >> 11) as usize % len
+                })
+                .collect();
+            let mut run = vec![0u8; (n * w).div_ceil(8)];
+            for (j, &i) in idx.iter().enumerate() {
+                for b in 0..w {
+                    run[(j * w + b) / 8] |= ((i >> b & 1) as u8) << ((j * w + b) % 8);
+                }
+            }
+            let dict: Vec<f64> = (0..len).map(|i| i as f64 * 1.5 - 3.0).collect();
+            for first in [0usize, 3, 8] {
+                let mut out = Values::with_capacity(n - first);
+                unpack_lookup(&run, w, first, n - first, &dict, &mut out).expect("indices within the dictionary");
+                let want: Vec<f64> = idx[first..].iter().map(|&i| dict[i]).collect();
+                assert_eq!(out.as_mut_slice(), want, "dictionary of {len}, from {first}");
+            }
+        }
     }
 
     /// Wide indices read by the 8-byte window and by the byte-wise tail
