@@ -10,6 +10,7 @@
 
 mod binary_pages;
 mod float_pages;
+mod page_format;
 
 use crate::formula::SourceType;
 use arrow::array::{ArrayRef, RecordBatch};

@@ -16,18 +16,17 @@
 //! it is INT64, flat (no repetition, at most one definition level), every
 //! data page is dictionary-encoded (the chunk's page encoding statistics)
 //! and its dictionary holds one or two values, each 0 or 1. Any other chunk
-//! is left to arrow-rs. Formats: the RLE / bit-packing hybrid and the data
-//! page layouts v1 and v2 of the Parquet format specification
-//! (parquet-format, `Encodings.md` and `README.md`, "Data Pages").
+//! is left to arrow-rs. The page format (chunk, data page layouts, hybrid
+//! runs) is `page_format`'s.
 
+use super::page_format::{data_page, DataPage, DictionaryChunk, Run, Runs};
 use arrow::array::BooleanArray;
 use arrow::array::BooleanBufferBuilder;
 use arrow::buffer::{BooleanBuffer, Buffer, NullBuffer};
-use parquet::basic::{Encoding, Type as PhysicalType};
-use parquet::column::page::{Page, PageReader};
+use parquet::basic::Type as PhysicalType;
+use parquet::column::page::PageReader;
 use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::reader::ChunkReader;
-use parquet::file::serialized_reader::SerializedPageReader;
 use std::sync::Arc;
 
 /// Bits in 64-bit words, least significant first (Arrow's bitmap layout on
@@ -103,83 +102,6 @@ fn bytes_word(bytes: &[u8], at: usize, n: usize) -> u64 {
     low(word, n)
 }
 
-/// One run of the RLE / bit-packing hybrid.
-enum Run<'a> {
-    /// A value repeated `len` times.
-    Repeat(u64, usize),
-    /// `len` values packed at the run's bit width, least significant bit
-    /// first, from the start of these bytes (which run on to the end of
-    /// the page: a word may be read whole past the run's last value).
-    Packed(&'a [u8], usize),
-}
-
-/// ULEB-128 varint at `pos` (the hybrid's run headers).
-#[inline(always)]
-pub(super) fn uleb128(data: &[u8], pos: &mut usize) -> Result<u64, String> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let Some(&b) = data.get(*pos) else {
-            return Err("a run header past the end of the page".into());
-        };
-        *pos += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Ok(v);
-        }
-    }
-    Err("a run header longer than 64 bits".into())
-}
-
-/// The runs of `count` values of the hybrid encoding at bit width `width`
-/// in `data`, one at a time. A last bit-packed run may hold more values
-/// than are left (padding) and its bytes may stop after the last one used.
-struct Runs<'a> {
-    data: &'a [u8],
-    width: usize,
-    pos: usize,
-    left: usize,
-}
-
-impl<'a> Runs<'a> {
-    fn new(data: &'a [u8], width: usize, count: usize) -> Self {
-        Runs { data, width, pos: 0, left: count }
-    }
-
-    /// The next run (at most the values left), or `None` after the last.
-    /// Inlined into each decoding loop: runs are often a few values long.
-    #[inline(always)]
-    fn next_run(&mut self) -> Result<Option<Run<'a>>, String> {
-        if self.left == 0 {
-            return Ok(None);
-        }
-        let (data, width) = (self.data, self.width);
-        let header = uleb128(data, &mut self.pos)?;
-        let len = usize::try_from(header >> 1).map_err(|_| "a run longer than memory")?;
-        let run = if header & 1 == 1 {
-            let take = len.saturating_mul(8).min(self.left);
-            let avail = data.len() - self.pos;
-            if avail < (take * width).div_ceil(8) {
-                return Err(format!("a bit-packed run of {take} values past the end of the page"));
-            }
-            let run = Run::Packed(&data[self.pos..], take);
-            self.pos += len.saturating_mul(width).min(avail);
-            self.left -= take;
-            run
-        } else {
-            let bytes = width.div_ceil(8);
-            if data.len() - self.pos < bytes {
-                return Err("a repeated value past the end of the page".into());
-            }
-            let v = (0..bytes).fold(0u64, |v, i| v | u64::from(data[self.pos + i]) << (8 * i));
-            self.pos += bytes;
-            let take = len.min(self.left);
-            self.left -= take;
-            Run::Repeat(v, take)
-        };
-        Ok(Some(run))
-    }
-}
-
 /// A chunk's dictionary: the 0/1 value at index 0 and, if there is one, at
 /// index 1.
 #[derive(Clone, Copy, Debug)]
@@ -218,7 +140,7 @@ fn decode_indices(data: &[u8], width: usize, count: usize, dict: Dictionary, out
     let mut runs = Runs::new(data, width, count);
     while let Some(run) = runs.next_run()? {
         match run {
-            Run::Repeat(v, n) => out.push_repeat(dict.value(v)?, n),
+            Run::Repeat(v, n) => out.push_repeat(dict.value(u64::from(v))?, n),
             Run::Packed(bytes, n) => {
                 // Wider indices than a dictionary of two values needs: valid,
                 // if unusual; value by value.
@@ -249,7 +171,7 @@ fn decode_one_bit_indices(
     let mut runs = Runs::new(data, width, count);
     while let Some(run) = runs.next_run()? {
         match run {
-            Run::Repeat(v, n) => out.push_repeat(dict.value(v)?, n),
+            Run::Repeat(v, n) => out.push_repeat(dict.value(u64::from(v))?, n),
             Run::Packed(bytes, n) => {
                 for i in (0..n).step_by(64) {
                     let k = (n - i).min(64);
@@ -275,54 +197,6 @@ fn deposit(mut src: u64, mut mask: u64) -> u64 {
         mask &= mask - 1;
     }
     out
-}
-
-/// A flat, wholly dictionary-encoded column chunk of 8-byte values, its
-/// dictionary page read: what both page readers (`binary_pages`,
-/// `float_pages`) start from.
-pub(super) struct DictionaryChunk {
-    /// The data pages, next.
-    pub pages: Box<dyn PageReader>,
-    /// The dictionary's values (PLAIN, 8 bytes each).
-    pub dict: bytes::Bytes,
-    /// One definition level (nullable) or none.
-    pub nullable: bool,
-}
-
-impl DictionaryChunk {
-    /// The chunk, or `None` when it is not of `physical` type, not flat
-    /// (repeated, or nested definition levels), has a data page not
-    /// dictionary-encoded (the chunk's page encoding statistics), or its
-    /// dictionary page is not PLAIN 8-byte values.
-    pub fn open<R: ChunkReader + 'static>(
-        file: Arc<R>,
-        chunk: &ColumnChunkMetaData,
-        rows: usize,
-        physical: PhysicalType,
-    ) -> Result<Option<DictionaryChunk>, String> {
-        let descr = chunk.column_descr();
-        let all_dictionary = chunk
-            .page_encoding_stats_mask()
-            .is_some_and(|m| m.is_only(Encoding::RLE_DICTIONARY) || m.is_only(Encoding::PLAIN_DICTIONARY));
-        if descr.physical_type() != physical
-            || descr.max_rep_level() != 0
-            || descr.max_def_level() > 1
-            || chunk.dictionary_page_offset().is_none()
-            || !all_dictionary
-        {
-            return Ok(None);
-        }
-        let mut pages = SerializedPageReader::new(file, chunk, rows, None).map_err(|e| e.to_string())?;
-        let Some(Page::DictionaryPage { buf, num_values, encoding, .. }) =
-            pages.get_next_page().map_err(|e| e.to_string())?
-        else {
-            return Ok(None);
-        };
-        if !matches!(encoding, Encoding::PLAIN | Encoding::PLAIN_DICTIONARY) || buf.len() != 8 * num_values as usize {
-            return Ok(None);
-        }
-        Ok(Some(DictionaryChunk { pages: Box::new(pages), dict: buf, nullable: descr.max_def_level() == 1 }))
-    }
 }
 
 /// A qualifying column chunk, read as bits batch by batch.
@@ -423,38 +297,9 @@ impl BinaryColumn {
             Some(p) => p,
             None => return Err(format!("the column chunk ended {wanted} rows early")),
         };
-        let (slots, encoding, def, data): (usize, Encoding, Option<&[u8]>, &[u8]) = match &page {
-            Page::DataPage { buf, num_values, encoding, def_level_encoding, .. } => {
-                if !self.nullable {
-                    (*num_values as usize, *encoding, None, &buf[..])
-                } else {
-                    if *def_level_encoding != Encoding::RLE {
-                        return Err(format!("definition levels encoded as {def_level_encoding}, not RLE"));
-                    }
-                    let len = buf.get(..4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize);
-                    match len {
-                        Some(len) if 4 + len <= buf.len() => {
-                            (*num_values as usize, *encoding, Some(&buf[4..4 + len]), &buf[4 + len..])
-                        }
-                        _ => return Err("definition levels past the end of the page".into()),
-                    }
-                }
-            }
-            Page::DataPageV2 { buf, num_values, encoding, def_levels_byte_len, rep_levels_byte_len, .. } => {
-                let (r, d) = (*rep_levels_byte_len as usize, *def_levels_byte_len as usize);
-                if r + d > buf.len() {
-                    return Err("levels past the end of the page".into());
-                }
-                let def = self.nullable.then(|| &buf[r..r + d]);
-                (*num_values as usize, *encoding, def, &buf[r + d..])
-            }
-            Page::DictionaryPage { .. } => return Err("a second dictionary page".into()),
-        };
-        if !matches!(encoding, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY) {
-            return Err(format!(
-                "a data page encoded as {encoding}, where the chunk's metadata lists only dictionary-encoded pages"
-            ));
-        }
+        let DataPage { slots, def, values } = data_page(&page, self.nullable)?;
+        let buf = page.buffer();
+        let (def, data) = (def.map(|r| &buf[r]), &buf[values..]);
         let valid = match def {
             Some(d) => {
                 let mut v = Bits::default();

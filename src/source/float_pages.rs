@@ -19,100 +19,18 @@
 //! it is DOUBLE, flat (no repetition, at most one definition level), every
 //! data page is dictionary-encoded (the chunk's page encoding statistics)
 //! and its dictionary page is PLAIN. Any other chunk is left to arrow-rs.
-//! Formats: the RLE / bit-packing hybrid and the data page layouts v1 and
-//! v2 of the Parquet format specification (parquet-format, `Encodings.md`
-//! and `README.md`, "Data Pages").
+//! The page format (chunk, data page layouts, hybrid runs read in pieces)
+//! is `page_format`'s.
 
-use super::binary_pages::{uleb128, DictionaryChunk};
+use super::page_format::{data_page, DataPage, DictionaryChunk, Hybrid, Piece};
 use arrow::array::{BooleanBufferBuilder, Float64Array};
 use arrow::buffer::{Buffer, NullBuffer, ScalarBuffer};
 use bytes::Bytes;
-use parquet::basic::{Encoding, Type as PhysicalType};
-use parquet::column::page::{Page, PageReader};
+use parquet::basic::Type as PhysicalType;
+use parquet::column::page::PageReader;
 use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::reader::ChunkReader;
-use std::ops::Range;
 use std::sync::Arc;
-
-/// A run of the hybrid encoding, as far as it has been read.
-#[derive(Clone, Copy, Debug)]
-enum RunState {
-    /// `left` more copies of `value`.
-    Repeat { value: u32, left: usize },
-    /// A bit-packed run starting at byte `at` of the page, whose value
-    /// `next` is the next to read; `left` values of it remain.
-    Packed { at: usize, next: usize, left: usize },
-}
-
-/// The hybrid-encoded values of bit width `width` in `range` of a page
-/// buffer, read in pieces that may stop inside a run (a batch ends there)
-/// and resume where they stopped.
-#[derive(Debug)]
-struct Hybrid {
-    range: Range<usize>,
-    width: usize,
-    /// The next run header.
-    pos: usize,
-    run: Option<RunState>,
-}
-
-/// A piece of a run: `k` copies of a value, or `k` bit-packed values from
-/// value `first` of the run starting at byte `at`.
-enum Piece {
-    Repeat(u32, usize),
-    Packed { at: usize, first: usize, k: usize },
-}
-
-impl Hybrid {
-    fn new(range: Range<usize>, width: usize) -> Hybrid {
-        Hybrid { pos: range.start, range, width, run: None }
-    }
-
-    /// At most `max` (> 0) next values, from the current run.
-    fn take(&mut self, buf: &[u8], max: usize) -> Result<Piece, String> {
-        let run = match self.run {
-            Some(r) if !matches!(r, RunState::Repeat { left: 0, .. } | RunState::Packed { left: 0, .. }) => r,
-            _ => self.next_run(buf)?,
-        };
-        Ok(match run {
-            RunState::Repeat { value, left } => {
-                let k = left.min(max);
-                self.run = Some(RunState::Repeat { value, left: left - k });
-                Piece::Repeat(value, k)
-            }
-            RunState::Packed { at, next, left } => {
-                let k = left.min(max);
-                self.run = Some(RunState::Packed { at, next: next + k, left: left - k });
-                Piece::Packed { at, first: next, k }
-            }
-        })
-    }
-
-    fn next_run(&mut self, buf: &[u8]) -> Result<RunState, String> {
-        let data = &buf[..self.range.end];
-        if self.pos >= self.range.end {
-            return Err("the page's values ended early".into());
-        }
-        let header = uleb128(data, &mut self.pos)?;
-        let len = usize::try_from(header >> 1).map_err(|_| "a run longer than memory")?;
-        if header & 1 == 1 {
-            // `len` groups of 8 values, `width` bytes per group.
-            let at = self.pos;
-            let bytes = len.checked_mul(self.width).ok_or("a run longer than memory")?;
-            // The last run's bytes may stop after its last value used.
-            self.pos = at.saturating_add(bytes).min(self.range.end);
-            Ok(RunState::Packed { at, next: 0, left: len.saturating_mul(8) })
-        } else {
-            let nbytes = self.width.div_ceil(8);
-            if self.range.end - self.pos < nbytes {
-                return Err("a repeated value past the end of the page".into());
-            }
-            let value = (0..nbytes).fold(0u32, |v, i| v | u32::from(data[self.pos + i]) << (8 * i));
-            self.pos += nbytes;
-            Ok(RunState::Repeat { value, left: len })
-        }
-    }
-}
 
 /// The values of one batch being decoded: `cap` slots of a `Vec` whose
 /// first slot is 64-byte aligned, as arrow-rs's buffers are (the kernels'
@@ -255,38 +173,8 @@ impl FloatColumn {
             Some(p) => p,
             None => return Err(format!("the column chunk ended {wanted} rows early")),
         };
-        let (buf, slots, encoding, def, values): (Bytes, usize, Encoding, Option<Range<usize>>, usize) = match page {
-            Page::DataPage { buf, num_values, encoding, def_level_encoding, .. } => {
-                if !self.nullable {
-                    (buf, num_values as usize, encoding, None, 0)
-                } else {
-                    if def_level_encoding != Encoding::RLE {
-                        return Err(format!("definition levels encoded as {def_level_encoding}, not RLE"));
-                    }
-                    let len = buf.get(..4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize);
-                    match len {
-                        Some(len) if 4 + len <= buf.len() => {
-                            (buf, num_values as usize, encoding, Some(4..4 + len), 4 + len)
-                        }
-                        _ => return Err("definition levels past the end of the page".into()),
-                    }
-                }
-            }
-            Page::DataPageV2 { buf, num_values, encoding, def_levels_byte_len, rep_levels_byte_len, .. } => {
-                let (r, d) = (rep_levels_byte_len as usize, def_levels_byte_len as usize);
-                if r + d > buf.len() {
-                    return Err("levels past the end of the page".into());
-                }
-                let def = self.nullable.then_some(r..r + d);
-                (buf, num_values as usize, encoding, def, r + d)
-            }
-            Page::DictionaryPage { .. } => return Err("a second dictionary page".into()),
-        };
-        if !matches!(encoding, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY) {
-            return Err(format!(
-                "a data page encoded as {encoding}, where the chunk's metadata lists only dictionary-encoded pages"
-            ));
-        }
+        let DataPage { slots, def, values } = data_page(&page, self.nullable)?;
+        let buf = page.buffer().clone();
         if slots == 0 {
             return Err("an empty data page".into());
         }
@@ -364,10 +252,7 @@ fn read_levels(def: &mut Hybrid, buf: &[u8], k: usize, valid: &mut BooleanBuffer
                 done += m;
             }
             Piece::Packed { at, first, k: m } => {
-                if (first + m).div_ceil(8) > def.range.end - at {
-                    return Err(format!("a bit-packed run of {m} definition levels past the end of the page"));
-                }
-                let bytes = &buf[at..def.range.end];
+                let bytes = &buf[at..def.end()];
                 valid.append_packed_range(first..first + m, bytes);
                 ones += (first..first + m).filter(|&j| bytes[j / 8] >> (j % 8) & 1 == 1).count();
                 done += m;
@@ -389,12 +274,7 @@ fn read_values(indices: &mut Hybrid, buf: &[u8], k: usize, dict: &[f64], out: &m
                 done += m;
             }
             Piece::Packed { at, first, k: m } => {
-                let w = indices.width;
-                let end = indices.range.end;
-                if (first + m) * w > (end - at) * 8 {
-                    return Err(format!("a bit-packed run of {m} values past the end of the page"));
-                }
-                unpack_lookup(&buf[at..end], w, first, m, dict, out).map_err(past)?;
+                unpack_lookup(&buf[at..indices.end()], indices.width, first, m, dict, out).map_err(past)?;
                 done += m;
             }
         }

@@ -1,0 +1,280 @@
+//! The Parquet page format as the page readers (`binary_pages`,
+//! `float_pages`) need it: opening a flat, dictionary-encoded column chunk,
+//! the layout of its data pages (v1 and v2), and the RLE / bit-packing
+//! hybrid of its definition levels and dictionary indices — read in pieces
+//! that may stop inside a run and resume, or run by run. Parquet format
+//! specification (parquet-format, `Encodings.md` and `README.md`, "Data
+//! Pages").
+
+use bytes::Bytes;
+use parquet::basic::{Encoding, Type as PhysicalType};
+use parquet::column::page::{Page, PageReader};
+use parquet::file::metadata::ColumnChunkMetaData;
+use parquet::file::reader::ChunkReader;
+use parquet::file::serialized_reader::SerializedPageReader;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// A flat, wholly dictionary-encoded column chunk of 8-byte values, its
+/// dictionary page read: what both page readers (`binary_pages`,
+/// `float_pages`) start from.
+pub struct DictionaryChunk {
+    /// The data pages, next.
+    pub pages: Box<dyn PageReader>,
+    /// The dictionary's values (PLAIN, 8 bytes each).
+    pub dict: Bytes,
+    /// One definition level (nullable) or none.
+    pub nullable: bool,
+}
+
+impl DictionaryChunk {
+    /// The chunk, or `None` when it is not of `physical` type, not flat
+    /// (repeated, or nested definition levels), has a data page not
+    /// dictionary-encoded (the chunk's page encoding statistics), or its
+    /// dictionary page is not PLAIN 8-byte values.
+    pub fn open<R: ChunkReader + 'static>(
+        file: Arc<R>,
+        chunk: &ColumnChunkMetaData,
+        rows: usize,
+        physical: PhysicalType,
+    ) -> Result<Option<DictionaryChunk>, String> {
+        let descr = chunk.column_descr();
+        let all_dictionary = chunk
+            .page_encoding_stats_mask()
+            .is_some_and(|m| m.is_only(Encoding::RLE_DICTIONARY) || m.is_only(Encoding::PLAIN_DICTIONARY));
+        if descr.physical_type() != physical
+            || descr.max_rep_level() != 0
+            || descr.max_def_level() > 1
+            || chunk.dictionary_page_offset().is_none()
+            || !all_dictionary
+        {
+            return Ok(None);
+        }
+        let mut pages = SerializedPageReader::new(file, chunk, rows, None).map_err(|e| e.to_string())?;
+        let Some(Page::DictionaryPage { buf, num_values, encoding, .. }) =
+            pages.get_next_page().map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        if !matches!(encoding, Encoding::PLAIN | Encoding::PLAIN_DICTIONARY) || buf.len() != 8 * num_values as usize {
+            return Ok(None);
+        }
+        Ok(Some(DictionaryChunk { pages: Box::new(pages), dict: buf, nullable: descr.max_def_level() == 1 }))
+    }
+}
+
+/// Where a flat column's data page keeps its parts: `slots` values
+/// (nulls included), the definition levels' bytes (nullable columns) and
+/// the start of the dictionary indices (their bit width, then the hybrid
+/// runs), as offsets into the page buffer.
+pub struct DataPage {
+    pub slots: usize,
+    pub def: Option<Range<usize>>,
+    pub values: usize,
+}
+
+/// The layout of a data page (v1: a 4-byte length before RLE definition
+/// levels; v2: level lengths in the header), checked to be
+/// dictionary-encoded as the chunk's metadata said.
+pub fn data_page(page: &Page, nullable: bool) -> Result<DataPage, String> {
+    let (slots, encoding, def, values) = match page {
+        Page::DataPage { buf, num_values, encoding, def_level_encoding, .. } => {
+            if !nullable {
+                (*num_values as usize, *encoding, None, 0)
+            } else {
+                if *def_level_encoding != Encoding::RLE {
+                    return Err(format!("definition levels encoded as {def_level_encoding}, not RLE"));
+                }
+                let len = buf.get(..4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize);
+                match len {
+                    Some(len) if 4 + len <= buf.len() => (*num_values as usize, *encoding, Some(4..4 + len), 4 + len),
+                    _ => return Err("definition levels past the end of the page".into()),
+                }
+            }
+        }
+        Page::DataPageV2 { buf, num_values, encoding, def_levels_byte_len, rep_levels_byte_len, .. } => {
+            let (r, d) = (*rep_levels_byte_len as usize, *def_levels_byte_len as usize);
+            if r + d > buf.len() {
+                return Err("levels past the end of the page".into());
+            }
+            (*num_values as usize, *encoding, nullable.then_some(r..r + d), r + d)
+        }
+        Page::DictionaryPage { .. } => return Err("a second dictionary page".into()),
+    };
+    if !matches!(encoding, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY) {
+        return Err(format!(
+            "a data page encoded as {encoding}, where the chunk's metadata lists only dictionary-encoded pages"
+        ));
+    }
+    Ok(DataPage { slots, def, values })
+}
+
+/// ULEB-128 varint at `pos` (the hybrid's run headers).
+#[inline(always)]
+fn uleb128(data: &[u8], pos: &mut usize) -> Result<u64, String> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let Some(&b) = data.get(*pos) else {
+            return Err("a run header past the end of the page".into());
+        };
+        *pos += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err("a run header longer than 64 bits".into())
+}
+
+/// A run of the hybrid encoding, as far as it has been read.
+#[derive(Clone, Copy, Debug)]
+enum RunState {
+    /// `left` more copies of `value`.
+    Repeat { value: u32, left: usize },
+    /// A bit-packed run starting at byte `at` of the page, whose value
+    /// `next` is the next to read; `left` values of it remain.
+    Packed { at: usize, next: usize, left: usize },
+}
+
+/// The hybrid-encoded values of bit width `width` in `range` of a page
+/// buffer, read in pieces that may stop inside a run (a batch ends there)
+/// and resume where they stopped.
+#[derive(Debug)]
+pub struct Hybrid {
+    range: Range<usize>,
+    pub width: usize,
+    /// The next run header.
+    pos: usize,
+    /// The run being read, while values of it are left.
+    run: Option<RunState>,
+}
+
+/// A piece of a run: `k` copies of a value, or `k` bit-packed values from
+/// value `first` of the run starting at byte `at` (of the page buffer).
+pub enum Piece {
+    Repeat(u32, usize),
+    Packed { at: usize, first: usize, k: usize },
+}
+
+impl Hybrid {
+    pub fn new(range: Range<usize>, width: usize) -> Hybrid {
+        Hybrid { pos: range.start, range, width, run: None }
+    }
+
+    /// The end of the region (a byte offset into the page buffer).
+    pub fn end(&self) -> usize {
+        self.range.end
+    }
+
+    /// At most `max` (> 0) next values, from the current run; a bit-packed
+    /// piece's bytes are within the range.
+    #[inline(always)]
+    pub fn take(&mut self, buf: &[u8], max: usize) -> Result<Piece, String> {
+        // A run partly read is kept; one read to its end is not.
+        let run = match self.run.take() {
+            Some(r) => r,
+            None => self.next_run(buf)?,
+        };
+        Ok(match run {
+            RunState::Repeat { value, left } => {
+                let k = left.min(max);
+                if k < left {
+                    self.run = Some(RunState::Repeat { value, left: left - k });
+                }
+                Piece::Repeat(value, k)
+            }
+            RunState::Packed { at, next, left } => {
+                let k = left.min(max);
+                self.check_packed(at, next, k)?;
+                if k < left {
+                    self.run = Some(RunState::Packed { at, next: next + k, left: left - k });
+                }
+                Piece::Packed { at, first: next, k }
+            }
+        })
+    }
+
+    /// Values `first..first + k` of the bit-packed run at byte `at` lie
+    /// within the region.
+    #[inline(always)]
+    fn check_packed(&self, at: usize, first: usize, k: usize) -> Result<(), String> {
+        if (first + k) * self.width > (self.range.end - at) * 8 {
+            return Err(format!("a bit-packed run of {k} values past the end of the page"));
+        }
+        Ok(())
+    }
+
+    /// The next run, read whole from its header.
+    #[inline(always)]
+    fn next_run(&mut self, buf: &[u8]) -> Result<RunState, String> {
+        let data = &buf[..self.range.end];
+        if self.pos >= self.range.end {
+            return Err("the page's values ended early".into());
+        }
+        let header = uleb128(data, &mut self.pos)?;
+        let len = usize::try_from(header >> 1).map_err(|_| "a run longer than memory")?;
+        if header & 1 == 1 {
+            // `len` groups of 8 values, `width` bytes per group.
+            let at = self.pos;
+            let bytes = len.checked_mul(self.width).ok_or("a run longer than memory")?;
+            // The last run's bytes may stop after its last value used.
+            self.pos = at.saturating_add(bytes).min(self.range.end);
+            Ok(RunState::Packed { at, next: 0, left: len.saturating_mul(8) })
+        } else {
+            let nbytes = self.width.div_ceil(8);
+            if self.range.end - self.pos < nbytes {
+                return Err("a repeated value past the end of the page".into());
+            }
+            let value = (0..nbytes).fold(0u32, |v, i| v | u32::from(data[self.pos + i]) << (8 * i));
+            self.pos += nbytes;
+            Ok(RunState::Repeat { value, left: len })
+        }
+    }
+}
+
+/// All `count` values of a hybrid region, run by run (a whole page read at
+/// once): [`Hybrid`]'s runs, each read to its end (a last bit-packed run's
+/// padding left out).
+pub struct Runs<'a> {
+    buf: &'a [u8],
+    hybrid: Hybrid,
+    left: usize,
+}
+
+/// One run of [`Runs`].
+pub enum Run<'a> {
+    /// A value repeated `len` times.
+    Repeat(u32, usize),
+    /// `len` values packed at the run's bit width, least significant bit
+    /// first, from the start of these bytes (which run on to the end of
+    /// the region: a word may be read whole past the run's last value).
+    Packed(&'a [u8], usize),
+}
+
+impl<'a> Runs<'a> {
+    pub fn new(buf: &'a [u8], width: usize, count: usize) -> Runs<'a> {
+        Runs { buf, hybrid: Hybrid::new(0..buf.len(), width), left: count }
+    }
+
+    /// The next run (at most the values left), or `None` after the last.
+    #[inline(always)]
+    pub fn next_run(&mut self) -> Result<Option<Run<'a>>, String> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        let buf = self.buf;
+        Ok(Some(match self.hybrid.next_run(buf)? {
+            RunState::Repeat { value, left } => {
+                let k = left.min(self.left);
+                self.left -= k;
+                Run::Repeat(value, k)
+            }
+            RunState::Packed { at, left, .. } => {
+                let k = left.min(self.left);
+                self.hybrid.check_packed(at, 0, k)?;
+                self.left -= k;
+                Run::Packed(&buf[at..], k)
+            }
+        }))
+    }
+}
