@@ -70,3 +70,31 @@ pub fn rel_diff(a: f64, b: f64) -> f64 {
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
+
+/// Writer properties of the page readers' property tests: page version,
+/// codec (0 none, 1 snappy, else zstd), rows per data page and per row
+/// group; `plain`: columns written without a dictionary.
+pub fn page_test_props(
+    v2: bool,
+    codec: u8,
+    page_rows: usize,
+    group_rows: usize,
+    plain: &[&str],
+) -> parquet::file::properties::WriterProperties {
+    use parquet::basic::{Compression, ZstdLevel};
+    use parquet::file::properties::{WriterProperties, WriterVersion};
+    let mut b = WriterProperties::builder()
+        .set_writer_version(if v2 { WriterVersion::PARQUET_2_0 } else { WriterVersion::PARQUET_1_0 })
+        .set_compression(match codec {
+            0 => Compression::UNCOMPRESSED,
+            1 => Compression::SNAPPY,
+            _ => Compression::ZSTD(ZstdLevel::default()),
+        })
+        .set_data_page_row_count_limit(page_rows)
+        .set_write_batch_size(page_rows.min(1024))
+        .set_max_row_group_row_count(Some(group_rows));
+    for c in plain {
+        b = b.set_column_dictionary_enabled(parquet::schema::types::ColumnPath::from(*c), false);
+    }
+    b.build()
+}

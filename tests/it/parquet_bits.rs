@@ -9,7 +9,7 @@ use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
 use gramfit::source::{self, Input, SourceKind};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::Compression;
 use parquet::file::properties::{WriterProperties, WriterVersion};
 use proptest::prelude::*;
 use std::path::Path;
@@ -76,17 +76,7 @@ fn write(path: &Path, n: usize, seed: u64, v2: bool, codec: u8, page_rows: usize
     arrays.push(Arc::new(Float64Array::from_iter_values((0..n).map(|r| r as f64 / 4.0))));
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
-    let props = WriterProperties::builder()
-        .set_writer_version(if v2 { WriterVersion::PARQUET_2_0 } else { WriterVersion::PARQUET_1_0 })
-        .set_compression(match codec {
-            0 => Compression::UNCOMPRESSED,
-            1 => Compression::SNAPPY,
-            _ => Compression::ZSTD(ZstdLevel::default()),
-        })
-        .set_data_page_row_count_limit(page_rows)
-        .set_write_batch_size(page_rows.min(1024))
-        .set_max_row_group_row_count(Some(group_rows))
-        .build();
+    let props = crate::common::page_test_props(v2, codec, page_rows, group_rows, &[]);
     let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, Some(props)).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();

@@ -11,9 +11,8 @@ use arrow::array::{Array, ArrayRef, Float64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
 use gramfit::source::{self, Input, SourceKind};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::{WriterProperties, WriterVersion};
-use parquet::schema::types::ColumnPath;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
 use proptest::prelude::*;
 use std::path::Path;
 use std::sync::Arc;
@@ -60,18 +59,7 @@ fn write(path: &Path, n: usize, seed: u64, v2: bool, codec: u8, page_rows: usize
         .collect();
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
-    let props = WriterProperties::builder()
-        .set_writer_version(if v2 { WriterVersion::PARQUET_2_0 } else { WriterVersion::PARQUET_1_0 })
-        .set_compression(match codec {
-            0 => Compression::UNCOMPRESSED,
-            1 => Compression::SNAPPY,
-            _ => Compression::ZSTD(ZstdLevel::default()),
-        })
-        .set_column_dictionary_enabled(ColumnPath::from("plain"), false)
-        .set_data_page_row_count_limit(page_rows)
-        .set_write_batch_size(page_rows.min(1024))
-        .set_max_row_group_row_count(Some(group_rows))
-        .build();
+    let props = crate::common::page_test_props(v2, codec, page_rows, group_rows, &["plain"]);
     let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, Some(props)).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
