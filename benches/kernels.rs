@@ -107,7 +107,7 @@ fn bench_flags(c: &mut Criterion) {
         .expect("a writer");
     w.write(&batch).expect("written");
     w.close().expect("closed");
-    let input = Input { path, kind: SourceKind::Parquet };
+    let input = Input::new(path, SourceKind::Parquet);
     let meta = source::parquet_metadata(&input).expect("metadata");
     let mut g = c.benchmark_group("read_8_flags_1m_rows");
     g.throughput(Throughput::Elements(N as u64));

@@ -12,7 +12,7 @@ fn main() {
     // The same allocator settings as the gramfit binary.
     gramfit::engine::tune_allocator();
     let args: Vec<String> = std::env::args().collect();
-    let input = Input { path: args[1].clone().into(), kind: SourceKind::Parquet };
+    let input = Input::new(args[1].clone().into(), SourceKind::Parquet);
     let cols: Vec<String> = args[2].split(',').map(String::from).collect();
     let threads: usize = args.get(3).and_then(|t| t.parse().ok()).unwrap_or(2);
     let batch: usize = args.get(4).and_then(|b| b.parse().ok()).unwrap_or(8192);

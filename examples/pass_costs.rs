@@ -68,12 +68,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let eo = EngineOptions { threads, binary_pages, float_pages, ..EngineOptions::default() };
     let progress = Progress::default();
     let ro = ReportOptions::default();
-    let options = ModelOptions { formula: args[2].clone(), weights: None, missing: Default::default() };
-    let (resolved, pass) = model::resolve_and_accumulate(options, model::open_inputs(&inputs)?, &eo, &progress)?;
+    let options =
+        ModelOptions { formula: args[2].clone(), weights: None, missing: Default::default(), csv: Default::default() };
+    let (resolved, pass) =
+        model::resolve_and_accumulate(options, model::open_inputs(&inputs, &Default::default())?, &eo, &progress)?;
     let acc = pass.acc;
     let second = |cov: CovType| -> Result<(), Box<dyn std::error::Error>> {
         let robust = RobustOptions { cov, cluster };
-        model::second_pass(&resolved, &acc, &ro, robust, model::open_inputs(&inputs)?, &eo, &progress)?;
+        model::second_pass(
+            &resolved,
+            &acc,
+            &ro,
+            robust,
+            model::open_inputs(&inputs, &Default::default())?,
+            &eo,
+            &progress,
+        )?;
         Ok(())
     };
     for &cov in &covs {
@@ -86,7 +96,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut seconds: Vec<_> = covs.iter().map(|_| (Vec::new(), Vec::new(), Vec::new())).collect();
     for _ in 0..rounds {
         let (r, wall, cpu) = timed(|| -> Result<(), Box<dyn std::error::Error>> {
-            model::accumulate(&resolved, model::open_inputs(&inputs)?, &eo, &progress)?;
+            model::accumulate(&resolved, model::open_inputs(&inputs, &Default::default())?, &eo, &progress)?;
             Ok(())
         });
         r?;

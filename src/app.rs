@@ -131,7 +131,7 @@ fn render_state(st: &State, report: &ReportArgs) -> Result<String, AppError> {
     let inputs = st
         .inputs
         .iter()
-        .map(|p| InputInfo { path: p.path.clone(), rows_read: p.rows_read, rows_dropped: p.rows_dropped })
+        .map(|p| InputInfo { path: p.path.clone(), rows_read: p.rows_read, rows_dropped: p.rows_dropped, end: None })
         .collect();
     let info = model::run_info(&resolved, &st.accumulator, inputs, st.fitted_at, st.elapsed_s);
     Ok(report::render(&res, &info, report.format))
@@ -175,8 +175,10 @@ fn check_cluster(cov: CovType, cluster: Option<&str>) -> Result<(), AppError> {
 
 fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions) -> Result<(), AppError> {
     let ro = report_options(&a.report)?;
-    let options = ModelOptions { formula: a.formula.clone(), weights: a.weights.clone(), missing: a.missing };
-    let opened = model::open_inputs(inputs)?;
+    let csv = a.csv.options().map_err(AppError::Usage)?;
+    let options =
+        ModelOptions { formula: a.formula.clone(), weights: a.weights.clone(), missing: a.missing, csv: csv.clone() };
+    let opened = model::open_inputs(inputs, &csv)?;
     let rereadable = opened.stdin.is_none();
     let cov = a.report.cov_type;
     check_cluster(cov, a.report.cluster.as_deref())?;
@@ -212,7 +214,7 @@ fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions) -> Result<(), Ap
     // The second pass, when the first solved and the files can be reread.
     if res.is_ok() && rereadable && !a.report.no_second_pass {
         let t0 = std::time::Instant::now();
-        let reopened = model::open_inputs(inputs)?;
+        let reopened = model::open_inputs(inputs, &csv)?;
         let snap = model::second_pass(
             &resolved,
             &st.accumulator,
@@ -279,7 +281,7 @@ pub fn diagnose(a: &DiagnoseArgs) -> Result<(), AppError> {
         paths.push(p.path.clone());
     }
     let resolved = Resolved::new(st.model.clone(), st.column_types.clone())?;
-    let opened = model::open_inputs(&paths)?;
+    let opened = model::open_inputs(&paths, &st.model.csv)?;
     let progress = Arc::new(Progress::default());
     let _display = ProgressDisplay::start(progress.clone(), a.engine.quiet);
     let snap = model::second_pass(
@@ -361,7 +363,7 @@ fn fold_into_state(
     quiet: bool,
 ) -> Result<(), AppError> {
     let mut st = state::load(state_path)?;
-    let opened = model::open_inputs(inputs)?;
+    let opened = model::open_inputs(inputs, &st.model.csv)?;
     let fps = fingerprints(&opened)?;
     if !force {
         for (path, _, sha) in &fps {
@@ -486,7 +488,7 @@ fn follow(
 pub fn retract(a: &RetractArgs) -> Result<(), AppError> {
     let eo = engine_options(&a.engine)?;
     let mut st = state::load(&a.state)?;
-    let opened = model::open_inputs(&a.inputs)?;
+    let opened = model::open_inputs(&a.inputs, &st.model.csv)?;
     let fps = fingerprints(&opened)?;
     let mut remove = Vec::new();
     for (path, _, sha) in &fps {
@@ -574,8 +576,9 @@ pub fn merge(a: &MergeArgs) -> Result<(), AppError> {
 /// `gramfit design`: the response and design matrix rows, patsy-style.
 pub fn design(a: &DesignArgs) -> Result<(), AppError> {
     let eo = engine_options(&a.engine)?;
-    let options = ModelOptions { formula: a.formula.clone(), weights: None, missing: a.missing };
-    let opened = model::open_inputs(&a.inputs)?;
+    let csv = a.csv.options().map_err(AppError::Usage)?;
+    let options = ModelOptions { formula: a.formula.clone(), weights: None, missing: a.missing, csv: csv.clone() };
+    let opened = model::open_inputs(&a.inputs, &csv)?;
     if opened.stdin.is_some() {
         return Err(AppError::Usage("design reads its inputs twice and cannot take stdin".into()));
     }
@@ -593,22 +596,29 @@ pub fn design(a: &DesignArgs) -> Result<(), AppError> {
     let mut rows: Vec<Vec<f64>> = Vec::new();
     let limit = if a.head == 0 { usize::MAX } else { a.head };
     'outer: for (i, input) in inputs.iter().enumerate() {
-        let batches: Box<dyn Iterator<Item = Result<arrow::array::RecordBatch, arrow::error::ArrowError>> + Send> =
-            if input.kind == crate::source::SourceKind::Parquet {
-                let meta = crate::source::parquet_metadata(input).map_err(FitError::from)?;
-                let mut cols = resolved.spec.source_columns();
-                cols.dedup();
-                let mut all = Vec::new();
-                for rg in 0..meta.metadata().num_row_groups() {
-                    let r =
-                        crate::source::parquet_row_group(input, &meta, rg, &cols, &[], eo.float_pages, eo.batch_size)
-                            .map_err(FitError::from)?;
-                    all.extend(r);
+        let mut cols = resolved.spec.source_columns();
+        cols.dedup();
+        let batches: crate::source::Batches = if input.kind == crate::source::SourceKind::Parquet {
+            let meta = crate::source::parquet_metadata(input).map_err(FitError::from)?;
+            // Row groups one after another, each opened when reached.
+            let input = input.clone();
+            let (float_pages, batch_size) = (eo.float_pages, eo.batch_size);
+            Box::new((0..meta.metadata().num_row_groups()).flat_map(move |rg| {
+                match crate::source::parquet_row_group(&input, &meta, rg, &cols, &[], float_pages, batch_size) {
+                    Ok(r) => Box::new(r) as crate::source::Batches,
+                    Err(e) => Box::new(std::iter::once(Err(arrow::error::ArrowError::ExternalError(Box::new(e))))),
                 }
-                Box::new(all.into_iter())
-            } else {
-                crate::source::sequential_batches(input, schemas[i].clone(), eo.batch_size).map_err(FitError::from)?
+            }))
+        } else {
+            let read = crate::source::SequentialRead {
+                csv: &csv,
+                columns: &cols,
+                batch_size: eo.batch_size,
+                from: Default::default(),
+                end: None,
             };
+            crate::source::sequential_batches(input, schemas[i].clone(), &read).map_err(FitError::from)?
+        };
         for b in batches {
             let b = b.map_err(|e| AppError::Data(format!("{}: {e}", input.display())))?;
             let block = builder
@@ -698,8 +708,9 @@ pub fn corr(a: &CorrArgs) -> Result<(), AppError> {
             format!("{} ~ {}", q(&a.columns[0]), a.columns[1..].iter().map(q).collect::<Vec<_>>().join(" + "))
         }
     };
-    let options = ModelOptions { formula, weights: None, missing: MissingPolicy::Drop };
-    let opened = model::open_inputs(&a.inputs)?;
+    let csv = a.csv.options().map_err(AppError::Usage)?;
+    let options = ModelOptions { formula, weights: None, missing: MissingPolicy::Drop, csv: csv.clone() };
+    let opened = model::open_inputs(&a.inputs, &csv)?;
     let progress = Arc::new(Progress::default());
     let _display = ProgressDisplay::start(progress.clone(), a.engine.quiet);
     let (resolved, pass) = model::resolve_and_accumulate(options, opened, &eo, &progress)?;

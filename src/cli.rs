@@ -98,6 +98,48 @@ pub struct ReportArgs {
 
 pub use crate::residuals::CovType;
 
+/// How CSV inputs are read (saved in a state with the fit).
+#[derive(Args, Debug, Clone, Default)]
+pub struct CsvArgs {
+    /// CSV field separator (default: sniffed from the header among , ; tab |); `tab` or `\t`
+    /// for a tab.
+    #[arg(long, value_name = "CHAR", value_parser = parse_delimiter)]
+    pub delimiter: Option<char>,
+    /// CSV decimal mark: '.' (default) or ',' (numbers written `1234,56`).
+    #[arg(long, value_name = "CHAR", default_value_t = '.')]
+    pub decimal: char,
+    /// CSV cells read as missing, comma-separated; replaces pandas' default list (empty, NA,
+    /// N/A, NaN, NULL, null, #N/A, None, …). `--na-values ''` leaves only empty cells missing.
+    #[arg(long, value_name = "A,B,…")]
+    pub na_values: Option<String>,
+}
+
+fn parse_delimiter(s: &str) -> Result<char, String> {
+    match s {
+        "tab" | "\\t" | "\t" => Ok('\t'),
+        _ => {
+            let mut c = s.chars();
+            match (c.next(), c.next()) {
+                (Some(d), None) => Ok(d),
+                _ => Err(format!("a delimiter is one character (or `tab`), not '{s}'")),
+            }
+        }
+    }
+}
+
+impl CsvArgs {
+    /// The options these flags give, checked.
+    pub fn options(&self) -> Result<crate::source::csv::CsvOptions, String> {
+        let o = crate::source::csv::CsvOptions {
+            delimiter: self.delimiter,
+            decimal: self.decimal,
+            na_values: self.na_values.as_ref().map(|v| v.split(',').map(str::to_string).collect()),
+        };
+        o.validate()?;
+        Ok(o)
+    }
+}
+
 /// Watching a directory for new files.
 #[derive(Args, Debug, Clone)]
 pub struct FollowArgs {
@@ -137,6 +179,8 @@ pub struct FitArgs {
     pub follow: FollowArgs,
     #[command(flatten)]
     pub report: ReportArgs,
+    #[command(flatten)]
+    pub csv: CsvArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -225,6 +269,8 @@ pub struct CorrArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     #[command(flatten)]
+    pub csv: CsvArgs,
+    #[command(flatten)]
     pub engine: EngineArgs,
 }
 
@@ -247,6 +293,8 @@ pub struct DesignArgs {
     pub format: DesignFormat,
     #[arg(long, value_enum, default_value_t = MissingPolicy::Drop)]
     pub missing: MissingPolicy,
+    #[command(flatten)]
+    pub csv: CsvArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
 }

@@ -16,6 +16,7 @@ use crate::engine::{EngineOptions, Progress};
 use crate::model::{self, ModelOptions, ReportOptions, Resolved};
 use crate::report::{self, Format};
 use crate::solve::SingularPolicy;
+use crate::source::csv::CsvOptions;
 use crate::state::{self, Provenance, State};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,10 @@ pub struct ModelJob {
 #[serde(deny_unknown_fields)]
 pub struct Job {
     pub inputs: Vec<String>,
+    /// How CSV inputs are read: `delimiter`, `decimal`, `na_values`.
+    pub delimiter: Option<char>,
+    pub decimal: Option<char>,
+    pub na_values: Option<Vec<String>>,
     pub threads: Option<usize>,
     pub batch_size: Option<usize>,
     #[serde(flatten)]
@@ -92,6 +97,9 @@ pub fn plan(path: &Path, text: &str, format_override: Option<Format>) -> Result<
     if job.inputs.is_empty() {
         return Err(usage(path, "`inputs` is empty: name at least one file, directory or glob"));
     }
+    let csv =
+        CsvOptions { delimiter: job.delimiter, decimal: job.decimal.unwrap_or('.'), na_values: job.na_values.clone() };
+    csv.validate().map_err(|e| usage(path, e))?;
     let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let rel = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base.join(p) };
     let models: Vec<ModelJob> = if job.models.is_empty() { vec![ModelJob::default()] } else { job.models.clone() };
@@ -111,6 +119,7 @@ pub fn plan(path: &Path, text: &str, format_override: Option<Format>) -> Result<
                 formula,
                 weights: m.weights.clone().or_else(|| d.weights.clone()),
                 missing: m.missing.or(d.missing).unwrap_or_default(),
+                csv: csv.clone(),
             },
             report: ReportOptions { singular: m.singular.or(d.singular).unwrap_or_default(), alpha },
             format: format_override.or(m.format).or(d.format).unwrap_or_default(),
@@ -152,7 +161,8 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
         eo.batch_size = b.max(1);
     }
     // Validate every model against the inputs before any pass or write.
-    let probe = model::open_inputs(&job.inputs)?;
+    let csv = models.first().map(|m| m.options.csv.clone()).unwrap_or_default();
+    let probe = model::open_inputs(&job.inputs, &csv)?;
     let mut resolved = Vec::new();
     for m in &models {
         let types = model::column_types(&probe, &[])?;
@@ -164,7 +174,7 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
     let mut outputs: Vec<(Option<PathBuf>, String)> = Vec::new();
     let mut states: Vec<(PathBuf, State)> = Vec::new();
     for (m, r) in models.iter().zip(&resolved) {
-        let opened = model::open_inputs(&job.inputs)?;
+        let opened = model::open_inputs(&job.inputs, &csv)?;
         let paths: Vec<(String, PathBuf)> = opened.inputs.iter().map(|i| (i.display(), i.path.clone())).collect();
         let progress = std::sync::Arc::new(Progress::default());
         let _display = crate::progress::ProgressDisplay::start(progress.clone(), a.quiet);

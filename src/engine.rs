@@ -16,12 +16,14 @@
 use crate::accumulator::ChunkSink;
 use crate::design::{DesignBuilder, DesignError};
 use crate::report::InputInfo;
-use crate::source::{self, Input, SourceError, SourceKind};
+use crate::source::csv::EndCell;
+use crate::source::{self, Batches, Input, OpenedInputs, SequentialRead, SourceError, SourceKind};
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Rows per accumulation chunk (a fixed part of the arithmetic, not a
 /// tuning knob: it decides where the compensated sums are merged). 8192,
@@ -149,7 +151,36 @@ impl Rechunker {
             return Ok(parts.into_iter().next().expect("one part"));
         }
         let schema = self.schema.clone().expect("schema of a pushed batch");
-        concat_batches(&schema, &parts)
+        if parts.iter().all(|p| p.schema() == schema) {
+            return concat_batches(&schema, &parts);
+        }
+        // A Parquet column read as bits whose page reader stepped aside
+        // mid-row-group comes as integers from then on: the chunk takes
+        // the integers (the same 0/1 values).
+        let fields: Vec<arrow::datatypes::FieldRef> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(j, f)| match parts.iter().find(|p| p.schema().field(j).data_type() != f.data_type()) {
+                Some(p) if f.data_type() == &arrow::datatypes::DataType::Boolean => Arc::clone(&p.schema().fields()[j]),
+                _ => Arc::clone(f),
+            })
+            .collect();
+        let unified = Arc::new(arrow::datatypes::Schema::new(fields));
+        let cast_parts = parts
+            .iter()
+            .map(|p| {
+                let cols = p
+                    .columns()
+                    .iter()
+                    .zip(unified.fields())
+                    .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                RecordBatch::try_new(Arc::clone(&unified), cols)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.schema = Some(Arc::clone(&unified));
+        concat_batches(&unified, &cast_parts)
     }
 
     fn finish(&mut self) -> Result<Option<RecordBatch>, arrow::error::ArrowError> {
@@ -198,6 +229,11 @@ fn read_err(input: &Input, e: impl std::fmt::Display) -> EngineError {
     EngineError::Read { path: input.display(), message: e.to_string() }
 }
 
+/// A read error of an input, its message without arrow's prefixes.
+fn arrow_err(input: &Input, context: &str, e: &arrow::error::ArrowError) -> EngineError {
+    read_err(input, format!("{context}{}", source::arrow_message(e)))
+}
+
 /// One Parquet row group → accumulator, chunk by chunk as it is decoded
 /// (memory: one read batch plus one chunk, not the row group); `columns`
 /// are read, those of them in `binary` as bits where they qualify.
@@ -217,13 +253,13 @@ fn parquet_unit<A: ChunkSink>(
     let mut chunks = Vec::new();
     let mut row = 0u64;
     for b in reader {
-        let b = b.map_err(|e| read_err(input, format!("row group {rg}: {e}")))?;
-        chunker.push(b, &mut chunks).map_err(|e| read_err(input, e))?;
+        let b = b.map_err(|e| arrow_err(input, &format!("row group {rg}: "), &e))?;
+        chunker.push(b, &mut chunks).map_err(|e| arrow_err(input, "", &e))?;
         fold_chunks(builder, &mut acc, &chunks, row, input, &locate, progress)?;
         row += chunks.iter().map(|c| c.num_rows() as u64).sum::<u64>();
         chunks.clear();
     }
-    if let Some(last) = chunker.finish().map_err(|e| read_err(input, e))? {
+    if let Some(last) = chunker.finish().map_err(|e| arrow_err(input, "", &e))? {
         fold_chunks(builder, &mut acc, &[last], row, input, &locate, progress)?;
     }
     finish_unit(&mut acc, progress);
@@ -234,7 +270,7 @@ fn parquet_unit<A: ChunkSink>(
 fn sequential_input<A: ChunkSink>(
     builder: &DesignBuilder,
     input: &Input,
-    batches: Box<dyn Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>> + Send>,
+    batches: Batches,
     opts: &EngineOptions,
     progress: &Progress,
 ) -> Result<A, EngineError> {
@@ -264,13 +300,13 @@ fn sequential_input<A: ChunkSink>(
                 let b = match b {
                     Ok(b) => b,
                     Err(e) => {
-                        let _ = reader_res_tx.send((usize::MAX, Err(read_err(input, e))));
+                        let _ = reader_res_tx.send((usize::MAX, Err(arrow_err(input, "", &e))));
                         return;
                     }
                 };
                 let mut chunks = Vec::new();
                 if let Err(e) = chunker.push(b, &mut chunks) {
-                    let _ = reader_res_tx.send((usize::MAX, Err(read_err(input, e))));
+                    let _ = reader_res_tx.send((usize::MAX, Err(arrow_err(input, "", &e))));
                     return;
                 }
                 for c in chunks {
@@ -289,7 +325,7 @@ fn sequential_input<A: ChunkSink>(
                 Ok(Some(c)) => unit.push(c),
                 Ok(None) => {}
                 Err(e) => {
-                    let _ = reader_res_tx.send((usize::MAX, Err(read_err(input, e))));
+                    let _ = reader_res_tx.send((usize::MAX, Err(arrow_err(input, "", &e))));
                     return;
                 }
             }
@@ -438,13 +474,13 @@ fn ordered_units<A: Send>(
 /// Accumulate all inputs; returns the merged accumulator and per-input rows.
 /// `stdin_stream` is the already-opened stream for an input `-`.
 pub fn accumulate<A: ChunkSink>(
-    inputs: &[Input],
-    schemas: &[Option<SchemaRef>],
+    opened: OpenedInputs,
     builder: &DesignBuilder,
     opts: &EngineOptions,
     progress: &Progress,
-    mut stdin_stream: Option<Box<dyn Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>> + Send>>,
 ) -> Result<(A, Vec<InputInfo>), EngineError> {
+    let OpenedInputs { inputs, csv, schemas, stdin: mut stdin_stream } = opened;
+    let (inputs, csv) = (&inputs, &csv);
     let columns = builder.source_columns();
     let binary = if opts.binary_pages { builder.numeric_only_columns() } else { Vec::new() };
     // Parquet units of all inputs in one parallel pass.
@@ -462,6 +498,7 @@ pub fn accumulate<A: ChunkSink>(
         }
     }
     let mut per_input: Vec<A> = inputs.iter().map(|_| A::empty(builder)).collect();
+    let ends: Vec<EndCell> = inputs.iter().map(|_| EndCell::default()).collect();
     let run = |i: usize, rg: usize| {
         let meta = metas[i].as_ref().expect("parquet metadata");
         parquet_unit(builder, &inputs[i], meta, rg, (&columns, &binary), opts, progress)
@@ -474,16 +511,24 @@ pub fn accumulate<A: ChunkSink>(
         let batches = if input.is_stdin() {
             stdin_stream.take().ok_or_else(|| read_err(input, "stdin can be read only once"))?
         } else {
-            source::sequential_batches(input, schemas.get(i).cloned().flatten(), opts.batch_size)?
+            let read = SequentialRead {
+                csv,
+                columns: &columns,
+                batch_size: opts.batch_size,
+                from: input.from,
+                end: Some(ends[i].clone()),
+            };
+            source::sequential_batches(input, schemas.get(i).cloned().flatten(), &read)?
         };
         per_input[i] = sequential_input(builder, input, batches, opts, progress)?;
     }
     let mut total = A::empty(builder);
     let mut infos = Vec::with_capacity(inputs.len());
-    for (input, acc) in inputs.iter().zip(&per_input) {
+    for ((input, acc), end) in inputs.iter().zip(&per_input).zip(&ends) {
         total.merge(acc);
         let (rows_read, rows_dropped) = acc.rows();
-        infos.push(InputInfo { path: input.display(), rows_read, rows_dropped });
+        let end = end.lock().ok().and_then(|e| *e);
+        infos.push(InputInfo { path: input.display(), rows_read, rows_dropped, end });
     }
     Ok((total, infos))
 }

@@ -10,7 +10,8 @@ use crate::formula::{FormulaError, ModelSpec, SourceType};
 use crate::report::{InputInfo, RunInfo};
 use crate::results::{infer, InferenceOptions, OlsResults};
 use crate::solve::{solve_normal_equations, NormalEquations, SingularPolicy, SolveError};
-use crate::source::{self, Input, SourceError, SourceKind};
+use crate::source::csv::CsvOptions;
+use crate::source::{self, SourceError, SourceKind};
 use arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -39,6 +40,10 @@ pub struct ModelOptions {
     pub formula: String,
     pub weights: Option<String>,
     pub missing: MissingPolicy,
+    /// How CSV inputs are read (missing-value tokens, delimiter, decimal
+    /// mark): they decide which cells are numbers.
+    #[serde(default)]
+    pub csv: CsvOptions,
 }
 
 /// Options that change only the report.
@@ -90,42 +95,15 @@ impl Resolved {
     }
 }
 
-/// Schemas of the inputs (opening stdin's stream if `-` is among them).
-pub struct OpenedInputs {
-    pub inputs: Vec<Input>,
-    pub schemas: Vec<Option<SchemaRef>>,
-    pub stdin: Option<Box<dyn Iterator<Item = Result<arrow::array::RecordBatch, arrow::error::ArrowError>> + Send>>,
-}
+pub use crate::source::OpenedInputs;
 
-pub fn open_inputs(args: &[String]) -> Result<OpenedInputs, FitError> {
-    let inputs = source::expand(args)?;
-    if inputs.is_empty() {
+/// Expand and open the inputs (see [`source::open_inputs`]).
+pub fn open_inputs(args: &[String], csv: &CsvOptions) -> Result<OpenedInputs, FitError> {
+    let opened = source::open_inputs(args, csv)?;
+    if opened.inputs.is_empty() {
         return Err(FitError::Other("no inputs given".into()));
     }
-    let mut schemas = Vec::with_capacity(inputs.len());
-    let mut stdin = None;
-    for input in &inputs {
-        if input.kind == SourceKind::IpcStream && input.is_stdin() {
-            let r = arrow::ipc::reader::StreamReader::try_new(std::io::BufReader::new(std::io::stdin()), None)
-                .map_err(|e| SourceError::Format {
-                    path: "<stdin>".into(),
-                    kind: "Arrow IPC stream",
-                    message: e.to_string(),
-                })?;
-            schemas.push(Some(r.schema()));
-            stdin = Some(Box::new(r) as Box<dyn Iterator<Item = _> + Send>);
-        } else if input.kind == SourceKind::IpcStream {
-            let f = std::fs::File::open(&input.path)
-                .map_err(|e| SourceError::Io { path: input.display(), message: e.to_string() })?;
-            let r = arrow::ipc::reader::StreamReader::try_new(std::io::BufReader::new(f), None).map_err(|e| {
-                SourceError::Format { path: input.display(), kind: "Arrow IPC stream", message: e.to_string() }
-            })?;
-            schemas.push(Some(r.schema()));
-        } else {
-            schemas.push(Some(source::schema_of(input)?));
-        }
-    }
-    Ok(OpenedInputs { inputs, schemas, stdin })
+    Ok(opened)
 }
 
 /// Column types for resolving the formula, checked across inputs.
@@ -152,7 +130,22 @@ pub fn resolve_and_accumulate(
     // Resolve against the first input's columns, then check the others for
     // the columns the model uses.
     let first_types = column_types(&opened, &[])?;
-    let resolved = Resolved::new(options, first_types)?;
+    let resolved = match Resolved::new(options.clone(), first_types) {
+        Ok(r) => r,
+        Err(e) => {
+            // A formula that fails on a text column (a response, a
+            // transform) may have met numbers the CSV reader took for text.
+            let named: Vec<String> = opened
+                .schemas
+                .iter()
+                .flatten()
+                .flat_map(|s| s.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>())
+                .filter(|c| crate::formula::mentions(&options.formula, c))
+                .collect();
+            check_csv_text(&opened, &named)?;
+            return Err(e);
+        }
+    };
     let needed = resolved.builder().source_columns();
     column_types(&opened, &needed)?;
     check_csv_text_columns(&resolved, &opened)?;
@@ -175,16 +168,37 @@ pub fn check_csv_text_columns(resolved: &Resolved, opened: &OpenedInputs) -> Res
             _ => None,
         })
         .collect();
+    check_csv_text(opened, &bare)
+}
+
+/// Refuse the first CSV text column among `columns` that holds numbers
+/// (see [`source::csv::text_in_numbers`]), saying which values made it
+/// text and how to read it.
+fn check_csv_text(opened: &OpenedInputs, columns: &[String]) -> Result<(), FitError> {
+    use source::csv::TextInNumbers;
     for (input, schema) in opened.inputs.iter().zip(&opened.schemas) {
         if input.kind != SourceKind::Csv {
             continue;
         }
         let Some(schema) = schema else { continue };
-        if let Some((col, value, line)) = source::csv_numeric_outliers(input, schema, &bare)? {
-            return Err(FitError::Other(format!(
-                "{}: column '{col}' holds numbers but also the text '{value}' (line {line}); fix the value, or write C({col}) to treat the column as categorical",
-                input.display()
-            )));
+        let found = source::csv::text_in_numbers(&input.path, &opened.csv, schema, columns)
+            .map_err(|message| SourceError::Format { path: input.display(), kind: "CSV", message })?;
+        match found {
+            None => {}
+            Some(TextInNumbers::Mixed { column, values }) => {
+                let values: Vec<String> = values.iter().map(|(v, line)| format!("'{v}' (line {line})")).collect();
+                return Err(FitError::Other(format!(
+                    "{}: column '{column}' holds numbers but also the text {}, which made it a text column; fix the values, name them as missing (--na-values), or write C({column}) to treat the column as categorical",
+                    input.display(),
+                    values.join(", ")
+                )));
+            }
+            Some(TextInNumbers::DecimalComma { column, example: (v, line) }) => {
+                return Err(FitError::Other(format!(
+                    "{}: column '{column}' holds numbers written with a decimal comma ('{v}', line {line}), read as text; read the file with --decimal ','",
+                    input.display()
+                )));
+            }
         }
     }
     Ok(())
@@ -198,8 +212,7 @@ pub fn accumulate(
 ) -> Result<Pass, FitError> {
     let start = Instant::now();
     let builder = resolved.builder();
-    let (acc, inputs) =
-        engine::accumulate(&opened.inputs, &opened.schemas, &builder, engine_opts, progress, opened.stdin)?;
+    let (acc, inputs) = engine::accumulate(opened, &builder, engine_opts, progress)?;
     Ok(Pass { acc, inputs, elapsed_s: start.elapsed().as_secs_f64() })
 }
 
@@ -220,8 +233,7 @@ pub fn accumulate_grouped(
     let start = Instant::now();
     let mut builder = resolved.builder();
     builder.group_by = Some(by.to_string());
-    let (acc, inputs) =
-        engine::accumulate(&opened.inputs, &opened.schemas, &builder, engine_opts, progress, opened.stdin)?;
+    let (acc, inputs) = engine::accumulate(opened, &builder, engine_opts, progress)?;
     Ok((acc, inputs, start.elapsed().as_secs_f64()))
 }
 
@@ -269,8 +281,7 @@ pub fn second_pass(
     };
     let mut builder = resolved.builder();
     builder.second_pass = Some(Arc::new(spec.clone()));
-    let (st, _): (ResidualStats, _) =
-        engine::accumulate(&opened.inputs, &opened.schemas, &builder, engine_opts, progress, opened.stdin)?;
+    let (st, _): (ResidualStats, _) = engine::accumulate(opened, &builder, engine_opts, progress)?;
     let df_resid = acc.stats.nobs() as f64 - sol.rank as f64;
     Ok(ResidualSnapshot {
         cov_type: cov,

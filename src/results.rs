@@ -350,35 +350,32 @@ fn norm_sf(z: f64) -> f64 {
     0.5 * statrs::function::erf::erfc(z / std::f64::consts::SQRT_2)
 }
 
-/// Solve a small dense system `A x = b` by Gaussian elimination with partial
-/// pivoting (for the robust Wald test).
-fn solve_small(mut a: Vec<f64>, mut b: Vec<f64>, n: usize) -> Option<Vec<f64>> {
-    for k in 0..n {
-        let piv = (k..n).max_by(|&i, &j| a[i * n + k].abs().total_cmp(&a[j * n + k].abs()))?;
-        if a[piv * n + k] == 0.0 {
-            return None;
-        }
-        for j in 0..n {
-            a.swap(k * n + j, piv * n + j);
-        }
-        b.swap(k, piv);
-        for i in k + 1..n {
-            let f = a[i * n + k] / a[k * n + k];
-            for j in k..n {
-                a[i * n + j] -= f * a[k * n + j];
-            }
-            b[i] -= f * b[k];
-        }
+/// statsmodels' robust Wald statistic of `b` with covariance `v` (`q × q`,
+/// row-major), as `wald_test` computes it: `bᵀ pinv(V) b / J`, the
+/// pseudo-inverse cutting eigenvalues at `1e-15 · |λ|max` (NumPy's `pinv`)
+/// and `J` the numerical rank (`matrix_rank`: `|λ|max · q · ε`). A full-rank
+/// `V` gives the plain `bᵀV⁻¹b / q`; a singular one (a cluster-robust
+/// covariance with fewer clusters than coefficients, a meat with the zero
+/// residuals of leverage-one rows) the same number statsmodels reports.
+/// Returns `(F, J)`; `None` when `V` is not finite.
+fn wald_f(v: &[f64], b: &[f64], q: usize) -> Option<(f64, usize)> {
+    if v.iter().any(|x| !x.is_finite()) {
+        return None;
     }
-    let mut x = vec![0.0; n];
-    for i in (0..n).rev() {
-        let mut v = b[i];
-        for j in i + 1..n {
-            v -= a[i * n + j] * x[j];
-        }
-        x[i] = v / a[i * n + i];
+    let m = faer::Mat::<f64>::from_fn(q, q, |i, j| 0.5 * (v[i * q + j] + v[j * q + i]));
+    let eig = m.self_adjoint_eigen(faer::Side::Lower).ok()?;
+    let (u, s) = (eig.U(), eig.S());
+    let big = (0..q).map(|k| s[k].abs()).fold(0.0, f64::max);
+    if big == 0.0 {
+        return None;
     }
-    Some(x)
+    let rank = (0..q).filter(|&k| s[k].abs() > big * q as f64 * f64::EPSILON).count();
+    let mut quad = 0.0;
+    for k in (0..q).filter(|&k| s[k].abs() > 1e-15 * big) {
+        let proj: f64 = (0..q).map(|i| u[(i, k)] * b[i]).sum();
+        quad += proj * proj / s[k];
+    }
+    (rank > 0).then(|| (quad / rank as f64, rank))
 }
 
 /// Put a second pass's results into a report: residual diagnostics, and for
@@ -419,18 +416,27 @@ pub fn apply_second_pass(res: &mut OlsResults, snap: &crate::residuals::Residual
         (0..p).filter(|&i| res.params[i].is_some() && !(res.k_constant == 1 && res.names[i] == "Intercept")).collect();
     let implicit_const = res.k_constant == 1 && !res.names.iter().any(|n| n == "Intercept");
     let q = idx.len();
-    let (f, df2) = if implicit_const || q == 0 || idx.iter().any(|i| snap.undefined.contains(i)) {
-        (f64::NAN, f64::NAN)
+    let (f, df2, df1) = if implicit_const || q == 0 || idx.iter().any(|i| snap.undefined.contains(i)) {
+        (f64::NAN, f64::NAN, q)
     } else {
         let sub: Vec<f64> = idx.iter().flat_map(|&i| idx.iter().map(move |&j| v[i * p + j])).collect();
         let b: Vec<f64> = idx.iter().map(|&i| res.params[i].unwrap_or(0.0)).collect();
-        let f = solve_small(sub, b.clone(), q)
-            .map_or(f64::NAN, |x| x.iter().zip(&b).map(|(a, c)| a * c).sum::<f64>() / q as f64);
         let df2 = if snap.cov_type == CovType::Cluster { snap.n_clusters as f64 - 1.0 } else { res.df_resid };
-        (f, df2)
+        match wald_f(&sub, &b, q) {
+            Some((f, rank)) => {
+                if rank < q {
+                    res.gramfit_notes.push(format!(
+                        "The {} covariance of the {q} slopes has rank {rank}: the F-statistic uses its pseudo-inverse and {rank} numerator degrees of freedom, as statsmodels does.",
+                        snap.cov_type.name()
+                    ));
+                }
+                (f, df2, rank)
+            }
+            None => (f64::NAN, f64::NAN, q),
+        }
     };
     res.fvalue = f;
-    res.f_pvalue = f_sf(f, q as f64, df2);
+    res.f_pvalue = f_sf(f, df1 as f64, df2);
     for n in res.notes.iter_mut() {
         if n == CovType::Nonrobust.description() {
             *n = snap.cov_type.description().to_string();

@@ -3,32 +3,26 @@
 //! that yield Arrow record batches.
 //!
 //! Parquet files are read row group by row group (the unit of parallel
-//! work), projected to the columns the formula needs, each task opening
-//! the file itself (a cloned handle shares its offset) and reusing the
-//! footer read once. CSV and IPC are sequential: one reader thread parses
-//! them (see [`crate::engine`]).
+//! work; [`parquet`]), CSV files by [`csv`], Arrow IPC files and streams
+//! (uncompressed, lz4 frames or zstd) by arrow-rs. CSV and IPC are
+//! sequential: one reader thread parses them (see [`crate::engine`]).
 
 mod binary_pages;
+pub mod csv;
 mod float_pages;
 mod page_format;
+mod parquet;
 
+pub use self::parquet::{parquet_metadata, parquet_row_group, RowGroupBatches};
 use crate::formula::SourceType;
-use arrow::array::{ArrayRef, RecordBatch};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::error::ArrowError;
-use binary_pages::BinaryColumn;
-use float_pages::FloatColumn;
-use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
-};
-use parquet::arrow::ProjectionMask;
+use csv::{CsvOptions, EndCell, ReadFrom};
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// Rows of CSV read to infer column types.
-pub const CSV_INFER_ROWS: usize = 1_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -59,9 +53,16 @@ pub enum SourceKind {
 pub struct Input {
     pub path: PathBuf,
     pub kind: SourceKind,
+    /// Where to start reading (a file that grew since it was folded in);
+    /// the default is the whole file.
+    pub from: ReadFrom,
 }
 
 impl Input {
+    /// The whole of a file of a known kind.
+    pub fn new(path: PathBuf, kind: SourceKind) -> Input {
+        Input { path, kind, from: ReadFrom::default() }
+    }
     pub fn display(&self) -> String {
         if self.is_stdin() {
             "<stdin>".into()
@@ -78,55 +79,10 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> SourceError {
     SourceError::Io { path: path.display().to_string(), message: e.to_string() }
 }
 
-/// How a CSV file is compressed, from its first bytes (so that a
-/// mislabelled file still reads): gzip (`1f 8b`) or zstd (`28 b5 2f fd`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-/// The compression suffixes recognised in file names.
-const COMPRESSED_SUFFIXES: [&str; 4] = [".gz", ".gzip", ".zst", ".zstd"];
-
-fn compression_of(path: &Path) -> Result<Compression, SourceError> {
-    let mut head = [0u8; 4];
-    let mut f = File::open(path).map_err(|e| io_err(path, e))?;
-    let mut n = 0;
-    while n < 4 {
-        match f.read(&mut head[n..]).map_err(|e| io_err(path, e))? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(match &head[..n] {
-        [0x1f, 0x8b, ..] => Compression::Gzip,
-        [0x28, 0xb5, 0x2f, 0xfd] => Compression::Zstd,
-        _ => Compression::None,
-    })
-}
-
-/// The text of a CSV file, decompressed on the fly when it is gzip or zstd
-/// (multi-member gzip included, as `cat a.gz b.gz` makes).
-fn csv_text(path: &Path) -> Result<Box<dyn BufRead + Send>, SourceError> {
-    let compression = compression_of(path)?;
-    let f = open(path)?;
-    let raw = BufReader::with_capacity(1 << 20, f);
-    Ok(match compression {
-        Compression::None => Box::new(raw),
-        Compression::Gzip => Box::new(BufReader::with_capacity(1 << 20, flate2::bufread::MultiGzDecoder::new(raw))),
-        Compression::Zstd => {
-            let d = zstd::stream::read::Decoder::with_buffer(raw).map_err(|e| io_err(path, e))?;
-            Box::new(BufReader::with_capacity(1 << 20, d))
-        }
-    })
-}
-
 fn kind_of(path: &Path) -> Option<SourceKind> {
     let name = path.file_name()?.to_string_lossy().to_lowercase();
     // `listings.csv.gz` is a CSV file.
-    let name = COMPRESSED_SUFFIXES.iter().find_map(|s| name.strip_suffix(s)).map_or(name.clone(), str::to_string);
+    let name = csv::COMPRESSED_SUFFIXES.iter().find_map(|s| name.strip_suffix(s)).map_or(name.clone(), str::to_string);
     if name.ends_with(".parquet") || name.ends_with(".pq") {
         Some(SourceKind::Parquet)
     } else if name.ends_with(".arrow") || name.ends_with(".ipc") || name.ends_with(".feather") {
@@ -159,7 +115,7 @@ pub fn expand(args: &[String]) -> Result<Vec<Input>, SourceError> {
     let mut out = Vec::new();
     for a in args {
         if a == "-" {
-            out.push(Input { path: PathBuf::from("-"), kind: SourceKind::IpcStream });
+            out.push(Input { path: PathBuf::from("-"), kind: SourceKind::IpcStream, from: ReadFrom::default() });
             continue;
         }
         let p = Path::new(a);
@@ -175,10 +131,14 @@ pub fn expand(args: &[String]) -> Result<Vec<Input>, SourceError> {
             }
             for f in files {
                 let kind = kind_of(&f).unwrap_or(SourceKind::Csv);
-                out.push(Input { path: f, kind });
+                out.push(Input { path: f, kind, from: ReadFrom::default() });
             }
         } else if p.exists() {
-            out.push(Input { path: p.to_path_buf(), kind: kind_of(p).unwrap_or_else(|| sniff(p)) });
+            out.push(Input {
+                path: p.to_path_buf(),
+                kind: kind_of(p).unwrap_or_else(|| sniff(p)),
+                from: ReadFrom::default(),
+            });
         } else if a.contains(['*', '?', '[']) {
             let mut files: Vec<PathBuf> = glob::glob(a)
                 .map_err(|e| SourceError::Io { path: a.clone(), message: format!("bad glob pattern: {e}") })?
@@ -191,7 +151,7 @@ pub fn expand(args: &[String]) -> Result<Vec<Input>, SourceError> {
             }
             for f in files {
                 let kind = kind_of(&f).unwrap_or_else(|| sniff(&f));
-                out.push(Input { path: f, kind });
+                out.push(Input { path: f, kind, from: ReadFrom::default() });
             }
         } else {
             return Err(io_err(p, "no such file or directory"));
@@ -227,190 +187,54 @@ fn open(path: &Path) -> Result<File, SourceError> {
     Ok(f)
 }
 
-/// A Parquet file read with positional reads (`pread`): arrow-rs's reader
-/// for a `File` duplicates the descriptor, seeks and closes it again for
-/// every page (four system calls besides the read; ~15,000 of each for the
-/// 10M-row benchmark file).
-#[cfg(unix)]
-struct PositionalFile {
-    file: Arc<File>,
-    len: u64,
+/// Inputs expanded and their schemas read (opening stdin's stream if `-`
+/// is among them).
+pub struct OpenedInputs {
+    pub inputs: Vec<Input>,
+    /// How their CSV files are read.
+    pub csv: CsvOptions,
+    pub schemas: Vec<Option<SchemaRef>>,
+    pub stdin: Option<Batches>,
 }
 
-#[cfg(unix)]
-impl PositionalFile {
-    fn new(file: File) -> PositionalFile {
-        let len = file.metadata().map_or(0, |m| m.len());
-        PositionalFile { file: Arc::new(file), len }
-    }
-}
-
-/// A reader from an offset of a [`PositionalFile`].
-#[cfg(unix)]
-struct PositionalRead {
-    file: Arc<File>,
-    at: u64,
-}
-
-#[cfg(unix)]
-impl Read for PositionalRead {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use std::os::unix::fs::FileExt;
-        let n = self.file.read_at(buf, self.at)?;
-        self.at += n as u64;
-        Ok(n)
-    }
-}
-
-#[cfg(unix)]
-impl parquet::file::reader::Length for PositionalFile {
-    fn len(&self) -> u64 {
-        self.len
-    }
-}
-
-#[cfg(unix)]
-impl parquet::file::reader::ChunkReader for PositionalFile {
-    type T = BufReader<PositionalRead>;
-
-    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
-        Ok(BufReader::new(PositionalRead { file: Arc::clone(&self.file), at: start }))
-    }
-
-    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
-        let mut buf = Vec::with_capacity(length);
-        let read =
-            PositionalRead { file: Arc::clone(&self.file), at: start }.take(length as u64).read_to_end(&mut buf)?;
-        if read != length {
-            return Err(parquet::errors::ParquetError::EOF(format!(
-                "expected to read {length} bytes at offset {start}, read only {read}"
-            )));
-        }
-        Ok(buf.into())
-    }
-}
-
-/// Elsewhere, arrow-rs's reader for a `File`.
-#[cfg(not(unix))]
-struct PositionalFile;
-
-#[cfg(not(unix))]
-impl PositionalFile {
-    fn new(file: File) -> File {
-        file
-    }
-}
-
-/// The Parquet footer, read once per file.
-///
-/// String columns are read as dictionaries (as Parquet stores them): a
-/// categorical factor is then coded from its few distinct values instead of
-/// row by row, and the decoder does not copy every string.
-pub fn parquet_metadata(input: &Input) -> Result<ArrowReaderMetadata, SourceError> {
-    let f = open(&input.path)?;
-    let meta = ArrowReaderMetadata::load(&f, ArrowReaderOptions::new()).map_err(|e| SourceError::Format {
-        path: input.display(),
-        kind: "Parquet",
-        message: e.to_string(),
-    })?;
-    let schema = meta.schema();
-    let is_string = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8);
-    if !schema.fields().iter().any(|f| is_string(f.data_type())) {
-        return Ok(meta);
-    }
-    let fields: Vec<arrow::datatypes::Field> = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            let f = f.as_ref().clone();
-            if is_string(f.data_type()) {
-                let t = DataType::Dictionary(Box::new(DataType::Int32), Box::new(f.data_type().clone()));
-                f.with_data_type(t)
-            } else {
-                f
-            }
-        })
-        .collect();
-    let hinted = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
-    // Should the reader refuse the hint, the plain strings still work.
-    Ok(ArrowReaderMetadata::try_new(meta.metadata().clone(), ArrowReaderOptions::new().with_schema(hinted))
-        .unwrap_or(meta))
-}
-
-/// Infer the schema of a CSV file from its first rows. Integer-looking
-/// columns stay integers (so `C(x)` names levels as pandas would); they are
-/// cast to `f64` where used as numbers.
-pub fn csv_schema(input: &Input) -> Result<Schema, SourceError> {
-    let text = csv_text(&input.path)?;
-    let format = arrow::csv::reader::Format::default().with_header(true);
-    let (schema, _) = format.infer_schema(text, Some(CSV_INFER_ROWS)).map_err(|e| SourceError::Format {
-        path: input.display(),
-        kind: "CSV",
-        message: e.to_string(),
-    })?;
-    // A column with integers in the first rows and a decimal later would
-    // fail to parse; numbers are read as f64 unless they are integers
-    // throughout the inferred range, in which case they stay Int64 — the
-    // reader reports the line if a later value does not fit.
-    Ok(schema)
-}
-
-/// For CSV text columns among `columns`: the first value that is not a
-/// number, when nearly all others are numbers — a numeric column with a bad
-/// value, which type inference would otherwise turn into a categorical.
-/// Returns `(column, value, line)`.
-pub fn csv_numeric_outliers(
-    input: &Input,
-    schema: &Schema,
-    columns: &[String],
-) -> Result<Option<(String, String, u64)>, SourceError> {
-    let text_cols: Vec<usize> = columns
-        .iter()
-        .filter_map(|c| schema.index_of(c).ok())
-        .filter(|&i| matches!(schema.field(i).data_type(), DataType::Utf8 | DataType::LargeUtf8))
-        .collect();
-    if text_cols.is_empty() {
-        return Ok(None);
-    }
-    let mut reader = csv_text(&input.path)?.lines();
-    let _header = reader.next();
-    let mut numeric = vec![0u64; text_cols.len()];
-    let mut other = vec![0u64; text_cols.len()];
-    let mut first_bad: Vec<Option<(String, u64)>> = vec![None; text_cols.len()];
-    for (n, line) in reader.enumerate().take(CSV_INFER_ROWS) {
-        let line = line.map_err(|e| io_err(&input.path, e))?;
-        // Quoted fields are never numbers; a plain split is enough here.
-        let fields: Vec<&str> = line.split(',').collect();
-        for (k, &c) in text_cols.iter().enumerate() {
-            let v = fields.get(c).map_or("", |v| v.trim());
-            if v.is_empty() {
-                continue;
-            }
-            if v.parse::<f64>().is_ok() {
-                numeric[k] += 1;
-            } else {
-                other[k] += 1;
-                if first_bad[k].is_none() {
-                    first_bad[k] = Some((v.to_string(), n as u64 + 2));
-                }
-            }
+/// Expand `args` (see [`expand`]) and read each input's schema.
+pub fn open_inputs(args: &[String], csv: &CsvOptions) -> Result<OpenedInputs, SourceError> {
+    let inputs = expand(args)?;
+    let mut schemas = Vec::with_capacity(inputs.len());
+    let mut stdin = None;
+    let ipc_err =
+        |path: String, e: ArrowError| SourceError::Format { path, kind: "Arrow IPC stream", message: e.to_string() };
+    for input in &inputs {
+        if input.kind == SourceKind::IpcStream && input.is_stdin() {
+            let r = arrow::ipc::reader::StreamReader::try_new(BufReader::new(std::io::stdin()), None)
+                .map_err(|e| ipc_err("<stdin>".into(), e))?;
+            schemas.push(Some(r.schema()));
+            stdin = Some(Box::new(r) as Batches);
+        } else if input.kind == SourceKind::IpcStream {
+            let f = open(&input.path)?;
+            let r = arrow::ipc::reader::StreamReader::try_new(BufReader::new(f), None)
+                .map_err(|e| ipc_err(input.display(), e))?;
+            schemas.push(Some(r.schema()));
+        } else {
+            schemas.push(Some(schema_of(input, csv)?));
         }
     }
-    for (k, &c) in text_cols.iter().enumerate() {
-        if numeric[k] > 0 && numeric[k] >= 9 * other[k] {
-            if let Some((v, line)) = first_bad[k].take() {
-                return Ok(Some((schema.field(c).name().clone(), v, line)));
-            }
-        }
-    }
-    Ok(None)
+    Ok(OpenedInputs { inputs, csv: csv.clone(), schemas, stdin })
 }
 
 /// The schema of any input.
-pub fn schema_of(input: &Input) -> Result<SchemaRef, SourceError> {
+pub fn schema_of(input: &Input, csv: &CsvOptions) -> Result<SchemaRef, SourceError> {
     match input.kind {
         SourceKind::Parquet => Ok(parquet_metadata(input)?.schema().clone()),
-        SourceKind::Csv => Ok(Arc::new(csv_schema(input)?)),
+        SourceKind::Csv => {
+            open(&input.path)?;
+            let schema = csv::infer_schema(&input.path, csv).map_err(|message| SourceError::Format {
+                path: input.display(),
+                kind: "CSV",
+                message,
+            })?;
+            Ok(Arc::new(schema))
+        }
         SourceKind::IpcFile => {
             let f = open(&input.path)?;
             let r = arrow::ipc::reader::FileReader::try_new(BufReader::new(f), None).map_err(|e| {
@@ -461,192 +285,59 @@ pub fn check_columns(
     Ok(out)
 }
 
-/// A reader over a Parquet row group, projected to `columns`.
-///
-/// Columns named in `binary` (the caller's: columns the model reads only as
-/// numbers) whose chunk holds 0/1 integers in a dictionary of 0 and 1 are
-/// decoded to bits and come as `Boolean` arrays (see `binary_pages`); with
-/// `floats`, dictionary-encoded DOUBLE chunks are decoded from their pages
-/// (see `float_pages`; the same `Float64` arrays arrow-rs makes); the
-/// others as arrow-rs decodes them.
-pub fn parquet_row_group(
-    input: &Input,
-    meta: &ArrowReaderMetadata,
-    row_group: usize,
-    columns: &[String],
-    binary: &[String],
-    floats: bool,
-    batch_size: usize,
-) -> Result<RowGroupBatches, SourceError> {
-    let format_err = |message: String| SourceError::Format {
-        path: input.display(),
-        kind: "Parquet",
-        message: format!("row group {row_group}: {message}"),
-    };
-    let schema = meta.schema();
-    let mut roots: Vec<usize> = columns.iter().filter_map(|c| schema.index_of(c).ok()).collect();
-    roots.sort_unstable();
-    roots.dedup();
-    let chunks = meta.metadata().row_group(row_group);
-    let leaves = meta.parquet_schema();
-    let mut direct: Vec<(usize, PageColumn)> = Vec::new();
-    let mut shared = None;
-    for (at, &root) in roots.iter().enumerate() {
-        let field = schema.field(root);
-        let as_bits = field.data_type() == &DataType::Int64 && binary.iter().any(|b| b == field.name());
-        let as_float = floats && field.data_type() == &DataType::Float64;
-        if !as_bits && !as_float {
-            continue;
-        }
-        let Some(leaf) = leaves.columns().iter().position(|c| c.path().parts() == [field.name().as_str()]) else {
-            continue;
-        };
-        let file = match &shared {
-            Some(f) => Arc::clone(f),
-            None => Arc::clone(shared.insert(Arc::new(PositionalFile::new(open(&input.path)?)))),
-        };
-        let rows = usize::try_from(chunks.num_rows()).unwrap_or(0);
-        let opened = if as_bits {
-            BinaryColumn::open(file, chunks.column(leaf), rows).map(|c| c.map(PageColumn::Bits))
-        } else {
-            FloatColumn::open(file, chunks.column(leaf), rows).map(|c| c.map(PageColumn::Float))
-        };
-        if let Some(c) = opened.map_err(|e| format_err(format!("column '{}': {e}", field.name())))? {
-            direct.push((at, c));
-        }
-    }
-    let decoded: Vec<usize> =
-        roots.iter().enumerate().filter(|(at, _)| !direct.iter().any(|b| b.0 == *at)).map(|(_, &r)| r).collect();
-    let out_schema = Arc::new(Schema::new(
-        roots
-            .iter()
-            .enumerate()
-            .map(|(at, &r)| {
-                let f = schema.field(r);
-                if direct.iter().any(|b| b.0 == at && matches!(b.1, PageColumn::Bits(_))) {
-                    Arc::new(Field::new(f.name(), DataType::Boolean, f.is_nullable()))
-                } else {
-                    Arc::clone(&schema.fields()[r])
-                }
-            })
-            .collect::<Vec<_>>(),
-    ));
-    // Columns left to arrow-rs set the batches' rows; with none, batches of
-    // `batch_size` rows are cut from the row group's count.
-    let arrow = if decoded.is_empty() && !direct.is_empty() {
-        None
-    } else {
-        let f = PositionalFile::new(open(&input.path)?);
-        let mask = ProjectionMask::roots(meta.parquet_schema(), decoded);
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(f, meta.clone())
-            .with_row_groups(vec![row_group])
-            .with_projection(mask)
-            .with_batch_size(batch_size)
-            .build()
-            .map_err(|e| format_err(e.to_string()))?;
-        Some(reader)
-    };
-    let names = roots.iter().map(|&r| schema.field(r).name().clone()).collect();
-    let rows_left = usize::try_from(chunks.num_rows()).unwrap_or(0);
-    Ok(RowGroupBatches { arrow, direct, schema: out_schema, names, rows_left, batch_size: batch_size.max(1) })
-}
-
-/// A column chunk decoded from its pages rather than by arrow-rs.
-enum PageColumn {
-    Bits(BinaryColumn),
-    Float(FloatColumn),
-}
-
-impl PageColumn {
-    fn read(&mut self, n: usize) -> Result<ArrayRef, String> {
-        Ok(match self {
-            PageColumn::Bits(c) => Arc::new(c.read(n)?),
-            PageColumn::Float(c) => Arc::new(c.read(n)?),
-        })
+/// An Arrow error's message without the variant's prefix ("Parquet
+/// argument error: ", "External error: "): what went wrong, for a message
+/// that already names the file.
+pub fn arrow_message(e: &ArrowError) -> String {
+    match e {
+        ArrowError::ParquetError(m)
+        | ArrowError::ParseError(m)
+        | ArrowError::CsvError(m)
+        | ArrowError::IpcError(m)
+        | ArrowError::ComputeError(m)
+        | ArrowError::InvalidArgumentError(m)
+        | ArrowError::IoError(m, _) => m.clone(),
+        ArrowError::ExternalError(x) => x.to_string(),
+        other => other.to_string(),
     }
 }
 
-/// The batches of one Parquet row group (see [`parquet_row_group`]).
-pub struct RowGroupBatches {
-    /// arrow-rs's reader of the other columns (`None`: every column is
-    /// decoded from its pages).
-    arrow: Option<ParquetRecordBatchReader>,
-    /// Rows not yet handed out, and the batch size (without arrow-rs).
-    rows_left: usize,
-    batch_size: usize,
-    /// Columns decoded from their pages, by position in the output
-    /// (ascending).
-    direct: Vec<(usize, PageColumn)>,
-    schema: SchemaRef,
-    names: Vec<String>,
+/// How to read a sequential input (CSV, IPC file or stream).
+#[derive(Clone)]
+pub struct SequentialRead<'a> {
+    /// The CSV reading options.
+    pub csv: &'a CsvOptions,
+    /// The columns to read (all when empty; only CSV reads fewer).
+    pub columns: &'a [String],
+    pub batch_size: usize,
+    /// Where to start: a CSV text offset and the records before it; for an
+    /// IPC stream the rows to pass over.
+    pub from: ReadFrom,
+    /// Where a CSV file's read ended is written here.
+    pub end: Option<EndCell>,
 }
 
-impl RowGroupBatches {
-    /// The columns decoded from their pages (as bits or as floats), not by
-    /// arrow-rs.
-    pub fn page_decoded(&self) -> Vec<&str> {
-        self.direct.iter().map(|(at, _)| self.names[*at].as_str()).collect()
-    }
-}
-
-impl Iterator for RowGroupBatches {
-    type Item = Result<RecordBatch, ArrowError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let (n, mut columns) = match &mut self.arrow {
-            Some(reader) => {
-                let batch = match reader.next()? {
-                    Ok(b) => b,
-                    Err(e) => return Some(Err(e)),
-                };
-                if self.direct.is_empty() {
-                    return Some(Ok(batch));
-                }
-                (batch.num_rows(), batch.columns().to_vec())
-            }
-            None => {
-                let n = self.rows_left.min(self.batch_size);
-                if n == 0 {
-                    return None;
-                }
-                self.rows_left -= n;
-                (n, Vec::with_capacity(self.direct.len()))
-            }
-        };
-        for (at, c) in &mut self.direct {
-            match c.read(n) {
-                Ok(a) => columns.insert(*at, a),
-                Err(e) => {
-                    return Some(Err(ArrowError::ParquetError(format!("column '{}': {e}", self.names[*at]))));
-                }
-            }
-        }
-        Some(RecordBatch::try_new(Arc::clone(&self.schema), columns))
-    }
-}
+/// A stream of record batches.
+pub type Batches = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>;
 
 /// Batches of a sequential input (CSV, IPC file or stream).
 pub fn sequential_batches(
     input: &Input,
     schema: Option<SchemaRef>,
-    batch_size: usize,
-) -> Result<Box<dyn Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>> + Send>, SourceError> {
-    let fmt_err = |kind: &'static str, e: arrow::error::ArrowError| SourceError::Format {
-        path: input.display(),
-        kind,
-        message: e.to_string(),
-    };
+    read: &SequentialRead<'_>,
+) -> Result<Batches, SourceError> {
+    let fmt_err =
+        |kind: &'static str, e: ArrowError| SourceError::Format { path: input.display(), kind, message: e.to_string() };
     match input.kind {
         SourceKind::Csv => {
             let schema = match schema {
                 Some(s) => s,
-                None => Arc::new(csv_schema(input)?),
+                None => schema_of(input, read.csv)?,
             };
-            let r = arrow::csv::ReaderBuilder::new(schema)
-                .with_header(true)
-                .with_batch_size(batch_size)
-                .build_buffered(csv_text(&input.path)?)
-                .map_err(|e| fmt_err("CSV", e))?;
+            open(&input.path)?;
+            let end = read.end.clone().unwrap_or_default();
+            let r = csv::batches(&input.path, read.csv, &schema, read.columns, read.batch_size, read.from, end)
+                .map_err(|message| SourceError::Format { path: input.display(), kind: "CSV", message })?;
             Ok(Box::new(r))
         }
         SourceKind::IpcFile => {
@@ -660,8 +351,29 @@ pub fn sequential_batches(
                 if input.is_stdin() { Box::new(std::io::stdin()) } else { Box::new(open(&input.path)?) };
             let r = arrow::ipc::reader::StreamReader::try_new(BufReader::new(r), None)
                 .map_err(|e| fmt_err("Arrow IPC stream", e))?;
-            Ok(Box::new(r))
+            Ok(skip_rows(Box::new(r), read.from.records_before))
         }
         SourceKind::Parquet => unreachable!("Parquet is read by row group"),
     }
+}
+
+/// The batches after the first `skip` rows (an IPC stream that grew: the
+/// rows already folded in).
+pub fn skip_rows(batches: Batches, skip: u64) -> Batches {
+    if skip == 0 {
+        return batches;
+    }
+    let mut left = skip;
+    Box::new(batches.filter_map(move |b| match b {
+        Ok(b) if left >= b.num_rows() as u64 => {
+            left -= b.num_rows() as u64;
+            None
+        }
+        Ok(b) if left > 0 => {
+            let k = left as usize;
+            left = 0;
+            Some(Ok(b.slice(k, b.num_rows() - k)))
+        }
+        other => Some(other),
+    }))
 }

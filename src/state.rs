@@ -219,7 +219,12 @@ mod tests {
     fn sample() -> State {
         State {
             gramfit_version: "test".into(),
-            model: ModelOptions { formula: "y ~ x".into(), weights: None, missing: Default::default() },
+            model: ModelOptions {
+                formula: "y ~ x".into(),
+                weights: None,
+                missing: Default::default(),
+                csv: Default::default(),
+            },
             column_types: vec![("y".into(), SourceType::Numeric)],
             accumulator: FitAccumulator::new(1),
             inputs: vec![],

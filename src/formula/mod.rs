@@ -91,6 +91,17 @@ pub struct ModelSpec {
     pub intercept: bool,
 }
 
+/// Whether `column` appears in `formula` as a whole name (not inside a
+/// longer one): for hints after a formula failed to resolve.
+pub fn mentions(formula: &str, column: &str) -> bool {
+    let ident = |c: char| c.is_alphanumeric() || c == '_' || c == '.';
+    formula.match_indices(column).any(|(at, m)| {
+        let before = formula[..at].chars().next_back();
+        let after = formula[at + m.len()..].chars().next();
+        !before.is_some_and(ident) && !after.is_some_and(ident)
+    })
+}
+
 /// The closest name by edit distance, for "did you mean" hints.
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let lev = |a: &str, b: &str| -> usize {

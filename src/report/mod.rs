@@ -38,6 +38,9 @@ pub struct InputInfo {
     pub path: String,
     pub rows_read: u64,
     pub rows_dropped: u64,
+    /// Where the read of a CSV file ended (for a file that grows).
+    #[serde(skip)]
+    pub end: Option<crate::source::csv::ReadEnd>,
 }
 
 /// Render a report in the given format.

@@ -19,7 +19,7 @@
 //! is left to arrow-rs. The page format (chunk, data page layouts, hybrid
 //! runs) is `page_format`'s.
 
-use super::page_format::{data_page, DataPage, DictionaryChunk, Run, Runs};
+use super::page_format::{data_page, parquet_message, DataPage, DictionaryChunk, PageError, Run, Runs};
 use arrow::array::BooleanArray;
 use arrow::array::BooleanBufferBuilder;
 use arrow::buffer::{BooleanBuffer, Buffer, NullBuffer};
@@ -250,7 +250,7 @@ impl BinaryColumn {
     }
 
     /// The next `n` rows (nulls: value 0 and a null slot).
-    pub fn read(&mut self, n: usize) -> Result<BooleanArray, String> {
+    pub fn read(&mut self, n: usize) -> Result<BooleanArray, PageError> {
         if n == 0 {
             return Ok(BooleanArray::new(BooleanBuffer::new_unset(0), None));
         }
@@ -292,10 +292,10 @@ impl BinaryColumn {
 
     /// Decode the next data page; `wanted`: rows still to read (for the
     /// message when the chunk ends early).
-    fn next_page(&mut self, wanted: usize) -> Result<(), String> {
-        let page = match self.pages.get_next_page().map_err(|e| e.to_string())? {
+    fn next_page(&mut self, wanted: usize) -> Result<(), PageError> {
+        let page = match self.pages.get_next_page().map_err(|e| parquet_message(&e))? {
             Some(p) => p,
-            None => return Err(format!("the column chunk ended {wanted} rows early")),
+            None => return Err(format!("the column chunk ended {wanted} rows early").into()),
         };
         let DataPage { slots, def, values } = data_page(&page, self.nullable)?;
         let buf = page.buffer();
@@ -307,7 +307,9 @@ impl BinaryColumn {
                 while let Some(run) = runs.next_run()? {
                     match run {
                         Run::Repeat(x, k) if x <= 1 => v.push_repeat(x == 1, k),
-                        Run::Repeat(x, _) => return Err(format!("definition level {x} in a column of at most 1")),
+                        Run::Repeat(x, _) => {
+                            return Err(format!("definition level {x} in a column of at most 1").into())
+                        }
                         Run::Packed(bytes, k) => {
                             for i in (0..k).step_by(64) {
                                 v.push(bytes_word(bytes, i / 8, (k - i).min(64)), (k - i).min(64));
@@ -323,10 +325,10 @@ impl BinaryColumn {
         let mut values = Bits { words: Vec::with_capacity(slots.div_ceil(64)), len: 0 };
         if defined > 0 {
             let Some((&width, indices)) = data.split_first() else {
-                return Err("a data page without its indices' bit width".into());
+                return Err(PageError::Damaged("a data page without its indices' bit width".into()));
             };
             if width > 32 {
-                return Err(format!("dictionary indices of {width} bits"));
+                return Err(format!("dictionary indices of {width} bits").into());
             }
             decode_indices(indices, usize::from(width), defined, self.dict, &mut values)?;
         }

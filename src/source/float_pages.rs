@@ -22,7 +22,7 @@
 //! The page format (chunk, data page layouts, hybrid runs read in pieces)
 //! is `page_format`'s.
 
-use super::page_format::{data_page, DataPage, DictionaryChunk, Hybrid, Piece};
+use super::page_format::{data_page, parquet_message, DataPage, DictionaryChunk, Hybrid, PageError, Piece};
 use arrow::array::{BooleanBufferBuilder, Float64Array};
 use arrow::buffer::{Buffer, NullBuffer, ScalarBuffer};
 use bytes::Bytes;
@@ -135,7 +135,7 @@ impl FloatColumn {
     }
 
     /// The next `n` rows (null slots hold 0.0).
-    pub fn read(&mut self, n: usize) -> Result<Float64Array, String> {
+    pub fn read(&mut self, n: usize) -> Result<Float64Array, PageError> {
         let mut out = Values::with_capacity(n);
         let mut valid = self.nullable.then(|| BooleanBufferBuilder::new(n));
         while out.len() < n {
@@ -168,20 +168,20 @@ impl FloatColumn {
 
     /// The next data page; `wanted`: rows still to read (for the message
     /// when the chunk ends early).
-    fn next_page(&mut self, wanted: usize) -> Result<PageState, String> {
-        let page = match self.pages.get_next_page().map_err(|e| e.to_string())? {
+    fn next_page(&mut self, wanted: usize) -> Result<PageState, PageError> {
+        let page = match self.pages.get_next_page().map_err(|e| parquet_message(&e))? {
             Some(p) => p,
-            None => return Err(format!("the column chunk ended {wanted} rows early")),
+            None => return Err(format!("the column chunk ended {wanted} rows early").into()),
         };
         let DataPage { slots, def, values } = data_page(&page, self.nullable)?;
         let buf = page.buffer().clone();
         if slots == 0 {
-            return Err("an empty data page".into());
+            return Err(PageError::Damaged("an empty data page".into()));
         }
         // A page of nulls only may have no index bit width at all.
         let width = buf.get(values).copied().unwrap_or(0);
         if width > 32 {
-            return Err(format!("dictionary indices of {width} bits"));
+            return Err(format!("dictionary indices of {width} bits").into());
         }
         let indices = Hybrid::new((values + 1).min(buf.len())..buf.len(), usize::from(width));
         Ok(PageState { def: def.map(|r| Hybrid::new(r, 1)), indices, slots_left: slots, buf })

@@ -15,6 +15,41 @@ use parquet::file::serialized_reader::SerializedPageReader;
 use std::ops::Range;
 use std::sync::Arc;
 
+/// Why a page reader stopped: a page it does not decode (a legal page of
+/// another encoding or level layout: the column's remaining rows go to
+/// arrow-rs), or damaged data (an error for the user).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PageError {
+    Unsupported(String),
+    Damaged(String),
+}
+
+impl From<String> for PageError {
+    fn from(s: String) -> Self {
+        PageError::Damaged(s)
+    }
+}
+
+impl From<&str> for PageError {
+    fn from(s: &str) -> Self {
+        PageError::Damaged(s.to_string())
+    }
+}
+
+/// A Parquet error as a user reads it: the crate's message without its
+/// prefix, a checksum mismatch said plainly.
+pub fn parquet_message(e: &parquet::errors::ParquetError) -> String {
+    use parquet::errors::ParquetError as E;
+    match e {
+        E::General(m) if m.contains("CRC checksum mismatch") => {
+            "a page's CRC-32 checksum does not match its bytes: the file is damaged".into()
+        }
+        E::General(m) | E::NYI(m) | E::EOF(m) | E::ArrowError(m) => m.clone(),
+        E::External(x) => x.to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// A flat, wholly dictionary-encoded column chunk of 8-byte values, its
 /// dictionary page read: what both page readers (`binary_pages`,
 /// `float_pages`) start from.
@@ -29,9 +64,12 @@ pub struct DictionaryChunk {
 
 impl DictionaryChunk {
     /// The chunk, or `None` when it is not of `physical` type, not flat
-    /// (repeated, or nested definition levels), has a data page not
-    /// dictionary-encoded (the chunk's page encoding statistics), or its
-    /// dictionary page is not PLAIN 8-byte values.
+    /// (repeated, or nested definition levels), has no dictionary page,
+    /// has a data page not dictionary-encoded by the chunk's page encoding
+    /// statistics, or its dictionary page is not PLAIN 8-byte values.
+    /// Without encoding statistics (older writers) the chunk is tried: a
+    /// page of another kind met later makes the reader step aside
+    /// ([`PageError::Unsupported`]).
     pub fn open<R: ChunkReader + 'static>(
         file: Arc<R>,
         chunk: &ColumnChunkMetaData,
@@ -41,7 +79,7 @@ impl DictionaryChunk {
         let descr = chunk.column_descr();
         let all_dictionary = chunk
             .page_encoding_stats_mask()
-            .is_some_and(|m| m.is_only(Encoding::RLE_DICTIONARY) || m.is_only(Encoding::PLAIN_DICTIONARY));
+            .is_none_or(|m| m.is_only(Encoding::RLE_DICTIONARY) || m.is_only(Encoding::PLAIN_DICTIONARY));
         if descr.physical_type() != physical
             || descr.max_rep_level() != 0
             || descr.max_def_level() > 1
@@ -50,9 +88,9 @@ impl DictionaryChunk {
         {
             return Ok(None);
         }
-        let mut pages = SerializedPageReader::new(file, chunk, rows, None).map_err(|e| e.to_string())?;
+        let mut pages = SerializedPageReader::new(file, chunk, rows, None).map_err(|e| parquet_message(&e))?;
         let Some(Page::DictionaryPage { buf, num_values, encoding, .. }) =
-            pages.get_next_page().map_err(|e| e.to_string())?
+            pages.get_next_page().map_err(|e| parquet_message(&e))?
         else {
             return Ok(None);
         };
@@ -74,37 +112,40 @@ pub struct DataPage {
 }
 
 /// The layout of a data page (v1: a 4-byte length before RLE definition
-/// levels; v2: level lengths in the header), checked to be
-/// dictionary-encoded as the chunk's metadata said.
-pub fn data_page(page: &Page, nullable: bool) -> Result<DataPage, String> {
+/// levels; v2: level lengths in the header). A legal page that is not
+/// dictionary-encoded, or whose v1 definition levels are not RLE (the
+/// deprecated BIT_PACKED), is [`PageError::Unsupported`].
+pub fn data_page(page: &Page, nullable: bool) -> Result<DataPage, PageError> {
     let (slots, encoding, def, values) = match page {
         Page::DataPage { buf, num_values, encoding, def_level_encoding, .. } => {
             if !nullable {
                 (*num_values as usize, *encoding, None, 0)
             } else {
                 if *def_level_encoding != Encoding::RLE {
-                    return Err(format!("definition levels encoded as {def_level_encoding}, not RLE"));
+                    return Err(PageError::Unsupported(format!(
+                        "definition levels encoded as {def_level_encoding}, not RLE"
+                    )));
                 }
                 let len = buf.get(..4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize);
                 match len {
                     Some(len) if 4 + len <= buf.len() => (*num_values as usize, *encoding, Some(4..4 + len), 4 + len),
-                    _ => return Err("definition levels past the end of the page".into()),
+                    _ => return Err(PageError::Damaged("definition levels past the end of the page".into())),
                 }
             }
         }
         Page::DataPageV2 { buf, num_values, encoding, def_levels_byte_len, rep_levels_byte_len, .. } => {
             let (r, d) = (*rep_levels_byte_len as usize, *def_levels_byte_len as usize);
             if r + d > buf.len() {
-                return Err("levels past the end of the page".into());
+                return Err(PageError::Damaged("levels past the end of the page".into()));
             }
             (*num_values as usize, *encoding, nullable.then_some(r..r + d), r + d)
         }
-        Page::DictionaryPage { .. } => return Err("a second dictionary page".into()),
+        Page::DictionaryPage { .. } => return Err(PageError::Damaged("a second dictionary page".into())),
     };
     if !matches!(encoding, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY) {
-        return Err(format!(
-            "a data page encoded as {encoding}, where the chunk's metadata lists only dictionary-encoded pages"
-        ));
+        // A writer whose dictionary grew too large falls back to PLAIN
+        // pages inside the chunk (whatever its encoding statistics say).
+        return Err(PageError::Unsupported(format!("a data page encoded as {encoding}")));
     }
     Ok(DataPage { slots, def, values })
 }

@@ -49,22 +49,82 @@ where
     serde_json::from_slice(&out.stdout).expect("JSON output")
 }
 
-/// Log relative error (NIST's accuracy measure), capped at 15.
+/// Log relative error (NIST's accuracy measure), capped at 15; a value
+/// that is not a finite number (a NaN, a missing figure read as NaN) has no
+/// correct digit: 0.
 pub fn lre(estimate: f64, certified: f64) -> f64 {
+    if !estimate.is_finite() || !certified.is_finite() {
+        return 0.0;
+    }
     let err = if certified == 0.0 { estimate.abs() } else { ((estimate - certified) / certified).abs() };
     if err == 0.0 {
         15.0
     } else {
-        (-err.log10()).min(15.0)
+        (-err.log10()).clamp(0.0, 15.0)
     }
 }
 
-/// Relative difference with an absolute floor for values near zero.
+/// Relative difference with an absolute floor for values near zero;
+/// infinite when either is NaN (so that `rel_diff(..) <= tol` fails and
+/// `rel_diff(..) > tol` holds: a NaN never passes a comparison).
 pub fn rel_diff(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        return f64::INFINITY;
+    }
     if a == b {
         return 0.0;
     }
     (a - b).abs() / a.abs().max(b.abs()).max(1e-300)
+}
+
+/// Every difference between two reports' JSON (keys in `skip` left out at
+/// any depth): a missing key, a type that differs, a number and a null, or
+/// two numbers further apart than `tol` relative (0: bit for bit).
+pub fn json_differences(a: &Value, b: &Value, tol: f64, skip: &[&str]) -> Vec<String> {
+    fn walk(a: &Value, b: &Value, path: &str, tol: f64, skip: &[&str], out: &mut Vec<String>) {
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                for (k, v) in x {
+                    if skip.contains(&k.as_str()) {
+                        continue;
+                    }
+                    match y.get(k) {
+                        Some(w) => walk(v, w, &format!("{path}.{k}"), tol, skip, out),
+                        None => out.push(format!("{path}.{k}: missing on the right")),
+                    }
+                }
+                for k in y.keys() {
+                    if !skip.contains(&k.as_str()) && !x.contains_key(k) {
+                        out.push(format!("{path}.{k}: missing on the left"));
+                    }
+                }
+            }
+            (Value::Array(x), Value::Array(y)) => {
+                if x.len() != y.len() {
+                    out.push(format!("{path}: {} vs {} entries", x.len(), y.len()));
+                    return;
+                }
+                for (i, (v, w)) in x.iter().zip(y).enumerate() {
+                    walk(v, w, &format!("{path}[{i}]"), tol, skip, out);
+                }
+            }
+            (Value::Number(x), Value::Number(y)) => {
+                let (p, q) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
+                let ok = if tol == 0.0 { p.to_bits() == q.to_bits() } else { rel_diff(p, q) <= tol };
+                if !ok {
+                    out.push(format!("{path}: {p:e} vs {q:e}"));
+                }
+            }
+            _ => {
+                if a != b {
+                    out.push(format!("{path}: {a} vs {b}"));
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(a, b, "", tol, skip, &mut out);
+    out
 }
 
 pub fn tempdir() -> tempfile::TempDir {

@@ -5,11 +5,15 @@
 
 mod cli;
 mod common;
+mod comparators;
+mod corpus;
+mod csv_dialects;
 mod engine;
 mod formula;
 mod laws;
 mod nist;
 mod parquet_bits;
+mod parquet_fallback;
 mod parquet_floats;
 mod peers;
 mod second_pass;

@@ -85,7 +85,7 @@ fn write(path: &Path, n: usize, seed: u64, v2: bool, codec: u8, page_rows: usize
 /// Read every row group both ways and compare; returns how many batch
 /// columns of the kinds that always qualify came as bits.
 fn compare_readers(path: &Path, batch: usize) -> usize {
-    let input = Input { path: path.into(), kind: SourceKind::Parquet };
+    let input = Input::new(path.into(), SourceKind::Parquet);
     let meta = source::parquet_metadata(&input).unwrap();
     let cols: Vec<String> = (0..KINDS.len()).map(|i| format!("i{i}")).chain(["x".to_string()]).collect();
     let mut as_bits = 0;
@@ -143,7 +143,7 @@ proptest! {
         let as_bits = compare_readers(&path, batch);
         // Four of the five integer columns qualify in every batch.
         let batches: usize = {
-            let input = Input { path: path.clone(), kind: SourceKind::Parquet };
+            let input = Input::new(path.clone(), SourceKind::Parquet);
             let meta = source::parquet_metadata(&input).unwrap();
             (0..meta.metadata().num_row_groups())
                 .map(|rg| (meta.metadata().row_group(rg).num_rows() as usize).div_ceil(batch))
@@ -220,7 +220,7 @@ fn fits_over_bits_equal_the_reference_path() {
 
 /// How many batch columns among `names` come as bits.
 fn compare_readers_named(path: &Path, names: &[&str]) -> usize {
-    let input = Input { path: path.into(), kind: SourceKind::Parquet };
+    let input = Input::new(path.into(), SourceKind::Parquet);
     let meta = source::parquet_metadata(&input).unwrap();
     let cols: Vec<String> = names.iter().map(|s| s.to_string()).chain(["y".to_string()]).collect();
     let mut n = 0;
@@ -261,7 +261,7 @@ fn a_corrupt_bit_page_is_a_clear_error() {
     let mut w = ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, Some(props)).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
-    let input = Input { path: path.clone(), kind: SourceKind::Parquet };
+    let input = Input::new(path.clone(), SourceKind::Parquet);
     let meta = source::parquet_metadata(&input).unwrap();
     let chunk = meta.metadata().row_group(0).column(2);
     let (start, len) = chunk.byte_range();

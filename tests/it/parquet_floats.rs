@@ -89,7 +89,7 @@ proptest! {
         let tmp = tempdir();
         let path = tmp.path().join("floats.parquet");
         write(&path, n, seed, v2, codec, page_rows, group_rows);
-        let input = Input { path: path.clone(), kind: SourceKind::Parquet };
+        let input = Input::new(path.clone(), SourceKind::Parquet);
         let meta = source::parquet_metadata(&input).unwrap();
         let cols: Vec<String> = COLUMNS.iter().map(|c| c.0.to_string()).collect();
         for rg in 0..meta.metadata().num_row_groups() {
@@ -157,7 +157,7 @@ fn a_corrupt_float_page_is_a_clear_error() {
     let mut w = ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, Some(props)).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
-    let input = Input { path: path.clone(), kind: SourceKind::Parquet };
+    let input = Input::new(path.clone(), SourceKind::Parquet);
     let meta = source::parquet_metadata(&input).unwrap();
     let (start, len) = meta.metadata().row_group(0).column(0).byte_range();
     let mut bytes = std::fs::read(&path).unwrap();

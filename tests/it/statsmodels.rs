@@ -12,7 +12,7 @@ const BASE: &str = "rent ~ building_age_yrs + min_to_subway + has_washer_dryer";
 const FOURTEEN: &str = "rent ~ bedrooms + bathrooms + size_sqft + min_to_subway + floor + building_age_yrs + no_fee \
     + has_roofdeck + has_washer_dryer + has_doorman + has_elevator + has_dishwasher + has_patio + has_gym";
 
-fn close(what: &str, ours: f64, theirs: f64, tol: f64) -> Result<(), String> {
+pub(crate) fn close(what: &str, ours: f64, theirs: f64, tol: f64) -> Result<(), String> {
     let d = rel_diff(ours, theirs);
     if d <= tol {
         Ok(())
@@ -21,7 +21,7 @@ fn close(what: &str, ours: f64, theirs: f64, tol: f64) -> Result<(), String> {
     }
 }
 
-fn close_p(what: &str, ours: f64, theirs: f64) -> Result<(), String> {
+pub(crate) fn close_p(what: &str, ours: f64, theirs: f64) -> Result<(), String> {
     // p-values below 1e-290 are zero for any practical purpose and beyond
     // the reach of double precision special functions in either program.
     if theirs < 1e-290 && ours < 1e-290 {

@@ -7,6 +7,7 @@ SPEC is a list of jobs:
   {"name": ..., "kind": "fit", "data": CSV, "formula": F,
    "weights": EXPR or null, "method": "pinv"}
   {"name": ..., "kind": "design", "data": CSV, "formula": F}
+Either may carry "read_csv": {keyword arguments of pandas.read_csv}.
 The output maps each name to statsmodels' attributes (fit) or to patsy's
 column names, values and row count (design).
 """
@@ -24,8 +25,13 @@ def num(x):
     return x if np.isfinite(x) else None
 
 
+def read(job):
+    # Extra read_csv arguments (sep, decimal, na_values, keep_default_na).
+    return pd.read_csv(job["data"], **job.get("read_csv", {}))
+
+
 def fit(job):
-    df = pd.read_csv(job["data"])
+    df = read(job)
     kw = {}
     if job.get("cov_type"):
         kw["cov_type"] = job["cov_type"]
@@ -66,7 +72,7 @@ def fit(job):
 
 
 def design(job):
-    df = pd.read_csv(job["data"])
+    df = read(job)
     y, X = patsy.dmatrices(job["formula"], df, return_type="dataframe")
     return {
         "y_names": list(y.columns),
