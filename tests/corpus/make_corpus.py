@@ -89,6 +89,7 @@ def types_table(t):
     cents = np.round((i % 997) * 1.37 + 5, 2)
     dec = pa.array([f"{v:.2f}" for v in cents]).cast(pa.decimal128(9, 2))
     dec256 = pa.array([f"{v:.2f}" for v in cents[::-1]]).cast(pa.decimal256(40, 2))
+    dec18 = pa.array([f"{v * 1000:.2f}" for v in cents[::3].repeat(3)[:n]]).cast(pa.decimal128(18, 2))
     f32 = pa.array((i % 113) * 0.25 + 1, pa.float32())
     f16 = pa.array(((i % 29) * 0.5).astype(np.float16), pa.float16())
     i8 = pa.array((i % 100) - 50, pa.int8())
@@ -103,12 +104,12 @@ def types_table(t):
     dictionary = pa.array([["a", "b", "c", "d"][k % 4] for k in range(n)]).dictionary_encode()
     cols = {
         "y": y,
-        "a_dec": dec, "a_dec256": dec256, "a_f32": f32, "a_f16": f16, "a_i8": i8, "a_i16": i16, "a_i32": i32,
+        "a_dec": dec, "a_dec256": dec256, "a_dec18": dec18, "a_f32": f32, "a_f16": f16, "a_i8": i8, "a_i16": i16, "a_i32": i32,
         "a_u8": u8, "a_u16": u16, "a_u32": u32, "a_u64": u64, "a_bool": flag, "a_large": large, "a_dict": dictionary,
         "a_date": pa.array((np.arange(n) + 18_000).astype("datetime64[D]")),
         "a_ts": pa.array((np.arange(n) + 1_600_000_000).astype("datetime64[s]").astype("datetime64[ms]")),
     }
-    for k in ["a_dec", "a_dec256", "a_f32", "a_f16", "a_i8", "a_i16", "a_i32", "a_u8", "a_u16", "a_u32", "a_u64"]:
+    for k in ["a_dec", "a_dec256", "a_dec18", "a_f32", "a_f16", "a_i8", "a_i16", "a_i32", "a_u8", "a_u16", "a_u32", "a_u64"]:
         cols["r" + k[1:]] = cols[k].cast(pa.float64())
     cols["r_bool"] = pa.array(["T" if v else "F" for v in flag.to_pylist()], pa.string())
     cols["r_large"] = large.cast(pa.string())
@@ -116,7 +117,7 @@ def types_table(t):
     return pa.table(cols)
 
 
-TYPES_NUMERIC = ["dec", "dec256", "f32", "f16", "i8", "i16", "i32", "u8", "u16", "u32", "u64"]
+TYPES_NUMERIC = ["dec", "dec256", "dec18", "f32", "f16", "i8", "i16", "i32", "u8", "u16", "u32", "u64"]
 
 
 def flip(path, at, count=8):
@@ -248,6 +249,9 @@ def main():
     # Types from real schemas.
     tt = types_table(t)
     pq.write_table(tt, p("types.parquet"))
+    # Decimals stored as INT32 / INT64 (precision ≤ 9 / ≤ 18) rather than
+    # fixed-length byte arrays.
+    pq.write_table(tt, p("types-int-decimals.parquet"), store_decimal_as_integer=True)
     feather.write_feather(tt, p("types.arrow"), compression="zstd")
     # Damaged variants: each must be refused, naming the file.
     damaged = [
@@ -286,7 +290,7 @@ def main():
         "model": MODEL,
         "reference": "reference.arrow",
         "files": files,
-        "types": {"files": ["types.parquet", "types.arrow"], "numeric": TYPES_NUMERIC,
+        "types": {"files": ["types.parquet", "types-int-decimals.parquet", "types.arrow"], "numeric": TYPES_NUMERIC,
                   "categorical": ["bool", "large", "dict"], "dates": ["a_date", "a_ts"]},
         "versions": {"pyarrow": pa.__version__, "duckdb": duckdb.__version__, "polars": pl.__version__,
                      "pandas": pd.__version__},

@@ -5,7 +5,7 @@
 //! are merged in the same order), with and without the fast path; damaged
 //! ones are refused with the file (and row group and column) named.
 
-use crate::common::{bin, json_differences, streeteasy, tempdir};
+use crate::common::{bin, json_differences, streeteasy};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -15,7 +15,9 @@ use std::sync::OnceLock;
 fn corpus() -> &'static (PathBuf, Value) {
     static CORPUS: OnceLock<(PathBuf, Value)> = OnceLock::new();
     CORPUS.get_or_init(|| {
-        let dir = tempdir().keep().join("corpus");
+        // Under the target directory (one corpus, remade each run).
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("corpus");
+        let _ = std::fs::remove_dir_all(&dir);
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/make_corpus.py");
         let python = std::env::var("GRAMFIT_PYTHON").unwrap_or_else(|_| "python3".into());
         let out = Command::new(&python).arg(&script).arg(streeteasy()).arg(&dir).output();
@@ -196,5 +198,40 @@ fn dates_and_timestamps_are_refused_naming_column_and_type() {
                 "{err}"
             );
         }
+    }
+}
+
+#[test]
+fn lz4_with_hadoop_framing_and_raw_both_read() {
+    // pyarrow, DuckDB and polars write LZ4_RAW; the older LZ4 codec (Hadoop
+    // framing) comes from parquet-mr and arrow-rs: written here by arrow-rs
+    // from the reference table.
+    use parquet::basic::Compression;
+    let (dir, m) = corpus();
+    let model = m["model"].as_str().unwrap();
+    let reference_file = dir.join(m["reference"].as_str().unwrap());
+    let reader =
+        arrow::ipc::reader::FileReader::try_new(std::fs::File::open(&reference_file).unwrap(), None).unwrap();
+    let schema = reader.schema();
+    let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
+    let reference = fit(&reference_file, model, &[], false);
+    for (name, codec) in [("hadoop", Compression::LZ4), ("raw", Compression::LZ4_RAW)] {
+        let path = dir.join(format!("arrow-rs-lz4-{name}.parquet"));
+        let props = parquet::file::properties::WriterProperties::builder().set_compression(codec).build();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema.clone(), Some(props))
+                .unwrap();
+        for b in &batches {
+            w.write(b).unwrap();
+        }
+        w.close().unwrap();
+        let meta = gramfit::source::parquet_metadata(&gramfit::source::Input::new(
+            path.clone(),
+            gramfit::source::SourceKind::Parquet,
+        ))
+        .unwrap();
+        assert_eq!(meta.metadata().row_group(0).column(0).compression(), codec);
+        let d = json_differences(&reference, &fit(&path, model, &[], false), 0.0, &VOLATILE);
+        assert!(d.is_empty(), "{name}: {d:?}");
     }
 }
