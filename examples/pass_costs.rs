@@ -68,8 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let eo = EngineOptions { threads, binary_pages, float_pages, ..EngineOptions::default() };
     let progress = Progress::default();
     let ro = ReportOptions::default();
-    let options =
-        ModelOptions { formula: args[2].clone(), weights: None, missing: Default::default(), csv: Default::default() };
+    let options = ModelOptions::new(args[2].clone());
     let (resolved, pass) =
         model::resolve_and_accumulate(options, model::open_inputs(&inputs, &Default::default())?, &eo, &progress)?;
     let acc = pass.acc;

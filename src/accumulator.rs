@@ -184,6 +184,10 @@ pub trait ChunkSink: Sized + Send {
     fn finish(&mut self) {}
     /// Rows read and rows dropped.
     fn rows(&self) -> (u64, u64);
+    /// Rows read and dropped per group, for a grouped pass (else empty).
+    fn rows_by_group(&self) -> Vec<(Level, u64, u64)> {
+        Vec::new()
+    }
 }
 
 impl ChunkSink for FitAccumulator {
@@ -269,5 +273,8 @@ impl ChunkSink for GroupedAccumulator {
     fn rows(&self) -> (u64, u64) {
         let dropped: u64 = self.groups.values().map(|g| g.rows_dropped).sum();
         (self.rows_read, dropped + self.rows_without_group)
+    }
+    fn rows_by_group(&self) -> Vec<(Level, u64, u64)> {
+        self.groups.iter().map(|(l, g)| (l.clone(), g.rows_read, g.rows_dropped)).collect()
     }
 }

@@ -53,6 +53,8 @@ pub struct DiagnoseArgs {
     pub report: ReportArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 /// Options shared by commands that read data.
@@ -97,6 +99,26 @@ pub struct ReportArgs {
 }
 
 pub use crate::residuals::CovType;
+
+/// Waiting for another writer of the same state file.
+#[derive(Args, Debug, Clone, Default)]
+pub struct LockArgs {
+    /// Wait at most this many seconds for another command writing the same state (default:
+    /// as long as it takes, saying who holds it; 0: fail at once, naming the holder).
+    #[arg(long, value_name = "SECONDS")]
+    pub wait: Option<f64>,
+}
+
+impl LockArgs {
+    pub fn wait(&self) -> Result<crate::state::lock::Wait, String> {
+        use crate::state::lock::Wait;
+        match self.wait {
+            None => Ok(Wait::Forever),
+            Some(s) if s.is_finite() && s >= 0.0 => Ok(Wait::AtMost(std::time::Duration::from_secs_f64(s))),
+            Some(s) => Err(format!("--wait takes a number of seconds ≥ 0, not {s}")),
+        }
+    }
+}
 
 /// How CSV inputs are read (saved in a state with the fit).
 #[derive(Args, Debug, Clone, Default)]
@@ -155,6 +177,11 @@ pub struct FollowArgs {
     /// How long a file must stay unchanged before it is read, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 2000)]
     pub settle_ms: u64,
+    /// A CSV file's last line without a line end is left pending (the writer may not have
+    /// finished it) until a line end follows, or until the file has not changed for this long;
+    /// then it is read as the file's last row.
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    pub tail_ms: u64,
 }
 
 #[derive(Args, Debug)]
@@ -183,6 +210,8 @@ pub struct FitArgs {
     pub csv: CsvArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Args, Debug)]
@@ -198,6 +227,8 @@ pub struct RunArgs {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Args, Debug)]
@@ -223,6 +254,8 @@ pub struct UpdateArgs {
     pub report: ReportArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Args, Debug)]
@@ -235,6 +268,8 @@ pub struct MergeArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub report: ReportArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Args, Debug)]
@@ -247,6 +282,8 @@ pub struct RetractArgs {
     pub report: ReportArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Args, Debug)]

@@ -13,11 +13,13 @@ use crate::app::{self, AppError};
 use crate::cli::RunArgs;
 use crate::design::MissingPolicy;
 use crate::engine::{EngineOptions, Progress};
+use crate::model::Group;
 use crate::model::{self, ModelOptions, ReportOptions, Resolved};
+use crate::report::InputInfo;
 use crate::report::{self, Format};
 use crate::solve::SingularPolicy;
 use crate::source::csv::CsvOptions;
-use crate::state::{self, Provenance, State};
+use crate::state::{self, growth, State};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -120,6 +122,7 @@ pub fn plan(path: &Path, text: &str, format_override: Option<Format>) -> Result<
                 weights: m.weights.clone().or_else(|| d.weights.clone()),
                 missing: m.missing.or(d.missing).unwrap_or_default(),
                 csv: csv.clone(),
+                group: None,
             },
             report: ReportOptions { singular: m.singular.or(d.singular).unwrap_or_default(), alpha },
             format: format_override.or(m.format).or(d.format).unwrap_or_default(),
@@ -175,7 +178,7 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
     let mut states: Vec<(PathBuf, State)> = Vec::new();
     for (m, r) in models.iter().zip(&resolved) {
         let opened = model::open_inputs(&job.inputs, &csv)?;
-        let paths: Vec<(String, PathBuf)> = opened.inputs.iter().map(|i| (i.display(), i.path.clone())).collect();
+        let read = opened.inputs.clone();
         let progress = std::sync::Arc::new(Progress::default());
         let _display = crate::progress::ProgressDisplay::start(progress.clone(), a.quiet);
         if let Some(by) = &m.by {
@@ -192,16 +195,24 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
                 }
                 outputs.push((m.report_path.as_ref().map(|p| group_path(p, &label)), text));
                 if let Some(sp) = &m.state_path {
+                    // The state knows its group: updates fold only its rows.
+                    let mut options = r.options.clone();
+                    options.group = Some(Group { column: by.clone(), level: level.clone() });
+                    let mut inputs = Vec::new();
+                    for (input, info) in read.iter().zip(&infos) {
+                        let (rows_read, rows_dropped) =
+                            info.groups.iter().find(|(l, _, _)| l == level).map_or((0, 0), |(_, r, d)| (*r, *d));
+                        let mine = InputInfo { rows_read, rows_dropped, groups: Vec::new(), ..info.clone() };
+                        inputs.push(growth::record(input, &mine)?);
+                    }
                     states.push((
                         group_path(sp, &label),
                         State {
                             gramfit_version: env!("CARGO_PKG_VERSION").into(),
-                            model: r.options.clone(),
+                            model: options,
                             column_types: r.column_types.clone(),
                             accumulator: acc.clone(),
-                            // A group's state holds part of each input, so
-                            // inputs are not recorded for update/retract.
-                            inputs: Vec::new(),
+                            inputs,
                             fitted_at,
                             elapsed_s: elapsed,
                             residuals: None,
@@ -228,15 +239,8 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
         outputs.push((m.report_path.clone(), text));
         if let Some(sp) = &m.state_path {
             let mut inputs = Vec::new();
-            for ((disp, p), info) in paths.iter().zip(&pass.inputs) {
-                let (size, sha256) = state::fingerprint(p)?;
-                inputs.push(Provenance {
-                    path: disp.clone(),
-                    size,
-                    sha256,
-                    rows_read: info.rows_read,
-                    rows_dropped: info.rows_dropped,
-                });
+            for (input, info) in read.iter().zip(&pass.inputs) {
+                inputs.push(growth::record(input, info)?);
             }
             states.push((
                 sp.clone(),
@@ -253,11 +257,14 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
             ));
         }
     }
-    // All fits succeeded: now write, each file atomically.
+    // All fits succeeded: now write, each file atomically, each state
+    // under its lock (taken in path order, so two jobs cannot deadlock).
+    let wait = a.lock.wait().map_err(AppError::Usage)?;
+    let mut order: Vec<&PathBuf> = states.iter().map(|(sp, _)| sp).collect();
+    order.sort();
+    order.dedup();
+    let _locks = order.iter().map(|sp| app::lock_state(sp, wait)).collect::<Result<Vec<_>, _>>()?;
     for (sp, st) in &states {
-        if let Some(dir) = sp.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| AppError::Data(format!("{}: {e}", dir.display())))?;
-        }
         state::save(st, sp)?;
     }
     for (path, text) in &outputs {

@@ -151,6 +151,9 @@ pub struct DesignBuilder {
     pub missing: MissingPolicy,
     /// The grouping column of a grouped pass (`by`), read with the model's.
     pub group_by: Option<String>,
+    /// Only the rows whose `column` has this level (a grouped state's
+    /// group): the others are not read into the sums at all.
+    pub only: Option<(String, Level)>,
     /// What a second pass over the residuals needs (β, (XᵀWX)⁻¹, clusters).
     pub second_pass: Option<Arc<crate::residuals::SecondPassSpec>>,
     /// When every term is one plain numeric column and there are no
@@ -644,7 +647,20 @@ impl DesignBuilder {
         // for ruling the fast path out when a result looks wrong.
         let direct_off = std::env::var_os("GRAMFIT_NO_DIRECT").is_some_and(|v| v != "0");
         let direct = if weights.is_none() && !direct_off { DirectPlan::of(&spec) } else { None };
-        DesignBuilder { spec, weights, weights_expr, missing, group_by: None, second_pass: None, direct }
+        DesignBuilder { spec, weights, weights_expr, missing, group_by: None, only: None, second_pass: None, direct }
+    }
+
+    /// With [`only`](Self::only) set: the chunk's rows of that group and
+    /// their positions in the chunk (`None`: every row is read).
+    pub fn select_group(&self, chunk: &RecordBatch) -> Result<Option<(RecordBatch, Vec<usize>)>, DesignError> {
+        let Some((column, level)) = &self.only else { return Ok(None) };
+        let (codes, table) = categorical_column(chunk, column)?;
+        let code = table.iter().position(|l| l == level).map(|c| c as u32);
+        let rows: Vec<usize> = (0..codes.len()).filter(|&r| Some(codes[r]) == code).collect();
+        let mask = BooleanArray::from((0..codes.len()).map(|r| Some(codes[r]) == code).collect::<Vec<bool>>());
+        let sub = arrow::compute::filter_record_batch(chunk, &mask)
+            .map_err(|e| DesignError::NoColumn { column: format!("{column} (selecting the group: {e})") })?;
+        Ok(Some((sub, rows)))
     }
 
     /// Source columns a pass must read: the model's and the weights'.
@@ -653,7 +669,11 @@ impl DesignBuilder {
         if let Some(e) = &self.weights_expr {
             e.columns(&mut cols);
         }
-        let extra = [self.group_by.clone(), self.second_pass.as_ref().and_then(|s| s.cluster.clone())];
+        let extra = [
+            self.group_by.clone(),
+            self.only.as_ref().map(|(c, _)| c.clone()),
+            self.second_pass.as_ref().and_then(|s| s.cluster.clone()),
+        ];
         for g in extra.into_iter().flatten() {
             if !cols.contains(&g) {
                 cols.push(g);
@@ -678,6 +698,7 @@ impl DesignBuilder {
             e.columns(&mut numeric);
         }
         coded.extend(self.group_by.iter().cloned());
+        coded.extend(self.only.iter().map(|(c, _)| c.clone()));
         coded.extend(self.second_pass.as_ref().and_then(|s| s.cluster.clone()));
         numeric.retain(|c| !coded.contains(c));
         numeric

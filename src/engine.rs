@@ -209,8 +209,12 @@ fn fold_chunks<A: ChunkSink>(
         }
         let base = row;
         let start = std::time::Instant::now();
-        acc.add_chunk(builder, chunk, &|r| locate(base + r as u64))
-            .map_err(|e| EngineError::Design { path: input.display(), source: Box::new(e) })?;
+        let design_err = |e| EngineError::Design { path: input.display(), source: Box::new(e) };
+        match builder.select_group(chunk).map_err(design_err)? {
+            None => acc.add_chunk(builder, chunk, &|r| locate(base + r as u64)),
+            Some((group, rows)) => acc.add_chunk(builder, &group, &|r| locate(base + rows[r] as u64)),
+        }
+        .map_err(design_err)?;
         progress.sink_nanos.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
         row += chunk.num_rows() as u64;
         progress.rows.fetch_add(chunk.num_rows() as u64, Ordering::Relaxed);
@@ -267,13 +271,17 @@ fn parquet_unit<A: ChunkSink>(
 }
 
 /// A sequential input: reader thread → bounded channel → workers → ordered fold.
+/// Returns the accumulator and the rows read from the input (before any
+/// selection of a group's rows).
 fn sequential_input<A: ChunkSink>(
     builder: &DesignBuilder,
     input: &Input,
     batches: Batches,
     opts: &EngineOptions,
     progress: &Progress,
-) -> Result<A, EngineError> {
+) -> Result<(A, u64), EngineError> {
+    let rows_in = AtomicU64::new(0);
+    let rows_in_ref = &rows_in;
     let csv = input.kind == SourceKind::Csv;
     let locate = move |r: u64| if csv { format!("line {}", r + 2) } else { format!("row {r}") };
     let threads = opts.threads.max(1);
@@ -293,6 +301,9 @@ fn sequential_input<A: ChunkSink>(
                 ok
             };
             for b in batches {
+                if let Ok(b) = &b {
+                    rows_in_ref.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+                }
                 if progress.stopped() {
                     let _ = reader_res_tx.send((usize::MAX, Err(EngineError::Interrupted)));
                     return;
@@ -359,6 +370,7 @@ fn sequential_input<A: ChunkSink>(
         }
         ordered.finish().map(|()| acc)
     })
+    .map(|acc| (acc, rows_in.load(Ordering::Relaxed)))
 }
 
 /// Results of numbered work units, merged in unit order as they come (a
@@ -499,6 +511,10 @@ pub fn accumulate<A: ChunkSink>(
     }
     let mut per_input: Vec<A> = inputs.iter().map(|_| A::empty(builder)).collect();
     let ends: Vec<EndCell> = inputs.iter().map(|_| EndCell::default()).collect();
+    let mut file_rows: Vec<u64> = metas
+        .iter()
+        .map(|m| m.as_ref().map_or(0, |m| u64::try_from(m.metadata().file_metadata().num_rows()).unwrap_or(0)))
+        .collect();
     let run = |i: usize, rg: usize| {
         let meta = metas[i].as_ref().expect("parquet metadata");
         parquet_unit(builder, &inputs[i], meta, rg, (&columns, &binary), opts, progress)
@@ -520,15 +536,16 @@ pub fn accumulate<A: ChunkSink>(
             };
             source::sequential_batches(input, schemas.get(i).cloned().flatten(), &read)?
         };
-        per_input[i] = sequential_input(builder, input, batches, opts, progress)?;
+        (per_input[i], file_rows[i]) = sequential_input(builder, input, batches, opts, progress)?;
     }
     let mut total = A::empty(builder);
     let mut infos = Vec::with_capacity(inputs.len());
-    for ((input, acc), end) in inputs.iter().zip(&per_input).zip(&ends) {
+    for (((input, acc), end), file_rows) in inputs.iter().zip(&per_input).zip(&ends).zip(file_rows) {
         total.merge(acc);
         let (rows_read, rows_dropped) = acc.rows();
         let end = end.lock().ok().and_then(|e| *e);
-        infos.push(InputInfo { path: input.display(), rows_read, rows_dropped, end });
+        let groups = acc.rows_by_group();
+        infos.push(InputInfo { path: input.display(), rows_read, rows_dropped, end, file_rows, groups });
     }
     Ok((total, infos))
 }

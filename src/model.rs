@@ -44,6 +44,31 @@ pub struct ModelOptions {
     /// mark): they decide which cells are numbers.
     #[serde(default)]
     pub csv: CsvOptions,
+    /// The group of one of a grouped fit's models (`by = "borough"`): only
+    /// its rows are read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<Group>,
+}
+
+impl ModelOptions {
+    /// A formula with the defaults: no weights, rows with a missing value
+    /// dropped, CSV read as pandas reads it, all rows.
+    pub fn new(formula: impl Into<String>) -> Self {
+        ModelOptions {
+            formula: formula.into(),
+            weights: None,
+            missing: MissingPolicy::default(),
+            csv: CsvOptions::default(),
+            group: None,
+        }
+    }
+}
+
+/// One level of a grouping column: a grouped fit's model of that group.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Group {
+    pub column: String,
+    pub level: crate::level::Level,
 }
 
 /// Options that change only the report.
@@ -91,7 +116,9 @@ impl Resolved {
     }
 
     pub fn builder(&self) -> DesignBuilder {
-        DesignBuilder::new(self.spec.clone(), self.options.weights.clone(), self.options.missing)
+        let mut b = DesignBuilder::new(self.spec.clone(), self.options.weights.clone(), self.options.missing);
+        b.only = self.options.group.as_ref().map(|g| (g.column.clone(), g.level.clone()));
+        b
     }
 }
 

@@ -351,29 +351,36 @@ pub fn sequential_batches(
                 if input.is_stdin() { Box::new(std::io::stdin()) } else { Box::new(open(&input.path)?) };
             let r = arrow::ipc::reader::StreamReader::try_new(BufReader::new(r), None)
                 .map_err(|e| fmt_err("Arrow IPC stream", e))?;
-            Ok(skip_rows(Box::new(r), read.from.records_before))
+            Ok(window(Box::new(r), read.from.records_before, read.from.limit))
         }
         SourceKind::Parquet => unreachable!("Parquet is read by row group"),
     }
 }
 
-/// The batches after the first `skip` rows (an IPC stream that grew: the
-/// rows already folded in).
-pub fn skip_rows(batches: Batches, skip: u64) -> Batches {
-    if skip == 0 {
+/// The rows of `batches` from row `skip` (an IPC stream that grew: the rows
+/// already folded in are passed over) up to row `limit` (read again only as
+/// far as it was folded in).
+pub fn window(batches: Batches, skip: u64, limit: Option<u64>) -> Batches {
+    if skip == 0 && limit.is_none() {
         return batches;
     }
-    let mut left = skip;
-    Box::new(batches.filter_map(move |b| match b {
-        Ok(b) if left >= b.num_rows() as u64 => {
-            left -= b.num_rows() as u64;
-            None
-        }
-        Ok(b) if left > 0 => {
-            let k = left as usize;
-            left = 0;
-            Some(Ok(b.slice(k, b.num_rows() - k)))
-        }
-        other => Some(other),
-    }))
+    let mut at = 0u64;
+    let end = limit.unwrap_or(u64::MAX);
+    Box::new(
+        batches
+            .map_while(move |b| {
+                let b = match b {
+                    Ok(b) => b,
+                    Err(e) => return Some(Some(Err(e))),
+                };
+                let (lo, hi) = (at, at + b.num_rows() as u64);
+                at = hi;
+                if lo >= end {
+                    return None;
+                }
+                let (from, to) = (skip.clamp(lo, hi) - lo, end.clamp(lo, hi) - lo);
+                Some((to > from).then(|| Ok(b.slice(from as usize, (to - from) as usize))))
+            })
+            .flatten(),
+    )
 }

@@ -18,6 +18,22 @@
 //! at any moment leaves either the old or the new file, complete. A damaged
 //! or truncated file fails the length or checksum test and is refused; a
 //! newer format version is refused with the version named.
+//!
+//! A state is an input like any file — from another machine, another
+//! version, a merge of shards — so decoding checks every structural
+//! invariant before any arithmetic ([`State::validate`]): a checksum that
+//! matches contents that do not agree with themselves is refused as
+//! "damaged or inconsistent", never a panic.
+//!
+//! Versions: 1 (the first release) and 2 (this one: grouped states record
+//! their group, inputs record where a growing file was read up to, CSV
+//! reading options). A version-1 file loads, upgraded in memory (its new
+//! fields take their defaults); it is written back as version 2. Writers
+//! take the state's lock ([`lock`]) for their whole read–fold–write cycle.
+
+pub mod growth;
+pub mod lock;
+mod validate;
 
 use crate::accumulator::FitAccumulator;
 use crate::formula::SourceType;
@@ -28,7 +44,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 pub const MAGIC: &[u8; 8] = b"GRAMFIT\0";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -42,17 +58,46 @@ pub enum StateError {
     NewerVersion { path: String, found: u32 },
     #[error("{path}: the state file is damaged or truncated ({detail})")]
     Damaged { path: String, detail: String },
+    #[error("{path}: the state file is damaged or inconsistent ({detail})")]
+    Inconsistent { path: String, detail: String },
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
 }
 
 /// One input folded into a state.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Provenance {
     pub path: String,
+    /// Bytes of the file folded in (its first `size` bytes: all of it,
+    /// unless an unterminated last CSV line was left pending).
     pub size: u64,
-    /// SHA-256 of the file's bytes, hex.
+    /// SHA-256 of those bytes, hex.
     pub sha256: String,
     pub rows_read: u64,
     pub rows_dropped: u64,
+    /// Rows of the file read so far (of which `rows_read` were the
+    /// model's: a grouped state reads its group's); 0 in version-1 states,
+    /// where the two are the same.
+    #[serde(default)]
+    pub file_rows: u64,
+    /// For a CSV file: where its read ended (the text offset after its
+    /// last complete record, the records read, an unterminated last line);
+    /// a file that grows is read on from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv_end: Option<CsvEnd>,
+}
+
+/// Where the read of a CSV file ended (see [`crate::source::csv::ReadEnd`]).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CsvEnd {
+    /// Text offset after the last complete (terminated) record read.
+    pub complete_offset: u64,
+    /// Records read after the header.
+    pub records: u64,
+    /// The last line had no terminator and was read as a row (a file read
+    /// whole), or was left pending (`tail_pending`: a file being written).
+    pub unterminated_tail: bool,
+    pub tail_pending: bool,
 }
 
 /// What a state file holds.
@@ -79,7 +124,14 @@ fn io(path: &Path, e: impl std::fmt::Display) -> StateError {
 
 /// SHA-256 and size of a file, streamed.
 pub fn fingerprint(path: &Path) -> Result<(u64, String), StateError> {
-    let mut f = std::fs::File::open(path).map_err(|e| io(path, e))?;
+    fingerprint_prefix(path, u64::MAX)
+}
+
+/// SHA-256 and size of a file's first `limit` bytes (fewer if it is
+/// shorter), streamed.
+pub fn fingerprint_prefix(path: &Path, limit: u64) -> Result<(u64, String), StateError> {
+    let f = std::fs::File::open(path).map_err(|e| io(path, e))?;
+    let mut f = f.take(limit);
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
@@ -144,8 +196,15 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<State, StateError> {
     if version > FORMAT_VERSION {
         return Err(StateError::NewerVersion { path: p(), found: version });
     }
-    serde_json::from_slice(&body[20..])
-        .map_err(|e| StateError::Damaged { path: p(), detail: format!("payload does not parse: {e}") })
+    if version == 0 {
+        return Err(StateError::Inconsistent { path: p(), detail: "format version 0 does not exist".into() });
+    }
+    // Versions 1 and 2 share the payload's form; version 1 lacks fields
+    // that take their defaults.
+    let state: State = serde_json::from_slice(&body[20..])
+        .map_err(|e| StateError::Inconsistent { path: p(), detail: format!("payload: {e}") })?;
+    state.validate().map_err(|detail| StateError::Inconsistent { path: p(), detail })?;
+    Ok(state)
 }
 
 pub fn load(path: &Path) -> Result<State, StateError> {
@@ -224,8 +283,9 @@ mod tests {
                 weights: None,
                 missing: Default::default(),
                 csv: Default::default(),
+                group: None,
             },
-            column_types: vec![("y".into(), SourceType::Numeric)],
+            column_types: vec![("y".into(), SourceType::Numeric), ("x".into(), SourceType::Numeric)],
             accumulator: FitAccumulator::new(1),
             inputs: vec![],
             fitted_at: 1,
@@ -248,11 +308,11 @@ mod tests {
             assert!(decode(&bytes[..n], p).is_err(), "truncation to {n} accepted");
         }
         let mut newer = bytes.clone();
-        newer[8..12].copy_from_slice(&2u32.to_le_bytes());
+        newer[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
         let crc = crc32fast::hash(&newer[..newer.len() - 4]);
         let l = newer.len();
         newer[l - 4..].copy_from_slice(&crc.to_le_bytes());
         let e = decode(&newer, p).unwrap_err().to_string();
-        assert!(e.contains("version 2"), "{e}");
+        assert!(e.contains(&format!("version {}", FORMAT_VERSION + 1)), "{e}");
     }
 }

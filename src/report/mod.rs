@@ -41,6 +41,13 @@ pub struct InputInfo {
     /// Where the read of a CSV file ended (for a file that grows).
     #[serde(skip)]
     pub end: Option<crate::source::csv::ReadEnd>,
+    /// Rows of the file read in this pass, whether or not they were used
+    /// (a grouped state's group is a part of them).
+    #[serde(skip)]
+    pub file_rows: u64,
+    /// Rows read and dropped per group, in a grouped pass.
+    #[serde(skip)]
+    pub groups: Vec<(crate::level::Level, u64, u64)>,
 }
 
 /// Render a report in the given format.

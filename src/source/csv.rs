@@ -533,7 +533,7 @@ pub fn text_in_numbers(
 
 /// Where to start reading a file and what to do with an unterminated last
 /// line.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReadFrom {
     /// Text offset of the first record to read (0: after the header).
     pub offset: u64,
@@ -542,19 +542,27 @@ pub struct ReadFrom {
     /// Leave an unterminated last line unread (a file still being
     /// written: the line may not be complete).
     pub hold_tail: bool,
+    /// Stop after this many records in all (`records_before` included):
+    /// a file read again only as far as it was folded in.
+    pub limit: Option<u64>,
 }
 
 /// Where a read of a file stopped: the offset after the last record read,
 /// and whether its last record had no line terminator.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReadEnd {
-    /// Text offset after the last complete record read.
+    /// Text offset after the last complete (terminated) record read.
     pub complete_offset: u64,
+    /// Text offset after the last byte read into a row: the end of the
+    /// text when an unterminated last line was read as a row, else
+    /// `complete_offset`.
+    pub end_offset: u64,
     /// Records read (after the header), in all.
     pub records: u64,
-    /// The file ended with an unterminated line, which was read
-    /// (`hold_tail` off) — or left pending (`hold_tail` on).
+    /// The file ended with an unterminated line, which was read as a row
+    /// (`hold_tail` off) — or left pending (`tail_pending`, `hold_tail` on).
     pub unterminated_tail: bool,
+    pub tail_pending: bool,
 }
 
 /// A shared cell the reader writes its [`ReadEnd`] to when it finishes.
@@ -645,10 +653,13 @@ impl CsvBatches {
 
     fn finish(&mut self, unterminated: bool) {
         self.finished = true;
+        let pending = unterminated && self.from.hold_tail;
         let end = ReadEnd {
             complete_offset: self.records.complete,
+            end_offset: if unterminated && !pending { self.records.offset } else { self.records.complete },
             records: self.from.records_before + self.read,
             unterminated_tail: unterminated,
+            tail_pending: pending,
         };
         if let Ok(mut e) = self.end.lock() {
             *e = Some(end);
@@ -671,6 +682,10 @@ impl CsvBatches {
             .collect();
         let mut rows = 0;
         while rows < self.batch_size {
+            if self.from.limit.is_some_and(|l| self.from.records_before + self.read >= l) {
+                self.finish(false);
+                break;
+            }
             let ended = self.records.next().map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
             let Some(ended) = ended else {
                 self.finish(false);
@@ -831,7 +846,10 @@ mod tests {
         let b = arrow::compute::concat_batches(&b[0].schema(), &b).unwrap();
         assert_eq!(b.column(1).null_count(), 3);
         assert_eq!(b.column(2).null_count(), 2);
-        assert_eq!(end, ReadEnd { complete_offset: 44, records: 5, unterminated_tail: false });
+        assert_eq!(
+            end,
+            ReadEnd { complete_offset: 44, end_offset: 44, records: 5, unterminated_tail: false, tail_pending: false }
+        );
         // A replaced list: only empty cells are missing, so NA is text.
         let only_empty = CsvOptions { na_values: Some(vec![String::new()]), ..Default::default() };
         let s = infer_schema(&p, &only_empty).unwrap();
@@ -878,16 +896,29 @@ mod tests {
         let p = write(dir.path(), "q.csv", text);
         let (b, end) = read_all(&p, &CsvOptions::default(), ReadFrom::default());
         assert_eq!(b.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
-        assert_eq!(end, ReadEnd { complete_offset: 19, records: 3, unterminated_tail: true });
+        assert_eq!(
+            end,
+            ReadEnd { complete_offset: 19, end_offset: 22, records: 3, unterminated_tail: true, tail_pending: false }
+        );
         let (b, end) = read_all(&p, &CsvOptions::default(), ReadFrom { hold_tail: true, ..Default::default() });
         assert_eq!(b.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
-        assert_eq!(end, ReadEnd { complete_offset: 19, records: 2, unterminated_tail: true });
+        assert_eq!(
+            end,
+            ReadEnd { complete_offset: 19, end_offset: 19, records: 2, unterminated_tail: true, tail_pending: true }
+        );
         // Read on from the offset once the line is complete.
         std::fs::write(&p, b"y,note\n1,\"a\nb\"\n2,c\n3,d\n4,e\n").unwrap();
-        let from = ReadFrom { offset: 19, records_before: 2, hold_tail: true };
+        let from = ReadFrom { offset: 19, records_before: 2, hold_tail: true, limit: None };
         let (b, end) = read_all(&p, &CsvOptions::default(), from);
         assert_eq!(b.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
-        assert_eq!(end, ReadEnd { complete_offset: 27, records: 4, unterminated_tail: false });
+        assert_eq!(
+            end,
+            ReadEnd { complete_offset: 27, end_offset: 27, records: 4, unterminated_tail: false, tail_pending: false }
+        );
+        // Read again only as far as it was folded in.
+        let (b, end) = read_all(&p, &CsvOptions::default(), ReadFrom { limit: Some(3), ..Default::default() });
+        assert_eq!(b.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+        assert_eq!(end.complete_offset, 23);
     }
 
     #[test]

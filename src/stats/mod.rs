@@ -52,7 +52,7 @@ pub enum StatsError {
 /// Invariant: `mean.len() == keys.len()`, `comoment.len() == keys.len()²`,
 /// `comoment` symmetric; a state with `nobs == 0` has all-zero moments.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(from = "StatsRepr", into = "StatsRepr")]
+#[serde(try_from = "StatsRepr", into = "StatsRepr")]
 pub struct SufficientStats {
     keys: Vec<ColumnKey>,
     index: HashMap<ColumnKey, usize>,
@@ -77,10 +77,53 @@ struct StatsRepr {
     comoment: Vec<Dd>,
 }
 
-impl From<StatsRepr> for SufficientStats {
-    fn from(r: StatsRepr) -> Self {
-        let index = r.keys.iter().cloned().enumerate().map(|(i, k)| (k, i)).collect();
-        SufficientStats {
+/// Statistics read from outside (a state file, another process) are
+/// checked for every invariant the arithmetic relies on before they are
+/// used: lengths against the keys, distinct keys, finite values, a
+/// co-moment matrix with a non-negative diagonal, counts that agree, and
+/// all-zero moments when no row was folded in. (Symmetry is not checked to
+/// the bit: a retraction's updates of `C_ij` and `C_ji` may round apart.)
+impl TryFrom<StatsRepr> for SufficientStats {
+    type Error = String;
+
+    fn try_from(r: StatsRepr) -> Result<Self, String> {
+        let m = r.keys.len();
+        if r.mean.len() != m || r.nonzero.len() != m || Some(r.comoment.len()) != m.checked_mul(m) {
+            return Err(format!(
+                "{m} columns but {} means, {} non-zero counts and {} co-moments (want {m}, {m}, {})",
+                r.mean.len(),
+                r.nonzero.len(),
+                r.comoment.len(),
+                m.saturating_mul(m)
+            ));
+        }
+        let index: HashMap<ColumnKey, usize> = r.keys.iter().cloned().enumerate().map(|(i, k)| (k, i)).collect();
+        if index.len() != m {
+            return Err("a column key appears twice".into());
+        }
+        let finite = |d: &Dd| d.hi.is_finite() && d.lo.is_finite();
+        if !finite(&r.sum_w) || !finite(&r.sum_log_w) || !r.mean.iter().all(finite) || !r.comoment.iter().all(finite) {
+            return Err("a count, mean or co-moment is not a finite number".into());
+        }
+        if r.sum_w.hi < 0.0 || (r.nobs == 0) != (r.sum_w.hi == 0.0) {
+            return Err(format!("{} rows but a weight total of {}", r.nobs, r.sum_w.hi));
+        }
+        if let Some(&z) = r.nonzero.iter().find(|&&z| z > r.nobs) {
+            return Err(format!("a column non-zero on {z} of {} rows", r.nobs));
+        }
+        for i in 0..m {
+            let d = r.comoment[i * m + i].hi;
+            // Centered sums of squares: non-negative up to the rounding of
+            // a retraction (double-double, relative to the raw square).
+            let raw = (r.sum_w.hi * r.mean[i].hi * r.mean[i].hi).abs() + d.abs();
+            if d < -1e-20 * raw {
+                return Err(format!("the sum of squares of column {i} is negative ({d:e})"));
+            }
+        }
+        if r.nobs == 0 && (r.mean.iter().any(|d| d.hi != 0.0) || r.comoment.iter().any(|d| d.hi != 0.0)) {
+            return Err("no rows but non-zero moments".into());
+        }
+        Ok(SufficientStats {
             keys: r.keys,
             index,
             nobs: r.nobs,
@@ -89,7 +132,7 @@ impl From<StatsRepr> for SufficientStats {
             mean: r.mean,
             comoment: r.comoment,
             nonzero: r.nonzero,
-        }
+        })
     }
 }
 

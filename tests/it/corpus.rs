@@ -210,8 +210,7 @@ fn lz4_with_hadoop_framing_and_raw_both_read() {
     let (dir, m) = corpus();
     let model = m["model"].as_str().unwrap();
     let reference_file = dir.join(m["reference"].as_str().unwrap());
-    let reader =
-        arrow::ipc::reader::FileReader::try_new(std::fs::File::open(&reference_file).unwrap(), None).unwrap();
+    let reader = arrow::ipc::reader::FileReader::try_new(std::fs::File::open(&reference_file).unwrap(), None).unwrap();
     let schema = reader.schema();
     let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
     let reference = fit(&reference_file, model, &[], false);

@@ -208,6 +208,9 @@ fn follow_folds_in_new_files_and_stops_cleanly_on_ctrl_c() {
     let f = "rent ~ size_sqft + bedrooms + C(borough)";
     let child = std::process::Command::new(crate::common::bin())
         .args(["fit", s(&a), "-f", f, "--save", s(&st), "--follow", s(&dir), "--poll-ms", "50", "--settle-ms", "200"])
+        // The borough files end without a line end: their last line is
+        // read once the file has stayed unchanged this long.
+        .args(["--tail-ms", "300"])
         .args(["--format", "json", "-o", s(&report), "--quiet"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

@@ -1,0 +1,127 @@
+//! `gramfit fit`: a model fitted to files, reported, and saved.
+
+use crate::cli::FitArgs;
+use crate::engine::{EngineOptions, Progress};
+use crate::model::{self, ModelOptions};
+use crate::progress::ProgressDisplay;
+use crate::report;
+use crate::residuals::CovType;
+use crate::source::csv::ReadFrom;
+use crate::state::{self, growth, State};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::keep::{fold_into_state, lock_state, FoldOptions};
+use super::{check_cluster, emit, engine_options, no_second_pass_note, report_options, AppError};
+
+pub fn fit(a: &FitArgs) -> Result<(), AppError> {
+    let eo = engine_options(&a.engine)?;
+    if let Some(dir) = &a.follow.follow {
+        let Some(save) = &a.save else {
+            return Err(AppError::Usage("--follow needs --save STATE (where the fit is kept current)".into()));
+        };
+        if !a.inputs.is_empty() {
+            fit_once(a, &a.inputs, &eo, false)?;
+        }
+        let wait = a.lock.wait().map_err(AppError::Usage)?;
+        let fold =
+            FoldOptions { force: false, hold_tail: true, report: &a.report, engine: &eo, quiet: a.engine.quiet, wait };
+        return super::follow::follow(dir, &a.follow, &mut |path: &Path, hold_tail: bool| {
+            let input = [path.to_string_lossy().to_string()];
+            if save.exists() {
+                fold_into_state(save, &input, &FoldOptions { hold_tail, ..fold })
+            } else {
+                fit_once(a, &input, &eo, hold_tail).map(|tail_pending| super::keep::Folded::Saved { tail_pending })
+            }
+        });
+    }
+    fit_once(a, &a.inputs, &eo, false).map(|_| ())
+}
+
+/// Fit `inputs` (`hold_tail`: an unterminated last CSV line is left
+/// pending, as follow mode reads a file that may still be written);
+/// returns whether a last line was left pending.
+fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions, hold_tail: bool) -> Result<bool, AppError> {
+    let ro = report_options(&a.report)?;
+    let csv = a.csv.options().map_err(AppError::Usage)?;
+    let options = ModelOptions {
+        formula: a.formula.clone(),
+        weights: a.weights.clone(),
+        missing: a.missing,
+        csv: csv.clone(),
+        group: None,
+    };
+    let wait = a.lock.wait().map_err(AppError::Usage)?;
+    let _lock = a.save.as_deref().map(|p| lock_state(p, wait)).transpose()?;
+    let mut opened = model::open_inputs(inputs, &csv)?;
+    for input in opened.inputs.iter_mut() {
+        input.from = ReadFrom { hold_tail, ..ReadFrom::default() };
+    }
+    let rereadable = opened.stdin.is_none();
+    let cov = a.report.cov_type;
+    check_cluster(cov, a.report.cluster.as_deref())?;
+    if cov != CovType::Nonrobust && (!rereadable || a.report.no_second_pass) {
+        return Err(AppError::Usage(format!(
+            "--cov-type {} needs a second pass over the data, which {} (drop it or read files)",
+            cov.name(),
+            if rereadable { "--no-second-pass turns off" } else { "a stream on stdin cannot have" }
+        )));
+    }
+    let read = opened.inputs.clone();
+    let progress = Arc::new(Progress::default());
+    let _display = ProgressDisplay::start(progress.clone(), a.engine.quiet);
+    let (resolved, pass) = model::resolve_and_accumulate(options, opened, eo, &progress)?;
+    let fitted_at = model::now_unix();
+    let mut st = State {
+        gramfit_version: env!("CARGO_PKG_VERSION").into(),
+        model: resolved.options.clone(),
+        column_types: resolved.column_types.clone(),
+        accumulator: pass.acc,
+        inputs: Vec::new(),
+        fitted_at,
+        elapsed_s: pass.elapsed_s,
+        residuals: None,
+    };
+    if a.save.is_some() {
+        for (input, info) in read.iter().zip(&pass.inputs) {
+            st.inputs.push(growth::record(input, info)?);
+        }
+    }
+    let res = model::results_of(&resolved, &st.accumulator, &ro);
+    // The second pass, when the first solved and the files can be reread.
+    if res.is_ok() && rereadable && !a.report.no_second_pass {
+        let t0 = std::time::Instant::now();
+        let mut reopened = model::open_inputs(inputs, &csv)?;
+        // The rows of the first pass, whatever was appended since.
+        for (input, info) in reopened.inputs.iter_mut().zip(&pass.inputs) {
+            let records = info.end.map_or(info.file_rows, |e| e.records);
+            input.from = ReadFrom { limit: Some(records), ..ReadFrom::default() };
+        }
+        let snap = model::second_pass(
+            &resolved,
+            &st.accumulator,
+            &ro,
+            model::RobustOptions { cov, cluster: a.report.cluster.as_deref() },
+            reopened,
+            eo,
+            &progress,
+        )?;
+        st.residuals = Some(snap);
+        st.elapsed_s += t0.elapsed().as_secs_f64();
+    }
+    // Save even when the solve refuses (a singular design with --singular
+    // error): the statistics are worth keeping.
+    if let Some(path) = &a.save {
+        state::save(&st, path)?;
+    }
+    let mut res = res?;
+    if let Some(snap) = &st.residuals {
+        crate::results::apply_second_pass(&mut res, snap);
+    } else if !rereadable || a.report.no_second_pass {
+        res.gramfit_notes.push(no_second_pass_note(!rereadable));
+    }
+    let tail_pending = pass.inputs.iter().any(|i| i.end.is_some_and(|e| e.tail_pending));
+    let info = model::run_info(&resolved, &st.accumulator, pass.inputs, fitted_at, st.elapsed_s);
+    emit(&report::render(&res, &info, a.report.format), a.report.output.as_deref())?;
+    Ok(tail_pending)
+}

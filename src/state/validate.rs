@@ -1,0 +1,97 @@
+//! Every structural invariant of a state, checked when it is decoded and
+//! before any arithmetic: the statistics' own (lengths, finite values,
+//! counts; `SufficientStats`'s `TryFrom`), and those between the parts —
+//! a formula that resolves against the recorded column types, a level
+//! table per factor, column keys that name the formula's terms and
+//! levels, row counts that add up, a second pass whose dimensions are the
+//! design's. A violation is a message naming what is wrong.
+
+use super::State;
+use crate::level::{ColumnKey, Level};
+use crate::model::Resolved;
+
+impl State {
+    /// Check the state's invariants (see the module's comment).
+    pub fn validate(&self) -> Result<(), String> {
+        self.model.csv.validate().map_err(|e| format!("CSV options: {e}"))?;
+        let resolved = Resolved::new(self.model.clone(), self.column_types.clone())
+            .map_err(|e| format!("the formula '{}' does not fit the recorded columns: {e}", self.model.formula))?;
+        let spec = &resolved.spec;
+        let acc = &self.accumulator;
+        if acc.levels.len() != spec.factors.len() {
+            return Err(format!("{} level tables for the formula's {} factors", acc.levels.len(), spec.factors.len()));
+        }
+        for (f, levels) in spec.factors.iter().zip(&acc.levels) {
+            if !f.is_categorical() && !levels.is_empty() {
+                return Err(format!("the numeric factor {} has levels", f.name));
+            }
+            if let Some((l, _)) = levels.iter().find(|(_, &n)| n == 0) {
+                return Err(format!("level {l} of {} is counted on no row", f.name));
+            }
+            if levels.keys().any(|l| matches!(l, Level::Float(x) if !x.is_finite())) {
+                return Err(format!("{} has a level that is not a finite number", f.name));
+            }
+            let rows: u64 = levels.values().fold(0u64, |a, &n| a.saturating_add(n));
+            if rows > acc.rows_read {
+                return Err(format!("the levels of {} count {rows} rows of {} read", f.name, acc.rows_read));
+            }
+        }
+        if acc.rows_dropped > acc.rows_read || acc.stats.nobs() != acc.rows_read - acc.rows_dropped {
+            return Err(format!(
+                "{} rows read, {} dropped, but {} in the statistics",
+                acc.rows_read,
+                acc.rows_dropped,
+                acc.stats.nobs()
+            ));
+        }
+        let keys = acc.stats.keys();
+        if acc.stats.nobs() > 0 && !keys.contains(&ColumnKey::Response) {
+            return Err("the statistics have no response column".into());
+        }
+        for key in keys {
+            let ColumnKey::Cell { term, levels } = key else { continue };
+            let Some(factors) = spec.terms.get(*term as usize) else {
+                return Err(format!("a column of term {term}, where the formula has {} terms", spec.terms.len()));
+            };
+            let cats: Vec<usize> = factors.iter().copied().filter(|&f| spec.factors[f].is_categorical()).collect();
+            if levels.len() != cats.len() {
+                return Err(format!(
+                    "a column of term {term} with {} levels for its {} factors",
+                    levels.len(),
+                    cats.len()
+                ));
+            }
+            for (l, &f) in levels.iter().zip(&cats) {
+                if !acc.levels[f].contains_key(l) {
+                    return Err(format!("a column for level {l} of {}, which no row has", spec.factors[f].name));
+                }
+            }
+        }
+        let design = crate::formula::columns::design(spec, &acc.level_sets(), keys).map_err(|e| e.to_string())?;
+        if let Some(snap) = &self.residuals {
+            let p = design.names().len();
+            if let Some(v) = &snap.robust_cov {
+                if v.len() != p * p || v.iter().any(|x| !x.is_finite()) {
+                    return Err(format!("a robust covariance of {} entries for {p} coefficients", v.len()));
+                }
+            }
+            if snap.undefined.iter().any(|&i| i >= p) {
+                return Err("an undefined coefficient past the design's".into());
+            }
+        }
+        for p in &self.inputs {
+            if !(p.sha256.is_empty() || p.sha256.len() == 64 && p.sha256.bytes().all(|b| b.is_ascii_hexdigit())) {
+                return Err(format!("input {}: a SHA-256 of {} characters", p.path, p.sha256.len()));
+            }
+            if p.rows_dropped > p.rows_read {
+                return Err(format!("input {}: more rows dropped than read", p.path));
+            }
+        }
+        if let Some(g) = &self.model.group {
+            if !self.column_types.iter().any(|(n, _)| *n == g.column) {
+                return Err(format!("the group column '{}' is not among the recorded columns", g.column));
+            }
+        }
+        Ok(())
+    }
+}
