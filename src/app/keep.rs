@@ -289,6 +289,11 @@ pub fn retract(a: &RetractArgs) -> Result<(), AppError> {
     st.elapsed_s = pass.elapsed_s;
     st.residuals = None;
     state::save(&st, &a.state)?;
+    if st.accumulator.rows_read == 0 {
+        // Nothing to report, and nothing wrong: the state waits for files.
+        eprintln!("gramfit: {}: every input was retracted; the state holds no rows now", a.state.display());
+        return Ok(());
+    }
     emit(&render_state(&st, &a.report)?, a.report.output.as_deref())
 }
 

@@ -52,6 +52,12 @@ pub fn classify(
     };
     let refit =
         "to use the new content, fit the files again (or --force to fold it in as a new file, on top of the old rows)";
+    if matches!(input.kind, SourceKind::Parquet | SourceKind::IpcFile) {
+        return Ok(changed(
+            "a Parquet or Arrow IPC file is rewritten, not appended, so its new content cannot be told from its old",
+            "retract needs the old content; fit the files again, or --force to fold it in whole as a new file",
+        ));
+    }
     if size < p.size {
         return Ok(changed(&format!("it has {size} bytes where {} were folded in", p.size), refit));
     }
@@ -65,11 +71,8 @@ pub fn classify(
         return Ok(Seen::AlreadyIn { recorded: p.path.clone() });
     }
     match input.kind {
-        SourceKind::Parquet | SourceKind::IpcFile => Ok(changed(
-            "bytes were added to it, but a Parquet or Arrow IPC file is rewritten, not appended",
-            "retract needs the old content; fit the files again, or --force to fold it in whole as a new file",
-        )),
-        SourceKind::IpcStream => Ok(Seen::Grown {
+        // (Parquet and IPC files were refused above.)
+        SourceKind::Parquet | SourceKind::IpcFile | SourceKind::IpcStream => Ok(Seen::Grown {
             index,
             from: ReadFrom { offset: 0, records_before: p.file_rows.max(p.rows_read), hold_tail, limit: None },
         }),

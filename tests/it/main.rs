@@ -18,4 +18,6 @@ mod parquet_floats;
 mod peers;
 mod second_pass;
 mod state;
+mod state_mutation;
+mod state_safety;
 mod statsmodels;
