@@ -143,11 +143,11 @@ fn bench_merge(c: &mut Criterion) {
 /// 8 flags as bits, the response; 0.4% of rows dropped): the first pass's
 /// in-place kernel against each kernel of an HC3 second pass, so that the
 /// two passes' arithmetic can be compared piece by piece.
-#[cfg(target_arch = "x86_64")]
+#[cfg(gramfit_x86)]
 fn bench_second_pass(c: &mut Criterion) {
     use gramfit::stats::{patterns, simd};
     const N: usize = 8192;
-    if !(std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq")) {
+    if gramfit::isa::Avx512::get().is_none() {
         eprintln!("second_pass_8192: skipped, the CPU has no AVX-512");
         return;
     }
@@ -244,7 +244,7 @@ fn bench_second_pass(c: &mut Criterion) {
     g.finish();
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(gramfit_x86))]
 fn bench_second_pass(_c: &mut Criterion) {}
 
 criterion_group!(benches, bench_kernel, bench_merge, bench_flags, bench_second_pass);

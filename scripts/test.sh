@@ -1,8 +1,22 @@
 #!/usr/bin/env bash
 # The test suite: unit, property and integration tests in release mode (the
-# data-heavy tests decode Parquet, which is ~20x slower in debug builds).
+# data-heavy tests decode Parquet, which is ~20x slower in debug builds),
+# then the numeric tests again on every instruction-set path this CPU can
+# run, each forced with GRAMFIT_ISA (see src/isa.rs): a path no test runs
+# here would be untested code.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The differential tests run statsmodels and patsy: install the pinned peers.
+# The differential tests run statsmodels, patsy, pandas; the corpus test
+# writes files with pyarrow, DuckDB and polars: install the pinned peers.
 python3 -m pip install --quiet --disable-pip-version-check -r tests/peers/requirements.txt
 cargo test --release --locked "$@"
+native=$(./target/release/gramfit --version | sed -n 's/^kernels: \([a-z0-9]*\).*/\1/p')
+echo "== the CPU's kernels: $native; the numeric tests on each path below it"
+for level in portable avx2 avx512 avx512vbmi; do
+    if [ "$level" = "$native" ]; then
+        break
+    fi
+    echo "== GRAMFIT_ISA=$level"
+    GRAMFIT_ISA=$level GRAMFIT_EXPECT_ISA=$level cargo test --release --locked --test it -- \
+        nist statsmodels second_pass laws engine formula isa corpus csv_dialects parquet "$@"
+done

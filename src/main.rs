@@ -1,7 +1,7 @@
 //! The `gramfit` binary: parse arguments, run a command, map the outcome to
 //! an exit code (0 success, 1 data or runtime error, 2 usage error).
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use gramfit::app::{self, AppError};
 use gramfit::cli::{Cli, Command};
 
@@ -20,7 +20,18 @@ fn run(cli: Cli) -> Result<(), AppError> {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    // `gramfit --version` says which kernels run (see `gramfit::isa`).
+    let version = format!("{}\n{}", env!("CARGO_PKG_VERSION"), gramfit::isa::describe());
+    let version: &'static str = Box::leak(version.into_boxed_str());
+    let matches = Cli::command().version(version).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    if let Err(e) = gramfit::isa::check() {
+        eprintln!("gramfit: error: {e}");
+        std::process::exit(2);
+    }
     gramfit::engine::tune_allocator();
     // Ctrl-C (and SIGTERM) stop the pass at the next chunk; nothing
     // half-done is saved, and the exit code is 130.

@@ -23,15 +23,18 @@
 
 use crate::accumulator::ChunkSink;
 use crate::dd::Dd;
-use crate::design::{categorical_column, dictionary_keys, DesignBuilder, DesignError};
+#[cfg(gramfit_x86)]
+use crate::design::dictionary_keys;
+use crate::design::{categorical_column, DesignBuilder, DesignError};
 use crate::formula::columns::Design;
 use crate::level::{ColumnKey, Level};
-#[cfg(target_arch = "x86_64")]
+#[cfg(gramfit_x86)]
 use crate::stats::kernel::{source_columns, with_scratch, KernelColumn, SourceColumn};
 use arrow::array::RecordBatch;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, Par};
 use std::collections::{BTreeMap, HashMap};
+#[cfg(gramfit_x86)]
 use std::sync::Arc;
 
 /// What the second pass needs from the first: the design, β and (XᵀWX)⁻¹.
@@ -78,17 +81,17 @@ pub struct ResidualStats {
     pub rows_without_cluster: u64,
     /// The in-place pass's leverage table for the last chunk's column
     /// layout (a cache: chunks of a run share it; never merged).
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(gramfit_x86)]
     leverage_cache: Option<LeverageCache>,
     /// The in-place pass's meat of the chunks so far, while they share a
     /// column layout (collapsed into `meat*` when it changes and on merge).
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(gramfit_x86)]
     pending_meat: Option<PendingMeat>,
     /// Likewise the cluster-robust pass's per-(level, pattern) sums, while
     /// the chunks share a layout and their levels fit the table (collapsed
     /// into `clusters` otherwise and on merge: the engine's merged result
     /// has none pending).
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(gramfit_x86)]
     pending_scores: Option<PendingScores>,
 }
 
@@ -96,7 +99,7 @@ pub struct ResidualStats {
 /// (weights: the residuals), summed over consecutive chunks with the same
 /// kernel layout while their levels fit (each chunk's level codes are
 /// mapped to the table's levels).
-#[cfg(target_arch = "x86_64")]
+#[cfg(gramfit_x86)]
 #[derive(Clone, Debug)]
 struct PendingScores {
     order: Vec<usize>,
@@ -127,7 +130,7 @@ struct PendingScores {
     joint: Vec<f64>,
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(gramfit_x86)]
 impl PendingScores {
     /// Add the score sums to `st.clusters`.
     fn collapse_into(&self, st: &mut ResidualStats) {
@@ -159,7 +162,7 @@ impl PendingScores {
 /// (see [`crate::stats::patterns`]), summed over consecutive chunks of one
 /// kernel layout: collapsing the 2ᵏ-row table once per run instead of once
 /// per chunk.
-#[cfg(target_arch = "x86_64")]
+#[cfg(gramfit_x86)]
 #[derive(Clone, Debug)]
 struct PendingMeat {
     cov: CovType,
@@ -180,7 +183,7 @@ struct PendingMeat {
 /// and `Σ w` over the rows with each flag, kept in tables as for the
 /// cluster scores (level `l` = column `design[l]`; the last level, the
 /// reference level's rows and dropped rows, is not a column).
-#[cfg(target_arch = "x86_64")]
+#[cfg(gramfit_x86)]
 #[derive(Clone, Debug)]
 struct GroupedMeat {
     design: Vec<usize>,
@@ -189,7 +192,7 @@ struct GroupedMeat {
     side: Vec<f64>,
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(gramfit_x86)]
 impl PendingMeat {
     /// Add to `meat` (`p × p`, design order, lower triangle).
     fn collapse_into(&self, meat: &mut [f64]) {
@@ -228,7 +231,7 @@ impl PendingMeat {
 
 /// `(XᵀX)⁻¹` in kernel order and its per-pattern table, for one layout:
 /// kernel order (design indices) and the number of `f64` columns.
-#[cfg(target_arch = "x86_64")]
+#[cfg(gramfit_x86)]
 #[derive(Clone, Debug)]
 struct LeverageCache {
     order: Vec<usize>,
@@ -257,21 +260,25 @@ impl ResidualStats {
     /// any still pending as pattern sums (a unit's accumulator before it
     /// is merged).
     pub fn meat(&self, cov: CovType) -> Vec<f64> {
-        let mut m = match cov {
+        let m = match cov {
             CovType::Hc2 => &self.meat2,
             CovType::Hc3 => &self.meat3,
             _ => &self.meat0,
         }
         .clone();
-        #[cfg(target_arch = "x86_64")]
-        if let Some(pm) = self.pending_meat.as_ref().filter(|pm| Self::meat_kind(pm.cov) == Self::meat_kind(cov)) {
-            pm.collapse_into(&mut m);
-        }
+        #[cfg(gramfit_x86)]
+        let m = {
+            let mut m = m;
+            if let Some(pm) = self.pending_meat.as_ref().filter(|pm| Self::meat_kind(pm.cov) == Self::meat_kind(cov)) {
+                pm.collapse_into(&mut m);
+            }
+            m
+        };
         m
     }
 
     /// Which meat a covariance type uses (HC0 and HC1 share one).
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(gramfit_x86)]
     fn meat_kind(cov: CovType) -> CovType {
         if cov == CovType::Hc1 {
             CovType::Hc0
@@ -281,7 +288,7 @@ impl ResidualStats {
     }
 
     /// Add a meat pending as pattern sums to its meat.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(gramfit_x86)]
     fn add_pending(&mut self, pm: &PendingMeat) {
         self.ensure(pm.order.len() + pm.grouped.as_ref().map_or(0, |gm| gm.design.len()));
         let meat = match pm.cov {
@@ -292,7 +299,7 @@ impl ResidualStats {
         pm.collapse_into(meat);
     }
 
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(gramfit_x86)]
     fn flush_meat(&mut self) {
         if let Some(pm) = self.pending_meat.take() {
             self.add_pending(&pm);
@@ -308,31 +315,39 @@ impl ResidualStats {
 }
 
 /// `Σ e, Σ e², Σ e³, Σ e⁴` and `Σ (e_t − e_{t−1})²` of a chunk's
-/// residuals, in f64 lanes (eight with AVX-512, else four; both paths of a
-/// run use the same).
+/// residuals: row `r` in lane `r % 8`, `e³` and `e⁴` and the squared
+/// difference by fused multiply-adds, the lanes added by
+/// [`reduce8`](crate::stats::kernel::reduce8) — the same arithmetic on every
+/// instruction set, so the same bits.
 fn residual_sums(e: &[f64]) -> ([f64; 4], f64) {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(gramfit_x86)]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F.
+        if crate::isa::Avx512::get().is_some() {
+            // SAFETY: the token proves AVX-512F.
             return unsafe { crate::stats::simd::residual_sums_avx512(e) };
         }
     }
-    let mut m = [[0.0f64; 4]; 4];
-    let mut dw = [0.0f64; 4];
+    residual_sums_portable(e)
+}
+
+/// [`residual_sums`]' reference loop.
+pub fn residual_sums_portable(e: &[f64]) -> ([f64; 4], f64) {
+    use crate::stats::kernel::reduce8;
+    let mut m = [[0.0f64; 8]; 4];
+    let mut dw = [0.0f64; 8];
     for (k, &er) in e.iter().enumerate() {
-        let l = k % 4;
+        let l = k % 8;
         let e2 = er * er;
         m[0][l] += er;
         m[1][l] += e2;
-        m[2][l] += e2 * er;
-        m[3][l] += e2 * e2;
+        m[2][l] = e2.mul_add(er, m[2][l]);
+        m[3][l] = e2.mul_add(e2, m[3][l]);
         if let Some(&next) = e.get(k + 1) {
             let d = next - er;
-            dw[l] += d * d;
+            dw[l] = d.mul_add(d, dw[l]);
         }
     }
-    (m.map(|lanes| lanes.iter().sum()), dw.iter().sum())
+    (m.map(reduce8), reduce8(dw))
 }
 
 fn add_mat(a: &mut Vec<f64>, b: &[f64]) {
@@ -463,7 +478,7 @@ impl ResidualStats {
     /// model, another CPU, a value that is not finite — and the general
     /// path runs instead. The figures agree with the general path's to
     /// rounding (the residual is one fused multiply-add per column here).
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(gramfit_x86)]
     fn add_chunk_direct(
         &mut self,
         builder: &DesignBuilder,
@@ -550,7 +565,7 @@ impl ResidualStats {
 
     /// [`add_chunk_direct`](Self::add_chunk_direct) once the columns are
     /// known.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(gramfit_x86)]
     #[allow(clippy::too_many_arguments)]
     fn direct_pass(
         &mut self,
@@ -1065,7 +1080,7 @@ impl ResidualStats {
         Ok(true)
     }
 
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(gramfit_x86))]
     fn add_chunk_direct(
         &mut self,
         _builder: &DesignBuilder,
@@ -1080,7 +1095,7 @@ impl ResidualStats {
 /// `offset[r] += fitted[codes[r]]`: a factor's fitted part by level (a code
 /// past `fitted` — a missing level's, or one without a column — adds
 /// nothing).
-#[cfg(target_arch = "x86_64")]
+#[cfg(gramfit_x86)]
 fn add_fitted_by_level(offset: &mut [f64], codes: &[u32], fitted: &[f64]) {
     for (o, &code) in offset.iter_mut().zip(codes) {
         if let Some(f) = fitted.get(code as usize) {
@@ -1091,7 +1106,7 @@ fn add_fitted_by_level(offset: &mut [f64], codes: &[u32], fitted: &[f64]) {
 
 /// A cell of a design column built from level codes: the factor, its codes
 /// in the chunk, and the code of the cell's level (none: no row has it).
-#[cfg(target_arch = "x86_64")]
+#[cfg(gramfit_x86)]
 type LevelCell<'a> = (usize, &'a [u32], Option<u32>);
 
 /// The design columns of a chunk for the in-place second pass: numeric
@@ -1100,7 +1115,7 @@ type LevelCell<'a> = (usize, &'a [u32], Option<u32>);
 /// factor's codes and the level's code in the chunk), interleaved as
 /// `layout` says (one entry per design column after the intercept);
 /// `params` matches.
-#[cfg(target_arch = "x86_64")]
+#[cfg(gramfit_x86)]
 struct DirectColumns<'a> {
     sources: &'a [SourceColumn<'a>],
     layout: &'a [Option<usize>],
@@ -1113,14 +1128,14 @@ thread_local! {
     /// positions, kept residuals, weights, leverages), kept between chunks
     /// so that they are neither allocated nor zeroed each time: the
     /// kernels write every value they read.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(gramfit_x86)]
     static PASS_BUFFERS: std::cell::RefCell<[Vec<f64>; 4]> = const {
         std::cell::RefCell::new([Vec::new(), Vec::new(), Vec::new(), Vec::new()])
     };
 }
 
 /// The first `len` values of a reused buffer, grown if need be.
-#[cfg(target_arch = "x86_64")]
+#[cfg(gramfit_x86)]
 fn sized(v: &mut Vec<f64>, len: usize) -> &mut [f64] {
     if v.len() < len {
         v.resize(len, 0.0);
@@ -1134,7 +1149,7 @@ fn sized(v: &mut Vec<f64>, len: usize) -> &mut [f64] {
 /// 2 B_1l + 2 Σ_{k ∈ q} B_kl` and `by_column[l·nc + j] = 2 B_jl`, the
 /// factor of the row's `j`-th column (see `patterns::add_level_leverage`).
 /// Built once per layout.
-#[cfg(target_arch = "x86_64")]
+#[cfg(gramfit_x86)]
 fn grouped_leverage_tables(
     spec: &SecondPassSpec,
     (order, nc, nf): (&[usize], usize, usize),
@@ -1163,7 +1178,7 @@ fn grouped_leverage_tables(
 /// Where a column built from level codes went in the in-place second
 /// pass: bits (at a byte offset), an `f64` vector (by index), or a level
 /// of the grouped factor (its code in the chunk; none: no row has it).
-#[cfg(target_arch = "x86_64")]
+#[cfg(gramfit_x86)]
 #[derive(Clone, Copy)]
 enum Dense {
     Flag(usize),
@@ -1172,11 +1187,11 @@ enum Dense {
 }
 
 /// Levels the grouped factor may have (table rows are u16 indices).
-#[cfg(target_arch = "x86_64")]
+#[cfg(gramfit_x86)]
 const GROUPED_MAX_LEVELS: usize = 4096;
 
 /// A design column in the in-place second pass.
-#[cfg(target_arch = "x86_64")]
+#[cfg(gramfit_x86)]
 enum DesignColumn<'a> {
     /// The intercept: 1 on every kept row.
     One,
@@ -1191,7 +1206,7 @@ enum DesignColumn<'a> {
     },
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(gramfit_x86)]
 impl DesignColumn<'_> {
     /// The value at chunk row `r` (a kept row).
     fn value_at(&self, r: usize) -> f64 {
@@ -1350,7 +1365,7 @@ impl ChunkSink for ResidualStats {
         Ok(())
     }
 
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(gramfit_x86)]
     fn finish(&mut self) {
         self.flush_meat();
         if let Some(ps) = self.pending_scores.take() {
@@ -1363,7 +1378,7 @@ impl ChunkSink for ResidualStats {
         if other.n == 0 {
             return;
         }
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(gramfit_x86)]
         {
             self.flush_meat();
             if let Some(pm) = &other.pending_meat {

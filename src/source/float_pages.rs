@@ -291,7 +291,7 @@ fn unpack_lookup(run: &[u8], w: usize, first: usize, m: usize, dict: &[f64], out
         out.extend_repeat(v, m);
         return Ok(());
     }
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(gramfit_x86)]
     if m >= 16 && w <= 32 && has_vbmi() {
         // Up to the first group boundary one by one, whole groups of 8 by
         // vector, the rest one by one.
@@ -309,15 +309,9 @@ fn unpack_lookup(run: &[u8], w: usize, first: usize, m: usize, dict: &[f64], out
 }
 
 /// Whether the CPU has AVX-512 F and VBMI (checked once).
-#[cfg(target_arch = "x86_64")]
+#[cfg(gramfit_x86)]
 fn has_vbmi() -> bool {
-    use std::sync::OnceLock;
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vbmi")
-    })
+    crate::isa::Avx512Vbmi::get().is_some()
 }
 
 /// `groups` whole groups of 8 `w`-bit indices (`w ≤ 32`) from group
@@ -327,7 +321,7 @@ fn has_vbmi() -> bool {
 /// of up to 64 values are looked up by register permutations, larger ones
 /// by a gather. Any index past the dictionary: the error (the first such
 /// index), nothing appended for its group.
-#[cfg(target_arch = "x86_64")]
+#[cfg(gramfit_x86)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
 unsafe fn unpack_groups_avx512(
     run: &[u8],

@@ -27,10 +27,12 @@
 //! identity of `merge`, bit for bit; `merge` is associative and commutative up
 //! to double-double rounding; `retract(merge(a, b), b) = a` up to rounding.
 
+#[cfg(gramfit_x86)]
+mod inplace;
 pub mod kernel;
-#[cfg(target_arch = "x86_64")]
+#[cfg(gramfit_x86)]
 pub mod patterns;
-#[cfg(target_arch = "x86_64")]
+#[cfg(gramfit_x86)]
 pub mod simd;
 
 use crate::dd::Dd;

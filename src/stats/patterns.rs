@@ -54,11 +54,9 @@ pub fn row_patterns(flags: &[&[u8]], n: usize) -> Vec<u8> {
     assert!(flags.iter().all(|f| f.len() >= groups));
     let mut out = vec![0u8; groups * 8];
     let mut done = 0;
-    if std::arch::is_x86_feature_detected!("gfni")
-        && std::arch::is_x86_feature_detected!("avx512bw")
-        && std::arch::is_x86_feature_detected!("avx512vbmi")
-    {
-        // SAFETY: the CPU has the features; every flag holds `groups` bytes.
+    if crate::isa::Avx512Vbmi::get().is_some() {
+        // SAFETY: the token proves AVX-512 F, BW, VBMI and GFNI; every flag
+        // holds `groups` bytes.
         done = unsafe { row_patterns_gfni(flags, groups, &mut out) };
     }
     for (c, o) in out.chunks_exact_mut(8).enumerate().skip(done) {

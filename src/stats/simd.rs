@@ -675,10 +675,13 @@ pub unsafe fn residual_sums_avx512(e: &[f64]) -> ([f64; 4], f64) {
         let d = _mm512_maskz_sub_pd(kd, next, v);
         dw = _mm512_fmadd_pd(d, d, dw);
     }
-    (
-        [_mm512_reduce_add_pd(s1), _mm512_reduce_add_pd(s2), _mm512_reduce_add_pd(s3), _mm512_reduce_add_pd(s4)],
-        _mm512_reduce_add_pd(dw),
-    )
+    let lanes = |v: __m512d| {
+        let mut a = [0.0f64; 8];
+        // SAFETY: `a` holds eight f64.
+        unsafe { _mm512_storeu_pd(a.as_mut_ptr(), v) };
+        crate::stats::kernel::reduce8(a)
+    };
+    ([lanes(s1), lanes(s2), lanes(s3), lanes(s4)], lanes(dw))
 }
 
 /// Kept rows on which a column is non-zero.

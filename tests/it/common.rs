@@ -49,6 +49,28 @@ where
     serde_json::from_slice(&out.stdout).expect("JSON output")
 }
 
+/// The instruction-set level CI says this run must have
+/// (`GRAMFIT_EXPECT_ISA`, set by `.ci/run` for each path it forces).
+pub fn expected_isa() -> Option<gramfit::isa::Level> {
+    std::env::var("GRAMFIT_EXPECT_ISA")
+        .ok()
+        .map(|v| gramfit::isa::Level::parse(&v).unwrap_or_else(|| panic!("GRAMFIT_EXPECT_ISA={v} is not a level")))
+}
+
+/// Whether a test of kernels that need `level` can run on this CPU; when
+/// it cannot, it is skipped with a loud note — unless CI expects a run at
+/// that level, which then fails instead.
+pub fn cpu_has(level: gramfit::isa::Level, what: &str) -> bool {
+    if gramfit::isa::Level::detected() >= level {
+        return true;
+    }
+    if expected_isa().is_some_and(|e| e >= level) {
+        panic!("{what} needs {level}, which GRAMFIT_EXPECT_ISA says this run has, but the CPU lacks it");
+    }
+    eprintln!("*** no {level} on this CPU: {what} is not tested ***");
+    false
+}
+
 /// Log relative error (NIST's accuracy measure), capped at 15; a value
 /// that is not a finite number (a NaN, a missing figure read as NaN) has no
 /// correct digit: 0.

@@ -470,7 +470,7 @@ fn kept_mask(kept: &[bool]) -> Vec<u8> {
 }
 
 /// Bits of a 0/1 column (a byte per 8 rows), clear on dropped rows.
-#[cfg(target_arch = "x86_64")]
+#[cfg(gramfit_x86)]
 fn bits_of(col: &[f64], kept: &[bool]) -> Vec<u8> {
     (0..col.len().div_ceil(8))
         .map(|c| {
@@ -481,7 +481,7 @@ fn bits_of(col: &[f64], kept: &[bool]) -> Vec<u8> {
         .collect()
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(gramfit_x86)]
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
@@ -503,8 +503,7 @@ proptest! {
         seed in any::<u64>(),
     ) {
         use gramfit::stats::patterns;
-        if !std::arch::is_x86_feature_detected!("avx512f") {
-            eprintln!("*** no AVX-512 on this CPU: the pattern kernels are not tested ***");
+        if !crate::common::cpu_has(gramfit::isa::Level::Avx512, "the pattern kernels") {
             return Ok(());
         }
         let mut rng = gramfit::generate::Rng::new(seed);
@@ -641,7 +640,7 @@ proptest! {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(gramfit_x86)]
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
@@ -661,8 +660,7 @@ proptest! {
         seed in any::<u64>(),
     ) {
         use gramfit::stats::patterns;
-        if !std::arch::is_x86_feature_detected!("avx512f") {
-            eprintln!("*** no AVX-512 on this CPU: cluster_rows is not tested ***");
+        if !crate::common::cpu_has(gramfit::isa::Level::Avx512, "cluster_rows") {
             return Ok(());
         }
         let mut rng = gramfit::generate::Rng::new(seed);
@@ -704,7 +702,7 @@ proptest! {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(gramfit_x86)]
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -724,8 +722,7 @@ proptest! {
         seed in any::<u64>(),
     ) {
         use gramfit::stats::patterns;
-        if !(std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq")) {
-            eprintln!("*** no AVX-512 on this CPU: add_level_leverage is not tested ***");
+        if !crate::common::cpu_has(gramfit::isa::Level::Avx512, "add_level_leverage") {
             return Ok(());
         }
         let mut rng = gramfit::generate::Rng::new(seed);

@@ -10,6 +10,7 @@ mod corpus;
 mod csv_dialects;
 mod engine;
 mod formula;
+mod isa;
 mod laws;
 mod nist;
 mod parquet_bits;

@@ -1,0 +1,605 @@
+//! The in-place first pass (AVX-512): raw moments of source columns read
+//! where Arrow decoded them — dropped rows masked out as they are loaded,
+//! 0/1 integer columns as bits, a categorical factor's cells from its level
+//! codes — with no design matrix built. Every sum it forms is exact (it is
+//! taken only for chunks whose values make plain arithmetic exact), so it
+//! returns the bits the general path (`kernel::raw_moments`) returns.
+//! x86-64 only, compiled as a whole (`gramfit_x86`).
+
+use super::kernel::{
+    bits_to_f64, kept_bits, kept_rows, DirectColumn, DyadicProfile, KernelColumn, MaskedMoments, RawMoments,
+    SourceColumn,
+};
+use super::{patterns, simd};
+use crate::dd::Dd;
+use std::collections::HashMap;
+
+/// A factor's cells in one chunk: the cell of each kept row, the levels of
+/// the cells (first appearance) and their row counts.
+struct FactorCells {
+    row_cell: Vec<u32>,
+    levels: Vec<u32>,
+    counts: Vec<u64>,
+}
+
+fn factor_cells(codes: &[u32], levels: usize, n: usize, mask: Option<&[u8]>) -> FactorCells {
+    let mut cell_of_level = vec![u32::MAX; levels];
+    let mut row_cell = vec![u32::MAX; n];
+    let mut cells = Vec::new();
+    let mut counts = Vec::new();
+    for r in 0..n {
+        if mask.is_some_and(|m| m[r / 8] >> (r % 8) & 1 == 0) {
+            continue;
+        }
+        let code = codes[r] as usize;
+        let mut c = cell_of_level[code];
+        if c == u32::MAX {
+            c = cells.len() as u32;
+            cell_of_level[code] = c;
+            cells.push(code as u32);
+            counts.push(0);
+        }
+        row_cell[r] = c;
+        counts[c as usize] += 1;
+    }
+    FactorCells { row_cell, levels: cells, counts }
+}
+
+#[cfg(gramfit_x86)]
+#[target_feature(enable = "avx512f,avx512dq,popcnt")]
+pub(super) unsafe fn masked_moments_with(
+    all: &[DirectColumn<'_>],
+    n: usize,
+    mask: Option<&[u8]>,
+    converted: &mut Vec<f64>,
+) -> Option<MaskedMoments> {
+    let cols: Vec<SourceColumn<'_>> = all
+        .iter()
+        .filter_map(|c| match c {
+            DirectColumn::Source(s) => Some(*s),
+            DirectColumn::Factor { .. } => None,
+        })
+        .collect();
+    // SAFETY: as the caller's.
+    let NumericMoments { raw: num, slices, bits, nbytes, kept } =
+        unsafe { numeric_moments(&cols, n, mask, converted)? };
+    if cols.len() == all.len() {
+        return Some(MaskedMoments { raw: num, cells: Vec::new() });
+    }
+    let p = cols.len();
+    let coded: Vec<(&[u32], usize)> = all
+        .iter()
+        .filter_map(|c| match c {
+            DirectColumn::Factor { codes, levels } => Some((*codes, *levels)),
+            DirectColumn::Source(_) => None,
+        })
+        .collect();
+    // One factor of at most 16 levels (the mission's `C(borough)`): sums per
+    // level by masked vector additions, and the cells (levels present, in
+    // order of first appearance) found afterwards; rows' cells are not
+    // needed (no cross tabulation).
+    if let [(codes, levels)] = coded[..] {
+        if levels <= 16 {
+            let level_cols: Vec<simd::LevelColumn<'_>> = slices
+                .iter()
+                .map(|s| match *s {
+                    NumericColumn::F64(v) => simd::LevelColumn::F64(v),
+                    NumericColumn::Bits(i) => simd::LevelColumn::Bits(&bits[i * nbytes..(i + 1) * nbytes]),
+                })
+                .collect();
+            let (mut sums, mut counts) = (vec![0.0; levels * p], vec![0u64; levels]);
+            // SAFETY: as the caller's; every column holds n rows.
+            unsafe { simd::level_sums_avx512(codes, levels, &level_cols, n, mask, &mut sums, &mut counts) };
+            let order = first_appearance(codes, &counts, n, mask);
+            let f = FactorCells {
+                row_cell: Vec::new(),
+                counts: order.iter().map(|&l| counts[l as usize]).collect(),
+                levels: order,
+            };
+            let cell_sums =
+                f.levels.iter().flat_map(|&l| sums[l as usize * p..(l as usize + 1) * p].to_vec()).collect();
+            return Some(assemble_moments(all, num, kept, vec![f], vec![cell_sums]));
+        }
+    }
+    // One factor of more levels (`C(neighborhood)`): sums per level from
+    // table rows keyed by the level code, one vector addition per row for
+    // the float columns (after a transpose of 8 rows) and one per row for
+    // up to 8 flags (a lookup of the flags' byte), instead of a scattered
+    // addition per row and column.
+    if let [(codes, levels)] = coded[..] {
+        if levels < usize::from(u16::MAX) {
+            // SAFETY: as the caller's.
+            let m =
+                unsafe { single_factor_table_sums(all, &num, &slices, &bits, nbytes, kept, codes, levels, n, mask) };
+            if m.is_some() {
+                return m;
+            }
+        }
+    }
+    let factors: Vec<FactorCells> = coded.iter().map(|&(codes, levels)| factor_cells(codes, levels, n, mask)).collect();
+    // Per factor: Σ over each cell's rows of each numeric column (exact:
+    // every numeric column passed the exactness bound of its whole sum).
+    // Branch-free: a dropped row adds to an extra cell, and rows go to four
+    // copies of the sums in turn, so that rows of one cell in a row (a
+    // factor of few levels) do not wait on each other's additions. Exact
+    // sums do not depend on the order of the additions.
+    let cell_sums: Vec<Vec<f64>> = factors
+        .iter()
+        .map(|f| {
+            let cells = f.levels.len() + 1;
+            let cell = |c: u32| (c as usize).min(cells - 1);
+            let mut parts = vec![0.0; 4 * cells];
+            let mut sums = vec![0.0; (cells - 1) * p];
+            for (j, x) in slices.iter().enumerate() {
+                parts.fill(0.0);
+                match *x {
+                    NumericColumn::F64(x) => {
+                        for (r, (&c, &v)) in f.row_cell.iter().zip(x).enumerate() {
+                            parts[(r % 4) * cells + cell(c)] += v;
+                        }
+                    }
+                    NumericColumn::Bits(i) => {
+                        let bits = &bits[i * nbytes..(i + 1) * nbytes];
+                        for (r, &c) in f.row_cell.iter().enumerate() {
+                            parts[(r % 4) * cells + cell(c)] += f64::from(bits[r / 8] >> (r % 8) & 1);
+                        }
+                    }
+                }
+                for k in 0..cells - 1 {
+                    sums[k * p + j] = (0..4).map(|q| parts[q * cells + k]).sum();
+                }
+            }
+            sums
+        })
+        .collect();
+    Some(assemble_moments(all, num, kept, factors, cell_sums))
+}
+
+/// A factor's cells: the levels with kept rows (`counts[l] > 0`), in order
+/// of their first kept row (as [`factor_cells`] numbers them), found by a
+/// scan that stops once all are met.
+fn first_appearance(codes: &[u32], counts: &[u64], n: usize, mask: Option<&[u8]>) -> Vec<u32> {
+    let present = counts.iter().filter(|&&k| k > 0).count();
+    let mut order: Vec<u32> = Vec::with_capacity(present);
+    let mut placed = vec![false; counts.len()];
+    for (r, &code) in codes[..n].iter().enumerate() {
+        if order.len() == present {
+            break;
+        }
+        let kept = mask.is_none_or(|m| m[r / 8] >> (r % 8) & 1 == 1);
+        if kept && placed.get(code as usize) == Some(&false) {
+            placed[code as usize] = true;
+            order.push(code);
+        }
+    }
+    order
+}
+
+/// [`masked_moments_with`] for one factor of `levels` (< 2¹⁶) levels, by
+/// table sums (see there); `None` beyond 8 flags (then the per-cell sums).
+#[cfg(gramfit_x86)]
+#[target_feature(enable = "avx512f,avx512dq,popcnt")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn single_factor_table_sums(
+    all: &[DirectColumn<'_>],
+    num: &RawMoments,
+    slices: &[NumericColumn<'_>],
+    bits: &[u8],
+    nbytes: usize,
+    kept: usize,
+    codes: &[u32],
+    levels: usize,
+    n: usize,
+    mask: Option<&[u8]>,
+) -> Option<MaskedMoments> {
+    let p = slices.len();
+    let floats: Vec<(usize, &[f64])> = slices
+        .iter()
+        .enumerate()
+        .filter_map(|(j, s)| match *s {
+            NumericColumn::F64(v) => Some((j, v)),
+            NumericColumn::Bits(_) => None,
+        })
+        .collect();
+    let flags: Vec<(usize, &[u8])> = slices
+        .iter()
+        .enumerate()
+        .filter_map(|(j, s)| match *s {
+            NumericColumn::Bits(i) => Some((j, &bits[i * nbytes..(i + 1) * nbytes])),
+            NumericColumn::F64(_) => None,
+        })
+        .collect();
+    if flags.len() > patterns::MAX_FLAGS {
+        return None;
+    }
+    // A row's table row: its level (a missing value's code, past the
+    // levels, goes to the extra last row; dropped rows add zeros anyway).
+    let stride = n.div_ceil(8) * 8;
+    let top = levels as u32;
+    let mut index: Vec<u16> = codes[..n].iter().map(|&c| c.min(top) as u16).collect();
+    index.resize(stride, top as u16);
+    let rows = levels + 1;
+    let float_cols: Vec<&[f64]> = floats.iter().map(|f| f.1).collect();
+    let width = patterns::table_width(float_cols.len());
+    let mut by_level = patterns::Table::zeroed(rows, width);
+    // SAFETY: the CPU has AVX-512F (the caller's); every column holds n
+    // rows, every index is below `rows`.
+    unsafe { patterns::pattern_sums(&float_cols, &index, rows, n, mask, None, by_level.as_mut_slice()) };
+    let by_level = by_level.as_slice();
+    let mut flag_table = vec![0.0; if flags.is_empty() { 0 } else { rows * 8 }];
+    if !flags.is_empty() {
+        let flag_bits: Vec<&[u8]> = flags.iter().map(|f| f.1).collect();
+        let pats = patterns::row_patterns(&flag_bits, n);
+        // SAFETY: as above; `pats` holds a byte per row.
+        unsafe { patterns::flag_counts(&index, &pats, rows, n, &mut flag_table) };
+    }
+    let at = |l: usize, lane: usize| by_level[l * width * 8 + lane];
+    let counts: Vec<u64> = (0..levels).map(|l| at(l, 0) as u64).collect();
+    let order = first_appearance(codes, &counts, n, mask);
+    let mut sums = vec![0.0; order.len() * p];
+    for (k, &l) in order.iter().enumerate() {
+        let l = l as usize;
+        for (q, &(j, _)) in floats.iter().enumerate() {
+            sums[k * p + j] = at(l, 1 + q);
+        }
+        for (a, &(j, _)) in flags.iter().enumerate() {
+            sums[k * p + j] = flag_table[l * 8 + a];
+        }
+    }
+    let f = FactorCells {
+        row_cell: Vec::new(),
+        counts: order.iter().map(|&l| counts[l as usize]).collect(),
+        levels: order,
+    };
+    Some(assemble_moments(all, num.clone(), kept, vec![f], vec![sums]))
+}
+
+/// The raw moments of [`masked_moments_with`] from those of the numeric
+/// columns (`num`, over `kept` rows), each factor's cells and the sums of
+/// the numeric columns over each cell (`cell_sums[f][k · p + j]`).
+fn assemble_moments(
+    all: &[DirectColumn<'_>],
+    num: RawMoments,
+    kept: usize,
+    factors: Vec<FactorCells>,
+    cell_sums: Vec<Vec<f64>>,
+) -> MaskedMoments {
+    let p = num.s1.len();
+    // Output layout: each column in order, a factor as its cells.
+    enum Out {
+        Num(usize),
+        Cell(usize, usize),
+    }
+    let mut out = Vec::new();
+    let (mut j, mut f) = (0, 0);
+    for c in all {
+        match c {
+            DirectColumn::Source(_) => {
+                out.push(Out::Num(j));
+                j += 1;
+            }
+            DirectColumn::Factor { .. } => {
+                out.extend((0..factors[f].levels.len()).map(|k| Out::Cell(f, k)));
+                f += 1;
+            }
+        }
+    }
+    let m = out.len();
+    // Cross tabulations of two different factors.
+    let cross = |a: usize, b: usize| -> Vec<u64> {
+        let (fa, fb) = (&factors[a], &factors[b]);
+        let mut t = vec![0u64; fa.levels.len() * fb.levels.len()];
+        for (&ca, &cb) in fa.row_cell.iter().zip(&fb.row_cell) {
+            if ca != u32::MAX {
+                t[ca as usize * fb.levels.len() + cb as usize] += 1;
+            }
+        }
+        t
+    };
+    let mut crosses: HashMap<(usize, usize), Vec<u64>> = HashMap::new();
+    let mut s1 = Vec::with_capacity(m);
+    let mut nonzero = Vec::with_capacity(m);
+    for o in &out {
+        match *o {
+            Out::Num(j) => {
+                s1.push(num.s1[j]);
+                nonzero.push(num.nonzero[j]);
+            }
+            Out::Cell(f, k) => {
+                s1.push(Dd::from(factors[f].counts[k] as f64));
+                nonzero.push(factors[f].counts[k]);
+            }
+        }
+    }
+    let mut s2 = vec![Dd::ZERO; m * m];
+    for a in 0..m {
+        for b in 0..=a {
+            // Two cells of one factor: orthogonal (zero, as `s2` holds).
+            if let (Out::Cell(f, k), Out::Cell(g, l)) = (&out[a], &out[b]) {
+                if f == g && k != l {
+                    continue;
+                }
+            }
+            let v = match (&out[a], &out[b]) {
+                (Out::Num(i), Out::Num(j)) => num.s2[i * p + j],
+                (Out::Num(i), Out::Cell(f, k)) | (Out::Cell(f, k), Out::Num(i)) => Dd::from(cell_sums[*f][k * p + i]),
+                (Out::Cell(f, k), Out::Cell(g, l)) if f == g => {
+                    if k == l {
+                        Dd::from(factors[*f].counts[*k] as f64)
+                    } else {
+                        Dd::ZERO
+                    }
+                }
+                (Out::Cell(f, k), Out::Cell(g, l)) => {
+                    let (f, k, g, l) = if f < g { (*f, *k, *g, *l) } else { (*g, *l, *f, *k) };
+                    let t = crosses.entry((f, g)).or_insert_with(|| cross(f, g));
+                    Dd::from(t[k * factors[g].levels.len() + l] as f64)
+                }
+            };
+            s2[a * m + b] = v;
+            s2[b * m + a] = v;
+        }
+    }
+    MaskedMoments {
+        raw: RawMoments { sum_w: Dd::from(kept as f64), s1, s2, nonzero, exact: true },
+        cells: factors.into_iter().map(|f| f.levels).collect(),
+    }
+}
+
+/// A numeric column as the in-place kernels read it.
+#[derive(Clone, Copy)]
+enum NumericColumn<'a> {
+    F64(&'a [f64]),
+    /// A 0/1 column: its bits, the `i`-th column of [`NumericMoments::bits`].
+    Bits(usize),
+}
+
+/// What [`numeric_moments`] returns.
+struct NumericMoments<'a> {
+    raw: RawMoments,
+    slices: Vec<NumericColumn<'a>>,
+    /// The bits of the 0/1 columns, `nbytes` bytes per column (the other
+    /// columns' bytes unused).
+    bits: Vec<u8>,
+    nbytes: usize,
+    kept: usize,
+}
+
+/// The numeric part of [`masked_moments_with`]: raw moments of the source
+/// columns, the columns as the kernels read them and the kept row count.
+/// An integer 0/1 column is never converted (an integer column is 0/1
+/// exactly when its bits test passes, so conversions and integer
+/// non-0/1 columns stay in step).
+#[cfg(gramfit_x86)]
+#[target_feature(enable = "avx512f,avx512dq,popcnt")]
+unsafe fn numeric_moments<'a>(
+    cols: &[SourceColumn<'a>],
+    n: usize,
+    mask: Option<&[u8]>,
+    converted: &'a mut Vec<f64>,
+) -> Option<NumericMoments<'a>> {
+    let m = cols.len();
+    let kept = kept_rows(mask, n);
+    if kept == 0 {
+        return None;
+    }
+    // Integer 0/1 columns stay bits; other integer columns are converted
+    // once (masked), into one buffer; float columns are read in place, and
+    // a 0/1 float column also leaves its bits.
+    let ints = cols.iter().filter(|c| matches!(c, SourceColumn::I64(_))).count();
+    let stride = n.div_ceil(8) * 8;
+    if converted.len() < ints * stride {
+        converted.resize(ints * stride, 0.0);
+    }
+    let nbytes = n.div_ceil(8);
+    let mut bits = vec![0u8; m * nbytes];
+    let mut next_int = 0;
+    let mut profiles = Vec::with_capacity(m);
+    let mut s1 = Vec::with_capacity(m);
+    let mut nonzero = Vec::with_capacity(m);
+    let mut binary = Vec::with_capacity(m);
+    for (i, c) in cols.iter().enumerate() {
+        let bits = &mut bits[i * nbytes..(i + 1) * nbytes];
+        let (profile, st) = match *c {
+            SourceColumn::F64(v) => {
+                // SAFETY: the CPU supports AVX-512F.
+                let (fraction, st) = unsafe { simd::scan_masked_avx512(&v[..n], mask) };
+                let q = if !fraction {
+                    if st.binary {
+                        // SAFETY: as above.
+                        unsafe { simd::nonzero_bits_masked_avx512(&v[..n], mask, bits) };
+                    }
+                    0
+                // SAFETY: as above.
+                } else if !unsafe { simd::halves_masked_avx512(&v[..n], mask) } {
+                    1
+                } else {
+                    // Finer fractions and non-dyadic values: general path.
+                    return None;
+                };
+                (DyadicProfile { q, max_abs: st.max_abs }, st)
+            }
+            SourceColumn::Bits(b) => {
+                kept_bits(b, mask, n, bits);
+                let ones = simd::ones_in(bits) as f64;
+                let max_abs = if ones > 0.0 { 1.0 } else { 0.0 };
+                (DyadicProfile { q: 0, max_abs }, simd::ColumnStats { max_abs, sum: ones, nonzero: ones, binary: true })
+            }
+            SourceColumn::I64(v) => {
+                // A 0/1 column stays bits; others are converted.
+                // SAFETY: the CPU supports AVX-512F.
+                if unsafe { simd::binary_bits_i64_avx512(&v[..n], mask, bits) } {
+                    let ones = simd::ones_in(bits) as f64;
+                    let max_abs = if ones > 0.0 { 1.0 } else { 0.0 };
+                    (
+                        DyadicProfile { q: 0, max_abs },
+                        simd::ColumnStats { max_abs, sum: ones, nonzero: ones, binary: true },
+                    )
+                } else {
+                    let out = &mut converted[next_int * stride..(next_int + 1) * stride];
+                    next_int += 1;
+                    // SAFETY: the CPU supports AVX-512F and DQ.
+                    let st = unsafe { simd::convert_i64_masked_avx512(&v[..n], mask, out) };
+                    (DyadicProfile { q: 0, max_abs: st.max_abs }, st)
+                }
+            }
+        };
+        if !profile.exact_sum(kept) {
+            return None;
+        }
+        profiles.push(profile);
+        s1.push(Dd::from(st.sum));
+        nonzero.push(st.nonzero as u64);
+        binary.push(st.binary && profile.q == 0);
+    }
+    for a in &profiles {
+        for b in &profiles {
+            if !DyadicProfile::exact_dot(a, b, kept) {
+                return None;
+            }
+        }
+    }
+    // Columns as the kernels read them: 0/1 columns as their bits (an
+    // integer one was never converted), the others as `f64`.
+    let mut next_converted = converted.chunks_exact(stride);
+    let slices: Vec<NumericColumn<'a>> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match *c {
+            _ if binary[i] => NumericColumn::Bits(i),
+            SourceColumn::F64(v) => NumericColumn::F64(&v[..n]),
+            SourceColumn::Bits(_) => unreachable!("bits are 0/1"),
+            SourceColumn::I64(_) => {
+                NumericColumn::F64(&next_converted.next().expect("one conversion per integer column")[..n])
+            }
+        })
+        .collect();
+    // Products of two columns that are not 0/1: a multiply-add gram.
+    let cont: Vec<usize> = (0..m).filter(|&i| !binary[i]).collect();
+    let bins: Vec<usize> = (0..m).filter(|&i| binary[i]).collect();
+    let cont_cols: Vec<&[f64]> = cont
+        .iter()
+        .map(|&i| match slices[i] {
+            NumericColumn::F64(v) => v,
+            NumericColumn::Bits(_) => unreachable!("not a 0/1 column"),
+        })
+        .collect();
+    let bin_cols: Vec<&[u8]> = bins.iter().map(|&i| &bits[i * nbytes..(i + 1) * nbytes]).collect();
+    let (nc, nb) = (cont.len(), bins.len());
+    let mut g = vec![0.0; nc * nc];
+    // SAFETY: the CPU supports AVX-512F; every slice holds n rows.
+    unsafe { simd::gram_lower_cols_avx512(&cont_cols, n, mask, None, &mut g) };
+    let mut s2 = vec![Dd::ZERO; m * m];
+    let mut set = |i: usize, j: usize, v: f64| {
+        s2[i * m + j] = Dd::from(v);
+        s2[j * m + i] = Dd::from(v);
+    };
+    for (b, &j) in cont.iter().enumerate() {
+        for (a, &i) in cont.iter().enumerate().skip(b) {
+            set(i, j, g[b * nc + a]);
+        }
+    }
+    {
+        // Products of a 0/1 column with another are masked sums of the
+        // other; of two 0/1 columns, popcounts of their bits. (Grouping
+        // rows by their pattern of flags, as the robust second pass does,
+        // measured 2-4% slower here: without weights the masked sums are
+        // as cheap as the transposes the grouping needs.)
+        let mut cross = vec![0.0; nb * nc];
+        // SAFETY: as above.
+        unsafe { simd::bits_by_cols_avx512(&bin_cols, &cont_cols, n, mask, &mut cross) };
+        for (b, &j) in cont.iter().enumerate() {
+            for (a, &i) in bins.iter().enumerate() {
+                set(i, j, cross[a * nc + b]);
+            }
+        }
+        for (b, &j) in bins.iter().enumerate() {
+            for &i in &bins[b..] {
+                // SAFETY: the CPU supports POPCNT (every AVX-512 CPU does).
+                let dot = unsafe {
+                    simd::binary_dot(&bits[i * nbytes..(i + 1) * nbytes], &bits[j * nbytes..(j + 1) * nbytes])
+                };
+                set(i, j, dot as f64);
+            }
+        }
+    }
+    Some(NumericMoments {
+        raw: RawMoments { sum_w: Dd::from(kept as f64), s1, s2, nonzero, exact: true },
+        slices,
+        bits,
+        nbytes,
+        kept,
+    })
+}
+
+/// [`super::kernel::source_columns`] on AVX-512 (the token proves F and
+/// DQ).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn source_columns<'a>(
+    _token: crate::isa::Avx512,
+    cols: &[SourceColumn<'a>],
+    may_flag: &[bool],
+    max_flags: usize,
+    n: usize,
+    mask: Option<&[u8]>,
+    scratch: &'a mut Vec<f64>,
+    bits: &mut Vec<u8>,
+) -> Vec<KernelColumn<'a>> {
+    let stride = n.div_ceil(8) * 8;
+    let nbytes = n.div_ceil(8);
+    let ints = cols.iter().filter(|c| matches!(c, SourceColumn::I64(_) | SourceColumn::Bits(_))).count();
+    if scratch.len() < ints * stride {
+        scratch.resize(ints * stride, 0.0);
+    }
+    // Which integer columns are flags, and where the others go.
+    let mut kinds = Vec::with_capacity(cols.len());
+    let (mut flags, mut converted) = (0, 0);
+    for (c, &may) in cols.iter().zip(may_flag) {
+        kinds.push(match *c {
+            SourceColumn::F64(_) => None,
+            SourceColumn::Bits(b) => {
+                if may && flags < max_flags {
+                    let at = bits.len();
+                    bits.resize(at + nbytes, 0);
+                    kept_bits(b, mask, n, &mut bits[at..]);
+                    flags += 1;
+                    Some(KernelColumn::Flag(at / nbytes))
+                } else {
+                    let out = &mut scratch[converted * stride..(converted + 1) * stride];
+                    bits_to_f64(b, n, out);
+                    out[n..].fill(0.0);
+                    converted += 1;
+                    None
+                }
+            }
+            SourceColumn::I64(v) => {
+                let at = bits.len();
+                bits.resize(at + nbytes, 0);
+                // SAFETY: the CPU supports AVX-512F.
+                if may && flags < max_flags && unsafe { simd::binary_bits_i64_avx512(&v[..n], mask, &mut bits[at..]) } {
+                    flags += 1;
+                    Some(KernelColumn::Flag(at / nbytes))
+                } else {
+                    bits.truncate(at);
+                    let out = &mut scratch[converted * stride..(converted + 1) * stride];
+                    // SAFETY: the CPU supports AVX-512F and DQ.
+                    unsafe { simd::convert_i64_avx512(&v[..n], out) };
+                    converted += 1;
+                    None
+                }
+            }
+        });
+    }
+    let scratch: &'a Vec<f64> = scratch;
+    let mut next = scratch.chunks_exact(stride);
+    cols.iter()
+        .zip(kinds)
+        .map(|(c, kind)| match (*c, kind) {
+            (_, Some(flag)) => flag,
+            (SourceColumn::F64(v), None) => KernelColumn::F64(&v[..n]),
+            (SourceColumn::I64(_) | SourceColumn::Bits(_), None) => {
+                KernelColumn::F64(&next.next().expect("one conversion per integer column")[..n])
+            }
+        })
+        .collect()
+}
