@@ -168,7 +168,6 @@ impl FitAccumulator {
 /// What the engine folds chunks of rows into: one model's accumulator, or
 /// one per group. `empty` is the identity of `merge`.
 pub trait ChunkSink: Sized + Send {
-    fn empty(builder: &DesignBuilder) -> Self;
     /// Fold one chunk of source rows in; `at(row)` locates a row for errors.
     fn add_chunk(
         &mut self,
@@ -190,10 +189,19 @@ pub trait ChunkSink: Sized + Send {
     }
 }
 
-impl ChunkSink for FitAccumulator {
+/// A sink whose empty value (the identity of `merge`) the builder alone
+/// determines: what [`crate::engine::accumulate`] folds into.
+pub trait EmptySink: ChunkSink {
+    fn empty(builder: &DesignBuilder) -> Self;
+}
+
+impl EmptySink for FitAccumulator {
     fn empty(builder: &DesignBuilder) -> Self {
         FitAccumulator::new(builder.spec.factors.len())
     }
+}
+
+impl ChunkSink for FitAccumulator {
     fn add_chunk(
         &mut self,
         builder: &DesignBuilder,
@@ -230,10 +238,13 @@ pub struct GroupedAccumulator {
     pub rows_without_group: u64,
 }
 
-impl ChunkSink for GroupedAccumulator {
+impl EmptySink for GroupedAccumulator {
     fn empty(_builder: &DesignBuilder) -> Self {
         GroupedAccumulator::default()
     }
+}
+
+impl ChunkSink for GroupedAccumulator {
     fn add_chunk(
         &mut self,
         builder: &DesignBuilder,

@@ -9,11 +9,13 @@ mod fit;
 mod follow;
 mod inspect;
 mod keep;
+mod predict;
 
 pub use fit::fit;
 pub use inspect::{corr, design, summary};
 pub(crate) use keep::lock_state;
 pub use keep::{diagnose, merge, retract, update};
+pub use predict::predict;
 
 use crate::cli::{EngineArgs, ReportArgs};
 use crate::engine::{EngineOptions, INTERRUPTED};

@@ -43,6 +43,55 @@ pub enum Command {
     Design(DesignArgs),
     /// Run the second pass (residual diagnostics, robust errors) over the inputs recorded in a state.
     Diagnose(DiagnoseArgs),
+    /// Predict the rows of files with a saved fit, with intervals (statsmodels' get_prediction).
+    Predict(PredictArgs),
+}
+
+/// What to do with a row that cannot be predicted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RowAction {
+    /// A null prediction, counted and reported.
+    Null,
+    /// Stop with an error naming the row.
+    Error,
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// A state file; for a grouped fit, its states (a directory or a quoted glob): each row is
+    /// predicted by its group's model.
+    pub state: String,
+    /// Files, directories or globs of rows to predict.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<String>,
+    /// Write the predictions here (atomically); the format from --format or the extension
+    /// (.parquet, .csv, .arrow, .json). Default: CSV on stdout.
+    #[arg(long, short, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+    /// Output format (default: from the extension; Parquet for Parquet inputs).
+    #[arg(long, value_enum)]
+    pub format: Option<crate::output::TableFormat>,
+    /// Columns: mean only; with the mean's standard error and confidence interval; or also the
+    /// interval for a new observation (statsmodels' summary_frame).
+    #[arg(long, value_enum, default_value_t = crate::predict::Interval::Prediction)]
+    pub interval: crate::predict::Interval,
+    /// Significance level of the intervals.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// Input columns to write before the predictions (comma-separated), e.g. an id.
+    #[arg(long, value_delimiter = ',', value_name = "COL,…")]
+    pub keep: Vec<String>,
+    /// A row with a level of a categorical the fit never saw.
+    #[arg(long, value_enum, default_value_t = RowAction::Null)]
+    pub unseen_level: RowAction,
+    /// A row with a missing predictor.
+    #[arg(long, value_enum, default_value_t = RowAction::Null)]
+    pub missing: RowAction,
+    /// Aliased columns: as the fit reports them (drop: left out; pinv: minimum-norm).
+    #[arg(long, value_enum, default_value_t = SingularPolicy::Drop)]
+    pub singular: SingularPolicy,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 #[derive(Args, Debug)]

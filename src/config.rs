@@ -216,6 +216,7 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
                             fitted_at,
                             elapsed_s: elapsed,
                             residuals: None,
+                            stale_second_pass: None,
                         },
                     ));
                 }
@@ -253,6 +254,7 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
                     fitted_at,
                     elapsed_s: pass.elapsed_s,
                     residuals: None,
+                    stale_second_pass: None,
                 },
             ));
         }

@@ -154,6 +154,9 @@ pub struct DesignBuilder {
     /// Only the rows whose `column` has this level (a grouped state's
     /// group): the others are not read into the sums at all.
     pub only: Option<(String, Level)>,
+    /// Columns read for the caller besides the model's (never as bits:
+    /// they come out as they are in the input).
+    pub extra_columns: Vec<String>,
     /// What a second pass over the residuals needs (β, (XᵀWX)⁻¹, clusters).
     pub second_pass: Option<Arc<crate::residuals::SecondPassSpec>>,
     /// When every term is one plain numeric column and there are no
@@ -647,7 +650,17 @@ impl DesignBuilder {
         // for ruling the fast path out when a result looks wrong.
         let direct_off = std::env::var_os("GRAMFIT_NO_DIRECT").is_some_and(|v| v != "0");
         let direct = if weights.is_none() && !direct_off { DirectPlan::of(&spec) } else { None };
-        DesignBuilder { spec, weights, weights_expr, missing, group_by: None, only: None, second_pass: None, direct }
+        DesignBuilder {
+            spec,
+            weights,
+            weights_expr,
+            missing,
+            group_by: None,
+            only: None,
+            extra_columns: Vec::new(),
+            second_pass: None,
+            direct,
+        }
     }
 
     /// With [`only`](Self::only) set: the chunk's rows of that group and
@@ -674,7 +687,7 @@ impl DesignBuilder {
             self.only.as_ref().map(|(c, _)| c.clone()),
             self.second_pass.as_ref().and_then(|s| s.cluster.clone()),
         ];
-        for g in extra.into_iter().flatten() {
+        for g in extra.into_iter().flatten().chain(self.extra_columns.iter().cloned()) {
             if !cols.contains(&g) {
                 cols.push(g);
             }
@@ -699,6 +712,7 @@ impl DesignBuilder {
         }
         coded.extend(self.group_by.iter().cloned());
         coded.extend(self.only.iter().map(|(c, _)| c.clone()));
+        coded.extend(self.extra_columns.iter().cloned());
         coded.extend(self.second_pass.as_ref().and_then(|s| s.cluster.clone()));
         numeric.retain(|c| !coded.contains(c));
         numeric

@@ -13,7 +13,7 @@
 //! Inputs are folded in the order given. The result is therefore bit-identical
 //! for any thread count and batch size.
 
-use crate::accumulator::ChunkSink;
+use crate::accumulator::{ChunkSink, EmptySink};
 use crate::design::{DesignBuilder, DesignError};
 use crate::report::InputInfo;
 use crate::source::csv::EndCell;
@@ -241,8 +241,10 @@ fn arrow_err(input: &Input, context: &str, e: &arrow::error::ArrowError) -> Engi
 /// One Parquet row group → accumulator, chunk by chunk as it is decoded
 /// (memory: one read batch plus one chunk, not the row group); `columns`
 /// are read, those of them in `binary` as bits where they qualify.
+#[allow(clippy::too_many_arguments)]
 fn parquet_unit<A: ChunkSink>(
     builder: &DesignBuilder,
+    make: &(dyn Fn() -> A + Sync),
     input: &Input,
     meta: &parquet::arrow::arrow_reader::ArrowReaderMetadata,
     rg: usize,
@@ -252,7 +254,7 @@ fn parquet_unit<A: ChunkSink>(
 ) -> Result<A, EngineError> {
     let reader = source::parquet_row_group(input, meta, rg, columns, binary, opts.float_pages, opts.batch_size)?;
     let locate = move |r: u64| format!("row group {rg}, row {r}");
-    let mut acc = A::empty(builder);
+    let mut acc = make();
     let mut chunker = Rechunker::new();
     let mut chunks = Vec::new();
     let mut row = 0u64;
@@ -271,15 +273,17 @@ fn parquet_unit<A: ChunkSink>(
 }
 
 /// A sequential input: reader thread → bounded channel → workers → ordered fold.
-/// Returns the accumulator and the rows read from the input (before any
-/// selection of a group's rows).
+/// Each work unit's result goes to `consume`, in order; returns the rows
+/// read from the input (before any selection of a group's rows).
 fn sequential_input<A: ChunkSink>(
     builder: &DesignBuilder,
+    make: &(dyn Fn() -> A + Sync),
     input: &Input,
     batches: Batches,
     opts: &EngineOptions,
     progress: &Progress,
-) -> Result<(A, u64), EngineError> {
+    consume: &mut dyn FnMut(A),
+) -> Result<u64, EngineError> {
     let rows_in = AtomicU64::new(0);
     let rows_in_ref = &rows_in;
     let csv = input.kind == SourceKind::Csv;
@@ -350,7 +354,7 @@ fn sequential_input<A: ChunkSink>(
             let locate = &locate;
             s.spawn(move || {
                 for (seq, first, unit) in rx.iter() {
-                    let mut acc = A::empty(builder);
+                    let mut acc = make();
                     let r = fold_chunks(builder, &mut acc, &unit, first, input, locate, progress).map(|()| {
                         finish_unit(&mut acc, progress);
                         acc
@@ -363,14 +367,13 @@ fn sequential_input<A: ChunkSink>(
         }
         drop(res_tx);
         drop(work_rx);
-        let mut acc = A::empty(builder);
         let mut ordered = OrderedMerge::default();
         for (seq, r) in res_rx.iter() {
-            ordered.accept(seq, r, progress, |_, a| acc.merge(&a));
+            ordered.accept(seq, r, progress, |_, a| consume(a));
         }
-        ordered.finish().map(|()| acc)
+        ordered.finish()
     })
-    .map(|acc| (acc, rows_in.load(Ordering::Relaxed)))
+    .map(|()| rows_in.load(Ordering::Relaxed))
 }
 
 /// Results of numbered work units, merged in unit order as they come (a
@@ -483,52 +486,61 @@ fn ordered_units<A: Send>(
     })
 }
 
-/// Accumulate all inputs; returns the merged accumulator and per-input rows.
-/// `stdin_stream` is the already-opened stream for an input `-`.
-pub fn accumulate<A: ChunkSink>(
+/// What a pass read of one input, besides its results: where a CSV read
+/// ended, and the rows of the file read (before any group's selection).
+pub struct InputRead {
+    pub end: Option<crate::source::csv::ReadEnd>,
+    pub file_rows: u64,
+}
+
+/// Run a pass over all inputs, handing each work unit's result to
+/// `consume(input, result)` in input order and, within an input, in unit
+/// order — whatever the thread count — as soon as it is next (memory: the
+/// units in flight, not the data). `stdin`: the already-opened stream of an
+/// input `-`.
+pub fn stream<A: ChunkSink>(
     opened: OpenedInputs,
     builder: &DesignBuilder,
+    make: &(dyn Fn() -> A + Sync),
     opts: &EngineOptions,
     progress: &Progress,
-) -> Result<(A, Vec<InputInfo>), EngineError> {
+    consume: &mut dyn FnMut(usize, A),
+) -> Result<Vec<InputRead>, EngineError> {
     let OpenedInputs { inputs, csv, schemas, stdin: mut stdin_stream } = opened;
-    let (inputs, csv) = (&inputs, &csv);
     let columns = builder.source_columns();
     let binary = if opts.binary_pages { builder.numeric_only_columns() } else { Vec::new() };
-    // Parquet units of all inputs in one parallel pass.
     let mut metas = Vec::new();
-    let mut units: Vec<(usize, usize)> = Vec::new();
-    for (i, input) in inputs.iter().enumerate() {
-        if input.kind == SourceKind::Parquet {
-            let meta = source::parquet_metadata(input)?;
-            for rg in 0..meta.metadata().num_row_groups() {
-                units.push((i, rg));
-            }
-            metas.push(Some(meta));
-        } else {
-            metas.push(None);
-        }
+    for input in &inputs {
+        metas.push(if input.kind == SourceKind::Parquet { Some(source::parquet_metadata(input)?) } else { None });
     }
-    let mut per_input: Vec<A> = inputs.iter().map(|_| A::empty(builder)).collect();
     let ends: Vec<EndCell> = inputs.iter().map(|_| EndCell::default()).collect();
     let mut file_rows: Vec<u64> = metas
         .iter()
         .map(|m| m.as_ref().map_or(0, |m| u64::try_from(m.metadata().file_metadata().num_rows()).unwrap_or(0)))
         .collect();
-    let run = |i: usize, rg: usize| {
-        let meta = metas[i].as_ref().expect("parquet metadata");
-        parquet_unit(builder, &inputs[i], meta, rg, (&columns, &binary), opts, progress)
-    };
-    ordered_units(&units, opts.threads.max(1), progress, run, |u, a| per_input[units[u].0].merge(&a))?;
-    for (i, input) in inputs.iter().enumerate() {
-        if input.kind == SourceKind::Parquet {
+    let mut i = 0;
+    while i < inputs.len() {
+        if inputs[i].kind == SourceKind::Parquet {
+            // A run of Parquet inputs: their row groups in one parallel pass.
+            let mut units: Vec<(usize, usize)> = Vec::new();
+            while i < inputs.len() && inputs[i].kind == SourceKind::Parquet {
+                let meta = metas[i].as_ref().expect("parquet metadata");
+                units.extend((0..meta.metadata().num_row_groups()).map(|rg| (i, rg)));
+                i += 1;
+            }
+            let run = |i: usize, rg: usize| {
+                let meta = metas[i].as_ref().expect("parquet metadata");
+                parquet_unit(builder, make, &inputs[i], meta, rg, (&columns, &binary), opts, progress)
+            };
+            ordered_units(&units, opts.threads.max(1), progress, run, |u, a| consume(units[u].0, a))?;
             continue;
         }
+        let input = &inputs[i];
         let batches = if input.is_stdin() {
             stdin_stream.take().ok_or_else(|| read_err(input, "stdin can be read only once"))?
         } else {
             let read = SequentialRead {
-                csv,
+                csv: &csv,
                 columns: &columns,
                 batch_size: opts.batch_size,
                 from: input.from,
@@ -536,16 +548,36 @@ pub fn accumulate<A: ChunkSink>(
             };
             source::sequential_batches(input, schemas.get(i).cloned().flatten(), &read)?
         };
-        (per_input[i], file_rows[i]) = sequential_input(builder, input, batches, opts, progress)?;
+        file_rows[i] = sequential_input(builder, make, input, batches, opts, progress, &mut |a| consume(i, a))?;
+        i += 1;
     }
+    Ok(ends
+        .iter()
+        .zip(file_rows)
+        .map(|(end, file_rows)| InputRead { end: end.lock().ok().and_then(|e| *e), file_rows })
+        .collect())
+}
+
+/// Accumulate all inputs; returns the merged accumulator and per-input rows.
+/// Each input's units are merged in order, then the inputs in order: the
+/// same bits for any thread count.
+pub fn accumulate<A: EmptySink>(
+    opened: OpenedInputs,
+    builder: &DesignBuilder,
+    opts: &EngineOptions,
+    progress: &Progress,
+) -> Result<(A, Vec<InputInfo>), EngineError> {
+    let displays: Vec<String> = opened.inputs.iter().map(Input::display).collect();
+    let mut per_input: Vec<A> = displays.iter().map(|_| A::empty(builder)).collect();
+    let make = || A::empty(builder);
+    let reads = stream(opened, builder, &make, opts, progress, &mut |i, a: A| per_input[i].merge(&a))?;
     let mut total = A::empty(builder);
-    let mut infos = Vec::with_capacity(inputs.len());
-    for (((input, acc), end), file_rows) in inputs.iter().zip(&per_input).zip(&ends).zip(file_rows) {
+    let mut infos = Vec::with_capacity(per_input.len());
+    for ((path, acc), read) in displays.into_iter().zip(&per_input).zip(reads) {
         total.merge(acc);
         let (rows_read, rows_dropped) = acc.rows();
-        let end = end.lock().ok().and_then(|e| *e);
         let groups = acc.rows_by_group();
-        infos.push(InputInfo { path: input.display(), rows_read, rows_dropped, end, file_rows, groups });
+        infos.push(InputInfo { path, rows_read, rows_dropped, end: read.end, file_rows: read.file_rows, groups });
     }
     Ok((total, infos))
 }

@@ -21,6 +21,8 @@ pub mod generate;
 pub mod isa;
 pub mod level;
 pub mod model;
+pub mod output;
+pub mod predict;
 pub mod progress;
 pub mod report;
 pub mod residuals;

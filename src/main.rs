@@ -16,6 +16,7 @@ fn run(cli: Cli) -> Result<(), AppError> {
         Command::Corr(a) => app::corr(a),
         Command::Design(a) => app::design(a),
         Command::Diagnose(a) => app::diagnose(a),
+        Command::Predict(a) => app::predict(a),
     }
 }
 

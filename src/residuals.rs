@@ -1228,11 +1228,13 @@ impl DesignColumn<'_> {
     }
 }
 
-impl ChunkSink for ResidualStats {
+impl crate::accumulator::EmptySink for ResidualStats {
     fn empty(_builder: &DesignBuilder) -> Self {
         ResidualStats::default()
     }
+}
 
+impl ChunkSink for ResidualStats {
     fn add_chunk(
         &mut self,
         builder: &DesignBuilder,

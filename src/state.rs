@@ -116,6 +116,22 @@ pub struct State {
     /// last change (residual diagnostics and the robust covariance).
     #[serde(default)]
     pub residuals: Option<crate::residuals::ResidualSnapshot>,
+    /// The covariance type of a robust second pass that a later change
+    /// (update, retract, merge) made stale: `predict` says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_second_pass: Option<crate::residuals::CovType>,
+}
+
+impl State {
+    /// Drop the second pass after a change to the statistics, remembering
+    /// a robust covariance it held.
+    pub fn drop_second_pass(&mut self) {
+        if let Some(snap) = self.residuals.take() {
+            if snap.robust_cov.is_some() {
+                self.stale_second_pass = Some(snap.cov_type);
+            }
+        }
+    }
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> StateError {
@@ -291,6 +307,7 @@ mod tests {
             fitted_at: 1,
             elapsed_s: 0.5,
             residuals: None,
+            stale_second_pass: None,
         }
     }
 

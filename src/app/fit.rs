@@ -81,6 +81,7 @@ fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions, hold_tail: bool)
         fitted_at,
         elapsed_s: pass.elapsed_s,
         residuals: None,
+        stale_second_pass: None,
     };
     if a.save.is_some() {
         for (input, info) in read.iter().zip(&pass.inputs) {

@@ -65,6 +65,7 @@ pub fn diagnose(a: &DiagnoseArgs) -> Result<(), AppError> {
         &progress,
     )?;
     st.residuals = Some(snap);
+    st.stale_second_pass = None;
     state::save(&st, &a.state)?;
     emit(&render_state(&st, &a.report)?, a.report.output.as_deref())
 }
@@ -231,7 +232,7 @@ pub(crate) fn fold_into_state(state_path: &Path, inputs: &[String], o: &FoldOpti
     }
     st.fitted_at = model::now_unix();
     st.elapsed_s = pass.elapsed_s;
-    st.residuals = None;
+    st.drop_second_pass();
     state::save(&st, state_path)?;
     emit(&render_state(&st, o.report)?, o.report.output.as_deref())?;
     Ok(Folded::Saved { tail_pending })
@@ -287,7 +288,7 @@ pub fn retract(a: &RetractArgs) -> Result<(), AppError> {
     }
     st.fitted_at = model::now_unix();
     st.elapsed_s = pass.elapsed_s;
-    st.residuals = None;
+    st.drop_second_pass();
     state::save(&st, &a.state)?;
     if st.accumulator.rows_read == 0 {
         // Nothing to report, and nothing wrong: the state waits for files.
@@ -374,7 +375,7 @@ pub fn merge(a: &MergeArgs) -> Result<(), AppError> {
         out.elapsed_s += st.elapsed_s;
     }
     out.fitted_at = model::now_unix();
-    out.residuals = None;
+    out.drop_second_pass();
     state::save(&out, &a.out)?;
     emit(&render_state(&out, &a.report)?, a.report.output.as_deref())
 }

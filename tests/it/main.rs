@@ -17,6 +17,7 @@ mod parquet_bits;
 mod parquet_fallback;
 mod parquet_floats;
 mod peers;
+mod predict;
 mod second_pass;
 mod state;
 mod state_mutation;

@@ -7,6 +7,8 @@ SPEC is a list of jobs:
   {"name": ..., "kind": "fit", "data": CSV, "formula": F,
    "weights": EXPR or null, "method": "pinv"}
   {"name": ..., "kind": "design", "data": CSV, "formula": F}
+  {"name": ..., "kind": "predict", "data": CSV, "new": CSV, "formula": F,
+   "weights": EXPR or null, "cov_type": null or "HC3", "alpha": A}
 Either may carry "read_csv": {keyword arguments of pandas.read_csv}.
 The output maps each name to statsmodels' attributes (fit) or to patsy's
 column names, values and row count (design).
@@ -71,6 +73,21 @@ def fit(job):
     return out
 
 
+def predict(job):
+    """Fit on job["data"], then statsmodels' get_prediction on job["new"]."""
+    df = read(job)
+    new = pd.read_csv(job["new"])
+    kw = {"cov_type": job["cov_type"]} if job.get("cov_type") else {}
+    if job.get("weights"):
+        res = smf.wls(job["formula"], df, weights=df.eval(job["weights"])).fit(**kw)
+        pred = res.get_prediction(new, weights=new.eval(job["weights"]))
+    else:
+        res = smf.ols(job["formula"], df).fit(**kw)
+        pred = res.get_prediction(new)
+    frame = pred.summary_frame(alpha=job.get("alpha", 0.05))
+    return {c: [num(v) for v in frame[c]] for c in frame.columns}
+
+
 def design(job):
     df = read(job)
     y, X = patsy.dmatrices(job["formula"], df, return_type="dataframe")
@@ -89,7 +106,7 @@ def main():
     out = {}
     for job in jobs:
         try:
-            out[job["name"]] = fit(job) if job["kind"] == "fit" else design(job)
+            out[job["name"]] = {"fit": fit, "design": design, "predict": predict}[job["kind"]](job)
         except Exception as e:  # report, do not hide
             out[job["name"]] = {"error": f"{type(e).__name__}: {e}"}
     json.dump(out, open(sys.argv[2], "w"))

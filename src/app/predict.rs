@@ -1,0 +1,198 @@
+//! `gramfit predict STATE INPUT...`: every row of the inputs through a
+//! saved fit (or a grouped fit's states, each row by its group's), written
+//! as a table in input order.
+
+use crate::cli::{PredictArgs, RowAction};
+use crate::design::MissingPolicy;
+use crate::engine::{self, Progress};
+use crate::model::{self, ReportOptions, Resolved};
+use crate::output::{TableFormat, TableWriter};
+use crate::predict::{self, Model, Models, Plan, PredictSink, RowPolicy};
+use crate::progress::ProgressDisplay;
+use crate::source::SourceKind;
+use crate::state::{self, State};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{engine_options, AppError};
+
+/// The states `arg` names: a file, a directory's `.gramfit` files, or a
+/// glob's matches.
+fn load_states(arg: &str) -> Result<Vec<(PathBuf, State)>, AppError> {
+    let p = Path::new(arg);
+    let mut paths: Vec<PathBuf> = if p.is_dir() {
+        std::fs::read_dir(p)
+            .map_err(|e| AppError::Data(format!("{arg}: {e}")))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|f| f.extension().is_some_and(|x| x == "gramfit"))
+            .collect()
+    } else if p.exists() {
+        vec![p.to_path_buf()]
+    } else {
+        glob::glob(arg)
+            .map_err(|e| AppError::Usage(format!("{arg}: bad glob pattern: {e}")))?
+            .filter_map(Result::ok)
+            .collect()
+    };
+    paths.sort();
+    if paths.is_empty() {
+        return Err(AppError::Data(format!("{arg}: no state file there")));
+    }
+    paths.into_iter().map(|p| state::load(&p).map(|s| (p, s)).map_err(AppError::from)).collect()
+}
+
+pub fn predict(a: &PredictArgs) -> Result<(), AppError> {
+    let eo = engine_options(&a.engine)?;
+    if !(a.alpha > 0.0 && a.alpha < 1.0) {
+        return Err(AppError::Usage(format!("--alpha must be between 0 and 1, not {}", a.alpha)));
+    }
+    let states = load_states(&a.state)?;
+    let (first_path, first) = &states[0];
+    // One model, or one per group of the same grouped fit.
+    let mut general = first.model.clone();
+    general.group = None;
+    for (p, st) in &states[1..] {
+        let mut m = st.model.clone();
+        m.group = None;
+        if m != general || st.model.group.is_none() || first.model.group.is_none() {
+            return Err(AppError::Data(format!(
+                "{} and {}: several states predict together only as the states of one grouped fit (the same model, a group each)",
+                first_path.display(),
+                p.display()
+            )));
+        }
+    }
+    let group_column = (states.len() > 1).then(|| first.model.group.as_ref().map(|g| g.column.clone())).flatten();
+    let resolved = Resolved::new(general.clone(), first.column_types.clone())?;
+    let opened = model::open_inputs(&a.inputs, &first.model.csv)?;
+    if opened.stdin.is_some() {
+        return Err(AppError::Usage("predict reads files, not a stream on stdin".into()));
+    }
+    // Every predictor (and the group column) in every input, before any
+    // output is written.
+    let mut needed = resolved.builder().source_columns();
+    needed.extend(group_column.iter().cloned());
+    needed.extend(a.keep.iter().cloned());
+    let present = model::column_types(&opened, &needed)?;
+    for c in &needed {
+        if !present.iter().any(|(n, _)| n == c) {
+            return Err(AppError::Data(format!(
+                "{}: column '{c}' is missing (the model{} uses it)",
+                opened.inputs[0].display(),
+                if a.keep.contains(c) { "'s --keep" } else { "" }
+            )));
+        }
+    }
+    let mut response_cols = Vec::new();
+    if let crate::formula::FactorKind::Numeric(e) = &resolved.spec.response.kind {
+        e.columns(&mut response_cols);
+    }
+    let with_response = predict::all_have(&opened.schemas, &response_cols);
+    let mut weight_cols = Vec::new();
+    if let Some(w) = general.weights.as_deref().and_then(|w| crate::design::weights_expr(w).ok()) {
+        w.columns(&mut weight_cols);
+    }
+    let with_weights = general.weights.is_some() && predict::all_have(&opened.schemas, &weight_cols);
+    let report = ReportOptions { singular: a.singular, alpha: a.alpha };
+    let missing = if a.missing == RowAction::Error { MissingPolicy::Error } else { MissingPolicy::Drop };
+    let mut models = BTreeMap::new();
+    for (path, st) in &states {
+        let mut res = model::results_of(&resolved, &st.accumulator, &report)?;
+        match (&st.residuals, st.stale_second_pass) {
+            (Some(snap), _) if snap.robust_cov.is_some() => crate::results::apply_second_pass(&mut res, snap),
+            (None, Some(cov)) => eprintln!(
+                "gramfit: note: {}: its {} covariance is stale (the statistics changed since its second pass); the intervals use the nonrobust one — run `gramfit diagnose {} --cov-type {}` first to use it",
+                path.display(),
+                cov.name(),
+                path.display(),
+                cov.name()
+            ),
+            _ => {}
+        }
+        let acc = &st.accumulator;
+        let design = crate::formula::columns::design(&resolved.spec, &acc.level_sets(), acc.stats.keys())
+            .map_err(model::FitError::from)?;
+        let m = Model::new(
+            &resolved.spec,
+            general.weights.as_deref(),
+            design,
+            &res,
+            &acc.level_sets(),
+            with_response,
+            with_weights,
+            missing,
+        );
+        models.insert(st.model.group.as_ref().map(|g| g.level.clone()), m);
+    }
+    let models = match group_column {
+        Some(column) => {
+            Models::ByGroup { column, models: models.into_iter().map(|(l, m)| (l.expect("a group"), m)).collect() }
+        }
+        None => Models::One(Box::new(models.into_values().next().expect("one model"))),
+    };
+    let first_schema = opened.schemas[0].clone().expect("a file's schema");
+    let schema = Plan::schema(&first_schema, &a.keep, a.interval, with_response).map_err(AppError::Usage)?;
+    let plan = Arc::new(Plan {
+        models,
+        keep: a.keep.clone(),
+        interval: a.interval,
+        policy: RowPolicy {
+            unseen_error: a.unseen_level == RowAction::Error,
+            missing_error: a.missing == RowAction::Error,
+        },
+        residuals: with_response,
+        schema: schema.clone(),
+    });
+    let all_parquet = opened.inputs.iter().all(|i| i.kind == SourceKind::Parquet);
+    let format = a
+        .format
+        .or_else(|| a.output.as_deref().and_then(TableFormat::of_path))
+        .unwrap_or(if a.output.is_some() && all_parquet { TableFormat::Parquet } else { TableFormat::Csv });
+    let mut writer = TableWriter::create(a.output.as_deref(), format, &schema).map_err(AppError::Data)?;
+    let builder = predict::reading_builder(&resolved.spec, plan.source_columns());
+    let progress = Arc::new(Progress::default());
+    let _display = ProgressDisplay::start(progress.clone(), a.engine.quiet);
+    let (mut rows, mut missing_rows) = (0u64, 0u64);
+    let mut unseen: BTreeMap<String, u64> = BTreeMap::new();
+    let mut failed: Option<String> = None;
+    let make = || PredictSink::new(Arc::clone(&plan));
+    engine::stream(opened, &builder, &make, &eo, &progress, &mut |_, sink: PredictSink| {
+        if failed.is_some() {
+            return;
+        }
+        for b in &sink.out.batches {
+            if let Err(e) = writer.write(b) {
+                failed = Some(e);
+                progress.stop.store(true, Ordering::Relaxed);
+                return;
+            }
+        }
+        rows += sink.out.rows;
+        missing_rows += sink.out.missing;
+        for (k, v) in sink.out.unseen {
+            *unseen.entry(k).or_insert(0) += v;
+        }
+    })
+    .map_err(model::FitError::from)?;
+    // A reader of standard output that stopped reading (`| head`) is not
+    // an error.
+    let broken_pipe = |e: &str| a.output.is_none() && e.contains("Broken pipe");
+    if let Some(e) = failed {
+        return if broken_pipe(&e) { Ok(()) } else { Err(AppError::Data(e)) };
+    }
+    if let Err(e) = writer.finish() {
+        return if broken_pipe(&e) { Ok(()) } else { Err(AppError::Data(e)) };
+    }
+    let nulls: u64 = missing_rows + unseen.values().sum::<u64>();
+    if nulls > 0 {
+        let mut why: Vec<String> = Vec::new();
+        if missing_rows > 0 {
+            why.push(format!("{missing_rows} with a missing predictor"));
+        }
+        why.extend(unseen.iter().map(|(k, v)| format!("{v} with {k}, a level the fit never saw")));
+        eprintln!("gramfit: {nulls} of {rows} rows predicted as null: {}", why.join("; "));
+    }
+    Ok(())
+}

@@ -1,0 +1,492 @@
+//! Predictions from a saved fit: each input row through the fit's design
+//! (the same formula, levels, coding and reading options), as statsmodels'
+//! `get_prediction(exog).summary_frame(alpha)` gives them.
+//!
+//! For a row `x` (its design columns, aliased ones left out): `mean = xᵀβ`,
+//! `mean_se = √(xᵀ V x)` with `V` the fit's covariance of β (the robust
+//! one when the state holds a second pass), `mean ± q·mean_se` the
+//! confidence interval and `mean ± q·√(scale/w + mean_se²)` the interval
+//! for an observation of weight `w` (the weights expression on the row; 1
+//! without it or in an OLS fit); `q` is Student's t with the fit's residual
+//! degrees of freedom, or the normal quantile for a robust covariance (as
+//! statsmodels' `use_t`). With the response in the input, `resid = y −
+//! mean` and `resid_std = resid / √(scale/w + mean_se²)`.
+//!
+//! A row with a missing predictor, or a level of a categorical the fit
+//! never saw, gets nulls and is counted; `unseen_error` / `missing_error`
+//! refuse such rows instead. Each row's numbers depend on that row alone,
+//! so the output is the same bits whatever the thread count.
+
+use crate::accumulator::ChunkSink;
+use crate::design::{categorical_column, DesignBuilder, DesignError, MissingPolicy};
+use crate::formula::columns::Design;
+use crate::formula::{Factor, FactorKind, ModelSpec};
+use crate::level::{ColumnKey, Level};
+use crate::results::OlsResults;
+use arrow::array::{ArrayRef, Float64Array, RecordBatch};
+use arrow::buffer::NullBuffer;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// Which intervals to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interval {
+    /// `mean` only.
+    None,
+    /// `mean`, `mean_se`, `mean_ci_lower`, `mean_ci_upper`.
+    Confidence,
+    /// Those and `obs_ci_lower`, `obs_ci_upper` (statsmodels' six columns).
+    Prediction,
+}
+
+/// What to do with a row that cannot be predicted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RowPolicy {
+    /// A level of a categorical the fit never saw: refuse (else null).
+    pub unseen_error: bool,
+    /// A missing predictor: refuse (else null).
+    pub missing_error: bool,
+}
+
+/// One fitted model, ready to predict rows.
+pub struct Model {
+    /// The design of predictors (a constant response, no weights: rows are
+    /// dropped only for a missing predictor).
+    x: DesignBuilder,
+    design: Design,
+    /// β per design column (0 for an aliased one) and the active columns'
+    /// covariance (`active.len()²`, row-major).
+    beta: Vec<f64>,
+    active: Vec<usize>,
+    cov: Vec<f64>,
+    scale: f64,
+    /// The interval quantile (t or normal).
+    q: f64,
+    /// Per categorical factor: its column and the levels the fit saw.
+    categorical: Vec<(String, BTreeSet<Level>)>,
+    /// The response and the weights, evaluated alone (rows missing them
+    /// get null residuals or observation intervals, nothing else).
+    y: Option<DesignBuilder>,
+    w: Option<DesignBuilder>,
+}
+
+/// A spec of `response` alone (no terms): evaluates one expression.
+fn single(response: Factor) -> Arc<ModelSpec> {
+    let formula = format!("{} ~ 0", response.name);
+    Arc::new(ModelSpec { formula, response, factors: Vec::new(), terms: Vec::new(), intercept: false })
+}
+
+impl Model {
+    /// The model of a fit: `spec` resolved as it was fitted, `results` its
+    /// inference (with a second pass applied when its covariance is
+    /// wanted), `levels` the levels the fit saw per factor; `with_response`
+    /// / `with_weights`: the inputs hold their columns.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        spec: &Arc<ModelSpec>,
+        weights: Option<&str>,
+        design: Design,
+        results: &OlsResults,
+        levels: &[BTreeSet<Level>],
+        with_response: bool,
+        with_weights: bool,
+        missing: MissingPolicy,
+    ) -> Model {
+        let constant =
+            Factor { name: "0".into(), kind: FactorKind::Numeric(crate::formula::expr::NumExpr::Const(0.0)) };
+        let x_spec = Arc::new(ModelSpec { response: constant, ..(**spec).clone() });
+        let x = DesignBuilder::new(x_spec, None, missing);
+        let beta: Vec<f64> = results.params.iter().map(|b| b.unwrap_or(0.0)).collect();
+        let active: Vec<usize> = (0..beta.len()).filter(|&j| results.params[j].is_some()).collect();
+        let mut cov = Vec::with_capacity(active.len() * active.len());
+        for &i in &active {
+            for &j in &active {
+                cov.push(results.cov_params[i][j].unwrap_or(0.0));
+            }
+        }
+        let p = 1.0 - results.alpha / 2.0;
+        let q = if results.use_t {
+            crate::results::t_quantile(p, results.df_resid)
+        } else {
+            statrs::distribution::ContinuousCDF::inverse_cdf(
+                &statrs::distribution::Normal::new(0.0, 1.0).expect("the standard normal"),
+                p,
+            )
+        };
+        let categorical = spec
+            .factors
+            .iter()
+            .zip(levels)
+            .filter_map(|(f, l)| match &f.kind {
+                FactorKind::Categorical { column, .. } => Some((column.clone(), l.clone())),
+                _ => None,
+            })
+            .collect();
+        let y = with_response.then(|| DesignBuilder::new(single(spec.response.clone()), None, MissingPolicy::Drop));
+        let w = weights.filter(|_| with_weights).and_then(|w| {
+            let e = crate::design::weights_expr(w).ok()?;
+            Some(DesignBuilder::new(
+                single(Factor { name: w.to_string(), kind: FactorKind::Numeric(e) }),
+                None,
+                MissingPolicy::Drop,
+            ))
+        });
+        Model { x, design, beta, active, cov, scale: results.scale, q, categorical, y, w }
+    }
+
+    /// Source columns the model reads.
+    pub fn source_columns(&self) -> Vec<String> {
+        let mut cols = self.x.source_columns();
+        for b in self.y.iter().chain(&self.w) {
+            for c in b.source_columns() {
+                if !cols.contains(&c) {
+                    cols.push(c);
+                }
+            }
+        }
+        cols
+    }
+}
+
+/// The computed columns of one chunk: per output column, a value per row
+/// (NaN where null), and the tallies of rows that could not be predicted.
+#[derive(Default)]
+struct Computed {
+    cols: Vec<Vec<f64>>,
+    unseen: BTreeMap<String, u64>,
+    missing: u64,
+}
+
+/// The output column names for `interval`, with or without residuals.
+pub fn column_names(interval: Interval, residuals: bool) -> Vec<&'static str> {
+    let mut v = vec!["mean"];
+    if interval != Interval::None {
+        v.extend(["mean_se", "mean_ci_lower", "mean_ci_upper"]);
+    }
+    if interval == Interval::Prediction {
+        v.extend(["obs_ci_lower", "obs_ci_upper"]);
+    }
+    if residuals {
+        v.extend(["resid", "resid_std"]);
+    }
+    v
+}
+
+impl Model {
+    /// Predictions for the rows of `chunk` (NaN where null).
+    fn compute(
+        &self,
+        chunk: &RecordBatch,
+        interval: Interval,
+        policy: RowPolicy,
+        at: &dyn Fn(usize) -> String,
+    ) -> Result<Computed, DesignError> {
+        let n = chunk.num_rows();
+        let residuals = self.y.is_some();
+        let ncols = column_names(interval, residuals).len();
+        let mut out = Computed { cols: vec![vec![f64::NAN; n]; ncols], ..Computed::default() };
+        let block = self.x.block(chunk, at)?;
+        let kept: Vec<usize> = block.kept.clone().unwrap_or_else(|| (0..n).collect());
+        if policy.missing_error && kept.len() < n {
+            let r = (0..n).find(|r| kept.binary_search(r).is_err()).unwrap_or(0);
+            return Err(DesignError::Missing { column: "a predictor".into(), row: r, at: at(r) });
+        }
+        out.missing = (n - kept.len()) as u64;
+        // Rows with a level the fit never saw.
+        let mut unseen = vec![false; n];
+        for (column, seen) in &self.categorical {
+            let (codes, table) = categorical_column(chunk, column)?;
+            let new: Vec<bool> = table.iter().map(|l| !seen.contains(l)).collect();
+            for &r in &kept {
+                let c = codes[r];
+                if c != u32::MAX && new[c as usize] && !unseen[r] {
+                    if policy.unseen_error {
+                        return Err(DesignError::NoColumn {
+                            column: format!(
+                                "{column} (level {} at {}, which the fit never saw; --unseen-level null predicts such rows as null)",
+                                table[c as usize],
+                                at(r)
+                            ),
+                        });
+                    }
+                    unseen[r] = true;
+                    *out.unseen.entry(format!("{column} = {}", table[c as usize])).or_insert(0) += 1;
+                }
+            }
+        }
+        // The design columns of the kept rows (each the sum of its cells).
+        let nk = kept.len();
+        let pos: HashMap<&ColumnKey, usize> = block.keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
+        let p = self.beta.len();
+        let off = usize::from(self.design.intercept);
+        let mut x = vec![0.0f64; p * nk];
+        if off == 1 {
+            x[..nk].fill(1.0);
+        }
+        for (j, c) in self.design.columns.iter().enumerate() {
+            let col = &mut x[(off + j) * nk..(off + j + 1) * nk];
+            for cell in &c.cells {
+                if let Some(&b) = pos.get(cell) {
+                    for (v, r) in col.iter_mut().zip(0..nk) {
+                        *v += block.value(b, r);
+                    }
+                }
+            }
+        }
+        let xj = |j: usize| &x[j * nk..(j + 1) * nk];
+        let mut mean = vec![0.0f64; nk];
+        for j in 0..p {
+            let b = self.beta[j];
+            if b != 0.0 {
+                for (m, v) in mean.iter_mut().zip(xj(j)) {
+                    *m += b * v;
+                }
+            }
+        }
+        // xᵀ V x, column by column: t_a = Σ_b V_ab x_b, then Σ_a x_a t_a.
+        let want_se = interval != Interval::None || residuals;
+        let mut var = vec![0.0f64; if want_se { nk } else { 0 }];
+        if want_se {
+            let k = self.active.len();
+            let mut t = vec![0.0f64; nk];
+            for a in 0..k {
+                t.fill(0.0);
+                for b in 0..k {
+                    let v = self.cov[a * k + b];
+                    if v != 0.0 {
+                        for (tv, xv) in t.iter_mut().zip(xj(self.active[b])) {
+                            *tv += v * xv;
+                        }
+                    }
+                }
+                for ((s, tv), xv) in var.iter_mut().zip(&t).zip(xj(self.active[a])) {
+                    *s += xv * tv;
+                }
+            }
+        }
+        // Weights and response, by row of the chunk.
+        let by_row = |b: &DesignBuilder| -> Result<Vec<f64>, DesignError> {
+            let blk = b.block(chunk, at)?;
+            let mut v = vec![f64::NAN; n];
+            let rows: Vec<usize> = blk.kept.clone().unwrap_or_else(|| (0..n).collect());
+            for (i, &r) in rows.iter().enumerate() {
+                v[r] = blk.value(0, i);
+            }
+            Ok(v)
+        };
+        let w = self.w.as_ref().map(by_row).transpose()?;
+        let y = self.y.as_ref().map(by_row).transpose()?;
+        for (i, &r) in kept.iter().enumerate() {
+            if unseen[r] {
+                continue;
+            }
+            let m = mean[i];
+            let mut c = 0;
+            out.cols[c][r] = m;
+            c += 1;
+            let se = if want_se { var[i].max(0.0).sqrt() } else { f64::NAN };
+            let wr = w.as_ref().map_or(1.0, |w| w[r]);
+            let obs_sd = if wr > 0.0 { (self.scale / wr + se * se).sqrt() } else { f64::NAN };
+            if interval != Interval::None {
+                out.cols[c][r] = se;
+                out.cols[c + 1][r] = m - self.q * se;
+                out.cols[c + 2][r] = m + self.q * se;
+                c += 3;
+            }
+            if interval == Interval::Prediction {
+                out.cols[c][r] = m - self.q * obs_sd;
+                out.cols[c + 1][r] = m + self.q * obs_sd;
+                c += 2;
+            }
+            if let Some(y) = &y {
+                let e = y[r] - m;
+                out.cols[c][r] = e;
+                out.cols[c + 1][r] = e / obs_sd;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// How to predict: the model (one, or one per level of a grouping
+/// column), the columns to carry over, the intervals.
+pub struct Plan {
+    pub models: Models,
+    pub keep: Vec<String>,
+    pub interval: Interval,
+    pub policy: RowPolicy,
+    pub residuals: bool,
+    /// The output schema: the kept columns (their types in the input),
+    /// then the computed ones (Float64).
+    pub schema: SchemaRef,
+}
+
+/// One model, or a model per group.
+pub enum Models {
+    One(Box<Model>),
+    ByGroup { column: String, models: BTreeMap<Level, Model> },
+}
+
+impl Plan {
+    /// The output schema for `keep` columns of `input` (a schema holding
+    /// them) and the computed columns.
+    pub fn schema(input: &Schema, keep: &[String], interval: Interval, residuals: bool) -> Result<SchemaRef, String> {
+        let mut fields = Vec::new();
+        for k in keep {
+            let f = input.field_with_name(k).map_err(|_| format!("--keep: no column named '{k}' in the input"))?;
+            let t = match f.data_type() {
+                DataType::Dictionary(_, v) => v.as_ref().clone(),
+                t => t.clone(),
+            };
+            fields.push(Field::new(k, t, true));
+        }
+        for c in column_names(interval, residuals) {
+            fields.push(Field::new(c, DataType::Float64, true));
+        }
+        Ok(Arc::new(Schema::new(fields)))
+    }
+
+    /// Every column the plan reads.
+    pub fn source_columns(&self) -> Vec<String> {
+        let mut cols: Vec<String> = Vec::new();
+        let mut add = |c: String| {
+            if !cols.contains(&c) {
+                cols.push(c);
+            }
+        };
+        match &self.models {
+            Models::One(m) => m.source_columns().into_iter().for_each(&mut add),
+            Models::ByGroup { column, models } => {
+                add(column.clone());
+                models.values().flat_map(Model::source_columns).for_each(&mut add);
+            }
+        }
+        self.keep.iter().cloned().for_each(add);
+        cols
+    }
+
+    /// The output batch of one chunk, and its tallies.
+    fn predict(&self, chunk: &RecordBatch, at: &dyn Fn(usize) -> String) -> Result<Predicted, DesignError> {
+        let n = chunk.num_rows();
+        let ncols = column_names(self.interval, self.residuals).len();
+        let computed = match &self.models {
+            Models::One(m) => m.compute(chunk, self.interval, self.policy, at)?,
+            Models::ByGroup { column, models } => {
+                let mut all = Computed { cols: vec![vec![f64::NAN; n]; ncols], ..Computed::default() };
+                let (codes, table) = categorical_column(chunk, column)?;
+                for (code, level) in table.iter().enumerate() {
+                    let rows: Vec<usize> = (0..n).filter(|&r| codes[r] == code as u32).collect();
+                    let Some(model) = models.get(level) else {
+                        *all.unseen.entry(format!("{column} = {level} (no model)")).or_insert(0) += rows.len() as u64;
+                        continue;
+                    };
+                    let idx = arrow::array::UInt32Array::from(rows.iter().map(|&r| r as u32).collect::<Vec<u32>>());
+                    let sub = arrow::compute::take_record_batch(chunk, &idx)
+                        .map_err(|e| DesignError::NoColumn { column: format!("{column} ({e})") })?;
+                    let part = model.compute(&sub, self.interval, self.policy, &|r| at(rows[r]))?;
+                    for (c, col) in part.cols.iter().enumerate() {
+                        for (i, &r) in rows.iter().enumerate() {
+                            all.cols[c][r] = col[i];
+                        }
+                    }
+                    for (k, v) in part.unseen {
+                        *all.unseen.entry(k).or_insert(0) += v;
+                    }
+                    all.missing += part.missing;
+                }
+                let without = codes.iter().filter(|&&c| c == u32::MAX).count() as u64;
+                if without > 0 {
+                    *all.unseen.entry(format!("{column} missing (no model)")).or_insert(0) += without;
+                }
+                all
+            }
+        };
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        for k in &self.keep {
+            let a = chunk.column_by_name(k).ok_or_else(|| DesignError::NoColumn { column: k.clone() })?;
+            let a = match a.data_type() {
+                DataType::Dictionary(_, v) => {
+                    arrow::compute::cast(a, v).map_err(|e| DesignError::NoColumn { column: format!("{k} ({e})") })?
+                }
+                _ => Arc::clone(a),
+            };
+            arrays.push(a);
+        }
+        for col in computed.cols {
+            let valid: Vec<bool> = col.iter().map(|v| v.is_finite()).collect();
+            let nulls = valid.iter().any(|v| !v).then(|| NullBuffer::from(valid));
+            arrays.push(Arc::new(Float64Array::new(col.into(), nulls)));
+        }
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), arrays)
+            .map_err(|e| DesignError::NoColumn { column: format!("output ({e})") })?;
+        let rows = batch.num_rows() as u64;
+        Ok(Predicted { batches: vec![batch], rows, unseen: computed.unseen, missing: computed.missing })
+    }
+}
+
+/// The predictions of a run of chunks, in order, and their tallies.
+pub struct Predicted {
+    pub batches: Vec<RecordBatch>,
+    pub rows: u64,
+    /// Rows not predicted for a level the fit never saw (by `column =
+    /// level`), or for want of a group's model.
+    pub unseen: BTreeMap<String, u64>,
+    /// Rows not predicted for a missing predictor.
+    pub missing: u64,
+}
+
+/// What the engine folds chunks into: a plan's predictions.
+pub struct PredictSink {
+    plan: Arc<Plan>,
+    pub out: Predicted,
+}
+
+impl PredictSink {
+    pub fn new(plan: Arc<Plan>) -> PredictSink {
+        PredictSink { plan, out: Predicted { batches: Vec::new(), rows: 0, unseen: BTreeMap::new(), missing: 0 } }
+    }
+}
+
+impl ChunkSink for PredictSink {
+    fn add_chunk(
+        &mut self,
+        _builder: &DesignBuilder,
+        chunk: &RecordBatch,
+        at: &dyn Fn(usize) -> String,
+    ) -> Result<(), DesignError> {
+        let p = self.plan.predict(chunk, at)?;
+        self.out.batches.extend(p.batches);
+        self.out.rows += p.rows;
+        for (k, v) in p.unseen {
+            *self.out.unseen.entry(k).or_insert(0) += v;
+        }
+        self.out.missing += p.missing;
+        Ok(())
+    }
+    fn merge(&mut self, other: &Self) {
+        self.out.batches.extend(other.out.batches.iter().cloned());
+        self.out.rows += other.out.rows;
+        for (k, v) in &other.out.unseen {
+            *self.out.unseen.entry(k.clone()).or_insert(0) += v;
+        }
+        self.out.missing += other.out.missing;
+    }
+    fn rows(&self) -> (u64, u64) {
+        (self.out.rows, 0)
+    }
+}
+
+/// The engine's builder for a prediction pass: it reads `columns` (none
+/// of them as bits: kept columns come out as they were).
+pub fn reading_builder(spec: &Arc<ModelSpec>, columns: Vec<String>) -> DesignBuilder {
+    let mut b = DesignBuilder::new(Arc::clone(spec), None, MissingPolicy::Drop);
+    b.extra_columns = columns;
+    b
+}
+
+/// Whether every input schema holds all of `columns`.
+pub fn all_have(schemas: &[Option<SchemaRef>], columns: &[String]) -> bool {
+    schemas.iter().all(|s| s.as_ref().is_some_and(|s| columns.iter().all(|c| s.index_of(c).is_ok())))
+}

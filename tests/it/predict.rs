@@ -1,0 +1,186 @@
+//! `gramfit predict` against statsmodels' `get_prediction(new).summary_frame
+//! (alpha)` on held-out StreetEasy listings — OLS with and without an
+//! intercept, categoricals, WLS (observation intervals with each row's
+//! weight), an HC3 fit's `mean_se` — to 1e-8; rows that cannot be
+//! predicted are null and counted; output in input order and the same bits
+//! for any thread count; a missing column refused before any output.
+
+use crate::common::{bin, gramfit, rel_diff, streeteasy, tempdir};
+use crate::peers;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The listings split: every fifth row held out (every borough is in both).
+fn split(dir: &Path) -> (PathBuf, PathBuf) {
+    let text = std::fs::read_to_string(streeteasy()).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let (mut train, mut test) = (format!("{header}\n"), format!("{header}\n"));
+    for (i, l) in lines.enumerate() {
+        let t = if i % 5 == 0 { &mut test } else { &mut train };
+        t.push_str(l);
+        t.push('\n');
+    }
+    let (a, b) = (dir.join("train.csv"), dir.join("test.csv"));
+    std::fs::write(&a, train).unwrap();
+    std::fs::write(&b, test).unwrap();
+    (a, b)
+}
+
+/// gramfit's predictions as JSON Lines, one object per row.
+fn predict_rows(args: &[&str]) -> Vec<Value> {
+    let out = Command::new(bin()).arg("predict").args(args).args(["--format", "json", "-q"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+const COLS: [&str; 6] = ["mean", "mean_se", "mean_ci_lower", "mean_ci_upper", "obs_ci_lower", "obs_ci_upper"];
+
+#[test]
+fn predictions_equal_statsmodels_get_prediction() {
+    let tmp = tempdir();
+    let (train, test) = split(tmp.path());
+    // (name, formula, weights, covariance, alpha)
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, f64);
+    let cases: [Case; 5] = [
+        ("ols", "rent ~ size_sqft + bedrooms + min_to_subway + has_washer_dryer", None, None, 0.05),
+        ("no-intercept", "rent ~ size_sqft + bedrooms - 1", None, None, 0.05),
+        ("categorical", "np.log(rent) ~ size_sqft + C(borough) + C(borough):bedrooms", None, None, 0.1),
+        ("wls", "rent ~ size_sqft + bedrooms + C(borough)", Some("1/(1+min_to_subway)"), None, 0.05),
+        ("hc3", "rent ~ size_sqft + bedrooms + has_doorman + C(borough)", None, Some("HC3"), 0.05),
+    ];
+    let jobs: Vec<Value> = cases
+        .iter()
+        .map(|(name, f, w, cov, alpha)| {
+            json!({"name": name, "kind": "predict", "data": s(&train), "new": s(&test), "formula": f,
+                   "weights": w, "cov_type": cov, "alpha": alpha})
+        })
+        .collect();
+    let theirs = peers::run(&json!(jobs));
+    let mut errs = Vec::new();
+    for (name, f, w, cov, alpha) in cases {
+        let t = &theirs[name];
+        assert!(t.get("error").is_none(), "{name}: statsmodels failed: {}", t["error"]);
+        let st = tmp.path().join(format!("{name}.gramfit"));
+        let mut fit = vec!["fit", s(&train), "-f", f, "--save", s(&st), "-q"];
+        if let Some(w) = w {
+            fit.extend(["--weights", w]);
+        }
+        if let Some(c) = cov {
+            fit.extend(["--cov-type", c]);
+        }
+        let out = gramfit(&fit);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let alpha = alpha.to_string();
+        let ours = predict_rows(&[s(&st), s(&test), "--alpha", &alpha]);
+        assert_eq!(ours.len(), 1000, "{name}: one row per input row");
+        for c in COLS {
+            let col = t[c].as_array().unwrap();
+            for (r, row) in ours.iter().enumerate() {
+                let (a, b) = (row[c].as_f64().unwrap_or(f64::NAN), col[r].as_f64().unwrap_or(f64::NAN));
+                if rel_diff(a, b) > 1e-8 {
+                    errs.push(format!("{name}: row {r} {c}: gramfit {a:e} vs statsmodels {b:e}"));
+                }
+            }
+        }
+        // The residual against the held-out rent (or its log).
+        let y = |r: usize| ours[r]["mean"].as_f64().unwrap() + ours[r]["resid"].as_f64().unwrap();
+        let sd = |r: usize| ours[r]["resid"].as_f64().unwrap() / ours[r]["resid_std"].as_f64().unwrap();
+        for r in [0usize, 1, 500, 999] {
+            assert!(y(r).is_finite() && sd(r) > 0.0, "{name}: row {r}");
+        }
+    }
+    assert!(errs.is_empty(), "{} differences:\n{}", errs.len(), errs[..errs.len().min(20)].join("\n"));
+}
+
+#[test]
+fn unseen_levels_and_missing_predictors_give_counted_nulls_or_errors() {
+    let tmp = tempdir();
+    let (train, _) = split(tmp.path());
+    let st = tmp.path().join("s.gramfit");
+    let out = gramfit(["fit", s(&train), "-f", "rent ~ size_sqft + C(borough)", "--save", s(&st), "-q"]);
+    assert!(out.status.success());
+    let new = tmp.path().join("new.csv");
+    std::fs::write(
+        &new,
+        "rental_id,rent,size_sqft,borough\n1,3000,700,Brooklyn\n2,,800,Staten Island\n3,2500,NA,Queens\n4,4000,900,Manhattan\n",
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["predict", s(&st), s(&new), "--keep", "rental_id", "--format", "json", "-q"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.iter().map(|r| r["rental_id"].as_i64().unwrap()).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert!(rows[0]["mean"].is_number() && rows[3]["mean"].is_number());
+    assert!(rows[1]["mean"].is_null() && rows[2]["mean"].is_null());
+    // A row without its response is predicted, with no residual.
+    assert!(rows[0]["resid"].is_number());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2 of 4 rows predicted as null: 1 with a missing predictor; 1 with borough = Staten Island, a level the fit never saw"), "{err}");
+    let out = gramfit(["predict", s(&st), s(&new), "--unseen-level", "error", "-q"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Staten Island") && err.contains("never saw"), "{err}");
+    let out = gramfit(["predict", s(&st), s(&new), "--missing", "error", "-q"]);
+    assert_eq!(out.status.code(), Some(1));
+    // A column the model needs, missing from the file: an error, no output.
+    let lacking = tmp.path().join("lacking.csv");
+    std::fs::write(&lacking, "rent,borough\n1,Queens\n").unwrap();
+    let target = tmp.path().join("out.parquet");
+    let out = gramfit(["predict", s(&st), s(&lacking), "-o", s(&target), "-q"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("column 'size_sqft' is missing"), "{err}");
+    assert!(!target.exists());
+}
+
+#[test]
+fn output_keeps_input_order_and_bits_for_any_thread_count() {
+    let tmp = tempdir();
+    let data = tmp.path().join("l.parquet");
+    gramfit::generate::write_parquet(&data, 5, 0, 60_000, 7_000).unwrap();
+    let st = tmp.path().join("s.gramfit");
+    let out = gramfit(["fit", s(&data), "-f", "rent ~ size_sqft + bedrooms + C(neighborhood)", "--save", s(&st), "-q"]);
+    assert!(out.status.success());
+    let mut outputs = Vec::new();
+    for t in ["1", "2", "3"] {
+        let o = tmp.path().join(format!("p{t}.arrow"));
+        let out = gramfit(["predict", s(&st), s(&data), "-o", s(&o), "--threads", t, "--keep", "rent", "-q"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        outputs.push(std::fs::read(&o).unwrap());
+    }
+    assert!(outputs[0] == outputs[1] && outputs[0] == outputs[2], "the same bytes for 1, 2 and 3 threads");
+    // In input order: the kept rent column is the file's.
+    let reader =
+        arrow::ipc::reader::FileReader::try_new(std::fs::File::open(tmp.path().join("p2.arrow")).unwrap(), None)
+            .unwrap();
+    let kept: Vec<f64> = reader
+        .flat_map(|b| {
+            let b = b.unwrap();
+            let c = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Float64).unwrap();
+            c.as_any().downcast_ref::<arrow::array::Float64Array>().unwrap().values().to_vec()
+        })
+        .collect();
+    let file =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&data).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+    let rents: Vec<f64> = file
+        .flat_map(|b| {
+            let b = b.unwrap();
+            let c =
+                arrow::compute::cast(b.column_by_name("rent").unwrap(), &arrow::datatypes::DataType::Float64).unwrap();
+            c.as_any().downcast_ref::<arrow::array::Float64Array>().unwrap().values().to_vec()
+        })
+        .collect();
+    assert_eq!(kept, rents);
+}
