@@ -13,8 +13,8 @@ mod predict;
 
 pub use fit::fit;
 pub use inspect::{corr, design, summary};
-pub(crate) use keep::lock_state;
 pub use keep::{diagnose, merge, retract, update};
+pub(crate) use keep::{fold_into_state, lock_state, FoldOptions};
 pub use predict::predict;
 
 use crate::cli::{EngineArgs, ReportArgs};

@@ -48,7 +48,8 @@ pub enum Command {
 }
 
 /// What to do with a row that cannot be predicted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RowAction {
     /// A null prediction, counted and reported.
     Null,
@@ -249,8 +250,13 @@ pub struct FitArgs {
     #[arg(long, value_enum, default_value_t = MissingPolicy::Drop)]
     pub missing: MissingPolicy,
     /// Save the fit's statistics to this state file (for summary, update, merge, retract).
+    /// With --by: a directory (one LEVEL.gramfit per group) or a pattern with {group}.
     #[arg(long, value_name = "STATE")]
     pub save: Option<PathBuf>,
+    /// Fit the model once per level of this column, in one pass over the data (a report and a
+    /// state per group; each state folds only its group's rows when updated).
+    #[arg(long, value_name = "COL", conflicts_with = "follow")]
+    pub by: Option<String>,
     #[command(flatten)]
     pub follow: FollowArgs,
     #[command(flatten)]

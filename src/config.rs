@@ -13,9 +13,9 @@ use crate::app::{self, AppError};
 use crate::cli::RunArgs;
 use crate::design::MissingPolicy;
 use crate::engine::{EngineOptions, Progress};
-use crate::model::Group;
+use crate::grouped;
 use crate::model::{self, ModelOptions, ReportOptions, Resolved};
-use crate::report::InputInfo;
+use crate::report::grouped::{render_grouped, GroupReport};
 use crate::report::{self, Format};
 use crate::solve::SingularPolicy;
 use crate::source::csv::CsvOptions;
@@ -42,6 +42,30 @@ pub struct ModelJob {
     /// `report`/`state` is replaced by the level (else `-level` is added
     /// before the extension).
     pub by: Option<String>,
+    /// Keep the saved state current: when `state` exists, fold the inputs
+    /// it does not hold yet into it (files already folded in are passed
+    /// over; a file that grew is read on) instead of fitting anew.
+    pub update: Option<bool>,
+}
+
+/// A prediction a job runs after its fits (`[[predict]]`), with the
+/// options of `gramfit predict`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictJob {
+    /// A state file, or a grouped fit's states (a directory or a glob).
+    pub state: String,
+    /// The rows to predict.
+    pub inputs: Vec<String>,
+    /// Where to write them (default: stdout, CSV).
+    pub output: Option<PathBuf>,
+    pub format: Option<crate::output::TableFormat>,
+    pub interval: Option<crate::predict::Interval>,
+    pub alpha: Option<f64>,
+    #[serde(default)]
+    pub keep: Vec<String>,
+    pub unseen_level: Option<crate::cli::RowAction>,
+    pub missing: Option<crate::cli::RowAction>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -58,6 +82,10 @@ pub struct Job {
     pub defaults: ModelJob,
     #[serde(default)]
     pub models: Vec<ModelJob>,
+    /// Predictions to run after the fits (e.g. score today's listings with
+    /// the state this job just updated).
+    #[serde(default)]
+    pub predict: Vec<PredictJob>,
 }
 
 /// One model of a job with every setting decided.
@@ -70,23 +98,7 @@ pub struct PlannedModel {
     pub report_path: Option<PathBuf>,
     pub state_path: Option<PathBuf>,
     pub by: Option<String>,
-}
-
-/// `out/rent-{group}.txt` → `out/rent-Queens.txt`; without a placeholder the
-/// level is added before the extension. Levels are made file-name safe.
-pub fn group_path(path: &Path, level: &str) -> PathBuf {
-    let safe: String =
-        level.chars().map(|c| if c.is_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect();
-    let s = path.to_string_lossy();
-    if s.contains("{group}") {
-        return PathBuf::from(s.replace("{group}", &safe));
-    }
-    let stem = path.file_stem().map(|x| x.to_string_lossy().to_string()).unwrap_or_default();
-    let name = match path.extension() {
-        Some(e) => format!("{stem}-{safe}.{}", e.to_string_lossy()),
-        None => format!("{stem}-{safe}"),
-    };
-    path.with_file_name(name)
+    pub update: bool,
 }
 
 fn usage(path: &Path, msg: impl std::fmt::Display) -> AppError {
@@ -129,6 +141,7 @@ pub fn plan(path: &Path, text: &str, format_override: Option<Format>) -> Result<
             report_path: m.report.as_ref().or(if job.models.is_empty() { d.report.as_ref() } else { None }).map(rel),
             state_path: m.state.as_ref().or(if job.models.is_empty() { d.state.as_ref() } else { None }).map(rel),
             by: m.by.clone().or_else(|| d.by.clone()),
+            update: m.update.or(d.update).unwrap_or(false),
             name,
         });
     }
@@ -176,55 +189,67 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
     drop(probe);
     let mut outputs: Vec<(Option<PathBuf>, String)> = Vec::new();
     let mut states: Vec<(PathBuf, State)> = Vec::new();
+    let wait = a.lock.wait().map_err(AppError::Usage)?;
     for (m, r) in models.iter().zip(&resolved) {
+        if let Some(sp) = m.state_path.as_ref().filter(|sp| m.update && m.by.is_none() && sp.exists()) {
+            // Keep the saved fit current: fold in what it does not hold.
+            let report = crate::cli::ReportArgs {
+                singular: m.report.singular,
+                alpha: m.report.alpha,
+                format: m.format,
+                cov_type: crate::residuals::CovType::Nonrobust,
+                cluster: None,
+                no_second_pass: true,
+                output: m.report_path.clone(),
+            };
+            let fold = app::FoldOptions {
+                force: false,
+                hold_tail: false,
+                skip_folded: true,
+                report: &report,
+                engine: &eo,
+                quiet: a.quiet,
+                wait,
+            };
+            app::fold_into_state(sp, &job.inputs, &fold)?;
+            continue;
+        }
         let opened = model::open_inputs(&job.inputs, &csv)?;
         let read = opened.inputs.clone();
         let progress = std::sync::Arc::new(Progress::default());
         let _display = crate::progress::ProgressDisplay::start(progress.clone(), a.quiet);
         if let Some(by) = &m.by {
-            let (grouped, infos, elapsed) = model::accumulate_grouped(r, by, opened, &eo, &progress)?;
+            let g = grouped::fit(r, by, opened, &eo, &progress)?;
             let fitted_at = model::now_unix();
-            for (level, acc) in &grouped.groups {
-                let label = level.to_string();
-                let res = model::results_of(r, acc, &m.report)
+            let mut reports = Vec::new();
+            for group in &g.groups {
+                let label = group.level.to_string();
+                let res = model::results_of(&group.resolved, &group.acc, &m.report)
                     .map_err(|e| AppError::Data(format!("{}: {by} = {label}: {e}", m.name)))?;
-                let info = model::run_info(r, acc, infos.clone(), fitted_at, elapsed);
-                let mut text = report::render(&res, &info, m.format);
-                if m.report_path.is_none() && m.format == Format::Text {
-                    text = format!("### {} — {by} = {label}\n{text}", m.name);
+                let info = model::run_info(&group.resolved, &group.acc, group.inputs.clone(), fitted_at, g.elapsed_s);
+                if let Some(rp) = &m.report_path {
+                    let ext = rp.extension().map_or("txt".into(), |e| e.to_string_lossy().to_string());
+                    outputs.push((Some(grouped::group_path(rp, &label, &ext)), report::render(&res, &info, m.format)));
+                } else {
+                    reports.push(GroupReport { level: label.clone(), results: res, info });
                 }
-                outputs.push((m.report_path.as_ref().map(|p| group_path(p, &label)), text));
                 if let Some(sp) = &m.state_path {
                     // The state knows its group: updates fold only its rows.
-                    let mut options = r.options.clone();
-                    options.group = Some(Group { column: by.clone(), level: level.clone() });
-                    let mut inputs = Vec::new();
-                    for (input, info) in read.iter().zip(&infos) {
-                        let (rows_read, rows_dropped) =
-                            info.groups.iter().find(|(l, _, _)| l == level).map_or((0, 0), |(_, r, d)| (*r, *d));
-                        let mine = InputInfo { rows_read, rows_dropped, groups: Vec::new(), ..info.clone() };
-                        inputs.push(growth::record(input, &mine)?);
-                    }
-                    states.push((
-                        group_path(sp, &label),
-                        State {
-                            gramfit_version: env!("CARGO_PKG_VERSION").into(),
-                            model: options,
-                            column_types: r.column_types.clone(),
-                            accumulator: acc.clone(),
-                            inputs,
-                            fitted_at,
-                            elapsed_s: elapsed,
-                            residuals: None,
-                            stale_second_pass: None,
-                        },
-                    ));
+                    let st = grouped::state_of(group, &read, fitted_at, g.elapsed_s)?;
+                    states.push((grouped::group_path(sp, &label, "gramfit"), st));
                 }
             }
-            if grouped.rows_without_group > 0 {
+            if !reports.is_empty() {
+                let mut text = render_grouped(by, &reports, m.format);
+                if models.len() > 1 && m.format == Format::Text {
+                    text = format!("### {}\n{text}", m.name);
+                }
+                outputs.push((None, text));
+            }
+            if g.rows_without_group > 0 {
                 eprintln!(
                     "gramfit: note: {}: {} rows have no value in '{by}' and are in no group",
-                    m.name, grouped.rows_without_group
+                    m.name, g.rows_without_group
                 );
             }
             continue;
@@ -261,7 +286,6 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
     }
     // All fits succeeded: now write, each file atomically, each state
     // under its lock (taken in path order, so two jobs cannot deadlock).
-    let wait = a.lock.wait().map_err(AppError::Usage)?;
     let mut order: Vec<&PathBuf> = states.iter().map(|(sp, _)| sp).collect();
     order.sort();
     order.dedup();
@@ -274,6 +298,27 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
             std::fs::create_dir_all(dir).map_err(|e| AppError::Data(format!("{}: {e}", dir.display())))?;
         }
         app::emit(text, path.as_deref())?;
+    }
+    drop(_locks);
+    // Then the predictions, with the states just written.
+    let base = a.config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let rel =
+        |p: &str| if Path::new(p).is_absolute() { p.to_string() } else { base.join(p).to_string_lossy().to_string() };
+    for p in &job.predict {
+        let args = crate::cli::PredictArgs {
+            state: rel(&p.state),
+            inputs: p.inputs.iter().map(|i| rel(i)).collect(),
+            output: p.output.as_ref().map(|o| base.join(o)),
+            format: p.format,
+            interval: p.interval.unwrap_or(crate::predict::Interval::Prediction),
+            alpha: p.alpha.unwrap_or(0.05),
+            keep: p.keep.clone(),
+            unseen_level: p.unseen_level.unwrap_or(crate::cli::RowAction::Null),
+            missing: p.missing.unwrap_or(crate::cli::RowAction::Null),
+            singular: SingularPolicy::Drop,
+            engine: crate::cli::EngineArgs { threads: Some(eo.threads), batch_size: eo.batch_size, quiet: a.quiet },
+        };
+        app::predict(&args)?;
     }
     Ok(())
 }

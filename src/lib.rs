@@ -18,6 +18,7 @@ pub mod diagnostics;
 pub mod engine;
 pub mod formula;
 pub mod generate;
+pub mod grouped;
 pub mod isa;
 pub mod level;
 pub mod model;

@@ -16,6 +16,9 @@ use super::{check_cluster, emit, engine_options, no_second_pass_note, report_opt
 
 pub fn fit(a: &FitArgs) -> Result<(), AppError> {
     let eo = engine_options(&a.engine)?;
+    if let Some(by) = &a.by {
+        return fit_by(a, by, &eo);
+    }
     if let Some(dir) = &a.follow.follow {
         let Some(save) = &a.save else {
             return Err(AppError::Usage("--follow needs --save STATE (where the fit is kept current)".into()));
@@ -24,8 +27,15 @@ pub fn fit(a: &FitArgs) -> Result<(), AppError> {
             fit_once(a, &a.inputs, &eo, false)?;
         }
         let wait = a.lock.wait().map_err(AppError::Usage)?;
-        let fold =
-            FoldOptions { force: false, hold_tail: true, report: &a.report, engine: &eo, quiet: a.engine.quiet, wait };
+        let fold = FoldOptions {
+            force: false,
+            hold_tail: true,
+            skip_folded: false,
+            report: &a.report,
+            engine: &eo,
+            quiet: a.engine.quiet,
+            wait,
+        };
         return super::follow::follow(dir, &a.follow, &mut |path: &Path, hold_tail: bool| {
             let input = [path.to_string_lossy().to_string()];
             if save.exists() {
@@ -125,4 +135,71 @@ fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions, hold_tail: bool)
     let info = model::run_info(&resolved, &st.accumulator, pass.inputs, fitted_at, st.elapsed_s);
     emit(&report::render(&res, &info, a.report.format), a.report.output.as_deref())?;
     Ok(tail_pending)
+}
+
+/// `gramfit fit … --by COL`: a model per level of `by` from one first pass;
+/// each group's second pass reads that group's rows (one pass per group).
+fn fit_by(a: &FitArgs, by: &str, eo: &EngineOptions) -> Result<(), AppError> {
+    use crate::grouped;
+    use crate::report::grouped::{render_grouped, GroupReport};
+    let ro = report_options(&a.report)?;
+    let csv = a.csv.options().map_err(AppError::Usage)?;
+    let cov = a.report.cov_type;
+    check_cluster(cov, a.report.cluster.as_deref())?;
+    let options = ModelOptions {
+        formula: a.formula.clone(),
+        weights: a.weights.clone(),
+        missing: a.missing,
+        csv: csv.clone(),
+        group: None,
+    };
+    let opened = model::open_inputs(&a.inputs, &csv)?;
+    let rereadable = opened.stdin.is_none();
+    if cov != CovType::Nonrobust && (!rereadable || a.report.no_second_pass) {
+        return Err(AppError::Usage(format!("--cov-type {} needs a second pass over the data", cov.name())));
+    }
+    let types = model::column_types(&opened, &[])?;
+    let resolved = model::Resolved::new(options, types)?;
+    let mut needed = resolved.builder().source_columns();
+    needed.push(by.to_string());
+    model::column_types(&opened, &needed)?;
+    model::check_csv_text_columns(&resolved, &opened)?;
+    let read = opened.inputs.clone();
+    let progress = Arc::new(Progress::default());
+    let _display = ProgressDisplay::start(progress.clone(), a.engine.quiet);
+    let g = grouped::fit(&resolved, by, opened, eo, &progress)?;
+    if g.rows_without_group > 0 {
+        eprintln!("gramfit: note: {} rows have no value in '{by}' and are in no group", g.rows_without_group);
+    }
+    let fitted_at = model::now_unix();
+    let wait = a.lock.wait().map_err(AppError::Usage)?;
+    let mut reports = Vec::new();
+    for group in &g.groups {
+        let label = group.level.to_string();
+        let in_group = |e: model::FitError| AppError::Data(format!("{by} = {label}: {e}"));
+        let mut res = model::results_of(&group.resolved, &group.acc, &ro).map_err(in_group)?;
+        let mut st = grouped::state_of(group, &read, fitted_at, g.elapsed_s)?;
+        if rereadable && !a.report.no_second_pass {
+            let mut reopened = model::open_inputs(&a.inputs, &csv)?;
+            for (input, info) in reopened.inputs.iter_mut().zip(&group.inputs) {
+                let records = info.end.map_or(info.file_rows, |e| e.records);
+                input.from = ReadFrom { limit: Some(records), ..ReadFrom::default() };
+            }
+            let robust = model::RobustOptions { cov, cluster: a.report.cluster.as_deref() };
+            let snap = model::second_pass(&group.resolved, &group.acc, &ro, robust, reopened, eo, &progress)
+                .map_err(in_group)?;
+            crate::results::apply_second_pass(&mut res, &snap);
+            st.residuals = Some(snap);
+        } else {
+            res.gramfit_notes.push(no_second_pass_note(!rereadable));
+        }
+        if let Some(pattern) = &a.save {
+            let path = grouped::group_path(pattern, &label, "gramfit");
+            let _lock = lock_state(&path, wait)?;
+            grouped::save(&st, &path)?;
+        }
+        let info = model::run_info(&group.resolved, &group.acc, group.inputs.clone(), fitted_at, g.elapsed_s);
+        reports.push(GroupReport { level: label, results: res, info });
+    }
+    emit(&render_grouped(by, &reports, a.report.format), a.report.output.as_deref())
 }

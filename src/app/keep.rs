@@ -133,8 +133,15 @@ fn resolved_for_state(st: &State, opened: &model::OpenedInputs) -> Result<Resolv
 pub fn update(a: &UpdateArgs) -> Result<(), AppError> {
     let eo = engine_options(&a.engine)?;
     let wait = a.lock.wait().map_err(AppError::Usage)?;
-    let fold =
-        FoldOptions { force: a.force, hold_tail: false, report: &a.report, engine: &eo, quiet: a.engine.quiet, wait };
+    let fold = FoldOptions {
+        force: a.force,
+        hold_tail: false,
+        skip_folded: false,
+        report: &a.report,
+        engine: &eo,
+        quiet: a.engine.quiet,
+        wait,
+    };
     if !a.inputs.is_empty() {
         fold_into_state(&a.state, &a.inputs, &fold)?;
     }
@@ -153,6 +160,9 @@ pub(crate) struct FoldOptions<'a> {
     pub force: bool,
     /// Leave an unterminated last CSV line pending (follow mode).
     pub hold_tail: bool,
+    /// Pass over inputs already folded in (a batch job run every night
+    /// over a growing list of files) instead of refusing them.
+    pub skip_folded: bool,
     pub report: &'a ReportArgs,
     pub engine: &'a EngineOptions,
     pub quiet: bool,
@@ -177,7 +187,8 @@ pub(crate) fn fold_into_state(state_path: &Path, inputs: &[String], o: &FoldOpti
     let mut opened = model::open_inputs(inputs, &st.model.csv)?;
     // Per input: the recorded input it grows, if any.
     let mut grows: Vec<Option<usize>> = Vec::new();
-    for input in opened.inputs.iter_mut() {
+    let mut passed_over: Vec<usize> = Vec::new();
+    for (at, input) in opened.inputs.iter_mut().enumerate() {
         if input.is_stdin() {
             return Err(AppError::Usage("update needs files (their content is fingerprinted), not stdin".into()));
         }
@@ -192,6 +203,7 @@ pub(crate) fn fold_into_state(state_path: &Path, inputs: &[String], o: &FoldOpti
                 input.from = from;
                 grows.push(Some(index));
             }
+            Seen::AlreadyIn { .. } if o.skip_folded => passed_over.push(at),
             Seen::AlreadyIn { recorded } => {
                 return Err(AppError::Data(format!(
                     "{}: this content is already folded into {} (as {recorded}, sha256 {}…); nothing was changed. Use --force to add it again",
@@ -204,6 +216,14 @@ pub(crate) fn fold_into_state(state_path: &Path, inputs: &[String], o: &FoldOpti
                 return Err(AppError::Data(format!("{why}; nothing was changed")));
             }
         }
+    }
+    for &at in passed_over.iter().rev() {
+        opened.inputs.remove(at);
+        opened.schemas.remove(at);
+    }
+    if opened.inputs.is_empty() {
+        eprintln!("gramfit: {}: every input is already in it; nothing was changed", state_path.display());
+        return Ok(Folded::Nothing { tail_pending: false });
     }
     let resolved = resolved_for_state(&st, &opened)?;
     let progress = Arc::new(Progress::default());

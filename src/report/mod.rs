@@ -2,6 +2,7 @@
 //! attribute names, Markdown and CSV of the coefficient table.
 
 pub mod corr;
+pub mod grouped;
 pub mod json;
 pub mod text;
 

@@ -188,7 +188,7 @@ pub fn summary(res: &OlsResults, info: &RunInfo) -> String {
     format!("{}\n{}\n", statsmodels_tables(res, info), gramfit_block(res, info))
 }
 
-fn md_num(x: Option<f64>) -> String {
+pub(crate) fn md_num(x: Option<f64>) -> String {
     x.map_or_else(String::new, |v| fmt_g(v, 0, 6, false))
 }
 

@@ -184,3 +184,97 @@ fn output_keeps_input_order_and_bits_for_any_thread_count() {
         .collect();
     assert_eq!(kept, rents);
 }
+
+/// The listings' rows of one borough, as a CSV file.
+fn borough_rows(dir: &Path, source: &Path, borough: &str) -> PathBuf {
+    let text = std::fs::read_to_string(source).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let col = header.split(',').position(|h| h == "borough").unwrap();
+    let mut out = format!("{header}\n");
+    for l in lines.filter(|l| l.split(',').nth(col) == Some(borough)) {
+        out.push_str(l);
+        out.push('\n');
+    }
+    let p = dir.join(format!("{borough}.csv"));
+    std::fs::write(&p, out).unwrap();
+    p
+}
+
+#[test]
+fn fit_by_a_column_equals_fits_of_each_group_and_its_states_predict_their_rows() {
+    let tmp = tempdir();
+    let (train, test) = split(tmp.path());
+    let f = "rent ~ size_sqft + bedrooms + has_doorman";
+    let states = tmp.path().join("states");
+    let out = Command::new(bin())
+        .args(["fit", s(&train), "-f", f, "--by", "borough", "--cov-type", "HC1", "--format", "json", "-q"])
+        .args(["--save", &format!("{}/", s(&states))])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let grouped: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let levels: Vec<&String> = grouped.as_object().unwrap().keys().collect();
+    assert_eq!(levels, ["Brooklyn", "Manhattan", "Queens"]);
+    for b in ["Brooklyn", "Manhattan", "Queens"] {
+        let rows = borough_rows(tmp.path(), &train, b);
+        let out = gramfit(["fit", s(&rows), "-f", f, "--cov-type", "HC1", "--format", "json", "-q"]);
+        let alone: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let d = crate::common::json_differences(&alone, &grouped[b], 1e-12, &["fitted_at", "elapsed_s", "inputs"]);
+        assert!(d.is_empty(), "{b}: {d:?}");
+        assert!(states.join(format!("{b}.gramfit")).exists());
+    }
+    // The states predict each row with its own borough's model.
+    let together = predict_rows(&[s(&states), s(&test), "--keep", "borough"]);
+    assert_eq!(together.len(), 1000);
+    for b in ["Brooklyn", "Queens"] {
+        let rows = borough_rows(tmp.path(), &test, b);
+        let own = predict_rows(&[s(&states.join(format!("{b}.gramfit"))), s(&rows)]);
+        let mine: Vec<&Value> = together.iter().filter(|r| r["borough"] == b).collect();
+        assert_eq!(mine.len(), own.len());
+        for (x, y) in mine.iter().zip(&own) {
+            for c in COLS {
+                assert_eq!(x[c], y[c], "{b}: {c}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_nightly_job_keeps_its_models_current_and_scores_the_newest_listings() {
+    // configs/nightly.toml as shipped, over the repository's datasets.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempdir();
+    let work = tmp.path();
+    std::fs::create_dir_all(work.join("configs")).unwrap();
+    std::fs::create_dir_all(work.join("datasets/daily")).unwrap();
+    std::fs::copy(repo.join("configs/nightly.toml"), work.join("configs/nightly.toml")).unwrap();
+    for f in ["listings.csv", "daily/listings-day1.csv"] {
+        std::fs::copy(repo.join("datasets").join(f), work.join("datasets").join(f)).unwrap();
+    }
+    let run = || {
+        let out = gramfit(["run", s(&work.join("configs/nightly.toml")), "-q"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    // Day two's file is not there yet: the predict table names it.
+    std::fs::copy(repo.join("datasets/daily/listings-day2.csv"), work.join("datasets/daily/listings-day2.csv"))
+        .unwrap();
+    run();
+    let state = |p: &str| gramfit::state::load(&work.join("out").join(p)).unwrap();
+    assert_eq!(state("nightly-rent.gramfit").inputs.len(), 3);
+    let scores = std::fs::read_to_string(work.join("out/nightly-scores.csv")).unwrap();
+    assert_eq!(scores.lines().count(), 1001);
+    assert!(scores.starts_with("rental_id,neighborhood,mean,mean_se,"));
+    // The next night: nothing new, nothing changed, the same scores.
+    let before = std::fs::read(work.join("out/nightly-rent.gramfit")).unwrap();
+    let err = run();
+    assert!(err.contains("every input is already in it"), "{err}");
+    assert_eq!(std::fs::read(work.join("out/nightly-rent.gramfit")).unwrap(), before);
+    // A new day's file: folded into both models.
+    let day3 = work.join("datasets/daily/listings-day3.csv");
+    gramfit::generate::write_csv(&day3, 77, 20_000, 500).unwrap();
+    run();
+    assert_eq!(state("nightly-rent.gramfit").inputs.len(), 4);
+    assert_eq!(state("nightly-log-rent.gramfit").inputs.len(), 4);
+}

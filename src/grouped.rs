@@ -1,0 +1,116 @@
+//! Grouped fits: one model per level of a column, all from one pass over
+//! the data — `gramfit fit … --by COL` and a batch job's `by`. Each
+//! group's state records its group, so that later updates fold only its
+//! rows (see `state::growth`).
+
+use crate::accumulator::FitAccumulator;
+use crate::engine::{EngineOptions, Progress};
+use crate::level::Level;
+use crate::model::{self, FitError, Group, OpenedInputs, Resolved};
+use crate::report::InputInfo;
+use crate::source::Input;
+use crate::state::{self, growth, State, StateError};
+use std::path::{Path, PathBuf};
+
+/// One group's fit.
+pub struct GroupFit {
+    pub level: Level,
+    /// The model with its group set (a pass with it reads only the
+    /// group's rows).
+    pub resolved: Resolved,
+    pub acc: FitAccumulator,
+    /// Per input: the group's rows read and dropped, and where the read
+    /// ended.
+    pub inputs: Vec<InputInfo>,
+}
+
+/// The groups of a fit by `by`, in level order.
+pub struct Grouped {
+    pub by: String,
+    pub groups: Vec<GroupFit>,
+    /// Rows with no value in `by` (in no group).
+    pub rows_without_group: u64,
+    pub elapsed_s: f64,
+}
+
+/// Fit `resolved` per level of `by`, in one pass over `opened`.
+pub fn fit(
+    resolved: &Resolved,
+    by: &str,
+    opened: OpenedInputs,
+    engine_opts: &EngineOptions,
+    progress: &Progress,
+) -> Result<Grouped, FitError> {
+    let (grouped, infos, elapsed_s) = model::accumulate_grouped(resolved, by, opened, engine_opts, progress)?;
+    let groups = grouped
+        .groups
+        .into_iter()
+        .map(|(level, acc)| {
+            let mut options = resolved.options.clone();
+            options.group = Some(Group { column: by.to_string(), level: level.clone() });
+            let resolved = Resolved { options, ..resolved.clone() };
+            let inputs = infos
+                .iter()
+                .map(|info| {
+                    let (rows_read, rows_dropped) =
+                        info.groups.iter().find(|(l, _, _)| *l == level).map_or((0, 0), |(_, r, d)| (*r, *d));
+                    InputInfo { rows_read, rows_dropped, groups: Vec::new(), ..info.clone() }
+                })
+                .collect();
+            GroupFit { level, resolved, acc, inputs }
+        })
+        .collect();
+    Ok(Grouped { by: by.to_string(), groups, rows_without_group: grouped.rows_without_group, elapsed_s })
+}
+
+/// Where a group's file goes: `{group}` in `pattern` replaced by the level,
+/// a directory (existing, or written with a trailing `/`) gets
+/// `LEVEL.gramfit` (or `LEVEL.EXT` after `ext`), any other path the level
+/// before its extension (`out/rent.txt` → `out/rent-Queens.txt`). Levels
+/// are made file-name safe.
+pub fn group_path(pattern: &Path, level: &str, ext: &str) -> PathBuf {
+    let safe: String =
+        level.chars().map(|c| if c.is_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect();
+    let s = pattern.to_string_lossy();
+    if s.contains("{group}") {
+        return PathBuf::from(s.replace("{group}", &safe));
+    }
+    if pattern.is_dir() || s.ends_with('/') {
+        return pattern.join(format!("{safe}.{ext}"));
+    }
+    let stem = pattern.file_stem().map(|x| x.to_string_lossy().to_string()).unwrap_or_default();
+    let name = match pattern.extension() {
+        Some(e) => format!("{stem}-{safe}.{}", e.to_string_lossy()),
+        None => format!("{stem}-{safe}"),
+    };
+    pattern.with_file_name(name)
+}
+
+/// The state of one group: its model (group recorded), statistics and
+/// inputs (`read`, the inputs as they were read).
+pub fn state_of(g: &GroupFit, read: &[Input], fitted_at: u64, elapsed_s: f64) -> Result<State, StateError> {
+    let mut inputs = Vec::new();
+    for (input, info) in read.iter().zip(&g.inputs) {
+        inputs.push(growth::record(input, info)?);
+    }
+    Ok(State {
+        gramfit_version: env!("CARGO_PKG_VERSION").into(),
+        model: g.resolved.options.clone(),
+        column_types: g.resolved.column_types.clone(),
+        accumulator: g.acc.clone(),
+        inputs,
+        fitted_at,
+        elapsed_s,
+        residuals: None,
+        stale_second_pass: None,
+    })
+}
+
+/// Save `st` to `path` (its directory made) — for callers holding its lock.
+pub fn save(st: &State, path: &Path) -> Result<(), StateError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StateError::Io { path: dir.display().to_string(), message: e.to_string() })?;
+    }
+    state::save(st, path)
+}
