@@ -48,11 +48,8 @@ pub fn fit(a: &FitArgs) -> Result<(), AppError> {
     fit_once(a, &a.inputs, &eo, false).map(|_| ())
 }
 
-/// Fit `inputs` (`hold_tail`: an unterminated last CSV line is left
-/// pending, as follow mode reads a file that may still be written);
-/// returns whether a last line was left pending.
-fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions, hold_tail: bool) -> Result<bool, AppError> {
-    let ro = report_options(&a.report)?;
+/// The model the arguments describe, and their CSV options.
+fn model_options(a: &FitArgs) -> Result<(ModelOptions, crate::source::csv::CsvOptions), AppError> {
     let csv = a.csv.options().map_err(AppError::Usage)?;
     let options = ModelOptions {
         formula: a.formula.clone(),
@@ -61,6 +58,30 @@ fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions, hold_tail: bool)
         csv: csv.clone(),
         group: None,
     };
+    Ok((options, csv))
+}
+
+/// The inputs opened again for a second pass, each to be read only as far
+/// as the first pass read it (`infos`): rows appended since stay out.
+fn reopen_as_read(
+    inputs: &[String],
+    csv: &crate::source::csv::CsvOptions,
+    infos: &[crate::report::InputInfo],
+) -> Result<model::OpenedInputs, AppError> {
+    let mut reopened = model::open_inputs(inputs, csv)?;
+    for (input, info) in reopened.inputs.iter_mut().zip(infos) {
+        let records = info.end.map_or(info.file_rows, |e| e.records);
+        input.from = ReadFrom { limit: Some(records), ..ReadFrom::default() };
+    }
+    Ok(reopened)
+}
+
+/// Fit `inputs` (`hold_tail`: an unterminated last CSV line is left
+/// pending, as follow mode reads a file that may still be written);
+/// returns whether a last line was left pending.
+fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions, hold_tail: bool) -> Result<bool, AppError> {
+    let ro = report_options(&a.report)?;
+    let (options, csv) = model_options(a)?;
     let wait = a.lock.wait().map_err(AppError::Usage)?;
     let _lock = a.save.as_deref().map(|p| lock_state(p, wait)).transpose()?;
     let mut opened = model::open_inputs(inputs, &csv)?;
@@ -102,12 +123,7 @@ fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions, hold_tail: bool)
     // The second pass, when the first solved and the files can be reread.
     if res.is_ok() && rereadable && !a.report.no_second_pass {
         let t0 = std::time::Instant::now();
-        let mut reopened = model::open_inputs(inputs, &csv)?;
-        // The rows of the first pass, whatever was appended since.
-        for (input, info) in reopened.inputs.iter_mut().zip(&pass.inputs) {
-            let records = info.end.map_or(info.file_rows, |e| e.records);
-            input.from = ReadFrom { limit: Some(records), ..ReadFrom::default() };
-        }
+        let reopened = reopen_as_read(inputs, &csv, &pass.inputs)?;
         let snap = model::second_pass(
             &resolved,
             &st.accumulator,
@@ -143,16 +159,9 @@ fn fit_by(a: &FitArgs, by: &str, eo: &EngineOptions) -> Result<(), AppError> {
     use crate::grouped;
     use crate::report::grouped::{render_grouped, GroupReport};
     let ro = report_options(&a.report)?;
-    let csv = a.csv.options().map_err(AppError::Usage)?;
+    let (options, csv) = model_options(a)?;
     let cov = a.report.cov_type;
     check_cluster(cov, a.report.cluster.as_deref())?;
-    let options = ModelOptions {
-        formula: a.formula.clone(),
-        weights: a.weights.clone(),
-        missing: a.missing,
-        csv: csv.clone(),
-        group: None,
-    };
     let opened = model::open_inputs(&a.inputs, &csv)?;
     let rereadable = opened.stdin.is_none();
     if cov != CovType::Nonrobust && (!rereadable || a.report.no_second_pass) {
@@ -180,11 +189,7 @@ fn fit_by(a: &FitArgs, by: &str, eo: &EngineOptions) -> Result<(), AppError> {
         let mut res = model::results_of(&group.resolved, &group.acc, &ro).map_err(in_group)?;
         let mut st = grouped::state_of(group, &read, fitted_at, g.elapsed_s)?;
         if rereadable && !a.report.no_second_pass {
-            let mut reopened = model::open_inputs(&a.inputs, &csv)?;
-            for (input, info) in reopened.inputs.iter_mut().zip(&group.inputs) {
-                let records = info.end.map_or(info.file_rows, |e| e.records);
-                input.from = ReadFrom { limit: Some(records), ..ReadFrom::default() };
-            }
+            let reopened = reopen_as_read(&a.inputs, &csv, &group.inputs)?;
             let robust = model::RobustOptions { cov, cluster: a.report.cluster.as_deref() };
             let snap = model::second_pass(&group.resolved, &group.acc, &ro, robust, reopened, eo, &progress)
                 .map_err(in_group)?;

@@ -4,7 +4,7 @@
 //! Markdown one statistics table (a column per group) and one coefficient
 //! table with a `group` column.
 
-use super::text::{coef_csv, md_num};
+use super::text::{coef_csv, md_coef_row};
 use super::{fmt_g, render, Format, RunInfo};
 use crate::results::OlsResults;
 
@@ -91,24 +91,9 @@ fn markdown(by: &str, groups: &[GroupReport]) -> String {
     s.push_str("\n| group | | coef | std err | t | P>\\|t\\| | [0.025 | 0.975] |\n");
     s.push_str("|---|---|---:|---:|---:|---:|---:|---:|\n");
     for g in groups {
-        let r = &g.results;
-        for i in 0..r.names.len() {
-            let (lo, hi) = r.conf_int[i].map_or((None, None), |(a, b)| (Some(a), Some(b)));
-            let level = g.level.replace('|', "\\|");
-            if r.params[i].is_none() {
-                s.push_str(&format!("| {level} | `{}` | aliased | | | | | |\n", r.names[i]));
-                continue;
-            }
-            s.push_str(&format!(
-                "| {level} | `{}` | {} | {} | {} | {} | {} | {} |\n",
-                r.names[i],
-                md_num(r.params[i]),
-                md_num(r.bse[i]),
-                md_num(r.tvalues[i]),
-                md_num(r.pvalues[i]),
-                md_num(lo),
-                md_num(hi)
-            ));
+        let lead = format!("{} | ", g.level.replace('|', "\\|"));
+        for i in 0..g.results.names.len() {
+            s.push_str(&md_coef_row(&g.results, i, &lead));
         }
     }
     for g in groups {

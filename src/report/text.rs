@@ -188,6 +188,25 @@ pub fn summary(res: &OlsResults, info: &RunInfo) -> String {
     format!("{}\n{}\n", statsmodels_tables(res, info), gramfit_block(res, info))
 }
 
+/// Coefficient `i` as a Markdown table row, after `lead` (earlier cells,
+/// each ending in ` | `).
+pub(crate) fn md_coef_row(res: &OlsResults, i: usize, lead: &str) -> String {
+    let (lo, hi) = res.conf_int[i].map_or((None, None), |(a, b)| (Some(a), Some(b)));
+    if res.params[i].is_none() {
+        return format!("| {lead}`{}` | aliased | | | | | |\n", res.names[i]);
+    }
+    format!(
+        "| {lead}`{}` | {} | {} | {} | {} | {} | {} |\n",
+        res.names[i],
+        md_num(res.params[i]),
+        md_num(res.bse[i]),
+        md_num(res.tvalues[i]),
+        md_num(res.pvalues[i]),
+        md_num(lo),
+        md_num(hi)
+    )
+}
+
 pub(crate) fn md_num(x: Option<f64>) -> String {
     x.map_or_else(String::new, |v| fmt_g(v, 0, 6, false))
 }
@@ -213,21 +232,7 @@ pub fn markdown(res: &OlsResults, info: &RunInfo) -> String {
     }
     s.push_str("\n| | coef | std err | t | P>\\|t\\| | [0.025 | 0.975] |\n|---|---:|---:|---:|---:|---:|---:|\n");
     for i in 0..res.names.len() {
-        let (lo, hi) = res.conf_int[i].map_or((None, None), |(a, b)| (Some(a), Some(b)));
-        if res.params[i].is_none() {
-            s.push_str(&format!("| `{}` | aliased | | | | | |\n", res.names[i]));
-            continue;
-        }
-        s.push_str(&format!(
-            "| `{}` | {} | {} | {} | {} | {} | {} |\n",
-            res.names[i],
-            md_num(res.params[i]),
-            md_num(res.bse[i]),
-            md_num(res.tvalues[i]),
-            md_num(res.pvalues[i]),
-            md_num(lo),
-            md_num(hi)
-        ));
+        s.push_str(&md_coef_row(res, i, ""));
     }
     let notes: Vec<&String> = res.notes.iter().chain(res.gramfit_notes.iter()).collect();
     if !notes.is_empty() {
