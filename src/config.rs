@@ -218,6 +218,7 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
         let read = opened.inputs.clone();
         let progress = std::sync::Arc::new(Progress::default());
         let _display = crate::progress::ProgressDisplay::start(progress.clone(), a.quiet);
+        progress.set_label(&m.name);
         if let Some(by) = &m.by {
             let g = grouped::fit(r, by, opened, &eo, &progress)?;
             let fitted_at = model::now_unix();

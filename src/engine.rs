@@ -97,18 +97,86 @@ pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// Progress counters shared with a progress display, and a stop flag.
 #[derive(Default, Debug)]
 pub struct Progress {
+    /// Rows read in the current pass.
     pub rows: AtomicU64,
     pub stop: AtomicBool,
     /// Nanoseconds spent in the accumulators, summed over threads: the
     /// pass's own arithmetic, apart from reading and decoding (for
     /// benchmarks; two clock reads per chunk).
     pub sink_nanos: AtomicU64,
+    /// Rows of Parquet row groups done, and bytes read from the other
+    /// inputs, in the current pass.
+    pub parquet_rows: AtomicU64,
+    pub bytes: Arc<AtomicU64>,
+    /// The current pass: its name and size, set when it starts.
+    pass: std::sync::Mutex<Option<PassPlan>>,
+}
+
+/// What a pass will read: Parquet rows (and those files' bytes), the other
+/// inputs' bytes; 0 where unknown (a stream on stdin).
+#[derive(Clone, Debug)]
+pub struct PassPlan {
+    pub label: String,
+    pub parquet_rows: u64,
+    pub parquet_bytes: u64,
+    pub other_bytes: u64,
+    pub started: std::time::Instant,
 }
 
 impl Progress {
     /// Stop requested: by an error elsewhere in the pass, or by Ctrl-C.
     pub fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed) || INTERRUPTED.load(Ordering::Relaxed)
+    }
+
+    /// Name the passes that follow (e.g. `pass 1/2`).
+    pub fn set_label(&self, label: &str) {
+        if let Ok(mut p) = self.pass.lock() {
+            match p.as_mut() {
+                Some(plan) => plan.label = label.to_string(),
+                None => {
+                    *p = Some(PassPlan {
+                        label: label.to_string(),
+                        parquet_rows: 0,
+                        parquet_bytes: 0,
+                        other_bytes: 0,
+                        started: std::time::Instant::now(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// A pass starts: its size, and the counters from zero.
+    fn begin(&self, parquet_rows: u64, parquet_bytes: u64, other_bytes: u64) {
+        self.rows.store(0, Ordering::Relaxed);
+        self.parquet_rows.store(0, Ordering::Relaxed);
+        self.bytes.store(0, Ordering::Relaxed);
+        if let Ok(mut p) = self.pass.lock() {
+            let label = p.as_ref().map_or_else(String::new, |p| p.label.clone());
+            *p = Some(PassPlan { label, parquet_rows, parquet_bytes, other_bytes, started: std::time::Instant::now() });
+        }
+    }
+
+    /// The current pass's plan.
+    pub fn plan(&self) -> Option<PassPlan> {
+        self.pass.lock().ok().and_then(|p| p.clone())
+    }
+
+    /// The share of the current pass done (by bytes of input, Parquet
+    /// row groups counted by their rows), when its size is known.
+    pub fn fraction(&self) -> Option<f64> {
+        let p = self.plan()?;
+        let total = p.parquet_bytes + p.other_bytes;
+        if total == 0 {
+            return None;
+        }
+        let pq = if p.parquet_rows > 0 {
+            self.parquet_rows.load(Ordering::Relaxed) as f64 / p.parquet_rows as f64 * p.parquet_bytes as f64
+        } else {
+            0.0
+        };
+        Some(((pq + self.bytes.load(Ordering::Relaxed) as f64) / total as f64).min(1.0))
     }
 }
 
@@ -262,11 +330,15 @@ fn parquet_unit<A: ChunkSink>(
         let b = b.map_err(|e| arrow_err(input, &format!("row group {rg}: "), &e))?;
         chunker.push(b, &mut chunks).map_err(|e| arrow_err(input, "", &e))?;
         fold_chunks(builder, &mut acc, &chunks, row, input, &locate, progress)?;
-        row += chunks.iter().map(|c| c.num_rows() as u64).sum::<u64>();
+        let done = chunks.iter().map(|c| c.num_rows() as u64).sum::<u64>();
+        progress.parquet_rows.fetch_add(done, Ordering::Relaxed);
+        row += done;
         chunks.clear();
     }
     if let Some(last) = chunker.finish().map_err(|e| arrow_err(input, "", &e))? {
+        let done = last.num_rows() as u64;
         fold_chunks(builder, &mut acc, &[last], row, input, &locate, progress)?;
+        progress.parquet_rows.fetch_add(done, Ordering::Relaxed);
     }
     finish_unit(&mut acc, progress);
     Ok(acc)
@@ -513,6 +585,19 @@ pub fn stream<A: ChunkSink>(
     for input in &inputs {
         metas.push(if input.kind == SourceKind::Parquet { Some(source::parquet_metadata(input)?) } else { None });
     }
+    // The pass's size, for the progress display.
+    let size = |i: &Input| if i.is_stdin() { 0 } else { std::fs::metadata(&i.path).map_or(0, |m| m.len()) };
+    let (mut pq_rows, mut pq_bytes, mut other) = (0u64, 0u64, 0u64);
+    for (input, meta) in inputs.iter().zip(&metas) {
+        match meta {
+            Some(m) => {
+                pq_rows += u64::try_from(m.metadata().file_metadata().num_rows()).unwrap_or(0);
+                pq_bytes += size(input);
+            }
+            None => other += size(input).saturating_sub(input.from.offset),
+        }
+    }
+    progress.begin(pq_rows, pq_bytes, other);
     let ends: Vec<EndCell> = inputs.iter().map(|_| EndCell::default()).collect();
     let mut file_rows: Vec<u64> = metas
         .iter()
@@ -545,6 +630,7 @@ pub fn stream<A: ChunkSink>(
                 batch_size: opts.batch_size,
                 from: input.from,
                 end: Some(ends[i].clone()),
+                bytes: Some(Arc::clone(&progress.bytes)),
             };
             source::sequential_batches(input, schemas.get(i).cloned().flatten(), &read)?
         };

@@ -9,6 +9,7 @@ use arrow::datatypes::{DataType, SchemaRef};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// An output table format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
@@ -43,15 +44,78 @@ impl TableFormat {
 }
 
 enum Sink {
-    Parquet(parquet::arrow::ArrowWriter<File>),
+    /// Row groups encoded by the caller (in parallel, see
+    /// [`TableWriter::encoder`]) and appended here in order.
+    Parquet(parquet::file::writer::SerializedFileWriter<File>),
     Csv(arrow::csv::Writer<BufWriter<Box<dyn Write>>>),
     Arrow(arrow::ipc::writer::FileWriter<BufWriter<File>>),
     Json(BufWriter<Box<dyn Write>>),
 }
 
+/// Encodes row groups of a Parquet output on any thread: the expensive
+/// part of writing (encoding, compression) runs where the rows were
+/// computed, and only the encoded chunks are appended in order.
+#[derive(Clone)]
+pub struct ParquetEncoder {
+    factory: Arc<parquet::arrow::arrow_writer::ArrowRowGroupWriterFactory>,
+    schema: SchemaRef,
+}
+
+/// A row group's encoded column chunks, and its rows.
+pub struct EncodedRowGroup {
+    chunks: Vec<parquet::arrow::arrow_writer::ArrowColumnChunk>,
+    pub rows: u64,
+}
+
+impl ParquetEncoder {
+    /// A row group to encode batch by batch (only encoded pages are kept).
+    pub fn begin(&self) -> Result<RowGroupEncoder, String> {
+        let writers = self.factory.create_column_writers(0).map_err(|e| e.to_string())?;
+        Ok(RowGroupEncoder { writers, schema: self.schema.clone(), rows: 0 })
+    }
+
+    /// Encode `batches` (of the table's schema) as one row group.
+    pub fn encode(&self, batches: &[RecordBatch]) -> Result<EncodedRowGroup, String> {
+        let mut g = self.begin()?;
+        for b in batches {
+            g.write(b)?;
+        }
+        g.finish()
+    }
+}
+
+/// A row group being encoded.
+pub struct RowGroupEncoder {
+    writers: Vec<parquet::arrow::arrow_writer::ArrowColumnWriter>,
+    schema: SchemaRef,
+    rows: u64,
+}
+
+impl RowGroupEncoder {
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
+        use parquet::arrow::arrow_writer::compute_leaves;
+        let mut w = self.writers.iter_mut();
+        for (field, array) in self.schema.fields().iter().zip(batch.columns()) {
+            for leaf in compute_leaves(field, array).map_err(|e| e.to_string())? {
+                let Some(writer) = w.next() else { return Err("more leaves than column writers".into()) };
+                writer.write(&leaf).map_err(|e| e.to_string())?;
+            }
+        }
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<EncodedRowGroup, String> {
+        let chunks =
+            self.writers.into_iter().map(|w| w.close().map_err(|e| e.to_string())).collect::<Result<_, _>>()?;
+        Ok(EncodedRowGroup { chunks, rows: self.rows })
+    }
+}
+
 /// A table being written.
 pub struct TableWriter {
     sink: Option<Sink>,
+    encoder: Option<ParquetEncoder>,
     /// The temporary file and the final path (`None`: standard output).
     paths: Option<(PathBuf, PathBuf)>,
 }
@@ -70,7 +134,7 @@ impl TableWriter {
                 TableFormat::Json => Sink::Json(BufWriter::new(out)),
                 _ => Sink::Csv(arrow::csv::WriterBuilder::new().with_header(true).build(BufWriter::new(out))),
             };
-            return Ok(TableWriter { sink: Some(sink), paths: None });
+            return Ok(TableWriter { sink: Some(sink), encoder: None, paths: None });
         };
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -80,15 +144,22 @@ impl TableWriter {
         let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "out".into());
         let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
         let file = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+        let mut encoder = None;
         let sink = match format {
             TableFormat::Parquet => {
+                // Predictions are distinct floats: a dictionary would be
+                // built and abandoned page after page. Row groups of 256k
+                // rows keep the writer's buffer small.
                 let props = parquet::file::properties::WriterProperties::builder()
                     .set_compression(parquet::basic::Compression::SNAPPY)
+                    .set_dictionary_enabled(false)
+                    .set_max_row_group_row_count(Some(1 << 18))
                     .build();
-                Sink::Parquet(
-                    parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props))
-                        .map_err(|e| io_err(path, e))?,
-                )
+                let w = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props))
+                    .map_err(|e| io_err(path, e))?;
+                let (file_writer, factory) = w.into_serialized_writer().map_err(|e| io_err(path, e))?;
+                encoder = Some(ParquetEncoder { factory: Arc::new(factory), schema: schema.clone() });
+                Sink::Parquet(file_writer)
             }
             TableFormat::Csv => {
                 let out: Box<dyn Write> = Box::new(file);
@@ -102,7 +173,30 @@ impl TableWriter {
                 Sink::Json(BufWriter::new(out))
             }
         };
-        Ok(TableWriter { sink: Some(sink), paths: Some((tmp, path.to_path_buf())) })
+        Ok(TableWriter { sink: Some(sink), encoder, paths: Some((tmp, path.to_path_buf())) })
+    }
+
+    /// For a Parquet table: the encoder whose row groups [`append`](Self::append)
+    /// takes (batches given to [`write`](Self::write) are encoded here).
+    pub fn encoder(&self) -> Option<ParquetEncoder> {
+        self.encoder.clone()
+    }
+
+    /// Append a row group encoded by [`encoder`](Self::encoder).
+    pub fn append(&mut self, group: EncodedRowGroup) -> Result<(), String> {
+        let name = self.name();
+        let Some(Sink::Parquet(w)) = self.sink.as_mut() else {
+            return Err(format!("{name}: encoded row groups go to a Parquet table only"));
+        };
+        if group.rows == 0 {
+            return Ok(());
+        }
+        let mut rg = w.next_row_group().map_err(|e| format!("{name}: {e}"))?;
+        for c in group.chunks {
+            c.append_to_row_group(&mut rg).map_err(|e| format!("{name}: {e}"))?;
+        }
+        rg.close().map_err(|e| format!("{name}: {e}"))?;
+        Ok(())
     }
 
     fn name(&self) -> String {
@@ -112,8 +206,12 @@ impl TableWriter {
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
         let name = self.name();
         let e = |e: &dyn std::fmt::Display| format!("{name}: {e}");
+        if let Some(enc) = &self.encoder {
+            let group = enc.encode(std::slice::from_ref(batch)).map_err(|x| e(&x))?;
+            return self.append(group);
+        }
         match self.sink.as_mut().expect("a writer not finished") {
-            Sink::Parquet(w) => w.write(batch).map_err(|x| e(&x)),
+            Sink::Parquet(_) => Err(e(&"a Parquet table without its encoder")),
             Sink::Csv(w) => w.write(batch).map_err(|x| e(&x)),
             Sink::Arrow(w) => w.write(batch).map_err(|x| e(&x)),
             Sink::Json(w) => write_json_lines(w, batch).map_err(|x| e(&x)),
@@ -125,6 +223,7 @@ impl TableWriter {
         let name = self.name();
         let e = |e: &dyn std::fmt::Display| format!("{name}: {e}");
         let file = match self.sink.take().expect("a writer not finished") {
+            // Writes the footer, then hands the file back.
             Sink::Parquet(w) => Some(w.into_inner().map_err(|x| e(&x))?),
             Sink::Csv(w) => {
                 w.into_inner().flush().map_err(|x| e(&x))?;

@@ -150,6 +150,73 @@ impl Model {
     }
 }
 
+/// The design columns of a chunk's kept rows (`x`: `nk` rows, column
+/// major) and what a prediction needs of the fit.
+struct Moments<'a> {
+    x: &'a [f64],
+    nk: usize,
+    beta: &'a [f64],
+    active: &'a [usize],
+    cov: &'a [f64],
+}
+
+impl Moments<'_> {
+    /// `mean = x β` and, with `var`, `xᵀ V x` per row.
+    fn mean_var(&self, mean: &mut [f64], var: Option<&mut [f64]>) {
+        #[cfg(gramfit_x86)]
+        if crate::isa::Avx2::get().is_some() {
+            // SAFETY: the token proves AVX2.
+            return unsafe { self.mean_var_avx2(mean, var) };
+        }
+        self.mean_var_body(mean, var)
+    }
+
+    /// The same code compiled for 256-bit vectors: element-wise products
+    /// and sums in the same order (no FMA), so the same bits.
+    #[cfg(gramfit_x86)]
+    #[target_feature(enable = "avx2")]
+    unsafe fn mean_var_avx2(&self, mean: &mut [f64], var: Option<&mut [f64]>) {
+        self.mean_var_body(mean, var)
+    }
+
+    /// Tiles of rows (so that a tile's columns stay in cache): the mean
+    /// column by column; `xᵀVx` as `Σ V_aa x_a² + Σ_{a>b} (V_ab + V_ba) x_a x_b`.
+    #[inline(always)]
+    fn mean_var_body(&self, mean: &mut [f64], mut var: Option<&mut [f64]>) {
+        const TILE: usize = 128;
+        let (nk, k) = (self.nk, self.active.len());
+        let col = |j: usize, lo: usize, hi: usize| &self.x[j * nk + lo..j * nk + hi];
+        for lo in (0..nk).step_by(TILE) {
+            let hi = (lo + TILE).min(nk);
+            let m = &mut mean[lo..hi];
+            for (j, &b) in self.beta.iter().enumerate() {
+                if b != 0.0 {
+                    for (mv, xv) in m.iter_mut().zip(col(j, lo, hi)) {
+                        *mv += b * xv;
+                    }
+                }
+            }
+            let Some(var) = var.as_deref_mut() else { continue };
+            let v = &mut var[lo..hi];
+            for a in 0..k {
+                let xa = col(self.active[a], lo, hi);
+                let d = self.cov[a * k + a];
+                for (vv, xv) in v.iter_mut().zip(xa) {
+                    *vv += d * xv * xv;
+                }
+                for b in 0..a {
+                    let c = self.cov[a * k + b] + self.cov[b * k + a];
+                    if c != 0.0 {
+                        for ((vv, xv), yv) in v.iter_mut().zip(xa).zip(col(self.active[b], lo, hi)) {
+                            *vv += c * xv * yv;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The computed columns of one chunk: per output column, a value per row
 /// (NaN where null), and the tallies of rows that could not be predicted.
 #[derive(Default)]
@@ -229,43 +296,22 @@ impl Model {
             let col = &mut x[(off + j) * nk..(off + j + 1) * nk];
             for cell in &c.cells {
                 if let Some(&b) = pos.get(cell) {
-                    for (v, r) in col.iter_mut().zip(0..nk) {
-                        *v += block.value(b, r);
+                    for (v, h) in col.iter_mut().zip(block.col(b)) {
+                        *v += h;
                     }
-                }
-            }
-        }
-        let xj = |j: usize| &x[j * nk..(j + 1) * nk];
-        let mut mean = vec![0.0f64; nk];
-        for j in 0..p {
-            let b = self.beta[j];
-            if b != 0.0 {
-                for (m, v) in mean.iter_mut().zip(xj(j)) {
-                    *m += b * v;
-                }
-            }
-        }
-        // xᵀ V x, column by column: t_a = Σ_b V_ab x_b, then Σ_a x_a t_a.
-        let want_se = interval != Interval::None || residuals;
-        let mut var = vec![0.0f64; if want_se { nk } else { 0 }];
-        if want_se {
-            let k = self.active.len();
-            let mut t = vec![0.0f64; nk];
-            for a in 0..k {
-                t.fill(0.0);
-                for b in 0..k {
-                    let v = self.cov[a * k + b];
-                    if v != 0.0 {
-                        for (tv, xv) in t.iter_mut().zip(xj(self.active[b])) {
-                            *tv += v * xv;
+                    if let Some(lo) = &block.lo[b] {
+                        for (v, l) in col.iter_mut().zip(lo.iter()) {
+                            *v += l;
                         }
                     }
                 }
-                for ((s, tv), xv) in var.iter_mut().zip(&t).zip(xj(self.active[a])) {
-                    *s += xv * tv;
-                }
             }
         }
+        let want_se = interval != Interval::None || residuals;
+        let mut mean = vec![0.0f64; nk];
+        let mut var = vec![0.0f64; if want_se { nk } else { 0 }];
+        let m = Moments { x: &x, nk, beta: &self.beta, active: &self.active, cov: &self.cov };
+        m.mean_var(&mut mean, want_se.then_some(&mut var[..]));
         // Weights and response, by row of the chunk.
         let by_row = |b: &DesignBuilder| -> Result<Vec<f64>, DesignError> {
             let blk = b.block(chunk, at)?;
@@ -321,6 +367,9 @@ pub struct Plan {
     /// The output schema: the kept columns (their types in the input),
     /// then the computed ones (Float64).
     pub schema: SchemaRef,
+    /// A Parquet output's encoder: each work unit's rows are encoded as a
+    /// row group on the thread that computed them.
+    pub encoder: Option<crate::output::ParquetEncoder>,
 }
 
 /// One model, or a model per group.
@@ -422,13 +471,15 @@ impl Plan {
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), arrays)
             .map_err(|e| DesignError::NoColumn { column: format!("output ({e})") })?;
         let rows = batch.num_rows() as u64;
-        Ok(Predicted { batches: vec![batch], rows, unseen: computed.unseen, missing: computed.missing })
+        Ok(Predicted { batches: vec![batch], encoded: None, rows, unseen: computed.unseen, missing: computed.missing })
     }
 }
 
 /// The predictions of a run of chunks, in order, and their tallies.
 pub struct Predicted {
     pub batches: Vec<RecordBatch>,
+    /// The batches encoded as a Parquet row group (then `batches` is empty).
+    pub encoded: Option<Result<crate::output::EncodedRowGroup, String>>,
     pub rows: u64,
     /// Rows not predicted for a level the fit never saw (by `column =
     /// level`), or for want of a group's model.
@@ -437,15 +488,23 @@ pub struct Predicted {
     pub missing: u64,
 }
 
-/// What the engine folds chunks into: a plan's predictions.
+/// What the engine folds chunks into: a plan's predictions (for a
+/// Parquet output, encoded chunk by chunk into the unit's row group).
 pub struct PredictSink {
     plan: Arc<Plan>,
     pub out: Predicted,
+    group: Option<crate::output::RowGroupEncoder>,
+    failed: Option<String>,
 }
 
 impl PredictSink {
     pub fn new(plan: Arc<Plan>) -> PredictSink {
-        PredictSink { plan, out: Predicted { batches: Vec::new(), rows: 0, unseen: BTreeMap::new(), missing: 0 } }
+        PredictSink {
+            plan,
+            out: Predicted { batches: Vec::new(), encoded: None, rows: 0, unseen: BTreeMap::new(), missing: 0 },
+            group: None,
+            failed: None,
+        }
     }
 }
 
@@ -457,7 +516,21 @@ impl ChunkSink for PredictSink {
         at: &dyn Fn(usize) -> String,
     ) -> Result<(), DesignError> {
         let p = self.plan.predict(chunk, at)?;
-        self.out.batches.extend(p.batches);
+        match &self.plan.encoder {
+            Some(enc) if self.failed.is_none() => {
+                let group = match self.group.take() {
+                    Some(g) => Ok(g),
+                    None => enc.begin(),
+                };
+                let written = group.and_then(|mut g| p.batches.iter().try_for_each(|b| g.write(b)).map(|()| g));
+                match written {
+                    Ok(g) => self.group = Some(g),
+                    Err(e) => self.failed = Some(e),
+                }
+            }
+            Some(_) => {}
+            None => self.out.batches.extend(p.batches),
+        }
         self.out.rows += p.rows;
         for (k, v) in p.unseen {
             *self.out.unseen.entry(k).or_insert(0) += v;
@@ -475,6 +548,15 @@ impl ChunkSink for PredictSink {
     }
     fn rows(&self) -> (u64, u64) {
         (self.out.rows, 0)
+    }
+    /// The end of a work unit: its rows encoded as a row group, when the
+    /// output is Parquet.
+    fn finish(&mut self) {
+        if let Some(e) = self.failed.take() {
+            self.out.encoded = Some(Err(e));
+        } else if let Some(g) = self.group.take() {
+            self.out.encoded = Some(g.finish());
+        }
     }
 }
 

@@ -315,6 +315,8 @@ pub struct SequentialRead<'a> {
     pub from: ReadFrom,
     /// Where a CSV file's read ended is written here.
     pub end: Option<EndCell>,
+    /// Bytes read from the file are added here (progress).
+    pub bytes: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// A stream of record batches.
@@ -336,24 +338,52 @@ pub fn sequential_batches(
             };
             open(&input.path)?;
             let end = read.end.clone().unwrap_or_default();
-            let r = csv::batches(&input.path, read.csv, &schema, read.columns, read.batch_size, read.from, end)
-                .map_err(|message| SourceError::Format { path: input.display(), kind: "CSV", message })?;
+            let r = csv::batches(
+                &input.path,
+                read.csv,
+                &schema,
+                read.columns,
+                read.batch_size,
+                read.from,
+                end,
+                read.bytes.clone(),
+            )
+            .map_err(|message| SourceError::Format { path: input.display(), kind: "CSV", message })?;
             Ok(Box::new(r))
         }
         SourceKind::IpcFile => {
-            let f = open(&input.path)?;
-            let r = arrow::ipc::reader::FileReader::try_new(BufReader::new(f), None)
+            let f = csv::Counted::new(open(&input.path)?, read.bytes.clone());
+            let r = arrow::ipc::reader::FileReader::try_new(BufReader::new(SeekCounted(f)), None)
                 .map_err(|e| fmt_err("Arrow IPC", e))?;
             Ok(Box::new(r))
         }
         SourceKind::IpcStream => {
-            let r: Box<dyn Read + Send> =
-                if input.is_stdin() { Box::new(std::io::stdin()) } else { Box::new(open(&input.path)?) };
+            let r: Box<dyn Read + Send> = if input.is_stdin() {
+                Box::new(std::io::stdin())
+            } else {
+                Box::new(csv::Counted::new(open(&input.path)?, read.bytes.clone()))
+            };
             let r = arrow::ipc::reader::StreamReader::try_new(BufReader::new(r), None)
                 .map_err(|e| fmt_err("Arrow IPC stream", e))?;
             Ok(window(Box::new(r), read.from.records_before, read.from.limit))
         }
         SourceKind::Parquet => unreachable!("Parquet is read by row group"),
+    }
+}
+
+/// A counted file that still seeks (the IPC file reader seeks to its
+/// footer and blocks).
+struct SeekCounted(csv::Counted<File>);
+
+impl Read for SeekCounted {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl std::io::Seek for SeekCounted {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.0.inner_mut().seek(pos)
     }
 }
 

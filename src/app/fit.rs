@@ -101,6 +101,8 @@ fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions, hold_tail: bool)
     let read = opened.inputs.clone();
     let progress = Arc::new(Progress::default());
     let _display = ProgressDisplay::start(progress.clone(), a.engine.quiet);
+    let second = rereadable && !a.report.no_second_pass;
+    progress.set_label(if second { "pass 1/2" } else { "pass 1/1" });
     let (resolved, pass) = model::resolve_and_accumulate(options, opened, eo, &progress)?;
     let fitted_at = model::now_unix();
     let mut st = State {
@@ -124,6 +126,7 @@ fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions, hold_tail: bool)
     if res.is_ok() && rereadable && !a.report.no_second_pass {
         let t0 = std::time::Instant::now();
         let reopened = reopen_as_read(inputs, &csv, &pass.inputs)?;
+        progress.set_label("pass 2/2");
         let snap = model::second_pass(
             &resolved,
             &st.accumulator,
@@ -176,6 +179,7 @@ fn fit_by(a: &FitArgs, by: &str, eo: &EngineOptions) -> Result<(), AppError> {
     let read = opened.inputs.clone();
     let progress = Arc::new(Progress::default());
     let _display = ProgressDisplay::start(progress.clone(), a.engine.quiet);
+    progress.set_label("pass 1, every group");
     let g = grouped::fit(&resolved, by, opened, eo, &progress)?;
     if g.rows_without_group > 0 {
         eprintln!("gramfit: note: {} rows have no value in '{by}' and are in no group", g.rows_without_group);
@@ -191,6 +195,7 @@ fn fit_by(a: &FitArgs, by: &str, eo: &EngineOptions) -> Result<(), AppError> {
         if rereadable && !a.report.no_second_pass {
             let reopened = reopen_as_read(&a.inputs, &csv, &group.inputs)?;
             let robust = model::RobustOptions { cov, cluster: a.report.cluster.as_deref() };
+            progress.set_label(&format!("pass 2, {by} = {label}"));
             let snap = model::second_pass(&group.resolved, &group.acc, &ro, robust, reopened, eo, &progress)
                 .map_err(in_group)?;
             crate::results::apply_second_pass(&mut res, &snap);

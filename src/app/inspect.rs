@@ -67,6 +67,7 @@ pub fn design(a: &DesignArgs) -> Result<(), AppError> {
                 batch_size: eo.batch_size,
                 from: Default::default(),
                 end: None,
+                bytes: None,
             };
             crate::source::sequential_batches(input, schemas[i].clone(), &read).map_err(FitError::from)?
         };

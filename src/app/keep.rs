@@ -55,6 +55,7 @@ pub fn diagnose(a: &DiagnoseArgs) -> Result<(), AppError> {
     }
     let progress = Arc::new(Progress::default());
     let _display = ProgressDisplay::start(progress.clone(), a.engine.quiet);
+    progress.set_label("diagnose (second pass)");
     let snap = model::second_pass(
         &resolved,
         &st.accumulator,
@@ -228,6 +229,7 @@ pub(crate) fn fold_into_state(state_path: &Path, inputs: &[String], o: &FoldOpti
     let resolved = resolved_for_state(&st, &opened)?;
     let progress = Arc::new(Progress::default());
     let _display = ProgressDisplay::start(progress.clone(), o.quiet);
+    progress.set_label("update");
     let read: Vec<Input> = opened.inputs.clone();
     let pass = model::accumulate(&resolved, opened, o.engine, &progress)?;
     let new_rows: u64 = pass.inputs.iter().map(|i| i.file_rows).sum();
@@ -292,6 +294,7 @@ pub fn retract(a: &RetractArgs) -> Result<(), AppError> {
     let resolved = resolved_for_state(&st, &opened)?;
     let progress = Arc::new(Progress::default());
     let _display = ProgressDisplay::start(progress.clone(), a.engine.quiet);
+    progress.set_label("retract");
     let pass = model::accumulate(&resolved, opened, &eo, &progress)?;
     for (info, &i) in pass.inputs.iter().zip(&remove) {
         if info.rows_read != st.inputs[i].rows_read {

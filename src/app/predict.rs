@@ -134,7 +134,14 @@ pub fn predict(a: &PredictArgs) -> Result<(), AppError> {
     };
     let first_schema = opened.schemas[0].clone().expect("a file's schema");
     let schema = Plan::schema(&first_schema, &a.keep, a.interval, with_response).map_err(AppError::Usage)?;
+    let all_parquet = opened.inputs.iter().all(|i| i.kind == SourceKind::Parquet);
+    let format = a
+        .format
+        .or_else(|| a.output.as_deref().and_then(TableFormat::of_path))
+        .unwrap_or(if a.output.is_some() && all_parquet { TableFormat::Parquet } else { TableFormat::Csv });
+    let mut writer = TableWriter::create(a.output.as_deref(), format, &schema).map_err(AppError::Data)?;
     let plan = Arc::new(Plan {
+        encoder: writer.encoder(),
         models,
         keep: a.keep.clone(),
         interval: a.interval,
@@ -145,15 +152,10 @@ pub fn predict(a: &PredictArgs) -> Result<(), AppError> {
         residuals: with_response,
         schema: schema.clone(),
     });
-    let all_parquet = opened.inputs.iter().all(|i| i.kind == SourceKind::Parquet);
-    let format = a
-        .format
-        .or_else(|| a.output.as_deref().and_then(TableFormat::of_path))
-        .unwrap_or(if a.output.is_some() && all_parquet { TableFormat::Parquet } else { TableFormat::Csv });
-    let mut writer = TableWriter::create(a.output.as_deref(), format, &schema).map_err(AppError::Data)?;
     let builder = predict::reading_builder(&resolved.spec, plan.source_columns());
     let progress = Arc::new(Progress::default());
     let _display = ProgressDisplay::start(progress.clone(), a.engine.quiet);
+    progress.set_label("predict");
     let (mut rows, mut missing_rows) = (0u64, 0u64);
     let mut unseen: BTreeMap<String, u64> = BTreeMap::new();
     let mut failed: Option<String> = None;
@@ -162,12 +164,14 @@ pub fn predict(a: &PredictArgs) -> Result<(), AppError> {
         if failed.is_some() {
             return;
         }
-        for b in &sink.out.batches {
-            if let Err(e) = writer.write(b) {
-                failed = Some(e);
-                progress.stop.store(true, Ordering::Relaxed);
-                return;
-            }
+        let written = match sink.out.encoded {
+            Some(group) => group.and_then(|g| writer.append(g)),
+            None => sink.out.batches.iter().try_for_each(|b| writer.write(b)),
+        };
+        if let Err(e) = written {
+            failed = Some(e);
+            progress.stop.store(true, Ordering::Relaxed);
+            return;
         }
         rows += sink.out.rows;
         missing_rows += sink.out.missing;

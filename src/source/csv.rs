@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Rows of CSV read to infer column types.
@@ -150,13 +151,23 @@ pub fn compression_of(path: &Path) -> Result<Compression, String> {
 /// and appending writers make), from text offset `skip` (plain files seek
 /// there; compressed ones are decompressed and the bytes passed over).
 pub fn open_text(path: &Path, skip: u64) -> Result<Box<dyn BufRead + Send>, String> {
+    open_text_counted(path, skip, None)
+}
+
+/// [`open_text`], adding the bytes read from the file (compressed, as
+/// stored) to `count` as they are read (for progress).
+pub fn open_text_counted(
+    path: &Path,
+    skip: u64,
+    count: Option<Arc<AtomicU64>>,
+) -> Result<Box<dyn BufRead + Send>, String> {
     let compression = compression_of(path)?;
     let mut f = File::open(path).map_err(|e| io_err(path, e))?;
     if compression == Compression::None && skip > 0 {
         f.seek(SeekFrom::Start(skip)).map_err(|e| io_err(path, e))?;
-        return Ok(Box::new(BufReader::with_capacity(1 << 20, f)));
+        return Ok(Box::new(BufReader::with_capacity(1 << 20, Counted::new(f, count))));
     }
-    let raw = BufReader::with_capacity(1 << 20, f);
+    let raw = BufReader::with_capacity(1 << 20, Counted::new(f, count));
     let mut text: Box<dyn BufRead + Send> = match compression {
         Compression::None => Box::new(raw),
         Compression::Gzip => Box::new(BufReader::with_capacity(1 << 20, flate2::bufread::MultiGzDecoder::new(raw))),
@@ -174,6 +185,32 @@ pub fn open_text(path: &Path, skip: u64) -> Result<Box<dyn BufRead + Send>, Stri
         }
     }
     Ok(text)
+}
+
+/// A reader that adds the bytes it reads to a shared counter.
+pub struct Counted<R> {
+    inner: R,
+    count: Option<Arc<AtomicU64>>,
+}
+
+impl<R> Counted<R> {
+    pub fn new(inner: R, count: Option<Arc<AtomicU64>>) -> Self {
+        Counted { inner, count }
+    }
+
+    pub fn inner_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(c) = &self.count {
+            c.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
 }
 
 /// The delimiter of a file: given, or the most frequent of `,` `;` tab
@@ -403,9 +440,9 @@ struct Opened {
     records: Records,
 }
 
-fn open_at_header(path: &Path, opts: &CsvOptions) -> Result<Opened, String> {
+fn open_at_header(path: &Path, opts: &CsvOptions, count: Option<Arc<AtomicU64>>) -> Result<Opened, String> {
     opts.validate().map_err(|e| io_err(path, e))?;
-    let mut text = open_text(path, 0)?;
+    let mut text = open_text_counted(path, 0, count)?;
     let head = text.fill_buf().map_err(|e| io_err(path, e))?;
     let head = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
     let decimal = opts.decimal as u8;
@@ -422,7 +459,7 @@ fn open_at_header(path: &Path, opts: &CsvOptions) -> Result<Opened, String> {
 /// The schema of a CSV file: its header's names and the types of their
 /// values in the first [`CSV_INFER_ROWS`] rows (every field nullable).
 pub fn infer_schema(path: &Path, opts: &CsvOptions) -> Result<Schema, String> {
-    let Opened { dialect, names, mut records } = open_at_header(path, opts)?;
+    let Opened { dialect, names, mut records } = open_at_header(path, opts, None)?;
     let mut kinds = vec![Kind::Empty; names.len()];
     let mut missing = vec![false; names.len()];
     for _ in 0..CSV_INFER_ROWS {
@@ -488,7 +525,7 @@ pub fn text_in_numbers(
     if text_cols.is_empty() {
         return Ok(None);
     }
-    let Opened { dialect, names, mut records } = open_at_header(path, opts)?;
+    let Opened { dialect, names, mut records } = open_at_header(path, opts, None)?;
     let other_mark = if dialect.decimal == b'.' { b',' } else { b'.' };
     let mut numeric = vec![0u64; text_cols.len()];
     let mut comma = vec![0u64; text_cols.len()];
@@ -594,6 +631,7 @@ pub struct CsvBatches {
 
 /// The batches of `columns` (all when empty) of a CSV file whose schema is
 /// `schema` (from [`infer_schema`]), from `from`.
+#[allow(clippy::too_many_arguments)]
 pub fn batches(
     path: &Path,
     opts: &CsvOptions,
@@ -602,8 +640,10 @@ pub fn batches(
     batch_size: usize,
     from: ReadFrom,
     end: EndCell,
+    count: Option<Arc<AtomicU64>>,
 ) -> Result<CsvBatches, String> {
-    let Opened { dialect, names, mut records } = open_at_header(path, opts)?;
+    let header_count = if from.offset == 0 { count.clone() } else { None };
+    let Opened { dialect, names, mut records } = open_at_header(path, opts, header_count)?;
     let mut out = Vec::new();
     for (j, f) in schema.fields().iter().enumerate() {
         if !columns.is_empty() && !columns.contains(f.name()) {
@@ -623,7 +663,7 @@ pub fn batches(
         if from.offset < header_end {
             return Err(io_err(path, format!("offset {} is inside the header", from.offset)));
         }
-        let text = open_text(path, from.offset)?;
+        let text = open_text_counted(path, from.offset, count)?;
         records = Records::new(text, dialect.core(), from.offset);
     }
     let schema = Arc::new(Schema::new(out.iter().map(|(_, n, t)| Field::new(n, t.clone(), true)).collect::<Vec<_>>()));
@@ -828,7 +868,7 @@ mod tests {
     fn read_all(p: &Path, opts: &CsvOptions, from: ReadFrom) -> (Vec<RecordBatch>, ReadEnd) {
         let schema = infer_schema(p, opts).unwrap();
         let end: EndCell = Default::default();
-        let b = batches(p, opts, &schema, &[], 3, from, end.clone()).unwrap();
+        let b = batches(p, opts, &schema, &[], 3, from, end.clone(), None).unwrap();
         let out = b.collect::<Result<Vec<_>, _>>().unwrap();
         let e = end.lock().unwrap().expect("the reader reports where it ended");
         (out, e)
@@ -929,7 +969,7 @@ mod tests {
         std::fs::write(&p, b"y,x\n1,2\n2,oops\n").unwrap();
         let end: EndCell = Default::default();
         let r: Result<Vec<_>, _> =
-            batches(&p, &CsvOptions::default(), &s, &[], 10, ReadFrom::default(), end).unwrap().collect();
+            batches(&p, &CsvOptions::default(), &s, &[], 10, ReadFrom::default(), end, None).unwrap().collect();
         let e = r.unwrap_err().to_string();
         assert!(e.contains("line 3: column 'x': 'oops' is not an integer"), "{e}");
     }

@@ -150,14 +150,16 @@ fn output_keeps_input_order_and_bits_for_any_thread_count() {
     let st = tmp.path().join("s.gramfit");
     let out = gramfit(["fit", s(&data), "-f", "rent ~ size_sqft + bedrooms + C(neighborhood)", "--save", s(&st), "-q"]);
     assert!(out.status.success());
-    let mut outputs = Vec::new();
-    for t in ["1", "2", "3"] {
-        let o = tmp.path().join(format!("p{t}.arrow"));
-        let out = gramfit(["predict", s(&st), s(&data), "-o", s(&o), "--threads", t, "--keep", "rent", "-q"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        outputs.push(std::fs::read(&o).unwrap());
+    for ext in ["arrow", "parquet", "csv"] {
+        let mut outputs = Vec::new();
+        for t in ["1", "2", "3"] {
+            let o = tmp.path().join(format!("p{t}.{ext}"));
+            let out = gramfit(["predict", s(&st), s(&data), "-o", s(&o), "--threads", t, "--keep", "rent", "-q"]);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            outputs.push(std::fs::read(&o).unwrap());
+        }
+        assert!(outputs[0] == outputs[1] && outputs[0] == outputs[2], "{ext}: the same bytes for 1, 2 and 3 threads");
     }
-    assert!(outputs[0] == outputs[1] && outputs[0] == outputs[2], "the same bytes for 1, 2 and 3 threads");
     // In input order: the kept rent column is the file's.
     let reader =
         arrow::ipc::reader::FileReader::try_new(std::fs::File::open(tmp.path().join("p2.arrow")).unwrap(), None)
