@@ -19,7 +19,7 @@
 use clap::ValueEnum;
 use gramfit::engine::{EngineOptions, Progress};
 use gramfit::model::{self, ModelOptions, ReportOptions, RobustOptions};
-use gramfit::residuals::CovType;
+use gramfit::second_pass::CovType;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 

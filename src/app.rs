@@ -21,7 +21,7 @@ use crate::cli::{EngineArgs, ReportArgs};
 use crate::engine::{EngineOptions, INTERRUPTED};
 use crate::model::{self, FitError, ReportOptions, Resolved};
 use crate::report::{self, InputInfo};
-use crate::residuals::CovType;
+use crate::second_pass::CovType;
 use crate::state::{self, State, StateError};
 use std::io::Write;
 use std::path::Path;

@@ -148,7 +148,7 @@ pub struct ReportArgs {
     pub output: Option<PathBuf>,
 }
 
-pub use crate::residuals::CovType;
+pub use crate::second_pass::CovType;
 
 /// Waiting for another writer of the same state file.
 #[derive(Args, Debug, Clone, Default)]

@@ -197,7 +197,7 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
                 singular: m.report.singular,
                 alpha: m.report.alpha,
                 format: m.format,
-                cov_type: crate::residuals::CovType::Nonrobust,
+                cov_type: crate::second_pass::CovType::Nonrobust,
                 cluster: None,
                 no_second_pass: true,
                 output: m.report_path.clone(),

@@ -158,7 +158,7 @@ pub struct DesignBuilder {
     /// they come out as they are in the input).
     pub extra_columns: Vec<String>,
     /// What a second pass over the residuals needs (β, (XᵀWX)⁻¹, clusters).
-    pub second_pass: Option<Arc<crate::residuals::SecondPassSpec>>,
+    pub second_pass: Option<Arc<crate::second_pass::SecondPassSpec>>,
     /// When every term is one plain numeric column and there are no
     /// weights: the block keys, and the source columns of the response and
     /// the factors in the order [`block`](Self::block) checks them.

@@ -28,6 +28,7 @@ pub mod progress;
 pub mod report;
 pub mod residuals;
 pub mod results;
+pub mod second_pass;
 pub mod solve;
 pub mod source;
 pub mod state;

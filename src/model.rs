@@ -268,7 +268,7 @@ pub fn accumulate_grouped(
 /// column of clusters.
 #[derive(Clone, Copy, Debug)]
 pub struct RobustOptions<'a> {
-    pub cov: crate::residuals::CovType,
+    pub cov: crate::second_pass::CovType,
     pub cluster: Option<&'a str>,
 }
 
@@ -282,8 +282,9 @@ pub fn second_pass(
     opened: OpenedInputs,
     engine_opts: &EngineOptions,
     progress: &Progress,
-) -> Result<crate::residuals::ResidualSnapshot, FitError> {
-    use crate::residuals::{robust_cov, CovType, ResidualSnapshot, ResidualStats, SecondPassSpec};
+) -> Result<crate::second_pass::ResidualSnapshot, FitError> {
+    use crate::residuals::{robust_cov, ResidualStats};
+    use crate::second_pass::{CovType, ResidualSnapshot, SecondPassSpec};
     let RobustOptions { cov, cluster } = robust;
     // Clusters matter only to a cluster-robust covariance; another one
     // does not read the column.

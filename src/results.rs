@@ -84,11 +84,11 @@ pub struct OlsResults {
     /// gramfit's own observations (aliasing, VIFs, dropped rows …).
     pub gramfit_notes: Vec<String>,
     /// Covariance type of bse, t, p, intervals and cov_params.
-    pub cov_type: crate::residuals::CovType,
+    pub cov_type: crate::second_pass::CovType,
     /// Student t (nonrobust) or normal (robust, statsmodels' default) reference.
     pub use_t: bool,
     /// Residual diagnostics from the second pass, when it ran.
-    pub residuals: Option<crate::residuals::ResidualSnapshot>,
+    pub residuals: Option<crate::second_pass::ResidualSnapshot>,
 }
 
 /// The Cornish–Fisher map z ↦ t for ν degrees of freedom and its
@@ -339,7 +339,7 @@ pub fn infer(ne: &NormalEquations, sol: &Solution, opts: &InferenceOptions) -> O
         diagnostics,
         notes,
         gramfit_notes,
-        cov_type: crate::residuals::CovType::Nonrobust,
+        cov_type: crate::second_pass::CovType::Nonrobust,
         use_t: true,
         residuals: None,
     }
@@ -381,8 +381,8 @@ fn wald_f(v: &[f64], b: &[f64], q: usize) -> Option<(f64, usize)> {
 /// Put a second pass's results into a report: residual diagnostics, and for
 /// a robust `cov_type` statsmodels' robust inference (normal reference
 /// distribution, robust Wald F with G − 1 denominator df for clusters).
-pub fn apply_second_pass(res: &mut OlsResults, snap: &crate::residuals::ResidualSnapshot) {
-    use crate::residuals::CovType;
+pub fn apply_second_pass(res: &mut OlsResults, snap: &crate::second_pass::ResidualSnapshot) {
+    use crate::second_pass::CovType;
     res.residuals = Some(snap.clone());
     let Some(v) = &snap.robust_cov else {
         return;

@@ -115,11 +115,11 @@ pub struct State {
     /// The second pass over these statistics' inputs, if one ran since the
     /// last change (residual diagnostics and the robust covariance).
     #[serde(default)]
-    pub residuals: Option<crate::residuals::ResidualSnapshot>,
+    pub residuals: Option<crate::second_pass::ResidualSnapshot>,
     /// The covariance type of a robust second pass that a later change
     /// (update, retract, merge) made stale: `predict` says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stale_second_pass: Option<crate::residuals::CovType>,
+    pub stale_second_pass: Option<crate::second_pass::CovType>,
 }
 
 impl State {

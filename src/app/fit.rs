@@ -5,7 +5,7 @@ use crate::engine::{EngineOptions, Progress};
 use crate::model::{self, ModelOptions};
 use crate::progress::ProgressDisplay;
 use crate::report;
-use crate::residuals::CovType;
+use crate::second_pass::CovType;
 use crate::source::csv::ReadFrom;
 use crate::state::{self, growth, State};
 use std::path::Path;
