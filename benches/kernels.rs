@@ -12,7 +12,8 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gramfit::generate::Rng;
 use gramfit::level::ColumnKey;
-use gramfit::stats::kernel::{raw_moments, raw_moments_masked, ColumnRef, SourceColumn};
+use gramfit::stats::columns::{ColumnRef, SourceColumn};
+use gramfit::stats::kernel::{raw_moments, raw_moments_masked};
 use gramfit::stats::SufficientStats;
 use std::hint::black_box;
 
@@ -145,7 +146,8 @@ fn bench_merge(c: &mut Criterion) {
 /// two passes' arithmetic can be compared piece by piece.
 #[cfg(gramfit_x86)]
 fn bench_second_pass(c: &mut Criterion) {
-    use gramfit::stats::{patterns, simd};
+    use gramfit::stats::patterns;
+    use gramfit::stats::x86::avx512 as simd;
     const N: usize = 8192;
     if gramfit::isa::Avx512::get().is_none() {
         eprintln!("second_pass_8192: skipped, the CPU has no AVX-512");
@@ -178,8 +180,10 @@ fn bench_second_pass(c: &mut Criterion) {
     });
     // SAFETY (every call below): the CPU has AVX-512F and DQ (checked
     // above); every column holds N rows, every bit column N / 8 bytes.
-    g.bench_function("row patterns", |b| b.iter(|| patterns::row_patterns(black_box(&flags), N)));
-    let pats = patterns::row_patterns(&flags, N);
+    g.bench_function("row patterns", |b| {
+        b.iter(|| gramfit::stats::x86::avx512::patterns::row_patterns(black_box(&flags), N))
+    });
+    let pats = gramfit::stats::x86::avx512::patterns::row_patterns(&flags, N);
     let terms = simd::FlagTerms::new(&gamma);
     g.bench_function("residuals", |b| {
         b.iter(|| unsafe {
@@ -200,7 +204,16 @@ fn bench_second_pass(c: &mut Criterion) {
     g.bench_function("residual sums", |b| b.iter(|| unsafe { simd::residual_sums_avx512(black_box(&kept)) }));
     g.bench_function("leverages", |b| {
         b.iter(|| unsafe {
-            patterns::leverage_by_patterns(&xs, &bk, m, &pats, table.as_slice(), N, Some(&mask), &mut h)
+            gramfit::stats::x86::avx512::patterns::leverage_by_patterns(
+                &xs,
+                &bk,
+                m,
+                &pats,
+                table.as_slice(),
+                N,
+                Some(&mask),
+                &mut h,
+            )
         })
     });
     g.bench_function("HC3 weights", |b| b.iter(|| unsafe { simd::robust_weights_avx512(&full, &h, true, &mut w) }));
@@ -210,10 +223,14 @@ fn bench_second_pass(c: &mut Criterion) {
     });
     let mut sums = vec![0.0; patterns::SPREAD * 256 * 8];
     g.bench_function("weighted pattern sums", |b| {
-        b.iter(|| unsafe { patterns::spread_pattern_sums(&xs, &pats, N, Some(&mask), Some(&w), &mut sums) })
+        b.iter(|| unsafe {
+            gramfit::stats::x86::avx512::patterns::spread_pattern_sums(&xs, &pats, N, Some(&mask), Some(&w), &mut sums)
+        })
     });
     g.bench_function("meat sums (pattern sums and weighted gram)", |b| {
-        b.iter(|| unsafe { patterns::meat_sums(&xs, &pats, N, Some(&mask), &w, &mut sums, &mut cc) })
+        b.iter(|| unsafe {
+            gramfit::stats::x86::avx512::patterns::meat_sums(&xs, &pats, N, Some(&mask), &w, &mut sums, &mut cc)
+        })
     });
     // The same columns 64-byte aligned and 16 bytes past that (a plain
     // `Vec`'s alignment from malloc): vector loads split cache lines.
@@ -233,11 +250,22 @@ fn bench_second_pass(c: &mut Criterion) {
         let xs: Vec<&[f64]> = cols.iter().map(|c| &c[..]).collect();
         assert!(xs.iter().all(|x| x.as_ptr() as usize % 64 == if label == "16 bytes off" { 16 } else { 0 }));
         g.bench_function(format!("meat sums, columns {label}"), |b| {
-            b.iter(|| unsafe { patterns::meat_sums(&xs, &pats, N, Some(&mask), &w, &mut sums, &mut cc) })
+            b.iter(|| unsafe {
+                gramfit::stats::x86::avx512::patterns::meat_sums(&xs, &pats, N, Some(&mask), &w, &mut sums, &mut cc)
+            })
         });
         g.bench_function(format!("leverages, columns {label}"), |b| {
             b.iter(|| unsafe {
-                patterns::leverage_by_patterns(&xs, &bk, m, &pats, table.as_slice(), N, Some(&mask), &mut h)
+                gramfit::stats::x86::avx512::patterns::leverage_by_patterns(
+                    &xs,
+                    &bk,
+                    m,
+                    &pats,
+                    table.as_slice(),
+                    N,
+                    Some(&mask),
+                    &mut h,
+                )
             })
         });
     }

@@ -7,7 +7,8 @@
 use crate::design::{categorical_column, DesignBlock, DesignBuilder, DesignError};
 use crate::level::ColumnKey;
 use crate::level::Level;
-use crate::stats::kernel::{raw_moments_of_matrix, RawMoments};
+use crate::stats::columns::RawMoments;
+use crate::stats::kernel::raw_moments_of_matrix;
 use crate::stats::{ExactRawSums, StatsError, SufficientStats};
 use arrow::array::{BooleanArray, RecordBatch};
 use serde::{Deserialize, Serialize};

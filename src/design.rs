@@ -13,11 +13,13 @@
 //! The block holds the *full* cell expansion of each term (see
 //! [`crate::formula::columns`]), keyed by [`ColumnKey`], plus the response.
 
+use crate::bits::kept_rows;
 use crate::dd::{Dd, LN_10, LN_2};
 use crate::formula::expr::{Func, NumExpr};
 use crate::formula::{FactorKind, ModelSpec};
 use crate::level::{ColumnKey, Level};
-use crate::stats::kernel::{kept_rows, raw_moments_masked_columns, DirectColumn, SourceColumn};
+use crate::stats::columns::{DirectColumn, SourceColumn};
+use crate::stats::kernel::raw_moments_masked_columns;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, DictionaryArray, RecordBatch};
 use arrow::buffer::{BooleanBuffer, ScalarBuffer};
 use arrow::compute::cast;
@@ -230,7 +232,7 @@ impl DirectInputs {
 /// The raw sums of one batch taken without building its design block.
 pub struct DirectPart {
     pub keys: Vec<ColumnKey>,
-    pub raw: crate::stats::kernel::RawMoments,
+    pub raw: crate::stats::columns::RawMoments,
     pub levels: Vec<HashMap<Level, u64>>,
     pub rows_in: usize,
     pub rows_dropped: usize,

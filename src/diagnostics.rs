@@ -163,12 +163,12 @@ impl Diagnostics {
         if lmin < 1e-10 {
             Some(format!(
                 "The smallest eigenvalue is {}. This might indicate that there are\nstrong multicollinearity problems or that the design matrix is singular.",
-                crate::report::fmt_g(lmin, 0, 3, false)
+                crate::numfmt::fmt_g(lmin, 0, 3, false)
             ))
         } else if self.condition_number > 1000.0 {
             Some(format!(
                 "The condition number is large, {}. This might indicate that there are\nstrong multicollinearity or other numerical problems.",
-                crate::report::fmt_g(self.condition_number, 0, 3, false)
+                crate::numfmt::fmt_g(self.condition_number, 0, 3, false)
             ))
         } else {
             None

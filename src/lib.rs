@@ -10,6 +10,7 @@
 
 pub mod accumulator;
 pub mod app;
+pub mod bits;
 pub mod cli;
 pub mod config;
 pub mod dd;
@@ -22,6 +23,7 @@ pub mod grouped;
 pub mod isa;
 pub mod level;
 pub mod model;
+pub mod numfmt;
 pub mod output;
 pub mod predict;
 pub mod progress;

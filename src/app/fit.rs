@@ -41,7 +41,7 @@ pub fn fit(a: &FitArgs) -> Result<(), AppError> {
             if save.exists() {
                 fold_into_state(save, &input, &FoldOptions { hold_tail, ..fold })
             } else {
-                fit_once(a, &input, &eo, hold_tail).map(|tail_pending| super::keep::Folded::Saved { tail_pending })
+                fit_once(a, &input, &eo, hold_tail).map(|tail_pending| super::follow::Folded::Saved { tail_pending })
             }
         });
     }

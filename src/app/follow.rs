@@ -10,8 +10,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use super::keep::Folded;
 use super::AppError;
+
+/// What folding files into a state did, and whether a file's last line
+/// was left pending (no line end yet).
+#[derive(Debug, PartialEq)]
+pub(crate) enum Folded {
+    /// Rows were folded in and the state saved.
+    Saved { tail_pending: bool },
+    /// Nothing new was complete (a file grew by an unfinished line only).
+    Nothing { tail_pending: bool },
+}
 
 /// Is this a file a follower may read (a data file not being written)?
 fn followable(p: &Path) -> bool {

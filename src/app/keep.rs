@@ -4,6 +4,7 @@
 //! read–fold–write cycle, so that concurrent writers serialize and no
 //! update is lost; each writes the state atomically.
 
+use super::follow::Folded;
 use crate::cli::{DiagnoseArgs, MergeArgs, ReportArgs, RetractArgs, UpdateArgs};
 use crate::engine::{EngineOptions, Progress};
 use crate::model::{self, Resolved};
@@ -168,16 +169,6 @@ pub(crate) struct FoldOptions<'a> {
     pub engine: &'a EngineOptions,
     pub quiet: bool,
     pub wait: Wait,
-}
-
-/// What folding files into a state did, and whether a file's last line
-/// was left pending (no line end yet).
-#[derive(Debug, PartialEq)]
-pub(crate) enum Folded {
-    /// Rows were folded in and the state saved.
-    Saved { tail_pending: bool },
-    /// Nothing new was complete (a file grew by an unfinished line only).
-    Nothing { tail_pending: bool },
 }
 
 /// Fold inputs into a saved state — new files whole, grown files from

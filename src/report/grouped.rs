@@ -5,7 +5,8 @@
 //! table with a `group` column.
 
 use super::text::{coef_csv, md_coef_row};
-use super::{fmt_g, render, Format, RunInfo};
+use super::{render, Format, RunInfo};
+use crate::numfmt::fmt_g;
 use crate::results::OlsResults;
 
 /// One group's part: its level (as text), results and run information.

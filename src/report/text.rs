@@ -2,7 +2,8 @@
 //! (`statsmodels/iolib/summary.py`: `summary_top`, `summary_params` and the
 //! `fmt_2cols`/`fmt_params` table formats), then gramfit's own block.
 
-use super::{center, date_time, fmt_f, fmt_g, RunInfo};
+use super::RunInfo;
+use crate::numfmt::{center, date_time, fmt_f, fmt_g};
 use crate::results::OlsResults;
 
 /// statsmodels' `forg`: fixed unless very large or small.

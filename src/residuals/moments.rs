@@ -17,7 +17,7 @@ pub(super) fn residual_sums(e: &[f64]) -> ([f64; 4], f64) {
     {
         if crate::isa::Avx512::get().is_some() {
             // SAFETY: the token proves AVX-512F.
-            return unsafe { crate::stats::simd::residual_sums_avx512(e) };
+            return unsafe { crate::stats::x86::avx512::residual_sums_avx512(e) };
         }
     }
     residual_sums_portable(e)
@@ -25,7 +25,7 @@ pub(super) fn residual_sums(e: &[f64]) -> ([f64; 4], f64) {
 
 /// [`residual_sums`]' reference loop.
 fn residual_sums_portable(e: &[f64]) -> ([f64; 4], f64) {
-    use crate::stats::kernel::reduce8;
+    use crate::stats::portable::reduce8;
     let mut m = [[0.0f64; 8]; 4];
     let mut dw = [0.0f64; 8];
     for (k, &er) in e.iter().enumerate() {

@@ -20,6 +20,7 @@
 //! runs) is `page_format`'s.
 
 use super::page_format::{data_page, parquet_message, DataPage, DictionaryChunk, PageError, Run, Runs};
+use crate::bits::low_mask;
 use arrow::array::BooleanArray;
 use arrow::array::BooleanBufferBuilder;
 use arrow::buffer::{BooleanBuffer, Buffer, NullBuffer};
@@ -37,19 +38,10 @@ struct Bits {
     len: usize,
 }
 
-/// The low `n` bits of `x` (`n ≤ 64`).
-fn low(x: u64, n: usize) -> u64 {
-    if n >= 64 {
-        x
-    } else {
-        x & ((1u64 << n) - 1)
-    }
-}
-
 impl Bits {
     /// Append the low `n ≤ 64` bits of `word` (higher bits clear).
     fn push(&mut self, word: u64, n: usize) {
-        debug_assert!(n <= 64 && low(word, n) == word);
+        debug_assert!(n <= 64 && word & low_mask(n) == word);
         if n == 0 {
             return;
         }
@@ -69,7 +61,7 @@ impl Bits {
         let word = if bit { !0 } else { 0 };
         while n > 0 {
             let k = n.min(64);
-            self.push(low(word, k), k);
+            self.push(word & low_mask(k), k);
             n -= k;
         }
     }
@@ -84,7 +76,7 @@ impl Bits {
         if s > 0 && w + 1 < self.words.len() {
             x |= self.words[w + 1] << (64 - s);
         }
-        low(x, n)
+        x & low_mask(n)
     }
 
     fn count_ones(&self) -> usize {
@@ -99,7 +91,7 @@ fn bytes_word(bytes: &[u8], at: usize, n: usize) -> u64 {
         Some(b) => u64::from_le_bytes(b.try_into().expect("8 bytes")),
         None => bytes[at.min(bytes.len())..].iter().rev().fold(0u64, |v, &b| v << 8 | u64::from(b)),
     };
-    low(word, n)
+    word & low_mask(n)
 }
 
 /// A chunk's dictionary: the 0/1 value at index 0 and, if there is one, at
@@ -113,10 +105,10 @@ impl Dictionary {
     #[inline]
     fn map_word(self, idx: u64, n: usize) -> Result<u64, String> {
         let mask = |v: Option<bool>| if v == Some(true) { !0u64 } else { 0 };
-        if self.0[1].is_none() && low(idx, n) != 0 {
+        if self.0[1].is_none() && idx & low_mask(n) != 0 {
             return Err("a dictionary index 1 in a dictionary of one value".into());
         }
-        Ok(low(idx & mask(self.0[1]) | !idx & mask(self.0[0]), n))
+        Ok((idx & mask(self.0[1]) | !idx & mask(self.0[0])) & low_mask(n))
     }
 
     fn value(self, idx: u64) -> Result<bool, String> {
@@ -366,7 +358,7 @@ mod tests {
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         for n in [1usize, 63, 64, 5, 64, 17, 0, 40] {
             x = x.rotate_left(13).wrapping_mul(0x2545_F491_4F6C_DD1D);
-            let w = low(x, n);
+            let w = x & low_mask(n);
             b.push(w, n);
             want.extend((0..n).map(|i| w >> i & 1 == 1));
         }

@@ -23,6 +23,7 @@
 //! is `page_format`'s.
 
 use super::page_format::{data_page, parquet_message, DataPage, DictionaryChunk, Hybrid, PageError, Piece};
+use crate::bits::low_mask;
 use arrow::array::{BooleanBufferBuilder, Float64Array};
 use arrow::buffer::{Buffer, NullBuffer, ScalarBuffer};
 use bytes::Bytes;
@@ -228,15 +229,6 @@ fn bits_at(bits: &[u8], at: usize, c: usize) -> u64 {
     (word >> (at % 8)) as u64 & low_mask(c)
 }
 
-/// The low `c ≤ 64` bits set.
-fn low_mask(c: usize) -> u64 {
-    if c >= 64 {
-        !0
-    } else {
-        (1u64 << c) - 1
-    }
-}
-
 /// `k` definition levels (0 or 1) appended to `valid`; returns the count
 /// of 1s (defined slots).
 fn read_levels(def: &mut Hybrid, buf: &[u8], k: usize, valid: &mut BooleanBufferBuilder) -> Result<usize, String> {
@@ -332,7 +324,8 @@ unsafe fn unpack_groups_avx512(
     out: &mut Values,
 ) -> Result<(), u64> {
     use std::arch::x86_64::*;
-    debug_assert!((1..=32).contains(&w) && (group + groups) * w <= run.len());
+    // A release check: the masked loads below trust it (`run.len() - at`).
+    assert!((1..=32).contains(&w) && (group + groups) * w <= run.len(), "groups past the run");
     let perm: [u8; 64] = std::array::from_fn(|b| ((b / 8) * w / 8 + b % 8) as u8);
     let shifts: [u64; 8] = std::array::from_fn(|j| (j * w % 8) as u64);
     // SAFETY: 64 bytes each.
@@ -541,6 +534,32 @@ mod tests {
                 unpack_lookup(&run, w, first, n - first, &dict, &mut out).expect("indices within the dictionary");
                 let want: Vec<f64> = idx[first..].iter().map(|&i| dict[i]).collect();
                 assert_eq!(out.as_mut_slice(), want, "dictionary of {len}, from {first}");
+            }
+        }
+    }
+
+    /// Runs that end exactly after their last value (no slack bytes), at
+    /// counts 0, 1, a group ± 1, eight groups ± 1: every index read, none
+    /// past the run (the masked loads are bounded by the run's length).
+    #[test]
+    fn unpacking_reads_runs_to_their_last_byte() {
+        for w in [1usize, 3, 8, 13, 32] {
+            for m in [0usize, 1, 7, 8, 9, 63, 64, 65] {
+                for first in [0usize, 1] {
+                    let total = first + m;
+                    let value = |j: usize| (j * 2_654_435_761 % 1_000_003) as u64 & ((1u64 << w.min(10)) - 1);
+                    let mut run = vec![0u8; (total * w).div_ceil(8)];
+                    for j in 0..total {
+                        for b in 0..w {
+                            run[(j * w + b) / 8] |= ((value(j) >> b & 1) as u8) << ((j * w + b) % 8);
+                        }
+                    }
+                    let dict: Vec<f64> = (0..1u64 << w.min(10)).map(|i| i as f64 + 0.5).collect();
+                    let mut out = Values::with_capacity(m);
+                    unpack_lookup(&run, w, first, m, &dict, &mut out).expect("indices within the dictionary");
+                    let want: Vec<f64> = (first..total).map(|j| value(j) as f64 + 0.5).collect();
+                    assert_eq!(out.as_mut_slice(), want, "width {w}, {m} values from {first}");
+                }
             }
         }
     }

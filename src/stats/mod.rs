@@ -27,17 +27,26 @@
 //! identity of `merge`, bit for bit; `merge` is associative and commutative up
 //! to double-double rounding; `retract(merge(a, b), b) = a` up to rounding.
 
-#[cfg(gramfit_x86)]
-mod inplace;
+//!
+//! The kernels that compute a block's sums, one idea per module, lower
+//! modules first: [`columns`] (their inputs and outputs), [`dyadic`] (the
+//! exact fast path's test), [`portable`] (the reference algorithms),
+//! [`patterns`] (the robust second pass's pattern tables), `x86` (one
+//! module per instruction set, compiled only on x86-64), and [`kernel`]
+//! (the entry points, which pick the instruction set).
+
+pub mod columns;
+pub mod dyadic;
 pub mod kernel;
-#[cfg(gramfit_x86)]
 pub mod patterns;
+pub mod portable;
 #[cfg(gramfit_x86)]
-pub mod simd;
+pub mod x86;
 
 use crate::dd::Dd;
 use crate::level::ColumnKey;
-use kernel::{raw_moments, ColumnRef, RawMoments};
+use columns::{ColumnRef, RawMoments};
+use kernel::raw_moments;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 

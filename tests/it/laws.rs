@@ -5,7 +5,7 @@
 //! they lack.
 
 use gramfit::level::ColumnKey;
-use gramfit::stats::kernel::ColumnRef;
+use gramfit::stats::columns::ColumnRef;
 use gramfit::stats::SufficientStats;
 use proptest::prelude::*;
 
@@ -249,7 +249,8 @@ proptest! {
         drop_every in prop::sample::select(vec![0usize, 2, 3, 17, 1000]),
         seed in any::<u64>(),
     ) {
-        use gramfit::stats::kernel::{raw_moments_compensated, raw_moments_masked, SourceColumn};
+        use gramfit::stats::columns::SourceColumn;
+        use gramfit::stats::kernel::{raw_moments_compensated, raw_moments_masked};
         let mut rng = gramfit::generate::Rng::new(seed);
         let floats: Vec<Vec<f64>> = (0..3)
             .map(|j| (0..n).map(|_| ((rng.uniform() * big) as i64 as f64 - if j == 1 { big / 2.0 } else { 0.0 }) * scale).collect())
@@ -320,7 +321,7 @@ proptest! {
 /// SIMD scans agree with the portable loop.
 #[test]
 fn column_scan_sees_every_value() {
-    use gramfit::stats::kernel::{ColumnScan, DyadicProfile};
+    use gramfit::stats::dyadic::{ColumnScan, DyadicProfile};
     for n in 1..40 {
         for at in 0..n {
             for (odd, q) in [(0.5, Some(1)), (0.25, Some(4)), (0.3, None), (f64::NAN, None), (f64::INFINITY, None)] {
@@ -354,7 +355,8 @@ proptest! {
         drop_every in prop::sample::select(vec![0usize, 3, 50]),
         seed in any::<u64>(),
     ) {
-        use gramfit::stats::kernel::{raw_moments_compensated, raw_moments_masked_columns, DirectColumn, SourceColumn};
+        use gramfit::stats::columns::{DirectColumn, SourceColumn};
+        use gramfit::stats::kernel::{raw_moments_compensated, raw_moments_masked_columns};
         let mut rng = gramfit::generate::Rng::new(seed);
         let x: Vec<f64> = (0..n).map(|_| (rng.uniform() * 1000.0).round() * 0.5).collect();
         let y: Vec<i64> = (0..n).map(|_| (rng.uniform() * 5000.0) as i64).collect();
@@ -524,15 +526,15 @@ proptest! {
         let close = |a: f64, b: f64, scale: f64| (a - b).abs() <= 1e-12 * scale.max(1.0);
         let cols: Vec<&[f64]> = cont.iter().map(|c| c.as_slice()).collect();
         let fb: Vec<&[u8]> = fbits.iter().map(|b| b.as_slice()).collect();
-        let pats = patterns::row_patterns(&fb, n);
+        let pats = gramfit::stats::x86::avx512::patterns::row_patterns(&fb, n);
         let mk = Some(&mask[..]);
 
         // Meat.
         let mut table = vec![0.0; 256 * patterns::table_width(nc) * 8];
         let mut cc = vec![0.0; nc * nc];
         unsafe {
-            gramfit::stats::simd::gram_lower_cols_avx512(&cols, n, mk, Some(&w), &mut cc);
-            patterns::pattern_sums(&cols, &pats, 256, n, mk, Some(&w), &mut table);
+            gramfit::stats::x86::avx512::gram_lower_cols_avx512(&cols, n, mk, Some(&w), &mut cc);
+            gramfit::stats::x86::avx512::patterns::pattern_sums(&cols, &pats, 256, n, mk, Some(&w), &mut table);
         }
         let meat = patterns::meat_from_patterns(&table, &cc, nc, nf, intercept);
         for i in 0..m {
@@ -548,7 +550,7 @@ proptest! {
         let width = patterns::table_width(nc);
         let mut spread = vec![0.0; patterns::SPREAD * 256 * width * 8];
         let mut fused = vec![0.0; nc * nc];
-        let done = unsafe { patterns::meat_sums(&cols, &pats, n, mk, &w, &mut spread, &mut fused) };
+        let done = unsafe { gramfit::stats::x86::avx512::patterns::meat_sums(&cols, &pats, n, mk, &w, &mut spread, &mut fused) };
         prop_assert_eq!(done, nc <= 7, "the fused kernel takes 0 to 7 columns");
         if done {
             let meat = patterns::meat_from_patterns(&patterns::fold_spread(&spread, width), &fused, nc, nf, intercept);
@@ -568,11 +570,11 @@ proptest! {
         let beta: Vec<f64> = (0..nc).map(|_| rng.normal()).collect();
         let gamma: Vec<f64> = (0..nf).map(|_| rng.normal()).collect();
         let b0 = if intercept { rng.normal() } else { 0.0 };
-        let terms = gramfit::stats::simd::FlagTerms::new(&gamma);
+        let terms = gramfit::stats::x86::avx512::FlagTerms::new(&gamma);
         let (mut full, mut kept_e) = (vec![f64::NAN; n.div_ceil(8) * 8], vec![f64::NAN; n]);
         let flag_part = (nf > 0).then_some((&pats[..], &terms));
         let k = unsafe {
-            gramfit::stats::simd::residuals_masked_avx512(
+            gramfit::stats::x86::avx512::residuals_masked_avx512(
                 &y, Some(&offset), &cols, &beta, flag_part, b0, n, mk, &mut full, &mut kept_e,
             )
         };
@@ -602,7 +604,7 @@ proptest! {
         }
         let lt = patterns::leverage_table(&b, nc, nf, intercept);
         let mut h = vec![f64::NAN; n.div_ceil(8) * 8];
-        unsafe { patterns::leverage_by_patterns(&cols, &b, m, &pats, lt.as_slice(), n, mk, &mut h) };
+        unsafe { gramfit::stats::x86::avx512::patterns::leverage_by_patterns(&cols, &b, m, &pats, lt.as_slice(), n, mk, &mut h) };
         for r in 0..n {
             let (want, scale) = if kept[r] {
                 let terms = (0..m).flat_map(|i| (0..m).map(move |j| (i, j))).map(|(i, j)| x(r, i) * b[i * m + j] * x(r, j));
@@ -625,7 +627,7 @@ proptest! {
             (0..n).map(|r| if kept[r] { ((code[r] << high) | usize::from(pats[r]) >> bits) as u16 } else { 0 }).collect();
         let ek: Vec<f64> = (0..n).map(|r| if kept[r] { e[r] } else { 0.0 }).collect();
         let mut by = vec![0.0; (levels << bits) * patterns::table_width(nc) * 8];
-        unsafe { patterns::pattern_sums(&cols, &index, levels << bits, n, mk, Some(&ek), &mut by) };
+        unsafe { gramfit::stats::x86::avx512::patterns::pattern_sums(&cols, &index, levels << bits, n, mk, Some(&ek), &mut by) };
         let mut side = vec![0.0; levels << high];
         patterns::side_sums(&side_index, &ek, n, &mut side);
         let scores = patterns::scores_from_patterns(&by, &side, levels, nc, (nf, bits), intercept);
@@ -659,7 +661,7 @@ proptest! {
         drop_every in prop::sample::select(vec![0usize, 3, 7]),
         seed in any::<u64>(),
     ) {
-        use gramfit::stats::patterns;
+        use gramfit::stats::x86::avx512::patterns;
         if !crate::common::cpu_has(gramfit::isa::Level::Avx512, "cluster_rows") {
             return Ok(());
         }
@@ -721,7 +723,7 @@ proptest! {
         drop_every in prop::sample::select(vec![0usize, 3, 7]),
         seed in any::<u64>(),
     ) {
-        use gramfit::stats::patterns;
+        use gramfit::stats::x86::avx512::patterns;
         if !crate::common::cpu_has(gramfit::isa::Level::Avx512, "add_level_leverage") {
             return Ok(());
         }

@@ -8,7 +8,8 @@ use super::{DesignColumn, Layout};
 use crate::isa::Avx512;
 use crate::residuals::ResidualStats;
 use crate::second_pass::{CovType, SecondPassSpec};
-use crate::stats::{patterns, simd};
+use crate::stats::patterns;
+use crate::stats::x86::avx512;
 
 /// `(XᵀX)⁻¹` in kernel order and its per-pattern table, for one layout:
 /// kernel order (design indices) and the number of `f64` columns.
@@ -60,7 +61,7 @@ impl ResidualStats {
         // SAFETY: the token proves AVX-512F and DQ; every column holds n
         // rows, the patterns n, `h` `stride`; the table is the layout's.
         unsafe {
-            patterns::leverage_by_patterns(
+            avx512::patterns::leverage_by_patterns(
                 &layout.cont_cols,
                 &cache.bk,
                 layout.order.len(),
@@ -76,7 +77,7 @@ impl ResidualStats {
             // SAFETY: as above; every level in `code_column` is at most
             // the number of columns, and the tables hold that many levels.
             unsafe {
-                patterns::add_level_leverage(
+                avx512::patterns::add_level_leverage(
                     g.codes,
                     (&g.code_column, g.columns.len()),
                     (&layout.patterns, layout.nf),
@@ -109,7 +110,7 @@ impl ResidualStats {
         let (n, mask) = (layout.n, layout.mask);
         // SAFETY: the token proves AVX-512F; `e`, `h` and `w` hold `stride`
         // values.
-        let any_lev_one = unsafe { simd::robust_weights_avx512(e, h, cov == CovType::Hc3, w) };
+        let any_lev_one = unsafe { avx512::robust_weights_avx512(e, h, cov == CovType::Hc3, w) };
         // Dropped rows have h = 0, and padding rows past n too: only kept
         // rows can have h = 1.
         let lev_one: Vec<usize> =
@@ -121,9 +122,9 @@ impl ResidualStats {
             if self.nonzero_ordinary[j] == 0 {
                 let all = match d {
                     DesignColumn::One => k as u64,
-                    DesignColumn::Flag(b) => simd::ones_in(b),
+                    DesignColumn::Flag(b) => crate::bits::ones_in(b),
                     // SAFETY: the token proves AVX-512F; `x` holds n rows.
-                    DesignColumn::F64(x) => unsafe { simd::count_nonzero_masked_avx512(x, n, mask) },
+                    DesignColumn::F64(x) => unsafe { avx512::count_nonzero_masked_avx512(x, n, mask) },
                     DesignColumn::Level { .. } => {
                         (0..n).filter(|&r| layout.is_kept(r) && d.nonzero_at(r)).count() as u64
                     }

@@ -8,7 +8,8 @@ use super::Layout;
 use crate::isa::Avx512;
 use crate::residuals::ResidualStats;
 use crate::second_pass::CovType;
-use crate::stats::{patterns, simd};
+use crate::stats::patterns;
+use crate::stats::x86::avx512;
 
 /// A meat as per-pattern sums and column × column products, pending.
 #[derive(Clone, Debug)]
@@ -131,9 +132,16 @@ impl ResidualStats {
         // every column holds n rows, the patterns n, `w` `stride`; the
         // tables were sized for this layout.
         unsafe {
-            if !patterns::meat_sums(cols, &layout.patterns, n, mask, w, pm.table.as_mut_slice(), cc) {
-                simd::gram_lower_cols_avx512(cols, n, mask, Some(w), cc);
-                patterns::spread_pattern_sums(cols, &layout.patterns, n, mask, Some(w), pm.table.as_mut_slice());
+            if !avx512::patterns::meat_sums(cols, &layout.patterns, n, mask, w, pm.table.as_mut_slice(), cc) {
+                avx512::gram_lower_cols_avx512(cols, n, mask, Some(w), cc);
+                avx512::patterns::spread_pattern_sums(
+                    cols,
+                    &layout.patterns,
+                    n,
+                    mask,
+                    Some(w),
+                    pm.table.as_mut_slice(),
+                );
             }
         }
         for (a, b) in pm.cc.iter_mut().zip(cc.iter()) {
@@ -146,7 +154,7 @@ impl ResidualStats {
             let mut wl = vec![0.0; stride];
             let bits = gm.bits;
             unsafe {
-                patterns::cluster_rows(
+                avx512::patterns::cluster_rows(
                     g.codes,
                     &g.code_column,
                     &layout.patterns,
@@ -159,7 +167,7 @@ impl ResidualStats {
                     &mut wl,
                 );
                 let rows = (g.columns.len() + 1) << bits;
-                patterns::pattern_sums(cols, &index, rows, n, mask, Some(&wl), gm.table.as_mut_slice());
+                avx512::patterns::pattern_sums(cols, &index, rows, n, mask, Some(&wl), gm.table.as_mut_slice());
             }
             if bits < layout.nf {
                 patterns::side_sums(&side, &wl, n, &mut gm.side);

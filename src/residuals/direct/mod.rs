@@ -26,8 +26,10 @@ use crate::design::{DesignBuilder, DesignError};
 use crate::isa::Avx512;
 use crate::level::{ColumnKey, Level};
 use crate::second_pass::{CovType, SecondPassSpec};
-use crate::stats::kernel::{source_columns, with_scratch, KernelColumn, SourceColumn};
-use crate::stats::{patterns, simd};
+use crate::stats::columns::{KernelColumn, SourceColumn};
+use crate::stats::kernel::{source_columns, with_scratch};
+use crate::stats::patterns;
+use crate::stats::x86::avx512;
 use arrow::array::RecordBatch;
 use std::collections::HashMap;
 
@@ -173,13 +175,13 @@ impl ResidualStats {
         });
         let offset = grouped_offset.as_deref().or(offset);
         let (full, kept) = (sized(full, layout.stride), sized(kept, n));
-        let terms = simd::FlagTerms::new(&gamma);
+        let terms = avx512::FlagTerms::new(&gamma);
         let flag_part = (layout.nf > 0).then_some((&layout.patterns[..], &terms));
         // SAFETY: the token proves AVX-512F and DQ; every column holds n
         // rows and every bit column a byte per 8 rows; `full` holds
         // `stride` values and `kept` n.
         let k = unsafe {
-            simd::residuals_masked_avx512(y, offset, &layout.cont_cols, &beta, flag_part, b0, n, mask, full, kept)
+            avx512::residuals_masked_avx512(y, offset, &layout.cont_cols, &beta, flag_part, b0, n, mask, full, kept)
         };
         let kept = &kept[..k];
         // A NaN or infinite residual makes Σ e or the Durbin–Watson sum
@@ -281,7 +283,7 @@ impl<'a> Dense<'a> {
                     if let Some(code) = *code {
                         // SAFETY: the token proves AVX-512F; `codes` holds n
                         // values and the bits a byte per 8 rows.
-                        unsafe { simd::equal_bits_u32_avx512(codes, code, n, mask, &mut owned.dense_bits[start..]) };
+                        unsafe { avx512::equal_bits_u32_avx512(codes, code, n, mask, &mut owned.dense_bits[start..]) };
                     }
                     at.push(DenseAt::Flag(start));
                     room -= 1;
@@ -430,8 +432,11 @@ impl<'a> Layout<'a> {
         }
         // Rows' patterns of flags: the flags' fitted part is looked up by
         // them, and the robust covariances' sums are kept by them.
-        let patterns =
-            if nf == 0 && spec.cov == CovType::Nonrobust { Vec::new() } else { patterns::row_patterns(&flag_cols, n) };
+        let patterns = if nf == 0 && spec.cov == CovType::Nonrobust {
+            Vec::new()
+        } else {
+            avx512::patterns::row_patterns(&flag_cols, n)
+        };
         Some(Layout {
             n,
             mask,
@@ -449,7 +454,7 @@ impl<'a> Layout<'a> {
 
     /// Whether chunk row `r` is kept.
     pub fn is_kept(&self, r: usize) -> bool {
-        self.mask.is_none_or(|m| m[r / 8] >> (r % 8) & 1 == 1)
+        crate::bits::is_kept(self.mask, r)
     }
 }
 
@@ -532,7 +537,7 @@ impl DesignColumn<'_> {
         match self {
             DesignColumn::One => true,
             DesignColumn::F64(x) => x.get(r).is_some_and(|&v| v != 0.0),
-            DesignColumn::Flag(b) => b.get(r / 8).is_some_and(|&v| v >> (r % 8) & 1 == 1),
+            DesignColumn::Flag(b) => r / 8 < b.len() && crate::bits::bit(b, r),
             DesignColumn::Level { codes, code } => code.is_some_and(|c| codes.get(r) == Some(&c)),
         }
     }

@@ -11,6 +11,7 @@ use crate::isa::Avx512;
 use crate::level::Level;
 use crate::residuals::ResidualStats;
 use crate::stats::patterns;
+use crate::stats::x86::avx512;
 use arrow::array::RecordBatch;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -218,7 +219,18 @@ impl ResidualStats {
         // codes, patterns and columns hold n rows, `index`, `side`, `e` and
         // `w` `stride`; every level in `levels` has its table rows.
         let with_cluster = unsafe {
-            patterns::cluster_rows(codes, levels, &layout.patterns, e, (nf, bits), n, mask, &mut index, &mut side, w)
+            avx512::patterns::cluster_rows(
+                codes,
+                levels,
+                &layout.patterns,
+                e,
+                (nf, bits),
+                n,
+                mask,
+                &mut index,
+                &mut side,
+                w,
+            )
         };
         self.rows_without_cluster += k as u64 - with_cluster;
         // Levels with a kept row (codes past the levels: none; they land on
@@ -234,7 +246,9 @@ impl ResidualStats {
             }
         }
         let rows = ps.levels.len() << bits;
-        unsafe { patterns::pattern_sums(&layout.cont_cols, &index, rows, n, mask, Some(w), ps.table.as_mut_slice()) };
+        unsafe {
+            avx512::patterns::pattern_sums(&layout.cont_cols, &index, rows, n, mask, Some(w), ps.table.as_mut_slice())
+        };
         if bits < nf {
             patterns::side_sums(&side, w, n, &mut ps.side);
         }

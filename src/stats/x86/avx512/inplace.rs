@@ -6,12 +6,12 @@
 //! returns the bits the general path (`kernel::raw_moments`) returns.
 //! x86-64 only, compiled as a whole (`gramfit_x86`).
 
-use super::kernel::{
-    bits_to_f64, kept_bits, kept_rows, DirectColumn, DyadicProfile, KernelColumn, MaskedMoments, RawMoments,
-    SourceColumn,
-};
-use super::{patterns, simd};
+use crate::bits::{bits_to_f64, kept_bits, kept_rows};
 use crate::dd::Dd;
+use crate::isa::Avx512;
+use crate::stats::columns::{DirectColumn, KernelColumn, MaskedMoments, RawMoments, SourceColumn};
+use crate::stats::dyadic::DyadicProfile;
+use crate::stats::patterns;
 use std::collections::HashMap;
 
 /// A factor's cells in one chunk: the cell of each kept row, the levels of
@@ -28,7 +28,7 @@ fn factor_cells(codes: &[u32], levels: usize, n: usize, mask: Option<&[u8]>) -> 
     let mut cells = Vec::new();
     let mut counts = Vec::new();
     for r in 0..n {
-        if mask.is_some_and(|m| m[r / 8] >> (r % 8) & 1 == 0) {
+        if !crate::bits::is_kept(mask, r) {
             continue;
         }
         let code = codes[r] as usize;
@@ -45,9 +45,21 @@ fn factor_cells(codes: &[u32], levels: usize, n: usize, mask: Option<&[u8]>) -> 
     FactorCells { row_cell, levels: cells, counts }
 }
 
-#[cfg(gramfit_x86)]
+/// [`crate::stats::kernel::raw_moments_masked_columns`] on AVX-512 (the
+/// token proves F, DQ and POPCNT).
+pub fn masked_moments(
+    _token: Avx512,
+    all: &[DirectColumn<'_>],
+    n: usize,
+    mask: Option<&[u8]>,
+    converted: &mut Vec<f64>,
+) -> Option<MaskedMoments> {
+    // SAFETY: the token proves every feature the kernel enables.
+    unsafe { masked_moments_with(all, n, mask, converted) }
+}
+
 #[target_feature(enable = "avx512f,avx512dq,popcnt")]
-pub(super) unsafe fn masked_moments_with(
+unsafe fn masked_moments_with(
     all: &[DirectColumn<'_>],
     n: usize,
     mask: Option<&[u8]>,
@@ -80,16 +92,16 @@ pub(super) unsafe fn masked_moments_with(
     // needed (no cross tabulation).
     if let [(codes, levels)] = coded[..] {
         if levels <= 16 {
-            let level_cols: Vec<simd::LevelColumn<'_>> = slices
+            let level_cols: Vec<super::LevelColumn<'_>> = slices
                 .iter()
                 .map(|s| match *s {
-                    NumericColumn::F64(v) => simd::LevelColumn::F64(v),
-                    NumericColumn::Bits(i) => simd::LevelColumn::Bits(&bits[i * nbytes..(i + 1) * nbytes]),
+                    NumericColumn::F64(v) => super::LevelColumn::F64(v),
+                    NumericColumn::Bits(i) => super::LevelColumn::Bits(&bits[i * nbytes..(i + 1) * nbytes]),
                 })
                 .collect();
             let (mut sums, mut counts) = (vec![0.0; levels * p], vec![0u64; levels]);
             // SAFETY: as the caller's; every column holds n rows.
-            unsafe { simd::level_sums_avx512(codes, levels, &level_cols, n, mask, &mut sums, &mut counts) };
+            unsafe { super::level_sums_avx512(codes, levels, &level_cols, n, mask, &mut sums, &mut counts) };
             let order = first_appearance(codes, &counts, n, mask);
             let f = FactorCells {
                 row_cell: Vec::new(),
@@ -141,7 +153,7 @@ pub(super) unsafe fn masked_moments_with(
                     NumericColumn::Bits(i) => {
                         let bits = &bits[i * nbytes..(i + 1) * nbytes];
                         for (r, &c) in f.row_cell.iter().enumerate() {
-                            parts[(r % 4) * cells + cell(c)] += f64::from(bits[r / 8] >> (r % 8) & 1);
+                            parts[(r % 4) * cells + cell(c)] += f64::from(u8::from(crate::bits::bit(bits, r)));
                         }
                     }
                 }
@@ -166,7 +178,7 @@ fn first_appearance(codes: &[u32], counts: &[u64], n: usize, mask: Option<&[u8]>
         if order.len() == present {
             break;
         }
-        let kept = mask.is_none_or(|m| m[r / 8] >> (r % 8) & 1 == 1);
+        let kept = crate::bits::is_kept(mask, r);
         if kept && placed.get(code as usize) == Some(&false) {
             placed[code as usize] = true;
             order.push(code);
@@ -177,7 +189,6 @@ fn first_appearance(codes: &[u32], counts: &[u64], n: usize, mask: Option<&[u8]>
 
 /// [`masked_moments_with`] for one factor of `levels` (< 2¹⁶) levels, by
 /// table sums (see there); `None` beyond 8 flags (then the per-cell sums).
-#[cfg(gramfit_x86)]
 #[target_feature(enable = "avx512f,avx512dq,popcnt")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn single_factor_table_sums(
@@ -224,14 +235,14 @@ unsafe fn single_factor_table_sums(
     let mut by_level = patterns::Table::zeroed(rows, width);
     // SAFETY: the CPU has AVX-512F (the caller's); every column holds n
     // rows, every index is below `rows`.
-    unsafe { patterns::pattern_sums(&float_cols, &index, rows, n, mask, None, by_level.as_mut_slice()) };
+    unsafe { super::patterns::pattern_sums(&float_cols, &index, rows, n, mask, None, by_level.as_mut_slice()) };
     let by_level = by_level.as_slice();
     let mut flag_table = vec![0.0; if flags.is_empty() { 0 } else { rows * 8 }];
     if !flags.is_empty() {
         let flag_bits: Vec<&[u8]> = flags.iter().map(|f| f.1).collect();
-        let pats = patterns::row_patterns(&flag_bits, n);
+        let pats = super::patterns::row_patterns(&flag_bits, n);
         // SAFETY: as above; `pats` holds a byte per row.
-        unsafe { patterns::flag_counts(&index, &pats, rows, n, &mut flag_table) };
+        unsafe { super::patterns::flag_counts(&index, &pats, rows, n, &mut flag_table) };
     }
     let at = |l: usize, lane: usize| by_level[l * width * 8 + lane];
     let counts: Vec<u64> = (0..levels).map(|l| at(l, 0) as u64).collect();
@@ -370,7 +381,6 @@ struct NumericMoments<'a> {
 /// An integer 0/1 column is never converted (an integer column is 0/1
 /// exactly when its bits test passes, so conversions and integer
 /// non-0/1 columns stay in step).
-#[cfg(gramfit_x86)]
 #[target_feature(enable = "avx512f,avx512dq,popcnt")]
 unsafe fn numeric_moments<'a>(
     cols: &[SourceColumn<'a>],
@@ -403,15 +413,15 @@ unsafe fn numeric_moments<'a>(
         let (profile, st) = match *c {
             SourceColumn::F64(v) => {
                 // SAFETY: the CPU supports AVX-512F.
-                let (fraction, st) = unsafe { simd::scan_masked_avx512(&v[..n], mask) };
+                let (fraction, st) = unsafe { super::scan_masked_avx512(&v[..n], mask) };
                 let q = if !fraction {
                     if st.binary {
                         // SAFETY: as above.
-                        unsafe { simd::nonzero_bits_masked_avx512(&v[..n], mask, bits) };
+                        unsafe { super::nonzero_bits_masked_avx512(&v[..n], mask, bits) };
                     }
                     0
                 // SAFETY: as above.
-                } else if !unsafe { simd::halves_masked_avx512(&v[..n], mask) } {
+                } else if !unsafe { super::halves_masked_avx512(&v[..n], mask) } {
                     1
                 } else {
                     // Finer fractions and non-dyadic values: general path.
@@ -421,25 +431,28 @@ unsafe fn numeric_moments<'a>(
             }
             SourceColumn::Bits(b) => {
                 kept_bits(b, mask, n, bits);
-                let ones = simd::ones_in(bits) as f64;
+                let ones = crate::bits::ones_in(bits) as f64;
                 let max_abs = if ones > 0.0 { 1.0 } else { 0.0 };
-                (DyadicProfile { q: 0, max_abs }, simd::ColumnStats { max_abs, sum: ones, nonzero: ones, binary: true })
+                (
+                    DyadicProfile { q: 0, max_abs },
+                    super::ColumnStats { max_abs, sum: ones, nonzero: ones, binary: true },
+                )
             }
             SourceColumn::I64(v) => {
                 // A 0/1 column stays bits; others are converted.
                 // SAFETY: the CPU supports AVX-512F.
-                if unsafe { simd::binary_bits_i64_avx512(&v[..n], mask, bits) } {
-                    let ones = simd::ones_in(bits) as f64;
+                if unsafe { super::binary_bits_i64_avx512(&v[..n], mask, bits) } {
+                    let ones = crate::bits::ones_in(bits) as f64;
                     let max_abs = if ones > 0.0 { 1.0 } else { 0.0 };
                     (
                         DyadicProfile { q: 0, max_abs },
-                        simd::ColumnStats { max_abs, sum: ones, nonzero: ones, binary: true },
+                        super::ColumnStats { max_abs, sum: ones, nonzero: ones, binary: true },
                     )
                 } else {
                     let out = &mut converted[next_int * stride..(next_int + 1) * stride];
                     next_int += 1;
                     // SAFETY: the CPU supports AVX-512F and DQ.
-                    let st = unsafe { simd::convert_i64_masked_avx512(&v[..n], mask, out) };
+                    let st = unsafe { super::convert_i64_masked_avx512(&v[..n], mask, out) };
                     (DyadicProfile { q: 0, max_abs: st.max_abs }, st)
                 }
             }
@@ -488,7 +501,7 @@ unsafe fn numeric_moments<'a>(
     let (nc, nb) = (cont.len(), bins.len());
     let mut g = vec![0.0; nc * nc];
     // SAFETY: the CPU supports AVX-512F; every slice holds n rows.
-    unsafe { simd::gram_lower_cols_avx512(&cont_cols, n, mask, None, &mut g) };
+    unsafe { super::gram_lower_cols_avx512(&cont_cols, n, mask, None, &mut g) };
     let mut s2 = vec![Dd::ZERO; m * m];
     let mut set = |i: usize, j: usize, v: f64| {
         s2[i * m + j] = Dd::from(v);
@@ -507,7 +520,7 @@ unsafe fn numeric_moments<'a>(
         // as cheap as the transposes the grouping needs.)
         let mut cross = vec![0.0; nb * nc];
         // SAFETY: as above.
-        unsafe { simd::bits_by_cols_avx512(&bin_cols, &cont_cols, n, mask, &mut cross) };
+        unsafe { super::bits_by_cols_avx512(&bin_cols, &cont_cols, n, mask, &mut cross) };
         for (b, &j) in cont.iter().enumerate() {
             for (a, &i) in bins.iter().enumerate() {
                 set(i, j, cross[a * nc + b]);
@@ -515,10 +528,9 @@ unsafe fn numeric_moments<'a>(
         }
         for (b, &j) in bins.iter().enumerate() {
             for &i in &bins[b..] {
-                // SAFETY: the CPU supports POPCNT (every AVX-512 CPU does).
-                let dot = unsafe {
-                    simd::binary_dot(&bits[i * nbytes..(i + 1) * nbytes], &bits[j * nbytes..(j + 1) * nbytes])
-                };
+                // Inlined here, where POPCNT is enabled.
+                let dot =
+                    crate::bits::and_ones(&bits[i * nbytes..(i + 1) * nbytes], &bits[j * nbytes..(j + 1) * nbytes]);
                 set(i, j, dot as f64);
             }
         }
@@ -532,11 +544,11 @@ unsafe fn numeric_moments<'a>(
     })
 }
 
-/// [`super::kernel::source_columns`] on AVX-512 (the token proves F and
-/// DQ).
+/// [`crate::stats::kernel::source_columns`] on AVX-512 (the token proves
+/// F and DQ).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn source_columns<'a>(
-    _token: crate::isa::Avx512,
+pub fn source_columns<'a>(
+    _token: Avx512,
     cols: &[SourceColumn<'a>],
     may_flag: &[bool],
     max_flags: usize,
@@ -576,14 +588,15 @@ pub(super) fn source_columns<'a>(
                 let at = bits.len();
                 bits.resize(at + nbytes, 0);
                 // SAFETY: the CPU supports AVX-512F.
-                if may && flags < max_flags && unsafe { simd::binary_bits_i64_avx512(&v[..n], mask, &mut bits[at..]) } {
+                if may && flags < max_flags && unsafe { super::binary_bits_i64_avx512(&v[..n], mask, &mut bits[at..]) }
+                {
                     flags += 1;
                     Some(KernelColumn::Flag(at / nbytes))
                 } else {
                     bits.truncate(at);
                     let out = &mut scratch[converted * stride..(converted + 1) * stride];
                     // SAFETY: the CPU supports AVX-512F and DQ.
-                    unsafe { simd::convert_i64_avx512(&v[..n], out) };
+                    unsafe { super::convert_i64_avx512(&v[..n], out) };
                     converted += 1;
                     None
                 }

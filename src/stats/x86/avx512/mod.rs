@@ -2,8 +2,8 @@
 //! exact gram product read in place from Arrow buffers with dropped rows
 //! masked out (0/1 columns as bits: masked sums and popcounts), and the
 //! second pass's residuals, their moments, HC2/HC3 weights and weighted
-//! grams. The robust second pass's row patterns are in
-//! [`patterns`](super::patterns).
+//! grams. The robust second pass's row patterns are in [`patterns`]; the
+//! in-place first pass is [`inplace`].
 //!
 //! The compilers' auto-vectoriser split the five independent lane
 //! reductions of the portable scan into 128-bit pieces, which made the scan
@@ -15,7 +15,12 @@
 
 #![allow(clippy::missing_safety_doc)]
 
-use super::kernel::ColumnScan;
+pub mod inplace;
+pub mod patterns;
+
+use crate::bits::row_mask;
+use crate::stats::dyadic::ColumnScan;
+use crate::stats::portable::reduce8;
 use std::arch::x86_64::*;
 
 /// `$tile!(A, B)` for the tile shape `($a, $b)`, each 1 to 4: const
@@ -69,7 +74,7 @@ pub unsafe fn scan_avx512(col: &[f64]) -> ColumnScan {
     // SAFETY: a vector of eight f64 is eight f64.
     let lanes = |x: __m512d| -> [f64; 8] { unsafe { std::mem::transmute(x) } };
     let (e0, e1, mx, sum, nz) = (lanes(e0), lanes(e1), lanes(mx), lanes(sum), lanes(nz));
-    finish(col, chunks.remainder(), [e0, e1, mx, sum, nz], false)
+    ColumnScan::from_lanes(col, chunks.remainder(), [e0, e1, mx, sum, nz], false)
 }
 
 /// [`scan_avx512`] of a column known to hold whole numbers.
@@ -89,37 +94,7 @@ pub unsafe fn scan_integral_avx512(col: &[f64]) -> ColumnScan {
     }
     // SAFETY: a vector of eight f64 is eight f64.
     let lanes = |x: __m512d| -> [f64; 8] { unsafe { std::mem::transmute(x) } };
-    finish(col, chunks.remainder(), [[0.0; 8], [0.0; 8], lanes(mx), lanes(sum), lanes(nz)], true)
-}
-
-#[target_feature(enable = "avx2")]
-pub unsafe fn scan_avx2(col: &[f64]) -> ColumnScan {
-    let zero = _mm256_setzero_pd();
-    let one = _mm256_set1_pd(1.0);
-    let sign = _mm256_set1_pd(-0.0);
-    let mut acc = [zero; 10];
-    let mut chunks = col.chunks_exact(8);
-    for c in &mut chunks {
-        for h in 0..2 {
-            // SAFETY: `c` holds 8 values.
-            let v = unsafe { _mm256_loadu_pd(c.as_ptr().add(4 * h)) };
-            let a = _mm256_andnot_pd(sign, v);
-            let a2 = _mm256_add_pd(a, a);
-            let t = _mm256_round_pd::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(a);
-            let t2 = _mm256_round_pd::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(a2);
-            let [e0, e1, mx, sum, nz] = &mut acc[5 * h..5 * h + 5] else { unreachable!() };
-            *e0 = _mm256_add_pd(*e0, _mm256_sub_pd(a, t));
-            *e1 = _mm256_add_pd(*e1, _mm256_sub_pd(a2, t2));
-            *mx = _mm256_max_pd(*mx, a);
-            *sum = _mm256_add_pd(*sum, v);
-            *nz = _mm256_add_pd(*nz, _mm256_and_pd(_mm256_cmp_pd::<_CMP_NEQ_UQ>(v, zero), one));
-        }
-    }
-    // SAFETY: two vectors of four f64 are eight f64.
-    let join = |lo: __m256d, hi: __m256d| -> [f64; 8] { unsafe { std::mem::transmute([lo, hi]) } };
-    let (e0, e1, mx) = (join(acc[0], acc[5]), join(acc[1], acc[6]), join(acc[2], acc[7]));
-    let (sum, nz) = (join(acc[3], acc[8]), join(acc[4], acc[9]));
-    finish(col, chunks.remainder(), [e0, e1, mx, sum, nz], false)
+    ColumnScan::from_lanes(col, chunks.remainder(), [[0.0; 8], [0.0; 8], lanes(mx), lanes(sum), lanes(nz)], true)
 }
 
 /// Lower triangle of `ZᵀZ` (`out[j·m + i]`, `i ≥ j`) of a column-major
@@ -130,19 +105,6 @@ pub unsafe fn gram_lower_avx512(z: &[f64], n: usize, m: usize, out: &mut [f64]) 
     let cols: Vec<&[f64]> = (0..m).map(|j| &z[j * n..(j + 1) * n]).collect();
     // SAFETY: the caller checked the CPU; every column holds n rows.
     unsafe { gram_lower_cols_avx512(&cols, n, None, None, out) }
-}
-
-/// Rows `8c..8c+8` kept: bit `r` of `mask[c]` (all when `None`),
-/// limited to the `n` rows.
-#[inline(always)]
-pub(crate) fn row_mask(mask: Option<&[u8]>, c: usize, n: usize) -> __mmask8 {
-    let m = mask.map_or(0xff, |m| m[c]);
-    let left = n - 8 * c;
-    if left >= 8 {
-        m
-    } else {
-        m & ((1u8 << left) - 1)
-    }
 }
 
 /// [`scan_avx512`] of the kept rows of an `f64` column (dropped rows
@@ -278,24 +240,6 @@ pub unsafe fn nonzero_bits_masked_avx512(col: &[f64], mask: Option<&[u8]>, bits:
     }
 }
 
-/// `Σ_r a_r b_r` for two 0/1 columns given as bit masks: the popcount of
-/// their intersection (exact).
-#[target_feature(enable = "popcnt")]
-pub unsafe fn binary_dot(a: &[u8], b: &[u8]) -> u64 {
-    let mut total = 0u64;
-    let (wa, wb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (wa.remainder(), wb.remainder());
-    for (x, y) in wa.zip(wb) {
-        let x = u64::from_le_bytes(x.try_into().expect("8 bytes"));
-        let y = u64::from_le_bytes(y.try_into().expect("8 bytes"));
-        total += u64::from((x & y).count_ones());
-    }
-    for (x, y) in ra.iter().zip(rb) {
-        total += u64::from((x & y).count_ones());
-    }
-    total
-}
-
 /// Whether every kept value of an `i64` column is 0 or 1; if so its bits
 /// (a byte per 8 rows, dropped rows and rows past `n` clear) are in
 /// `bits`, and the column needs no conversion: the kernels below read a
@@ -339,20 +283,12 @@ pub unsafe fn equal_bits_u32_avx512(codes: &[u32], code: u32, n: usize, mask: Op
         bits[2 * b..2 * b + 2].copy_from_slice(&eq);
     }
     for r in 16 * pairs..n {
-        let kept = mask.is_none_or(|m| m[r / 8] >> (r % 8) & 1 == 1);
+        let kept = crate::bits::is_kept(mask, r);
         if r % 8 == 0 {
             bits[r / 8] = 0;
         }
         bits[r / 8] |= u8::from(kept && codes[r] == code) << (r % 8);
     }
-}
-
-/// Set bits of a bit column (a byte per 8 rows).
-pub fn ones_in(bits: &[u8]) -> u64 {
-    let words = bits.chunks_exact(8);
-    let rest = words.remainder();
-    let w: u64 = words.map(|w| u64::from(u64::from_le_bytes(w.try_into().expect("8 bytes")).count_ones())).sum();
-    w + rest.iter().map(|b| u64::from(b.count_ones())).sum::<u64>()
 }
 
 /// The products of 0/1 columns given as bits (`bins`) with `f64` columns
@@ -515,29 +451,6 @@ unsafe fn tile_cols<const A: usize, const B: usize, const DIAG: bool>(
     }
 }
 
-/// Fold the rows past the last full vector into the lanes, then finish
-/// the scan: `lanes` are the fractional parts at 2⁰ and 2⁻¹, maxima of
-/// |x|, sums and non-zero counts (`integral`: the column is known to hold
-/// whole numbers, and its fractional parts stay zero).
-fn finish(col: &[f64], rest: &[f64], lanes: [[f64; 8]; 5], integral: bool) -> ColumnScan {
-    let [mut e0, mut e1, mut mx, mut sum, mut nz] = lanes;
-    for (l, &v) in rest.iter().enumerate() {
-        let a = v.abs();
-        if !integral {
-            e0[l] += a - a.trunc();
-            e1[l] += 2.0 * a - (2.0 * a).trunc();
-        }
-        mx[l] = if a > mx[l] { a } else { mx[l] };
-        sum[l] += v;
-        nz[l] += if v != 0.0 { 1.0 } else { 0.0 };
-    }
-    let total = |x: &[f64; 8]| x.iter().sum::<f64>();
-    // A NaN lane maximum is ignored here; the NaN fractional part has
-    // already refused the column.
-    let max_abs = mx.iter().fold(0.0f64, |m, &a| if a > m { a } else { m });
-    ColumnScan::finish(col, total(&e0), total(&e1), max_abs, total(&sum), total(&nz))
-}
-
 /// The fitted part `Σ_a γ_a f_a` of up to 8 0/1 columns, by the row's
 /// pattern of flags (bit `a`: flag `a`, as [`patterns::row_patterns`]): the
 /// sums over the low and the high four flags, each a table of 16 values
@@ -679,7 +592,7 @@ pub unsafe fn residual_sums_avx512(e: &[f64]) -> ([f64; 4], f64) {
         let mut a = [0.0f64; 8];
         // SAFETY: `a` holds eight f64.
         unsafe { _mm512_storeu_pd(a.as_mut_ptr(), v) };
-        crate::stats::kernel::reduce8(a)
+        reduce8(a)
     };
     ([lanes(s1), lanes(s2), lanes(s3), lanes(s4)], lanes(dw))
 }

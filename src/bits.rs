@@ -1,0 +1,160 @@
+//! Bit columns and row masks: a byte per 8 rows, row `r` at bit `r % 8`
+//! of byte `r / 8` (Arrow's validity layout). One home for the helpers
+//! every kernel and page decoder uses, so that the bit order is stated and
+//! tested once.
+
+/// The low `c ≤ 64` bits set.
+#[inline(always)]
+pub fn low_mask(c: usize) -> u64 {
+    if c >= 64 {
+        !0
+    } else {
+        (1u64 << c) - 1
+    }
+}
+
+/// Bit `r` of a bit column.
+#[inline(always)]
+pub fn bit(bits: &[u8], r: usize) -> bool {
+    bits[r / 8] >> (r % 8) & 1 == 1
+}
+
+/// Whether row `r` is kept by a row mask (`None`: every row is).
+#[inline(always)]
+pub fn is_kept(mask: Option<&[u8]>, r: usize) -> bool {
+    mask.is_none_or(|m| bit(m, r))
+}
+
+/// Rows `8c..8c+8` kept: byte `c` of the mask (all when `None`), limited
+/// to the `n` rows.
+#[inline(always)]
+pub fn row_mask(mask: Option<&[u8]>, c: usize, n: usize) -> u8 {
+    let m = mask.map_or(0xff, |m| m[c]);
+    let left = n - 8 * c;
+    if left >= 8 {
+        m
+    } else {
+        m & ((1u8 << left) - 1)
+    }
+}
+
+/// Set bits of a bit column, eight bytes (one popcount) at a time.
+#[inline(always)]
+pub fn ones_in(bits: &[u8]) -> u64 {
+    let words = bits.chunks_exact(8);
+    let rest = words.remainder();
+    let w: u64 = words.map(|w| u64::from(u64::from_le_bytes(w.try_into().expect("8 bytes")).count_ones())).sum();
+    w + rest.iter().map(|b| u64::from(b.count_ones())).sum::<u64>()
+}
+
+/// `Σ_r a_r b_r` for two 0/1 columns given as bits: the popcount of their
+/// intersection (exact).
+#[inline(always)]
+pub fn and_ones(a: &[u8], b: &[u8]) -> u64 {
+    let mut total = 0u64;
+    let (wa, wb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (wa.remainder(), wb.remainder());
+    for (x, y) in wa.zip(wb) {
+        let x = u64::from_le_bytes(x.try_into().expect("8 bytes"));
+        let y = u64::from_le_bytes(y.try_into().expect("8 bytes"));
+        total += u64::from((x & y).count_ones());
+    }
+    for (x, y) in ra.iter().zip(rb) {
+        total += u64::from((x & y).count_ones());
+    }
+    total
+}
+
+/// Rows kept by a row mask (bit `r % 8` of byte `r / 8`; `None`: all `n`);
+/// bits past row `n` are ignored.
+pub fn kept_rows(mask: Option<&[u8]>, n: usize) -> usize {
+    mask.map_or(n, |mk| {
+        let full = mk.len().min(n / 8);
+        // Eight bytes at a time: one popcount per 64 rows.
+        let words = mk[..full].chunks_exact(8);
+        let rest = words.remainder();
+        let mut k: usize =
+            words.map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")).count_ones() as usize).sum();
+        k += rest.iter().map(|b| b.count_ones() as usize).sum::<usize>();
+        if !n.is_multiple_of(8) {
+            k += (mk[full] & ((1u8 << (n % 8)) - 1)).count_ones() as usize;
+        }
+        k
+    })
+}
+
+/// The bits of a [`SourceColumn::Bits`] on the kept rows below `n` (clear
+/// elsewhere), into `out` (a byte per 8 rows).
+pub fn kept_bits(src: &[u8], mask: Option<&[u8]>, n: usize, out: &mut [u8]) {
+    let nbytes = n.div_ceil(8);
+    let (out, src) = (&mut out[..nbytes], &src[..nbytes]);
+    match mask {
+        Some(m) => {
+            for ((o, &s), &m) in out.iter_mut().zip(src).zip(&m[..nbytes]) {
+                *o = s & m;
+            }
+        }
+        None => out.copy_from_slice(src),
+    }
+    if !n.is_multiple_of(8) {
+        out[nbytes - 1] &= (1u8 << (n % 8)) - 1;
+    }
+}
+
+/// `f64` 0/1 values of bits (a byte per 8 rows) for the first `n` rows.
+pub fn bits_to_f64(bits: &[u8], n: usize, out: &mut [f64]) {
+    for (r, x) in out[..n].iter_mut().enumerate() {
+        *x = f64::from(bits[r / 8] >> (r % 8) & 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lengths 0, 1, a byte ± 1, a word ± 1: the helpers agree with the
+    /// bit-by-bit definition.
+    #[test]
+    fn helpers_agree_with_bit_by_bit_counts() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        };
+        for n in [0usize, 1, 7, 8, 9, 63, 64, 65, 200] {
+            let a: Vec<u8> = (0..n.div_ceil(8) + 1).map(|_| next()).collect();
+            let b: Vec<u8> = (0..a.len()).map(|_| next()).collect();
+            let rows = |f: &dyn Fn(usize) -> bool| (0..n).filter(|&r| f(r)).count();
+            let nb = n.div_ceil(8);
+            assert_eq!(ones_in(&a[..nb]) as usize, rows(&|r| bit(&a, r)) + extra(&a[..nb], n));
+            assert_eq!(kept_rows(Some(&a), n), rows(&|r| is_kept(Some(&a), r)), "n {n}");
+            assert_eq!(kept_rows(None, n), n);
+            assert_eq!(
+                and_ones(&a[..nb], &b[..nb]) as usize,
+                (0..nb * 8).filter(|&r| bit(&a, r) && bit(&b, r)).count(),
+                "n {n}"
+            );
+            let mut out = vec![0u8; nb];
+            kept_bits(&b, Some(&a), n, &mut out);
+            for r in 0..nb * 8 {
+                assert_eq!(bit(&out, r), r < n && bit(&a, r) && bit(&b, r), "n {n}, row {r}");
+            }
+            for c in 0..nb {
+                for l in 0..8 {
+                    let r = 8 * c + l;
+                    assert_eq!(row_mask(Some(&a), c, n) >> l & 1 == 1, r < n && bit(&a, r), "n {n}, row {r}");
+                }
+            }
+        }
+        for c in 0..=64 {
+            assert_eq!(low_mask(c).count_ones() as usize, c);
+        }
+    }
+
+    /// Set bits of `bits` at rows `n..` (within its bytes).
+    fn extra(bits: &[u8], n: usize) -> usize {
+        (n..bits.len() * 8).filter(|&r| bit(bits, r)).count()
+    }
+}
