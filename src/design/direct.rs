@@ -1,0 +1,354 @@
+//! The in-place path: when every term is one plain numeric column or one
+//! categorical factor and there are no weights, a batch's source columns
+//! are handed to the kernels as they are (Float64, Int64, 0/1 as bits,
+//! level codes), its missing rows as a mask — no design block is built.
+
+use super::arrays::{all_slots_finite, float_slot};
+use super::levels::{categorical_column, describe};
+use super::{DesignBuilder, DesignError, MissingPolicy};
+use crate::bits::kept_rows;
+use crate::formula::expr::NumExpr;
+use crate::formula::{FactorKind, ModelSpec};
+use crate::level::{ColumnKey, Level};
+use crate::stats::columns::{DirectColumn, SourceColumn};
+use crate::stats::kernel::raw_moments_masked_columns;
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
+use arrow::buffer::BooleanBuffer;
+use arrow::datatypes::{DataType, Float64Type, Int64Type};
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Which source columns the in-place path reads, and in what order.
+#[derive(Clone, Debug)]
+pub(super) struct DirectPlan {
+    /// (factor name, source column, categorical): the response, then the
+    /// factors, in the order `block` checks them.
+    checks: Vec<(String, String, bool)>,
+    /// The check of each term, in term order (a term is one factor).
+    terms: Vec<usize>,
+}
+
+impl DirectPlan {
+    /// Every term one plain numeric column or one categorical factor (its
+    /// full cells are indicators, accumulated from level codes).
+    pub(super) fn of(spec: &ModelSpec) -> Option<DirectPlan> {
+        let check = |f: &crate::formula::Factor| match &f.kind {
+            FactorKind::Numeric(NumExpr::Column(c)) => Some((f.name.clone(), c.clone(), false)),
+            FactorKind::Categorical { column, .. } => Some((f.name.clone(), column.clone(), true)),
+            _ => None,
+        };
+        let response = check(&spec.response).filter(|c| !c.2)?;
+        let mut checks = vec![response];
+        for f in &spec.factors {
+            checks.push(check(f)?);
+        }
+        let mut terms = Vec::new();
+        for factors in &spec.terms {
+            let [f] = factors.as_slice() else { return None };
+            terms.push(f + 1);
+        }
+        Some(DirectPlan { checks, terms })
+    }
+}
+
+/// The source columns of one batch, read in place.
+pub struct DirectInputs {
+    /// Per check (response, then factors): the array.
+    pub arrays: Vec<ArrayRef>,
+    /// Per check: level codes and table of a categorical factor.
+    pub codes: Vec<Option<(Vec<u32>, Vec<Level>)>>,
+    /// Kept rows: bit `r % 8` of byte `r / 8` (`None`: all kept).
+    pub mask: Option<Vec<u8>>,
+    pub rows: usize,
+    pub kept: usize,
+    /// Per factor (spec order): levels seen on its own non-missing values,
+    /// with row counts (as `DesignBlock::levels`).
+    pub levels: Vec<HashMap<Level, u64>>,
+}
+
+impl DirectInputs {
+    /// Array `i` as a kernel column (a `Float64`, `Int64` or, for a 0/1
+    /// column read as bits, `Boolean` array).
+    pub fn column(&self, i: usize) -> SourceColumn<'_> {
+        match self.arrays[i].data_type() {
+            DataType::Int64 => SourceColumn::I64(self.arrays[i].as_primitive::<Int64Type>().values()),
+            DataType::Boolean => {
+                let v = self.arrays[i].as_boolean().values();
+                SourceColumn::Bits(&v.inner().as_slice()[v.offset() / 8..])
+            }
+            _ => SourceColumn::F64(self.arrays[i].as_primitive::<Float64Type>().values()),
+        }
+    }
+}
+
+/// The raw sums of one batch taken without building its design block.
+pub struct DirectPart {
+    pub keys: Vec<ColumnKey>,
+    pub raw: crate::stats::columns::RawMoments,
+    pub levels: Vec<HashMap<Level, u64>>,
+    pub rows_in: usize,
+    pub rows_dropped: usize,
+}
+
+/// A source column that is read in place: a primitive numeric array, whose
+/// values are converted to `f64` one by one straight into the design
+/// matrix (no cast kernel, no intermediate column).
+pub(super) fn direct_column(batch: &RecordBatch, name: &str) -> Option<ArrayRef> {
+    use DataType::*;
+    let arr = batch.column_by_name(name)?;
+    matches!(arr.data_type(), Float64 | Float32 | Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64)
+        .then(|| arr.clone())
+}
+
+/// Append the rows `runs` of a [`direct_column`] to `out`, as `f64`
+/// (integers beyond 2⁵³ round, as any conversion to `f64` does, and stay
+/// whole numbers). Returns whether the values are whole numbers by type.
+pub(super) fn extend_direct(out: &mut Vec<f64>, arr: &dyn Array, runs: &[Range<usize>]) -> bool {
+    macro_rules! ext {
+        ($t:ty) => {{
+            let v = arr.as_primitive::<$t>().values();
+            for r in runs {
+                out.extend(v[r.clone()].iter().map(|&x| x as f64));
+            }
+        }};
+    }
+    use arrow::datatypes as t;
+    match arr.data_type() {
+        DataType::Float64 => {
+            let v = arr.as_primitive::<Float64Type>().values();
+            for r in runs {
+                out.extend_from_slice(&v[r.clone()]);
+            }
+        }
+        DataType::Float32 => ext!(t::Float32Type),
+        DataType::Int8 => ext!(t::Int8Type),
+        DataType::Int16 => ext!(t::Int16Type),
+        DataType::Int32 => ext!(t::Int32Type),
+        DataType::Int64 => ext!(Int64Type),
+        DataType::UInt8 => ext!(t::UInt8Type),
+        DataType::UInt16 => ext!(t::UInt16Type),
+        DataType::UInt32 => ext!(t::UInt32Type),
+        DataType::UInt64 => ext!(t::UInt64Type),
+        other => unreachable!("direct_column admits primitive numbers only, not {other}"),
+    }
+    arr.data_type().is_integer()
+}
+
+impl DesignBuilder {
+    /// Mark the rows where a [`direct_column`] is missing (null, or NaN in
+    /// a float column) and refuse infinities; `factor` is the design factor
+    /// the column feeds. Row by row only when some slot is not finite.
+    pub(super) fn scan_direct(
+        &self,
+        arr: &dyn Array,
+        column: &str,
+        factor: &str,
+        missing: &mut [bool],
+        at: &dyn Fn(usize) -> String,
+    ) -> Result<(), DesignError> {
+        let nulls = arr.nulls().filter(|n| n.null_count() > 0);
+        if all_slots_finite(arr) {
+            if let Some(nulls) = nulls {
+                for r in (!nulls.inner()).set_indices() {
+                    if self.missing == MissingPolicy::Error {
+                        return Err(DesignError::Missing { column: column.into(), row: r, at: at(r) });
+                    }
+                    missing[r] = true;
+                }
+            }
+            return Ok(());
+        }
+        for (r, m) in missing.iter_mut().enumerate() {
+            let x = float_slot(arr, r);
+            if nulls.is_some_and(|n| n.is_null(r)) || x.is_nan() {
+                if self.missing == MissingPolicy::Error {
+                    return Err(DesignError::Missing { column: column.into(), row: r, at: at(r) });
+                }
+                *m = true;
+            } else if x.is_infinite() {
+                return Err(DesignError::NotFinite {
+                    factor: factor.to_string(),
+                    value: describe(x),
+                    row: r,
+                    at: at(r),
+                    hint: format!("the input column '{column}' holds an infinite value"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The source columns of a batch read in place, for a model of plain
+    /// numeric columns without weights: the arrays in the order the checks
+    /// run (response, then factors; see [`direct_index`](Self::direct_index))
+    /// and the kept rows as a bit mask. Nulls are checked exactly as
+    /// [`block`](Self::block) does. A NaN or infinity on a kept row is left
+    /// for the kernels to notice (a fractional part or a residual that is
+    /// not finite), which then decline so that `block` sorts out missing
+    /// values from errors row by row; with `--missing error` the first
+    /// missing value must be the one `block` would name, so floats are
+    /// checked up front then. `Ok(None)` where this does not apply.
+    pub fn direct_inputs(
+        &self,
+        batch: &RecordBatch,
+        at: &dyn Fn(usize) -> String,
+    ) -> Result<Option<DirectInputs>, DesignError> {
+        let Some(plan) = &self.direct else { return Ok(None) };
+        let n = batch.num_rows();
+        let mut arrays = Vec::with_capacity(plan.checks.len());
+        for (_, c, categorical) in &plan.checks {
+            match batch.column_by_name(c) {
+                Some(a) if *categorical || matches!(a.data_type(), DataType::Float64 | DataType::Int64) => {
+                    arrays.push(a.clone())
+                }
+                // Bits of a 0/1 column, their first row on a byte boundary.
+                Some(a) if a.data_type() == &DataType::Boolean => {
+                    let b = a.as_boolean();
+                    arrays.push(if b.values().offset() % 8 == 0 {
+                        a.clone()
+                    } else {
+                        let values = BooleanBuffer::new(b.values().sliced(), 0, b.len());
+                        Arc::new(BooleanArray::new(values, b.nulls().cloned()))
+                    })
+                }
+                _ => return Ok(None),
+            }
+        }
+        let mut bytes: Option<Vec<u8>> = None;
+        let mut codes = Vec::with_capacity(plan.checks.len());
+        let mut levels = vec![HashMap::new(); plan.checks.len() - 1];
+        for (i, ((_, column, categorical), arr)) in plan.checks.iter().zip(&arrays).enumerate() {
+            let missing_rows: Vec<usize> = if *categorical {
+                let (c, table) = categorical_column(batch, column)?;
+                // The levels met, with their rows, are the first pass's
+                // record; the second pass knows them all already and only
+                // looks for missing values.
+                let any_missing = if self.second_pass.is_none() {
+                    // Rows per level (the last slot: missing) over four
+                    // copies of the counts in turn: rows of one level in a
+                    // row (a factor of few levels) do not wait on each
+                    // other's adds.
+                    let slots = table.len() + 1;
+                    let mut parts = vec![0u64; 4 * slots];
+                    for (r, &code) in c.iter().enumerate() {
+                        parts[(r % 4) * slots + (code as usize).min(slots - 1)] += 1;
+                    }
+                    let total = |l: usize| (0..4).map(|q| parts[q * slots + l]).sum::<u64>();
+                    for (l, level) in table.iter().enumerate() {
+                        let k = total(l);
+                        if k > 0 {
+                            levels[i - 1].insert(level.clone(), k);
+                        }
+                    }
+                    total(slots - 1) > 0
+                } else {
+                    c.contains(&u32::MAX)
+                };
+                let missing: Vec<usize> = if any_missing {
+                    c.iter().enumerate().filter(|(_, &code)| code == u32::MAX).map(|(r, _)| r).collect()
+                } else {
+                    Vec::new()
+                };
+                codes.push(Some((c, table)));
+                missing
+            } else {
+                codes.push(None);
+                if self.missing == MissingPolicy::Error && !all_slots_finite(arr.as_ref()) {
+                    return Ok(None);
+                }
+                match arr.nulls().filter(|n| n.null_count() > 0) {
+                    Some(nulls) => (!nulls.inner()).set_indices().collect(),
+                    None => Vec::new(),
+                }
+            };
+            if missing_rows.is_empty() {
+                continue;
+            }
+            if self.missing == MissingPolicy::Error {
+                let r = missing_rows[0];
+                return Err(DesignError::Missing { column: column.clone(), row: r, at: at(r) });
+            }
+            let mask = bytes.get_or_insert_with(|| {
+                let mut b = vec![0xffu8; n.div_ceil(8)];
+                if !n.is_multiple_of(8) {
+                    b[n / 8] = (1u8 << (n % 8)) - 1;
+                }
+                b
+            });
+            for r in missing_rows {
+                mask[r / 8] &= !(1u8 << (r % 8));
+            }
+        }
+        let kept = kept_rows(bytes.as_deref(), n);
+        Ok(Some(DirectInputs { arrays, codes, mask: bytes, rows: n, kept, levels }))
+    }
+
+    /// Where the source column of a numeric block column (a plain term or
+    /// the response) sits in [`DirectInputs::arrays`].
+    pub fn direct_index(&self, key: &ColumnKey) -> Option<usize> {
+        let plan = self.direct.as_ref()?;
+        match key {
+            ColumnKey::Response => Some(0),
+            ColumnKey::Cell { term, levels } if levels.is_empty() => {
+                let c = *plan.terms.get(*term as usize)?;
+                (!plan.checks[c].2).then_some(c)
+            }
+            _ => None,
+        }
+    }
+
+    /// The check (index into [`DirectInputs::codes`]) of term `term` when it
+    /// is one categorical factor.
+    pub fn direct_factor(&self, term: u32) -> Option<usize> {
+        let plan = self.direct.as_ref()?;
+        let c = *plan.terms.get(term as usize)?;
+        plan.checks[c].2.then_some(c)
+    }
+
+    /// The statistics of a batch read straight from its Arrow buffers (see
+    /// [`direct_inputs`](Self::direct_inputs)), when its values are exact
+    /// in plain arithmetic ([`raw_moments_masked_columns`]): the same bits
+    /// `block` and the general kernel give, categorical cells included.
+    /// `Ok(None)` where that does not apply.
+    pub fn direct_part(
+        &self,
+        batch: &RecordBatch,
+        at: &dyn Fn(usize) -> String,
+    ) -> Result<Option<DirectPart>, DesignError> {
+        let Some(plan) = &self.direct else { return Ok(None) };
+        let Some(inputs) = self.direct_inputs(batch, at)? else { return Ok(None) };
+        let column = |c: usize| match &inputs.codes[c] {
+            Some((codes, table)) => DirectColumn::Factor { codes, levels: table.len() },
+            None => DirectColumn::Source(inputs.column(c)),
+        };
+        let cols: Vec<DirectColumn<'_>> = plan.terms.iter().map(|&c| column(c)).chain([column(0)]).collect();
+        let Some(mm) = raw_moments_masked_columns(&cols, inputs.rows, inputs.mask.as_deref()) else {
+            return Ok(None);
+        };
+        // The block's keys: each term's column or cells (levels in order of
+        // first appearance among the kept rows, as `block` makes them).
+        let mut keys = Vec::with_capacity(mm.raw.s1.len());
+        let mut factor = 0;
+        for (t, &c) in plan.terms.iter().enumerate() {
+            match &inputs.codes[c] {
+                None => keys.push(ColumnKey::Cell { term: t as u32, levels: vec![] }),
+                Some((_, table)) => {
+                    for &code in &mm.cells[factor] {
+                        keys.push(ColumnKey::Cell { term: t as u32, levels: vec![table[code as usize].clone()] });
+                    }
+                    factor += 1;
+                }
+            }
+        }
+        keys.push(ColumnKey::Response);
+        let levels = inputs.levels;
+        Ok(Some(DirectPart {
+            keys,
+            raw: mm.raw,
+            levels,
+            rows_in: inputs.rows,
+            rows_dropped: inputs.rows - inputs.kept,
+        }))
+    }
+}

@@ -1,0 +1,228 @@
+//! Categorical columns as level codes: any Arrow type a factor may come
+//! as (strings, dictionaries, integers, booleans), its levels in order of
+//! first appearance, nulls as `u32::MAX`.
+
+use super::arrays::{bad_type, numeric_column};
+use super::DesignError;
+use crate::level::Level;
+use arrow::array::{Array, ArrayRef, AsArray, DictionaryArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int32Type, Int64Type};
+use std::collections::HashMap;
+
+/// A fast hasher for level lookups (the multiply-rotate hash of rustc's
+/// `FxHasher`): level keys are short strings and integers from the data,
+/// hashed once per row, where SipHash's resistance to crafted keys buys
+/// nothing and cost a third of a clustered second pass.
+#[derive(Default, Clone, Copy)]
+pub struct LevelHasher(u64);
+
+impl std::hash::Hasher for LevelHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub(super) type LevelMap<K> = HashMap<K, u32, std::hash::BuildHasherDefault<LevelHasher>>;
+
+/// The keys of a dictionary-coded string column without nulls, as `u32`,
+/// and its dictionary. When the dictionary's values are distinct and none
+/// is null, the keys are the column's codes in [`categorical_column`]
+/// (whose level table then has one level per value).
+pub fn dictionary_keys<'a>(batch: &'a RecordBatch, name: &str) -> Option<(&'a [u32], &'a ArrayRef)> {
+    let d = batch.column_by_name(name)?.as_any().downcast_ref::<DictionaryArray<Int32Type>>()?;
+    if d.null_count() != 0 || !matches!(d.values().data_type(), DataType::Utf8 | DataType::LargeUtf8) {
+        return None;
+    }
+    let keys: &[i32] = d.keys().values();
+    // SAFETY: i32 and u32 have the same size and alignment, and every bit
+    // pattern is a u32 (keys are non-negative in a valid array).
+    Some((unsafe { std::slice::from_raw_parts(keys.as_ptr().cast(), keys.len()) }, d.values()))
+}
+
+/// Level codes of a categorical column (`u32::MAX` = missing) and the
+/// batch-local level table.
+pub fn categorical_column(batch: &RecordBatch, name: &str) -> Result<(Vec<u32>, Vec<Level>), DesignError> {
+    let arr = batch.column_by_name(name).ok_or_else(|| DesignError::NoColumn { column: name.into() })?;
+    let n = arr.len();
+    let mut codes = vec![u32::MAX; n];
+    let mut table: Vec<Level> = Vec::new();
+    match arr.data_type() {
+        DataType::Boolean => {
+            let a = arr.as_boolean();
+            table = vec![Level::Bool(false), Level::Bool(true)];
+            for (r, c) in codes.iter_mut().enumerate() {
+                if a.is_valid(r) {
+                    *c = a.value(r) as u32;
+                }
+            }
+        }
+        t if t.is_integer() => {
+            let a = cast(arr, &DataType::Int64).map_err(|_| bad_type(name, arr, "a category"))?;
+            let a = a.as_primitive::<Int64Type>();
+            let mut map: LevelMap<i64> = LevelMap::default();
+            for (r, c) in codes.iter_mut().enumerate() {
+                if a.is_valid(r) {
+                    let v = a.value(r);
+                    *c = *map.entry(v).or_insert_with(|| {
+                        table.push(Level::Int(v));
+                        (table.len() - 1) as u32
+                    });
+                }
+            }
+        }
+        t if t.is_numeric() => {
+            let v = numeric_column(batch, name)?;
+            let mut map: LevelMap<u64> = LevelMap::default();
+            for (r, c) in codes.iter_mut().enumerate() {
+                let x = v[r];
+                if !x.is_nan() {
+                    let l = Level::float(x);
+                    let bits = match l {
+                        Level::Float(y) => y.to_bits(),
+                        _ => unreachable!(),
+                    };
+                    *c = *map.entry(bits).or_insert_with(|| {
+                        table.push(l);
+                        (table.len() - 1) as u32
+                    });
+                }
+            }
+        }
+        DataType::Dictionary(_, v) if matches!(v.as_ref(), DataType::Utf8 | DataType::LargeUtf8) => {
+            // Code the dictionary's values once (a dictionary may repeat a
+            // value: they share a level), then each row by its key.
+            let dict = arr.as_any_dictionary();
+            let values = cast(dict.values(), &DataType::Utf8).map_err(|_| bad_type(name, arr, "a category"))?;
+            let values = values.as_string::<i32>();
+            let mut map: LevelMap<&str> = LevelMap::default();
+            let value_code: Vec<u32> = values
+                .iter()
+                .map(|v| match v {
+                    None => u32::MAX,
+                    Some(v) => *map.entry(v).or_insert_with(|| {
+                        table.push(Level::Str(v.to_string()));
+                        (table.len() - 1) as u32
+                    }),
+                })
+                .collect();
+            let nulls = arr.logical_nulls();
+            let code_of = |k: usize| value_code.get(k).copied().unwrap_or(u32::MAX);
+            if let Some(d) = arr.as_any().downcast_ref::<DictionaryArray<Int32Type>>() {
+                // The usual keys (Parquet's dictionaries are read so): read
+                // in place rather than widened into a new vector first.
+                let keys = d.keys().values();
+                // Distinct dictionary values (the usual case) code as their keys.
+                let identity = value_code.iter().enumerate().all(|(i, &c)| c == i as u32);
+                let len = value_code.len() as u32;
+                match &nulls {
+                    None if identity => codes
+                        .iter_mut()
+                        .zip(keys.iter())
+                        .for_each(|(c, &k)| *c = if (k as u32) < len { k as u32 } else { u32::MAX }),
+                    None => codes.iter_mut().zip(keys.iter()).for_each(|(c, &k)| *c = code_of(k as usize)),
+                    Some(n) => {
+                        for (r, (c, &k)) in codes.iter_mut().zip(keys.iter()).enumerate() {
+                            if n.is_valid(r) {
+                                *c = code_of(k as usize);
+                            }
+                        }
+                    }
+                }
+            } else {
+                let keys = dict.normalized_keys();
+                for (r, c) in codes.iter_mut().enumerate() {
+                    if nulls.as_ref().is_none_or(|n| n.is_valid(r)) {
+                        *c = code_of(keys[r]);
+                    }
+                }
+            }
+        }
+        _ => {
+            let s = cast(arr, &DataType::Utf8).map_err(|_| bad_type(name, arr, "a category"))?;
+            let a = s.as_string::<i32>();
+            let mut map: LevelMap<&str> = LevelMap::default();
+            // Runs of one level are common (sorted or grouped files): the
+            // previous row's level is tried before the map.
+            let mut prev: Option<(&str, u32)> = None;
+            for (r, c) in codes.iter_mut().enumerate() {
+                if a.is_valid(r) {
+                    let v = a.value(r);
+                    if let Some((pv, pc)) = prev {
+                        if pv == v {
+                            *c = pc;
+                            continue;
+                        }
+                    }
+                    *c = match map.get(v) {
+                        Some(&k) => k,
+                        None => {
+                            table.push(Level::Str(v.to_string()));
+                            let k = (table.len() - 1) as u32;
+                            map.insert(v, k);
+                            k
+                        }
+                    };
+                    prev = Some((v, *c));
+                }
+            }
+        }
+    }
+    Ok((codes, table))
+}
+
+pub(super) fn describe(x: f64) -> String {
+    if x.is_nan() {
+        "NaN".into()
+    } else if x > 0.0 {
+        "+inf".into()
+    } else {
+        "-inf".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int32Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+    use std::sync::Arc;
+
+    /// A dictionary column is coded by its values, not its keys: two keys
+    /// of one value share a level, a null row (whatever its key) has no
+    /// level, and levels come in order of first appearance in the
+    /// dictionary's values.
+    #[test]
+    fn dictionary_codes_follow_values_and_nulls() {
+        let values = StringArray::from(vec!["Queens", "Brooklyn", "Queens", "Manhattan"]);
+        let keys = Int32Array::from(vec![Some(1), Some(0), None, Some(2), Some(3), Some(1)]);
+        for with_nulls in [true, false] {
+            let keys = if with_nulls { keys.clone() } else { Int32Array::from(vec![1, 0, 3, 2, 3, 1]) };
+            let dict = DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values.clone())).unwrap();
+            let schema = Schema::new(vec![Field::new("b", dict.data_type().clone(), true)]);
+            let batch = RecordBatch::try_new(Arc::new(schema), vec![Arc::new(dict)]).unwrap();
+            let (codes, table) = categorical_column(&batch, "b").unwrap();
+            let names: Vec<String> = table.iter().map(|l| l.to_string()).collect();
+            assert_eq!(names, ["Queens", "Brooklyn", "Manhattan"]);
+            let want = if with_nulls { vec![1, 0, u32::MAX, 0, 2, 1] } else { vec![1, 0, 2, 0, 2, 1] };
+            assert_eq!(codes, want, "nulls: {with_nulls}");
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Column types as pandas infers them (an integer column with a gap is
+//! float; a number column with one word in it is text, and the error says
+//! which values made it so).
+
+use super::files::{io_err, open_text_counted};
+use super::records::{sniff_delimiter, Dialect, Records};
+use super::{CsvOptions, CSV_INFER_ROWS};
+use arrow::datatypes::{DataType, Field, Schema};
+use std::io::BufRead;
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+/// A column's type as inferred.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// Only missing cells so far.
+    Empty,
+    Int,
+    Float,
+    Bool,
+    Text,
+}
+
+pub(super) fn trim(b: &[u8]) -> &[u8] {
+    b.trim_ascii()
+}
+
+pub(super) fn parse_int(cell: &[u8]) -> Option<i64> {
+    std::str::from_utf8(trim(cell)).ok()?.parse().ok()
+}
+
+/// A number with `decimal` as its decimal mark.
+pub(super) fn parse_float(cell: &[u8], decimal: u8) -> Option<f64> {
+    let t = trim(cell);
+    if decimal == b'.' {
+        return std::str::from_utf8(t).ok()?.parse().ok();
+    }
+    if t.contains(&b'.') {
+        return None;
+    }
+    let mut buf = [0u8; 64];
+    let s = buf.get_mut(..t.len())?;
+    for (o, &c) in s.iter_mut().zip(t) {
+        *o = if c == decimal { b'.' } else { c };
+    }
+    std::str::from_utf8(s).ok()?.parse().ok()
+}
+
+pub(super) fn parse_bool(cell: &[u8]) -> Option<bool> {
+    match cell {
+        b"True" | b"TRUE" | b"true" => Some(true),
+        b"False" | b"FALSE" | b"false" => Some(false),
+        _ => None,
+    }
+}
+
+pub(super) fn kind_of(cell: &[u8], decimal: u8) -> Kind {
+    if parse_int(cell).is_some() {
+        Kind::Int
+    } else if parse_float(cell, decimal).is_some() {
+        Kind::Float
+    } else if parse_bool(cell).is_some() {
+        Kind::Bool
+    } else {
+        Kind::Text
+    }
+}
+
+/// The type that holds both.
+pub(super) fn widen(a: Kind, b: Kind) -> Kind {
+    use Kind::*;
+    match (a, b) {
+        (x, y) if x == y => x,
+        (Empty, x) | (x, Empty) => x,
+        (Int, Float) | (Float, Int) => Float,
+        _ => Text,
+    }
+}
+
+/// Column names as pandas makes them: an empty name is `Unnamed: i`, a
+/// repeated one gets `.1`, `.2`, ….
+pub(super) fn header_names(records: &Records) -> Result<Vec<String>, String> {
+    let mut names: Vec<String> = Vec::with_capacity(records.fields());
+    for i in 0..records.fields() {
+        let raw = std::str::from_utf8(records.field(i)).map_err(|_| format!("header field {} is not UTF-8", i + 1))?;
+        let base = if raw.is_empty() { format!("Unnamed: {i}") } else { raw.to_string() };
+        let mut name = base.clone();
+        let mut k = 1;
+        while names.contains(&name) {
+            name = format!("{base}.{k}");
+            k += 1;
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
+/// A file opened at its header: the dialect, the column names and the
+/// records after the header.
+pub(super) struct Opened {
+    pub(super) dialect: Dialect,
+    pub(super) names: Vec<String>,
+    pub(super) records: Records,
+}
+
+pub(super) fn open_at_header(path: &Path, opts: &CsvOptions, count: Option<Arc<AtomicU64>>) -> Result<Opened, String> {
+    opts.validate().map_err(|e| io_err(path, e))?;
+    let mut text = open_text_counted(path, 0, count)?;
+    let head = text.fill_buf().map_err(|e| io_err(path, e))?;
+    let head = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
+    let decimal = opts.decimal as u8;
+    let delimiter = opts.delimiter.map_or_else(|| sniff_delimiter(head, decimal), |d| d as u8);
+    let dialect = Dialect { delimiter, decimal, na: Arc::new(opts.na_set()) };
+    let mut records = Records::new(text, dialect.core(), 0);
+    if records.next().map_err(|e| io_err(path, e))?.is_none() {
+        return Err(io_err(path, "no header line (the file holds no text)"));
+    }
+    let names = header_names(&records).map_err(|e| io_err(path, e))?;
+    Ok(Opened { dialect, names, records })
+}
+
+/// The schema of a CSV file: its header's names and the types of their
+/// values in the first [`CSV_INFER_ROWS`] rows (every field nullable).
+pub fn infer_schema(path: &Path, opts: &CsvOptions) -> Result<Schema, String> {
+    let Opened { dialect, names, mut records } = open_at_header(path, opts, None)?;
+    let mut kinds = vec![Kind::Empty; names.len()];
+    let mut missing = vec![false; names.len()];
+    for _ in 0..CSV_INFER_ROWS {
+        if records.next().map_err(|e| io_err(path, e))?.is_none() {
+            break;
+        }
+        for (j, k) in kinds.iter_mut().enumerate() {
+            if j >= records.fields() || dialect.na.contains(records.field(j)) {
+                missing[j] = true;
+                continue;
+            }
+            if *k != Kind::Text {
+                *k = widen(*k, kind_of(records.field(j), dialect.decimal));
+            }
+        }
+    }
+    let fields: Vec<Field> = names
+        .iter()
+        .zip(kinds.iter().zip(&missing))
+        .map(|(n, (k, &m))| {
+            let t = match k {
+                // pandas: an integer column with a gap, or one with no
+                // value at all, is float64.
+                Kind::Int if m => DataType::Float64,
+                Kind::Int => DataType::Int64,
+                Kind::Float | Kind::Empty => DataType::Float64,
+                Kind::Bool => DataType::Boolean,
+                Kind::Text => DataType::Utf8,
+            };
+            Field::new(n, t, true)
+        })
+        .collect();
+    Ok(Schema::new(fields))
+}
+
+/// Why a column of numbers was inferred as text.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TextInNumbers {
+    /// Most cells are numbers; these (with their lines) are not.
+    Mixed { column: String, values: Vec<(String, u64)> },
+    /// The numbers are written with a decimal comma (`1234,56`) and the
+    /// file is read with a decimal point: this cell, at this line.
+    DecimalComma { column: String, example: (String, u64) },
+}
+
+/// For the text columns among `columns` of a file whose schema is
+/// `schema`: the first that is really a column of numbers — most of its
+/// non-missing cells are numbers ([`TextInNumbers::Mixed`], with its first
+/// few other values), or numbers with the other decimal mark
+/// ([`TextInNumbers::DecimalComma`]). Reads the first [`CSV_INFER_ROWS`]
+/// rows.
+pub fn text_in_numbers(
+    path: &Path,
+    opts: &CsvOptions,
+    schema: &Schema,
+    columns: &[String],
+) -> Result<Option<TextInNumbers>, String> {
+    let text_cols: Vec<usize> = columns
+        .iter()
+        .filter_map(|c| schema.index_of(c).ok())
+        .filter(|&i| schema.field(i).data_type() == &DataType::Utf8)
+        .collect();
+    if text_cols.is_empty() {
+        return Ok(None);
+    }
+    let Opened { dialect, names, mut records } = open_at_header(path, opts, None)?;
+    let other_mark = if dialect.decimal == b'.' { b',' } else { b'.' };
+    let mut numeric = vec![0u64; text_cols.len()];
+    let mut comma = vec![0u64; text_cols.len()];
+    let mut other = vec![0u64; text_cols.len()];
+    let mut bad: Vec<Vec<(String, u64)>> = vec![Vec::new(); text_cols.len()];
+    for _ in 0..CSV_INFER_ROWS {
+        if records.next().map_err(|e| io_err(path, e))?.is_none() {
+            break;
+        }
+        for (k, &c) in text_cols.iter().enumerate() {
+            let Some(cell) = (c < records.fields()).then(|| records.field(c)) else { continue };
+            if dialect.na.contains(cell) {
+                continue;
+            }
+            if parse_float(cell, dialect.decimal).is_some() {
+                numeric[k] += 1;
+                continue;
+            }
+            other[k] += 1;
+            if parse_float(cell, other_mark).is_some() {
+                comma[k] += 1;
+            }
+            let v = String::from_utf8_lossy(cell).to_string();
+            if bad[k].len() < 3 && !bad[k].iter().any(|(b, _)| *b == v) {
+                bad[k].push((v, records.line));
+            }
+        }
+    }
+    for (k, &c) in text_cols.iter().enumerate() {
+        let column = names[c].clone();
+        let cells = numeric[k] + other[k];
+        if other_mark == b',' && cells > 0 && 2 * (numeric[k] + comma[k]) > cells && comma[k] > 0 {
+            let example = bad[k][0].clone();
+            return Ok(Some(TextInNumbers::DecimalComma { column, example }));
+        }
+        if numeric[k] > other[k] && !bad[k].is_empty() {
+            return Ok(Some(TextInNumbers::Mixed { column, values: std::mem::take(&mut bad[k]) }));
+        }
+    }
+    Ok(None)
+}
