@@ -1,9 +1,9 @@
 //! The commands: each takes parsed arguments, does its work through the
 //! library and writes results to stdout (or a file) — errors go back to
-//! `main` with context. One module per kind of command: [`fit`](self::fit)
-//! (a fit from files), [`keep`] (keeping a saved fit current: update,
-//! retract, merge, diagnose), [`follow`] (watching a directory),
-//! [`inspect`] (summary, design matrix, correlations); here what they share.
+//! `main` with context. One module per kind of command: `fit`
+//! (a fit from files), `keep` (keeping a saved fit current: update,
+//! retract, merge, diagnose), `follow` (watching a directory),
+//! `inspect` (summary, design matrix, correlations); here what they share.
 
 mod fit;
 mod follow;

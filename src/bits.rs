@@ -83,7 +83,7 @@ pub fn kept_rows(mask: Option<&[u8]>, n: usize) -> usize {
     })
 }
 
-/// The bits of a [`SourceColumn::Bits`] on the kept rows below `n` (clear
+/// The bits of a [`SourceColumn::Bits`](crate::stats::columns::SourceColumn::Bits) on the kept rows below `n` (clear
 /// elsewhere), into `out` (a byte per 8 rows).
 pub fn kept_bits(src: &[u8], mask: Option<&[u8]>, n: usize, out: &mut [u8]) {
     let nbytes = n.div_ceil(8);

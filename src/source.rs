@@ -3,7 +3,7 @@
 //! that yield Arrow record batches.
 //!
 //! Parquet files are read row group by row group (the unit of parallel
-//! work; [`parquet`]), CSV files by [`csv`], Arrow IPC files and streams
+//! work; `parquet`), CSV files by [`csv`], Arrow IPC files and streams
 //! (uncompressed, lz4 frames or zstd) by arrow-rs. CSV and IPC are
 //! sequential: one reader thread parses them (see [`crate::engine`]).
 

@@ -13,9 +13,9 @@
 //! The block holds the *full* cell expansion of each term (see
 //! [`crate::formula::columns`]), keyed by [`ColumnKey`], plus the response.
 //!
-//! Modules: [`block`] (the block itself), [`eval`] (numeric expressions in
-//! double-double), [`arrays`] (Arrow arrays as `f64` with their missing
-//! rows), [`levels`] (categorical columns as level codes), [`direct`] (the
+//! Modules: `block` (the block itself), `eval` (numeric expressions in
+//! double-double), `arrays` (Arrow arrays as `f64` with their missing
+//! rows), `levels` (categorical columns as level codes), `direct` (the
 //! in-place path: the source columns handed to the kernels as they are).
 
 mod arrays;

@@ -21,9 +21,9 @@
 //! * Cluster-robust (Liang & Zeger 1986): per-cluster score sums
 //!   s_g = Σ_{i∈g} x_i e_i, meat Σ_g s_g s_gᵀ.
 //!
-//! The pass is split by what it computes: [`moments`] (moments and
-//! Durbin–Watson), [`meat`] (HC meats and the sandwich), [`cluster`]
-//! (cluster scores); [`general`] takes any chunk through its design
+//! The pass is split by what it computes: `moments` (moments and
+//! Durbin–Watson), `meat` (HC meats and the sandwich), `cluster`
+//! (cluster scores); `general` takes any chunk through its design
 //! block, and on x86 with AVX-512 `direct` reads the columns in place.
 
 mod cluster;

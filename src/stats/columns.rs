@@ -36,7 +36,7 @@ pub struct RawMoments {
     pub exact: bool,
 }
 
-/// A source column read in place by [`raw_moments_masked`].
+/// A source column read in place by [`raw_moments_masked`](super::kernel::raw_moments_masked).
 #[derive(Clone, Copy)]
 pub enum SourceColumn<'a> {
     F64(&'a [f64]),
@@ -55,7 +55,7 @@ pub enum DirectColumn<'a> {
     Factor { codes: &'a [u32], levels: usize },
 }
 
-/// What [`raw_moments_masked_columns`] returns: the raw moments of the
+/// What [`raw_moments_masked_columns`](super::kernel::raw_moments_masked_columns) returns: the raw moments of the
 /// output columns — each source column, and each factor's cells present
 /// among the kept rows — and for each factor (in order) the level codes of
 /// its cells, in order of first appearance among the kept rows.

@@ -448,7 +448,7 @@ impl SufficientStats {
 ///
 /// The addition is exact, not merely accurate: an exact block's sums are
 /// integers in units of 2^-(qa+qb) below 2⁵³ of them
-/// ([`kernel::DyadicProfile::exact_dot`]), so [`MAX_BLOCKS`] of them stay
+/// ([`dyadic::DyadicProfile::exact_dot`]), so [`MAX_BLOCKS`] of them stay
 /// below 2⁶¹ units, where every step of the double-double addition is an
 /// exact floating-point operation. Folding a run of chunks this way instead
 /// of a Chan merge per chunk saves ~3m² double-double operations per chunk

@@ -91,10 +91,10 @@ pub const fn table_width(cols: usize) -> usize {
     (1 + cols).div_ceil(8)
 }
 
-/// Copies of each table row that [`spread_pattern_sums`] adds to in turn.
+/// Copies of each table row that `x86::avx512::patterns::spread_pattern_sums` adds to in turn.
 pub const SPREAD: usize = 4;
 
-/// The 256-row table of a [`spread_pattern_sums`] table (`width` vectors
+/// The 256-row table of a `x86::avx512::patterns::spread_pattern_sums` table (`width` vectors
 /// per row): each pattern's copies summed.
 pub fn fold_spread(table: &[f64], width: usize) -> Vec<f64> {
     let stride = width * 8;
@@ -104,7 +104,7 @@ pub fn fold_spread(table: &[f64], width: usize) -> Vec<f64> {
 }
 
 /// `side[index[r]] += w[r]` for the first `n` rows: the side table of
-/// [`cluster_rows`].
+/// `x86::avx512::patterns::cluster_rows`.
 pub fn side_sums(index: &[u16], w: &[f64], n: usize, side: &mut [f64]) {
     for (&i, &w) in index[..n].iter().zip(&w[..n]) {
         side[usize::from(i)] += w;
@@ -125,8 +125,8 @@ pub fn cluster_bits(levels: usize, nf: usize, width: usize) -> usize {
     nf.saturating_sub(row_units).div_ceil(2).min(nf)
 }
 
-/// Per-cluster score sums from the tables of [`cluster_rows`] (main
-/// table rows `level · 2^bits + low`, summed by [`pattern_sums`]; side
+/// Per-cluster score sums from the tables of `x86::avx512::patterns::cluster_rows` (main
+/// table rows `level · 2^bits + low`, summed by `x86::avx512::patterns::pattern_sums`; side
 /// entries `level · 2^(nf − bits) + high`, by [`side_sums`]; weights:
 /// the residuals): `g × m` in kernel order (columns, flags, intercept).
 pub fn scores_from_patterns(

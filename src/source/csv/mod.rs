@@ -14,8 +14,8 @@
 //! (RFC 4180 quoting, quoted delimiters and newlines, CRLF, a UTF-8 BOM);
 //! only the projected columns are converted.
 //!
-//! Modules: [`files`] (opening, decompressing, counting bytes),
-//! [`records`] (records and fields), [`infer`] (column types); here the
+//! Modules: `files` (opening, decompressing, counting bytes),
+//! `records` (records and fields), `infer` (column types); here the
 //! options and the reader that turns records into Arrow batches.
 
 mod files;

@@ -1,11 +1,13 @@
 //! AVX2 kernels (256-bit vectors): the same algorithms as the portable
 //! ones and the AVX-512 ones, their lanes summed in the same order.
 
-#![allow(clippy::missing_safety_doc)]
-
 use crate::stats::dyadic::ColumnScan;
 use std::arch::x86_64::*;
 
+/// # Safety
+///
+/// The CPU must have AVX2 (a `crate::isa::Avx2` token proves it); the
+/// slice lengths are checked (`assert!`) where the caller passes them.
 #[target_feature(enable = "avx2")]
 pub unsafe fn scan_avx2(col: &[f64]) -> ColumnScan {
     let zero = _mm256_setzero_pd();

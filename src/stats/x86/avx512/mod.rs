@@ -13,8 +13,6 @@
 //! Every function here is `unsafe` only for its target features: callers
 //! check the CPU first. Loads past a column's end are masked off.
 
-#![allow(clippy::missing_safety_doc)]
-
 pub mod inplace;
 pub mod patterns;
 
@@ -51,6 +49,11 @@ macro_rules! tile_shape {
 
 /// Values past 2⁵² are whole numbers; `roundscale` handles them, and
 /// the exactness bound refuses them anyway.
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F (a `crate::isa::Avx512` token proves it); the
+/// slice lengths are checked (`assert!`) where the caller passes them.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn scan_avx512(col: &[f64]) -> ColumnScan {
     let zero = _mm512_setzero_pd();
@@ -78,6 +81,11 @@ pub unsafe fn scan_avx512(col: &[f64]) -> ColumnScan {
 }
 
 /// [`scan_avx512`] of a column known to hold whole numbers.
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F (a `crate::isa::Avx512` token proves it); the
+/// slice lengths are checked (`assert!`) where the caller passes them.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn scan_integral_avx512(col: &[f64]) -> ColumnScan {
     let zero = _mm512_setzero_pd();
@@ -100,6 +108,11 @@ pub unsafe fn scan_integral_avx512(col: &[f64]) -> ColumnScan {
 /// Lower triangle of `ZᵀZ` (`out[j·m + i]`, `i ≥ j`) of a column-major
 /// `n × m` matrix, for the exact path only: every partial sum is exact
 /// there, so any order of summation gives the same bits as faer's.
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F (a `crate::isa::Avx512` token proves it); the
+/// slice lengths are checked (`assert!`) where the caller passes them.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn gram_lower_avx512(z: &[f64], n: usize, m: usize, out: &mut [f64]) {
     let cols: Vec<&[f64]> = (0..m).map(|j| &z[j * n..(j + 1) * n]).collect();
@@ -112,6 +125,11 @@ pub unsafe fn gram_lower_avx512(z: &[f64], n: usize, m: usize, out: &mut [f64]) 
 /// value is not a whole number (or is NaN), and the magnitude, sum and
 /// non-zero count. (Moving a mask to an integer register each 8 rows was
 /// slower on Zen 4 than counting in a vector.)
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F, AVX-512DQ (a `crate::isa::Avx512` token proves it); the
+/// slice lengths are checked (`assert!`) where the caller passes them.
 #[target_feature(enable = "avx512f,avx512dq")]
 pub unsafe fn scan_masked_avx512(col: &[f64], mask: Option<&[u8]>) -> (bool, ColumnStats) {
     let n = col.len();
@@ -147,6 +165,11 @@ pub unsafe fn scan_masked_avx512(col: &[f64], mask: Option<&[u8]>) -> (bool, Col
 /// Whether some kept value is not a multiple of ½ (or is NaN or ±∞).
 /// Fractions are OR-ed together (a one-cycle chain, where a sum would
 /// wait on the adder's latency every 8 rows).
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F, AVX-512DQ (a `crate::isa::Avx512` token proves it); the
+/// slice lengths are checked (`assert!`) where the caller passes them.
 #[target_feature(enable = "avx512f,avx512dq")]
 pub unsafe fn halves_masked_avx512(col: &[f64], mask: Option<&[u8]>) -> bool {
     let n = col.len();
@@ -168,6 +191,11 @@ pub unsafe fn halves_masked_avx512(col: &[f64], mask: Option<&[u8]>) -> bool {
 /// magnitude, sum and non-zero count. Integers past 2⁵³ round, as any
 /// conversion does. (0/1 columns never come here: they stay bits, see
 /// [`binary_bits_i64_avx512`].)
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F, AVX-512DQ (a `crate::isa::Avx512` token proves it); the
+/// slice lengths are checked (`assert!`) where the caller passes them.
 #[target_feature(enable = "avx512f,avx512dq")]
 pub unsafe fn convert_i64_masked_avx512(col: &[i64], mask: Option<&[u8]>, out: &mut [f64]) -> ColumnStats {
     let n = col.len();
@@ -200,6 +228,11 @@ pub unsafe fn convert_i64_masked_avx512(col: &[i64], mask: Option<&[u8]>, out: &
 
 /// An `i64` column converted to `f64` into `out` (`n` rounded up to 8
 /// values), nothing else.
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F, AVX-512DQ (a `crate::isa::Avx512` token proves it); the
+/// slice lengths are checked (`assert!`) where the caller passes them.
 #[target_feature(enable = "avx512f,avx512dq")]
 pub unsafe fn convert_i64_avx512(col: &[i64], out: &mut [f64]) {
     let n = col.len();
@@ -227,6 +260,11 @@ pub struct ColumnStats {
 
 /// The non-zero bits of the kept rows of a column, a byte per 8 rows
 /// (for a 0/1 column: the column).
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F (a `crate::isa::Avx512` token proves it); the
+/// slice lengths are checked (`assert!`) where the caller passes them.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn nonzero_bits_masked_avx512(col: &[f64], mask: Option<&[u8]>, bits: &mut [u8]) {
     let n = col.len();
@@ -245,6 +283,11 @@ pub unsafe fn nonzero_bits_masked_avx512(col: &[f64], mask: Option<&[u8]>, bits:
 /// `bits`, and the column needs no conversion: the kernels below read a
 /// 0/1 column as a mask. Values other than 0 and 1 are found by OR-ing
 /// every value but its lowest bit, tested every 64 rows.
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F (a `crate::isa::Avx512` token proves it); the
+/// slice lengths are checked (`assert!`) where the caller passes them.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn binary_bits_i64_avx512(col: &[i64], mask: Option<&[u8]>, bits: &mut [u8]) -> bool {
     let n = col.len();
@@ -270,6 +313,11 @@ pub unsafe fn binary_bits_i64_avx512(col: &[i64], mask: Option<&[u8]>, bits: &mu
 
 /// The bits of the kept rows whose code is `code` (a byte per 8 rows;
 /// clear on dropped rows and past `n`): a level's indicator column.
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F (a `crate::isa::Avx512` token proves it); the
+/// slice lengths are checked (`assert!`) where the caller passes them.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn equal_bits_u32_avx512(codes: &[u32], code: u32, n: usize, mask: Option<&[u8]>, bits: &mut [u8]) {
     assert!(codes.len() >= n && bits.len() >= n.div_ceil(8));
@@ -298,6 +346,11 @@ pub unsafe fn equal_bits_u32_avx512(codes: &[u32], code: u32, n: usize, mask: Op
 /// A product with a 0/1 column is a masked sum, so it needs no multiply
 /// (the same bits as multiplying by the 0/1 value). Bits are clear on
 /// dropped rows.
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F (a `crate::isa::Avx512` token proves it); the
+/// slice lengths are checked (`assert!`) where the caller passes them.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn bits_by_cols_avx512(bins: &[&[u8]], cont: &[&[f64]], n: usize, mask: Option<&[u8]>, out: &mut [f64]) {
     let (nb, nc) = (bins.len(), cont.len());
@@ -371,6 +424,11 @@ unsafe fn tile_bits<const A: usize, const B: usize>(
 ///
 /// With `weights`, the rows are weighted: `Σ w_r x_ri x_rj` (the meats of
 /// the robust covariances).
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F (a `crate::isa::Avx512` token proves it); the
+/// slice lengths are checked (`assert!`) where the caller passes them.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn gram_lower_cols_avx512(
     cols: &[&[f64]],
@@ -457,7 +515,7 @@ unsafe fn tile_cols<const A: usize, const B: usize, const DIAG: bool>(
 /// that fits in two vector registers, so that 8 rows' terms are two
 /// permutes and an addition instead of a masked subtraction per flag.
 ///
-/// [`patterns::row_patterns`]: super::patterns::row_patterns
+/// [`patterns::row_patterns`]: patterns::row_patterns
 pub struct FlagTerms {
     lo: [f64; 16],
     hi: [f64; 16],
@@ -483,6 +541,11 @@ impl FlagTerms {
 /// each row's pattern, see [`FlagTerms`]): into `full` at their row
 /// positions (zero on dropped rows; `n` rounded up to 8 values) and, in
 /// row order without gaps, into `kept` (as many values as kept rows).
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F, POPCNT (a `crate::isa::Avx512` token proves it); the
+/// slice lengths are checked (`assert!`) where the caller passes them.
 #[target_feature(enable = "avx512f,popcnt")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn residuals_masked_avx512(
@@ -565,6 +628,11 @@ pub unsafe fn residuals_masked_avx512(
 /// Residual moments `Σ e, Σ e², Σ e³, Σ e⁴` and `Σ (e_t − e_{t−1})²` over
 /// consecutive values of `e`, in eight lanes each (a fixed order: the same
 /// bits for the same values).
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F (a `crate::isa::Avx512` token proves it); the
+/// slice lengths are checked (`assert!`) where the caller passes them.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn residual_sums_avx512(e: &[f64]) -> ([f64; 4], f64) {
     let n = e.len();
@@ -598,6 +666,11 @@ pub unsafe fn residual_sums_avx512(e: &[f64]) -> ([f64; 4], f64) {
 }
 
 /// Kept rows on which a column is non-zero.
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F (a `crate::isa::Avx512` token proves it); the
+/// slice lengths are checked (`assert!`) where the caller passes them.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn count_nonzero_masked_avx512(col: &[f64], n: usize, mask: Option<&[u8]>) -> u64 {
     assert!(col.len() >= n);
@@ -618,6 +691,11 @@ pub unsafe fn count_nonzero_masked_avx512(col: &[f64], n: usize, mask: Option<&[
 /// where `1 − h ≤ 1e-10` (leverage 1 within rounding: 0/0); returns
 /// whether any row has leverage 1. `e`, `h` and `w` hold the same number
 /// of values, a multiple of 8.
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F (a `crate::isa::Avx512` token proves it); the
+/// slice lengths are checked (`assert!`) where the caller passes them.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn robust_weights_avx512(e: &[f64], h: &[f64], squared: bool, w: &mut [f64]) -> bool {
     assert!(e.len().is_multiple_of(8) && h.len() == e.len() && w.len() == e.len());
@@ -654,6 +732,11 @@ pub enum LevelColumn<'a> {
 /// scattered addition per column. The sums are taken in lanes and added
 /// up at the end: exact when the caller's exactness bound holds (as the
 /// in-place kernels' sums are), in any order.
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F, POPCNT (a `crate::isa::Avx512` token proves it); the
+/// slice lengths are checked (`assert!`) where the caller passes them.
 #[target_feature(enable = "avx512f,popcnt")]
 pub unsafe fn level_sums_avx512(
     codes: &[u32],

@@ -9,8 +9,6 @@
 //! Every function here is `unsafe` only for its target features (AVX-512F):
 //! callers hold the token.
 
-#![allow(clippy::missing_safety_doc)]
-
 use crate::bits::row_mask;
 use crate::stats::patterns::{row_patterns_from, table_width, Table, MAX_FLAGS, SPREAD};
 use std::arch::x86_64::*;
@@ -103,6 +101,11 @@ fn transpose_8x8(v: [__m512d; 8]) -> [__m512d; 8] {
 /// a pattern is the row's index, below `rows`). Dropped rows weigh 0;
 /// without weights every kept row weighs 1 (row counts and plain sums,
 /// no multiplication: exact where the sums are).
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F (a `crate::isa::Avx512` token proves it); the
+/// slice lengths are checked (`assert!`) where the caller passes them.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn pattern_sums<P: Copy + Into<usize>>(
@@ -153,7 +156,12 @@ unsafe fn pattern_sums_copies<P: Copy + Into<usize>, const COPIES: usize>(
 /// chunk adding to copy `r mod SPREAD`: rows of the same pattern close
 /// together (a design whose flags take few patterns, such as one factor's
 /// indicators) then add to different copies instead of each waiting for
-/// the previous one's store. [`fold_spread`] sums the copies.
+/// the previous one's store. [`fold_spread`](crate::stats::patterns::fold_spread) sums the copies.
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F (a `crate::isa::Avx512` token proves it); the
+/// slice lengths are checked (`assert!`) where the caller passes them.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn spread_pattern_sums(
     cols: &[&[f64]],
@@ -177,7 +185,12 @@ pub unsafe fn spread_pattern_sums(
 /// chunk of 6 columns, Zen 4; `benches/kernels.rs`). `false` (nothing
 /// done) for more than 7 columns.
 ///
-/// [`gram_lower_cols_avx512`]: super::simd::gram_lower_cols_avx512
+/// [`gram_lower_cols_avx512`]: super::gram_lower_cols_avx512
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F (a `crate::isa::Avx512` token proves it); the
+/// slice lengths are checked (`assert!`) where the caller passes them.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn meat_sums(
     cols: &[&[f64]],
@@ -310,6 +323,11 @@ unsafe fn pattern_sums_with<P: Copy + Into<usize>, const NC: usize, const COPIES
 /// `index[r]` (`rows` rows of one vector): per row of the table, the count
 /// of its rows with each flag (exact). The pattern byte is the lane mask
 /// of the ones added, so a row costs one addition whatever its flags.
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F (a `crate::isa::Avx512` token proves it); the
+/// slice lengths are checked (`assert!`) where the caller passes them.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn flag_counts(index: &[u16], patterns: &[u8], rows: usize, n: usize, table: &mut [f64]) {
     assert!(index.len() >= n && patterns.len() >= n && table.len() >= rows * 8);
@@ -343,6 +361,11 @@ pub unsafe fn flag_counts(index: &[u16], patterns: &[u8], rows: usize, n: usize,
 /// `levels`: none, or a dropped row's) goes to row 0 with weight 0 (its
 /// residual otherwise; residuals are 0 on dropped rows already). 16 rows
 /// at a time. Returns the kept rows with a cluster (`mask`: kept rows).
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F, POPCNT (a `crate::isa::Avx512` token proves it); the
+/// slice lengths are checked (`assert!`) where the caller passes them.
 #[target_feature(enable = "avx512f,popcnt")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn cluster_rows(
@@ -420,7 +443,12 @@ pub unsafe fn cluster_rows(
 /// Leverages `h_r` of the kept rows into `h` (`n` rounded up to 8 values;
 /// dropped rows 0): `h = T + 2 Σ_j c_j (t_j + V_j)` with
 /// `t_j = B_jj/2 · c_j + Σ_{l>j} B_jl c_l` over the columns (`bk` as for
-/// [`leverage_table`]) and `(T, V)` the table row of the row's pattern.
+/// [`leverage_table`](crate::stats::patterns::leverage_table)) and `(T, V)` the table row of the row's pattern.
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F (a `crate::isa::Avx512` token proves it); the
+/// slice lengths are checked (`assert!`) where the caller passes them.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn leverage_by_patterns(
@@ -570,6 +598,11 @@ unsafe fn leverage_fixed<const NC: usize>(
 /// by_column[l·nc + j]`. Eight rows at a time: the level by a gather, the
 /// columns' factors by a transpose of the levels' rows (up to 7 columns;
 /// gathers beyond).
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F, AVX-512DQ (a `crate::isa::Avx512` token proves it); the
+/// slice lengths are checked (`assert!`) where the caller passes them.
 #[target_feature(enable = "avx512f,avx512dq")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn add_level_leverage(
