@@ -184,7 +184,7 @@ fn bench_second_pass(c: &mut Criterion) {
         b.iter(|| gramfit::stats::x86::avx512::patterns::row_patterns(black_box(&flags), N))
     });
     let pats = gramfit::stats::x86::avx512::patterns::row_patterns(&flags, N);
-    let terms = simd::FlagTerms::new(&gamma);
+    let terms = gramfit::stats::portable::rows::FlagTerms::new(&gamma);
     g.bench_function("residuals", |b| {
         b.iter(|| unsafe {
             simd::residuals_masked_avx512(

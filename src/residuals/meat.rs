@@ -13,19 +13,14 @@ impl ResidualStats {
     /// any still pending as pattern sums (a unit's accumulator before it
     /// is merged).
     pub fn meat(&self, cov: CovType) -> Vec<f64> {
-        let m = match cov {
+        let mut m = match cov {
             CovType::Hc2 => &self.meat2,
             CovType::Hc3 => &self.meat3,
             _ => &self.meat0,
         }
         .clone();
-        // On x86 the in-place pass may hold part of it as pattern sums.
-        #[cfg(gramfit_x86)]
-        let m = {
-            let mut m = m;
-            self.add_pending_meat_to(cov, &mut m);
-            m
-        };
+        // The in-place pass may hold part of it as pattern sums.
+        self.add_pending_meat_to(cov, &mut m);
         m
     }
 

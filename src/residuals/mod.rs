@@ -24,10 +24,9 @@
 //! The pass is split by what it computes: `moments` (moments and
 //! Durbin–Watson), `meat` (HC meats and the sandwich), `cluster`
 //! (cluster scores); `general` takes any chunk through its design
-//! block, and on x86 with AVX-512 `direct` reads the columns in place.
+//! block, and `direct` reads the columns in place where the model allows.
 
 mod cluster;
-#[cfg(gramfit_x86)]
 mod direct;
 mod general;
 mod meat;
@@ -71,17 +70,14 @@ pub struct ResidualStats {
     pub rows_without_cluster: u64,
     /// The in-place pass's leverage table for the last chunk's column
     /// layout (a cache: chunks of a run share it; never merged).
-    #[cfg(gramfit_x86)]
     leverage_cache: Option<direct::LeverageCache>,
     /// The in-place pass's meat of the chunks so far, while they share a
     /// column layout (collapsed into `meat*` when it changes and on merge).
-    #[cfg(gramfit_x86)]
     pending_meat: Option<direct::PendingMeat>,
     /// Likewise the cluster-robust pass's per-(level, pattern) sums, while
     /// the chunks share a layout and their levels fit the table (collapsed
     /// into `clusters` otherwise and on merge: the engine's merged result
     /// has none pending).
-    #[cfg(gramfit_x86)]
     pending_scores: Option<direct::PendingScores>,
 }
 
@@ -111,14 +107,12 @@ impl ChunkSink for ResidualStats {
         at: &dyn Fn(usize) -> String,
     ) -> Result<(), DesignError> {
         let spec = builder.second_pass.as_ref().expect("a second pass has its spec");
-        #[cfg(gramfit_x86)]
         if self.add_chunk_direct(builder, spec, chunk, at)? {
             return Ok(());
         }
         self.add_chunk_general(builder, spec, chunk, at)
     }
 
-    #[cfg(gramfit_x86)]
     fn finish(&mut self) {
         self.flush_meat();
         if let Some(ps) = self.pending_scores.take() {
@@ -131,18 +125,15 @@ impl ChunkSink for ResidualStats {
         if other.n == 0 {
             return;
         }
-        #[cfg(gramfit_x86)]
-        {
-            self.flush_meat();
-            if let Some(pm) = &other.pending_meat {
-                self.add_pending(pm);
-            }
-            if let Some(ps) = self.pending_scores.take() {
-                ps.collapse_into(self);
-            }
-            if let Some(ps) = &other.pending_scores {
-                ps.collapse_into(self);
-            }
+        self.flush_meat();
+        if let Some(pm) = &other.pending_meat {
+            self.add_pending(pm);
+        }
+        if let Some(ps) = self.pending_scores.take() {
+            ps.collapse_into(self);
+        }
+        if let Some(ps) = &other.pending_scores {
+            ps.collapse_into(self);
         }
         if let (Some(l), Some(f)) = (self.last, other.first) {
             let d = f - l;

@@ -6,41 +6,23 @@
 use super::ResidualStats;
 use crate::dd::Dd;
 use crate::second_pass::ResidualDiagnostics;
+use crate::stats::portable::rows::RowKernels;
+use crate::stats::portable::Portable;
 
 /// `Σ e, Σ e², Σ e³, Σ e⁴` and `Σ (e_t − e_{t−1})²` of a chunk's
-/// residuals: row `r` in lane `r % 8`, `e³` and `e⁴` and the squared
-/// difference by fused multiply-adds, the lanes added by
-/// [`reduce8`](crate::stats::kernel::reduce8) — the same arithmetic on every
-/// instruction set, so the same bits.
+/// residuals (see [`RowKernels::residual_sums`]): the same arithmetic on
+/// every instruction set, so the same bits.
 pub(super) fn residual_sums(e: &[f64]) -> ([f64; 4], f64) {
     #[cfg(gramfit_x86)]
     {
-        if crate::isa::Avx512::get().is_some() {
-            // SAFETY: the token proves AVX-512F.
-            return unsafe { crate::stats::x86::avx512::residual_sums_avx512(e) };
+        if let Some(k) = crate::isa::Avx512::get() {
+            return k.residual_sums(e);
+        }
+        if let Some(k) = crate::isa::Avx2::get() {
+            return k.residual_sums(e);
         }
     }
-    residual_sums_portable(e)
-}
-
-/// [`residual_sums`]' reference loop.
-fn residual_sums_portable(e: &[f64]) -> ([f64; 4], f64) {
-    use crate::stats::portable::reduce8;
-    let mut m = [[0.0f64; 8]; 4];
-    let mut dw = [0.0f64; 8];
-    for (k, &er) in e.iter().enumerate() {
-        let l = k % 8;
-        let e2 = er * er;
-        m[0][l] += er;
-        m[1][l] += e2;
-        m[2][l] = e2.mul_add(er, m[2][l]);
-        m[3][l] = e2.mul_add(e2, m[3][l]);
-        if let Some(&next) = e.get(k + 1) {
-            let d = next - er;
-            dw[l] = d.mul_add(d, dw[l]);
-        }
-    }
-    (m.map(reduce8), reduce8(dw))
+    Portable.residual_sums(e)
 }
 
 impl ResidualStats {

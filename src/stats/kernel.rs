@@ -5,7 +5,7 @@
 //! second pass's kernels); every set returns the same bits (see
 //! `tests/it/isa.rs`).
 
-use super::columns::{matrix_columns, ColumnRef, DirectColumn, KernelColumn, MaskedMoments, RawMoments, SourceColumn};
+use super::columns::{matrix_columns, ColumnRef, DirectColumn, MaskedMoments, RawMoments, SourceColumn};
 use super::dyadic::{ColumnScan, DyadicProfile};
 use super::portable::{raw_moments_with, Portable, Primitives};
 #[cfg(gramfit_x86)]
@@ -117,28 +117,6 @@ pub fn raw_moments_masked_columns(cols: &[DirectColumn<'_>], n: usize, mask: Opt
         }
     }
     let _ = (cols, n, mask);
-    None
-}
-
-/// Source columns for the second pass: floats in place; integer columns
-/// whose kept values are all 0 or 1 as bits (at most `max_flags` of them,
-/// and only where `may_flag` allows), appended to `bits` (`n.div_ceil(8)`
-/// bytes each); other integers converted into `scratch`. `None` without
-/// AVX-512 (F and DQ).
-pub fn source_columns<'a>(
-    cols: &[SourceColumn<'a>],
-    may_flag: &[bool],
-    max_flags: usize,
-    n: usize,
-    mask: Option<&[u8]>,
-    scratch: &'a mut Vec<f64>,
-    bits: &mut Vec<u8>,
-) -> Option<Vec<KernelColumn<'a>>> {
-    #[cfg(gramfit_x86)]
-    if let Some(token) = Avx512::get() {
-        return Some(x86::avx512::inplace::source_columns(token, cols, may_flag, max_flags, n, mask, scratch, bits));
-    }
-    let _ = (cols, may_flag, max_flags, n, mask, scratch, bits);
     None
 }
 

@@ -179,7 +179,7 @@ fn avx512_kernels_stay_within_their_slices() {
             // names, and no more.
             unsafe {
                 let pats = Guarded::new(&patterns::row_patterns(&[flag_bits.get()], n));
-                let terms = avx512::FlagTerms::new(&[0.5]);
+                let terms = gramfit::stats::portable::rows::FlagTerms::new(&[0.5]);
                 let (mut full, mut kept) = (Guarded::new(&vec![0.0; stride]), Guarded::new(&vec![0.0; n]));
                 let k = avx512::residuals_masked_avx512(
                     y.get(),

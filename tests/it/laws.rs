@@ -570,7 +570,7 @@ proptest! {
         let beta: Vec<f64> = (0..nc).map(|_| rng.normal()).collect();
         let gamma: Vec<f64> = (0..nf).map(|_| rng.normal()).collect();
         let b0 = if intercept { rng.normal() } else { 0.0 };
-        let terms = gramfit::stats::x86::avx512::FlagTerms::new(&gamma);
+        let terms = gramfit::stats::portable::rows::FlagTerms::new(&gamma);
         let (mut full, mut kept_e) = (vec![f64::NAN; n.div_ceil(8) * 8], vec![f64::NAN; n]);
         let flag_part = (nf > 0).then_some((&pats[..], &terms));
         let k = unsafe {

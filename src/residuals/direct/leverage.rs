@@ -5,11 +5,10 @@
 //! of leverage 1 (0/0 weights) left out and counted.
 
 use super::{DesignColumn, Layout};
-use crate::isa::Avx512;
 use crate::residuals::ResidualStats;
 use crate::second_pass::{CovType, SecondPassSpec};
 use crate::stats::patterns;
-use crate::stats::x86::avx512;
+use crate::stats::portable::rows::RowKernels;
 
 /// `(XᵀX)⁻¹` in kernel order and its per-pattern table, for one layout:
 /// kernel order (design indices) and the number of `f64` columns.
@@ -52,65 +51,55 @@ impl LeverageCache {
 impl ResidualStats {
     /// The leverages of the chunk's rows into `h` (`stride` values; 0 on
     /// dropped rows and past `n`).
-    pub(super) fn leverages(&mut self, _token: Avx512, spec: &SecondPassSpec, layout: &Layout<'_>, h: &mut [f64]) {
+    pub(super) fn leverages(&mut self, k: impl RowKernels, spec: &SecondPassSpec, layout: &Layout<'_>, h: &mut [f64]) {
         let cache = match self.leverage_cache.take() {
             Some(c) if c.fits(layout) => c,
             _ => LeverageCache::new(spec, layout),
         };
         let (n, mask) = (layout.n, layout.mask);
-        // SAFETY: the token proves AVX-512F and DQ; every column holds n
-        // rows, the patterns n, `h` `stride`; the table is the layout's.
-        unsafe {
-            avx512::patterns::leverage_by_patterns(
+        k.leverages(
+            &layout.cont_cols,
+            &cache.bk,
+            layout.order.len(),
+            &layout.patterns,
+            cache.table.as_slice(),
+            n,
+            mask,
+            h,
+        );
+        let g = &layout.grouped;
+        if !g.columns.is_empty() {
+            k.add_level_leverage(
+                g.codes,
+                (&g.code_column, g.columns.len()),
+                (&layout.patterns, layout.nf),
                 &layout.cont_cols,
-                &cache.bk,
-                layout.order.len(),
-                &layout.patterns,
-                cache.table.as_slice(),
+                &cache.fixed,
+                &cache.by_column,
                 n,
                 mask,
                 h,
-            )
-        };
-        let g = &layout.grouped;
-        if !g.columns.is_empty() {
-            // SAFETY: as above; every level in `code_column` is at most
-            // the number of columns, and the tables hold that many levels.
-            unsafe {
-                avx512::patterns::add_level_leverage(
-                    g.codes,
-                    (&g.code_column, g.columns.len()),
-                    (&layout.patterns, layout.nf),
-                    &layout.cont_cols,
-                    &cache.fixed,
-                    &cache.by_column,
-                    n,
-                    mask,
-                    h,
-                )
-            };
+            );
         }
         self.leverage_cache = Some(cache);
     }
 
     /// HC2 (`e²/(1−h)`) or HC3 (`e²/(1−h)²`) weights of the rows into `w`;
     /// rows with leverage 1 weigh 0 and are counted, per design column
-    /// where it is non-zero (`k`: the chunk's kept rows).
+    /// where it is non-zero (`kept_rows`: the chunk's kept rows).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn add_leverage_weights(
         &mut self,
-        _token: Avx512,
+        k: impl RowKernels,
         cov: CovType,
         layout: &Layout<'_>,
         e: &[f64],
         h: &[f64],
         w: &mut [f64],
-        k: usize,
+        kept_rows: usize,
     ) {
         let (n, mask) = (layout.n, layout.mask);
-        // SAFETY: the token proves AVX-512F; `e`, `h` and `w` hold `stride`
-        // values.
-        let any_lev_one = unsafe { avx512::robust_weights_avx512(e, h, cov == CovType::Hc3, w) };
+        let any_lev_one = k.robust_weights(e, h, cov == CovType::Hc3, w);
         // Dropped rows have h = 0, and padding rows past n too: only kept
         // rows can have h = 1.
         let lev_one: Vec<usize> =
@@ -121,10 +110,9 @@ impl ResidualStats {
             self.nonzero_leverage_one[j] += on_lev_one;
             if self.nonzero_ordinary[j] == 0 {
                 let all = match d {
-                    DesignColumn::One => k as u64,
+                    DesignColumn::One => kept_rows as u64,
                     DesignColumn::Flag(b) => crate::bits::ones_in(b),
-                    // SAFETY: the token proves AVX-512F; `x` holds n rows.
-                    DesignColumn::F64(x) => unsafe { avx512::count_nonzero_masked_avx512(x, n, mask) },
+                    DesignColumn::F64(x) => k.count_nonzero_masked(x, n, mask),
                     DesignColumn::Level { .. } => {
                         (0..n).filter(|&r| layout.is_kept(r) && d.nonzero_at(r)).count() as u64
                     }

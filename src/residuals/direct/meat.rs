@@ -5,11 +5,10 @@
 //! of once per chunk.
 
 use super::Layout;
-use crate::isa::Avx512;
 use crate::residuals::ResidualStats;
 use crate::second_pass::CovType;
 use crate::stats::patterns;
-use crate::stats::x86::avx512;
+use crate::stats::portable::rows::RowKernels;
 
 /// A meat as per-pattern sums and column × column products, pending.
 #[derive(Clone, Debug)]
@@ -120,7 +119,7 @@ impl PendingMeat {
 impl ResidualStats {
     /// Add the chunk's `Σ w·x xᵀ` to the pending sums of its layout
     /// (collapsing those of another layout first).
-    pub(super) fn add_meat(&mut self, _token: Avx512, cov: CovType, layout: &Layout<'_>, w: &[f64]) {
+    pub(super) fn add_meat(&mut self, k: impl RowKernels, cov: CovType, layout: &Layout<'_>, w: &[f64]) {
         if let Some(done) = self.pending_meat.take_if(|pm| !pm.fits(cov, layout)) {
             self.add_pending(&done);
         }
@@ -128,22 +127,7 @@ impl ResidualStats {
         let (n, mask, nc, cols) = (layout.n, layout.mask, layout.nc, &layout.cont_cols[..]);
         let mut cc = [0.0; 64];
         let cc = if nc <= 8 { &mut cc[..nc * nc] } else { &mut vec![0.0; nc * nc][..] };
-        // SAFETY (all kernels below): the token proves AVX-512F and DQ;
-        // every column holds n rows, the patterns n, `w` `stride`; the
-        // tables were sized for this layout.
-        unsafe {
-            if !avx512::patterns::meat_sums(cols, &layout.patterns, n, mask, w, pm.table.as_mut_slice(), cc) {
-                avx512::gram_lower_cols_avx512(cols, n, mask, Some(w), cc);
-                avx512::patterns::spread_pattern_sums(
-                    cols,
-                    &layout.patterns,
-                    n,
-                    mask,
-                    Some(w),
-                    pm.table.as_mut_slice(),
-                );
-            }
-        }
+        k.meat_sums(cols, &layout.patterns, n, mask, w, pm.table.as_mut_slice(), cc);
         for (a, b) in pm.cc.iter_mut().zip(cc.iter()) {
             *a += b;
         }
@@ -153,22 +137,20 @@ impl ResidualStats {
             let (mut index, mut side) = (vec![0u16; stride], vec![0u16; stride]);
             let mut wl = vec![0.0; stride];
             let bits = gm.bits;
-            unsafe {
-                avx512::patterns::cluster_rows(
-                    g.codes,
-                    &g.code_column,
-                    &layout.patterns,
-                    w,
-                    (layout.nf, bits),
-                    n,
-                    mask,
-                    &mut index,
-                    &mut side,
-                    &mut wl,
-                );
-                let rows = (g.columns.len() + 1) << bits;
-                avx512::patterns::pattern_sums(cols, &index, rows, n, mask, Some(&wl), gm.table.as_mut_slice());
-            }
+            k.cluster_rows(
+                g.codes,
+                &g.code_column,
+                &layout.patterns,
+                w,
+                (layout.nf, bits),
+                n,
+                mask,
+                &mut index,
+                &mut side,
+                &mut wl,
+            );
+            let rows = (g.columns.len() + 1) << bits;
+            k.pattern_sums(cols, &index, rows, n, mask, Some(&wl), gm.table.as_mut_slice());
             if bits < layout.nf {
                 patterns::side_sums(&side, &wl, n, &mut gm.side);
             }

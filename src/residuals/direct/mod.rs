@@ -1,10 +1,10 @@
-//! The second pass in place (x86 with AVX-512): a chunk's numeric columns
-//! are read where Arrow holds them, its 0/1 columns and a factor's few
-//! level indicators as bits, a many-level factor by its codes — the design
-//! block is never built. The residual is one fused multiply-add per column
+//! The second pass in place: a chunk's numeric columns are read where
+//! Arrow holds them, its 0/1 columns and a factor's few level indicators
+//! as bits, a many-level factor by its codes — the design block is never
+//! built. The kernels are the instruction set's [`RowKernels`] (the same
+//! bits on every one). The residual is one fused multiply-add per column
 //! here (the general path subtracts products), so the figures agree with
-//! the general path's to rounding; every path of this machine is compared
-//! with it in the tests.
+//! the general path's to rounding; the tests compare the two.
 //!
 //! [`ResidualStats::add_chunk_direct`] lays a chunk's columns out for the
 //! kernels ([`Layout`]), takes the residuals and their moments, then what
@@ -20,16 +20,15 @@ pub(super) use leverage::LeverageCache;
 pub(super) use meat::PendingMeat;
 pub(super) use scores::PendingScores;
 
-use super::moments::residual_sums;
 use super::ResidualStats;
 use crate::design::{DesignBuilder, DesignError};
-use crate::isa::Avx512;
 use crate::level::{ColumnKey, Level};
 use crate::second_pass::{CovType, SecondPassSpec};
 use crate::stats::columns::{KernelColumn, SourceColumn};
-use crate::stats::kernel::{source_columns, with_scratch};
+use crate::stats::kernel::with_scratch;
 use crate::stats::patterns;
-use crate::stats::x86::avx512;
+use crate::stats::portable::rows::{source_columns, FlagTerms, RowKernels};
+use crate::stats::portable::Portable;
 use arrow::array::RecordBatch;
 use std::collections::HashMap;
 
@@ -118,8 +117,18 @@ impl ResidualStats {
         let mask = inputs.mask.as_deref();
         let columns = DirectColumns { sources: &sources, layout: &layout, dense: &dense, params: &params };
         let mut bufs = PASS_BUFFERS.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        let offset = offset.as_deref();
         let r = with_scratch(|scratch| {
-            self.direct_pass(spec, chunk, &columns, offset.as_deref(), n, mask, scratch, &mut bufs)
+            #[cfg(gramfit_x86)]
+            {
+                if let Some(k) = crate::isa::Avx512::get() {
+                    return self.direct_pass(k, spec, chunk, &columns, offset, n, mask, scratch, &mut bufs);
+                }
+                if let Some(k) = crate::isa::Avx2::get() {
+                    return self.direct_pass(k, spec, chunk, &columns, offset, n, mask, scratch, &mut bufs);
+                }
+            }
+            self.direct_pass(Portable, spec, chunk, &columns, offset, n, mask, scratch, &mut bufs)
         });
         PASS_BUFFERS.with(|b| *b.borrow_mut() = bufs);
         r
@@ -129,8 +138,9 @@ impl ResidualStats {
     /// known: lay them out for the kernels, take the residuals and their
     /// moments, then what the covariance asks for.
     #[allow(clippy::too_many_arguments)]
-    fn direct_pass(
+    fn direct_pass<K: RowKernels>(
         &mut self,
+        k: K,
         spec: &SecondPassSpec,
         chunk: &RecordBatch,
         columns: &DirectColumns<'_>,
@@ -140,7 +150,6 @@ impl ResidualStats {
         scratch: &mut Vec<f64>,
         bufs: &mut [Vec<f64>; 4],
     ) -> Result<bool, DesignError> {
-        let Some(token) = Avx512::get() else { return Ok(false) };
         let [full, kept, w, h] = bufs;
         let nbytes = n.div_ceil(8);
         // 0/1 integer columns (at most a pattern's worth) are read as bits;
@@ -148,16 +157,13 @@ impl ResidualStats {
         let last = columns.sources.len() - 1;
         let may_flag: Vec<bool> = (0..=last).map(|i| i < last).collect();
         let mut owned = Owned { bits: Vec::with_capacity(patterns::MAX_FLAGS * nbytes), ..Owned::default() };
-        let Some(read) =
-            source_columns(columns.sources, &may_flag, patterns::MAX_FLAGS, n, mask, scratch, &mut owned.bits)
-        else {
-            return Ok(false);
-        };
+        let read =
+            source_columns(k, columns.sources, &may_flag, patterns::MAX_FLAGS, n, mask, scratch, &mut owned.bits);
         let (KernelColumn::F64(y), xread) = read.split_last().expect("the response is last") else {
             unreachable!("the response is never a flag")
         };
-        let dense = Dense::build(token, spec.cov, columns.dense, xread, n, mask, &mut owned);
-        let Some(layout) = Layout::new(spec, columns, xread, &dense, &owned, n, mask) else { return Ok(false) };
+        let dense = Dense::build(k, spec.cov, columns.dense, xread, n, mask, &mut owned);
+        let Some(layout) = Layout::new(k, spec, columns, xread, &dense, &owned, n, mask) else { return Ok(false) };
         let params = columns.params;
         let (cont, flags) = (&layout.order[..layout.nc], &layout.order[layout.nc..layout.nc + layout.nf]);
         let beta: Vec<f64> = cont.iter().map(|&j| params[j]).collect();
@@ -175,18 +181,13 @@ impl ResidualStats {
         });
         let offset = grouped_offset.as_deref().or(offset);
         let (full, kept) = (sized(full, layout.stride), sized(kept, n));
-        let terms = avx512::FlagTerms::new(&gamma);
+        let terms = FlagTerms::new(&gamma);
         let flag_part = (layout.nf > 0).then_some((&layout.patterns[..], &terms));
-        // SAFETY: the token proves AVX-512F and DQ; every column holds n
-        // rows and every bit column a byte per 8 rows; `full` holds
-        // `stride` values and `kept` n.
-        let k = unsafe {
-            avx512::residuals_masked_avx512(y, offset, &layout.cont_cols, &beta, flag_part, b0, n, mask, full, kept)
-        };
-        let kept = &kept[..k];
+        let kept_rows = k.residuals(y, offset, &layout.cont_cols, &beta, flag_part, b0, n, mask, full, kept);
+        let kept = &kept[..kept_rows];
         // A NaN or infinite residual makes Σ e or the Durbin–Watson sum
         // NaN or infinite: let the general path sort those rows out.
-        let sums = residual_sums(kept);
+        let sums = k.residual_sums(kept);
         if !(sums.0[0].is_finite() && sums.1.is_finite()) {
             return Ok(false);
         }
@@ -199,19 +200,19 @@ impl ResidualStats {
                 for (w, e) in w.iter_mut().zip(full.iter()) {
                     *w = e * e;
                 }
-                self.add_meat(token, spec.cov, &layout, w);
+                self.add_meat(k, spec.cov, &layout, w);
             }
             CovType::Hc2 | CovType::Hc3 => {
                 let h = sized(h, layout.stride);
-                self.leverages(token, spec, &layout, h);
+                self.leverages(k, spec, &layout, h);
                 let w = sized(w, layout.stride);
-                self.add_leverage_weights(token, spec.cov, &layout, full, h, w, k);
-                self.add_meat(token, spec.cov, &layout, w);
+                self.add_leverage_weights(k, spec.cov, &layout, full, h, w, kept_rows);
+                self.add_meat(k, spec.cov, &layout, w);
             }
             CovType::Cluster => {
                 if let Some(column) = &spec.cluster {
                     let w = sized(w, layout.stride);
-                    self.add_scores(token, chunk, column, &layout, full, w, k)?;
+                    self.add_scores(k, chunk, column, &layout, full, w, kept_rows)?;
                 }
             }
         }
@@ -257,7 +258,7 @@ impl<'a> Dense<'a> {
     /// `scores::PendingScores`).
     #[allow(clippy::too_many_arguments)]
     fn build(
-        _token: Avx512,
+        k: impl RowKernels,
         cov: CovType,
         cells_by_column: &[Vec<LevelCell<'a>>],
         xread: &[KernelColumn<'_>],
@@ -281,9 +282,7 @@ impl<'a> Dense<'a> {
                     let start = owned.dense_bits.len();
                     owned.dense_bits.resize(start + nbytes, 0);
                     if let Some(code) = *code {
-                        // SAFETY: the token proves AVX-512F; `codes` holds n
-                        // values and the bits a byte per 8 rows.
-                        unsafe { avx512::equal_bits_u32_avx512(codes, code, n, mask, &mut owned.dense_bits[start..]) };
+                        k.equal_bits_u32(codes, code, n, mask, &mut owned.dense_bits[start..]);
                     }
                     at.push(DenseAt::Flag(start));
                     room -= 1;
@@ -357,7 +356,9 @@ impl<'a> Layout<'a> {
     /// coefficients, or a grouped factor's tables would not fit (checked
     /// before anything is added: declining hands the chunk to the general
     /// path, which adds all of it).
+    #[allow(clippy::too_many_arguments)]
     fn new(
+        k: impl RowKernels,
         spec: &SecondPassSpec,
         columns: &DirectColumns<'a>,
         xread: &[KernelColumn<'a>],
@@ -432,11 +433,8 @@ impl<'a> Layout<'a> {
         }
         // Rows' patterns of flags: the flags' fitted part is looked up by
         // them, and the robust covariances' sums are kept by them.
-        let patterns = if nf == 0 && spec.cov == CovType::Nonrobust {
-            Vec::new()
-        } else {
-            avx512::patterns::row_patterns(&flag_cols, n)
-        };
+        let patterns =
+            if nf == 0 && spec.cov == CovType::Nonrobust { Vec::new() } else { k.row_patterns(&flag_cols, n) };
         Some(Layout {
             n,
             mask,

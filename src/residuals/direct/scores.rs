@@ -7,11 +7,10 @@
 
 use super::Layout;
 use crate::design::{categorical_column, dictionary_keys, DesignError};
-use crate::isa::Avx512;
 use crate::level::Level;
 use crate::residuals::ResidualStats;
 use crate::stats::patterns;
-use crate::stats::x86::avx512;
+use crate::stats::portable::rows::RowKernels;
 use arrow::array::RecordBatch;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -135,17 +134,17 @@ impl PendingScores {
 
 impl ResidualStats {
     /// Add the chunk's cluster scores (`e`: residuals at row positions; `w`:
-    /// a buffer of `stride` values; `k`: kept rows).
+    /// a buffer of `stride` values; `kept_rows`: kept rows).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn add_scores(
         &mut self,
-        _token: Avx512,
+        k: impl RowKernels,
         chunk: &RecordBatch,
         column: &str,
         layout: &Layout<'_>,
         e: &[f64],
         w: &mut [f64],
-        k: usize,
+        kept_rows: usize,
     ) -> Result<(), DesignError> {
         let (n, mask, nf, stride) = (layout.n, layout.mask, layout.nf, layout.stride);
         let g = layout.grouped.columns.len();
@@ -215,24 +214,9 @@ impl ResidualStats {
         let levels = &ps.chunk_map;
         let mut index = vec![0u16; stride];
         let mut side = if bits < nf { vec![0u16; stride] } else { Vec::new() };
-        // SAFETY (both kernels): the token proves AVX-512F and POPCNT; the
-        // codes, patterns and columns hold n rows, `index`, `side`, `e` and
-        // `w` `stride`; every level in `levels` has its table rows.
-        let with_cluster = unsafe {
-            avx512::patterns::cluster_rows(
-                codes,
-                levels,
-                &layout.patterns,
-                e,
-                (nf, bits),
-                n,
-                mask,
-                &mut index,
-                &mut side,
-                w,
-            )
-        };
-        self.rows_without_cluster += k as u64 - with_cluster;
+        let with_cluster =
+            k.cluster_rows(codes, levels, &layout.patterns, e, (nf, bits), n, mask, &mut index, &mut side, w);
+        self.rows_without_cluster += kept_rows as u64 - with_cluster;
         // Levels with a kept row (codes past the levels: none; they land on
         // the extra last entry).
         if levels.iter().any(|&l| !ps.seen[l as usize]) {
@@ -246,9 +230,7 @@ impl ResidualStats {
             }
         }
         let rows = ps.levels.len() << bits;
-        unsafe {
-            avx512::patterns::pattern_sums(&layout.cont_cols, &index, rows, n, mask, Some(w), ps.table.as_mut_slice())
-        };
+        k.pattern_sums(&layout.cont_cols, &index, rows, n, mask, Some(w), ps.table.as_mut_slice());
         if bits < nf {
             patterns::side_sums(&side, w, n, &mut ps.side);
         }

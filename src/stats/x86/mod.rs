@@ -9,6 +9,7 @@ pub mod avx512;
 
 use super::columns::{ColumnRef, RawMoments};
 use super::dyadic::ColumnScan;
+use super::portable::rows::{self, FlagTerms, RowKernels};
 use super::portable::{raw_moments_with, Primitives};
 use crate::isa::{Avx2, Avx512};
 
@@ -79,4 +80,151 @@ pub fn raw_moments_avx512(
     }
     // SAFETY: the token proves AVX-512F, AVX2 and FMA.
     unsafe { build(token, cols, matrix, weights) }
+}
+
+/// Call a portable second-pass kernel through a build of it with AVX2 and
+/// FMA (the token proves both).
+macro_rules! avx2_call {
+    ($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty) => {{
+        #[target_feature(enable = "avx2,fma")]
+        #[allow(clippy::too_many_arguments)]
+        fn build($($arg: $ty),*) -> $ret {
+            rows::$name($($arg),*)
+        }
+        // SAFETY: the token proves AVX2 and FMA.
+        unsafe { build($($arg),*) }
+    }};
+}
+
+impl RowKernels for Avx2 {
+    crate::forward_row_kernels!(avx2_call);
+}
+
+/// The AVX-512 kernels, each equal bit for bit to the portable one.
+impl RowKernels for Avx512 {
+    fn binary_bits_i64(self, col: &[i64], mask: Option<&[u8]>, bits: &mut [u8]) -> bool {
+        // SAFETY: the token proves AVX-512F.
+        unsafe { avx512::binary_bits_i64_avx512(col, mask, bits) }
+    }
+    fn convert_i64(self, col: &[i64], out: &mut [f64]) {
+        // SAFETY: the token proves AVX-512F and DQ.
+        unsafe { avx512::convert_i64_avx512(col, out) }
+    }
+    fn equal_bits_u32(self, codes: &[u32], code: u32, n: usize, mask: Option<&[u8]>, bits: &mut [u8]) {
+        // SAFETY: the token proves AVX-512F.
+        unsafe { avx512::equal_bits_u32_avx512(codes, code, n, mask, bits) }
+    }
+    fn row_patterns(self, flags: &[&[u8]], n: usize) -> Vec<u8> {
+        avx512::patterns::row_patterns(flags, n)
+    }
+    fn residuals(
+        self,
+        y: &[f64],
+        offset: Option<&[f64]>,
+        xs: &[&[f64]],
+        beta: &[f64],
+        flags: Option<(&[u8], &FlagTerms)>,
+        intercept: f64,
+        n: usize,
+        mask: Option<&[u8]>,
+        full: &mut [f64],
+        kept: &mut [f64],
+    ) -> usize {
+        // SAFETY: the token proves AVX-512F and POPCNT.
+        unsafe { avx512::residuals_masked_avx512(y, offset, xs, beta, flags, intercept, n, mask, full, kept) }
+    }
+    fn residual_sums(self, e: &[f64]) -> ([f64; 4], f64) {
+        // SAFETY: the token proves AVX-512F.
+        unsafe { avx512::residual_sums_avx512(e) }
+    }
+    fn count_nonzero_masked(self, col: &[f64], n: usize, mask: Option<&[u8]>) -> u64 {
+        // SAFETY: the token proves AVX-512F.
+        unsafe { avx512::count_nonzero_masked_avx512(col, n, mask) }
+    }
+    fn robust_weights(self, e: &[f64], h: &[f64], squared: bool, w: &mut [f64]) -> bool {
+        // SAFETY: the token proves AVX-512F.
+        unsafe { avx512::robust_weights_avx512(e, h, squared, w) }
+    }
+    fn gram_lower_cols(self, cols: &[&[f64]], n: usize, mask: Option<&[u8]>, w: Option<&[f64]>, out: &mut [f64]) {
+        // SAFETY: the token proves AVX-512F.
+        unsafe { avx512::gram_lower_cols_avx512(cols, n, mask, w, out) }
+    }
+    fn pattern_sums(
+        self,
+        cols: &[&[f64]],
+        index: &[u16],
+        rows: usize,
+        n: usize,
+        mask: Option<&[u8]>,
+        w: Option<&[f64]>,
+        table: &mut [f64],
+    ) {
+        // SAFETY: the token proves AVX-512F.
+        unsafe { avx512::patterns::pattern_sums(cols, index, rows, n, mask, w, table) }
+    }
+    fn meat_sums(
+        self,
+        cols: &[&[f64]],
+        patterns: &[u8],
+        n: usize,
+        mask: Option<&[u8]>,
+        w: &[f64],
+        table: &mut [f64],
+        out: &mut [f64],
+    ) {
+        // SAFETY: the token proves AVX-512F.
+        unsafe {
+            if !avx512::patterns::meat_sums(cols, patterns, n, mask, w, table, out) {
+                avx512::gram_lower_cols_avx512(cols, n, mask, Some(w), out);
+                avx512::patterns::spread_pattern_sums(cols, patterns, n, mask, Some(w), table);
+            }
+        }
+    }
+    fn leverages(
+        self,
+        cols: &[&[f64]],
+        bk: &[f64],
+        m: usize,
+        patterns: &[u8],
+        table: &[f64],
+        n: usize,
+        mask: Option<&[u8]>,
+        h: &mut [f64],
+    ) {
+        // SAFETY: the token proves AVX-512F.
+        unsafe { avx512::patterns::leverage_by_patterns(cols, bk, m, patterns, table, n, mask, h) }
+    }
+    fn add_level_leverage(
+        self,
+        codes: &[u32],
+        code_column: (&[u32], usize),
+        patterns: (&[u8], usize),
+        cols: &[&[f64]],
+        fixed: &[f64],
+        by_column: &[f64],
+        n: usize,
+        mask: Option<&[u8]>,
+        h: &mut [f64],
+    ) {
+        // SAFETY: the token proves AVX-512F and DQ.
+        unsafe {
+            avx512::patterns::add_level_leverage(codes, code_column, patterns, cols, fixed, by_column, n, mask, h)
+        }
+    }
+    fn cluster_rows(
+        self,
+        codes: &[u32],
+        levels: &[u32],
+        patterns: &[u8],
+        e: &[f64],
+        flags: (usize, usize),
+        n: usize,
+        mask: Option<&[u8]>,
+        index: &mut [u16],
+        side: &mut [u16],
+        w: &mut [f64],
+    ) -> u64 {
+        // SAFETY: the token proves AVX-512F and POPCNT.
+        unsafe { avx512::patterns::cluster_rows(codes, levels, patterns, e, flags, n, mask, index, side, w) }
+    }
 }

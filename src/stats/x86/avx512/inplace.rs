@@ -6,10 +6,10 @@
 //! returns the bits the general path (`kernel::raw_moments`) returns.
 //! x86-64 only, compiled as a whole (`gramfit_x86`).
 
-use crate::bits::{bits_to_f64, kept_bits, kept_rows};
+use crate::bits::{kept_bits, kept_rows};
 use crate::dd::Dd;
 use crate::isa::Avx512;
-use crate::stats::columns::{DirectColumn, KernelColumn, MaskedMoments, RawMoments, SourceColumn};
+use crate::stats::columns::{DirectColumn, MaskedMoments, RawMoments, SourceColumn};
 use crate::stats::dyadic::DyadicProfile;
 use crate::stats::patterns;
 use std::collections::HashMap;
@@ -542,77 +542,4 @@ unsafe fn numeric_moments<'a>(
         nbytes,
         kept,
     })
-}
-
-/// [`crate::stats::kernel::source_columns`] on AVX-512 (the token proves
-/// F and DQ).
-#[allow(clippy::too_many_arguments)]
-pub fn source_columns<'a>(
-    _token: Avx512,
-    cols: &[SourceColumn<'a>],
-    may_flag: &[bool],
-    max_flags: usize,
-    n: usize,
-    mask: Option<&[u8]>,
-    scratch: &'a mut Vec<f64>,
-    bits: &mut Vec<u8>,
-) -> Vec<KernelColumn<'a>> {
-    let stride = n.div_ceil(8) * 8;
-    let nbytes = n.div_ceil(8);
-    let ints = cols.iter().filter(|c| matches!(c, SourceColumn::I64(_) | SourceColumn::Bits(_))).count();
-    if scratch.len() < ints * stride {
-        scratch.resize(ints * stride, 0.0);
-    }
-    // Which integer columns are flags, and where the others go.
-    let mut kinds = Vec::with_capacity(cols.len());
-    let (mut flags, mut converted) = (0, 0);
-    for (c, &may) in cols.iter().zip(may_flag) {
-        kinds.push(match *c {
-            SourceColumn::F64(_) => None,
-            SourceColumn::Bits(b) => {
-                if may && flags < max_flags {
-                    let at = bits.len();
-                    bits.resize(at + nbytes, 0);
-                    kept_bits(b, mask, n, &mut bits[at..]);
-                    flags += 1;
-                    Some(KernelColumn::Flag(at / nbytes))
-                } else {
-                    let out = &mut scratch[converted * stride..(converted + 1) * stride];
-                    bits_to_f64(b, n, out);
-                    out[n..].fill(0.0);
-                    converted += 1;
-                    None
-                }
-            }
-            SourceColumn::I64(v) => {
-                let at = bits.len();
-                bits.resize(at + nbytes, 0);
-                // SAFETY: the CPU supports AVX-512F.
-                if may && flags < max_flags && unsafe { super::binary_bits_i64_avx512(&v[..n], mask, &mut bits[at..]) }
-                {
-                    flags += 1;
-                    Some(KernelColumn::Flag(at / nbytes))
-                } else {
-                    bits.truncate(at);
-                    let out = &mut scratch[converted * stride..(converted + 1) * stride];
-                    // SAFETY: the CPU supports AVX-512F and DQ.
-                    unsafe { super::convert_i64_avx512(&v[..n], out) };
-                    converted += 1;
-                    None
-                }
-            }
-        });
-    }
-    let scratch: &'a Vec<f64> = scratch;
-    let mut next = scratch.chunks_exact(stride);
-    cols.iter()
-        .zip(kinds)
-        .map(|(c, kind)| match (*c, kind) {
-            (_, Some(flag)) => flag,
-            (SourceColumn::F64(v), None) => KernelColumn::F64(&v[..n]),
-            (SourceColumn::I64(_) | SourceColumn::Bits(_), None) => {
-                KernelColumn::F64(&next.next().expect("one conversion per integer column")[..n])
-            }
-        })
-        .collect()
 }

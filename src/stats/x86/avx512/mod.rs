@@ -19,6 +19,7 @@ pub mod patterns;
 use crate::bits::row_mask;
 use crate::stats::dyadic::ColumnScan;
 use crate::stats::portable::reduce8;
+use crate::stats::portable::rows::FlagTerms;
 use std::arch::x86_64::*;
 
 /// `$tile!(A, B)` for the tile shape `($a, $b)`, each 1 to 4: const
@@ -506,32 +507,6 @@ unsafe fn tile_cols<const A: usize, const B: usize, const DIAG: bool>(
                 out[j * m + i] = _mm512_reduce_add_pd(acc[a][b]);
             }
         }
-    }
-}
-
-/// The fitted part `Σ_a γ_a f_a` of up to 8 0/1 columns, by the row's
-/// pattern of flags (bit `a`: flag `a`, as [`patterns::row_patterns`]): the
-/// sums over the low and the high four flags, each a table of 16 values
-/// that fits in two vector registers, so that 8 rows' terms are two
-/// permutes and an addition instead of a masked subtraction per flag.
-///
-/// [`patterns::row_patterns`]: patterns::row_patterns
-pub struct FlagTerms {
-    lo: [f64; 16],
-    hi: [f64; 16],
-}
-
-impl FlagTerms {
-    /// The tables for coefficients `gamma` (at most 8; flag `a` weighs
-    /// `gamma[a]`), each entry's terms added in flag order.
-    pub fn new(gamma: &[f64]) -> FlagTerms {
-        assert!(gamma.len() <= 8);
-        let table = |first: usize| -> [f64; 16] {
-            std::array::from_fn(|v| {
-                (0..4).filter(|b| v >> b & 1 == 1).filter_map(|b| gamma.get(first + b)).fold(0.0, |t, g| t + g)
-            })
-        };
-        FlagTerms { lo: table(0), hi: table(4) }
     }
 }
 

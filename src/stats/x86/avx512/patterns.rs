@@ -690,11 +690,16 @@ pub unsafe fn add_level_leverage(
             _mm512_storeu_pd(h.as_mut_ptr().add(r), _mm512_mask_add_pd(hv, k, hv, sum));
         }
     }
+    // The rows past the last group: the same arithmetic, one row at a time.
+    let low = (1usize << nf) - 1;
     for r in 8 * full..n {
         let l = code_column.get(codes[r] as usize).map_or(g, |&l| l as usize);
         if l < g && kept(r) {
-            let cross: f64 = cols.iter().enumerate().map(|(j, c)| c[r] * by_column[l * nc + j]).sum();
-            h[r] += fixed[(l << nf) + usize::from(patterns[r])] + cross;
+            let mut sum = fixed[(l << nf) | (usize::from(patterns[r]) & low)];
+            for (j, col) in cols.iter().enumerate() {
+                sum = col[r].mul_add(by_column[l * nc + j], sum);
+            }
+            h[r] += sum;
         }
     }
 }

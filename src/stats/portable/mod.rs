@@ -33,6 +33,8 @@
 //! set lends these algorithms its scan and gram product through
 //! [`Primitives`]; `x86` compiles them again with its target features.
 
+pub mod rows;
+
 use super::columns::{ColumnRef, RawMoments};
 use super::dyadic::{ColumnScan, DyadicProfile};
 use crate::dd::{two_prod_err_split, two_sum, Dd};
