@@ -6,7 +6,7 @@
 use super::ResidualStats;
 use crate::dd::Dd;
 use crate::second_pass::ResidualDiagnostics;
-use crate::stats::portable::rows::RowKernels;
+use crate::stats::portable::row_kernels::RowKernels;
 use crate::stats::portable::Portable;
 
 /// `Σ e, Σ e², Σ e³, Σ e⁴` and `Σ (e_t − e_{t−1})²` of a chunk's

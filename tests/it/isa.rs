@@ -195,7 +195,7 @@ fn chunk(n: usize, nc: usize, nf: usize, seed: u64) -> Chunk {
     }
 }
 
-fn run_rows<K: gramfit::stats::portable::rows::RowKernels>(k: K, d: &Chunk) -> RowOutputs {
+fn run_rows<K: gramfit::stats::portable::row_kernels::RowKernels>(k: K, d: &Chunk) -> RowOutputs {
     use gramfit::stats::patterns::{leverage_table, table_width, SPREAD};
     use gramfit::stats::portable::rows::FlagTerms;
     let (n, nc, nf) = (d.n, d.cols.len(), d.flags.len());

@@ -8,7 +8,7 @@ use super::{DesignColumn, Layout};
 use crate::residuals::ResidualStats;
 use crate::second_pass::{CovType, SecondPassSpec};
 use crate::stats::patterns;
-use crate::stats::portable::rows::RowKernels;
+use crate::stats::portable::row_kernels::RowKernels;
 
 /// `(XᵀX)⁻¹` in kernel order and its per-pattern table, for one layout:
 /// kernel order (design indices) and the number of `f64` columns.

@@ -8,7 +8,7 @@ use super::Layout;
 use crate::residuals::ResidualStats;
 use crate::second_pass::CovType;
 use crate::stats::patterns;
-use crate::stats::portable::rows::RowKernels;
+use crate::stats::portable::row_kernels::RowKernels;
 
 /// A meat as per-pattern sums and column × column products, pending.
 #[derive(Clone, Debug)]

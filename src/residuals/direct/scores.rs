@@ -10,7 +10,7 @@ use crate::design::{categorical_column, dictionary_keys, DesignError};
 use crate::level::Level;
 use crate::residuals::ResidualStats;
 use crate::stats::patterns;
-use crate::stats::portable::rows::RowKernels;
+use crate::stats::portable::row_kernels::RowKernels;
 use arrow::array::RecordBatch;
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -33,6 +33,7 @@
 //! set lends these algorithms its scan and gram product through
 //! [`Primitives`]; `x86` compiles them again with its target features.
 
+pub mod row_kernels;
 pub mod rows;
 
 use super::columns::{ColumnRef, RawMoments};

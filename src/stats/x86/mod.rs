@@ -9,7 +9,8 @@ pub mod avx512;
 
 use super::columns::{ColumnRef, RawMoments};
 use super::dyadic::ColumnScan;
-use super::portable::rows::{self, FlagTerms, RowKernels};
+use super::portable::row_kernels::RowKernels;
+use super::portable::rows::{self, FlagTerms};
 use super::portable::{raw_moments_with, Primitives};
 use crate::isa::{Avx2, Avx512};
 
