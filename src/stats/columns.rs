@@ -1,6 +1,7 @@
 //! The kernels' vocabulary: how a block's columns are handed to them
-//! ([`ColumnRef`], [`SourceColumn`], [`DirectColumn`], [`KernelColumn`])
-//! and what they return ([`RawMoments`], [`MaskedMoments`]).
+//! ([`ColumnRef`], [`SourceColumn`], [`DirectColumn`], [`KernelColumn`],
+//! [`LevelColumn`]) and what they return ([`RawMoments`],
+//! [`MaskedMoments`], [`ColumnStats`]).
 
 use crate::dd::Dd;
 
@@ -82,4 +83,23 @@ pub fn matrix_columns<'a>(
     integral: &[bool],
 ) -> Vec<ColumnRef<'a>> {
     (0..lo.len()).map(|j| ColumnRef { hi: &values[j * n..(j + 1) * n], lo: lo[j], integral: integral[j] }).collect()
+}
+
+/// What the in-place first pass learns of a column in one scan (over the
+/// kept rows).
+pub struct ColumnStats {
+    pub max_abs: f64,
+    pub sum: f64,
+    pub nonzero: f64,
+    /// Every kept value lies in [0, 1]: with whole numbers, 0 or 1, and then
+    /// the non-zero bits of the pass are the column itself.
+    pub binary: bool,
+}
+
+/// A column of the per-level sums of a factor of few levels: values, or
+/// a 0/1 column's bits (a byte per 8 rows).
+#[derive(Clone, Copy)]
+pub enum LevelColumn<'a> {
+    F64(&'a [f64]),
+    Bits(&'a [u8]),
 }

@@ -7,6 +7,7 @@
 
 use super::columns::{matrix_columns, ColumnRef, DirectColumn, MaskedMoments, RawMoments, SourceColumn};
 use super::dyadic::{ColumnScan, DyadicProfile};
+use super::inplace;
 use super::portable::{raw_moments_with, Portable, Primitives};
 #[cfg(gramfit_x86)]
 use super::x86;
@@ -94,8 +95,8 @@ pub fn raw_moments_portable(cols: &[ColumnRef<'_>], weights: Option<&[f64]>) -> 
 /// out as they are loaded (`mask`: bit `r % 8` of byte `r / 8` set for a
 /// kept row; `None`: all kept).
 ///
-/// Returns `None` where this path does not apply (no AVX-512, or some pair
-/// of columns is not exact in plain arithmetic); the caller then builds the
+/// Returns `None` where this path does not apply (some column or pair of
+/// columns is not exact in plain arithmetic); the caller then builds the
 /// design block and takes [`raw_moments`]. When it applies, every sum is
 /// exact, so the result is the same bits the general path returns.
 pub fn raw_moments_masked(cols: &[SourceColumn<'_>], n: usize, mask: Option<&[u8]>) -> Option<RawMoments> {
@@ -113,11 +114,13 @@ pub fn raw_moments_masked_columns(cols: &[DirectColumn<'_>], n: usize, mask: Opt
     #[cfg(gramfit_x86)]
     {
         if let Some(token) = Avx512::get() {
-            return with_scratch(|converted| x86::avx512::inplace::masked_moments(token, cols, n, mask, converted));
+            return with_scratch(|converted| inplace::masked_moments(token, cols, n, mask, converted));
+        }
+        if let Some(token) = Avx2::get() {
+            return with_scratch(|converted| inplace::masked_moments(token, cols, n, mask, converted));
         }
     }
-    let _ = (cols, n, mask);
-    None
+    with_scratch(|converted| inplace::masked_moments(Portable, cols, n, mask, converted))
 }
 
 thread_local! {

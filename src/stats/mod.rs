@@ -37,6 +37,7 @@
 
 pub mod columns;
 pub mod dyadic;
+pub mod inplace;
 pub mod kernel;
 pub mod patterns;
 pub mod portable;

@@ -3,9 +3,10 @@
 //! it faults (the test process dies with SIGSEGV) instead of reading
 //! whatever follows — at lengths 0, 1, a vector's width ± 1, four vectors
 //! ± 1 and a 64-row block ± 1, through the entry points (every path the
-//! forced instruction set runs) and each AVX-512 kernel the in-place passes
-//! call. Results are checked against the plain sums where that is cheap;
-//! the other calls are checked by returning at all.
+//! forced instruction set runs), each AVX-512 kernel the in-place passes
+//! call and each hand-written AVX2 kernel. Results are checked against the
+//! plain sums where that is cheap; the other calls are checked by
+//! returning at all.
 
 use gramfit::stats::columns::{ColumnRef, SourceColumn};
 use gramfit::stats::dyadic::ColumnScan;
@@ -245,6 +246,52 @@ fn avx512_kernels_stay_within_their_slices() {
                 );
                 let mut table = Table::zeroed(4, width);
                 patterns::pattern_sums(&xs, index.get(), 4, n, m, Some(wc.get()), table.as_mut_slice());
+            }
+        }
+    }
+}
+
+/// Each hand-written AVX2 kernel, on guarded inputs and outputs of exactly
+/// the length its contract names, against plain loops (whole numbers and
+/// halves: every sum exact, so any order gives the same value).
+#[cfg(gramfit_x86)]
+#[test]
+fn avx2_kernels_stay_within_their_slices() {
+    use gramfit::stats::x86::avx2;
+    if !crate::common::cpu_has(gramfit::isa::Level::Avx2, "the AVX2 kernels") {
+        return;
+    }
+    for n in LENGTHS {
+        let d = rows(n);
+        let (x0, x1) = (Guarded::new(&d.whole), Guarded::new(&d.halves));
+        let mask = Guarded::new(&d.mask);
+        let w = Guarded::new(&vec![1.5; n]);
+        let xs = [x0.get(), x1.get()];
+        for m in [None, Some(mask.get())] {
+            let kept = |r: usize| m.is_none() || d.kept[r];
+            let sum = |f: &dyn Fn(usize) -> f64| (0..n).filter(|&r| kept(r)).map(f).sum::<f64>();
+            // SAFETY (every call below): the CPU has AVX2 and FMA (checked
+            // above); every slice has the length the kernel's contract
+            // names, and no more.
+            unsafe {
+                let (fraction, st) = avx2::scan_masked_avx2(x1.get(), m);
+                assert_eq!(fraction, (0..n).any(|r| kept(r) && d.halves[r].fract() != 0.0), "n {n}");
+                assert_eq!(st.sum, sum(&|r| d.halves[r]), "n {n}");
+                let nonzero = (0..n).filter(|&r| kept(r) && d.halves[r] != 0.0).count() as f64;
+                assert_eq!(st.nonzero, nonzero, "n {n}");
+                // The flag's bits are clear on dropped rows, as the pass makes them.
+                let bits: Vec<u8> =
+                    d.flag_bits.iter().enumerate().map(|(c, &b)| b & m.map_or(0xff, |m| m[c])).collect();
+                let bits = Guarded::new(&bits);
+                let mut cross = Guarded::new(&[0.0; 2]);
+                avx2::bits_by_cols_avx2(&[bits.get()], &xs, n, cross.get_mut());
+                let on = |r: usize| kept(r) && d.flag[r] == 1;
+                assert_eq!(cross.get()[0], sum(&|r| if on(r) { d.whole[r] } else { 0.0 }), "n {n}");
+                assert_eq!(cross.get()[1], sum(&|r| if on(r) { d.halves[r] } else { 0.0 }), "n {n}");
+                let mut cc = Guarded::new(&[0.0; 4]);
+                avx2::gram_lower_cols_avx2(&xs, n, m, Some(w.get()), cc.get_mut());
+                assert_eq!(cc.get()[1], sum(&|r| 1.5 * d.whole[r] * d.halves[r]), "n {n}");
+                assert_eq!(cc.get()[3], sum(&|r| 1.5 * d.halves[r] * d.halves[r]), "n {n}");
             }
         }
     }

@@ -286,3 +286,108 @@ proptest::proptest! {
         }
     }
 }
+
+/// Everything the first pass's in-place kernels return for one chunk.
+#[derive(Debug, PartialEq)]
+struct ScanOutputs {
+    scans: Vec<(bool, bool, [u64; 3], bool)>,
+    converted: ([u64; 3], bool, Vec<u64>),
+    nonzero_bits: Vec<u8>,
+    cross: Vec<u64>,
+    gram: Vec<u64>,
+    levels: (Vec<u64>, Vec<u64>),
+    flags: Vec<u64>,
+    ones: u64,
+}
+
+fn stats_bits(s: &gramfit::stats::columns::ColumnStats) -> [u64; 3] {
+    [s.max_abs.to_bits(), s.sum.to_bits(), s.nonzero.to_bits()]
+}
+
+fn run_scans<K: gramfit::stats::portable::scans::ScanKernels>(k: K, d: &Chunk, whole: &[Vec<f64>]) -> ScanOutputs {
+    use gramfit::stats::columns::LevelColumn;
+    let n = d.n;
+    let mask = Some(&d.mask[..]);
+    // Whole numbers and halves (exact sums: the value every order gives),
+    // and the chunk's normal draws (only the fraction test is compared).
+    let scans = whole
+        .iter()
+        .map(|c| {
+            let (fraction, st) = k.scan_masked(c, mask);
+            (fraction, st.binary, stats_bits(&st), k.halves_masked(c, mask))
+        })
+        .chain(d.cols.iter().map(|c| (k.scan_masked(c, mask).0, false, [0; 3], k.halves_masked(c, mask))))
+        .collect();
+    let mut out = vec![0.0; n.div_ceil(8) * 8];
+    let st = k.convert_i64_masked(&d.ints, mask, &mut out);
+    let mut nonzero_bits = vec![0u8; n.div_ceil(8) * whole.len()];
+    for (c, b) in whole.iter().zip(nonzero_bits.chunks_mut(n.div_ceil(8).max(1))) {
+        k.nonzero_bits_masked(c, mask, b);
+    }
+    let cols: Vec<&[f64]> = whole.iter().map(|c| c.as_slice()).collect();
+    let bins: Vec<&[u8]> = d.flags.iter().map(|f| f.as_slice()).collect();
+    let mut cross = vec![0.0; bins.len() * cols.len()];
+    k.bits_by_cols(&bins, &cols, n, mask, &mut cross);
+    let mut gram = vec![0.0; cols.len() * cols.len()];
+    k.gram_exact(&cols, n, mask, &mut gram);
+    let level_cols: Vec<LevelColumn<'_>> =
+        cols.iter().map(|c| LevelColumn::F64(c)).chain(bins.iter().map(|b| LevelColumn::Bits(b))).collect();
+    let (mut sums, mut counts) = (vec![0.0; 6 * level_cols.len()], vec![0u64; 6]);
+    k.level_sums(&d.codes, 6, &level_cols, n, mask, &mut sums, &mut counts);
+    let pats = k.row_patterns(&bins, n);
+    let index: Vec<u16> = d.codes.iter().map(|&c| c as u16).collect();
+    let mut flags = vec![0.0; 6 * 8];
+    k.flag_counts(&index, &pats, 6, n, &mut flags);
+    let ones = match (bins.first(), bins.last()) {
+        (Some(a), Some(b)) => k.and_ones(a, b),
+        _ => 0,
+    };
+    ScanOutputs {
+        scans,
+        converted: (stats_bits(&st), st.binary, bits_of(&out)),
+        nonzero_bits,
+        cross: bits_of(&cross),
+        gram: bits_of(&gram),
+        levels: (bits_of(&sums), counts),
+        flags: bits_of(&flags),
+        ones,
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// The first pass's in-place kernels return the portable kernels'
+    /// values on every instruction set this CPU has, where the first pass
+    /// uses them: sums of whole numbers and halves (exact in any order),
+    /// and the fraction tests on any values.
+    #[test]
+    #[cfg_attr(not(gramfit_x86), allow(unused_variables))]
+    fn scan_kernels_return_the_portable_values(
+        n in proptest::prop_oneof![0usize..20, 60usize..70, 500usize..700],
+        nc in 0usize..6,
+        nf in 0usize..=8,
+        seed in proptest::prelude::any::<u64>(),
+    ) {
+        use gramfit::stats::portable::Portable;
+        let d = chunk(n, nc, nf, seed);
+        let mut rng = gramfit::generate::Rng::new(seed ^ 0x5eed);
+        let whole: Vec<Vec<f64>> = (0..4)
+            .map(|j| (0..n).map(|_| match j {
+                0 => (rng.uniform() * 20.0).floor() - 5.0,
+                1 => (rng.uniform() * 9.0).floor() * 0.5,
+                2 => f64::from(u8::from(rng.uniform() < 0.3)),
+                _ => (rng.uniform() * 4000.0).floor(),
+            }).collect())
+            .collect();
+        let reference = run_scans(Portable, &d, &whole);
+        #[cfg(gramfit_x86)]
+        if let Some(k) = gramfit::isa::Avx2::for_level(Level::Avx2) {
+            proptest::prop_assert_eq!(&run_scans(k, &d, &whole), &reference, "AVX2");
+        }
+        #[cfg(gramfit_x86)]
+        if let Some(k) = gramfit::isa::Avx512::for_level(Level::Avx512) {
+            proptest::prop_assert_eq!(&run_scans(k, &d, &whole), &reference, "AVX-512");
+        }
+    }
+}

@@ -35,6 +35,7 @@
 
 pub mod row_kernels;
 pub mod rows;
+pub mod scans;
 
 use super::columns::{ColumnRef, RawMoments};
 use super::dyadic::{ColumnScan, DyadicProfile};

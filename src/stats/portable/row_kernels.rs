@@ -109,16 +109,16 @@ pub trait RowKernels: Copy {
 macro_rules! forward_row_kernels {
     ($wrap:ident) => {
         fn binary_bits_i64(self, col: &[i64], mask: Option<&[u8]>, bits: &mut [u8]) -> bool {
-            $wrap!(binary_bits_i64(col: &[i64], mask: Option<&[u8]>, bits: &mut [u8]) -> bool)
+            $wrap!(rows::binary_bits_i64(col: &[i64], mask: Option<&[u8]>, bits: &mut [u8]) -> bool)
         }
         fn convert_i64(self, col: &[i64], out: &mut [f64]) {
-            $wrap!(convert_i64(col: &[i64], out: &mut [f64]) -> ())
+            $wrap!(rows::convert_i64(col: &[i64], out: &mut [f64]) -> ())
         }
         fn equal_bits_u32(self, codes: &[u32], code: u32, n: usize, mask: Option<&[u8]>, bits: &mut [u8]) {
-            $wrap!(equal_bits_u32(codes: &[u32], code: u32, n: usize, mask: Option<&[u8]>, bits: &mut [u8]) -> ())
+            $wrap!(rows::equal_bits_u32(codes: &[u32], code: u32, n: usize, mask: Option<&[u8]>, bits: &mut [u8]) -> ())
         }
         fn row_patterns(self, flags: &[&[u8]], n: usize) -> Vec<u8> {
-            $wrap!(row_patterns(flags: &[&[u8]], n: usize) -> Vec<u8>)
+            $wrap!(rows::row_patterns(flags: &[&[u8]], n: usize) -> Vec<u8>)
         }
         fn residuals(
             self,
@@ -133,7 +133,7 @@ macro_rules! forward_row_kernels {
             full: &mut [f64],
             kept: &mut [f64],
         ) -> usize {
-            $wrap!(residuals(
+            $wrap!(rows::residuals(
                 y: &[f64],
                 offset: Option<&[f64]>,
                 xs: &[&[f64]],
@@ -147,16 +147,13 @@ macro_rules! forward_row_kernels {
             ) -> usize)
         }
         fn residual_sums(self, e: &[f64]) -> ([f64; 4], f64) {
-            $wrap!(residual_sums(e: &[f64]) -> ([f64; 4], f64))
+            $wrap!(rows::residual_sums(e: &[f64]) -> ([f64; 4], f64))
         }
         fn count_nonzero_masked(self, col: &[f64], n: usize, mask: Option<&[u8]>) -> u64 {
-            $wrap!(count_nonzero_masked(col: &[f64], n: usize, mask: Option<&[u8]>) -> u64)
+            $wrap!(rows::count_nonzero_masked(col: &[f64], n: usize, mask: Option<&[u8]>) -> u64)
         }
         fn robust_weights(self, e: &[f64], h: &[f64], squared: bool, w: &mut [f64]) -> bool {
-            $wrap!(robust_weights(e: &[f64], h: &[f64], squared: bool, w: &mut [f64]) -> bool)
-        }
-        fn gram_lower_cols(self, cols: &[&[f64]], n: usize, mask: Option<&[u8]>, w: Option<&[f64]>, out: &mut [f64]) {
-            $wrap!(gram_lower_cols(cols: &[&[f64]], n: usize, mask: Option<&[u8]>, w: Option<&[f64]>, out: &mut [f64]) -> ())
+            $wrap!(rows::robust_weights(e: &[f64], h: &[f64], squared: bool, w: &mut [f64]) -> bool)
         }
         fn pattern_sums(
             self,
@@ -168,7 +165,7 @@ macro_rules! forward_row_kernels {
             w: Option<&[f64]>,
             table: &mut [f64],
         ) {
-            $wrap!(pattern_sums_once(
+            $wrap!(rows::pattern_sums_once(
                 cols: &[&[f64]],
                 index: &[u16],
                 rows: usize,
@@ -188,7 +185,7 @@ macro_rules! forward_row_kernels {
             table: &mut [f64],
             out: &mut [f64],
         ) {
-            $wrap!(meat_sums_spread(
+            $wrap!(rows::meat_sums_spread(
                 cols: &[&[f64]],
                 patterns: &[u8],
                 n: usize,
@@ -209,7 +206,7 @@ macro_rules! forward_row_kernels {
             mask: Option<&[u8]>,
             h: &mut [f64],
         ) {
-            $wrap!(leverages(
+            $wrap!(rows::leverages(
                 cols: &[&[f64]],
                 bk: &[f64],
                 m: usize,
@@ -232,7 +229,7 @@ macro_rules! forward_row_kernels {
             mask: Option<&[u8]>,
             h: &mut [f64],
         ) {
-            $wrap!(add_level_leverage(
+            $wrap!(rows::add_level_leverage(
                 codes: &[u32],
                 code_column: (&[u32], usize),
                 patterns: (&[u8], usize),
@@ -257,7 +254,7 @@ macro_rules! forward_row_kernels {
             side: &mut [u16],
             w: &mut [f64],
         ) -> u64 {
-            $wrap!(cluster_rows(
+            $wrap!(rows::cluster_rows(
                 codes: &[u32],
                 levels: &[u32],
                 patterns: &[u8],
@@ -274,13 +271,18 @@ macro_rules! forward_row_kernels {
 }
 
 /// Call the portable function as it is.
+#[macro_export]
+#[doc(hidden)]
 macro_rules! direct_call {
-    ($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty) => {
-        rows::$name($($arg),*)
+    ($module:ident::$name:ident($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        $crate::stats::portable::$module::$name($($arg),*)
     };
 }
 
 impl RowKernels for super::Portable {
+    fn gram_lower_cols(self, cols: &[&[f64]], n: usize, mask: Option<&[u8]>, w: Option<&[f64]>, out: &mut [f64]) {
+        rows::gram_lower_cols(cols, n, mask, w, out)
+    }
     forward_row_kernels!(direct_call);
 }
 

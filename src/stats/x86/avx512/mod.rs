@@ -3,7 +3,7 @@
 //! masked out (0/1 columns as bits: masked sums and popcounts), and the
 //! second pass's residuals, their moments, HC2/HC3 weights and weighted
 //! grams. The robust second pass's row patterns are in [`patterns`]; the
-//! in-place first pass is [`inplace`].
+//! in-place first pass that calls these is [`crate::stats::inplace`].
 //!
 //! The compilers' auto-vectoriser split the five independent lane
 //! reductions of the portable scan into 128-bit pieces, which made the scan
@@ -13,10 +13,10 @@
 //! Every function here is `unsafe` only for its target features: callers
 //! check the CPU first. Loads past a column's end are masked off.
 
-pub mod inplace;
 pub mod patterns;
 
 use crate::bits::row_mask;
+use crate::stats::columns::{ColumnStats, LevelColumn};
 use crate::stats::dyadic::ColumnScan;
 use crate::stats::portable::reduce8;
 use crate::stats::portable::rows::FlagTerms;
@@ -155,7 +155,7 @@ pub unsafe fn scan_masked_avx512(col: &[f64], mask: Option<&[u8]>) -> (bool, Col
     (
         _mm512_test_epi64_mask(_mm512_castpd_si512(fraction), _mm512_castpd_si512(fraction)) != 0,
         ColumnStats {
-            max_abs: max.max(-min),
+            max_abs: max.max(-min).abs(),
             sum: _mm512_reduce_add_pd(sum),
             nonzero: _mm512_reduce_add_pd(nz),
             binary: max <= 1.0 && min >= 0.0,
@@ -247,16 +247,6 @@ pub unsafe fn convert_i64_avx512(col: &[i64], out: &mut [f64]) {
             _mm512_storeu_pd(out.as_mut_ptr().add(8 * c), v);
         }
     }
-}
-
-/// What the in-place kernels learn of a column in one pass.
-pub struct ColumnStats {
-    pub max_abs: f64,
-    pub sum: f64,
-    pub nonzero: f64,
-    /// Every kept value lies in [0, 1]: with whole numbers, 0 or 1, and then
-    /// the non-zero bits of the pass are the column itself.
-    pub binary: bool,
 }
 
 /// The non-zero bits of the kept rows of a column, a byte per 8 rows
@@ -689,14 +679,6 @@ pub unsafe fn robust_weights_avx512(e: &[f64], h: &[f64], squared: bool, w: &mut
         unsafe { _mm512_storeu_pd(w.as_mut_ptr().add(8 * c), wv) };
     }
     lev != 0
-}
-
-/// A column of [`level_sums_avx512`]: values, or a 0/1 column's bits (a
-/// byte per 8 rows).
-#[derive(Clone, Copy)]
-pub enum LevelColumn<'a> {
-    F64(&'a [f64]),
-    Bits(&'a [u8]),
 }
 
 /// Per level `k < levels` of a factor's `codes` (at most 16 levels): the

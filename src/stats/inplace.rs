@@ -1,17 +1,19 @@
-//! The in-place first pass (AVX-512): raw moments of source columns read
-//! where Arrow decoded them — dropped rows masked out as they are loaded,
-//! 0/1 integer columns as bits, a categorical factor's cells from its level
+//! The in-place first pass: raw moments of source columns read where
+//! Arrow decoded them — dropped rows masked out as they are loaded, 0/1
+//! integer columns as bits, a categorical factor's cells from its level
 //! codes — with no design matrix built. Every sum it forms is exact (it is
 //! taken only for chunks whose values make plain arithmetic exact), so it
-//! returns the bits the general path (`kernel::raw_moments`) returns.
-//! x86-64 only, compiled as a whole (`gramfit_x86`).
+//! returns the bits the general path (`kernel::raw_moments`) returns, on
+//! every instruction set: the kernels come from a [`ScanKernels`]
+//! (portable, AVX2 or AVX-512).
 
 use crate::bits::{kept_bits, kept_rows};
 use crate::dd::Dd;
-use crate::isa::Avx512;
+use crate::stats::columns::{ColumnStats, LevelColumn};
 use crate::stats::columns::{DirectColumn, MaskedMoments, RawMoments, SourceColumn};
 use crate::stats::dyadic::DyadicProfile;
 use crate::stats::patterns;
+use crate::stats::portable::scans::ScanKernels;
 use std::collections::HashMap;
 
 /// A factor's cells in one chunk: the cell of each kept row, the levels of
@@ -45,21 +47,10 @@ fn factor_cells(codes: &[u32], levels: usize, n: usize, mask: Option<&[u8]>) -> 
     FactorCells { row_cell, levels: cells, counts }
 }
 
-/// [`crate::stats::kernel::raw_moments_masked_columns`] on AVX-512 (the
-/// token proves F, DQ and POPCNT).
-pub fn masked_moments(
-    _token: Avx512,
-    all: &[DirectColumn<'_>],
-    n: usize,
-    mask: Option<&[u8]>,
-    converted: &mut Vec<f64>,
-) -> Option<MaskedMoments> {
-    // SAFETY: the token proves every feature the kernel enables.
-    unsafe { masked_moments_with(all, n, mask, converted) }
-}
-
-#[target_feature(enable = "avx512f,avx512dq,popcnt")]
-unsafe fn masked_moments_with(
+/// [`crate::stats::kernel::raw_moments_masked_columns`] with the kernels
+/// of `k`.
+pub fn masked_moments<K: ScanKernels>(
+    k: K,
     all: &[DirectColumn<'_>],
     n: usize,
     mask: Option<&[u8]>,
@@ -72,9 +63,7 @@ unsafe fn masked_moments_with(
             DirectColumn::Factor { .. } => None,
         })
         .collect();
-    // SAFETY: as the caller's.
-    let NumericMoments { raw: num, slices, bits, nbytes, kept } =
-        unsafe { numeric_moments(&cols, n, mask, converted)? };
+    let NumericMoments { raw: num, slices, bits, nbytes, kept } = numeric_moments(k, &cols, n, mask, converted)?;
     if cols.len() == all.len() {
         return Some(MaskedMoments { raw: num, cells: Vec::new() });
     }
@@ -92,16 +81,15 @@ unsafe fn masked_moments_with(
     // needed (no cross tabulation).
     if let [(codes, levels)] = coded[..] {
         if levels <= 16 {
-            let level_cols: Vec<super::LevelColumn<'_>> = slices
+            let level_cols: Vec<LevelColumn<'_>> = slices
                 .iter()
                 .map(|s| match *s {
-                    NumericColumn::F64(v) => super::LevelColumn::F64(v),
-                    NumericColumn::Bits(i) => super::LevelColumn::Bits(&bits[i * nbytes..(i + 1) * nbytes]),
+                    NumericColumn::F64(v) => LevelColumn::F64(v),
+                    NumericColumn::Bits(i) => LevelColumn::Bits(&bits[i * nbytes..(i + 1) * nbytes]),
                 })
                 .collect();
             let (mut sums, mut counts) = (vec![0.0; levels * p], vec![0u64; levels]);
-            // SAFETY: as the caller's; every column holds n rows.
-            unsafe { super::level_sums_avx512(codes, levels, &level_cols, n, mask, &mut sums, &mut counts) };
+            k.level_sums(codes, levels, &level_cols, n, mask, &mut sums, &mut counts);
             let order = first_appearance(codes, &counts, n, mask);
             let f = FactorCells {
                 row_cell: Vec::new(),
@@ -120,9 +108,7 @@ unsafe fn masked_moments_with(
     // addition per row and column.
     if let [(codes, levels)] = coded[..] {
         if levels < usize::from(u16::MAX) {
-            // SAFETY: as the caller's.
-            let m =
-                unsafe { single_factor_table_sums(all, &num, &slices, &bits, nbytes, kept, codes, levels, n, mask) };
+            let m = single_factor_table_sums(k, all, &num, &slices, &bits, nbytes, kept, codes, levels, n, mask);
             if m.is_some() {
                 return m;
             }
@@ -189,9 +175,9 @@ fn first_appearance(codes: &[u32], counts: &[u64], n: usize, mask: Option<&[u8]>
 
 /// [`masked_moments_with`] for one factor of `levels` (< 2¹⁶) levels, by
 /// table sums (see there); `None` beyond 8 flags (then the per-cell sums).
-#[target_feature(enable = "avx512f,avx512dq,popcnt")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn single_factor_table_sums(
+fn single_factor_table_sums<K: ScanKernels>(
+    k: K,
     all: &[DirectColumn<'_>],
     num: &RawMoments,
     slices: &[NumericColumn<'_>],
@@ -233,16 +219,14 @@ unsafe fn single_factor_table_sums(
     let float_cols: Vec<&[f64]> = floats.iter().map(|f| f.1).collect();
     let width = patterns::table_width(float_cols.len());
     let mut by_level = patterns::Table::zeroed(rows, width);
-    // SAFETY: the CPU has AVX-512F (the caller's); every column holds n
-    // rows, every index is below `rows`.
-    unsafe { super::patterns::pattern_sums(&float_cols, &index, rows, n, mask, None, by_level.as_mut_slice()) };
+    // Every index is below `rows`.
+    k.pattern_sums(&float_cols, &index, rows, n, mask, None, by_level.as_mut_slice());
     let by_level = by_level.as_slice();
     let mut flag_table = vec![0.0; if flags.is_empty() { 0 } else { rows * 8 }];
     if !flags.is_empty() {
         let flag_bits: Vec<&[u8]> = flags.iter().map(|f| f.1).collect();
-        let pats = super::patterns::row_patterns(&flag_bits, n);
-        // SAFETY: as above; `pats` holds a byte per row.
-        unsafe { super::patterns::flag_counts(&index, &pats, rows, n, &mut flag_table) };
+        let pats = k.row_patterns(&flag_bits, n);
+        k.flag_counts(&index, &pats, rows, n, &mut flag_table);
     }
     let at = |l: usize, lane: usize| by_level[l * width * 8 + lane];
     let counts: Vec<u64> = (0..levels).map(|l| at(l, 0) as u64).collect();
@@ -381,8 +365,8 @@ struct NumericMoments<'a> {
 /// An integer 0/1 column is never converted (an integer column is 0/1
 /// exactly when its bits test passes, so conversions and integer
 /// non-0/1 columns stay in step).
-#[target_feature(enable = "avx512f,avx512dq,popcnt")]
-unsafe fn numeric_moments<'a>(
+fn numeric_moments<'a, K: ScanKernels>(
+    k: K,
     cols: &[SourceColumn<'a>],
     n: usize,
     mask: Option<&[u8]>,
@@ -412,16 +396,13 @@ unsafe fn numeric_moments<'a>(
         let bits = &mut bits[i * nbytes..(i + 1) * nbytes];
         let (profile, st) = match *c {
             SourceColumn::F64(v) => {
-                // SAFETY: the CPU supports AVX-512F.
-                let (fraction, st) = unsafe { super::scan_masked_avx512(&v[..n], mask) };
+                let (fraction, st) = k.scan_masked(&v[..n], mask);
                 let q = if !fraction {
                     if st.binary {
-                        // SAFETY: as above.
-                        unsafe { super::nonzero_bits_masked_avx512(&v[..n], mask, bits) };
+                        k.nonzero_bits_masked(&v[..n], mask, bits);
                     }
                     0
-                // SAFETY: as above.
-                } else if !unsafe { super::halves_masked_avx512(&v[..n], mask) } {
+                } else if !k.halves_masked(&v[..n], mask) {
                     1
                 } else {
                     // Finer fractions and non-dyadic values: general path.
@@ -433,26 +414,18 @@ unsafe fn numeric_moments<'a>(
                 kept_bits(b, mask, n, bits);
                 let ones = crate::bits::ones_in(bits) as f64;
                 let max_abs = if ones > 0.0 { 1.0 } else { 0.0 };
-                (
-                    DyadicProfile { q: 0, max_abs },
-                    super::ColumnStats { max_abs, sum: ones, nonzero: ones, binary: true },
-                )
+                (DyadicProfile { q: 0, max_abs }, ColumnStats { max_abs, sum: ones, nonzero: ones, binary: true })
             }
             SourceColumn::I64(v) => {
                 // A 0/1 column stays bits; others are converted.
-                // SAFETY: the CPU supports AVX-512F.
-                if unsafe { super::binary_bits_i64_avx512(&v[..n], mask, bits) } {
+                if k.binary_bits_i64(&v[..n], mask, bits) {
                     let ones = crate::bits::ones_in(bits) as f64;
                     let max_abs = if ones > 0.0 { 1.0 } else { 0.0 };
-                    (
-                        DyadicProfile { q: 0, max_abs },
-                        super::ColumnStats { max_abs, sum: ones, nonzero: ones, binary: true },
-                    )
+                    (DyadicProfile { q: 0, max_abs }, ColumnStats { max_abs, sum: ones, nonzero: ones, binary: true })
                 } else {
                     let out = &mut converted[next_int * stride..(next_int + 1) * stride];
                     next_int += 1;
-                    // SAFETY: the CPU supports AVX-512F and DQ.
-                    let st = unsafe { super::convert_i64_masked_avx512(&v[..n], mask, out) };
+                    let st = k.convert_i64_masked(&v[..n], mask, out);
                     (DyadicProfile { q: 0, max_abs: st.max_abs }, st)
                 }
             }
@@ -500,8 +473,7 @@ unsafe fn numeric_moments<'a>(
     let bin_cols: Vec<&[u8]> = bins.iter().map(|&i| &bits[i * nbytes..(i + 1) * nbytes]).collect();
     let (nc, nb) = (cont.len(), bins.len());
     let mut g = vec![0.0; nc * nc];
-    // SAFETY: the CPU supports AVX-512F; every slice holds n rows.
-    unsafe { super::gram_lower_cols_avx512(&cont_cols, n, mask, None, &mut g) };
+    k.gram_exact(&cont_cols, n, mask, &mut g);
     let mut s2 = vec![Dd::ZERO; m * m];
     let mut set = |i: usize, j: usize, v: f64| {
         s2[i * m + j] = Dd::from(v);
@@ -519,8 +491,7 @@ unsafe fn numeric_moments<'a>(
         // measured 2-4% slower here: without weights the masked sums are
         // as cheap as the transposes the grouping needs.)
         let mut cross = vec![0.0; nb * nc];
-        // SAFETY: as above.
-        unsafe { super::bits_by_cols_avx512(&bin_cols, &cont_cols, n, mask, &mut cross) };
+        k.bits_by_cols(&bin_cols, &cont_cols, n, mask, &mut cross);
         for (b, &j) in cont.iter().enumerate() {
             for (a, &i) in bins.iter().enumerate() {
                 set(i, j, cross[a * nc + b]);
@@ -528,9 +499,7 @@ unsafe fn numeric_moments<'a>(
         }
         for (b, &j) in bins.iter().enumerate() {
             for &i in &bins[b..] {
-                // Inlined here, where POPCNT is enabled.
-                let dot =
-                    crate::bits::and_ones(&bits[i * nbytes..(i + 1) * nbytes], &bits[j * nbytes..(j + 1) * nbytes]);
+                let dot = k.and_ones(&bits[i * nbytes..(i + 1) * nbytes], &bits[j * nbytes..(j + 1) * nbytes]);
                 set(i, j, dot as f64);
             }
         }
