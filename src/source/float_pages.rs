@@ -283,27 +283,176 @@ fn unpack_lookup(run: &[u8], w: usize, first: usize, m: usize, dict: &[f64], out
         out.extend_repeat(v, m);
         return Ok(());
     }
+    unpack_with(Unpacker::active(), run, w, first, m, dict, out)
+}
+
+/// How bit-packed indices are unpacked: one at a time, or whole groups of
+/// 8 by vector (AVX2: byte shuffles within 128-bit lanes and a gather;
+/// AVX-512 VBMI: one byte permutation and register lookups).
+#[derive(Clone, Copy, Debug)]
+enum Unpacker {
+    Scalar,
     #[cfg(gramfit_x86)]
-    if m >= 16 && w <= 32 && has_vbmi() {
+    Avx2(crate::isa::Avx2),
+    #[cfg(gramfit_x86)]
+    Vbmi(crate::isa::Avx512Vbmi),
+}
+
+impl Unpacker {
+    /// The fastest the instruction-set level in force allows.
+    fn active() -> Unpacker {
+        #[cfg(gramfit_x86)]
+        {
+            if let Some(t) = crate::isa::Avx512Vbmi::get() {
+                return Unpacker::Vbmi(t);
+            }
+            if let Some(t) = crate::isa::Avx2::get() {
+                return Unpacker::Avx2(t);
+            }
+        }
+        Unpacker::Scalar
+    }
+
+    /// Every unpacker this CPU can run (the tests run each).
+    #[cfg(test)]
+    fn all() -> Vec<Unpacker> {
+        #[cfg(gramfit_x86)]
+        {
+            use crate::isa::{Avx2, Avx512Vbmi, Level};
+            let vector = [
+                Avx2::for_level(Level::Avx2).map(Unpacker::Avx2),
+                Avx512Vbmi::for_level(Level::Avx512Vbmi).map(Unpacker::Vbmi),
+            ];
+            std::iter::once(Unpacker::Scalar).chain(vector.into_iter().flatten()).collect()
+        }
+        #[cfg(not(gramfit_x86))]
+        vec![Unpacker::Scalar]
+    }
+}
+
+/// [`unpack_lookup`] with a given unpacker.
+fn unpack_with(
+    unpacker: Unpacker,
+    run: &[u8],
+    w: usize,
+    first: usize,
+    m: usize,
+    dict: &[f64],
+    out: &mut Values,
+) -> Result<(), u64> {
+    #[cfg(gramfit_x86)]
+    if m >= 16 && w <= 32 && !matches!(unpacker, Unpacker::Scalar) {
         // Up to the first group boundary one by one, whole groups of 8 by
         // vector, the rest one by one.
         let head = (first.next_multiple_of(8) - first).min(m);
         unpack_scalar(run, w, first, head, dict, out)?;
-        let groups = (m - head) / 8;
+        let mut groups = (m - head) / 8;
         let start = first + head;
-        // SAFETY: the CPU has the features (checked); the groups' bits
-        // lie in `run` (the caller checked the run's bytes for all m).
-        unsafe { unpack_groups_avx512(run, w, start / 8, groups, dict, out)? };
+        match unpacker {
+            // SAFETY: the token proves the features; the groups' bits lie
+            // in `run` (the caller checked the run's bytes for all m).
+            Unpacker::Vbmi(_) => unsafe { unpack_groups_avx512(run, w, start / 8, groups, dict, out)? },
+            Unpacker::Avx2(_) => {
+                // Groups whose 16-byte loads stay inside the run.
+                let reach = (6 * w) / 8 + 16;
+                let safe = if run.len() >= reach { (run.len() - reach) / w + 1 } else { 0 };
+                groups = groups.min(safe.saturating_sub(start / 8));
+                // SAFETY: the token proves AVX2; every group read lies in
+                // `run` (above).
+                unsafe { unpack_groups_avx2(run, w, start / 8, groups, dict, out)? }
+            }
+            Unpacker::Scalar => unreachable!("checked above"),
+        }
         let done = head + 8 * groups;
         return unpack_scalar(run, w, first + done, m - done, dict, out);
     }
+    let _ = unpacker;
     unpack_scalar(run, w, first, m, dict, out)
 }
 
-/// Whether the CPU has AVX-512 F and VBMI (checked once).
+/// `groups` whole groups of 8 `w`-bit indices (`w ≤ 32`) from group
+/// `group` of a bit-packed run, looked up in `dict`, appended to `out`,
+/// four at a time: two 16-byte loads hold four values' 8-byte windows (a
+/// group is `w` bytes, so the windows' places repeat every group), a byte
+/// shuffle within each 128-bit lane puts each window in its 64-bit lane, a
+/// variable shift and a mask leave the index, a gather looks it up. Any
+/// index past the dictionary: the error (the first such index), nothing
+/// appended for its group.
+///
+/// # Safety
+///
+/// The CPU must have AVX2, and `run` must hold the 16 bytes from
+/// `(group + groups − 1)·w + ⌊6w/8⌋` (checked, `assert!`).
 #[cfg(gramfit_x86)]
-fn has_vbmi() -> bool {
-    crate::isa::Avx512Vbmi::get().is_some()
+#[target_feature(enable = "avx2")]
+unsafe fn unpack_groups_avx2(
+    run: &[u8],
+    w: usize,
+    group: usize,
+    groups: usize,
+    dict: &[f64],
+    out: &mut Values,
+) -> Result<(), u64> {
+    use std::arch::x86_64::*;
+    assert!((1..=32).contains(&w));
+    assert!(groups == 0 || (group + groups - 1) * w + (6 * w) / 8 + 16 <= run.len(), "groups past the run");
+    // Per half h of a group and 128-bit lane p: the byte its two values'
+    // windows are loaded from (from the group's first byte), and per value
+    // its window's bytes in the load and its shift.
+    let start = |h: usize, p: usize| (4 * h + 2 * p) * w / 8;
+    let mut ctrl = [[0u8; 32]; 2];
+    let mut shift = [[0u64; 4]; 2];
+    for h in 0..2 {
+        for p in 0..2 {
+            for q in 0..2 {
+                let j = 4 * h + 2 * p + q;
+                let off = j * w / 8 - start(h, p);
+                for b in 0..8 {
+                    ctrl[h][16 * p + 8 * q + b] = (off + b) as u8;
+                }
+                shift[h][2 * p + q] = (j * w % 8) as u64;
+            }
+        }
+    }
+    // SAFETY: 32 bytes each.
+    let (ctrl, shift) = unsafe {
+        (
+            [_mm256_loadu_si256(ctrl[0].as_ptr().cast()), _mm256_loadu_si256(ctrl[1].as_ptr().cast())],
+            [_mm256_loadu_si256(shift[0].as_ptr().cast()), _mm256_loadu_si256(shift[1].as_ptr().cast())],
+        )
+    };
+    let starts = [[start(0, 0), start(0, 1)], [start(1, 0), start(1, 1)]];
+    let mask = _mm256_set1_epi64x(((1u64 << w) - 1) as i64);
+    let len = _mm256_set1_epi64x(dict.len() as i64);
+    let dst = out.room(8 * groups);
+    let p = run.as_ptr();
+    for g in 0..groups {
+        let at = (group + g) * w;
+        for h in 0..2 {
+            // SAFETY: 16 bytes from at + starts[h][1] ≤ at + ⌊6w/8⌋ lie in
+            // the run (asserted above).
+            let (lo, hi) = unsafe {
+                (_mm_loadu_si128(p.add(at + starts[h][0]).cast()), _mm_loadu_si128(p.add(at + starts[h][1]).cast()))
+            };
+            let words = _mm256_shuffle_epi8(_mm256_set_m128i(hi, lo), ctrl[h]);
+            let idx = _mm256_and_si256(_mm256_srlv_epi64(words, shift[h]), mask);
+            if _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(len, idx))) != 0b1111 {
+                out.len += 8 * g;
+                let mut lanes = [0u64; 4];
+                // SAFETY: 4 lanes.
+                unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), idx) };
+                return Err(*lanes.iter().find(|&&i| i as usize >= dict.len()).expect("a lane past the dictionary"));
+            }
+            // SAFETY: every index is below the dictionary's length (checked
+            // above); `room` made space for 8 · groups values.
+            unsafe {
+                let values = _mm256_i64gather_pd::<8>(dict.as_ptr(), idx);
+                _mm256_storeu_pd(dst.add(8 * g + 4 * h), values);
+            }
+        }
+    }
+    out.len += 8 * groups;
+    Ok(())
 }
 
 /// `groups` whole groups of 8 `w`-bit indices (`w ≤ 32`) from group
@@ -530,10 +679,12 @@ mod tests {
             }
             let dict: Vec<f64> = (0..len).map(|i| i as f64 * 1.5 - 3.0).collect();
             for first in [0usize, 3, 8] {
-                let mut out = Values::with_capacity(n - first);
-                unpack_lookup(&run, w, first, n - first, &dict, &mut out).expect("indices within the dictionary");
-                let want: Vec<f64> = idx[first..].iter().map(|&i| dict[i]).collect();
-                assert_eq!(out.as_mut_slice(), want, "dictionary of {len}, from {first}");
+                for u in Unpacker::all() {
+                    let mut out = Values::with_capacity(n - first);
+                    unpack_with(u, &run, w, first, n - first, &dict, &mut out).expect("indices within the dictionary");
+                    let want: Vec<f64> = idx[first..].iter().map(|&i| dict[i]).collect();
+                    assert_eq!(out.as_mut_slice(), want, "{u:?}: dictionary of {len}, from {first}");
+                }
             }
         }
     }
@@ -555,10 +706,12 @@ mod tests {
                         }
                     }
                     let dict: Vec<f64> = (0..1u64 << w.min(10)).map(|i| i as f64 + 0.5).collect();
-                    let mut out = Values::with_capacity(m);
-                    unpack_lookup(&run, w, first, m, &dict, &mut out).expect("indices within the dictionary");
-                    let want: Vec<f64> = (first..total).map(|j| value(j) as f64 + 0.5).collect();
-                    assert_eq!(out.as_mut_slice(), want, "width {w}, {m} values from {first}");
+                    for u in Unpacker::all() {
+                        let mut out = Values::with_capacity(m);
+                        unpack_with(u, &run, w, first, m, &dict, &mut out).expect("indices within the dictionary");
+                        let want: Vec<f64> = (first..total).map(|j| value(j) as f64 + 0.5).collect();
+                        assert_eq!(out.as_mut_slice(), want, "{u:?}: width {w}, {m} values from {first}");
+                    }
                 }
             }
         }
@@ -581,16 +734,16 @@ mod tests {
             let dict: Vec<f64> = (0..1u64 << w.min(20)).map(|i| i as f64).collect();
             for first in [0usize, 1, 5, 63] {
                 let m = 64 - first;
-                let mut out = Values::with_capacity(m);
-                match unpack_lookup(&run, w, first, m, &dict, &mut out) {
-                    Ok(()) => {
-                        let want: Vec<f64> = (first..64).map(|j| value(j) as f64).collect();
-                        assert_eq!(out.as_mut_slice(), want, "width {w}, from {first}");
-                        assert_eq!(out.finish().as_ptr() as usize % 64, 0, "an aligned buffer");
-                    }
-                    Err(i) => {
-                        assert!(i as usize >= dict.len(), "width {w}: reported index {i}");
-                        assert!((first..64).any(|j| value(j) as usize >= dict.len()));
+                let first_bad = (first..64).map(value).find(|&v| v as usize >= dict.len());
+                for u in Unpacker::all() {
+                    let mut out = Values::with_capacity(m);
+                    match unpack_with(u, &run, w, first, m, &dict, &mut out) {
+                        Ok(()) => {
+                            let want: Vec<f64> = (first..64).map(|j| value(j) as f64).collect();
+                            assert_eq!(out.as_mut_slice(), want, "{u:?}: width {w}, from {first}");
+                            assert_eq!(out.finish().as_ptr() as usize % 64, 0, "an aligned buffer");
+                        }
+                        Err(i) => assert_eq!(Some(i), first_bad, "{u:?}: width {w}, from {first}"),
                     }
                 }
             }

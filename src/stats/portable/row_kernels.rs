@@ -175,48 +175,6 @@ macro_rules! forward_row_kernels {
                 table: &mut [f64]
             ) -> ())
         }
-        fn meat_sums(
-            self,
-            cols: &[&[f64]],
-            patterns: &[u8],
-            n: usize,
-            mask: Option<&[u8]>,
-            w: &[f64],
-            table: &mut [f64],
-            out: &mut [f64],
-        ) {
-            $wrap!(rows::meat_sums_spread(
-                cols: &[&[f64]],
-                patterns: &[u8],
-                n: usize,
-                mask: Option<&[u8]>,
-                w: &[f64],
-                table: &mut [f64],
-                out: &mut [f64]
-            ) -> ())
-        }
-        fn leverages(
-            self,
-            cols: &[&[f64]],
-            bk: &[f64],
-            m: usize,
-            patterns: &[u8],
-            table: &[f64],
-            n: usize,
-            mask: Option<&[u8]>,
-            h: &mut [f64],
-        ) {
-            $wrap!(rows::leverages(
-                cols: &[&[f64]],
-                bk: &[f64],
-                m: usize,
-                patterns: &[u8],
-                table: &[f64],
-                n: usize,
-                mask: Option<&[u8]>,
-                h: &mut [f64]
-            ) -> ())
-        }
         fn add_level_leverage(
             self,
             codes: &[u32],
@@ -282,6 +240,31 @@ macro_rules! direct_call {
 impl RowKernels for super::Portable {
     fn gram_lower_cols(self, cols: &[&[f64]], n: usize, mask: Option<&[u8]>, w: Option<&[f64]>, out: &mut [f64]) {
         rows::gram_lower_cols(cols, n, mask, w, out)
+    }
+    fn meat_sums(
+        self,
+        cols: &[&[f64]],
+        patterns: &[u8],
+        n: usize,
+        mask: Option<&[u8]>,
+        w: &[f64],
+        table: &mut [f64],
+        out: &mut [f64],
+    ) {
+        rows::meat_sums_spread(cols, patterns, n, mask, w, table, out)
+    }
+    fn leverages(
+        self,
+        cols: &[&[f64]],
+        bk: &[f64],
+        m: usize,
+        patterns: &[u8],
+        table: &[f64],
+        n: usize,
+        mask: Option<&[u8]>,
+        h: &mut [f64],
+    ) {
+        rows::leverages(cols, bk, m, patterns, table, n, mask, h)
     }
     forward_row_kernels!(direct_call);
 }

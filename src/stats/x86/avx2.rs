@@ -408,3 +408,89 @@ unsafe fn gram_group<const A: usize, const B: usize, const DIAG: bool, const MAS
         }
     }
 }
+
+/// Columns [`leverages_avx2`] handles (more: the portable kernel).
+pub const LEVERAGE_COLS: usize = 15;
+
+/// `stats::portable::rows::leverages` on 256-bit vectors, the same bits:
+/// per row `h = 2·Σ_j x_j (½B_jj x_j + T_j + Σ_{i>j} B_ji x_i) + T₀`
+/// with the same multiply-adds in the same order, four rows at a time. The
+/// rows' pattern-table entries (`T`) are loaded as rows and transposed
+/// (4 × 4 blocks) instead of gathered lane by lane.
+///
+/// # Safety
+///
+/// The CPU must have AVX2 and FMA (a `crate::isa::Avx2` token proves it);
+/// the slice lengths are checked (`assert!`), and every pattern indexes a
+/// row of `table` (`u8` patterns, 256 rows).
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn leverages_avx2(
+    cols: &[&[f64]],
+    bk: &[f64],
+    m: usize,
+    patterns: &[u8],
+    table: &[f64],
+    n: usize,
+    mask: Option<&[u8]>,
+    h: &mut [f64],
+) {
+    let nc = cols.len();
+    let stride = crate::stats::patterns::table_width(nc) * 8;
+    assert!(nc <= LEVERAGE_COLS && cols.iter().all(|c| c.len() >= n) && bk.len() >= m * m && nc <= m);
+    assert!(table.len() >= 256 * stride && patterns.len() >= n.div_ceil(8) * 8 && h.len() >= n.div_ceil(8) * 8);
+    let coef = |j: usize, l: usize| if l == j { 0.5 * bk[j * m + j] } else { bk[j * m + l] };
+    let blocks = (nc + 1).div_ceil(4);
+    let full = n / 8;
+    let zero = _mm256_setzero_pd();
+    // The last partial group, zero-padded, so that every load reads 8
+    // values.
+    let tail: [[f64; 8]; LEVERAGE_COLS] = std::array::from_fn(|j| {
+        std::array::from_fn(|l| cols.get(j).and_then(|c| c.get(8 * full + l)).copied().unwrap_or(0.0))
+    });
+    for c in 0..n.div_ceil(8) {
+        let (base, k) = (8 * c, row_mask(mask, c, n));
+        if k == 0 {
+            h[base..base + 8].fill(0.0);
+            continue;
+        }
+        let kb = _mm256_set1_epi64x(i64::from(k));
+        for half in 0..2 {
+            let keep = lane_mask(kb, lane_bits(half));
+            let mut x = [zero; LEVERAGE_COLS];
+            for j in 0..nc {
+                // SAFETY: 8 values from `base` lie below n (c < full), or
+                // the padded copy holds them.
+                let p = if c < full { unsafe { cols[j].as_ptr().add(base) } } else { tail[j].as_ptr() };
+                x[j] = _mm256_and_pd(unsafe { _mm256_loadu_pd(p.add(4 * half)) }, keep);
+            }
+            // The four rows' table entries, transposed: t[q][l] = T_q of
+            // row l.
+            let rows: [usize; 4] = std::array::from_fn(|l| usize::from(patterns[base + 4 * half + l]) * stride);
+            let mut t = [zero; 4 * LEVERAGE_COLS.div_ceil(4) + 4];
+            for q in 0..blocks {
+                // SAFETY: each row holds `stride ≥ 4 · blocks` values.
+                let r: [__m256d; 4] =
+                    std::array::from_fn(|l| unsafe { _mm256_loadu_pd(table.as_ptr().add(rows[l] + 4 * q)) });
+                let (a, b) = (_mm256_unpacklo_pd(r[0], r[1]), _mm256_unpackhi_pd(r[0], r[1]));
+                let (c2, d) = (_mm256_unpacklo_pd(r[2], r[3]), _mm256_unpackhi_pd(r[2], r[3]));
+                t[4 * q] = _mm256_permute2f128_pd::<0x20>(a, c2);
+                t[4 * q + 1] = _mm256_permute2f128_pd::<0x20>(b, d);
+                t[4 * q + 2] = _mm256_permute2f128_pd::<0x31>(a, c2);
+                t[4 * q + 3] = _mm256_permute2f128_pd::<0x31>(b, d);
+            }
+            let mut acc = zero;
+            for j in 0..nc {
+                let mut s = _mm256_fmadd_pd(_mm256_set1_pd(coef(j, j)), x[j], t[1 + j]);
+                #[allow(clippy::needless_range_loop)] // (iterator adapters were not inlined)
+                for i in j + 1..nc {
+                    s = _mm256_fmadd_pd(_mm256_set1_pd(coef(j, i)), x[i], s);
+                }
+                acc = _mm256_fmadd_pd(x[j], s, acc);
+            }
+            let hv = _mm256_and_pd(_mm256_fmadd_pd(_mm256_set1_pd(2.0), acc, t[0]), keep);
+            // SAFETY: `h` holds n rounded up to 8 values.
+            unsafe { _mm256_storeu_pd(h.as_mut_ptr().add(base + 4 * half), hv) };
+        }
+    }
+}

@@ -11,7 +11,7 @@ use super::columns::{ColumnRef, RawMoments};
 use super::columns::{ColumnStats, LevelColumn};
 use super::dyadic::ColumnScan;
 use super::portable::row_kernels::RowKernels;
-use super::portable::rows::FlagTerms;
+use super::portable::rows::{self, FlagTerms};
 use super::portable::scans::ScanKernels;
 use super::portable::{raw_moments_with, Primitives};
 use crate::isa::{Avx2, Avx512};
@@ -100,12 +100,60 @@ macro_rules! avx2_call {
 }
 
 /// The portable kernels built with AVX2, FMA and POPCNT, but for the
-/// weighted gram (hand-written: the compiler kept its sums in memory), the
-/// same bits.
+/// weighted gram (hand-written: the compiler kept its sums in memory) and
+/// the meat, which uses it — the same bits.
 impl RowKernels for Avx2 {
     fn gram_lower_cols(self, cols: &[&[f64]], n: usize, mask: Option<&[u8]>, w: Option<&[f64]>, out: &mut [f64]) {
         // SAFETY: the token proves AVX2 and FMA.
         unsafe { avx2::gram_lower_cols_avx2(cols, n, mask, w, out) }
+    }
+    /// The weighted gram, then the pattern sums: the same products
+    /// (`w·x`) added in the same order as the portable meat's one loop.
+    fn meat_sums(
+        self,
+        cols: &[&[f64]],
+        patterns: &[u8],
+        n: usize,
+        mask: Option<&[u8]>,
+        w: &[f64],
+        table: &mut [f64],
+        out: &mut [f64],
+    ) {
+        self.gram_lower_cols(cols, n, mask, Some(w), out);
+        #[target_feature(enable = "avx2,fma")]
+        fn sums(cols: &[&[f64]], patterns: &[u8], n: usize, mask: Option<&[u8]>, w: &[f64], table: &mut [f64]) {
+            rows::pattern_sums(cols, patterns, 256, crate::stats::patterns::SPREAD, n, mask, Some(w), table)
+        }
+        // SAFETY: the token proves AVX2 and FMA.
+        unsafe { sums(cols, patterns, n, mask, w, table) }
+    }
+    fn leverages(
+        self,
+        cols: &[&[f64]],
+        bk: &[f64],
+        m: usize,
+        patterns: &[u8],
+        table: &[f64],
+        n: usize,
+        mask: Option<&[u8]>,
+        h: &mut [f64],
+    ) {
+        if cols.len() <= avx2::LEVERAGE_COLS {
+            // SAFETY: the token proves AVX2 and FMA; patterns are bytes,
+            // and the table has 256 rows (checked there).
+            unsafe { avx2::leverages_avx2(cols, bk, m, patterns, table, n, mask, h) }
+        } else {
+            avx2_call!(rows::leverages(
+                cols: &[&[f64]],
+                bk: &[f64],
+                m: usize,
+                patterns: &[u8],
+                table: &[f64],
+                n: usize,
+                mask: Option<&[u8]>,
+                h: &mut [f64]
+            ) -> ())
+        }
     }
     crate::forward_row_kernels!(avx2_call);
 }
