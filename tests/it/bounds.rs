@@ -257,6 +257,7 @@ fn avx512_kernels_stay_within_their_slices() {
 #[cfg(gramfit_x86)]
 #[test]
 fn avx2_kernels_stay_within_their_slices() {
+    use gramfit::stats::columns::LevelColumn;
     use gramfit::stats::x86::avx2;
     if !crate::common::cpu_has(gramfit::isa::Level::Avx2, "the AVX2 kernels") {
         return;
@@ -288,6 +289,16 @@ fn avx2_kernels_stay_within_their_slices() {
                 let on = |r: usize| kept(r) && d.flag[r] == 1;
                 assert_eq!(cross.get()[0], sum(&|r| if on(r) { d.whole[r] } else { 0.0 }), "n {n}");
                 assert_eq!(cross.get()[1], sum(&|r| if on(r) { d.halves[r] } else { 0.0 }), "n {n}");
+                let codes = Guarded::new(&d.codes);
+                let level_cols = [LevelColumn::F64(x0.get()), LevelColumn::Bits(bits.get())];
+                let (mut sums, mut counts) = (Guarded::new(&[0.0; 8]), Guarded::new(&[0u64; 4]));
+                avx2::level_sums_avx2(codes.get(), 4, &level_cols, n, m, sums.get_mut(), counts.get_mut());
+                for l in 0..4 {
+                    let at = |r: usize| kept(r) && d.codes[r] == l as u32;
+                    assert_eq!(counts.get()[l], (0..n).filter(|&r| at(r)).count() as u64, "n {n}");
+                    assert_eq!(sums.get()[2 * l], sum(&|r| if at(r) { d.whole[r] } else { 0.0 }), "n {n}");
+                    assert_eq!(sums.get()[2 * l + 1], sum(&|r| if at(r) && d.flag[r] == 1 { 1.0 } else { 0.0 }));
+                }
                 let mut cc = Guarded::new(&[0.0; 4]);
                 avx2::gram_lower_cols_avx2(&xs, n, m, Some(w.get()), cc.get_mut());
                 assert_eq!(cc.get()[1], sum(&|r| 1.5 * d.whole[r] * d.halves[r]), "n {n}");

@@ -417,8 +417,8 @@ pub trait ScanKernels: RowKernels {
 }
 
 /// The portable scans as a [`ScanKernels`] (as `forward_row_kernels`),
-/// but for `scan_masked`, `bits_by_cols` and `gram_exact`, which each
-/// implementation writes out (AVX2 and AVX-512 have their own).
+/// but for `scan_masked`, `bits_by_cols`, `level_sums` and `gram_exact`,
+/// which each implementation writes out (AVX2 and AVX-512 have their own).
 #[macro_export]
 #[doc(hidden)]
 macro_rules! forward_scan_kernels {
@@ -441,26 +441,6 @@ macro_rules! forward_scan_kernels {
         fn nonzero_bits_masked(self, col: &[f64], mask: Option<&[u8]>, bits: &mut [u8]) {
             $wrap!(scans::nonzero_bits_masked(col: &[f64], mask: Option<&[u8]>, bits: &mut [u8]) -> ())
         }
-        fn level_sums(
-            self,
-            codes: &[u32],
-            levels: usize,
-            cols: &[$crate::stats::columns::LevelColumn<'_>],
-            n: usize,
-            mask: Option<&[u8]>,
-            sums: &mut [f64],
-            counts: &mut [u64],
-        ) {
-            $wrap!(scans::level_sums(
-                codes: &[u32],
-                levels: usize,
-                cols: &[$crate::stats::columns::LevelColumn<'_>],
-                n: usize,
-                mask: Option<&[u8]>,
-                sums: &mut [f64],
-                counts: &mut [u64]
-            ) -> ())
-        }
         fn flag_counts(self, index: &[u16], patterns: &[u8], rows: usize, n: usize, table: &mut [f64]) {
             $wrap!(scans::flag_counts(index: &[u16], patterns: &[u8], rows: usize, n: usize, table: &mut [f64]) -> ())
         }
@@ -471,6 +451,18 @@ macro_rules! forward_scan_kernels {
 }
 
 impl ScanKernels for super::Portable {
+    fn level_sums(
+        self,
+        codes: &[u32],
+        levels: usize,
+        cols: &[LevelColumn<'_>],
+        n: usize,
+        mask: Option<&[u8]>,
+        sums: &mut [f64],
+        counts: &mut [u64],
+    ) {
+        level_sums(codes, levels, cols, n, mask, sums, counts)
+    }
     fn gram_exact(self, cols: &[&[f64]], n: usize, mask: Option<&[u8]>, out: &mut [f64]) {
         gram_exact(cols, n, mask, out)
     }

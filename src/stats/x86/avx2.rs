@@ -4,7 +4,7 @@
 //! whose sums are exact where they are used (any order).
 
 use crate::bits::row_mask;
-use crate::stats::columns::ColumnStats;
+use crate::stats::columns::{ColumnStats, LevelColumn};
 use crate::stats::dyadic::ColumnScan;
 use crate::stats::portable::reduce8;
 use std::arch::x86_64::*;
@@ -491,6 +491,119 @@ pub unsafe fn leverages_avx2(
             let hv = _mm256_and_pd(_mm256_fmadd_pd(_mm256_set1_pd(2.0), acc, t[0]), keep);
             // SAFETY: `h` holds n rounded up to 8 values.
             unsafe { _mm256_storeu_pd(h.as_mut_ptr().add(base + 4 * half), hv) };
+        }
+    }
+}
+
+/// `stats::portable::scans::level_sums` on 256-bit vectors: per level, a
+/// lane mask from one comparison of the (widened) codes, and masked
+/// additions of each float column; a 0/1 column's sums are popcounts.
+/// Exact where the first pass uses them (any order).
+///
+/// # Safety
+///
+/// The CPU must have AVX2 and POPCNT (a `crate::isa::Avx2` token proves
+/// it); the slice lengths are checked (`assert!`).
+#[target_feature(enable = "avx2,popcnt")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn level_sums_avx2(
+    codes: &[u32],
+    levels: usize,
+    cols: &[LevelColumn<'_>],
+    n: usize,
+    mask: Option<&[u8]>,
+    sums: &mut [f64],
+    counts: &mut [u64],
+) {
+    let m = cols.len();
+    assert!(levels <= 16 && codes.len() >= n && sums.len() >= levels * m && counts.len() >= levels);
+    assert!(cols.iter().all(|c| match c {
+        LevelColumn::F64(v) => v.len() >= n,
+        LevelColumn::Bits(b) => b.len() >= n.div_ceil(8),
+    }));
+    let zero = _mm256_setzero_pd();
+    let mut acc = vec![zero; levels * m];
+    let mut count = [_mm256_setzero_si256(); 16];
+    let mut ones = vec![0u64; levels * m];
+    let any_bits = cols.iter().any(|c| matches!(c, LevelColumn::Bits(_)));
+    let full = n / 8;
+    let mut x = vec![[zero; 2]; m];
+    let level: [__m256i; 16] = std::array::from_fn(|l| _mm256_set1_epi64x(l as i64));
+    let level32: [__m256i; 16] = std::array::from_fn(|l| _mm256_set1_epi32(l as i32));
+    for c in 0..n.div_ceil(8) {
+        let base = 8 * c;
+        let k = row_mask(mask, c, n);
+        if k == 0 {
+            continue;
+        }
+        // The group's codes and values (the last group zero-padded; its
+        // rows past n are dropped by `k`).
+        let code: [u32; 8] = if c < full {
+            codes[base..base + 8].try_into().expect("8 rows")
+        } else {
+            std::array::from_fn(|l| codes.get(base + l).copied().unwrap_or(u32::MAX))
+        };
+        // SAFETY: 8 values.
+        let code8 = unsafe { _mm256_loadu_si256(code.as_ptr().cast()) };
+        let halves = [
+            _mm256_cvtepu32_epi64(_mm256_castsi256_si128(code8)),
+            _mm256_cvtepu32_epi64(_mm256_extracti128_si256::<1>(code8)),
+        ];
+        let kb = _mm256_set1_epi64x(i64::from(k));
+        let keep = [lane_mask(kb, lane_bits(0)), lane_mask(kb, lane_bits(1))];
+        for (v, col) in x.iter_mut().zip(cols) {
+            if let LevelColumn::F64(col) = col {
+                let vals: [f64; 8] = if c < full {
+                    col[base..base + 8].try_into().expect("8 rows")
+                } else {
+                    std::array::from_fn(|l| col.get(base + l).copied().unwrap_or(0.0))
+                };
+                // SAFETY: 8 values.
+                unsafe {
+                    v[0] = _mm256_and_pd(_mm256_loadu_pd(vals.as_ptr()), keep[0]);
+                    v[1] = _mm256_and_pd(_mm256_loadu_pd(vals.as_ptr().add(4)), keep[1]);
+                }
+            }
+        }
+        for l in 0..levels {
+            let on = [
+                _mm256_castsi256_pd(_mm256_cmpeq_epi64(halves[0], level[l])),
+                _mm256_castsi256_pd(_mm256_cmpeq_epi64(halves[1], level[l])),
+            ];
+            let on = [_mm256_and_pd(on[0], keep[0]), _mm256_and_pd(on[1], keep[1])];
+            // A true lane is −1 as an integer.
+            count[l] = _mm256_sub_epi64(count[l], _mm256_castpd_si256(on[0]));
+            count[l] = _mm256_sub_epi64(count[l], _mm256_castpd_si256(on[1]));
+            let on_bits = if any_bits {
+                (_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(code8, level32[l]))) as u8) & k
+            } else {
+                0
+            };
+            for (j, col) in cols.iter().enumerate() {
+                match col {
+                    LevelColumn::F64(_) => {
+                        let a = &mut acc[l * m + j];
+                        *a = _mm256_add_pd(*a, _mm256_and_pd(x[j][0], on[0]));
+                        *a = _mm256_add_pd(*a, _mm256_and_pd(x[j][1], on[1]));
+                    }
+                    LevelColumn::Bits(b) => ones[l * m + j] += u64::from((on_bits & b[c]).count_ones()),
+                }
+            }
+        }
+    }
+    for l in 0..levels {
+        // SAFETY: four i64 lanes are 32 bytes.
+        let cl: [u64; 4] = unsafe { std::mem::transmute(count[l]) };
+        counts[l] = cl.iter().sum();
+        for (j, col) in cols.iter().enumerate() {
+            sums[l * m + j] = match col {
+                LevelColumn::F64(_) => {
+                    // SAFETY: as above.
+                    let v: [f64; 4] = unsafe { std::mem::transmute(acc[l * m + j]) };
+                    v.iter().sum()
+                }
+                LevelColumn::Bits(_) => ones[l * m + j] as f64,
+            };
         }
     }
 }
