@@ -85,8 +85,8 @@ pub fn raw_moments_avx512(
     unsafe { build(token, cols, matrix, weights) }
 }
 
-/// Call a portable second-pass kernel through a build of it with AVX2 and
-/// FMA (the token proves both).
+/// Call a portable kernel (`module::name(args) -> ret`) through a build of
+/// it with AVX2, FMA and POPCNT (the `Avx2` token proves all three).
 macro_rules! avx2_call {
     ($module:ident::$name:ident($($arg:ident: $ty:ty),*) -> $ret:ty) => {{
         #[target_feature(enable = "avx2,fma,popcnt")]
