@@ -77,6 +77,14 @@ pub(super) fn pow_dd(a: Dd, b: Dd) -> Dd {
         }
     } else if a.hi < 0.0 {
         Dd::from(f64::NAN)
+    } else if a.hi == 0.0 {
+        // 0 to a non-integer power, as numpy: 0 or +∞ (exp(b·ln 0) would
+        // be NaN: the product's error term is ∞ − ∞).
+        Dd::from(if e > 0.0 { 0.0 } else { f64::INFINITY })
+    } else if b.lo == 0.0 && e == 0.5 {
+        // A square root: one Newton step, exact to double-double, where
+        // exp(½·ln a) costs ten times as much.
+        a.sqrt()
     } else {
         (b * a.ln()).exp()
     }

@@ -6,7 +6,7 @@ use crate::peers;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-const STREETEASY: [&str; 30] = [
+const STREETEASY: [&str; 32] = [
     "rent ~ size_sqft",
     "rent ~ size_sqft + bedrooms - 1",
     "rent ~ 0 + size_sqft",
@@ -37,6 +37,8 @@ const STREETEASY: [&str; 30] = [
     "rent ~ size_sqft - size_sqft + bedrooms",
     "rent ~ 1 + size_sqft",
     "np.log1p(rent) ~ np.log10(size_sqft) + np.log2(bedrooms + 1)",
+    "rent ~ I(size_sqft ** 0.5) + I(min_to_subway ** 1.5) + I((bathrooms + 1) ** -0.25)",
+    "np.log(rent / size_sqft) ~ np.exp(-min_to_subway / 7) + np.log(building_age_yrs + 0.5)",
 ];
 
 const GENERATED: [&str; 14] = [
