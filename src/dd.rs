@@ -173,7 +173,7 @@ impl Dd {
     /// [`Dd::exp_taylor`]), `exp r − 1` by its Taylor series — the terms
     /// `r … r⁵/5!` in double-double, the rest (below 2⁻⁴⁷ of it) in `f64`.
     /// Relative error ≤ 2⁻¹⁰⁰ against [`Dd::exp_taylor`] on `[−1, 1]`
-    /// (tested; beyond, `ln(exp x) = x` to 2⁻⁹⁸).
+    /// (tested; beyond, `ln(exp x) = x` to 2⁻⁹⁸·|x|, the condition of `exp`).
     pub fn exp(self) -> Dd {
         if self.hi > 709.78 {
             return Dd::from(f64::INFINITY);
