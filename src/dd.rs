@@ -148,7 +148,7 @@ impl Dd {
     /// series (`s`, `s³`, `s⁵` in double-double, the rest in `f64`: each
     /// term's error below 2⁻¹⁰⁶ of the result). The low word adds
     /// `ln(1 + lo/hi) = lo/hi` to within `(lo/hi)²/2 < 2⁻¹⁰⁷`. The table's
-    /// `ln c` come from [`Dd::ln_newton`]. About 10× faster than that.
+    /// `ln c` come from `Dd::ln_newton`. About 10× faster than that.
     pub fn ln(self) -> Dd {
         if self.hi <= 0.0 || !self.hi.is_finite() {
             return Dd::from(self.hi.ln());
@@ -159,7 +159,7 @@ impl Dd {
     /// Natural logarithm: one Newton step `x₁ = x₀ + a·exp(−x₀) − 1` from the
     /// `f64` logarithm, with a double-double `exp` (doubles the digits). The
     /// reference for [`Dd::ln`]'s table (and its tests).
-    pub fn ln_newton(self) -> Dd {
+    fn ln_newton(self) -> Dd {
         if self.hi <= 0.0 || !self.hi.is_finite() {
             return Dd::from(self.hi.ln());
         }
@@ -170,9 +170,9 @@ impl Dd {
     /// Exponential by a table (Tang's method, as for [`Dd::ln`]): with
     /// `x = (64k + j)·ln2/64 + r`, `|r| ≤ ln2/128`, `exp x = 2ᵏ · 2^(j/64) ·
     /// exp r`; `2^(j/64)` from a 64-entry table (made by
-    /// [`Dd::exp_taylor`]), `exp r − 1` by its Taylor series — the terms
+    /// `Dd::exp_taylor`), `exp r − 1` by its Taylor series — the terms
     /// `r … r⁵/5!` in double-double, the rest (below 2⁻⁴⁷ of it) in `f64`.
-    /// Relative error ≤ 2⁻¹⁰⁰ against [`Dd::exp_taylor`] on `[−1, 1]`
+    /// Relative error ≤ 2⁻¹⁰⁰ against `Dd::exp_taylor` on `[−1, 1]`
     /// (tested; beyond, `ln(exp x) = x` to 2⁻⁹⁸·|x|, the condition of `exp`).
     pub fn exp(self) -> Dd {
         if self.hi > 709.78 {
@@ -205,7 +205,7 @@ impl Dd {
     /// `exp x` by its Taylor series summed in double-double, for `|x| ≤ 1`
     /// (~30 terms): slow, and accurate to a few units of 2⁻¹⁰⁶ — the source
     /// of [`Dd::exp`]'s table and the reference of its tests.
-    pub fn exp_taylor(self) -> Dd {
+    fn exp_taylor(self) -> Dd {
         assert!(self.hi.abs() <= 1.0, "exp_taylor of {}", self.hi);
         let (mut sum, mut term) = (Dd::ONE, Dd::ONE);
         for n in 1..60 {

@@ -103,3 +103,23 @@ pub enum LevelColumn<'a> {
     F64(&'a [f64]),
     Bits(&'a [u8]),
 }
+
+/// The contract of every level's per-level sums (`levels ≤ 16`; `codes`
+/// and every column hold `n` rows; `sums` has `levels × cols`, `counts`
+/// `levels` slots), checked in release builds: the kernels' loads and
+/// stores rely on it.
+#[inline]
+pub fn assert_level_sums_args(
+    codes: &[u32],
+    levels: usize,
+    cols: &[LevelColumn<'_>],
+    n: usize,
+    sums: &[f64],
+    counts: &[u64],
+) {
+    assert!(levels <= 16 && codes.len() >= n && sums.len() >= levels * cols.len() && counts.len() >= levels);
+    assert!(cols.iter().all(|c| match c {
+        LevelColumn::F64(v) => v.len() >= n,
+        LevelColumn::Bits(b) => b.len() >= n.div_ceil(8),
+    }));
+}

@@ -103,7 +103,9 @@ pub trait RowKernels: Copy {
 
 /// The portable kernels as a [`RowKernels`] (the `$name(args)` list
 /// forwards each method to the function of that name; x86 reuses it with a
-/// target-feature build around each call).
+/// target-feature build around each call) — but for `gram_lower_cols`,
+/// `meat_sums` and `leverages`, which each implementation writes out (AVX2
+/// has its own).
 #[macro_export]
 #[doc(hidden)]
 macro_rules! forward_row_kernels {

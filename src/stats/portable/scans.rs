@@ -16,7 +16,7 @@
 use super::row_kernels::RowKernels;
 use crate::bits::row_mask;
 use crate::direct_call;
-use crate::stats::columns::{ColumnStats, LevelColumn};
+use crate::stats::columns::{assert_level_sums_args, ColumnStats, LevelColumn};
 
 /// Rows `8c .. 8c + 8` of `col` where bit `l` of `k` is set, zero
 /// elsewhere (`k` is clear past `n`, so no row past `n` is read). Full
@@ -284,11 +284,7 @@ pub fn level_sums(
     counts: &mut [u64],
 ) {
     let m = cols.len();
-    assert!(levels <= 16 && codes.len() >= n && sums.len() >= levels * m && counts.len() >= levels);
-    assert!(cols.iter().all(|c| match c {
-        LevelColumn::F64(v) => v.len() >= n,
-        LevelColumn::Bits(b) => b.len() >= n.div_ceil(8),
-    }));
+    assert_level_sums_args(codes, levels, cols, n, sums, counts);
     let mut acc = vec![[0.0f64; 8]; levels * m];
     let mut ones = vec![0u64; levels * m];
     counts[..levels].fill(0);

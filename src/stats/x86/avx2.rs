@@ -4,7 +4,7 @@
 //! whose sums are exact where they are used (any order).
 
 use crate::bits::row_mask;
-use crate::stats::columns::{ColumnStats, LevelColumn};
+use crate::stats::columns::{assert_level_sums_args, ColumnStats, LevelColumn};
 use crate::stats::dyadic::ColumnScan;
 use crate::stats::portable::reduce8;
 use std::arch::x86_64::*;
@@ -516,11 +516,7 @@ pub unsafe fn level_sums_avx2(
     counts: &mut [u64],
 ) {
     let m = cols.len();
-    assert!(levels <= 16 && codes.len() >= n && sums.len() >= levels * m && counts.len() >= levels);
-    assert!(cols.iter().all(|c| match c {
-        LevelColumn::F64(v) => v.len() >= n,
-        LevelColumn::Bits(b) => b.len() >= n.div_ceil(8),
-    }));
+    assert_level_sums_args(codes, levels, cols, n, sums, counts);
     let zero = _mm256_setzero_pd();
     let mut acc = vec![zero; levels * m];
     let mut count = [_mm256_setzero_si256(); 16];

@@ -16,7 +16,7 @@
 pub mod patterns;
 
 use crate::bits::row_mask;
-use crate::stats::columns::{ColumnStats, LevelColumn};
+use crate::stats::columns::{assert_level_sums_args, ColumnStats, LevelColumn};
 use crate::stats::dyadic::ColumnScan;
 use crate::stats::portable::reduce8;
 use crate::stats::portable::rows::FlagTerms;
@@ -705,11 +705,7 @@ pub unsafe fn level_sums_avx512(
     counts: &mut [u64],
 ) {
     let m = cols.len();
-    assert!(levels <= 16 && codes.len() >= n && sums.len() >= levels * m && counts.len() >= levels);
-    assert!(cols.iter().all(|c| match c {
-        LevelColumn::F64(v) => v.len() >= n,
-        LevelColumn::Bits(b) => b.len() >= n.div_ceil(8),
-    }));
+    assert_level_sums_args(codes, levels, cols, n, sums, counts);
     let mut acc = vec![_mm512_setzero_pd(); 2 * levels * m];
     let mut ones = vec![0u64; levels * m];
     let mut count = [0u64; 16];
