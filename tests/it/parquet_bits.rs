@@ -83,13 +83,18 @@ fn write(path: &Path, n: usize, seed: u64, v2: bool, codec: u8, page_rows: usize
 }
 
 /// Read every row group both ways and compare; returns how many batch
-/// columns of the kinds that always qualify came as bits.
-fn compare_readers(path: &Path, batch: usize) -> usize {
+/// columns of the kinds that always qualify came as bits, and how many
+/// were left to arrow-rs because their row group holds no value in that
+/// column (a chunk of nulls only has no dictionary to read).
+fn compare_readers(path: &Path, batch: usize) -> (usize, usize) {
     let input = Input::new(path.into(), SourceKind::Parquet);
     let meta = source::parquet_metadata(&input).unwrap();
     let cols: Vec<String> = (0..KINDS.len()).map(|i| format!("i{i}")).chain(["x".to_string()]).collect();
-    let mut as_bits = 0;
+    let (mut as_bits, mut all_null) = (0, 0);
     for rg in 0..meta.metadata().num_row_groups() {
+        // Per column: left to arrow-rs in some batch; holds a value.
+        let mut left = [false; KINDS.len()];
+        let mut valued = [false; KINDS.len()];
         let bits = source::parquet_row_group(&input, &meta, rg, &cols, &cols, false, batch).unwrap();
         let plain = source::parquet_row_group(&input, &meta, rg, &cols, &[], false, batch).unwrap();
         let (mut rows_a, mut rows_b) = (0, 0);
@@ -101,6 +106,7 @@ fn compare_readers(path: &Path, batch: usize) -> usize {
             for (i, k) in KINDS.iter().enumerate() {
                 let (x, y) = (a.column(i), b.column(i));
                 assert_eq!(y.data_type(), &DataType::Int64);
+                valued[i] |= y.null_count() < y.len();
                 if x.data_type() == &DataType::Boolean {
                     // The column of 0, 1 and 2 only where this row group
                     // happens to hold no 2 (a row group of a few rows).
@@ -113,6 +119,8 @@ fn compare_readers(path: &Path, batch: usize) -> usize {
                     // A 0/1 column is left to arrow-rs only where it holds
                     // no value at all (no dictionary to read).
                     assert!(*k == Kind::Wider || y.null_count() == y.len(), "a 0/1 column left to arrow-rs");
+                    left[i] = true;
+                    all_null += usize::from(*k != Kind::Wider);
                     assert_eq!(x, y);
                 }
             }
@@ -120,8 +128,12 @@ fn compare_readers(path: &Path, batch: usize) -> usize {
         }
         assert_eq!(rows_a, rows_b);
         assert_eq!(rows_a as i64, meta.metadata().row_group(rg).num_rows());
+        for (i, k) in KINDS.iter().enumerate() {
+            // Not a fallback part-way through a chunk that holds values.
+            assert!(*k == Kind::Wider || !(left[i] && valued[i]), "row group {rg}: i{i} ({k:?}) left to arrow-rs");
+        }
     }
-    as_bits
+    (as_bits, all_null)
 }
 
 proptest! {
@@ -140,8 +152,9 @@ proptest! {
         let tmp = tempdir();
         let path = tmp.path().join("flags.parquet");
         write(&path, n, seed, v2, codec, page_rows, group_rows);
-        let as_bits = compare_readers(&path, batch);
-        // Four of the five integer columns qualify in every batch.
+        let (as_bits, all_null) = compare_readers(&path, batch);
+        // Four of the five integer columns qualify in every batch of a row
+        // group where they hold a value.
         let batches: usize = {
             let input = Input::new(path.clone(), SourceKind::Parquet);
             let meta = source::parquet_metadata(&input).unwrap();
@@ -149,7 +162,7 @@ proptest! {
                 .map(|rg| (meta.metadata().row_group(rg).num_rows() as usize).div_ceil(batch))
                 .sum()
         };
-        prop_assert_eq!(as_bits, 4 * batches);
+        prop_assert_eq!(as_bits + all_null, 4 * batches);
     }
 }
 
@@ -279,4 +292,16 @@ fn a_corrupt_bit_page_is_a_clear_error() {
     {
         assert!(err.contains(needle), "expected '{needle}' in: {err}");
     }
+}
+
+/// A case proptest found: the last row group holds one row, null in the
+/// nullable columns; their chunks there have no dictionary page (nothing
+/// to read as bits), every other chunk is read as bits to its end.
+#[test]
+fn a_row_group_of_one_null_row_is_left_to_arrow_rs() {
+    let tmp = tempdir();
+    let path = tmp.path().join("flags.parquet");
+    write(&path, 4966, 2000138566528000193, false, 0, 1, 1655);
+    let (as_bits, all_null) = compare_readers(&path, 1);
+    assert_eq!((as_bits, all_null), (4 * 4966 - 1, 1));
 }
