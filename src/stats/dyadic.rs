@@ -11,26 +11,28 @@ const LANES: usize = 8;
 /// every value is `k · 2^-q` with integer `k`, `|value| ≤ max_abs`.
 #[derive(Clone, Copy, Debug)]
 pub struct DyadicProfile {
-    pub q: u32,
+    /// Negative for slices of large values (`stats::slices`): multiples
+    /// of `2^|q|`.
+    pub q: i32,
     pub max_abs: f64,
 }
 
 /// Largest `q` considered (values with finer fractions use the
 /// compensated loop).
-const MAX_Q: u32 = 16;
+pub const MAX_Q: i32 = 16;
 
 impl DyadicProfile {
     /// Whether `Σ a_r b_r` over `n` rows is exact in plain `f64`
     /// arithmetic (all products and partial sums are integers times
     /// `2^-(qa+qb)` below 2⁵³ of those units).
     pub fn exact_dot(a: &DyadicProfile, b: &DyadicProfile, n: usize) -> bool {
-        let units = (2f64).powi((a.q + b.q) as i32);
+        let units = (2f64).powi(a.q + b.q);
         a.max_abs * b.max_abs * units * n as f64 <= 9.0e15
     }
 
     /// Whether `Σ a_r` is exact in plain `f64`.
     pub fn exact_sum(&self, n: usize) -> bool {
-        self.max_abs * (2f64).powi(self.q as i32) * n as f64 <= 9.0e15
+        self.max_abs * (2f64).powi(self.q) * n as f64 <= 9.0e15
     }
 }
 
@@ -131,7 +133,7 @@ fn finer_profile(col: &[f64]) -> Option<DyadicProfile> {
     if !ok {
         return None;
     }
-    for q in [4u32, 8] {
+    for q in [4i32, 8] {
         if pass((1u64 << q) as f64).0 {
             return Some(DyadicProfile { q, max_abs });
         }

@@ -2,7 +2,8 @@
 //! Arrow decoded them — dropped rows masked out as they are loaded, 0/1
 //! integer columns as bits, a categorical factor's cells from its level
 //! codes — with no design matrix built. Every sum it forms is exact (it is
-//! taken only for chunks whose values make plain arithmetic exact), so it
+//! taken only for chunks whose values make plain arithmetic exact, a column
+//! of real values split into slices that do: `stats::slices`), so it
 //! returns the bits the general path (`kernel::raw_moments`) returns, on
 //! every instruction set: the kernels come from a [`ScanKernels`]
 //! (portable, AVX2 or AVX-512).
@@ -14,6 +15,7 @@ use crate::stats::columns::{DirectColumn, MaskedMoments, RawMoments, SourceColum
 use crate::stats::dyadic::DyadicProfile;
 use crate::stats::patterns;
 use crate::stats::portable::scans::ScanKernels;
+use crate::stats::slices::{self, SlicePlan, MAX_SLICES};
 use std::collections::HashMap;
 
 /// A factor's cells in one chunk: the cell of each kept row, the levels of
@@ -63,11 +65,67 @@ pub fn masked_moments<K: ScanKernels>(
             DirectColumn::Factor { .. } => None,
         })
         .collect();
-    let NumericMoments { raw: num, slices, bits, nbytes, kept } = numeric_moments(k, &cols, n, mask, converted)?;
-    if cols.len() == all.len() {
+    let mut numeric = numeric_moments(k, &cols, n, mask, converted)?;
+    let Some((groups, nonzero)) = numeric.groups.take() else {
+        return with_factors(k, all, numeric, n, mask);
+    };
+    // Sliced columns: the kernels see each slice as a column of its own;
+    // the moments are folded back to one column each.
+    let wide: Vec<DirectColumn<'_>> = {
+        let mut j = 0;
+        all.iter()
+            .flat_map(|c| {
+                let copies = match c {
+                    DirectColumn::Source(_) => {
+                        j += 1;
+                        groups[j - 1].len()
+                    }
+                    DirectColumn::Factor { .. } => 1,
+                };
+                std::iter::repeat_n(*c, copies)
+            })
+            .collect()
+    };
+    let mm = with_factors(k, &wide, numeric, n, mask)?;
+    let (mut out_groups, mut out_nonzero) = (Vec::new(), Vec::new());
+    let (mut at, mut j, mut f) = (0, 0, 0);
+    for c in all {
+        let lens: Vec<usize> = match c {
+            DirectColumn::Source(_) => {
+                out_nonzero.push(nonzero[j]);
+                j += 1;
+                vec![groups[j - 1].len()]
+            }
+            DirectColumn::Factor { .. } => {
+                f += 1;
+                let cells = mm.cells[f - 1].len();
+                out_nonzero.extend_from_slice(&mm.raw.nonzero[at..at + cells]);
+                vec![1; cells]
+            }
+        };
+        for len in lens {
+            out_groups.push(at..at + len);
+            at += len;
+        }
+    }
+    Some(MaskedMoments { raw: slices::fold(&mm.raw, &out_groups, &out_nonzero), cells: mm.cells })
+}
+
+/// [`masked_moments`] from the numeric columns' moments: the factors'
+/// cells and their sums of the numeric columns (`all`: one source column
+/// per kernel column).
+fn with_factors<K: ScanKernels>(
+    k: K,
+    all: &[DirectColumn<'_>],
+    numeric: NumericMoments<'_>,
+    n: usize,
+    mask: Option<&[u8]>,
+) -> Option<MaskedMoments> {
+    let NumericMoments { raw: num, slices, bits, nbytes, kept, .. } = numeric;
+    if slices.len() == all.len() {
         return Some(MaskedMoments { raw: num, cells: Vec::new() });
     }
-    let p = cols.len();
+    let p = slices.len();
     let coded: Vec<(&[u32], usize)> = all
         .iter()
         .filter_map(|c| match c {
@@ -351,6 +409,8 @@ enum NumericColumn<'a> {
 
 /// What [`numeric_moments`] returns.
 struct NumericMoments<'a> {
+    /// The moments of the kernels' columns: each source column, or its
+    /// slices (`stats::slices`) where `groups` says so.
     raw: RawMoments,
     slices: Vec<NumericColumn<'a>>,
     /// The bits of the 0/1 columns, `nbytes` bytes per column (the other
@@ -358,13 +418,26 @@ struct NumericMoments<'a> {
     bits: Vec<u8>,
     nbytes: usize,
     kept: usize,
+    /// Each source column's kernel columns (consecutive), when some
+    /// column was sliced; its non-zero count beside.
+    groups: Option<(Vec<std::ops::Range<usize>>, Vec<u64>)>,
+}
+
+/// A source column's first look: its profile and statistics, or a column
+/// of real values to slice (its statistics).
+enum Scanned {
+    Dyadic(DyadicProfile, ColumnStats),
+    Real(ColumnStats),
 }
 
 /// The numeric part of [`masked_moments_with`]: raw moments of the source
 /// columns, the columns as the kernels read them and the kept row count.
 /// An integer 0/1 column is never converted (an integer column is 0/1
 /// exactly when its bits test passes, so conversions and integer
-/// non-0/1 columns stay in step).
+/// non-0/1 columns stay in step). A float column of real values (not a
+/// multiple of `2^-16`) is split into slices, each a column of the exact
+/// kernels; a column of finer binary fractions goes, with its chunk, to
+/// the general path (which takes it exactly, as it always has).
 fn numeric_moments<'a, K: ScanKernels>(
     k: K,
     cols: &[SourceColumn<'a>],
@@ -388,55 +461,110 @@ fn numeric_moments<'a, K: ScanKernels>(
     let nbytes = n.div_ceil(8);
     let mut bits = vec![0u8; m * nbytes];
     let mut next_int = 0;
-    let mut profiles = Vec::with_capacity(m);
-    let mut s1 = Vec::with_capacity(m);
-    let mut nonzero = Vec::with_capacity(m);
-    let mut binary = Vec::with_capacity(m);
+    let mut scanned = Vec::with_capacity(m);
     for (i, c) in cols.iter().enumerate() {
         let bits = &mut bits[i * nbytes..(i + 1) * nbytes];
-        let (profile, st) = match *c {
+        scanned.push(match *c {
             SourceColumn::F64(v) => {
                 let (fraction, st) = k.scan_masked(&v[..n], mask);
-                let q = if !fraction {
+                if !fraction {
                     if st.binary {
                         k.nonzero_bits_masked(&v[..n], mask, bits);
                     }
-                    0
+                    Scanned::Dyadic(DyadicProfile { q: 0, max_abs: st.max_abs }, st)
                 } else if !k.halves_masked(&v[..n], mask) {
-                    1
-                } else {
-                    // Finer fractions and non-dyadic values: general path.
+                    Scanned::Dyadic(DyadicProfile { q: 1, max_abs: st.max_abs }, st)
+                } else if !k.finer_than_dyadic_masked(&v[..n], mask) {
+                    // Finer binary fractions: the general path.
                     return None;
-                };
-                (DyadicProfile { q, max_abs: st.max_abs }, st)
+                } else {
+                    Scanned::Real(st)
+                }
             }
             SourceColumn::Bits(b) => {
                 kept_bits(b, mask, n, bits);
                 let ones = crate::bits::ones_in(bits) as f64;
                 let max_abs = if ones > 0.0 { 1.0 } else { 0.0 };
-                (DyadicProfile { q: 0, max_abs }, ColumnStats { max_abs, sum: ones, nonzero: ones, binary: true })
+                Scanned::Dyadic(
+                    DyadicProfile { q: 0, max_abs },
+                    ColumnStats { max_abs, sum: ones, nonzero: ones, binary: true },
+                )
             }
             SourceColumn::I64(v) => {
                 // A 0/1 column stays bits; others are converted.
                 if k.binary_bits_i64(&v[..n], mask, bits) {
                     let ones = crate::bits::ones_in(bits) as f64;
                     let max_abs = if ones > 0.0 { 1.0 } else { 0.0 };
-                    (DyadicProfile { q: 0, max_abs }, ColumnStats { max_abs, sum: ones, nonzero: ones, binary: true })
+                    Scanned::Dyadic(
+                        DyadicProfile { q: 0, max_abs },
+                        ColumnStats { max_abs, sum: ones, nonzero: ones, binary: true },
+                    )
                 } else {
                     let out = &mut converted[next_int * stride..(next_int + 1) * stride];
                     next_int += 1;
                     let st = k.convert_i64_masked(&v[..n], mask, out);
-                    (DyadicProfile { q: 0, max_abs: st.max_abs }, st)
+                    Scanned::Dyadic(DyadicProfile { q: 0, max_abs: st.max_abs }, st)
                 }
             }
-        };
-        if !profile.exact_sum(kept) {
+        });
+    }
+    // Real columns are split into slices after the converted integers.
+    let reals = scanned.iter().filter(|s| matches!(s, Scanned::Real(_))).count();
+    if converted.len() < (ints + reals * MAX_SLICES) * stride {
+        converted.resize((ints + reals * MAX_SLICES) * stride, 0.0);
+    }
+    let mut next_real = 0;
+    // Per kernel column: profile, sum, non-zero count, 0/1; per source
+    // column: its kernel columns and non-zero count.
+    let mut profiles = Vec::with_capacity(m);
+    let mut s1 = Vec::with_capacity(m);
+    let mut nonzero = Vec::with_capacity(m);
+    let mut binary = Vec::with_capacity(m);
+    let mut groups = Vec::with_capacity(m);
+    let mut sliced = Vec::with_capacity(reals);
+    for (i, sc) in scanned.iter().enumerate() {
+        let at = profiles.len();
+        match sc {
+            Scanned::Dyadic(profile, st) => {
+                profiles.push(*profile);
+                s1.push(Dd::from(st.sum));
+                nonzero.push(st.nonzero as u64);
+                binary.push(st.binary && profile.q == 0);
+            }
+            Scanned::Real(st) => {
+                let plan = SlicePlan::new(st.max_abs, kept)?;
+                let SourceColumn::F64(v) = cols[i] else { unreachable!("only float columns are real") };
+                let region = (ints + next_real * MAX_SLICES) * stride;
+                next_real += 1;
+                let mut sums = [0.0; MAX_SLICES];
+                let count = k.split_masked(
+                    &v[..n],
+                    mask,
+                    &plan,
+                    &mut converted[region..region + MAX_SLICES * stride],
+                    stride,
+                    &mut sums,
+                )?;
+                for (s, &sum) in sums.iter().enumerate().take(count) {
+                    profiles.push(plan.profile(s));
+                    s1.push(Dd::from(sum));
+                    nonzero.push(0);
+                    binary.push(false);
+                    sliced.push((region + s * stride, at + s));
+                }
+            }
+        }
+        groups.push((
+            at..profiles.len(),
+            match sc {
+                Scanned::Dyadic(_, st) | Scanned::Real(st) => st.nonzero as u64,
+            },
+        ));
+    }
+    for p in &profiles {
+        if !p.exact_sum(kept) {
             return None;
         }
-        profiles.push(profile);
-        s1.push(Dd::from(st.sum));
-        nonzero.push(st.nonzero as u64);
-        binary.push(st.binary && profile.q == 0);
     }
     for a in &profiles {
         for b in &profiles {
@@ -446,20 +574,31 @@ fn numeric_moments<'a, K: ScanKernels>(
         }
     }
     // Columns as the kernels read them: 0/1 columns as their bits (an
-    // integer one was never converted), the others as `f64`.
+    // integer one was never converted), slices and converted integers from
+    // their buffer, the other columns as `f64` in place.
+    let wide = profiles.len();
+    let converted: &'a [f64] = converted;
+    let mut slices: Vec<NumericColumn<'a>> = Vec::with_capacity(wide);
     let mut next_converted = converted.chunks_exact(stride);
-    let slices: Vec<NumericColumn<'a>> = cols
-        .iter()
-        .enumerate()
-        .map(|(i, c)| match *c {
-            _ if binary[i] => NumericColumn::Bits(i),
-            SourceColumn::F64(v) => NumericColumn::F64(&v[..n]),
+    let mut next_slice = sliced.iter().peekable();
+    for (i, c) in cols.iter().enumerate() {
+        let g = groups[i].0.clone();
+        match *c {
+            _ if matches!(scanned[i], Scanned::Real(_)) => {
+                for _ in g {
+                    let &(at, _) = next_slice.next().expect("one entry per slice");
+                    slices.push(NumericColumn::F64(&converted[at..at + n]));
+                }
+            }
+            _ if binary[g.start] => slices.push(NumericColumn::Bits(i)),
+            SourceColumn::F64(v) => slices.push(NumericColumn::F64(&v[..n])),
             SourceColumn::Bits(_) => unreachable!("bits are 0/1"),
             SourceColumn::I64(_) => {
-                NumericColumn::F64(&next_converted.next().expect("one conversion per integer column")[..n])
+                slices.push(NumericColumn::F64(&next_converted.next().expect("one conversion per integer column")[..n]))
             }
-        })
-        .collect();
+        }
+    }
+    let m = wide;
     // Products of two columns that are not 0/1: a multiply-add gram.
     let cont: Vec<usize> = (0..m).filter(|&i| !binary[i]).collect();
     let bins: Vec<usize> = (0..m).filter(|&i| binary[i]).collect();
@@ -470,7 +609,11 @@ fn numeric_moments<'a, K: ScanKernels>(
             NumericColumn::Bits(_) => unreachable!("not a 0/1 column"),
         })
         .collect();
-    let bin_cols: Vec<&[u8]> = bins.iter().map(|&i| &bits[i * nbytes..(i + 1) * nbytes]).collect();
+    let bits_of = |i: usize| match slices[i] {
+        NumericColumn::Bits(src) => &bits[src * nbytes..(src + 1) * nbytes],
+        NumericColumn::F64(_) => unreachable!("a 0/1 column"),
+    };
+    let bin_cols: Vec<&[u8]> = bins.iter().map(|&i| bits_of(i)).collect();
     let (nc, nb) = (cont.len(), bins.len());
     let mut g = vec![0.0; nc * nc];
     k.gram_exact(&cont_cols, n, mask, &mut g);
@@ -499,16 +642,18 @@ fn numeric_moments<'a, K: ScanKernels>(
         }
         for (b, &j) in bins.iter().enumerate() {
             for &i in &bins[b..] {
-                let dot = k.and_ones(&bits[i * nbytes..(i + 1) * nbytes], &bits[j * nbytes..(j + 1) * nbytes]);
+                let dot = k.and_ones(bits_of(i), bits_of(j));
                 set(i, j, dot as f64);
             }
         }
     }
+    let groups = (reals > 0).then(|| groups.into_iter().unzip());
     Some(NumericMoments {
         raw: RawMoments { sum_w: Dd::from(kept as f64), s1, s2, nonzero, exact: true },
         slices,
         bits,
         nbytes,
         kept,
+        groups,
     })
 }

@@ -96,9 +96,11 @@ pub fn raw_moments_portable(cols: &[ColumnRef<'_>], weights: Option<&[f64]>) -> 
 /// kept row; `None`: all kept).
 ///
 /// Returns `None` where this path does not apply (some column or pair of
-/// columns is not exact in plain arithmetic); the caller then builds the
-/// design block and takes [`raw_moments`]. When it applies, every sum is
-/// exact, so the result is the same bits the general path returns.
+/// columns is not exact in plain arithmetic, even with real-valued columns
+/// split into slices: `stats::slices`); the caller then builds the design
+/// block and takes [`raw_moments`]. When it applies, every sum it forms is
+/// exact and sliced columns are folded as the general path folds them, so
+/// the result is the same bits the general path returns.
 pub fn raw_moments_masked(cols: &[SourceColumn<'_>], n: usize, mask: Option<&[u8]>) -> Option<RawMoments> {
     let cols: Vec<DirectColumn<'_>> = cols.iter().map(|&c| DirectColumn::Source(c)).collect();
     raw_moments_masked_columns(&cols, n, mask).map(|m| m.raw)

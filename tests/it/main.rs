@@ -20,6 +20,7 @@ mod parquet_floats;
 mod peers;
 mod predict;
 mod second_pass;
+mod slices;
 mod state;
 mod state_mutation;
 mod state_safety;

@@ -25,6 +25,14 @@
 //! return, at a fraction of the cost. [`DyadicProfile`] decides this per
 //! column per block; nothing about the result depends on the decision.
 //!
+//! **Real values.** A plain column that is no such fraction (prices in
+//! cents, coordinates, logs) is split into slices that are
+//! (`super::slices`, Ozaki et al. 2012), when that makes every sum of the
+//! block exact: the slices join the exact product, and their sums are
+//! folded in double-double — within 2⁻¹⁰⁶ of the largest partial, and the
+//! same bits as the in-place path's. Otherwise (a column spanning too many
+//! binades, NaN, a sum past the bound) it takes the compensated loop.
+//!
 //! Eight independent lanes over the rows let the compiler vectorise the
 //! transformation (they are element-wise on arrays); the lanes are combined
 //! at the end in a fixed order, so results do not depend on the machine.
@@ -39,6 +47,7 @@ pub mod scans;
 
 use super::columns::{ColumnRef, RawMoments};
 use super::dyadic::{ColumnScan, DyadicProfile};
+use super::slices::{self, SlicePlan, MAX_SLICES};
 use crate::dd::{two_prod_err_split, two_sum, Dd};
 
 const LANES: usize = 8;
@@ -282,6 +291,14 @@ pub(super) fn raw_moments_with<I: Primitives, const FMA: bool, const FAST: bool>
                     nonzero[i] = count_nonzero(c.hi);
                 }
             }
+            // Real values (not binary fractions) split into slices, when
+            // that makes every sum exact — as the in-place path does, with
+            // the same bits.
+            if FAST && plain && profiles.iter().any(Option::is_none) {
+                if let Some(raw) = sliced_moments(isa, cols, &profiles, &plain_sums, &nonzero) {
+                    return raw;
+                }
+            }
             // Columns whose every pair is exact in plain arithmetic: one
             // blocked product (faer's gemm) gives all their sums at once.
             let exact_set: Vec<usize> = (0..m).filter(|&i| profiles[i].is_some()).collect();
@@ -350,6 +367,94 @@ pub(super) fn raw_moments_with<I: Primitives, const FMA: bool, const FAST: bool>
         }
     }
     RawMoments { sum_w, s1, s2, nonzero, exact }
+}
+
+/// The raw moments of plain columns with the real-valued ones (`profiles[i]`
+/// `None`) split into slices (`stats::slices`), or `None` where a column
+/// cannot be split or some sum would not be exact: the general path's
+/// form of the in-place path's sliced columns, the same bits.
+#[inline(always)]
+fn sliced_moments<I: Primitives>(
+    isa: I,
+    cols: &[ColumnRef<'_>],
+    profiles: &[Option<DyadicProfile>],
+    plain_sums: &[f64],
+    nonzero: &[u64],
+) -> Option<RawMoments> {
+    let n = cols[0].hi.len();
+    let stride = n.div_ceil(8) * 8;
+    let reals = profiles.iter().filter(|p| p.is_none()).count();
+    let mut buf = vec![0.0; reals * MAX_SLICES * stride];
+    let mut wide_profiles = Vec::new();
+    let mut wide_sums = Vec::new();
+    let mut groups = Vec::with_capacity(cols.len());
+    let mut places: Vec<Option<usize>> = Vec::new();
+    let mut next_real = 0;
+    for (i, c) in cols.iter().enumerate() {
+        let at = wide_profiles.len();
+        match profiles[i] {
+            Some(p) => {
+                wide_profiles.push(p);
+                wide_sums.push(plain_sums[i]);
+                places.push(None);
+            }
+            None => {
+                let max_abs = c.hi.iter().fold(0.0f64, |m, &x| if x.abs() > m { x.abs() } else { m });
+                let plan = SlicePlan::new(max_abs, n)?;
+                let region = next_real * MAX_SLICES * stride;
+                next_real += 1;
+                let mut sums = [0.0; MAX_SLICES];
+                let count = scans::split_masked(
+                    c.hi,
+                    None,
+                    &plan,
+                    &mut buf[region..region + MAX_SLICES * stride],
+                    stride,
+                    &mut sums,
+                )?;
+                for (k, &sum) in sums.iter().enumerate().take(count) {
+                    wide_profiles.push(plan.profile(k));
+                    wide_sums.push(sum);
+                    places.push(Some(region + k * stride));
+                }
+            }
+        }
+        groups.push(at..wide_profiles.len());
+    }
+    let wide = wide_profiles.len();
+    if !wide_profiles.iter().all(|p| p.exact_sum(n))
+        || !wide_profiles.iter().all(|a| wide_profiles.iter().all(|b| DyadicProfile::exact_dot(a, b, n)))
+    {
+        return None;
+    }
+    let wide_cols: Vec<ColumnRef<'_>> = groups
+        .iter()
+        .enumerate()
+        .flat_map(|(i, g)| {
+            let (buf, places) = (&buf, &places);
+            g.clone().map(move |w| match places[w] {
+                Some(at) => ColumnRef::plain(&buf[at..at + n]),
+                None => cols[i],
+            })
+        })
+        .collect();
+    let all: Vec<usize> = (0..wide).collect();
+    let g = exact_gram(isa, &wide_cols, &all, None);
+    let mut s2 = vec![Dd::ZERO; wide * wide];
+    for a in 0..wide {
+        for b in a..wide {
+            s2[a * wide + b] = Dd::from(g[a * wide + b]);
+            s2[b * wide + a] = Dd::from(g[a * wide + b]);
+        }
+    }
+    let raw = RawMoments {
+        sum_w: Dd::from(n as f64),
+        s1: wide_sums.into_iter().map(Dd::from).collect(),
+        s2,
+        nonzero: vec![0; wide],
+        exact: true,
+    };
+    Some(slices::fold(&raw, &groups, nonzero))
 }
 
 /// The sum of eight lanes in the fixed order every path uses: halves

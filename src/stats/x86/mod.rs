@@ -14,6 +14,7 @@ use super::portable::row_kernels::RowKernels;
 use super::portable::rows::{self, FlagTerms};
 use super::portable::scans::ScanKernels;
 use super::portable::{raw_moments_with, Primitives};
+use super::slices::{SlicePlan, MAX_SLICES};
 use crate::isa::{Avx2, Avx512};
 
 impl Primitives for Avx2 {
@@ -87,6 +88,21 @@ pub fn raw_moments_avx512(
 
 /// Call a portable kernel (`module::name(args) -> ret`) through a build of
 /// it with AVX2, FMA and POPCNT (the `Avx2` token proves all three).
+/// A portable kernel built with AVX-512 (F, DQ) where the AVX-512 level
+/// has no hand-written one (the portable arithmetic: the same bits).
+macro_rules! avx512_call {
+    ($module:ident::$name:ident($($arg:ident: $ty:ty),*) -> $ret:ty) => {{
+        #[target_feature(enable = "avx512f,avx512dq,avx2,fma,popcnt")]
+        #[allow(clippy::too_many_arguments)]
+        fn build($($arg: $ty),*) -> $ret {
+            crate::stats::portable::$module::$name($($arg),*)
+        }
+        // SAFETY: the token proves AVX-512F and DQ, which imply AVX2 and
+        // FMA here (`isa::Avx512` is detected with them), and POPCNT.
+        unsafe { build($($arg),*) }
+    }};
+}
+
 macro_rules! avx2_call {
     ($module:ident::$name:ident($($arg:ident: $ty:ty),*) -> $ret:ty) => {{
         #[target_feature(enable = "avx2,fma,popcnt")]
@@ -241,6 +257,27 @@ impl ScanKernels for Avx512 {
         }
         // SAFETY: the token proves POPCNT.
         unsafe { build(a, b) }
+    }
+    fn finer_than_dyadic_masked(self, col: &[f64], mask: Option<&[u8]>) -> bool {
+        avx512_call!(scans::finer_than_dyadic_masked(col: &[f64], mask: Option<&[u8]>) -> bool)
+    }
+    fn split_masked(
+        self,
+        col: &[f64],
+        mask: Option<&[u8]>,
+        plan: &SlicePlan,
+        out: &mut [f64],
+        stride: usize,
+        sums: &mut [f64; MAX_SLICES],
+    ) -> Option<usize> {
+        avx512_call!(scans::split_masked(
+            col: &[f64],
+            mask: Option<&[u8]>,
+            plan: &SlicePlan,
+            out: &mut [f64],
+            stride: usize,
+            sums: &mut [f64; MAX_SLICES]
+        ) -> Option<usize>)
     }
 }
 

@@ -1,0 +1,286 @@
+//! Real values (prices in cents, coordinates, ratios) on the exact path,
+//! split into slices of short binary fractions (`stats::slices`): every
+//! split is exact, the sums land within the double-double unit of the exact
+//! sums (checked against big-integer arithmetic), the in-place kernels and
+//! the general path give the same bits, and so do fits read in place and by
+//! the reference path.
+
+use crate::common::tempdir;
+use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use gramfit::dd::Dd;
+use gramfit::stats::columns::{ColumnRef, DirectColumn, RawMoments, SourceColumn};
+use gramfit::stats::kernel::{raw_moments, raw_moments_compensated, raw_moments_masked_columns};
+use gramfit::stats::portable::scans::split_masked;
+use gramfit::stats::slices::{SlicePlan, MAX_SLICES};
+use num_bigint::BigInt;
+use proptest::prelude::*;
+use std::sync::Arc;
+
+/// Every finite `f64` is an integer times `2^-1074`; products of two, times
+/// `2^-2148`: `x · 2^shift` as an integer.
+fn scaled(x: f64, shift: i32) -> BigInt {
+    if x == 0.0 {
+        return BigInt::from(0);
+    }
+    let bits = x.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i32;
+    let frac = bits & ((1u64 << 52) - 1);
+    let (m, e) = if exp == 0 { (frac, -1074) } else { (frac | 1 << 52, exp - 1075) };
+    let v = BigInt::from(m) << usize::try_from(e + shift).expect("a shift past the smallest exponent");
+    if bits >> 63 == 1 {
+        -v
+    } else {
+        v
+    }
+}
+
+const SHIFT: i32 = 1100;
+
+/// `Σ a_r b_r` exactly, times `2^(2·SHIFT)`, and `Σ |a_r b_r|` likewise.
+fn exact_dot(a: &[f64], b: &[f64]) -> (BigInt, BigInt) {
+    let (mut s, mut abs) = (BigInt::from(0), BigInt::from(0));
+    for (&x, &y) in a.iter().zip(b) {
+        let p = scaled(x, SHIFT) * scaled(y, SHIFT);
+        abs += BigInt::from(p.magnitude().clone());
+        s += p;
+    }
+    (s, abs)
+}
+
+/// Whether `d` is within `2^-bits · Σ|a b|` of the exact `Σ a b`.
+fn within(d: Dd, a: &[f64], b: &[f64], bits: usize) -> bool {
+    let (exact, abs) = exact_dot(a, b);
+    let got = scaled(d.hi, 2 * SHIFT) + scaled(d.lo, 2 * SHIFT);
+    let err = BigInt::from((got - exact).magnitude().clone());
+    (err << bits) <= abs
+}
+
+/// Checks every sum of `raw` (over `cols`) against the exact sums.
+fn assert_near_exact(raw: &RawMoments, cols: &[Vec<f64>], bits: usize) {
+    let m = cols.len();
+    let ones = vec![1.0; cols[0].len()];
+    for i in 0..m {
+        assert!(within(raw.s1[i], &cols[i], &ones, bits), "Σ z_{i}: {:?}", raw.s1[i]);
+        for j in 0..m {
+            assert!(within(raw.s2[i * m + j], &cols[i], &cols[j], bits), "Σ z_{i} z_{j}: {:?}", raw.s2[i * m + j]);
+        }
+    }
+}
+
+/// Real-valued columns of several kinds, `n` rows: prices in cents,
+/// coordinates with six decimals, a ratio, a log, values spanning many
+/// binades, negatives.
+fn real_columns(n: usize, seed: u64, kinds: &[u8]) -> Vec<Vec<f64>> {
+    let mut rng = gramfit::generate::Rng::new(seed);
+    kinds
+        .iter()
+        .map(|&kind| {
+            (0..n)
+                .map(|_| {
+                    let u = rng.uniform();
+                    match kind {
+                        0 => (150_000.0 + u * 2_000_000.0).round() / 100.0,
+                        1 => ((40.5 + u * 0.4) * 1e6).round() / 1e6,
+                        2 => ((-74.2 + u * 0.5) * 1e6).round() / 1e6,
+                        3 => (1.0 + (u * 4.0).floor()) / (1.0 + (u * 97.0).floor() % 5.0),
+                        4 => (1.0 + u * 1e4).ln(),
+                        5 => (u - 0.5) * 10f64.powi((u * 1e6) as i32 % 12 - 6),
+                        6 => (u * 1000.0).round() - 500.0,
+                        _ => (u * 8.0).round() / 2.0,
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn splits_are_exact_and_decline_what_they_cannot_hold() {
+    let n = 1000;
+    let stride = 1000usize.div_ceil(8) * 8;
+    for kinds in [[0u8], [1], [2], [3], [4], [5]] {
+        let col = &real_columns(n, 7 + u64::from(kinds[0]), &kinds)[0];
+        let max_abs = col.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        let plan = SlicePlan::new(max_abs, n).unwrap();
+        let mut out = vec![f64::NAN; MAX_SLICES * stride];
+        let mut sums = [0.0; MAX_SLICES];
+        let Some(count) = split_masked(col, None, &plan, &mut out, stride, &mut sums) else {
+            // Only values spanning twelve decimal orders may need more.
+            assert_eq!(kinds[0], 5, "kind {kinds:?} declined");
+            continue;
+        };
+        assert!((2..=MAX_SLICES).contains(&count), "kind {kinds:?}: {count} slices");
+        for (r, &x) in col.iter().enumerate() {
+            let parts: Vec<f64> = (0..count).map(|k| out[k * stride + r]).collect();
+            // Exact: the slices' big-integer sum is the value.
+            let total = parts.iter().fold(BigInt::from(0), |a, &t| a + scaled(t, SHIFT));
+            assert_eq!(total, scaled(x, SHIFT), "kind {kinds:?}, row {r}: {x} as {parts:?}");
+            for (k, &t) in parts.iter().enumerate() {
+                let p = plan.profile(k);
+                assert!(t.abs() <= p.max_abs, "slice {k} of {x}: {t} past {}", p.max_abs);
+                assert_eq!((t * 2f64.powi(p.q)).fract(), 0.0, "slice {k} of {x}: {t} not a multiple of 2^{}", -p.q);
+            }
+        }
+        for k in 0..count {
+            let sum: f64 = (0..n).map(|r| out[k * stride + r]).sum();
+            assert_eq!(sums[k], sum, "slice {k}'s sum");
+        }
+        // Rows past n are zero.
+        assert!((0..count).all(|k| out[k * stride + n..(k + 1) * stride].iter().all(|&t| t == 0.0)));
+    }
+    // NaN, ±∞ and a span of more binades than five slices hold: declined.
+    let plan = SlicePlan::new(1000.0, 4).unwrap();
+    let mut out = vec![0.0; MAX_SLICES * 8];
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e-30] {
+        let col = [999.5, 0.1, bad, -3.25];
+        assert_eq!(split_masked(&col, None, &plan, &mut out, 8, &mut [0.0; MAX_SLICES]), None, "{bad}");
+    }
+    // Dropped rows are zero slices, whatever they hold.
+    let col = [0.1, f64::NAN, 0.3, f64::INFINITY];
+    let mask = [0b0101u8];
+    let count = split_masked(&col, Some(&mask), &SlicePlan::new(0.3, 2).unwrap(), &mut out, 8, &mut [0.0; MAX_SLICES]);
+    assert!(count.is_some());
+    assert!((0..count.unwrap()).all(|k| out[k * 8 + 1] == 0.0 && out[k * 8 + 3] == 0.0));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// The general path's sums of blocks with real values are within
+    /// 2⁻¹⁰⁰ of the exact sums (relative to Σ|z_i z_j|), sliced or not (a
+    /// block past the slices' bounds keeps the compensated loop, whose
+    /// double-double result is as close on such data); blocks of binary
+    /// fractions only stay exact.
+    #[test]
+    fn sums_of_real_values_are_within_the_double_double_unit(
+        n in 1usize..8192,
+        kinds in prop::collection::vec(prop::sample::select(vec![0u8, 1, 2, 3, 4, 6, 7]), 1..6),
+        seed in any::<u64>(),
+    ) {
+        let cols = real_columns(n, seed, &kinds);
+        let refs: Vec<ColumnRef<'_>> = cols.iter().map(|c| ColumnRef::plain(c)).collect();
+        let fast = raw_moments(&refs, None);
+        assert_near_exact(&fast, &cols, 100);
+        prop_assert_eq!(fast.exact, kinds.iter().all(|&k| k >= 6), "exact exactly when no column is real");
+        if fast.exact {
+            let slow = raw_moments_compensated(&refs, None);
+            prop_assert_eq!(fast.s2, slow.s2);
+        }
+    }
+
+    /// The in-place kernels (dropped rows masked out, whatever they hold;
+    /// 0/1 and integer columns beside; a factor's cells) give the very bits
+    /// of the general path over the kept rows when a column holds real
+    /// values, and the non-zero counts of the columns themselves.
+    #[test]
+    fn in_place_and_general_paths_agree_bit_for_bit_on_real_values(
+        n in 1usize..8192,
+        kinds in prop::collection::vec(0u8..6, 1..4),
+        levels in prop::sample::select(vec![0usize, 3, 40]),
+        drop_every in prop::sample::select(vec![0usize, 2, 7, 1000]),
+        seed in any::<u64>(),
+    ) {
+        let reals = real_columns(n, seed, &kinds);
+        let mut rng = gramfit::generate::Rng::new(seed ^ 0x5eed);
+        let kept: Vec<bool> = (0..n).map(|r| drop_every == 0 || r % drop_every != 1).collect();
+        let flag: Vec<i64> = (0..n).map(|r| if kept[r] { i64::from(rng.uniform() < 0.3) } else { 9 }).collect();
+        let ints: Vec<i64> = (0..n).map(|_| (rng.uniform() * 3000.0) as i64).collect();
+        let codes: Vec<u32> = (0..n).map(|r| if kept[r] { (rng.uniform() * levels as f64) as u32 } else { u32::MAX }).collect();
+        let dirty: Vec<Vec<f64>> = reals
+            .iter()
+            .map(|c| c.iter().zip(&kept).map(|(&x, &k)| if k { x } else { f64::NAN }).collect())
+            .collect();
+        let mask: Vec<u8> = kept.chunks(8).map(|c| c.iter().enumerate().fold(0u8, |m, (b, &k)| m | u8::from(k) << b)).collect();
+        let mut cols: Vec<DirectColumn<'_>> = dirty.iter().map(|c| DirectColumn::Source(SourceColumn::F64(c))).collect();
+        cols.insert(cols.len().min(1), DirectColumn::Source(SourceColumn::I64(&flag)));
+        cols.push(DirectColumn::Source(SourceColumn::I64(&ints)));
+        if levels > 0 {
+            cols.insert(1, DirectColumn::Factor { codes: &codes, levels });
+        }
+        let m = if drop_every == 0 { None } else { Some(&mask[..]) };
+        let Some(mm) = raw_moments_masked_columns(&cols, n, m) else {
+            // Declined only for a span of binades past five slices.
+            prop_assert!(kinds.contains(&5), "declined {kinds:?}");
+            return Ok(());
+        };
+        let rows: Vec<usize> = (0..n).filter(|&r| kept[r]).collect();
+        let mut dense: Vec<Vec<f64>> = Vec::new();
+        let mut f = 0;
+        for c in &cols {
+            match *c {
+                DirectColumn::Source(SourceColumn::F64(v)) => dense.push(rows.iter().map(|&r| v[r]).collect()),
+                DirectColumn::Source(SourceColumn::I64(v)) => dense.push(rows.iter().map(|&r| v[r] as f64).collect()),
+                DirectColumn::Source(SourceColumn::Bits(_)) => unreachable!(),
+                DirectColumn::Factor { codes, .. } => {
+                    for &cell in &mm.cells[f] {
+                        dense.push(rows.iter().map(|&r| f64::from(u8::from(codes[r] == cell))).collect());
+                    }
+                    f += 1;
+                }
+            }
+        }
+        let refs: Vec<ColumnRef<'_>> = dense.iter().map(|c| ColumnRef::plain(c)).collect();
+        let general = raw_moments(&refs, None);
+        prop_assert!(!mm.raw.exact && !general.exact);
+        prop_assert_eq!(mm.raw.sum_w, general.sum_w);
+        prop_assert_eq!(&mm.raw.s1, &general.s1);
+        prop_assert_eq!(&mm.raw.s2, &general.s2);
+        let nonzero: Vec<u64> = dense.iter().map(|c| c.iter().filter(|&&x| x != 0.0).count() as u64).collect();
+        prop_assert_eq!(&mm.raw.nonzero, &nonzero);
+        prop_assert_eq!(&general.nonzero, &nonzero);
+    }
+}
+
+/// Fits over a file of real values (rent in cents, coordinates, a ratio,
+/// nulls; flags and a factor beside) read in place and by the reference
+/// path (every design block built): the same bits in every first-pass
+/// figure, second-pass figures to rounding, for every covariance type.
+#[test]
+fn fits_over_real_values_equal_the_reference_path() {
+    let tmp = tempdir();
+    let path = tmp.path().join("real.parquet");
+    let n = 30_000;
+    let cols = real_columns(n, 11, &[0, 1, 2, 3, 6]);
+    let mut rng = gramfit::generate::Rng::new(5);
+    let null_every = |k: usize, v: &[f64]| -> ArrayRef {
+        Arc::new(Float64Array::from_iter((0..n).map(|r| (r % k != 3).then_some(v[r]))))
+    };
+    let rent: Vec<f64> =
+        (0..n).map(|r| ((cols[0][r] + 250.0 * cols[3][r] + 3.0 * cols[4][r]) * 100.0).round() / 100.0).collect();
+    let flag: Vec<i64> = (0..n).map(|_| i64::from(rng.uniform() < 0.4)).collect();
+    let borough: Vec<String> = (0..n).map(|r| format!("b{}", (r * 7) % 5)).collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("rent", DataType::Float64, true),
+        Field::new("lat", DataType::Float64, true),
+        Field::new("lon", DataType::Float64, false),
+        Field::new("ratio", DataType::Float64, false),
+        Field::new("size", DataType::Float64, false),
+        Field::new("gym", DataType::Int64, false),
+        Field::new("borough", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            null_every(997, &rent),
+            null_every(101, &cols[1]),
+            Arc::new(Float64Array::from(cols[2].clone())),
+            Arc::new(Float64Array::from(cols[3].clone())),
+            Arc::new(Float64Array::from(cols[4].clone())),
+            Arc::new(Int64Array::from(flag)),
+            Arc::new(StringArray::from(borough)),
+        ],
+    )
+    .unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    for f in [
+        "rent ~ lat + lon + ratio + size + gym",
+        "rent ~ 0 + ratio + size + gym + lat",
+        "rent ~ size + ratio + gym + C(borough)",
+        "lat ~ lon + rent",
+    ] {
+        crate::engine::compare_direct_and_reference(&path, f, &["borough"]);
+    }
+}
