@@ -8,6 +8,14 @@
 //! data have a ground truth:
 //! `rent = 1000 + 2.5·size_sqft − 120·bedrooms + 350·bathrooms − 12·min_to_subway
 //!  + 8·floor − 4·building_age_yrs + Σ amenity effects + area effects + ε`.
+//!
+//! Two shapes: [`Shape::Whole`] (whole dollars, whole numbers and halves:
+//! every value dyadic, every Parquet column dictionary-encoded) and
+//! [`Shape::Real`], values as the world has them: rent in cents, latitude
+//! and longitude with six decimals (1% missing), and rent per square foot,
+//! a ratio — columns with hundreds of thousands of distinct values, whose
+//! Parquet dictionaries overflow into PLAIN pages, or written PLAIN or
+//! BYTE_STREAM_SPLIT on request ([`FloatPages`]).
 
 use arrow::array::{ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
@@ -76,6 +84,38 @@ const FLAG_RATE: [f64; 8] = [0.42, 0.13, 0.13, 0.23, 0.23, 0.16, 0.04, 0.15];
 /// Neighborhoods per submarket (15 × 7 = 105 levels).
 pub const NEIGHBORHOODS_PER_SUBMARKET: usize = 7;
 
+/// What the values look like (see the module's comment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    Whole,
+    Real,
+}
+
+/// How a Parquet file's float columns are encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FloatPages {
+    /// The writer's default: dictionary pages, falling back to PLAIN
+    /// where a column chunk's dictionary grows past 1 MiB.
+    Dictionary,
+    Plain,
+    ByteStreamSplit,
+}
+
+/// The columns [`Shape::Real`] adds after the whole shape's.
+pub const REAL_COLUMNS: [&str; 3] = ["latitude", "longitude", "rent_per_sqft"];
+
+/// The listings' schema in `shape`.
+pub fn schema_of(shape: Shape) -> Arc<Schema> {
+    let mut fields: Vec<Field> = schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    if shape == Shape::Real {
+        fields.push(Field::new(REAL_COLUMNS[0], DataType::Float64, true));
+        fields.push(Field::new(REAL_COLUMNS[1], DataType::Float64, true));
+        fields.push(Field::new(REAL_COLUMNS[2], DataType::Float64, false));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// The whole-number shape's schema.
 pub fn schema() -> Arc<Schema> {
     let mut fields = vec![
         Field::new("rental_id", DataType::Int64, false),
@@ -99,12 +139,19 @@ pub fn schema() -> Arc<Schema> {
 /// Listings `first .. first + n` of the stream for `seed` (rows are
 /// generated independently, so any range can be produced on its own).
 pub fn batch(seed: u64, first: u64, n: usize) -> RecordBatch {
+    batch_of(Shape::Whole, seed, first, n)
+}
+
+/// [`batch`] in `shape`: the real shape's rows are the whole shape's, rent
+/// with cents added, and three more columns.
+pub fn batch_of(shape: Shape, seed: u64, first: u64, n: usize) -> RecordBatch {
     let mut id = Int64Builder::with_capacity(n);
     let mut cols: Vec<Float64Builder> = (0..7).map(|_| Float64Builder::with_capacity(n)).collect();
     let mut flags: Vec<Int64Builder> = (0..8).map(|_| Int64Builder::with_capacity(n)).collect();
     let mut nb = StringBuilder::new();
     let mut sm = StringBuilder::new();
     let mut bo = StringBuilder::new();
+    let mut real: Vec<Float64Builder> = (0..3).map(|_| Float64Builder::with_capacity(n)).collect();
     for i in 0..n as u64 {
         let row = first + i;
         let mut r = Rng::new(seed ^ row.wrapping_mul(0xD1B5_4A32_D192_ED03));
@@ -130,6 +177,21 @@ pub fn batch(seed: u64, first: u64, n: usize) -> RecordBatch {
         }
         rent += 400.0 * r.normal() * (1.0 + size / 2000.0);
         rent = rent.max(900.0).round();
+        if shape == Shape::Real {
+            // Cents, and a place: six decimals around the borough's centre.
+            rent = (rent * 100.0 + r.below(100) as f64) / 100.0;
+            let (lat, lon) = [(40.78, -73.97), (40.65, -73.95), (40.73, -73.82)][b];
+            let missing = r.uniform() < 0.01;
+            for (builder, centre) in real.iter_mut().zip([lat, lon]) {
+                let v = ((centre + 0.04 * r.normal()) * 1e6).round() / 1e6;
+                if missing {
+                    builder.append_null();
+                } else {
+                    builder.append_value(v);
+                }
+            }
+            real[2].append_value(rent / size);
+        }
         id.append_value(row as i64 + 1);
         cols[0].append_value(rent);
         cols[1].append_value(bedrooms);
@@ -157,17 +219,25 @@ pub fn batch(seed: u64, first: u64, n: usize) -> RecordBatch {
     arrays.push(Arc::new(nb.finish()));
     arrays.push(Arc::new(sm.finish()));
     arrays.push(Arc::new(bo.finish()));
-    RecordBatch::try_new(schema(), arrays).expect("generated batch matches schema")
+    if shape == Shape::Real {
+        arrays.extend(real.iter_mut().map(|c| Arc::new(c.finish()) as ArrayRef));
+    }
+    RecordBatch::try_new(schema_of(shape), arrays).expect("generated batch matches schema")
 }
 
 /// Write `rows` listings as CSV.
 pub fn write_csv(path: &std::path::Path, seed: u64, first: u64, rows: u64) -> std::io::Result<()> {
+    write_csv_of(path, Shape::Whole, seed, first, rows)
+}
+
+/// [`write_csv`] in `shape`.
+pub fn write_csv_of(path: &std::path::Path, shape: Shape, seed: u64, first: u64, rows: u64) -> std::io::Result<()> {
     let f = std::io::BufWriter::new(std::fs::File::create(path)?);
     let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(f);
     let mut done = 0;
     while done < rows {
         let n = (rows - done).min(65_536) as usize;
-        w.write(&batch(seed, first + done, n)).map_err(std::io::Error::other)?;
+        w.write(&batch_of(shape, seed, first + done, n)).map_err(std::io::Error::other)?;
         done += n as u64;
     }
     let mut inner = w.into_inner();
@@ -182,19 +252,42 @@ pub fn write_parquet(
     rows: u64,
     row_group: usize,
 ) -> std::io::Result<()> {
+    write_parquet_with(path, Shape::Whole, FloatPages::Dictionary, seed, first, rows, row_group)
+}
+
+/// [`write_parquet`] in `shape`, the float columns' pages encoded as `pages`.
+pub fn write_parquet_with(
+    path: &std::path::Path,
+    shape: Shape,
+    pages: FloatPages,
+    seed: u64,
+    first: u64,
+    rows: u64,
+    row_group: usize,
+) -> std::io::Result<()> {
     use parquet::arrow::ArrowWriter;
-    use parquet::basic::Compression;
+    use parquet::basic::{Compression, Encoding};
     use parquet::file::properties::WriterProperties;
+    use parquet::schema::types::ColumnPath;
     let f = std::fs::File::create(path)?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(row_group))
-        .build();
-    let mut w = ArrowWriter::try_new(f, schema(), Some(props)).map_err(std::io::Error::other)?;
+    let mut props =
+        WriterProperties::builder().set_compression(Compression::SNAPPY).set_max_row_group_row_count(Some(row_group));
+    let schema = schema_of(shape);
+    for field in schema.fields().iter().filter(|f| f.data_type() == &DataType::Float64) {
+        let col = ColumnPath::from(field.name().as_str());
+        props = match pages {
+            FloatPages::Dictionary => props,
+            FloatPages::Plain => props.set_column_dictionary_enabled(col, false),
+            FloatPages::ByteStreamSplit => props
+                .set_column_dictionary_enabled(col.clone(), false)
+                .set_column_encoding(col, Encoding::BYTE_STREAM_SPLIT),
+        };
+    }
+    let mut w = ArrowWriter::try_new(f, schema, Some(props.build())).map_err(std::io::Error::other)?;
     let mut done = 0;
     while done < rows {
         let n = (rows - done).min(65_536) as usize;
-        w.write(&batch(seed, first + done, n)).map_err(std::io::Error::other)?;
+        w.write(&batch_of(shape, seed, first + done, n)).map_err(std::io::Error::other)?;
         done += n as u64;
     }
     w.close().map_err(std::io::Error::other)?;
@@ -203,14 +296,26 @@ pub fn write_parquet(
 
 /// Write `rows` listings as an Arrow IPC file (or stream).
 pub fn write_ipc(path: &std::path::Path, seed: u64, first: u64, rows: u64, stream: bool) -> std::io::Result<()> {
+    write_ipc_of(path, Shape::Whole, seed, first, rows, stream)
+}
+
+/// [`write_ipc`] in `shape`.
+pub fn write_ipc_of(
+    path: &std::path::Path,
+    shape: Shape,
+    seed: u64,
+    first: u64,
+    rows: u64,
+    stream: bool,
+) -> std::io::Result<()> {
     let f = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let s = schema();
+    let s = schema_of(shape);
     let mut done = 0;
     if stream {
         let mut w = arrow::ipc::writer::StreamWriter::try_new(f, &s).map_err(std::io::Error::other)?;
         while done < rows {
             let n = (rows - done).min(65_536) as usize;
-            w.write(&batch(seed, first + done, n)).map_err(std::io::Error::other)?;
+            w.write(&batch_of(shape, seed, first + done, n)).map_err(std::io::Error::other)?;
             done += n as u64;
         }
         w.finish().map_err(std::io::Error::other)?;
@@ -218,7 +323,7 @@ pub fn write_ipc(path: &std::path::Path, seed: u64, first: u64, rows: u64, strea
         let mut w = arrow::ipc::writer::FileWriter::try_new(f, &s).map_err(std::io::Error::other)?;
         while done < rows {
             let n = (rows - done).min(65_536) as usize;
-            w.write(&batch(seed, first + done, n)).map_err(std::io::Error::other)?;
+            w.write(&batch_of(shape, seed, first + done, n)).map_err(std::io::Error::other)?;
             done += n as u64;
         }
         w.finish().map_err(std::io::Error::other)?;

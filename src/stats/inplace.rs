@@ -14,7 +14,7 @@ use crate::stats::columns::{ColumnStats, LevelColumn};
 use crate::stats::columns::{DirectColumn, MaskedMoments, RawMoments, SourceColumn};
 use crate::stats::dyadic::DyadicProfile;
 use crate::stats::patterns;
-use crate::stats::portable::scans::ScanKernels;
+use crate::stats::portable::scans::{ScanKernels, Split};
 use crate::stats::slices::{self, SlicePlan, MAX_SLICES};
 use std::collections::HashMap;
 
@@ -474,10 +474,9 @@ fn numeric_moments<'a, K: ScanKernels>(
                     Scanned::Dyadic(DyadicProfile { q: 0, max_abs: st.max_abs }, st)
                 } else if !k.halves_masked(&v[..n], mask) {
                     Scanned::Dyadic(DyadicProfile { q: 1, max_abs: st.max_abs }, st)
-                } else if !k.finer_than_dyadic_masked(&v[..n], mask) {
-                    // Finer binary fractions: the general path.
-                    return None;
                 } else {
+                    // Finer binary fractions (the split finds them) go to
+                    // the general path; the rest is sliced.
                     Scanned::Real(st)
                 }
             }
@@ -537,14 +536,16 @@ fn numeric_moments<'a, K: ScanKernels>(
                 let region = (ints + next_real * MAX_SLICES) * stride;
                 next_real += 1;
                 let mut sums = [0.0; MAX_SLICES];
-                let count = k.split_masked(
+                let Split::Slices(count) = k.split_masked(
                     &v[..n],
                     mask,
                     &plan,
                     &mut converted[region..region + MAX_SLICES * stride],
                     stride,
                     &mut sums,
-                )?;
+                ) else {
+                    return None;
+                };
                 for (s, &sum) in sums.iter().enumerate().take(count) {
                     profiles.push(plan.profile(s));
                     s1.push(Dd::from(sum));

@@ -11,7 +11,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use gramfit::dd::Dd;
 use gramfit::stats::columns::{ColumnRef, DirectColumn, RawMoments, SourceColumn};
 use gramfit::stats::kernel::{raw_moments, raw_moments_compensated, raw_moments_masked_columns};
-use gramfit::stats::portable::scans::split_masked;
+use gramfit::stats::portable::scans::{split_masked, Split};
 use gramfit::stats::slices::{SlicePlan, MAX_SLICES};
 use num_bigint::BigInt;
 use proptest::prelude::*;
@@ -105,7 +105,7 @@ fn splits_are_exact_and_decline_what_they_cannot_hold() {
         let plan = SlicePlan::new(max_abs, n).unwrap();
         let mut out = vec![f64::NAN; MAX_SLICES * stride];
         let mut sums = [0.0; MAX_SLICES];
-        let Some(count) = split_masked(col, None, &plan, &mut out, stride, &mut sums) else {
+        let Split::Slices(count) = split_masked(col, None, &plan, &mut out, stride, &mut sums) else {
             // Only values spanning twelve decimal orders may need more.
             assert_eq!(kinds[0], 5, "kind {kinds:?} declined");
             continue;
@@ -129,19 +129,22 @@ fn splits_are_exact_and_decline_what_they_cannot_hold() {
         // Rows past n are zero.
         assert!((0..count).all(|k| out[k * stride + n..(k + 1) * stride].iter().all(|&t| t == 0.0)));
     }
-    // NaN, ±∞ and a span of more binades than five slices hold: declined.
+    // NaN, ±∞ and a span of more binades than five slices hold: declined;
+    // binary fractions (multiples of 2^-16) are left to the exact path.
     let plan = SlicePlan::new(1000.0, 4).unwrap();
     let mut out = vec![0.0; MAX_SLICES * 8];
     for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e-30] {
         let col = [999.5, 0.1, bad, -3.25];
-        assert_eq!(split_masked(&col, None, &plan, &mut out, 8, &mut [0.0; MAX_SLICES]), None, "{bad}");
+        assert_eq!(split_masked(&col, None, &plan, &mut out, 8, &mut [0.0; MAX_SLICES]), Split::Declined, "{bad}");
     }
+    let sixteenths = [999.5, 0.0625, 1.0 / 65536.0, -3.25];
+    assert_eq!(split_masked(&sixteenths, None, &plan, &mut out, 8, &mut [0.0; MAX_SLICES]), Split::Dyadic);
     // Dropped rows are zero slices, whatever they hold.
     let col = [0.1, f64::NAN, 0.3, f64::INFINITY];
     let mask = [0b0101u8];
-    let count = split_masked(&col, Some(&mask), &SlicePlan::new(0.3, 2).unwrap(), &mut out, 8, &mut [0.0; MAX_SLICES]);
-    assert!(count.is_some());
-    assert!((0..count.unwrap()).all(|k| out[k * 8 + 1] == 0.0 && out[k * 8 + 3] == 0.0));
+    let split = split_masked(&col, Some(&mask), &SlicePlan::new(0.3, 2).unwrap(), &mut out, 8, &mut [0.0; MAX_SLICES]);
+    let Split::Slices(count) = split else { panic!("{split:?}") };
+    assert!((0..count).all(|k| out[k * 8 + 1] == 0.0 && out[k * 8 + 3] == 0.0));
 }
 
 proptest! {

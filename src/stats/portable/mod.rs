@@ -404,14 +404,10 @@ fn sliced_moments<I: Primitives>(
                 let region = next_real * MAX_SLICES * stride;
                 next_real += 1;
                 let mut sums = [0.0; MAX_SLICES];
-                let count = scans::split_masked(
-                    c.hi,
-                    None,
-                    &plan,
-                    &mut buf[region..region + MAX_SLICES * stride],
-                    stride,
-                    &mut sums,
-                )?;
+                let dst = &mut buf[region..region + MAX_SLICES * stride];
+                let scans::Split::Slices(count) = scans::split_masked(c.hi, None, &plan, dst, stride, &mut sums) else {
+                    return None;
+                };
                 for (k, &sum) in sums.iter().enumerate().take(count) {
                     wide_profiles.push(plan.profile(k));
                     wide_sums.push(sum);

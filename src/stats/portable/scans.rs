@@ -132,31 +132,24 @@ pub fn halves_masked(col: &[f64], mask: Option<&[u8]>) -> bool {
     fraction.iter().any(|&f| f != 0)
 }
 
-/// Whether some kept value is not a multiple of `2^-MAX_Q` (or is NaN or
-/// ±∞): the masked form of the general path's finest profile test.
-#[inline(always)]
-pub fn finer_than_dyadic_masked(col: &[f64], mask: Option<&[u8]>) -> bool {
-    let scale = (1u64 << crate::stats::dyadic::MAX_Q) as f64;
-    let n = col.len();
-    let mut fraction = [0u64; 8];
-    for c in 0..n.div_ceil(8) {
-        let v = group(col, row_mask(mask, c, n), c, n);
-        for l in 0..8 {
-            fraction[l] |= fraction_bits(v[l] * scale);
-        }
-    }
-    fraction.iter().any(|&f| f != 0)
+/// What [`split_masked`] made of a column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    /// The values are this many slices (trailing all-zero slices left out).
+    Slices(usize),
+    /// Every kept value is a multiple of `2^-MAX_Q` (`stats::dyadic`): a
+    /// binary fraction, which the general path takes exactly, unsliced.
+    Dyadic,
+    /// [`MAX_SLICES`] do not hold every value, or a value is NaN or ±∞.
+    Declined,
 }
 
 /// The error-free split of a column's kept values into slices
 /// (`stats::slices`): slice `k` into `out[k·stride..][..stride]` (dropped
 /// rows and rows past `n` as zeros; `stride ≥ n` rounded up to 8), its
-/// exact sum into `sums[k]`. Returns how many slices hold every value
-/// exactly (a residual stops being split once it is zero everywhere), or
-/// `None` when [`MAX_SLICES`] do not, or a value is NaN or ±∞.
-///
-/// The residual left by slice `k` is written where slice `k + 1` goes, and
-/// split from there in place.
+/// exact sum into `sums[k]`. One pass: the slices of eight values are
+/// taken in registers, [`MAX_SLICES`] of them always (those past the last
+/// non-zero slice are left out of the count).
 #[inline(always)]
 pub fn split_masked(
     col: &[f64],
@@ -165,57 +158,47 @@ pub fn split_masked(
     out: &mut [f64],
     stride: usize,
     sums: &mut [f64; MAX_SLICES],
-) -> Option<usize> {
+) -> Split {
     let n = col.len();
     let groups = n.div_ceil(8);
     assert!(stride >= groups * 8 && stride.is_multiple_of(8) && out.len() >= MAX_SLICES * stride);
-    for k in 0..MAX_SLICES {
-        let sigma = plan.sigma(k);
-        let (head, tail) = out.split_at_mut((k + 1) * stride);
-        let slice = &mut head[k * stride..];
-        let mut sum = [0.0f64; 8];
-        let mut left = [0u64; 8];
-        if k + 1 < MAX_SLICES {
-            let residual = &mut tail[..stride];
-            for c in 0..groups {
-                let v = if k == 0 {
-                    group(col, row_mask(mask, c, n), c, n)
-                } else {
-                    slice[8 * c..8 * c + 8].try_into().expect("8 rows")
-                };
-                let r = split8(sigma, v, &mut slice[8 * c..8 * c + 8], &mut sum, &mut left);
-                residual[8 * c..8 * c + 8].copy_from_slice(&r);
-            }
-        } else {
-            for c in 0..groups {
-                let v: [f64; 8] = slice[8 * c..8 * c + 8].try_into().expect("8 rows");
-                split8(sigma, v, &mut slice[8 * c..8 * c + 8], &mut sum, &mut left);
+    let fine = (1u64 << crate::stats::dyadic::MAX_Q) as f64;
+    let sigma: [f64; MAX_SLICES] = std::array::from_fn(|k| plan.sigma(k));
+    let mut sum = [[0.0f64; 8]; MAX_SLICES];
+    let mut used = [[0u64; 8]; MAX_SLICES];
+    let mut left = [0u64; 8];
+    let mut fraction = [0u64; 8];
+    for c in 0..groups {
+        let v = group(col, row_mask(mask, c, n), c, n);
+        for l in 0..8 {
+            fraction[l] |= fraction_bits(v[l] * fine);
+        }
+        let mut r = v;
+        for k in 0..MAX_SLICES {
+            let t: [f64; 8] = std::array::from_fn(|l| (sigma[k] + r[l]) - sigma[k]);
+            r = std::array::from_fn(|l| r[l] - t[l]);
+            out[k * stride + 8 * c..k * stride + 8 * c + 8].copy_from_slice(&t);
+            for l in 0..8 {
+                sum[k][l] += t[l];
+                used[k][l] |= t[l].abs().to_bits();
             }
         }
-        slice[groups * 8..stride].fill(0.0);
-        sums[k] = sum.iter().sum();
-        if left.iter().all(|&b| b == 0) {
-            return Some(k + 1);
+        for l in 0..8 {
+            left[l] |= r[l].abs().to_bits();
         }
     }
-    None
-}
-
-/// One step of [`split_masked`] on eight values: their slice (rounded to a
-/// multiple of the unit `σ` stands for) into `slice`, added to `sum`; the
-/// residuals returned, their magnitudes' bits or-ed into `left`. A plain
-/// function, not a closure: a closure is not built with the target
-/// features of the kernel it is called from.
-#[inline(always)]
-fn split8(sigma: f64, v: [f64; 8], slice: &mut [f64], sum: &mut [f64; 8], left: &mut [u64; 8]) -> [f64; 8] {
-    let t: [f64; 8] = std::array::from_fn(|l| (sigma + v[l]) - sigma);
-    let r: [f64; 8] = std::array::from_fn(|l| v[l] - t[l]);
-    slice.copy_from_slice(&t);
-    for l in 0..8 {
-        sum[l] += t[l];
-        left[l] |= r[l].abs().to_bits();
+    if fraction.iter().all(|&f| f == 0) {
+        return Split::Dyadic;
     }
-    r
+    if left.iter().any(|&b| b != 0) {
+        return Split::Declined;
+    }
+    let count = 1 + (0..MAX_SLICES).rev().find(|&k| used[k].iter().any(|&b| b != 0)).unwrap_or(0);
+    for k in 0..count {
+        out[k * stride + groups * 8..(k + 1) * stride].fill(0.0);
+        sums[k] = sum[k].iter().sum();
+    }
+    Split::Slices(count)
 }
 
 /// The kept rows of an `i64` column converted to `f64` into `out` (`n`
@@ -478,7 +461,6 @@ pub fn and_ones(a: &[u8], b: &[u8]) -> u64 {
 pub trait ScanKernels: RowKernels {
     fn scan_masked(self, col: &[f64], mask: Option<&[u8]>) -> (bool, ColumnStats);
     fn halves_masked(self, col: &[f64], mask: Option<&[u8]>) -> bool;
-    fn finer_than_dyadic_masked(self, col: &[f64], mask: Option<&[u8]>) -> bool;
     fn split_masked(
         self,
         col: &[f64],
@@ -487,7 +469,7 @@ pub trait ScanKernels: RowKernels {
         out: &mut [f64],
         stride: usize,
         sums: &mut [f64; MAX_SLICES],
-    ) -> Option<usize>;
+    ) -> Split;
     fn convert_i64_masked(self, col: &[i64], mask: Option<&[u8]>, out: &mut [f64]) -> ColumnStats;
     fn nonzero_bits_masked(self, col: &[f64], mask: Option<&[u8]>, bits: &mut [u8]);
     fn bits_by_cols(self, bins: &[&[u8]], cont: &[&[f64]], n: usize, mask: Option<&[u8]>, out: &mut [f64]);
@@ -540,9 +522,6 @@ macro_rules! forward_scan_kernels {
         fn and_ones(self, a: &[u8], b: &[u8]) -> u64 {
             $wrap!(scans::and_ones(a: &[u8], b: &[u8]) -> u64)
         }
-        fn finer_than_dyadic_masked(self, col: &[f64], mask: Option<&[u8]>) -> bool {
-            $wrap!(scans::finer_than_dyadic_masked(col: &[f64], mask: Option<&[u8]>) -> bool)
-        }
         fn split_masked(
             self,
             col: &[f64],
@@ -551,7 +530,7 @@ macro_rules! forward_scan_kernels {
             out: &mut [f64],
             stride: usize,
             sums: &mut [f64; $crate::stats::slices::MAX_SLICES],
-        ) -> Option<usize> {
+        ) -> $crate::stats::portable::scans::Split {
             $wrap!(scans::split_masked(
                 col: &[f64],
                 mask: Option<&[u8]>,
@@ -559,7 +538,7 @@ macro_rules! forward_scan_kernels {
                 out: &mut [f64],
                 stride: usize,
                 sums: &mut [f64; $crate::stats::slices::MAX_SLICES]
-            ) -> Option<usize>)
+            ) -> $crate::stats::portable::scans::Split)
         }
     };
 }

@@ -12,7 +12,7 @@ use super::columns::{ColumnStats, LevelColumn};
 use super::dyadic::ColumnScan;
 use super::portable::row_kernels::RowKernels;
 use super::portable::rows::{self, FlagTerms};
-use super::portable::scans::ScanKernels;
+use super::portable::scans::{ScanKernels, Split};
 use super::portable::{raw_moments_with, Primitives};
 use super::slices::{SlicePlan, MAX_SLICES};
 use crate::isa::{Avx2, Avx512};
@@ -258,9 +258,6 @@ impl ScanKernels for Avx512 {
         // SAFETY: the token proves POPCNT.
         unsafe { build(a, b) }
     }
-    fn finer_than_dyadic_masked(self, col: &[f64], mask: Option<&[u8]>) -> bool {
-        avx512_call!(scans::finer_than_dyadic_masked(col: &[f64], mask: Option<&[u8]>) -> bool)
-    }
     fn split_masked(
         self,
         col: &[f64],
@@ -269,7 +266,7 @@ impl ScanKernels for Avx512 {
         out: &mut [f64],
         stride: usize,
         sums: &mut [f64; MAX_SLICES],
-    ) -> Option<usize> {
+    ) -> Split {
         avx512_call!(scans::split_masked(
             col: &[f64],
             mask: Option<&[u8]>,
@@ -277,7 +274,7 @@ impl ScanKernels for Avx512 {
             out: &mut [f64],
             stride: usize,
             sums: &mut [f64; MAX_SLICES]
-        ) -> Option<usize>)
+        ) -> Split)
     }
 }
 
