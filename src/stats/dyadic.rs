@@ -30,6 +30,14 @@ impl DyadicProfile {
         a.max_abs * b.max_abs * units * n as f64 <= 9.0e15
     }
 
+    /// Whether every sum and every sum of products of two (a column with
+    /// itself included) of columns with these profiles is exact over `n`
+    /// rows: the condition of the exact paths.
+    pub fn all_exact(profiles: &[DyadicProfile], n: usize) -> bool {
+        profiles.iter().all(|p| p.exact_sum(n))
+            && profiles.iter().all(|a| profiles.iter().all(|b| Self::exact_dot(a, b, n)))
+    }
+
     /// Whether `Σ a_r` is exact in plain `f64`.
     pub fn exact_sum(&self, n: usize) -> bool {
         self.max_abs * (2f64).powi(self.q) * n as f64 <= 9.0e15

@@ -71,41 +71,38 @@ pub fn masked_moments<K: ScanKernels>(
     };
     // Sliced columns: the kernels see each slice as a column of its own;
     // the moments are folded back to one column each.
-    let wide: Vec<DirectColumn<'_>> = {
-        let mut j = 0;
-        all.iter()
-            .flat_map(|c| {
-                let copies = match c {
-                    DirectColumn::Source(_) => {
-                        j += 1;
-                        groups[j - 1].len()
-                    }
-                    DirectColumn::Factor { .. } => 1,
-                };
-                std::iter::repeat_n(*c, copies)
-            })
-            .collect()
-    };
+    let mut source_groups = groups.iter();
+    let wide: Vec<DirectColumn<'_>> = all
+        .iter()
+        .flat_map(|c| {
+            let copies = match c {
+                DirectColumn::Source(_) => source_groups.next().expect("a group per source column").len(),
+                DirectColumn::Factor { .. } => 1,
+            };
+            std::iter::repeat_n(*c, copies)
+        })
+        .collect();
     let mm = with_factors(k, &wide, numeric, n, mask)?;
+    // The output's groups: a source column's kernel columns, or one cell.
     let (mut out_groups, mut out_nonzero) = (Vec::new(), Vec::new());
-    let (mut at, mut j, mut f) = (0, 0, 0);
+    let mut sources = groups.iter().zip(&nonzero);
+    let mut factors = mm.cells.iter();
+    let mut at = 0;
     for c in all {
-        let lens: Vec<usize> = match c {
+        match c {
             DirectColumn::Source(_) => {
-                out_nonzero.push(nonzero[j]);
-                j += 1;
-                vec![groups[j - 1].len()]
+                let (g, &nz) = sources.next().expect("a group per source column");
+                out_groups.push(at..at + g.len());
+                out_nonzero.push(nz);
+                at += g.len();
             }
             DirectColumn::Factor { .. } => {
-                f += 1;
-                let cells = mm.cells[f - 1].len();
-                out_nonzero.extend_from_slice(&mm.raw.nonzero[at..at + cells]);
-                vec![1; cells]
+                for _ in factors.next().expect("cells per factor") {
+                    out_groups.push(at..at + 1);
+                    out_nonzero.push(mm.raw.nonzero[at]);
+                    at += 1;
+                }
             }
-        };
-        for len in lens {
-            out_groups.push(at..at + len);
-            at += len;
         }
     }
     Some(MaskedMoments { raw: slices::fold(&mm.raw, &out_groups, &out_nonzero), cells: mm.cells })
@@ -520,7 +517,8 @@ fn numeric_moments<'a, K: ScanKernels>(
     let mut nonzero = Vec::with_capacity(m);
     let mut binary = Vec::with_capacity(m);
     let mut groups = Vec::with_capacity(m);
-    let mut sliced = Vec::with_capacity(reals);
+    // Where each real column's slices start in `converted`.
+    let mut regions = Vec::with_capacity(reals);
     for (i, sc) in scanned.iter().enumerate() {
         let at = profiles.len();
         match sc {
@@ -546,12 +544,12 @@ fn numeric_moments<'a, K: ScanKernels>(
                 ) else {
                     return None;
                 };
+                regions.push(region);
                 for (s, &sum) in sums.iter().enumerate().take(count) {
                     profiles.push(plan.profile(s));
                     s1.push(Dd::from(sum));
                     nonzero.push(0);
                     binary.push(false);
-                    sliced.push((region + s * stride, at + s));
                 }
             }
         }
@@ -562,17 +560,8 @@ fn numeric_moments<'a, K: ScanKernels>(
             },
         ));
     }
-    for p in &profiles {
-        if !p.exact_sum(kept) {
-            return None;
-        }
-    }
-    for a in &profiles {
-        for b in &profiles {
-            if !DyadicProfile::exact_dot(a, b, kept) {
-                return None;
-            }
-        }
+    if !DyadicProfile::all_exact(&profiles, kept) {
+        return None;
     }
     // Columns as the kernels read them: 0/1 columns as their bits (an
     // integer one was never converted), slices and converted integers from
@@ -581,14 +570,14 @@ fn numeric_moments<'a, K: ScanKernels>(
     let converted: &'a [f64] = converted;
     let mut slices: Vec<NumericColumn<'a>> = Vec::with_capacity(wide);
     let mut next_converted = converted.chunks_exact(stride);
-    let mut next_slice = sliced.iter().peekable();
+    let mut next_region = regions.iter();
     for (i, c) in cols.iter().enumerate() {
         let g = groups[i].0.clone();
         match *c {
             _ if matches!(scanned[i], Scanned::Real(_)) => {
-                for _ in g {
-                    let &(at, _) = next_slice.next().expect("one entry per slice");
-                    slices.push(NumericColumn::F64(&converted[at..at + n]));
+                let region = *next_region.next().expect("a region per real column");
+                for s in 0..g.len() {
+                    slices.push(NumericColumn::F64(&converted[region + s * stride..][..n]));
                 }
             }
             _ if binary[g.start] => slices.push(NumericColumn::Bits(i)),

@@ -388,7 +388,8 @@ fn sliced_moments<I: Primitives>(
     let mut wide_profiles = Vec::new();
     let mut wide_sums = Vec::new();
     let mut groups = Vec::with_capacity(cols.len());
-    let mut places: Vec<Option<usize>> = Vec::new();
+    // Per wide column: its source column, and where its slice is in `buf`.
+    let mut places: Vec<(usize, Option<usize>)> = Vec::new();
     let mut next_real = 0;
     for (i, c) in cols.iter().enumerate() {
         let at = wide_profiles.len();
@@ -396,7 +397,7 @@ fn sliced_moments<I: Primitives>(
             Some(p) => {
                 wide_profiles.push(p);
                 wide_sums.push(plain_sums[i]);
-                places.push(None);
+                places.push((i, None));
             }
             None => {
                 let max_abs = c.hi.iter().fold(0.0f64, |m, &x| if x.abs() > m { x.abs() } else { m });
@@ -411,27 +412,21 @@ fn sliced_moments<I: Primitives>(
                 for (k, &sum) in sums.iter().enumerate().take(count) {
                     wide_profiles.push(plan.profile(k));
                     wide_sums.push(sum);
-                    places.push(Some(region + k * stride));
+                    places.push((i, Some(region + k * stride)));
                 }
             }
         }
         groups.push(at..wide_profiles.len());
     }
     let wide = wide_profiles.len();
-    if !wide_profiles.iter().all(|p| p.exact_sum(n))
-        || !wide_profiles.iter().all(|a| wide_profiles.iter().all(|b| DyadicProfile::exact_dot(a, b, n)))
-    {
+    if !DyadicProfile::all_exact(&wide_profiles, n) {
         return None;
     }
-    let wide_cols: Vec<ColumnRef<'_>> = groups
+    let wide_cols: Vec<ColumnRef<'_>> = places
         .iter()
-        .enumerate()
-        .flat_map(|(i, g)| {
-            let (buf, places) = (&buf, &places);
-            g.clone().map(move |w| match places[w] {
-                Some(at) => ColumnRef::plain(&buf[at..at + n]),
-                None => cols[i],
-            })
+        .map(|&(i, at)| match at {
+            Some(at) => ColumnRef::plain(&buf[at..at + n]),
+            None => cols[i],
         })
         .collect();
     let all: Vec<usize> = (0..wide).collect();

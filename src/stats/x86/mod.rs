@@ -87,32 +87,34 @@ pub fn raw_moments_avx512(
 }
 
 /// Call a portable kernel (`module::name(args) -> ret`) through a build of
-/// it with AVX2, FMA and POPCNT (the `Avx2` token proves all three).
-/// A portable kernel built with AVX-512 (F, DQ) where the AVX-512 level
-/// has no hand-written one (the portable arithmetic: the same bits).
-macro_rules! avx512_call {
-    ($module:ident::$name:ident($($arg:ident: $ty:ty),*) -> $ret:ty) => {{
-        #[target_feature(enable = "avx512f,avx512dq,avx2,fma,popcnt")]
+/// it with the target features `$features`, which the caller's token proves.
+macro_rules! feature_call {
+    ($features:literal, $module:ident::$name:ident($($arg:ident: $ty:ty),*) -> $ret:ty) => {{
+        #[target_feature(enable = $features)]
         #[allow(clippy::too_many_arguments)]
         fn build($($arg: $ty),*) -> $ret {
             crate::stats::portable::$module::$name($($arg),*)
         }
-        // SAFETY: the token proves AVX-512F and DQ, which imply AVX2 and
-        // FMA here (`isa::Avx512` is detected with them), and POPCNT.
+        // SAFETY: the caller's token proves every feature of `$features`.
         unsafe { build($($arg),*) }
     }};
 }
 
+/// [`feature_call`] with AVX2, FMA and POPCNT (the `Avx2` token proves all
+/// three).
 macro_rules! avx2_call {
-    ($module:ident::$name:ident($($arg:ident: $ty:ty),*) -> $ret:ty) => {{
-        #[target_feature(enable = "avx2,fma,popcnt")]
-        #[allow(clippy::too_many_arguments)]
-        fn build($($arg: $ty),*) -> $ret {
-            crate::stats::portable::$module::$name($($arg),*)
-        }
-        // SAFETY: the token proves AVX2, FMA and POPCNT.
-        unsafe { build($($arg),*) }
-    }};
+    ($($call:tt)*) => {
+        feature_call!("avx2,fma,popcnt", $($call)*)
+    };
+}
+
+/// [`feature_call`] with AVX-512 F and DQ, for a portable kernel the
+/// AVX-512 level has no hand-written build of (`isa::Avx512` is detected
+/// with AVX2, FMA and POPCNT too).
+macro_rules! avx512_call {
+    ($($call:tt)*) => {
+        feature_call!("avx512f,avx512dq,avx2,fma,popcnt", $($call)*)
+    };
 }
 
 /// The portable kernels built with AVX2, FMA and POPCNT, but for the
