@@ -177,23 +177,7 @@ pub fn batch_of(shape: Shape, seed: u64, first: u64, n: usize) -> RecordBatch {
         }
         rent += 400.0 * r.normal() * (1.0 + size / 2000.0);
         rent = rent.max(900.0).round();
-        if shape == Shape::Real {
-            // Cents, and a place: six decimals around the borough's centre.
-            rent = (rent * 100.0 + r.below(100) as f64) / 100.0;
-            let (lat, lon) = [(40.78, -73.97), (40.65, -73.95), (40.73, -73.82)][b];
-            let missing = r.uniform() < 0.01;
-            for (builder, centre) in real.iter_mut().zip([lat, lon]) {
-                let v = ((centre + 0.04 * r.normal()) * 1e6).round() / 1e6;
-                if missing {
-                    builder.append_null();
-                } else {
-                    builder.append_value(v);
-                }
-            }
-            real[2].append_value(rent / size);
-        }
         id.append_value(row as i64 + 1);
-        cols[0].append_value(rent);
         cols[1].append_value(bedrooms);
         cols[2].append_value(bathrooms);
         cols[3].append_value(size);
@@ -212,6 +196,24 @@ pub fn batch_of(shape: Shape, seed: u64, first: u64, n: usize) -> RecordBatch {
         nb.append_value(format!("{} {}", sub.trim_start_matches("All "), (b'A' + k as u8) as char));
         sm.append_value(sub);
         bo.append_value(BOROUGHS[b]);
+        // The real shape draws after every draw of the whole shape, so that
+        // its rows are the whole shape's but for the rent.
+        if shape == Shape::Real {
+            // Cents, and a place: six decimals around the borough's centre.
+            rent = (rent * 100.0 + r.below(100) as f64) / 100.0;
+            let (lat, lon) = [(40.78, -73.97), (40.65, -73.95), (40.73, -73.82)][b];
+            let missing = r.uniform() < 0.01;
+            for (builder, centre) in real.iter_mut().zip([lat, lon]) {
+                let v = ((centre + 0.04 * r.normal()) * 1e6).round() / 1e6;
+                if missing {
+                    builder.append_null();
+                } else {
+                    builder.append_value(v);
+                }
+            }
+            real[2].append_value(rent / size);
+        }
+        cols[0].append_value(rent);
     }
     let mut arrays: Vec<ArrayRef> = vec![Arc::new(id.finish())];
     arrays.extend(cols.iter_mut().map(|c| Arc::new(c.finish()) as ArrayRef));

@@ -6,7 +6,7 @@
 //! the reference path.
 
 use crate::common::tempdir;
-use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use gramfit::dd::Dd;
 use gramfit::stats::columns::{ColumnRef, DirectColumn, RawMoments, SourceColumn};
@@ -286,4 +286,75 @@ fn fits_over_real_values_equal_the_reference_path() {
     ] {
         crate::engine::compare_direct_and_reference(&path, f, &["borough"]);
     }
+}
+
+/// `gramfit-gen --shape real`: the whole shape's rows with rent in cents
+/// (not a binary fraction), six-decimal coordinates with ~1% nulls and a
+/// ratio; the same values whichever float page encoding is asked for, and
+/// that encoding in the file (dictionary overflowing to PLAIN, PLAIN,
+/// BYTE_STREAM_SPLIT).
+#[test]
+fn the_generator_writes_real_values_in_every_float_encoding() {
+    use gramfit::generate::{self, FloatPages, Shape};
+    use parquet::basic::Encoding;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let tmp = tempdir();
+    let n = 200_000u64;
+    let mut tables = Vec::new();
+    for (pages, name) in
+        [(FloatPages::Dictionary, "dict"), (FloatPages::Plain, "plain"), (FloatPages::ByteStreamSplit, "bss")]
+    {
+        let path = tmp.path().join(format!("{name}.parquet"));
+        generate::write_parquet_with(&path, Shape::Real, pages, 3, 0, n, 100_000).unwrap();
+        let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+        let rg = reader.metadata().row_group(0);
+        let rent = rg.columns().iter().find(|c| c.column_path().string() == "rent").unwrap();
+        let encodings = rent.encodings().collect::<Vec<_>>();
+        match pages {
+            // 100,000 distinct-ish cents overflow the 1 MiB dictionary.
+            FloatPages::Dictionary => {
+                assert!(
+                    rent.dictionary_page_offset().is_some() && encodings.contains(&Encoding::PLAIN),
+                    "{encodings:?}"
+                )
+            }
+            FloatPages::Plain => {
+                assert!(
+                    rent.dictionary_page_offset().is_none() && encodings.contains(&Encoding::PLAIN),
+                    "{encodings:?}"
+                )
+            }
+            FloatPages::ByteStreamSplit => assert!(encodings.contains(&Encoding::BYTE_STREAM_SPLIT), "{encodings:?}"),
+        }
+        let file = std::fs::File::open(&path).unwrap();
+        let batches: Vec<RecordBatch> = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        tables.push(arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap());
+    }
+    assert!(tables.iter().all(|t| t == &tables[0]), "the encodings hold different values");
+    let real = &tables[0];
+    let whole = generate::batch(3, 0, n as usize);
+    let col = |b: &RecordBatch, name: &str| -> Float64Array {
+        b.column_by_name(name).unwrap().as_any().downcast_ref::<Float64Array>().unwrap().clone()
+    };
+    // Rent: the whole shape's dollars plus 0–99 cents; the other columns
+    // of the whole shape unchanged.
+    let (rent, dollars) = (col(real, "rent"), col(&whole, "rent"));
+    for r in 0..n as usize {
+        let cents = ((rent.value(r) - dollars.value(r)) * 100.0).round();
+        assert!((0.0..100.0).contains(&cents), "row {r}: {} from {}", rent.value(r), dollars.value(r));
+    }
+    let fractional = rent.iter().flatten().filter(|v| (v * 65536.0).fract() != 0.0).count();
+    assert!(fractional > n as usize * 9 / 10, "rent should hold real values: {fractional}");
+    for name in ["size_sqft", "bedrooms", "min_to_subway"] {
+        assert_eq!(col(real, name), col(&whole, name), "{name}");
+    }
+    let lat = col(real, "latitude");
+    let nulls = lat.null_count() as f64 / n as f64;
+    assert!((0.005..0.015).contains(&nulls), "latitude nulls {nulls}");
+    assert!(lat.iter().flatten().all(|v| (40.0..41.6).contains(&v) && ((v * 1e6).round() / 1e6) == v));
 }
