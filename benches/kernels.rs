@@ -275,5 +275,36 @@ fn bench_second_pass(c: &mut Criterion) {
 #[cfg(not(gramfit_x86))]
 fn bench_second_pass(_c: &mut Criterion) {}
 
-criterion_group!(benches, bench_kernel, bench_merge, bench_flags, bench_second_pass);
+/// The formula functions over an 8,192-row chunk of rents in cents: the
+/// vector loop of the CPU's level, against `f64::ln`/`exp` of the
+/// platform's libm and the double-double logarithm they replaced.
+fn bench_elementary(c: &mut Criterion) {
+    use gramfit::elementary::Function;
+    let mut rng = Rng::new(3);
+    let xs: Vec<f64> = (0..8192).map(|_| (rng.uniform() * 800_000.0 + 50_000.0).round() / 100.0).collect();
+    let mut out = vec![0.0; xs.len()];
+    let mut g = c.benchmark_group("elementary_8192");
+    g.throughput(Throughput::Elements(xs.len() as u64));
+    for f in [Function::Ln, Function::Ln1p, Function::Log10, Function::Exp, Function::Sqrt, Function::Pow(0.3)] {
+        let arg: Vec<f64> = if f == Function::Exp { xs.iter().map(|x| x / 1000.0).collect() } else { xs.clone() };
+        g.bench_function(format!("{f:?}"), |b| b.iter(|| f.map(black_box(&arg), &mut out)));
+    }
+    g.bench_function("libm_ln", |b| {
+        b.iter(|| {
+            for (o, x) in out.iter_mut().zip(black_box(&xs)) {
+                *o = x.ln();
+            }
+        })
+    });
+    g.bench_function("dd_ln", |b| {
+        b.iter(|| {
+            for (o, x) in out.iter_mut().zip(black_box(&xs)) {
+                *o = gramfit::dd::Dd::from(*x).ln().hi;
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_kernel, bench_merge, bench_flags, bench_second_pass, bench_elementary);
 criterion_main!(benches);

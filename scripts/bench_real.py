@@ -92,6 +92,10 @@ def main():
         for name in ("cents", "real", "bss"):
             r = [med[(name, model, f"gramfit {t}")] / b for t, b in zip((1, 2), base)]
             print(f"\n{name} {model} ÷ whole F: {r[0]:.2f}× (1 thread), {r[1]:.2f}× (2 threads)", end="")
+    # The price of the transform: log F against F on the same file.
+    for name in ("whole", "cents", "real", "bss"):
+        r = [med[(name, "log F", f"gramfit {t}")] / med[(name, "F", f"gramfit {t}")] for t in (1, 2)]
+        print(f"\n{name}: log F ÷ F {r[0]:.2f}× (1 thread), {r[1]:.2f}× (2 threads)", end="")
     print()
 
 

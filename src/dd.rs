@@ -114,6 +114,18 @@ impl Dd {
         Dd { hi: p, lo: e }
     }
 
+    /// The quotient of two `f64` in double-double (`b ≠ 0`): `q = fl(a/b)`,
+    /// then the remainder `a − q·b`, exact (`two_prod`, and Sterbenz for
+    /// the subtraction), divided by `b`: within 2⁻¹⁰⁵ of `a/b`, relative.
+    #[inline(always)]
+    pub fn div_f64s(a: f64, b: f64) -> Dd {
+        let q = a / b;
+        let (p, e) = two_prod(q, b);
+        let r = (a - p) - e;
+        let (h, l) = fast_two_sum(q, r / b);
+        Dd { hi: h, lo: l }
+    }
+
     pub fn abs(self) -> Dd {
         if self.hi < 0.0 || (self.hi == 0.0 && self.lo < 0.0) {
             -self

@@ -16,6 +16,7 @@ pub mod config;
 pub mod dd;
 pub mod design;
 pub mod diagnostics;
+pub mod elementary;
 pub mod engine;
 pub mod formula;
 pub mod generate;

@@ -1,44 +1,92 @@
-//! The in-place path: when every term is one plain numeric column or one
-//! categorical factor and there are no weights, a batch's source columns
-//! are handed to the kernels as they are (Float64, Int64, 0/1 as bits,
-//! level codes), its missing rows as a mask — no design block is built.
+//! The in-place path: when every term is one numeric column (plain, or
+//! through an elementary function: `np.log(rent)`) or one categorical
+//! factor and there are no weights, a batch's source columns are handed to
+//! the kernels as they are (Float64, Int64, 0/1 as bits, level codes; a
+//! transformed column as the `Float64` array of its values), its missing
+//! rows as a mask — no design block is built.
 
 use super::arrays::{all_slots_finite, float_slot};
+use super::eval::{elementary, power_function, Val};
 use super::levels::{categorical_column, describe};
 use super::{DesignBuilder, DesignError, MissingPolicy};
 use crate::bits::kept_rows;
+use crate::elementary::Function;
 use crate::formula::expr::NumExpr;
 use crate::formula::{FactorKind, ModelSpec};
 use crate::level::{ColumnKey, Level};
 use crate::stats::columns::{DirectColumn, SourceColumn};
 use crate::stats::kernel::raw_moments_masked_columns;
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
-use arrow::buffer::BooleanBuffer;
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, RecordBatch};
+use arrow::buffer::{BooleanBuffer, NullBuffer};
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
+/// How the in-place path reads a factor's source column.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Read {
+    /// A numeric column as it is.
+    Plain,
+    /// A numeric column through an elementary function (`np.log(rent)`,
+    /// `x ** 1.5`): its values, as `f64`, mapped into a new array with the
+    /// source's nulls, the same bits the design block's evaluation gives.
+    Function(Function),
+    /// Any other expression whose value is an `f64` — an elementary
+    /// function at its top (`np.log(x + 1)`, `np.exp(-d / 7)`,
+    /// `I((x + 1) ** 1.5)`) — evaluated as the design block evaluates it,
+    /// into a `Float64` array whose nulls are its source columns' nulls.
+    Expression(NumExpr),
+    /// A categorical factor's level codes.
+    Categorical,
+}
+
+/// Whether an expression's value is an `f64` (not a double-double with
+/// low words): an elementary function or a non-integer power at its top.
+fn f64_valued(e: &NumExpr) -> bool {
+    match e {
+        NumExpr::Call(g, _) => elementary(*g).is_some(),
+        NumExpr::Pow(_, p) => matches!(p.as_ref(), NumExpr::Const(p) if power_function(*p).is_some()),
+        _ => false,
+    }
+}
+
 /// Which source columns the in-place path reads, and in what order.
 #[derive(Clone, Debug)]
 pub(super) struct DirectPlan {
-    /// (factor name, source column, categorical): the response, then the
-    /// factors, in the order `block` checks them.
-    checks: Vec<(String, String, bool)>,
+    /// (source column, how it is read): the response, then the factors, in
+    /// the order `block` checks them.
+    checks: Vec<(String, Read)>,
     /// The check of each term, in term order (a term is one factor).
     terms: Vec<usize>,
 }
 
 impl DirectPlan {
-    /// Every term one plain numeric column or one categorical factor (its
-    /// full cells are indicators, accumulated from level codes).
+    /// Every term one plain or transformed numeric column or one
+    /// categorical factor (its full cells are indicators, accumulated from
+    /// level codes).
     pub(super) fn of(spec: &ModelSpec) -> Option<DirectPlan> {
         let check = |f: &crate::formula::Factor| match &f.kind {
-            FactorKind::Numeric(NumExpr::Column(c)) => Some((f.name.clone(), c.clone(), false)),
-            FactorKind::Categorical { column, .. } => Some((f.name.clone(), column.clone(), true)),
+            FactorKind::Numeric(NumExpr::Column(c)) => Some((c.clone(), Read::Plain)),
+            FactorKind::Numeric(NumExpr::Call(g, arg)) if matches!(arg.as_ref(), NumExpr::Column(_)) => {
+                let (NumExpr::Column(c), Some(g)) = (arg.as_ref(), elementary(*g)) else { return None };
+                Some((c.clone(), Read::Function(g)))
+            }
+            FactorKind::Numeric(NumExpr::Pow(a, p))
+                if matches!((a.as_ref(), p.as_ref()), (NumExpr::Column(_), NumExpr::Const(_))) =>
+            {
+                let (NumExpr::Column(c), NumExpr::Const(p)) = (a.as_ref(), p.as_ref()) else { return None };
+                power_function(*p).map(|g| (c.clone(), Read::Function(g)))
+            }
+            FactorKind::Numeric(e) if f64_valued(e) => {
+                let mut cols = Vec::new();
+                e.columns(&mut cols);
+                Some((cols.first()?.clone(), Read::Expression(e.clone())))
+            }
+            FactorKind::Categorical { column, .. } => Some((column.clone(), Read::Categorical)),
             _ => None,
         };
-        let response = check(&spec.response).filter(|c| !c.2)?;
+        let response = check(&spec.response).filter(|c| !matches!(c.1, Read::Categorical))?;
         let mut checks = vec![response];
         for f in &spec.factors {
             checks.push(check(f)?);
@@ -50,6 +98,21 @@ impl DirectPlan {
         }
         Some(DirectPlan { checks, terms })
     }
+}
+
+/// `f` of a numeric column, as a `Float64` array with the column's nulls
+/// (the values under a null are mapped too, and masked like any other).
+fn mapped_column(arr: &ArrayRef, f: Function) -> ArrayRef {
+    let n = arr.len();
+    let mut out = vec![0.0; n];
+    if arr.data_type() == &DataType::Float64 {
+        f.map(arr.as_primitive::<Float64Type>().values(), &mut out);
+    } else {
+        let mut values = Vec::with_capacity(n);
+        extend_direct(&mut values, arr.as_ref(), std::slice::from_ref(&(0..n)));
+        f.map(&values, &mut out);
+    }
+    Arc::new(Float64Array::new(out.into(), arr.nulls().cloned()))
 }
 
 /// The source columns of one batch, read in place.
@@ -197,13 +260,20 @@ impl DesignBuilder {
         let Some(plan) = &self.direct else { return Ok(None) };
         let n = batch.num_rows();
         let mut arrays = Vec::with_capacity(plan.checks.len());
-        for (_, c, categorical) in &plan.checks {
-            match batch.column_by_name(c) {
-                Some(a) if *categorical || matches!(a.data_type(), DataType::Float64 | DataType::Int64) => {
+        for (c, read) in &plan.checks {
+            match (batch.column_by_name(c), read) {
+                (Some(_), Read::Function(_)) if direct_column(batch, c).is_none() => return Ok(None),
+                (Some(a), Read::Function(f)) => arrays.push(mapped_column(a, *f)),
+                (_, Read::Expression(e)) => match self.expression_column(e, batch)? {
+                    Some(a) => arrays.push(a),
+                    None => return Ok(None),
+                },
+                (Some(a), Read::Categorical) => arrays.push(a.clone()),
+                (Some(a), Read::Plain) if matches!(a.data_type(), DataType::Float64 | DataType::Int64) => {
                     arrays.push(a.clone())
                 }
                 // Bits of a 0/1 column, their first row on a byte boundary.
-                Some(a) if a.data_type() == &DataType::Boolean => {
+                (Some(a), Read::Plain) if a.data_type() == &DataType::Boolean => {
                     let b = a.as_boolean();
                     arrays.push(if b.values().offset() % 8 == 0 {
                         a.clone()
@@ -218,8 +288,8 @@ impl DesignBuilder {
         let mut bytes: Option<Vec<u8>> = None;
         let mut codes = Vec::with_capacity(plan.checks.len());
         let mut levels = vec![HashMap::new(); plan.checks.len() - 1];
-        for (i, ((_, column, categorical), arr)) in plan.checks.iter().zip(&arrays).enumerate() {
-            let missing_rows: Vec<usize> = if *categorical {
+        for (i, ((column, read), arr)) in plan.checks.iter().zip(&arrays).enumerate() {
+            let missing_rows: Vec<usize> = if *read == Read::Categorical {
                 let (c, table) = categorical_column(batch, column)?;
                 // The levels met, with their rows, are the first pass's
                 // record; the second pass knows them all already and only
@@ -284,6 +354,25 @@ impl DesignBuilder {
         Ok(Some(DirectInputs { arrays, codes, mask: bytes, rows: n, kept, levels }))
     }
 
+    /// A [`Read::Expression`]'s values, evaluated as `block` evaluates
+    /// them, as a `Float64` array with its source columns' nulls; `None`
+    /// with `--missing error` (`block` names the first missing value) or
+    /// where the value is not a column of `f64`.
+    fn expression_column(&self, e: &NumExpr, batch: &RecordBatch) -> Result<Option<ArrayRef>, DesignError> {
+        if self.missing == MissingPolicy::Error {
+            return Ok(None);
+        }
+        let Val::Col { hi, lo: None } = self.eval(e, batch, &mut HashMap::new())? else { return Ok(None) };
+        let mut cols = Vec::new();
+        e.columns(&mut cols);
+        let mut nulls: Option<NullBuffer> = None;
+        for c in &cols {
+            let n = batch.column_by_name(c).and_then(|a| a.logical_nulls());
+            nulls = NullBuffer::union(nulls.as_ref(), n.as_ref());
+        }
+        Ok(Some(Arc::new(Float64Array::new(hi, nulls))))
+    }
+
     /// Where the source column of a numeric block column (a plain term or
     /// the response) sits in [`DirectInputs::arrays`].
     pub fn direct_index(&self, key: &ColumnKey) -> Option<usize> {
@@ -292,7 +381,7 @@ impl DesignBuilder {
             ColumnKey::Response => Some(0),
             ColumnKey::Cell { term, levels } if levels.is_empty() => {
                 let c = *plan.terms.get(*term as usize)?;
-                (!plan.checks[c].2).then_some(c)
+                (plan.checks[c].1 != Read::Categorical).then_some(c)
             }
             _ => None,
         }
@@ -303,7 +392,7 @@ impl DesignBuilder {
     pub fn direct_factor(&self, term: u32) -> Option<usize> {
         let plan = self.direct.as_ref()?;
         let c = *plan.terms.get(term as usize)?;
-        plan.checks[c].2.then_some(c)
+        (plan.checks[c].1 == Read::Categorical).then_some(c)
     }
 
     /// The statistics of a batch read straight from its Arrow buffers (see
@@ -350,5 +439,47 @@ impl DesignBuilder {
             rows_in: inputs.rows,
             rows_dropped: inputs.rows - inputs.kept,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formula::SourceType;
+
+    fn plan(formula: &str) -> Option<Vec<(String, Read)>> {
+        let cols: Vec<(String, SourceType)> =
+            [("y", SourceType::Numeric), ("x", SourceType::Numeric), ("g", SourceType::Text)]
+                .iter()
+                .map(|(n, t)| (n.to_string(), *t))
+                .collect();
+        DirectPlan::of(&ModelSpec::resolve(formula, &cols).unwrap()).map(|p| p.checks)
+    }
+
+    #[test]
+    fn a_function_of_one_column_is_read_in_place() {
+        let checks = plan("np.log(y) ~ np.log1p(x) + I(x ** 1.5) + I(x ** 0.5) + np.exp(x) + C(g)").unwrap();
+        let reads: Vec<Read> = checks.iter().map(|c| c.1.clone()).collect();
+        use Function::*;
+        assert_eq!(
+            reads,
+            [
+                Read::Function(Ln),
+                Read::Function(Ln1p),
+                Read::Function(Pow(1.5)),
+                Read::Function(Sqrt),
+                Read::Function(Exp),
+                Read::Categorical
+            ]
+        );
+        // A function of an expression: evaluated as the block does it.
+        let checks = plan("y ~ np.log(x + 1) + I((x + y) ** 0.3)").unwrap();
+        assert!(matches!(checks[1].1, Read::Expression(_)) && checks[1].0 == "x");
+        assert!(matches!(checks[2].1, Read::Expression(_)));
+        // Whole powers, products and quotients (double-double values) and
+        // `abs` build the design block.
+        for f in ["y ~ I(x ** 2)", "y ~ I(x / 3)", "y ~ np.abs(x)", "y ~ I(x * x)", "y ~ np.abs(np.log(x))"] {
+            assert!(plan(f).is_none(), "{f}");
+        }
     }
 }

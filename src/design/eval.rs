@@ -1,10 +1,14 @@
 //! Numeric expressions (`np.log(x)`, `I(x**2)`, `1/(1+d)`) evaluated over a
-//! batch in double-double, so a derived column keeps its low words.
+//! batch in double-double, so that sums, products, quotients and whole
+//! powers keep their low words; an elementary function's value (`np.log`,
+//! `x ** 1.5`) is an `f64` faithfully rounded from its double-double
+//! argument ([`crate::elementary`]).
 
 use super::arrays::numeric_column;
 use super::block::Col;
 use super::{DesignBuilder, DesignError};
-use crate::dd::{Dd, LN_10, LN_2};
+use crate::dd::Dd;
+use crate::elementary::Function;
 use crate::formula::expr::{Func, NumExpr};
 use arrow::array::RecordBatch;
 use std::collections::HashMap;
@@ -48,45 +52,83 @@ pub(super) fn map_dd(n: usize, a: &Val, b: &Val, f: impl Fn(Dd, Dd) -> Dd) -> Va
     Val::Col { hi: Col::from(hi), lo }
 }
 
-pub(super) fn func_dd(f: Func, x: Dd) -> Dd {
-    match f {
-        Func::Log => x.ln(),
-        Func::Log1p => (Dd::ONE + x).ln(),
-        Func::Log10 => x.ln() / LN_10,
-        Func::Log2 => x.ln() / LN_2,
-        Func::Exp => x.exp(),
-        Func::Sqrt => {
-            if x.hi < 0.0 {
-                Dd::from(f64::NAN)
-            } else {
-                x.sqrt()
-            }
-        }
-        Func::Abs => x.abs(),
+/// `f` of a column (`hi + lo`), by the vector loop (the same bits as
+/// [`Function::of_dd`]).
+fn map_f64(f: Function, hi: &[f64], lo: Option<&[f64]>) -> Val {
+    let mut out = vec![0.0; hi.len()];
+    match lo {
+        None => f.map(hi, &mut out),
+        Some(lo) => f.map_dd(hi, lo, &mut out),
     }
+    Val::Col { hi: Col::from(out), lo: None }
+}
+
+/// The column and the constant of `a op b` when one is a column of `f64`
+/// and the other an `f64` constant (`commutes`: either may come first).
+fn f64_operands<'a>(a: &'a Val, b: &'a Val, commutes: bool) -> Option<(&'a [f64], f64)> {
+    match (a, b) {
+        (Val::Col { hi, lo: None }, Val::Scalar(c)) if c.lo == 0.0 => Some((hi, c.hi)),
+        (Val::Scalar(c), Val::Col { hi, lo: None }) if commutes && c.lo == 0.0 => Some((hi, c.hi)),
+        _ => None,
+    }
+}
+
+/// `op(x, c)` for each `x` of a column: a plain loop over the values.
+fn map_col_const(x: &[f64], c: f64, op: impl Fn(f64, f64) -> Dd) -> Val {
+    let (mut hi, mut lo) = (Vec::with_capacity(x.len()), Vec::with_capacity(x.len()));
+    for &v in x {
+        let d = op(v, c);
+        hi.push(d.hi);
+        lo.push(d.lo);
+    }
+    let lo = lo.iter().any(|&l| l != 0.0).then(|| Col::from(lo));
+    Val::Col { hi: Col::from(hi), lo }
+}
+
+/// The elementary function behind `f` (all but `abs`, which is exact).
+pub(super) fn elementary(f: Func) -> Option<Function> {
+    Some(match f {
+        Func::Log => Function::Ln,
+        Func::Log1p => Function::Ln1p,
+        Func::Log10 => Function::Log10,
+        Func::Log2 => Function::Log2,
+        Func::Exp => Function::Exp,
+        Func::Sqrt => Function::Sqrt,
+        Func::Abs => return None,
+    })
+}
+
+/// `f(x)`: an elementary function's `f64` (faithfully rounded, the same
+/// bits as the in-place path's [`Function::map`]), `abs` exactly.
+pub(super) fn func_dd(f: Func, x: Dd) -> Dd {
+    match elementary(f) {
+        Some(g) => Dd::from(g.of_dd(x)),
+        None => x.abs(),
+    }
+}
+
+/// The function `x ** p` is for a constant exponent, unless `p` is a whole
+/// number of at most 1024, whose powers are products in double-double
+/// (exact enough for Filip's tenth powers).
+pub(super) fn power_function(p: f64) -> Option<Function> {
+    (p.fract() != 0.0 || p.abs() > 1024.0).then(|| Function::power(p))
 }
 
 pub(super) fn pow_dd(a: Dd, b: Dd) -> Dd {
     let e = b.to_f64();
-    if b.lo == 0.0 && e.fract() == 0.0 && e.abs() <= 1024.0 {
-        let p = a.powi(e.abs() as u32);
-        if e < 0.0 {
-            Dd::ONE / p
-        } else {
-            p
+    if b.lo != 0.0 {
+        return Dd::from(crate::elementary::pow_dd(a, b));
+    }
+    match power_function(e) {
+        Some(f) => Dd::from(f.of_dd(a)),
+        None => {
+            let p = a.powi(e.abs() as u32);
+            if e < 0.0 {
+                Dd::ONE / p
+            } else {
+                p
+            }
         }
-    } else if a.hi < 0.0 {
-        Dd::from(f64::NAN)
-    } else if a.hi == 0.0 {
-        // 0 to a non-integer power, as numpy: 0 or +∞ (exp(b·ln 0) would
-        // be NaN: the product's error term is ∞ − ∞).
-        Dd::from(if e > 0.0 { 0.0 } else { f64::INFINITY })
-    } else if b.lo == 0.0 && e == 0.5 {
-        // A square root: one Newton step, exact to double-double, where
-        // exp(½·ln a) costs ten times as much.
-        a.sqrt()
-    } else {
-        (b * a.ln()).exp()
     }
 }
 
@@ -114,20 +156,52 @@ impl DesignBuilder {
                     Val::Col { hi: hi.iter().map(|x| -x).collect(), lo: lo.map(|l| l.iter().map(|x| -x).collect()) }
                 }
             },
-            NumExpr::Add(a, b) => map_dd(n, &self.eval(a, batch, cache)?, &self.eval(b, batch, cache)?, |x, y| x + y),
-            NumExpr::Sub(a, b) => map_dd(n, &self.eval(a, batch, cache)?, &self.eval(b, batch, cache)?, |x, y| x - y),
-            NumExpr::Mul(a, b) => map_dd(n, &self.eval(a, batch, cache)?, &self.eval(b, batch, cache)?, |x, y| x * y),
-            NumExpr::Div(a, b) => map_dd(n, &self.eval(a, batch, cache)?, &self.eval(b, batch, cache)?, |x, y| {
-                if y.hi == 0.0 {
-                    Dd::from(x.hi / y.hi)
-                } else {
-                    x / y
+            // A column of f64 and an f64 constant (`x + 1`, `d / 7`): the
+            // exact two-term results by loops the compiler vectorises.
+            NumExpr::Add(a, b) => {
+                let (a, b) = (self.eval(a, batch, cache)?, self.eval(b, batch, cache)?);
+                match f64_operands(&a, &b, true) {
+                    Some((x, c)) => map_col_const(x, c, Dd::new),
+                    None => map_dd(n, &a, &b, |x, y| x + y),
                 }
-            }),
-            NumExpr::Pow(a, b) => map_dd(n, &self.eval(a, batch, cache)?, &self.eval(b, batch, cache)?, pow_dd),
+            }
+            NumExpr::Sub(a, b) => {
+                let (a, b) = (self.eval(a, batch, cache)?, self.eval(b, batch, cache)?);
+                match f64_operands(&a, &b, false) {
+                    Some((x, c)) => map_col_const(x, -c, Dd::new),
+                    None => map_dd(n, &a, &b, |x, y| x - y),
+                }
+            }
+            NumExpr::Mul(a, b) => {
+                let (a, b) = (self.eval(a, batch, cache)?, self.eval(b, batch, cache)?);
+                match f64_operands(&a, &b, true) {
+                    Some((x, c)) => map_col_const(x, c, Dd::mul_f64s),
+                    None => map_dd(n, &a, &b, |x, y| x * y),
+                }
+            }
+            NumExpr::Div(a, b) => {
+                let (a, b) = (self.eval(a, batch, cache)?, self.eval(b, batch, cache)?);
+                match f64_operands(&a, &b, false) {
+                    Some((x, c)) if c != 0.0 => map_col_const(x, c, Dd::div_f64s),
+                    _ => map_dd(n, &a, &b, |x, y| if y.hi == 0.0 { Dd::from(x.hi / y.hi) } else { x / y }),
+                }
+            }
+            NumExpr::Pow(a, b) => {
+                let (a, b) = (self.eval(a, batch, cache)?, self.eval(b, batch, cache)?);
+                match (&a, &b) {
+                    (Val::Col { hi, lo }, Val::Scalar(p)) if p.lo == 0.0 => match power_function(p.hi) {
+                        Some(f) => map_f64(f, hi, lo.as_deref()),
+                        None => map_dd(n, &a, &b, pow_dd),
+                    },
+                    _ => map_dd(n, &a, &b, pow_dd),
+                }
+            }
             NumExpr::Call(f, a) => {
                 let v = self.eval(a, batch, cache)?;
-                map_dd(n, &v, &Val::Scalar(Dd::ZERO), |x, _| func_dd(*f, x))
+                match (elementary(*f), &v) {
+                    (Some(g), Val::Col { hi, lo }) => map_f64(g, hi, lo.as_deref()),
+                    _ => map_dd(n, &v, &Val::Scalar(Dd::ZERO), |x, _| func_dd(*f, x)),
+                }
             }
         })
     }

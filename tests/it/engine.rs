@@ -236,7 +236,8 @@ fn compressed_csv_reads_as_plain() {
 /// reference path that builds every design block (`GRAMFIT_NO_DIRECT=1`):
 /// the first pass is exact on both, so every first-pass figure is the same
 /// bits; second-pass figures agree to rounding. Nulls, integer and float
-/// columns, halves, and clusters by few (≤ 16, vector path) and many levels.
+/// columns, halves, and clusters by few (≤ 16, vector path) and many levels;
+/// elementary functions of columns.
 #[test]
 fn direct_kernels_match_the_reference_path() {
     let tmp = tempdir();
@@ -255,7 +256,12 @@ fn direct_kernels_match_the_reference_path() {
     let many_levels = "rent ~ size_sqft + bedrooms + has_gym + no_fee + C(neighborhood)";
     // One factor of at most 16 levels: masked sums per level.
     let few_levels = "rent ~ size_sqft + has_gym + C(borough)";
-    for f in [with_intercept, without, factors, flags, many_levels, few_levels] {
+    // Elementary functions of columns: mapped arrays read in place (log,
+    // log1p of a column holding zeros, a non-integer power, sqrt via ½).
+    let transformed = "np.log(rent) ~ np.log(size_sqft) + np.log1p(floor) + I(min_to_subway ** 1.5) + I(building_age_yrs ** 0.5) + np.exp(bathrooms) + has_gym + C(borough)";
+    // Functions of expressions: evaluated as the block does, read in place.
+    let expressions = "np.log(rent / size_sqft) ~ np.exp(-min_to_subway / 7) + I((floor + 1) ** 1.5) + np.log(building_age_yrs + 0.5) + bedrooms";
+    for f in [with_intercept, without, factors, flags, many_levels, few_levels, transformed, expressions] {
         compare_direct_and_reference(&pq, f, &["borough", "neighborhood"]);
     }
 }
