@@ -9,7 +9,9 @@
 
 mod binary_pages;
 pub mod csv;
+mod dict_unpack;
 mod float_pages;
+mod float_values;
 mod page_format;
 mod parquet;
 

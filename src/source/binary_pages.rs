@@ -19,7 +19,7 @@
 //! is left to arrow-rs. The page format (chunk, data page layouts, hybrid
 //! runs) is `page_format`'s.
 
-use super::page_format::{data_page, parquet_message, DataPage, DictionaryChunk, PageError, Run, Runs};
+use super::page_format::{data_page, parquet_message, DataPage, FlatChunk, PageError, PageValues, Run, Runs};
 use crate::bits::low_mask;
 use arrow::array::BooleanArray;
 use arrow::array::BooleanBufferBuilder;
@@ -213,8 +213,8 @@ impl BinaryColumn {
         chunk: &ColumnChunkMetaData,
         rows: usize,
     ) -> Result<Option<BinaryColumn>, String> {
-        let Some(DictionaryChunk { pages, dict: buf, nullable }) =
-            DictionaryChunk::open(file, chunk, rows, PhysicalType::INT64)?
+        let Some(FlatChunk { pages, dict: Some(buf), nullable }) =
+            FlatChunk::open(file, chunk, rows, PhysicalType::INT64, PageValues::Dictionary)?
         else {
             return Ok(None);
         };
@@ -289,7 +289,11 @@ impl BinaryColumn {
             Some(p) => p,
             None => return Err(format!("the column chunk ended {wanted} rows early").into()),
         };
-        let DataPage { slots, def, values } = data_page(&page, self.nullable)?;
+        let layout = data_page(&page, self.nullable)?;
+        if !layout.is_dictionary() {
+            return Err(layout.unsupported());
+        }
+        let DataPage { slots, def, values, .. } = layout;
         let buf = page.buffer();
         let (def, data) = (def.map(|r| &buf[r]), &buf[values..]);
         let valid = match def {

@@ -1,5 +1,5 @@
 //! The Parquet page format as the page readers (`binary_pages`,
-//! `float_pages`) need it: opening a flat, dictionary-encoded column chunk,
+//! `float_pages`) need it: opening a flat column chunk,
 //! the layout of its data pages (v1 and v2), and the RLE / bit-packing
 //! hybrid of its definition levels and dictionary indices — read in pieces
 //! that may stop inside a run and resume, or run by run. Parquet format
@@ -50,76 +50,117 @@ pub fn parquet_message(e: &parquet::errors::ParquetError) -> String {
     }
 }
 
-/// A flat, wholly dictionary-encoded column chunk of 8-byte values, its
-/// dictionary page read: what both page readers (`binary_pages`,
-/// `float_pages`) start from.
-pub struct DictionaryChunk {
+/// A flat column chunk of 8-byte values, its dictionary page (if any)
+/// read: what both page readers (`binary_pages`, `float_pages`) start from.
+pub struct FlatChunk {
     /// The data pages, next.
     pub pages: Box<dyn PageReader>,
-    /// The dictionary's values (PLAIN, 8 bytes each).
-    pub dict: Bytes,
+    /// The dictionary's values (PLAIN, 8 bytes each), if the chunk has one.
+    pub dict: Option<Bytes>,
     /// One definition level (nullable) or none.
     pub nullable: bool,
 }
 
-impl DictionaryChunk {
+/// Which data pages a reader decodes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PageValues {
+    /// Dictionary indices only (the chunk must have a dictionary page).
+    Dictionary,
+    /// Dictionary indices, PLAIN values and BYTE_STREAM_SPLIT values.
+    Any,
+}
+
+impl PageValues {
+    fn decodes(self, e: Encoding) -> bool {
+        matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY)
+            || (self == PageValues::Any && matches!(e, Encoding::PLAIN | Encoding::BYTE_STREAM_SPLIT))
+    }
+}
+
+impl FlatChunk {
     /// The chunk, or `None` when it is not of `physical` type, not flat
-    /// (repeated, or nested definition levels), has no dictionary page,
-    /// has a data page not dictionary-encoded by the chunk's page encoding
-    /// statistics, or its dictionary page is not PLAIN 8-byte values.
-    /// Without encoding statistics (older writers) the chunk is tried: a
-    /// page of another kind met later makes the reader step aside
+    /// (repeated, or nested definition levels), has a data page that
+    /// `values` does not decode by the chunk's page encoding statistics,
+    /// lacks the dictionary page `PageValues::Dictionary` needs, or its
+    /// dictionary page is not PLAIN 8-byte values. Without encoding
+    /// statistics (older writers) the chunk is tried: a page of another
+    /// kind met later makes the reader step aside
     /// ([`PageError::Unsupported`]).
     pub fn open<R: ChunkReader + 'static>(
         file: Arc<R>,
         chunk: &ColumnChunkMetaData,
         rows: usize,
         physical: PhysicalType,
-    ) -> Result<Option<DictionaryChunk>, String> {
+        values: PageValues,
+    ) -> Result<Option<FlatChunk>, String> {
         let descr = chunk.column_descr();
-        let all_dictionary = chunk
-            .page_encoding_stats_mask()
-            .is_none_or(|m| m.is_only(Encoding::RLE_DICTIONARY) || m.is_only(Encoding::PLAIN_DICTIONARY));
+        let decodable = chunk.page_encoding_stats_mask().is_none_or(|m| m.encodings().all(|e| values.decodes(e)));
+        let has_dict = chunk.dictionary_page_offset().is_some();
         if descr.physical_type() != physical
             || descr.max_rep_level() != 0
             || descr.max_def_level() > 1
-            || chunk.dictionary_page_offset().is_none()
-            || !all_dictionary
+            || (values == PageValues::Dictionary && !has_dict)
+            || !decodable
         {
             return Ok(None);
         }
         let mut pages = SerializedPageReader::new(file, chunk, rows, None).map_err(|e| parquet_message(&e))?;
-        let Some(Page::DictionaryPage { buf, num_values, encoding, .. }) =
-            pages.get_next_page().map_err(|e| parquet_message(&e))?
-        else {
-            return Ok(None);
+        let dict = if has_dict {
+            let Some(Page::DictionaryPage { buf, num_values, encoding, .. }) =
+                pages.get_next_page().map_err(|e| parquet_message(&e))?
+            else {
+                return Ok(None);
+            };
+            if !matches!(encoding, Encoding::PLAIN | Encoding::PLAIN_DICTIONARY) || buf.len() != 8 * num_values as usize
+            {
+                return Ok(None);
+            }
+            Some(buf)
+        } else {
+            None
         };
-        if !matches!(encoding, Encoding::PLAIN | Encoding::PLAIN_DICTIONARY) || buf.len() != 8 * num_values as usize {
-            return Ok(None);
-        }
-        Ok(Some(DictionaryChunk { pages: Box::new(pages), dict: buf, nullable: descr.max_def_level() == 1 }))
+        Ok(Some(FlatChunk { pages: Box::new(pages), dict, nullable: descr.max_def_level() == 1 }))
     }
 }
 
 /// Where a flat column's data page keeps its parts: `slots` values
 /// (nulls included), the definition levels' bytes (nullable columns) and
-/// the start of the dictionary indices (their bit width, then the hybrid
-/// runs), as offsets into the page buffer.
+/// the start of the values (dictionary indices: their bit width, then the
+/// hybrid runs; or PLAIN or BYTE_STREAM_SPLIT values), as offsets into the
+/// page buffer; the values' encoding, and the page's null count when its
+/// header says it (v2).
 pub struct DataPage {
     pub slots: usize,
     pub def: Option<Range<usize>>,
     pub values: usize,
+    pub encoding: Encoding,
+    pub nulls: Option<usize>,
+}
+
+impl DataPage {
+    /// Dictionary indices (either name the format has given them).
+    pub fn is_dictionary(&self) -> bool {
+        matches!(self.encoding, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY)
+    }
+
+    /// The error of a page whose values a reader does not decode: the
+    /// column's remaining rows go to arrow-rs.
+    pub fn unsupported(&self) -> PageError {
+        // A writer whose dictionary grew too large falls back to PLAIN
+        // pages inside the chunk (whatever its encoding statistics say).
+        PageError::Unsupported(format!("a data page encoded as {}", self.encoding))
+    }
 }
 
 /// The layout of a data page (v1: a 4-byte length before RLE definition
-/// levels; v2: level lengths in the header). A legal page that is not
-/// dictionary-encoded, or whose v1 definition levels are not RLE (the
-/// deprecated BIT_PACKED), is [`PageError::Unsupported`].
+/// levels; v2: level lengths in the header). A page whose v1 definition
+/// levels are not RLE (the deprecated BIT_PACKED) is
+/// [`PageError::Unsupported`].
 pub fn data_page(page: &Page, nullable: bool) -> Result<DataPage, PageError> {
-    let (slots, encoding, def, values) = match page {
+    let (slots, encoding, def, values, nulls) = match page {
         Page::DataPage { buf, num_values, encoding, def_level_encoding, .. } => {
             if !nullable {
-                (*num_values as usize, *encoding, None, 0)
+                (*num_values as usize, *encoding, None, 0, Some(0))
             } else {
                 if *def_level_encoding != Encoding::RLE {
                     return Err(PageError::Unsupported(format!(
@@ -128,26 +169,26 @@ pub fn data_page(page: &Page, nullable: bool) -> Result<DataPage, PageError> {
                 }
                 let len = buf.get(..4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize);
                 match len {
-                    Some(len) if 4 + len <= buf.len() => (*num_values as usize, *encoding, Some(4..4 + len), 4 + len),
+                    Some(len) if 4 + len <= buf.len() => {
+                        (*num_values as usize, *encoding, Some(4..4 + len), 4 + len, None)
+                    }
                     _ => return Err(PageError::Damaged("definition levels past the end of the page".into())),
                 }
             }
         }
-        Page::DataPageV2 { buf, num_values, encoding, def_levels_byte_len, rep_levels_byte_len, .. } => {
+        Page::DataPageV2 { buf, num_values, num_nulls, encoding, def_levels_byte_len, rep_levels_byte_len, .. } => {
             let (r, d) = (*rep_levels_byte_len as usize, *def_levels_byte_len as usize);
             if r + d > buf.len() {
                 return Err(PageError::Damaged("levels past the end of the page".into()));
             }
-            (*num_values as usize, *encoding, nullable.then_some(r..r + d), r + d)
+            if num_nulls > num_values {
+                return Err(PageError::Damaged(format!("{num_nulls} nulls in a page of {num_values} values")));
+            }
+            (*num_values as usize, *encoding, nullable.then_some(r..r + d), r + d, Some(*num_nulls as usize))
         }
         Page::DictionaryPage { .. } => return Err(PageError::Damaged("a second dictionary page".into())),
     };
-    if !matches!(encoding, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY) {
-        // A writer whose dictionary grew too large falls back to PLAIN
-        // pages inside the chunk (whatever its encoding statistics say).
-        return Err(PageError::Unsupported(format!("a data page encoded as {encoding}")));
-    }
-    Ok(DataPage { slots, def, values })
+    Ok(DataPage { slots, def, values, encoding, nulls })
 }
 
 /// ULEB-128 varint at `pos` (the hybrid's run headers).

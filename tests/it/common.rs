@@ -163,6 +163,17 @@ pub fn page_test_props(
     group_rows: usize,
     plain: &[&str],
 ) -> parquet::file::properties::WriterProperties {
+    page_test_builder(v2, codec, page_rows, group_rows, plain).build()
+}
+
+/// [`page_test_props`] before `build`, for more settings.
+pub fn page_test_builder(
+    v2: bool,
+    codec: u8,
+    page_rows: usize,
+    group_rows: usize,
+    plain: &[&str],
+) -> parquet::file::properties::WriterPropertiesBuilder {
     use parquet::basic::{Compression, ZstdLevel};
     use parquet::file::properties::{WriterProperties, WriterVersion};
     let mut b = WriterProperties::builder()
@@ -178,5 +189,5 @@ pub fn page_test_props(
     for c in plain {
         b = b.set_column_dictionary_enabled(parquet::schema::types::ColumnPath::from(*c), false);
     }
-    b.build()
+    b
 }

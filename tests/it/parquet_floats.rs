@@ -1,13 +1,15 @@
-//! Dictionary-encoded DOUBLE columns decoded from their Parquet pages hold
-//! exactly what arrow-rs decodes — every value's bits (NaN, −0.0 and
-//! infinities included) and every null — across data page versions, codecs,
-//! page and row group sizes, batch cuts and dictionary sizes (looked up by
-//! register permutation up to 16 values, by gather beyond); a column
-//! without a dictionary stays with arrow-rs; with every column from its
-//! pages, batches are cut as arrow-rs cuts them.
+//! DOUBLE columns decoded from their Parquet pages — dictionary-encoded,
+//! PLAIN, BYTE_STREAM_SPLIT, and a dictionary that overflows into PLAIN
+//! pages part-way through a chunk — hold exactly what arrow-rs decodes:
+//! every value's bits (NaN, −0.0 and infinities included) and every null,
+//! across data page versions, codecs, page and row group sizes, batch cuts
+//! and dictionary sizes (looked up by register permutation up to 16
+//! values, by gather beyond); beside a column arrow-rs reads, batches are
+//! cut as it cuts them, and with every column from its pages as arrow-rs
+//! would.
 
 use crate::common::tempdir;
-use arrow::array::{Array, ArrayRef, Float64Array, RecordBatch};
+use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
 use gramfit::source::{self, Input, SourceKind};
 use parquet::arrow::ArrowWriter;
@@ -17,9 +19,18 @@ use proptest::prelude::*;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Columns: (name, distinct values, share of nulls in 1/16ths).
-const COLUMNS: [(&str, u64, u64); 5] =
-    [("few", 5, 0), ("mid", 40, 2), ("many", 3000, 1), ("odd", 6, 3), ("plain", 1000, 0)];
+/// Columns: (name, distinct values, share of nulls in 1/16ths). `plain`
+/// has no dictionary (PLAIN pages), `split` is BYTE_STREAM_SPLIT, and
+/// `overflow`'s dictionary outgrows its 512-byte limit (then PLAIN pages).
+const COLUMNS: [(&str, u64, u64); 7] = [
+    ("few", 5, 0),
+    ("mid", 40, 2),
+    ("many", 3000, 1),
+    ("odd", 6, 3),
+    ("plain", 1000, 0),
+    ("split", 1000, 2),
+    ("overflow", 3000, 1),
+];
 
 fn column(distinct: u64, nulls: u64, odd: bool, n: usize, seed: u64) -> ArrayRef {
     let mut s = seed | 1;
@@ -39,7 +50,7 @@ fn column(distinct: u64, nulls: u64, odd: bool, n: usize, seed: u64) -> ArrayRef
                 v = next() % distinct;
             }
             run -= 1;
-            let x = if odd { special[v as usize % special.len()] } else { v as f64 * 0.25 - 7.0 };
+            let x = if odd { special[v as usize % special.len()] } else { v as f64 * 0.013 - 7.0 };
             (next() % 16 >= nulls).then_some(x)
         })
         .collect();
@@ -48,18 +59,25 @@ fn column(distinct: u64, nulls: u64, odd: bool, n: usize, seed: u64) -> ArrayRef
 
 #[allow(clippy::too_many_arguments)]
 fn write(path: &Path, n: usize, seed: u64, v2: bool, codec: u8, page_rows: usize, group_rows: usize) {
-    let fields: Vec<Field> =
+    let mut fields: Vec<Field> =
         COLUMNS.iter().map(|(name, _, nulls)| Field::new(*name, DataType::Float64, *nulls > 0)).collect();
-    let arrays: Vec<ArrayRef> = COLUMNS
+    let mut arrays: Vec<ArrayRef> = COLUMNS
         .iter()
         .enumerate()
         .map(|(i, (name, distinct, nulls))| {
             column(*distinct, *nulls, *name == "odd", n, seed.wrapping_add(i as u64 * 0x9E37))
         })
         .collect();
+    // An integer column arrow-rs reads (not 0/1, not asked for as bits).
+    fields.push(Field::new("count", DataType::Int64, false));
+    arrays.push(Arc::new(Int64Array::from_iter_values((0..n as i64).map(|r| r % 1000))));
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
-    let props = crate::common::page_test_props(v2, codec, page_rows, group_rows, &["plain"]);
+    let path_of = parquet::schema::types::ColumnPath::from;
+    let props = crate::common::page_test_builder(v2, codec, page_rows, group_rows, &["plain", "split"])
+        .set_column_encoding(path_of("split"), parquet::basic::Encoding::BYTE_STREAM_SPLIT)
+        .set_column_dictionary_page_size_limit(path_of("overflow"), 512)
+        .build();
     let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, Some(props)).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
@@ -91,18 +109,19 @@ proptest! {
         write(&path, n, seed, v2, codec, page_rows, group_rows);
         let input = Input::new(path.clone(), SourceKind::Parquet);
         let meta = source::parquet_metadata(&input).unwrap();
-        let cols: Vec<String> = COLUMNS.iter().map(|c| c.0.to_string()).collect();
+        let floats: Vec<String> = COLUMNS.iter().map(|c| c.0.to_string()).collect();
+        let names: Vec<&str> = COLUMNS.iter().map(|c| c.0).collect();
+        let mut cols = floats.clone();
+        cols.push("count".into());
         for rg in 0..meta.metadata().num_row_groups() {
-            let pages = source::parquet_row_group(&input, &meta, rg, &cols, &[], true, batch).unwrap();
+            // Every float column from its pages, beside an integer column
+            // that arrow-rs reads and whose batches set the rows.
+            let mut pages = source::parquet_row_group(&input, &meta, rg, &cols, &[], true, batch).unwrap();
             let plain = source::parquet_row_group(&input, &meta, rg, &cols, &[], false, batch).unwrap();
-            // Every dictionary-encoded column but the one arrow-rs keeps to
-            // set the batches' rows; the column without a dictionary never.
-            let decoded = pages.page_decoded();
-            prop_assert!(!decoded.contains(&"plain"), "a column without a dictionary read from pages");
-            prop_assert_eq!(&decoded, &["few", "mid", "many", "odd"], "row group {}", rg);
+            prop_assert_eq!(&pages.page_decoded(), &names, "row group {}", rg);
             prop_assert!(plain.page_decoded().is_empty());
             let mut rows = 0;
-            for (a, b) in pages.zip(plain) {
+            for (a, b) in (&mut pages).zip(plain) {
                 let (a, b) = (a.unwrap(), b.unwrap());
                 prop_assert_eq!(a.num_rows(), b.num_rows());
                 rows += a.num_rows();
@@ -111,18 +130,19 @@ proptest! {
                 }
             }
             prop_assert_eq!(rows as i64, meta.metadata().row_group(rg).num_rows());
+            // No reader stepped aside on the way (every page decoded).
+            prop_assert_eq!(&pages.page_decoded(), &names, "row group {} after reading", rg);
             // Every column from its pages: no arrow-rs reader, the batches
             // cut from the row group's count as arrow-rs cuts them.
-            let dict_cols = &cols[..4];
-            let all = source::parquet_row_group(&input, &meta, rg, dict_cols, &[], true, batch).unwrap();
-            prop_assert_eq!(all.page_decoded().len(), 4);
-            let plain = source::parquet_row_group(&input, &meta, rg, dict_cols, &[], false, batch).unwrap();
+            let all = source::parquet_row_group(&input, &meta, rg, &floats, &[], true, batch).unwrap();
+            prop_assert_eq!(all.page_decoded().len(), COLUMNS.len());
+            let plain = source::parquet_row_group(&input, &meta, rg, &floats, &[], false, batch).unwrap();
             let (mut got, mut want) = (0, 0);
             for (a, b) in all.zip(plain) {
                 let (a, b) = (a.unwrap(), b.unwrap());
                 prop_assert_eq!(a.num_rows(), b.num_rows());
                 got += a.num_rows();
-                for i in 0..4 {
+                for i in 0..COLUMNS.len() {
                     prop_assert!(same_bits(a.column(i), b.column(i)), "row group {}, column {} (all from pages)", rg, i);
                 }
             }
