@@ -288,6 +288,45 @@ proptest::proptest! {
     }
 }
 
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+
+    /// The gram of a wide block (24 columns or more: the AVX-512 kernel
+    /// sweeps it in row blocks, keeping each tile's sums between blocks)
+    /// is the portable kernel's bits, with and without a mask and weights,
+    /// on values whose sums round (so that any change of order shows).
+    #[test]
+    #[cfg_attr(not(gramfit_x86), allow(unused_variables))]
+    fn wide_grams_return_the_portable_bits(
+        n in proptest::prop_oneof![1usize..20, 250usize..270, 500usize..1100],
+        nc in 24usize..40,
+        masked in proptest::prelude::any::<bool>(),
+        weighted in proptest::prelude::any::<bool>(),
+        seed in proptest::prelude::any::<u64>(),
+    ) {
+        use gramfit::stats::portable::row_kernels::RowKernels;
+        use gramfit::stats::portable::Portable;
+        let d = chunk(n, nc, 0, seed);
+        let cols: Vec<&[f64]> = d.cols.iter().map(|c| c.as_slice()).collect();
+        let mask = masked.then_some(d.mask.as_slice());
+        let w = weighted.then_some(d.w.as_slice());
+        let gram = |k: &dyn Fn(&mut [f64])| {
+            let mut out = vec![0.0; nc * nc];
+            k(&mut out);
+            out.iter().map(|v| v.to_bits()).collect::<Vec<u64>>()
+        };
+        let reference = gram(&|o| Portable.gram_lower_cols(&cols, n, mask, w, o));
+        #[cfg(gramfit_x86)]
+        if let Some(k) = gramfit::isa::Avx2::for_level(Level::Avx2) {
+            proptest::prop_assert_eq!(&gram(&|o| k.gram_lower_cols(&cols, n, mask, w, o)), &reference, "AVX2");
+        }
+        #[cfg(gramfit_x86)]
+        if let Some(k) = gramfit::isa::Avx512::for_level(Level::Avx512) {
+            proptest::prop_assert_eq!(&gram(&|o| k.gram_lower_cols(&cols, n, mask, w, o)), &reference, "AVX-512");
+        }
+    }
+}
+
 /// Everything the first pass's in-place kernels return for one chunk.
 #[derive(Debug, PartialEq)]
 struct ScanOutputs {

@@ -416,6 +416,13 @@ unsafe fn tile_bits<const A: usize, const B: usize>(
 /// With `weights`, the rows are weighted: `Σ w_r x_ri x_rj` (the meats of
 /// the robust covariances).
 ///
+/// Wide blocks (many columns, as a model of many real columns cut into
+/// slices makes) are swept in row blocks of [`ROW_BLOCK`] rows, every
+/// tile's accumulators kept between blocks: a block of every column stays
+/// in the L2 cache, where one sweep over all rows streamed each tile's
+/// columns from L3. Each lane still adds its rows in order, so the sums
+/// are the same bits either way.
+///
 /// # Safety
 ///
 /// The CPU must have AVX-512F (a `crate::isa::Avx512` token proves it); the
@@ -432,17 +439,23 @@ pub unsafe fn gram_lower_cols_avx512(
     let m = cols.len();
     assert!(cols.iter().all(|c| c.len() >= n) && out.len() >= m * m);
     let blocks: Vec<(usize, usize)> = (0..m).step_by(4).map(|s| (s, (m - s).min(4))).collect();
-    for bi in 0..blocks.len() {
-        for bj in 0..=bi {
+    let tiles: Vec<(usize, usize)> = (0..blocks.len()).flat_map(|bi| (0..=bi).map(move |bj| (bi, bj))).collect();
+    let chunks = n.div_ceil(8);
+    let step = if m >= WIDE { ROW_BLOCK / 8 } else { chunks.max(1) };
+    let mut acc = vec![_mm512_setzero_pd(); 16 * tiles.len()];
+    for c0 in (0..chunks).step_by(step) {
+        let rows = c0..(c0 + step).min(chunks);
+        for (t, &(bi, bj)) in tiles.iter().enumerate() {
             let ((i0, a), (j0, b)) = (blocks[bi], blocks[bj]);
+            let acc: &mut [__m512d; 16] = (&mut acc[16 * t..16 * t + 16]).try_into().expect("16 accumulators");
             macro_rules! tile {
                 // SAFETY: the tile's columns hold n rows.
                 ($x:literal, $y:literal) => {
                     unsafe {
                         if bi == bj {
-                            tile_cols::<$x, $y, true>(cols, n, mask, weights, i0, j0, out)
+                            tile_cols::<$x, $y, true>(cols, n, mask, weights, i0, j0, rows.clone(), acc)
                         } else {
-                            tile_cols::<$x, $y, false>(cols, n, mask, weights, i0, j0, out)
+                            tile_cols::<$x, $y, false>(cols, n, mask, weights, i0, j0, rows.clone(), acc)
                         }
                     }
                 };
@@ -450,12 +463,33 @@ pub unsafe fn gram_lower_cols_avx512(
             tile_shape!(a, b, tile);
         }
     }
+    for (t, &(bi, bj)) in tiles.iter().enumerate() {
+        let ((i0, a), (j0, b)) = (blocks[bi], blocks[bj]);
+        for x in 0..a {
+            for y in 0..b {
+                let (i, j) = (i0 + x, j0 + y);
+                if i >= j {
+                    out[j * m + i] = _mm512_reduce_add_pd(acc[16 * t + 4 * x + y]);
+                }
+            }
+        }
+    }
 }
+
+/// Blocks of at least this many columns are swept in row blocks.
+const WIDE: usize = 24;
+
+/// Rows per block of a wide sweep: 256 rows of 300 columns are 600 KiB,
+/// within a core's L2 cache.
+const ROW_BLOCK: usize = 256;
 
 #[inline]
 #[target_feature(enable = "avx512f")]
-/// `DIAG`: the tile straddles the diagonal (`i0 == j0`); only its
-/// lower triangle is computed.
+/// Chunks of 8 rows `rows` of the tile at columns `i0..i0 + A` × `j0..j0 +
+/// B` added to its accumulators (`acc[4a + b]`). `DIAG`: the tile
+/// straddles the diagonal (`i0 == j0`); only its lower triangle is
+/// computed.
+#[allow(clippy::too_many_arguments)]
 unsafe fn tile_cols<const A: usize, const B: usize, const DIAG: bool>(
     cols: &[&[f64]],
     n: usize,
@@ -463,13 +497,13 @@ unsafe fn tile_cols<const A: usize, const B: usize, const DIAG: bool>(
     weights: Option<&[f64]>,
     i0: usize,
     j0: usize,
-    out: &mut [f64],
+    rows: std::ops::Range<usize>,
+    acc_out: &mut [__m512d; 16],
 ) {
-    let m = cols.len();
     let pi: [*const f64; A] = std::array::from_fn(|a| cols[i0 + a].as_ptr());
     let pj: [*const f64; B] = std::array::from_fn(|b| cols[j0 + b].as_ptr());
-    let mut acc = [[_mm512_setzero_pd(); B]; A];
-    for c in 0..n.div_ceil(8) {
+    let mut acc: [[__m512d; B]; A] = std::array::from_fn(|a| std::array::from_fn(|b| acc_out[4 * a + b]));
+    for c in rows {
         let k = row_mask(mask, c, n);
         // SAFETY: the mask limits the loads to rows below n.
         let mut xi: [__m512d; A] = std::array::from_fn(|a| unsafe { _mm512_maskz_loadu_pd(k, pi[a].add(8 * c)) });
@@ -492,10 +526,7 @@ unsafe fn tile_cols<const A: usize, const B: usize, const DIAG: bool>(
     }
     for a in 0..A {
         for b in 0..B {
-            let (i, j) = (i0 + a, j0 + b);
-            if i >= j {
-                out[j * m + i] = _mm512_reduce_add_pd(acc[a][b]);
-            }
+            acc_out[4 * a + b] = acc[a][b];
         }
     }
 }
