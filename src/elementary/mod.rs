@@ -119,20 +119,29 @@ impl Function {
                 return x86::map_avx2(token, &t, self, hi, lo, out);
             }
         }
-        map_with::<false>(&t, self, hi, lo, out)
+        map_with::<false, false>(&t, self, hi, lo, out)
     }
 }
 
 /// The loop every build compiles: one loop per function, so that the
 /// compiler sees a plain elementwise map; `lo`: the arguments' low words.
-/// (The AVX-512 build vectorises it, table loads as gathers; the AVX2
-/// build keeps it scalar — the compiler's generic cost model rates AVX2
-/// gathers too slow — and so does the portable one.)
+/// The AVX-512 build vectorises it, table loads as gathers. The compiler
+/// keeps it scalar for AVX2 (its generic cost model rates AVX2 gathers too
+/// slow), so that build (`TWO_PASS`) fetches a block's table entries
+/// first, in a scalar loop, and then runs the arithmetic over the block as
+/// a vector loop — the same operations, so the same bits.
 #[inline(always)]
-fn map_with<const FMA: bool>(t: &Tables, f: Function, hi: &[f64], lo: Option<&[f64]>, out: &mut [f64]) {
+fn map_with<const FMA: bool, const TWO_PASS: bool>(
+    t: &Tables,
+    f: Function,
+    hi: &[f64],
+    lo: Option<&[f64]>,
+    out: &mut [f64],
+) {
     macro_rules! each {
         ($f:expr) => {
             match lo {
+                None if TWO_PASS && !matches!($f, Function::Sqrt | Function::Pow(_)) => two_pass::<FMA>(t, $f, hi, out),
                 None => {
                     for (o, &h) in out.iter_mut().zip(hi) {
                         *o = eval::<FMA>(t, $f, h, 0.0);
@@ -157,6 +166,46 @@ fn map_with<const FMA: bool>(t: &Tables, f: Function, hi: &[f64], lo: Option<&[f
     }
 }
 
+/// Values per block of [`two_pass`]: a block's entries stay in L1.
+const BLOCK: usize = 1024;
+
+/// [`map_with`]'s loop in two passes per block: the table entries (the
+/// logarithm's, or the exponential's), then the arithmetic with them.
+#[inline(always)]
+fn two_pass<const FMA: bool>(t: &Tables, f: Function, hi: &[f64], out: &mut [f64]) {
+    let mut logs = [log::Entry::default(); BLOCK];
+    let mut exps = [(0.0, 0.0); BLOCK];
+    for (hb, ob) in hi.chunks(BLOCK).zip(out.chunks_mut(BLOCK)) {
+        if f == Function::Exp {
+            for (e, &h) in exps.iter_mut().zip(hb) {
+                *e = t.exp.entry(h);
+            }
+            for ((o, &h), &e) in ob.iter_mut().zip(hb).zip(&exps) {
+                *o = exp::exp_dd(t.exp, h, 0.0, e);
+            }
+        } else {
+            for (e, &h) in logs.iter_mut().zip(hb) {
+                *e = t.log.entry(log_argument(f, h));
+            }
+            for ((o, &h), &e) in ob.iter_mut().zip(hb).zip(&logs) {
+                *o = eval_at::<FMA>(t, f, h, 0.0, Some(e));
+            }
+        }
+    }
+}
+
+/// The argument [`ln`] takes its table entry for, as `f` (a logarithm)
+/// passes it.
+#[inline(always)]
+fn log_argument(f: Function, hi: f64) -> f64 {
+    let x = if f == Function::Ln1p { two_sum(1.0, hi).0 } else { hi };
+    if x > 0.0 && x < f64::INFINITY {
+        x
+    } else {
+        1.0
+    }
+}
+
 #[cfg(gramfit_x86)]
 mod x86 {
     use super::{map_with, Function, Tables};
@@ -166,7 +215,7 @@ mod x86 {
     pub(super) fn map_avx2(_: Avx2, t: &Tables, f: Function, hi: &[f64], lo: Option<&[f64]>, out: &mut [f64]) {
         #[target_feature(enable = "avx2,fma,popcnt")]
         fn build(t: &Tables, f: Function, hi: &[f64], lo: Option<&[f64]>, out: &mut [f64]) {
-            map_with::<true>(t, f, hi, lo, out)
+            map_with::<true, true>(t, f, hi, lo, out)
         }
         // SAFETY: the token proves AVX2, FMA and POPCNT.
         unsafe { build(t, f, hi, lo, out) }
@@ -175,7 +224,7 @@ mod x86 {
     pub(super) fn map_avx512(_: Avx512, t: &Tables, f: Function, hi: &[f64], lo: Option<&[f64]>, out: &mut [f64]) {
         #[target_feature(enable = "avx512f,avx512dq,avx2,fma,popcnt")]
         fn build(t: &Tables, f: Function, hi: &[f64], lo: Option<&[f64]>, out: &mut [f64]) {
-            map_with::<true>(t, f, hi, lo, out)
+            map_with::<true, false>(t, f, hi, lo, out)
         }
         // SAFETY: the token proves AVX-512 F and DQ, AVX2, FMA and POPCNT.
         unsafe { build(t, f, hi, lo, out) }
@@ -184,23 +233,35 @@ mod x86 {
 
 #[inline(always)]
 fn eval<const FMA: bool>(t: &Tables, f: Function, hi: f64, lo: f64) -> f64 {
+    eval_at::<FMA>(t, f, hi, lo, None)
+}
+
+/// [`eval`], with the logarithm's table entry when the caller has fetched
+/// it already (see [`two_pass`]).
+#[inline(always)]
+fn eval_at<const FMA: bool>(t: &Tables, f: Function, hi: f64, lo: f64, en: Option<log::Entry>) -> f64 {
     match f {
-        Function::Ln => ln::<FMA>(t, hi, lo, None),
-        Function::Log2 => ln::<FMA>(t, hi, lo, Some(t.inv_ln2)),
-        Function::Log10 => ln::<FMA>(t, hi, lo, Some(t.inv_ln10)),
-        Function::Ln1p => ln_1p::<FMA>(t, hi, lo),
+        Function::Ln => ln::<FMA>(t, hi, lo, None, en),
+        Function::Log2 => ln::<FMA>(t, hi, lo, Some(t.inv_ln2), en),
+        Function::Log10 => ln::<FMA>(t, hi, lo, Some(t.inv_ln10), en),
+        Function::Ln1p => ln_1p::<FMA>(t, hi, lo, en),
         Function::Exp => exp::exp_dd(t.exp, hi, lo, t.exp.entry(hi)),
         Function::Sqrt => sqrt(hi, lo),
         Function::Pow(p) => pow::<FMA>(t, hi, lo, p, 0.0),
     }
 }
 
-/// `ln(hi + lo)`, times `scale` (`hi + lo` too) if given: `log2`, `log10`.
+/// `ln(hi + lo)`, times `scale` (`hi + lo` too) if given: `log2`, `log10`;
+/// `en`: the table entry of the argument, if fetched already.
 #[inline(always)]
-fn ln<const FMA: bool>(t: &Tables, hi: f64, lo: f64, scale: Option<(f64, f64)>) -> f64 {
+fn ln<const FMA: bool>(t: &Tables, hi: f64, lo: f64, scale: Option<(f64, f64)>, en: Option<log::Entry>) -> f64 {
     let ok = hi > 0.0 && hi < f64::INFINITY;
     let x = if ok { hi } else { 1.0 };
-    let (h, l) = log::ln_parts::<FMA>(t.log, x, t.log.entry(x));
+    let en = match en {
+        Some(en) => en,
+        None => t.log.entry(x),
+    };
+    let (h, l) = log::ln_parts::<FMA>(t.log, x, en);
     // (A test, not a division by x, where the argument is an f64: `map`'s
     // constant 0 folds it away.)
     let l = if lo != 0.0 { l + lo / x } else { l };
@@ -233,9 +294,9 @@ fn special_ln(ok: bool, hi: f64, v: f64) -> f64 {
 /// within `(e/s)²/2 < 2⁻¹⁰⁶`; `ln s` is exact at `s = 1`, so a small `x`
 /// loses nothing.
 #[inline(always)]
-fn ln_1p<const FMA: bool>(t: &Tables, hi: f64, lo: f64) -> f64 {
+fn ln_1p<const FMA: bool>(t: &Tables, hi: f64, lo: f64, en: Option<log::Entry>) -> f64 {
     let (s, e) = two_sum(1.0, hi);
-    let v = ln::<FMA>(t, s, e + lo, None);
+    let v = ln::<FMA>(t, s, e + lo, None, en);
     // ±0 as numpy keeps them (the sum above would give +0 for −0).
     if hi == 0.0 && lo == 0.0 {
         hi

@@ -64,8 +64,9 @@ enum PageData {
 /// A qualifying column chunk, decoded batch by batch.
 pub struct FloatColumn {
     pages: Box<dyn PageReader>,
-    /// The dictionary (empty when the chunk has none).
-    dict: Vec<f64>,
+    /// The dictionary (`None` when the chunk has none; empty when the
+    /// chunk's rows are all null).
+    dict: Option<Vec<f64>>,
     nullable: bool,
     page: Option<PageState>,
 }
@@ -83,11 +84,8 @@ impl FloatColumn {
         else {
             return Ok(None);
         };
-        let dict = dict
-            .iter()
-            .flat_map(|b| b.chunks_exact(8))
-            .map(|v| f64::from_le_bytes(v.try_into().expect("8 bytes")))
-            .collect();
+        let dict =
+            dict.map(|b| b.chunks_exact(8).map(|v| f64::from_le_bytes(v.try_into().expect("8 bytes"))).collect());
         Ok(Some(FloatColumn { pages, dict, nullable, page: None }))
     }
 
@@ -107,7 +105,7 @@ impl FloatColumn {
                 (Some(def), Some(valid)) => read_levels(def, &page.buf, k, valid)?,
                 _ => k,
             };
-            read_values(&mut page.values, &page.buf, defined, &self.dict, &mut out)?;
+            read_values(&mut page.values, &page.buf, defined, self.dict.as_deref().unwrap_or_default(), &mut out)?;
             if defined < k {
                 // Values of the defined slots moved to their slots, from
                 // the last (each moves right or stays), nulls 0.0.
@@ -138,7 +136,7 @@ impl FloatColumn {
         let DataPage { slots, def, values, encoding, nulls } = layout;
         let data = match encoding {
             Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY => {
-                if self.dict.is_empty() {
+                if self.dict.is_none() {
                     return Err(PageError::Damaged("dictionary indices in a chunk without a dictionary".into()));
                 }
                 // A page of nulls only may have no index bit width at all.

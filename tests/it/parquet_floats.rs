@@ -191,3 +191,25 @@ fn a_corrupt_float_page_is_a_clear_error() {
         assert!(err.contains(needle), "expected '{needle}' in: {err}");
     }
 }
+
+/// A chunk whose rows are all null has a dictionary of no values and pages
+/// of nulls only: read from its pages, as arrow-rs reads it (a regression:
+/// the empty dictionary was taken for none, an error).
+#[test]
+fn an_all_null_chunk_with_an_empty_dictionary_reads_as_nulls() {
+    let tmp = tempdir();
+    let path = tmp.path().join("nulls.parquet");
+    let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Float64, true)]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Float64Array::from(vec![None::<f64>; 5]))]).unwrap();
+    let mut w = ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let input = Input::new(path.clone(), SourceKind::Parquet);
+    let meta = source::parquet_metadata(&input).unwrap();
+    let cols = ["x".to_string()];
+    let mut pages = source::parquet_row_group(&input, &meta, 0, &cols, &[], true, 1024).unwrap();
+    assert_eq!(pages.page_decoded(), ["x"]);
+    let got = pages.next().unwrap().unwrap();
+    assert_eq!(got.column(0).null_count(), 5);
+    assert_eq!(pages.page_decoded(), ["x"], "no step aside");
+}

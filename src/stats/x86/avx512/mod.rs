@@ -417,7 +417,7 @@ unsafe fn tile_bits<const A: usize, const B: usize>(
 /// the robust covariances).
 ///
 /// Wide blocks (many columns, as a model of many real columns cut into
-/// slices makes) are swept in row blocks of [`ROW_BLOCK`] rows, every
+/// slices makes) are swept in row blocks of 256 rows, every
 /// tile's accumulators kept between blocks: a block of every column stays
 /// in the L2 cache, where one sweep over all rows streamed each tile's
 /// columns from L3. Each lane still adds its rows in order, so the sums
