@@ -16,8 +16,8 @@
 //! Real values (prices in cents, coordinates) have too many distinct
 //! values for a dictionary: their pages are PLAIN (8 bytes a value, copied)
 //! or BYTE_STREAM_SPLIT (the values' bytes in 8 streams, put back together
-//! eight values at a time by an 8×8 byte transpose: `float_values`), also
-//! after a dictionary that overflowed part-way through a chunk.
+//! by byte transposes: `float_values`), also after a dictionary that
+//! overflowed part-way through a chunk.
 //!
 //! A column chunk qualifies when — checked before the row group is read —
 //! it is DOUBLE, flat (no repetition, at most one definition level), every
