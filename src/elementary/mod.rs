@@ -24,6 +24,7 @@ mod exp;
 mod log;
 
 use crate::dd::{two_prod_err_split, two_sum, Dd, LN_10, LN_2};
+use std::sync::OnceLock;
 
 /// The rounding error of `p = fl(a·b)`, exact either way: by FMA where the
 /// build has it (`FMA`), else by Veltkamp's split — the same value, so the
@@ -38,7 +39,6 @@ pub(super) fn prod_err<const FMA: bool>(a: f64, b: f64, p: f64) -> f64 {
         two_prod_err_split(a, b, p)
     }
 }
-use std::sync::OnceLock;
 
 /// A function of one argument.
 #[derive(Clone, Copy, Debug, PartialEq)]
