@@ -10,7 +10,6 @@ use super::eval::{elementary, power_function, Val};
 use super::levels::{categorical_column, describe};
 use super::{DesignBuilder, DesignError, MissingPolicy};
 use crate::bits::kept_rows;
-use crate::elementary::Function;
 use crate::formula::expr::NumExpr;
 use crate::formula::{FactorKind, ModelSpec};
 use crate::level::{ColumnKey, Level};
@@ -28,14 +27,10 @@ use std::sync::Arc;
 pub(super) enum Read {
     /// A numeric column as it is.
     Plain,
-    /// A numeric column through an elementary function (`np.log(rent)`,
-    /// `x ** 1.5`): its values, as `f64`, mapped into a new array with the
-    /// source's nulls, the same bits the design block's evaluation gives.
-    Function(Function),
-    /// Any other expression whose value is an `f64` — an elementary
-    /// function at its top (`np.log(x + 1)`, `np.exp(-d / 7)`,
-    /// `I((x + 1) ** 1.5)`) — evaluated as the design block evaluates it,
-    /// into a `Float64` array whose nulls are its source columns' nulls.
+    /// An expression whose value is an `f64` — an elementary function at
+    /// its top (`np.log(rent)`, `I(x ** 1.5)`, `np.exp(-d / 7)`) —
+    /// evaluated as the design block evaluates it, into a `Float64` array
+    /// whose nulls are its source columns' nulls.
     Expression(NumExpr),
     /// A categorical factor's level codes.
     Categorical,
@@ -68,16 +63,6 @@ impl DirectPlan {
     pub(super) fn of(spec: &ModelSpec) -> Option<DirectPlan> {
         let check = |f: &crate::formula::Factor| match &f.kind {
             FactorKind::Numeric(NumExpr::Column(c)) => Some((c.clone(), Read::Plain)),
-            FactorKind::Numeric(NumExpr::Call(g, arg)) if matches!(arg.as_ref(), NumExpr::Column(_)) => {
-                let (NumExpr::Column(c), Some(g)) = (arg.as_ref(), elementary(*g)) else { return None };
-                Some((c.clone(), Read::Function(g)))
-            }
-            FactorKind::Numeric(NumExpr::Pow(a, p))
-                if matches!((a.as_ref(), p.as_ref()), (NumExpr::Column(_), NumExpr::Const(_))) =>
-            {
-                let (NumExpr::Column(c), NumExpr::Const(p)) = (a.as_ref(), p.as_ref()) else { return None };
-                power_function(*p).map(|g| (c.clone(), Read::Function(g)))
-            }
             FactorKind::Numeric(e) if f64_valued(e) => {
                 let mut cols = Vec::new();
                 e.columns(&mut cols);
@@ -98,21 +83,6 @@ impl DirectPlan {
         }
         Some(DirectPlan { checks, terms })
     }
-}
-
-/// `f` of a numeric column, as a `Float64` array with the column's nulls
-/// (the values under a null are mapped too, and masked like any other).
-fn mapped_column(arr: &ArrayRef, f: Function) -> ArrayRef {
-    let n = arr.len();
-    let mut out = vec![0.0; n];
-    if arr.data_type() == &DataType::Float64 {
-        f.map(arr.as_primitive::<Float64Type>().values(), &mut out);
-    } else {
-        let mut values = Vec::with_capacity(n);
-        extend_direct(&mut values, arr.as_ref(), std::slice::from_ref(&(0..n)));
-        f.map(&values, &mut out);
-    }
-    Arc::new(Float64Array::new(out.into(), arr.nulls().cloned()))
 }
 
 /// The source columns of one batch, read in place.
@@ -262,8 +232,6 @@ impl DesignBuilder {
         let mut arrays = Vec::with_capacity(plan.checks.len());
         for (c, read) in &plan.checks {
             match (batch.column_by_name(c), read) {
-                (Some(_), Read::Function(_)) if direct_column(batch, c).is_none() => return Ok(None),
-                (Some(a), Read::Function(f)) => arrays.push(mapped_column(a, *f)),
                 (_, Read::Expression(e)) => match self.expression_column(e, batch)? {
                     Some(a) => arrays.push(a),
                     None => return Ok(None),
@@ -356,15 +324,16 @@ impl DesignBuilder {
 
     /// A [`Read::Expression`]'s values, evaluated as `block` evaluates
     /// them, as a `Float64` array with its source columns' nulls; `None`
-    /// with `--missing error` (`block` names the first missing value) or
-    /// where the value is not a column of `f64`.
+    /// where the value is not a column of `f64`, and with `--missing
+    /// error` for an expression of several columns (`block` names the
+    /// column of the first missing value; of one, the check names it).
     fn expression_column(&self, e: &NumExpr, batch: &RecordBatch) -> Result<Option<ArrayRef>, DesignError> {
-        if self.missing == MissingPolicy::Error {
+        let mut cols = Vec::new();
+        e.columns(&mut cols);
+        if self.missing == MissingPolicy::Error && cols.len() > 1 {
             return Ok(None);
         }
         let Val::Col { hi, lo: None } = self.eval(e, batch, &mut HashMap::new())? else { return Ok(None) };
-        let mut cols = Vec::new();
-        e.columns(&mut cols);
         let mut nulls: Option<NullBuffer> = None;
         for c in &cols {
             let n = batch.column_by_name(c).and_then(|a| a.logical_nulls());
@@ -457,25 +426,14 @@ mod tests {
     }
 
     #[test]
-    fn a_function_of_one_column_is_read_in_place() {
-        let checks = plan("np.log(y) ~ np.log1p(x) + I(x ** 1.5) + I(x ** 0.5) + np.exp(x) + C(g)").unwrap();
-        let reads: Vec<Read> = checks.iter().map(|c| c.1.clone()).collect();
-        use Function::*;
-        assert_eq!(
-            reads,
-            [
-                Read::Function(Ln),
-                Read::Function(Ln1p),
-                Read::Function(Pow(1.5)),
-                Read::Function(Sqrt),
-                Read::Function(Exp),
-                Read::Categorical
-            ]
-        );
-        // A function of an expression: evaluated as the block does it.
-        let checks = plan("y ~ np.log(x + 1) + I((x + y) ** 0.3)").unwrap();
-        assert!(matches!(checks[1].1, Read::Expression(_)) && checks[1].0 == "x");
-        assert!(matches!(checks[2].1, Read::Expression(_)));
+    fn a_function_of_columns_is_read_in_place() {
+        let checks =
+            plan("np.log(y) ~ np.log1p(x) + I(x ** 1.5) + I(x ** 0.5) + np.exp(x) + np.log(x + 1) + I((x + y) ** 0.3) + C(g)")
+                .unwrap();
+        let sources: Vec<&str> = checks.iter().map(|c| c.0.as_str()).collect();
+        assert_eq!(sources, ["y", "x", "x", "x", "x", "x", "x", "g"]);
+        assert!(checks[..7].iter().all(|c| matches!(c.1, Read::Expression(_))));
+        assert_eq!(checks[7].1, Read::Categorical);
         // Whole powers, products and quotients (double-double values) and
         // `abs` build the design block.
         for f in ["y ~ I(x ** 2)", "y ~ I(x / 3)", "y ~ np.abs(x)", "y ~ I(x * x)", "y ~ np.abs(np.log(x))"] {
