@@ -1,12 +1,13 @@
 //! `gramfit fit`: a model fitted to files, reported, and saved.
 
 use crate::cli::FitArgs;
-use crate::engine::{EngineOptions, Progress};
+use crate::engine::{EngineOptions, Progress, Spill};
 use crate::model::{self, ModelOptions};
 use crate::progress::ProgressDisplay;
 use crate::report;
 use crate::second_pass::CovType;
 use crate::source::csv::ReadFrom;
+use crate::source::{Input, SourceKind};
 use crate::state::{self, growth, State};
 use std::path::Path;
 use std::sync::Arc;
@@ -61,19 +62,52 @@ fn model_options(a: &FitArgs) -> Result<(ModelOptions, crate::source::csv::CsvOp
     Ok((options, csv))
 }
 
-/// The inputs opened again for a second pass, each to be read only as far
-/// as the first pass read it (`infos`): rows appended since stay out.
+/// The inputs of a first pass (`read`, with their `schemas`) for a second
+/// pass, each to be read only as far as the first pass read it
+/// (`infos`): rows appended since stay out.
 fn reopen_as_read(
-    inputs: &[String],
+    read: &[Input],
+    schemas: &[Option<arrow::datatypes::SchemaRef>],
     csv: &crate::source::csv::CsvOptions,
     infos: &[crate::report::InputInfo],
-) -> Result<model::OpenedInputs, AppError> {
-    let mut reopened = model::open_inputs(inputs, csv)?;
-    for (input, info) in reopened.inputs.iter_mut().zip(infos) {
+) -> model::OpenedInputs {
+    let mut inputs = read.to_vec();
+    for (input, info) in inputs.iter_mut().zip(infos) {
         let records = info.end.map_or(info.file_rows, |e| e.records);
         input.from = ReadFrom { limit: Some(records), ..ReadFrom::default() };
     }
-    Ok(reopened)
+    model::OpenedInputs { inputs, csv: csv.clone(), schemas: schemas.to_vec(), stdin: None }
+}
+
+/// Where a first pass keeps what it parses from CSV files for the second
+/// (the text parsed once): when a second pass follows and a CSV file is
+/// among the inputs. `cluster`: a column only the second pass reads.
+fn csv_spill(
+    opened: &model::OpenedInputs,
+    second: bool,
+    cluster: Option<&str>,
+    eo: &EngineOptions,
+) -> Result<EngineOptions, AppError> {
+    let mut eo = eo.clone();
+    // GRAMFIT_NO_SPILL=1: parse the text again (a small temporary disk).
+    let off = std::env::var_os("GRAMFIT_NO_SPILL").is_some_and(|v| v != "0");
+    if second && !off && opened.inputs.iter().any(|i| i.kind == SourceKind::Csv) {
+        let extra = cluster.map(String::from).into_iter().collect();
+        match Spill::new(extra) {
+            Ok(s) => eo.spill = Some(Arc::new(s)),
+            Err(e) => eprintln!(
+                "gramfit: note: no temporary directory for the parsed CSV columns ({e}); the second pass parses the text again"
+            ),
+        }
+    }
+    Ok(eo)
+}
+
+/// Say that a kept file was given up (its second pass parsed the text).
+fn spill_note(eo: &EngineOptions) {
+    if let Some(f) = eo.spill.as_ref().and_then(|s| s.failure()) {
+        eprintln!("gramfit: note: {f}; the second pass parsed the text again");
+    }
 }
 
 /// Fit `inputs` (`hold_tail`: an unterminated last CSV line is left
@@ -99,9 +133,12 @@ fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions, hold_tail: bool)
         )));
     }
     let read = opened.inputs.clone();
+    let schemas = opened.schemas.clone();
     let progress = Arc::new(Progress::default());
     let _display = ProgressDisplay::start(progress.clone(), a.engine.quiet);
     let second = rereadable && !a.report.no_second_pass;
+    let cluster = a.report.cluster.as_deref().filter(|_| cov == CovType::Cluster);
+    let eo = &csv_spill(&opened, second, cluster, eo)?;
     progress.set_label(if second { "pass 1/2" } else { "pass 1/1" });
     let (resolved, pass) = model::resolve_and_accumulate(options, opened, eo, &progress)?;
     let fitted_at = model::now_unix();
@@ -125,7 +162,7 @@ fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions, hold_tail: bool)
     // The second pass, when the first solved and the files can be reread.
     if res.is_ok() && rereadable && !a.report.no_second_pass {
         let t0 = std::time::Instant::now();
-        let reopened = reopen_as_read(inputs, &csv, &pass.inputs)?;
+        let reopened = reopen_as_read(&read, &schemas, &csv, &pass.inputs);
         progress.set_label("pass 2/2");
         let snap = model::second_pass(
             &resolved,
@@ -138,6 +175,7 @@ fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions, hold_tail: bool)
         )?;
         st.residuals = Some(snap);
         st.elapsed_s += t0.elapsed().as_secs_f64();
+        spill_note(eo);
     }
     // Save even when the solve refuses (a singular design with --singular
     // error): the statistics are worth keeping.
@@ -177,8 +215,11 @@ fn fit_by(a: &FitArgs, by: &str, eo: &EngineOptions) -> Result<(), AppError> {
     model::column_types(&opened, &needed)?;
     model::check_csv_text_columns(&resolved, &opened)?;
     let read = opened.inputs.clone();
+    let schemas = opened.schemas.clone();
     let progress = Arc::new(Progress::default());
     let _display = ProgressDisplay::start(progress.clone(), a.engine.quiet);
+    let cluster = a.report.cluster.as_deref().filter(|_| cov == CovType::Cluster);
+    let eo = &csv_spill(&opened, rereadable && !a.report.no_second_pass, cluster, eo)?;
     progress.set_label("pass 1, every group");
     let g = grouped::fit(&resolved, by, opened, eo, &progress)?;
     if g.rows_without_group > 0 {
@@ -193,7 +234,7 @@ fn fit_by(a: &FitArgs, by: &str, eo: &EngineOptions) -> Result<(), AppError> {
         let mut res = model::results_of(&group.resolved, &group.acc, &ro).map_err(in_group)?;
         let mut st = grouped::state_of(group, &read, fitted_at, g.elapsed_s)?;
         if rereadable && !a.report.no_second_pass {
-            let reopened = reopen_as_read(&a.inputs, &csv, &group.inputs)?;
+            let reopened = reopen_as_read(&read, &schemas, &csv, &group.inputs);
             let robust = model::RobustOptions { cov, cluster: a.report.cluster.as_deref() };
             progress.set_label(&format!("pass 2, {by} = {label}"));
             let snap = model::second_pass(&group.resolved, &group.acc, &ro, robust, reopened, eo, &progress)
@@ -211,5 +252,6 @@ fn fit_by(a: &FitArgs, by: &str, eo: &EngineOptions) -> Result<(), AppError> {
         let info = model::run_info(&group.resolved, &group.acc, group.inputs.clone(), fitted_at, g.elapsed_s);
         reports.push(GroupReport { level: label, results: res, info });
     }
+    spill_note(eo);
     emit(&render_grouped(by, &reports, a.report.format), a.report.output.as_deref())
 }

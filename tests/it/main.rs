@@ -9,6 +9,7 @@ mod common;
 mod comparators;
 mod corpus;
 mod csv_dialects;
+mod csv_parallel;
 mod elementary;
 mod engine;
 mod formula;

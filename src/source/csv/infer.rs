@@ -3,7 +3,10 @@
 //! which values made it so).
 
 use super::files::{io_err, open_text_counted};
+use super::numbers::{parse_float, parse_int};
+use super::parse::{BlockParser, Fields};
 use super::records::{sniff_delimiter, Dialect, Records};
+use super::split::Splitter;
 use super::{CsvOptions, CSV_INFER_ROWS};
 use arrow::datatypes::{DataType, Field, Schema};
 use std::io::BufRead;
@@ -20,31 +23,6 @@ pub(super) enum Kind {
     Float,
     Bool,
     Text,
-}
-
-pub(super) fn trim(b: &[u8]) -> &[u8] {
-    b.trim_ascii()
-}
-
-pub(super) fn parse_int(cell: &[u8]) -> Option<i64> {
-    std::str::from_utf8(trim(cell)).ok()?.parse().ok()
-}
-
-/// A number with `decimal` as its decimal mark.
-pub(super) fn parse_float(cell: &[u8], decimal: u8) -> Option<f64> {
-    let t = trim(cell);
-    if decimal == b'.' {
-        return std::str::from_utf8(t).ok()?.parse().ok();
-    }
-    if t.contains(&b'.') {
-        return None;
-    }
-    let mut buf = [0u8; 64];
-    let s = buf.get_mut(..t.len())?;
-    for (o, &c) in s.iter_mut().zip(t) {
-        *o = if c == decimal { b'.' } else { c };
-    }
-    std::str::from_utf8(s).ok()?.parse().ok()
 }
 
 pub(super) fn parse_bool(cell: &[u8]) -> Option<bool> {
@@ -120,26 +98,63 @@ pub(super) fn open_at_header(path: &Path, opts: &CsvOptions, count: Option<Arc<A
     Ok(Opened { dialect, names, records })
 }
 
+/// The first [`CSV_INFER_ROWS`] records of a file after its header:
+/// the dialect, the column names, and the blocks of records.
+fn first_records(path: &Path, opts: &CsvOptions) -> Result<(Dialect, Vec<String>, Splitter), String> {
+    let Opened { dialect, names, records } = open_at_header(path, opts, None)?;
+    let (offset, line) = (records.offset, records.core.line());
+    let limit = Some(CSV_INFER_ROWS as u64);
+    let splitter = Splitter::new(Box::new(records.text), dialect.delimiter, 1 << 16, offset, line, 0, limit, false);
+    Ok((dialect, names, splitter))
+}
+
+/// Hand each record of `splitter`'s blocks to `on_record(fields, line)`
+/// (`line`: where the record starts, computed when asked).
+fn each_record(
+    path: &Path,
+    delimiter: u8,
+    splitter: &mut Splitter,
+    mut on_record: impl FnMut(&Fields<'_>, &dyn Fn() -> u64),
+) -> Result<(), String> {
+    while let Some(block) = splitter.next_block().map_err(|e| io_err(path, e))? {
+        let first_line = block.first_line;
+        let mut parser = BlockParser::new(block, delimiter);
+        let mut visit = |fields: &Fields<'_>, text: &[u8], start: usize| {
+            on_record(fields, &|| first_line + memchr::memchr_iter(b'\n', &text[..start]).count() as u64);
+            Ok(())
+        };
+        parser.visit(delimiter, usize::MAX, &mut visit).map_err(|e| io_err(path, e))?;
+    }
+    Ok(())
+}
+
 /// The schema of a CSV file: its header's names and the types of their
 /// values in the first [`CSV_INFER_ROWS`] rows (every field nullable).
 pub fn infer_schema(path: &Path, opts: &CsvOptions) -> Result<Schema, String> {
-    let Opened { dialect, names, mut records } = open_at_header(path, opts, None)?;
+    let (dialect, names, mut splitter) = first_records(path, opts)?;
     let mut kinds = vec![Kind::Empty; names.len()];
     let mut missing = vec![false; names.len()];
-    for _ in 0..CSV_INFER_ROWS {
-        if records.next().map_err(|e| io_err(path, e))?.is_none() {
-            break;
-        }
+    let na = &dialect.na;
+    each_record(path, dialect.delimiter, &mut splitter, |fields, _| {
         for (j, k) in kinds.iter_mut().enumerate() {
-            if j >= records.fields() || dialect.na.contains(records.field(j)) {
+            let Some(cell) = fields.get(j) else {
                 missing[j] = true;
                 continue;
+            };
+            if *k == Kind::Text {
+                continue;
             }
-            if *k != Kind::Text {
-                *k = widen(*k, kind_of(records.field(j), dialect.decimal));
+            // An integer is no missing-value token unless some token reads
+            // as a number (then the token list decides first).
+            if !na.numeric && parse_int(cell).is_some() {
+                *k = widen(*k, Kind::Int);
+            } else if na.contains(cell) {
+                missing[j] = true;
+            } else {
+                *k = widen(*k, kind_of(cell, dialect.decimal));
             }
         }
-    }
+    })?;
     let fields: Vec<Field> = names
         .iter()
         .zip(kinds.iter().zip(&missing))
@@ -189,18 +204,15 @@ pub fn text_in_numbers(
     if text_cols.is_empty() {
         return Ok(None);
     }
-    let Opened { dialect, names, mut records } = open_at_header(path, opts, None)?;
+    let (dialect, names, mut splitter) = first_records(path, opts)?;
     let other_mark = if dialect.decimal == b'.' { b',' } else { b'.' };
     let mut numeric = vec![0u64; text_cols.len()];
     let mut comma = vec![0u64; text_cols.len()];
     let mut other = vec![0u64; text_cols.len()];
     let mut bad: Vec<Vec<(String, u64)>> = vec![Vec::new(); text_cols.len()];
-    for _ in 0..CSV_INFER_ROWS {
-        if records.next().map_err(|e| io_err(path, e))?.is_none() {
-            break;
-        }
+    each_record(path, dialect.delimiter, &mut splitter, |fields, line| {
         for (k, &c) in text_cols.iter().enumerate() {
-            let Some(cell) = (c < records.fields()).then(|| records.field(c)) else { continue };
+            let Some(cell) = fields.get(c) else { continue };
             if dialect.na.contains(cell) {
                 continue;
             }
@@ -214,10 +226,10 @@ pub fn text_in_numbers(
             }
             let v = String::from_utf8_lossy(cell).to_string();
             if bad[k].len() < 3 && !bad[k].iter().any(|(b, _)| *b == v) {
-                bad[k].push((v, records.line));
+                bad[k].push((v, line()));
             }
         }
-    }
+    })?;
     for (k, &c) in text_cols.iter().enumerate() {
         let column = names[c].clone();
         let cells = numeric[k] + other[k];

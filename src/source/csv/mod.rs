@@ -18,20 +18,25 @@
 //! `records` (records and fields), `infer` (column types); here the
 //! options and the reader that turns records into Arrow batches.
 
+#[cfg(test)]
+mod differential;
 mod files;
 mod infer;
+mod numbers;
+mod parse;
 mod records;
+mod split;
 
 pub use files::{compression_of, Compression, Counted, COMPRESSED_SUFFIXES};
 pub use infer::{infer_schema, text_in_numbers, TextInNumbers};
+pub use parse::{BlockParser, Projection};
+pub use split::{Block, Splitter};
 
-use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringBuilder};
-use arrow::buffer::{BooleanBuffer, NullBuffer};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use files::{io_err, open_text_counted};
-use infer::{open_at_header, parse_bool, parse_float, parse_int, Opened};
-use records::{Dialect, Ended, Records};
+use infer::{open_at_header, Opened};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
@@ -101,18 +106,25 @@ impl CsvOptions {
 #[derive(Clone, Debug)]
 struct NaSet {
     by_len: Vec<Vec<Box<[u8]>>>,
+    /// Some token reads as a number other than NaN (`-1`, `999`): then a
+    /// cell is looked up before it is parsed (else after: the numbers of
+    /// a column are no tokens).
+    numeric: bool,
 }
 
 impl NaSet {
     fn new<'a>(tokens: impl Iterator<Item = &'a [u8]>) -> NaSet {
         let mut by_len: Vec<Vec<Box<[u8]>>> = Vec::new();
+        let mut numeric = false;
         for t in tokens {
             if by_len.len() <= t.len() {
                 by_len.resize(t.len() + 1, Vec::new());
             }
             by_len[t.len()].push(t.into());
+            let number = |mark| numbers::parse_float(t, mark).is_some_and(|x| !x.is_nan());
+            numeric |= number(b'.') || number(b',') || numbers::parse_int(t).is_some();
         }
-        NaSet { by_len }
+        NaSet { by_len, numeric }
     }
 
     #[inline]
@@ -158,28 +170,73 @@ pub struct ReadEnd {
 /// A shared cell the reader writes its [`ReadEnd`] to when it finishes.
 pub type EndCell = Arc<std::sync::Mutex<Option<ReadEnd>>>;
 
-/// One projected column being converted.
-enum Builder {
-    Float(Vec<f64>, Vec<bool>),
-    Int(Vec<i64>, Vec<bool>),
-    Bool(Vec<bool>, Vec<bool>),
-    Text(StringBuilder),
-}
-
-/// Batches of the projected columns of a CSV file.
+/// Batches of the projected columns of a CSV file, read block by block
+/// (the engine parses the blocks of a [`BlockSource`] in parallel; this
+/// reads them in order on the caller's thread).
 pub struct CsvBatches {
     path: String,
-    dialect: Dialect,
-    records: Records,
-    /// Per output column: its field index in the file and its name.
-    columns: Vec<(usize, String, DataType)>,
-    schema: SchemaRef,
-    width: usize,
+    source: BlockSource,
+    parser: Option<BlockParser>,
     batch_size: usize,
-    from: ReadFrom,
-    read: u64,
     end: EndCell,
     finished: bool,
+}
+
+/// A CSV file opened for reading: the columns read and the blocks of
+/// whole records still to come.
+pub struct BlockSource {
+    pub projection: Projection,
+    pub splitter: Splitter,
+}
+
+/// Records per block of [`CsvBatches`].
+const SERIAL_BLOCK_RECORDS: usize = 1 << 16;
+
+/// The blocks of `per_block` records of `columns` (all when empty) of a
+/// CSV file whose schema is `schema` (from [`infer_schema`]), from `from`;
+/// bytes read from the file are added to `count`.
+pub fn blocks(
+    path: &Path,
+    opts: &CsvOptions,
+    schema: &Schema,
+    columns: &[String],
+    per_block: usize,
+    from: ReadFrom,
+    count: Option<Arc<AtomicU64>>,
+) -> Result<BlockSource, String> {
+    let header_count = if from.offset == 0 { count.clone() } else { None };
+    let Opened { dialect, names, records } = open_at_header(path, opts, header_count)?;
+    let mut out = Vec::new();
+    for f in schema.fields() {
+        if !columns.is_empty() && !columns.contains(f.name()) {
+            continue;
+        }
+        let at = names.iter().position(|n| n == f.name()).ok_or_else(|| {
+            io_err(
+                path,
+                format!("column '{}' is not in the header (the file changed after its schema was read)", f.name()),
+            )
+        })?;
+        out.push((at, f.name().clone(), f.data_type().clone()));
+    }
+    let (text, offset, line): (Box<dyn std::io::Read + Send>, u64, u64) = if from.offset > 0 {
+        let header_end = records.offset;
+        if from.offset < header_end {
+            return Err(io_err(path, format!("offset {} is inside the header", from.offset)));
+        }
+        // Lines before the offset are not counted again: a file with one
+        // record per line has record k (0-based) on line k + 2.
+        (Box::new(open_text_counted(path, from.offset, count)?), from.offset, from.records_before + 2)
+    } else {
+        let (offset, line) = (records.offset, records.core.line());
+        (Box::new(records.text), offset, line)
+    };
+    let delimiter = dialect.delimiter;
+    let schema = Arc::new(Schema::new(out.iter().map(|(_, n, t)| Field::new(n, t.clone(), true)).collect::<Vec<_>>()));
+    let projection = Projection { columns: out, schema, width: names.len(), dialect };
+    let splitter =
+        Splitter::new(text, delimiter, per_block, offset, line, from.records_before, from.limit, from.hold_tail);
+    Ok(BlockSource { projection, splitter })
 }
 
 /// The batches of `columns` (all when empty) of a CSV file whose schema is
@@ -195,41 +252,12 @@ pub fn batches(
     end: EndCell,
     count: Option<Arc<AtomicU64>>,
 ) -> Result<CsvBatches, String> {
-    let header_count = if from.offset == 0 { count.clone() } else { None };
-    let Opened { dialect, names, mut records } = open_at_header(path, opts, header_count)?;
-    let mut out = Vec::new();
-    for (j, f) in schema.fields().iter().enumerate() {
-        if !columns.is_empty() && !columns.contains(f.name()) {
-            continue;
-        }
-        let at = names.iter().position(|n| n == f.name()).ok_or_else(|| {
-            io_err(
-                path,
-                format!("column '{}' is not in the header (the file changed after its schema was read)", f.name()),
-            )
-        })?;
-        let _ = j;
-        out.push((at, f.name().clone(), f.data_type().clone()));
-    }
-    if from.offset > 0 {
-        let header_end = records.offset;
-        if from.offset < header_end {
-            return Err(io_err(path, format!("offset {} is inside the header", from.offset)));
-        }
-        let text = open_text_counted(path, from.offset, count)?;
-        records = Records::new(text, dialect.core(), from.offset);
-    }
-    let schema = Arc::new(Schema::new(out.iter().map(|(_, n, t)| Field::new(n, t.clone(), true)).collect::<Vec<_>>()));
+    let source = blocks(path, opts, schema, columns, SERIAL_BLOCK_RECORDS, from, count)?;
     Ok(CsvBatches {
         path: path.display().to_string(),
-        dialect,
-        records,
-        width: names.len(),
-        columns: out,
-        schema,
+        source,
+        parser: None,
         batch_size: batch_size.max(1),
-        from,
-        read: 0,
         end,
         finished: false,
     })
@@ -237,153 +265,32 @@ pub fn batches(
 
 impl CsvBatches {
     pub fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-
-    fn error(&self, msg: String) -> ArrowError {
-        ArrowError::ParseError(format!("line {}: {msg}", self.records.line))
-    }
-
-    fn finish(&mut self, unterminated: bool) {
-        self.finished = true;
-        let pending = unterminated && self.from.hold_tail;
-        let end = ReadEnd {
-            complete_offset: self.records.complete,
-            end_offset: if unterminated && !pending { self.records.offset } else { self.records.complete },
-            records: self.from.records_before + self.read,
-            unterminated_tail: unterminated,
-            tail_pending: pending,
-        };
-        if let Ok(mut e) = self.end.lock() {
-            *e = Some(end);
-        }
+        self.source.projection.schema()
     }
 
     fn next_batch(&mut self) -> Result<Option<RecordBatch>, ArrowError> {
-        if self.finished {
-            return Ok(None);
-        }
-        let mut builders: Vec<Builder> = self
-            .columns
-            .iter()
-            .map(|(_, _, t)| match t {
-                DataType::Int64 => Builder::Int(Vec::with_capacity(self.batch_size), Vec::new()),
-                DataType::Boolean => Builder::Bool(Vec::with_capacity(self.batch_size), Vec::new()),
-                DataType::Utf8 => Builder::Text(StringBuilder::new()),
-                _ => Builder::Float(Vec::with_capacity(self.batch_size), Vec::new()),
-            })
-            .collect();
-        let mut rows = 0;
-        while rows < self.batch_size {
-            if self.from.limit.is_some_and(|l| self.from.records_before + self.read >= l) {
-                self.finish(false);
-                break;
+        loop {
+            if self.finished {
+                return Ok(None);
             }
-            let ended = self.records.next().map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
-            let Some(ended) = ended else {
-                self.finish(false);
-                break;
-            };
-            if ended == Ended::AtEof && self.from.hold_tail {
-                self.finish(true);
-                break;
+            if let Some(p) = &mut self.parser {
+                if let Some(b) =
+                    p.next_batch(&self.source.projection, self.batch_size).map_err(ArrowError::ParseError)?
+                {
+                    return Ok(Some(b));
+                }
             }
-            if self.records.fields() > self.width {
-                return Err(self.error(format!(
-                    "{} fields, where the header has {}",
-                    self.records.fields(),
-                    self.width
-                )));
-            }
-            for (b, (at, name, _)) in builders.iter_mut().zip(&self.columns) {
-                let cell: &[u8] = if *at < self.records.fields() { self.records.field(*at) } else { b"" };
-                let na = *at >= self.records.fields() || self.dialect.na.contains(cell);
-                let bad = |what: &str| {
-                    format!(
-                        "column '{name}': '{}' is not {what} (the column's type was inferred from the first {CSV_INFER_ROWS} rows)",
-                        String::from_utf8_lossy(cell)
-                    )
-                };
-                match b {
-                    Builder::Float(v, nulls) => {
-                        if na {
-                            v.push(0.0);
-                            note_null(nulls, v.len());
-                        } else {
-                            let x = parse_float(cell, self.dialect.decimal);
-                            v.push(x.ok_or_else(|| self.error(bad("a number")))?);
-                        }
-                    }
-                    Builder::Int(v, nulls) => {
-                        if na {
-                            v.push(0);
-                            note_null(nulls, v.len());
-                        } else {
-                            v.push(parse_int(cell).ok_or_else(|| self.error(bad("an integer")))?);
-                        }
-                    }
-                    Builder::Bool(v, nulls) => {
-                        if na {
-                            v.push(false);
-                            note_null(nulls, v.len());
-                        } else {
-                            v.push(parse_bool(cell).ok_or_else(|| self.error(bad("True or False")))?);
-                        }
-                    }
-                    Builder::Text(s) => {
-                        if na {
-                            s.append_null();
-                        } else {
-                            let t = std::str::from_utf8(cell)
-                                .map_err(|_| self.error(format!("column '{name}': the text is not UTF-8")))?;
-                            s.append_value(t);
-                        }
+            match self.source.splitter.next_block().map_err(|e| ArrowError::ExternalError(Box::new(e)))? {
+                Some(block) => self.parser = Some(BlockParser::new(block, self.source.projection.dialect.delimiter)),
+                None => {
+                    self.finished = true;
+                    if let Ok(mut e) = self.end.lock() {
+                        *e = self.source.splitter.end();
                     }
                 }
             }
-            rows += 1;
-            self.read += 1;
-            if ended == Ended::AtEof {
-                self.finish(true);
-                break;
-            }
         }
-        if rows == 0 {
-            return Ok(None);
-        }
-        let arrays: Vec<ArrayRef> = builders
-            .into_iter()
-            .map(|b| -> ArrayRef {
-                match b {
-                    Builder::Float(v, n) => Arc::new(Float64Array::new(v.into(), nulls_of(n, rows))),
-                    Builder::Int(v, n) => Arc::new(Int64Array::new(v.into(), nulls_of(n, rows))),
-                    Builder::Bool(v, n) => Arc::new(BooleanArray::new(BooleanBuffer::from(v), nulls_of(n, rows))),
-                    Builder::Text(mut s) => Arc::new(s.finish()),
-                }
-            })
-            .collect();
-        RecordBatch::try_new_with_options(
-            Arc::clone(&self.schema),
-            arrays,
-            &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
-        )
-        .map(Some)
     }
-}
-
-/// Mark the last of `len` slots missing (validity kept only once a slot
-/// is missing).
-fn note_null(nulls: &mut Vec<bool>, len: usize) {
-    nulls.resize(len - 1, true);
-    nulls.push(false);
-}
-
-fn nulls_of(mut valid: Vec<bool>, rows: usize) -> Option<NullBuffer> {
-    if valid.is_empty() {
-        return None;
-    }
-    valid.resize(rows, true);
-    Some(NullBuffer::from(valid))
 }
 
 impl Iterator for CsvBatches {
@@ -411,6 +318,8 @@ impl CsvBatches {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::Float64Array;
+    use arrow::datatypes::DataType;
 
     fn write(dir: &Path, name: &str, text: &[u8]) -> std::path::PathBuf {
         let p = dir.join(name);

@@ -21,9 +21,15 @@ use crate::source::{self, Batches, Input, OpenedInputs, SequentialRead, SourceEr
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+
+mod csv;
+mod ordered;
+mod spill;
+
+use ordered::{ordered_units, OrderedMerge};
+pub use spill::Spill;
 
 /// Rows per accumulation chunk (a fixed part of the arithmetic, not a
 /// tuning knob: it decides where the compensated sums are merged). 8192,
@@ -31,8 +37,11 @@ use std::sync::Arc;
 /// file (fewer per-chunk fixed costs, half the pattern-table collapses in
 /// the robust second pass), ~0.5 MiB more per thread.
 pub const CHUNK_ROWS: usize = 8192;
-/// Chunks per work unit of a sequential source.
-pub const CHUNKS_PER_UNIT: usize = 16;
+/// Chunks per work unit of a sequential source (CSV, Arrow IPC): a part
+/// of the arithmetic too (units are merged in order). 4: a CSV block of
+/// 32,768 records is ~3 MiB of text on the listings file, so the blocks
+/// in flight (threads + 2) stay small; 16 measured no faster.
+pub const CHUNKS_PER_UNIT: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -59,6 +68,9 @@ pub struct EngineOptions {
     /// (`source::float_pages`); off: arrow-rs decodes them (the same
     /// arrays).
     pub float_pages: bool,
+    /// Keep the columns parsed from CSV files for a second pass (the
+    /// first pass writes them, the second reads them).
+    pub spill: Option<Arc<Spill>>,
 }
 
 impl Default for EngineOptions {
@@ -70,6 +82,7 @@ impl Default for EngineOptions {
             // reads every column as arrow-rs decodes it.
             binary_pages: std::env::var_os("GRAMFIT_NO_DIRECT").is_none_or(|v| v == "0"),
             float_pages: std::env::var_os("GRAMFIT_NO_DIRECT").is_none_or(|v| v == "0"),
+            spill: None,
         }
     }
 }
@@ -448,116 +461,6 @@ fn sequential_input<A: ChunkSink>(
     .map(|()| rows_in.load(Ordering::Relaxed))
 }
 
-/// Results of numbered work units, merged in unit order as they come (a
-/// reorder buffer), and the first real error.
-struct OrderedMerge<A> {
-    next: usize,
-    pending: BTreeMap<usize, A>,
-    failure: Option<EngineError>,
-}
-
-impl<A> Default for OrderedMerge<A> {
-    fn default() -> Self {
-        OrderedMerge { next: 0, pending: BTreeMap::new(), failure: None }
-    }
-}
-
-impl<A> OrderedMerge<A> {
-    /// Take unit `seq`'s result and `merge` every unit that is now next in
-    /// order; after an error (which stops the pass) nothing more is merged.
-    /// Returns the units done with: merged, failed or dropped.
-    fn accept(
-        &mut self,
-        seq: usize,
-        r: Result<A, EngineError>,
-        progress: &Progress,
-        mut merge: impl FnMut(usize, A),
-    ) -> usize {
-        match r {
-            Err(e) => {
-                // The first real error wins over the interruptions it causes.
-                if self.failure.is_none() || matches!(self.failure, Some(EngineError::Interrupted)) {
-                    self.failure = Some(e);
-                }
-                progress.stop.store(true, Ordering::Relaxed);
-                1
-            }
-            Ok(_) if self.failure.is_some() => 1,
-            Ok(a) => {
-                self.pending.insert(seq, a);
-                let mut done = 0;
-                while let Some(a) = self.pending.remove(&self.next) {
-                    merge(self.next, a);
-                    self.next += 1;
-                    done += 1;
-                }
-                done
-            }
-        }
-    }
-
-    fn finish(self) -> Result<(), EngineError> {
-        self.failure.map_or(Ok(()), Err)
-    }
-}
-
-/// Run `run` over `units` on `threads` threads and hand each result to
-/// `merge` in unit order (the order the results are merged in is part of
-/// the arithmetic: any thread count gives the same bits).
-///
-/// Memory: at most `2 × threads` units are started and not yet merged, so
-/// the results waiting in the reorder buffer stay bounded whatever the
-/// number of units (a factor with a hundred levels makes each result a few
-/// hundred KiB; collecting every row group's first would grow with the
-/// file).
-fn ordered_units<A: Send>(
-    units: &[(usize, usize)],
-    threads: usize,
-    progress: &Progress,
-    run: impl Fn(usize, usize) -> Result<A, EngineError> + Sync,
-    mut merge: impl FnMut(usize, A),
-) -> Result<(), EngineError> {
-    let window = 2 * threads;
-    let (work_tx, work_rx) = crossbeam_channel::bounded::<usize>(window);
-    let (res_tx, res_rx) = crossbeam_channel::unbounded::<(usize, Result<A, EngineError>)>();
-    // A token per unit that may be in flight: taken to start one, returned
-    // when it is merged.
-    let (token_tx, token_rx) = crossbeam_channel::bounded::<()>(window);
-    for _ in 0..window {
-        token_tx.send(()).expect("room for every token");
-    }
-    std::thread::scope(|s| {
-        s.spawn(move || {
-            for u in 0..units.len() {
-                if token_rx.recv().is_err() || progress.stopped() || work_tx.send(u).is_err() {
-                    return;
-                }
-            }
-        });
-        for _ in 0..threads {
-            let (rx, tx, run) = (work_rx.clone(), res_tx.clone(), &run);
-            s.spawn(move || {
-                for u in rx.iter() {
-                    let (i, rg) = units[u];
-                    if tx.send((u, run(i, rg))).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        drop((res_tx, work_rx));
-        let mut ordered = OrderedMerge::default();
-        for (u, r) in res_rx.iter() {
-            // Every unit done with returns its token (after a failure too,
-            // so that the feeder is never left waiting: it then stops).
-            for _ in 0..ordered.accept(u, r, progress, &mut merge) {
-                let _ = token_tx.try_send(());
-            }
-        }
-        ordered.finish()
-    })
-}
-
 /// What a pass read of one input, besides its results: where a CSV read
 /// ended, and the rows of the file read (before any group's selection).
 pub struct InputRead {
@@ -621,6 +524,39 @@ pub fn stream<A: ChunkSink>(
             continue;
         }
         let input = &inputs[i];
+        if input.kind == SourceKind::Csv {
+            let spill = opts.spill.as_deref();
+            if let Some(kept) = spill.and_then(|s| s.kept_for(input, &columns)) {
+                // The columns the first pass parsed, not the text again.
+                let f = std::fs::File::open(&kept).map_err(|e| read_err(input, e))?;
+                let r = arrow::ipc::reader::StreamReader::try_new(std::io::BufReader::with_capacity(1 << 20, f), None)
+                    .map_err(|e| arrow_err(input, "the kept columns: ", &e))?;
+                file_rows[i] =
+                    sequential_input(builder, make, input, Box::new(r), opts, progress, &mut |a| consume(i, a))?;
+                i += 1;
+                continue;
+            }
+            let schema = match schemas.get(i).cloned().flatten() {
+                Some(s) => s,
+                None => source::schema_of(input, &csv)?,
+            };
+            let read = spill.map_or_else(|| columns.clone(), |s| s.columns(&columns, &schema));
+            let blocks = source::csv::blocks(
+                &input.path,
+                &csv,
+                &schema,
+                &read,
+                csv::BLOCK_RECORDS,
+                input.from,
+                Some(Arc::clone(&progress.bytes)),
+            )
+            .map_err(|message| SourceError::Format { path: input.display(), kind: "CSV", message })?;
+            let keep = spill.and_then(|s| s.writer(i, input, &blocks.projection.schema()).map(|w| (s, w)));
+            file_rows[i] =
+                csv::csv_input(builder, make, input, blocks, opts, progress, &ends[i], keep, &mut |a| consume(i, a))?;
+            i += 1;
+            continue;
+        }
         let batches = if input.is_stdin() {
             stdin_stream.take().ok_or_else(|| read_err(input, "stdin can be read only once"))?
         } else {

@@ -1,0 +1,116 @@
+//! Work units merged in order, whatever the thread count: the reorder
+//! buffer, and the parallel run over a list of units (Parquet row groups).
+
+use super::{EngineError, Progress};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+/// Results of numbered work units, merged in unit order as they come (a
+/// reorder buffer), and the first real error.
+pub(super) struct OrderedMerge<A> {
+    next: usize,
+    pending: BTreeMap<usize, A>,
+    failure: Option<EngineError>,
+}
+
+impl<A> Default for OrderedMerge<A> {
+    fn default() -> Self {
+        OrderedMerge { next: 0, pending: BTreeMap::new(), failure: None }
+    }
+}
+
+impl<A> OrderedMerge<A> {
+    /// Take unit `seq`'s result and `merge` every unit that is now next in
+    /// order; after an error (which stops the pass) nothing more is merged.
+    /// Returns the units done with: merged, failed or dropped.
+    pub(super) fn accept(
+        &mut self,
+        seq: usize,
+        r: Result<A, EngineError>,
+        progress: &Progress,
+        mut merge: impl FnMut(usize, A),
+    ) -> usize {
+        match r {
+            Err(e) => {
+                // The first real error wins over the interruptions it causes.
+                if self.failure.is_none() || matches!(self.failure, Some(EngineError::Interrupted)) {
+                    self.failure = Some(e);
+                }
+                progress.stop.store(true, Ordering::Relaxed);
+                1
+            }
+            Ok(_) if self.failure.is_some() => 1,
+            Ok(a) => {
+                self.pending.insert(seq, a);
+                let mut done = 0;
+                while let Some(a) = self.pending.remove(&self.next) {
+                    merge(self.next, a);
+                    self.next += 1;
+                    done += 1;
+                }
+                done
+            }
+        }
+    }
+
+    pub(super) fn finish(self) -> Result<(), EngineError> {
+        self.failure.map_or(Ok(()), Err)
+    }
+}
+
+/// Run `run` over `units` on `threads` threads and hand each result to
+/// `merge` in unit order (the order the results are merged in is part of
+/// the arithmetic: any thread count gives the same bits).
+///
+/// Memory: at most `2 × threads` units are started and not yet merged, so
+/// the results waiting in the reorder buffer stay bounded whatever the
+/// number of units (a factor with a hundred levels makes each result a few
+/// hundred KiB; collecting every row group's first would grow with the
+/// file).
+pub(super) fn ordered_units<A: Send>(
+    units: &[(usize, usize)],
+    threads: usize,
+    progress: &Progress,
+    run: impl Fn(usize, usize) -> Result<A, EngineError> + Sync,
+    mut merge: impl FnMut(usize, A),
+) -> Result<(), EngineError> {
+    let window = 2 * threads;
+    let (work_tx, work_rx) = crossbeam_channel::bounded::<usize>(window);
+    let (res_tx, res_rx) = crossbeam_channel::unbounded::<(usize, Result<A, EngineError>)>();
+    // A token per unit that may be in flight: taken to start one, returned
+    // when it is merged.
+    let (token_tx, token_rx) = crossbeam_channel::bounded::<()>(window);
+    for _ in 0..window {
+        token_tx.send(()).expect("room for every token");
+    }
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for u in 0..units.len() {
+                if token_rx.recv().is_err() || progress.stopped() || work_tx.send(u).is_err() {
+                    return;
+                }
+            }
+        });
+        for _ in 0..threads {
+            let (rx, tx, run) = (work_rx.clone(), res_tx.clone(), &run);
+            s.spawn(move || {
+                for u in rx.iter() {
+                    let (i, rg) = units[u];
+                    if tx.send((u, run(i, rg))).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop((res_tx, work_rx));
+        let mut ordered = OrderedMerge::default();
+        for (u, r) in res_rx.iter() {
+            // Every unit done with returns its token (after a failure too,
+            // so that the feeder is never left waiting: it then stops).
+            for _ in 0..ordered.accept(u, r, progress, &mut merge) {
+                let _ = token_tx.try_send(());
+            }
+        }
+        ordered.finish()
+    })
+}
