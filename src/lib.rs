@@ -21,6 +21,7 @@ pub mod engine;
 pub mod formula;
 pub mod generate;
 pub mod grouped;
+pub mod interrupt;
 pub mod isa;
 pub mod level;
 pub mod model;

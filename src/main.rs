@@ -34,9 +34,9 @@ fn main() {
         std::process::exit(2);
     }
     gramfit::engine::tune_allocator();
-    // Ctrl-C (and SIGTERM) stop the pass at the next chunk; nothing
-    // half-done is saved, and the exit code is 130.
-    let _ = ctrlc::set_handler(|| gramfit::engine::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed));
+    // Ctrl-C (and SIGTERM) stop the pass at the next chunk and a solve at
+    // the next column; nothing half-done is saved, and the exit code is 130.
+    gramfit::interrupt::install();
     if let Err(e) = run(cli) {
         if let AppError::Output(io) = &e {
             if io.kind() == std::io::ErrorKind::BrokenPipe {

@@ -327,6 +327,9 @@ pub fn now_unix() -> u64 {
 
 /// Solve and infer from an accumulated state.
 pub fn results_of(resolved: &Resolved, acc: &FitAccumulator, report: &ReportOptions) -> Result<OlsResults, FitError> {
+    // Computing only: faer's eigenvalues cannot poll for Ctrl-C, so a
+    // signal a second old ends the process here (see `interrupt`).
+    let _exit_safe = crate::interrupt::ExitSafe::enter();
     let design = design(&resolved.spec, &acc.level_sets(), acc.stats.keys())?;
     let ne = NormalEquations::from_state(acc, &design);
     let sol = solve_normal_equations(&ne, report.singular)?;

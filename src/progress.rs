@@ -84,6 +84,21 @@ pub fn line(label: &str, fraction: Option<f64>, rows: u64, elapsed: Duration) ->
     }
 }
 
+/// The progress line of a solve: its size, the share done, elapsed and
+/// time left.
+pub fn solve_line(columns: u64, f: f64, elapsed: Duration) -> String {
+    let width = 24;
+    let filled = ((f * width as f64).round() as usize).min(width);
+    let bar: String = "=".repeat(filled) + &" ".repeat(width - filled);
+    let secs = elapsed.as_secs_f64();
+    let left = if f > 0.0 && f < 1.0 {
+        format!(", {} left", clock(Duration::from_secs_f64(secs * (1.0 - f) / f)))
+    } else {
+        String::new()
+    };
+    format!("solving {} columns [{bar}] {:>3.0}%  {} elapsed{left}", count(columns), f * 100.0, clock(elapsed))
+}
+
 impl ProgressDisplay {
     pub fn start(progress: Arc<Progress>, quiet: bool) -> ProgressDisplay {
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -100,6 +115,12 @@ impl ProgressDisplay {
             // Only draw for passes that take a while.
             std::thread::sleep(Duration::from_millis(300));
             while !d.load(Ordering::Relaxed) {
+                if let Some((columns, f, elapsed)) = crate::solve::SOLVE_PROGRESS.snapshot() {
+                    bar.set_message(solve_line(columns, f, elapsed));
+                    bar.tick();
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
                 let plan = progress.plan();
                 let (label, elapsed) = plan.map_or((String::new(), Duration::ZERO), |p| (p.label, p.started.elapsed()));
                 bar.set_message(line(&label, progress.fraction(), progress.rows.load(Ordering::Relaxed), elapsed));
@@ -134,5 +155,7 @@ mod tests {
         assert_eq!(clock(Duration::from_secs(3725)), "1:02:05");
         assert_eq!(rate(12_345.0), "12.3k rows/s");
         assert_eq!(rate(5_000_000.0), "5.00M rows/s");
+        let l = solve_line(4_046, 0.5, Duration::from_secs(30));
+        assert_eq!(l, "solving 4,046 columns [============            ]  50%  0:30 elapsed, 0:30 left");
     }
 }

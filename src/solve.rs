@@ -39,6 +39,9 @@ use crate::dd::Dd;
 use crate::formula::columns::Design;
 use crate::level::ColumnKey;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
 
 /// Scaled-pivot tolerance for declaring a column aliased (see module docs).
 pub const ALIAS_TOL: f64 = 1e-20;
@@ -110,6 +113,8 @@ pub enum SolveError {
     Empty,
     #[error("the design matrix is singular (--singular error): {}", .0.iter().map(|d| d.describe()).collect::<Vec<_>>().join("; "))]
     Singular(Vec<Dependency>),
+    #[error("interrupted")]
+    Interrupted,
 }
 
 /// The design's moments in double-double.
@@ -193,9 +198,12 @@ pub struct Solution {
     pub exact_fit: bool,
 }
 
-/// Cholesky of the scaled augmented system with aliasing; returns
-/// `(R scaled, aliased, scale)`.
-fn factor(ne: &NormalEquations) -> (Vec<Dd>, Vec<bool>, Vec<Dd>) {
+/// The Cholesky factor of the scaled augmented system: `(R scaled,
+/// aliased, scale)`.
+type Factor = (Vec<Dd>, Vec<bool>, Vec<Dd>);
+
+/// Cholesky of the scaled augmented system with aliasing.
+fn factor(ne: &NormalEquations) -> Result<Factor, SolveError> {
     let k = ne.k();
     let n = k + 1;
     let mut scale = vec![Dd::ZERO; n];
@@ -214,24 +222,34 @@ fn factor(ne: &NormalEquations) -> (Vec<Dd>, Vec<bool>, Vec<Dd>) {
         }
     };
     let mut r = vec![Dd::ZERO; n * n];
+    // Rᵀ too, row-major: the inner products below run along rows of both
+    // (the same operations in the same order as along R's columns, which
+    // strode a cache line per term and made a system of a few thousand
+    // columns memory-bound).
+    let mut rt = vec![Dd::ZERO; n * n];
     let mut aliased = vec![false; n];
     for j in 0..n {
+        check_interrupt()?;
+        SOLVE_PROGRESS.add((j * j / 2) as u64);
         for i in 0..j {
             if aliased[i] {
                 continue;
             }
             let mut v = scaled(i, j);
+            let (ri, rj) = (&rt[i * n..i * n + i], &rt[j * n..j * n + i]);
             for l in 0..i {
                 if !aliased[l] {
-                    v -= r[l * n + i] * r[l * n + j];
+                    v -= ri[l] * rj[l];
                 }
             }
-            r[i * n + j] = v / r[i * n + i];
+            let x = v / r[i * n + i];
+            r[i * n + j] = x;
+            rt[j * n + i] = x;
         }
         let mut d = if j < k && scale[j].hi == 0.0 { Dd::ZERO } else { scaled(j, j) };
         for i in 0..j {
             if !aliased[i] {
-                d -= r[i * n + j] * r[i * n + j];
+                d -= rt[j * n + i] * rt[j * n + i];
             }
         }
         if j < k && (scale[j].hi == 0.0 || d.hi <= ALIAS_TOL) {
@@ -240,8 +258,9 @@ fn factor(ne: &NormalEquations) -> (Vec<Dd>, Vec<bool>, Vec<Dd>) {
         } else {
             r[j * n + j] = if d.hi > 0.0 { d.sqrt() } else { Dd::ZERO };
         }
+        rt[j * n + j] = r[j * n + j];
     }
-    (r, aliased, scale)
+    Ok((r, aliased, scale))
 }
 
 /// Solve `R x = b` for the non-aliased upper-triangular part (indices in `idx`).
@@ -258,19 +277,103 @@ fn back_substitute(r: &[Dd], n: usize, idx: &[usize], b: &[Dd]) -> Vec<Dd> {
     x
 }
 
-/// Inverse of the non-aliased triangular block, `R_SS⁻¹` (row-major m×m).
-fn tri_inverse(r: &[Dd], n: usize, idx: &[usize]) -> Vec<Dd> {
+/// Inverse of the non-aliased triangular block, `R_SS⁻¹` (row-major m×m,
+/// upper triangular): column `col` by back substitution of the unit vector
+/// over rows `col, col − 1, …, 0` (the rows below are zero). Columns are
+/// independent: they are computed in parallel, each the same way whatever
+/// the thread count.
+fn tri_inverse(r: &[Dd], n: usize, idx: &[usize]) -> Result<Vec<Dd>, SolveError> {
+    use rayon::prelude::*;
     let m = idx.len();
+    // Column `col` of the inverse is row `col` here.
+    let mut by_col = vec![Dd::ZERO; m * m];
+    by_col.par_chunks_mut(m.max(1)).enumerate().try_for_each(|(col, x)| {
+        check_interrupt()?;
+        SOLVE_PROGRESS.add((col * col / 2) as u64);
+        for a in (0..=col).rev() {
+            let mut v = if a == col { Dd::ONE } else { Dd::ZERO };
+            let row = &r[idx[a] * n..];
+            for c in a + 1..=col {
+                v -= row[idx[c]] * x[c];
+            }
+            x[a] = v / row[idx[a]];
+        }
+        Ok(())
+    })?;
     let mut inv = vec![Dd::ZERO; m * m];
     for col in 0..m {
-        let mut e = vec![Dd::ZERO; m];
-        e[col] = Dd::ONE;
-        let x = back_substitute(r, n, idx, &e);
-        for row in 0..m {
-            inv[row * m + col] = x[row];
+        for a in 0..=col {
+            inv[a * m + col] = by_col[col * m + a];
         }
     }
-    inv
+    Ok(inv)
+}
+
+/// How far the running solve is, for the progress line: multiply-adds
+/// done and in all (the Cholesky, the triangular inverse and the
+/// covariance each take about m³/6 for m columns).
+pub struct SolveProgress {
+    done: AtomicU64,
+    total: AtomicU64,
+    columns: AtomicU64,
+    started: Mutex<Option<Instant>>,
+}
+
+/// The solve running now, if any.
+pub static SOLVE_PROGRESS: SolveProgress = SolveProgress {
+    done: AtomicU64::new(0),
+    total: AtomicU64::new(0),
+    columns: AtomicU64::new(0),
+    started: Mutex::new(None),
+};
+
+impl SolveProgress {
+    fn begin(&self, columns: usize) {
+        let m = columns as u64;
+        self.done.store(0, Ordering::Relaxed);
+        self.total.store(m * m * m / 2, Ordering::Relaxed);
+        self.columns.store(m, Ordering::Relaxed);
+        if let Ok(mut s) = self.started.lock() {
+            *s = Some(Instant::now());
+        }
+    }
+
+    fn add(&self, work: u64) {
+        self.done.fetch_add(work, Ordering::Relaxed);
+    }
+
+    fn end(&self) {
+        if let Ok(mut s) = self.started.lock() {
+            *s = None;
+        }
+    }
+
+    /// Columns, the share done and the time since the solve began, while
+    /// one runs.
+    pub fn snapshot(&self) -> Option<(u64, f64, std::time::Duration)> {
+        let started = (*self.started.lock().ok()?)?;
+        let total = self.total.load(Ordering::Relaxed).max(1);
+        let f = (self.done.load(Ordering::Relaxed) as f64 / total as f64).min(1.0);
+        Some((self.columns.load(Ordering::Relaxed), f, started.elapsed()))
+    }
+}
+
+/// Ends the progress of a solve however it returns.
+struct SolveRunning;
+
+impl Drop for SolveRunning {
+    fn drop(&mut self) {
+        SOLVE_PROGRESS.end();
+    }
+}
+
+/// A solve stops at the next column once Ctrl-C or SIGTERM is seen (a
+/// system of thousands of columns takes minutes).
+fn check_interrupt() -> Result<(), SolveError> {
+    if crate::interrupt::INTERRUPTED.load(Ordering::Relaxed) {
+        return Err(SolveError::Interrupted);
+    }
+    Ok(())
 }
 
 /// Solve a small symmetric positive definite system in double-double
@@ -319,7 +422,12 @@ pub fn solve_normal_equations(ne: &NormalEquations, policy: SingularPolicy) -> R
     }
     let k = ne.k();
     let n = k + 1;
-    let (r, aliased_x, scale) = factor(ne);
+    // Small systems take no time: their progress is not shown.
+    let _running = (k >= 200).then(|| {
+        SOLVE_PROGRESS.begin(k + 1);
+        SolveRunning
+    });
+    let (r, aliased_x, scale) = factor(ne)?;
     let off = usize::from(ne.intercept);
     let p = k + off;
     let idx: Vec<usize> = (0..k).filter(|&j| !aliased_x[j]).collect();
@@ -328,18 +436,38 @@ pub fn solve_normal_equations(ne: &NormalEquations, policy: SingularPolicy) -> R
     // Scaled solution and inverse on the non-aliased set.
     let rhs: Vec<Dd> = idx.iter().map(|&i| r[i * n + k]).collect();
     let beta_s = back_substitute(&r, n, &idx, &rhs);
-    let rinv = tri_inverse(&r, n, &idx);
+    let rinv = tri_inverse(&r, n, &idx)?;
     let mut params = vec![None; p];
-    let mut cov = vec![Dd::ZERO; p * p];
     for (a, &i) in idx.iter().enumerate() {
         params[off + i] = Some(beta_s[a] * scale[k] / scale[i]);
-        for (b, &j) in idx.iter().enumerate() {
-            // (R⁻¹R⁻ᵀ)_ab, unscaled by D⁻¹ on both sides.
-            let mut v = Dd::ZERO;
-            for c in a.max(b)..m {
-                v += rinv[a * m + c] * rinv[b * m + c];
-            }
-            cov[(off + i) * p + off + j] = v / (scale[i] * scale[j]);
+    }
+    // (R⁻¹R⁻ᵀ)_ab, unscaled by D⁻¹ on both sides: symmetric (the products
+    // commute exactly), so computed once per pair, rows in parallel.
+    let lower: Vec<Vec<Dd>> = {
+        use rayon::prelude::*;
+        (0..m)
+            .into_par_iter()
+            .map(|a| {
+                check_interrupt()?;
+                SOLVE_PROGRESS.add(((a + 1) * (m - a)) as u64);
+                Ok((0..=a)
+                    .map(|b| {
+                        let mut v = Dd::ZERO;
+                        for c in a..m {
+                            v += rinv[a * m + c] * rinv[b * m + c];
+                        }
+                        v / (scale[idx[a]] * scale[idx[b]])
+                    })
+                    .collect())
+            })
+            .collect::<Result<_, SolveError>>()?
+    };
+    let mut cov = vec![Dd::ZERO; p * p];
+    for (a, row) in lower.iter().enumerate() {
+        for (b, &x) in row.iter().enumerate() {
+            let (i, j) = (off + idx[a], off + idx[b]);
+            cov[i * p + j] = x;
+            cov[j * p + i] = x;
         }
     }
     let exact_fit = {

@@ -179,6 +179,11 @@ fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions, hold_tail: bool)
     }
     // Save even when the solve refuses (a singular design with --singular
     // error): the statistics are worth keeping.
+    // …but not when the user stopped the fit (Ctrl-C during the solve).
+    if crate::interrupt::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
+        res?;
+        return Err(AppError::Data("interrupted".into()));
+    }
     if let Some(path) = &a.save {
         state::save(&st, path)?;
     }
@@ -190,7 +195,12 @@ fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions, hold_tail: bool)
     }
     let tail_pending = pass.inputs.iter().any(|i| i.end.is_some_and(|e| e.tail_pending));
     let info = model::run_info(&resolved, &st.accumulator, pass.inputs, fitted_at, st.elapsed_s);
-    emit(&report::render(&res, &info, a.report.format), a.report.output.as_deref())?;
+    let text = {
+        // Rendering writes nothing: a large report may be cut by Ctrl-C.
+        let _exit_safe = crate::interrupt::ExitSafe::enter();
+        report::render(&res, &info, a.report.format)
+    };
+    emit(&text, a.report.output.as_deref())?;
     Ok(tail_pending)
 }
 

@@ -105,7 +105,7 @@ pub fn tune_allocator() {
 
 /// Set by the Ctrl-C (SIGINT/SIGTERM) handler: every pass stops at the next
 /// chunk and nothing is saved.
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+pub use crate::interrupt::INTERRUPTED;
 
 /// Progress counters shared with a progress display, and a stop flag.
 #[derive(Default, Debug)]

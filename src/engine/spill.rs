@@ -26,6 +26,8 @@ use std::sync::Mutex;
 /// Where a fit keeps the CSV columns of its first pass.
 #[derive(Debug)]
 pub struct Spill {
+    /// Removes `dir` on a forced exit (see `interrupt`).
+    _registered: crate::interrupt::TempDirGuard,
     dir: tempfile::TempDir,
     kept: Mutex<Vec<Kept>>,
     failure: Mutex<Option<String>>,
@@ -47,7 +49,13 @@ impl Spill {
     /// A new, empty temporary directory.
     pub fn new(extra_columns: Vec<String>) -> std::io::Result<Spill> {
         let dir = tempfile::Builder::new().prefix("gramfit-spill-").tempdir()?;
-        Ok(Spill { dir, kept: Mutex::new(Vec::new()), failure: Mutex::new(None), extra_columns })
+        Ok(Spill {
+            _registered: crate::interrupt::TempDirGuard::new(dir.path()),
+            dir,
+            kept: Mutex::new(Vec::new()),
+            failure: Mutex::new(None),
+            extra_columns,
+        })
     }
 
     /// Why a file could not be kept (its second pass parsed the text

@@ -13,6 +13,7 @@ mod csv_parallel;
 mod elementary;
 mod engine;
 mod formula;
+mod interrupt;
 mod isa;
 mod laws;
 mod nist;
