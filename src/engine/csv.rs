@@ -10,7 +10,7 @@
 //! being cut, besides the blocks being parsed — a block holds the text of
 //! [`BLOCK_RECORDS`] records.
 
-use super::ordered::OrderedMerge;
+use super::ordered::{merge_in_order, spawn_workers};
 use super::spill::{encode, Spill, SpillWriter};
 use super::{finish_unit, fold_chunks, read_err, EngineError, EngineOptions, Progress, CHUNKS_PER_UNIT, CHUNK_ROWS};
 use crate::accumulator::ChunkSink;
@@ -57,6 +57,7 @@ pub(super) fn csv_input<A: ChunkSink>(
     // are parsed (a disk throttling writes), the workers wait rather than
     // the results piling up.
     let (res_tx, res_rx) = crossbeam_channel::bounded::<(usize, Result<(A, Vec<u8>), EngineError>)>(threads);
+    let run = move |block| block_unit(builder, make, input, projection, block, encoding, progress);
     std::thread::scope(|s| {
         let reader_res_tx = res_tx.clone();
         s.spawn(move || {
@@ -83,32 +84,18 @@ pub(super) fn csv_input<A: ChunkSink>(
                 *e = splitter.end();
             }
         });
-        for _ in 0..threads {
-            let (rx, tx) = (work_rx.clone(), res_tx.clone());
-            s.spawn(move || {
-                for (seq, block) in rx.iter() {
-                    let r = block_unit(builder, make, input, projection, block, encoding, progress);
-                    if tx.send((seq, r)).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
+        spawn_workers(s, threads, &work_rx, &res_tx, &run);
         drop(res_tx);
         drop(work_rx);
-        let mut ordered = OrderedMerge::default();
-        for (seq, r) in res_rx.iter() {
-            ordered.accept(seq, r, progress, |_, (a, messages)| {
-                if let Some(w) = writer.as_mut().filter(|_| kept_ok) {
-                    if let Err(e) = w.append(&messages) {
-                        kept_ok = false;
-                        spill.expect("a spill with its writer").fail(input, &e);
-                    }
+        merge_in_order(res_rx, progress, |(a, messages)| {
+            if let Some(w) = writer.as_mut().filter(|_| kept_ok) {
+                if let Err(e) = w.append(&messages) {
+                    kept_ok = false;
+                    spill.expect("a spill with its writer").fail(input, &e);
                 }
-                consume(a)
-            });
-        }
-        ordered.finish()
+            }
+            consume(a)
+        })
     })
     .map(|()| {
         let records = records.load(Ordering::Relaxed);

@@ -28,7 +28,7 @@ mod csv;
 mod ordered;
 mod spill;
 
-use ordered::{ordered_units, OrderedMerge};
+use ordered::{merge_in_order, ordered_units, spawn_workers};
 pub use spill::Spill;
 
 /// Rows per accumulation chunk (a fixed part of the arithmetic, not a
@@ -374,8 +374,16 @@ fn sequential_input<A: ChunkSink>(
     let csv = input.kind == SourceKind::Csv;
     let locate = move |r: u64| if csv { format!("line {}", r + 2) } else { format!("row {r}") };
     let threads = opts.threads.max(1);
-    let (work_tx, work_rx) = crossbeam_channel::bounded::<(usize, u64, Vec<RecordBatch>)>(threads * 2);
+    let (work_tx, work_rx) = crossbeam_channel::bounded::<(usize, (u64, Vec<RecordBatch>))>(threads * 2);
     let (res_tx, res_rx) = crossbeam_channel::unbounded::<(usize, Result<A, EngineError>)>();
+    let locate = &locate;
+    let run = move |(first, unit): (u64, Vec<RecordBatch>)| {
+        let mut acc = make();
+        fold_chunks(builder, &mut acc, &unit, first, input, locate, progress).map(|()| {
+            finish_unit(&mut acc, progress);
+            acc
+        })
+    };
     std::thread::scope(|s| {
         let reader_res_tx = res_tx.clone();
         s.spawn(move || {
@@ -385,7 +393,7 @@ fn sequential_input<A: ChunkSink>(
             let mut first_row = 0u64;
             let mut unit_rows = 0u64;
             let send = |unit: Vec<RecordBatch>, seq: &mut usize, first: u64| -> bool {
-                let ok = work_tx.send((*seq, first, unit)).is_ok();
+                let ok = work_tx.send((*seq, (first, unit))).is_ok();
                 *seq += 1;
                 ok
             };
@@ -433,30 +441,10 @@ fn sequential_input<A: ChunkSink>(
                 send(unit, &mut seq, first_row);
             }
         });
-        for _ in 0..threads {
-            let rx = work_rx.clone();
-            let tx = res_tx.clone();
-            let locate = &locate;
-            s.spawn(move || {
-                for (seq, first, unit) in rx.iter() {
-                    let mut acc = make();
-                    let r = fold_chunks(builder, &mut acc, &unit, first, input, locate, progress).map(|()| {
-                        finish_unit(&mut acc, progress);
-                        acc
-                    });
-                    if tx.send((seq, r)).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
+        spawn_workers(s, threads, &work_rx, &res_tx, &run);
         drop(res_tx);
         drop(work_rx);
-        let mut ordered = OrderedMerge::default();
-        for (seq, r) in res_rx.iter() {
-            ordered.accept(seq, r, progress, |_, a| consume(a));
-        }
-        ordered.finish()
+        merge_in_order(res_rx, progress, consume)
     })
     .map(|()| rows_in.load(Ordering::Relaxed))
 }

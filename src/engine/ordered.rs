@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 /// Results of numbered work units, merged in unit order as they come (a
 /// reorder buffer), and the first real error.
-pub(super) struct OrderedMerge<A> {
+struct OrderedMerge<A> {
     next: usize,
     pending: BTreeMap<usize, A>,
     failure: Option<EngineError>,
@@ -23,7 +23,7 @@ impl<A> OrderedMerge<A> {
     /// Take unit `seq`'s result and `merge` every unit that is now next in
     /// order; after an error (which stops the pass) nothing more is merged.
     /// Returns the units done with: merged, failed or dropped.
-    pub(super) fn accept(
+    fn accept(
         &mut self,
         seq: usize,
         r: Result<A, EngineError>,
@@ -53,7 +53,7 @@ impl<A> OrderedMerge<A> {
         }
     }
 
-    pub(super) fn finish(self) -> Result<(), EngineError> {
+    fn finish(self) -> Result<(), EngineError> {
         self.failure.map_or(Ok(()), Err)
     }
 }
@@ -113,4 +113,40 @@ pub(super) fn ordered_units<A: Send>(
         }
         ordered.finish()
     })
+}
+
+/// Start `threads` workers in `scope` that run `run` on each numbered item
+/// from `work` and send `(number, result)` to `results`, until `work` is
+/// closed or `results` is.
+pub(super) fn spawn_workers<'scope, T: Send + 'scope, R: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    threads: usize,
+    work: &crossbeam_channel::Receiver<(usize, T)>,
+    results: &crossbeam_channel::Sender<(usize, R)>,
+    run: &'scope (dyn Fn(T) -> R + Sync),
+) {
+    for _ in 0..threads {
+        let (rx, tx) = (work.clone(), results.clone());
+        scope.spawn(move || {
+            for (seq, item) in rx.iter() {
+                if tx.send((seq, run(item))).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Merge numbered results in order as they come (see [`OrderedMerge`])
+/// until every sender is gone; the first real error.
+pub(super) fn merge_in_order<A>(
+    results: crossbeam_channel::Receiver<(usize, Result<A, EngineError>)>,
+    progress: &Progress,
+    mut merge: impl FnMut(A),
+) -> Result<(), EngineError> {
+    let mut ordered = OrderedMerge::default();
+    for (seq, r) in results.iter() {
+        ordered.accept(seq, r, progress, |_, a| merge(a));
+    }
+    ordered.finish()
 }

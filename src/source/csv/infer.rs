@@ -6,7 +6,7 @@ use super::files::{io_err, open_text_counted};
 use super::numbers::{parse_float, parse_int};
 use super::parse::{BlockParser, Fields};
 use super::records::{sniff_delimiter, Dialect, Records};
-use super::split::Splitter;
+use super::split::{Block, Splitter};
 use super::{CsvOptions, CSV_INFER_ROWS};
 use arrow::datatypes::{DataType, Field, Schema};
 use std::io::BufRead;
@@ -104,26 +104,69 @@ fn first_records(path: &Path, opts: &CsvOptions) -> Result<(Dialect, Vec<String>
     let Opened { dialect, names, records } = open_at_header(path, opts, None)?;
     let (offset, line) = (records.offset, records.core.line());
     let limit = Some(CSV_INFER_ROWS as u64);
-    let splitter = Splitter::new(Box::new(records.text), dialect.delimiter, 1 << 16, offset, line, 0, limit, false);
+    let splitter = Splitter::new(Box::new(records.text), dialect.delimiter, 1 << 15, offset, line, 0, limit, false);
     Ok((dialect, names, splitter))
 }
 
-/// Hand each record of `splitter`'s blocks to `on_record(fields, line)`
-/// (`line`: where the record starts, computed when asked).
-fn each_record(
+/// Fold the records of `splitter`'s blocks: each block into a fresh
+/// state (`make`) by `visit(state, fields, line)` on one of the machine's
+/// threads, the blocks' states handed to `merge` in file order — the same
+/// as one fold over all records when `merge` combines states as `visit`
+/// would have. (`line`: where the record starts, computed when asked.)
+fn fold_records<S: Send>(
     path: &Path,
     delimiter: u8,
     splitter: &mut Splitter,
-    mut on_record: impl FnMut(&Fields<'_>, &dyn Fn() -> u64),
+    make: impl Fn() -> S + Sync,
+    visit: impl Fn(&mut S, &Fields<'_>, &dyn Fn() -> u64) + Sync,
+    mut merge: impl FnMut(S),
 ) -> Result<(), String> {
-    while let Some(block) = splitter.next_block().map_err(|e| io_err(path, e))? {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let fold_block = |block: Block| -> Result<S, String> {
+        let mut state = make();
         let first_line = block.first_line;
         let mut parser = BlockParser::new(block, delimiter);
-        let mut visit = |fields: &Fields<'_>, text: &[u8], start: usize| {
-            on_record(fields, &|| first_line + memchr::memchr_iter(b'\n', &text[..start]).count() as u64);
+        let mut on_record = |fields: &Fields<'_>, text: &[u8], start: usize| {
+            visit(&mut state, fields, &|| first_line + memchr::memchr_iter(b'\n', &text[..start]).count() as u64);
             Ok(())
         };
-        parser.visit(delimiter, usize::MAX, &mut visit).map_err(|e| io_err(path, e))?;
+        parser.visit(delimiter, usize::MAX, &mut on_record)?;
+        Ok(state)
+    };
+    let (work_tx, work_rx) = crossbeam_channel::bounded::<(usize, Block)>(threads);
+    let (res_tx, res_rx) = crossbeam_channel::unbounded::<(usize, Result<S, String>)>();
+    let read = std::thread::scope(|s| {
+        for _ in 0..threads {
+            let (rx, tx, fold_block) = (work_rx.clone(), res_tx.clone(), &fold_block);
+            s.spawn(move || {
+                for (seq, block) in rx.iter() {
+                    if tx.send((seq, fold_block(block))).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        let mut seq = 0;
+        let read = loop {
+            match splitter.next_block() {
+                Ok(Some(block)) => {
+                    if work_tx.send((seq, block)).is_err() {
+                        break Ok(());
+                    }
+                    seq += 1;
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(io_err(path, e)),
+            }
+        };
+        drop(work_tx);
+        read
+    });
+    drop(res_tx);
+    read?;
+    let mut states: std::collections::BTreeMap<usize, Result<S, String>> = res_rx.iter().collect();
+    for (_, state) in std::mem::take(&mut states) {
+        merge(state.map_err(|e| io_err(path, e))?);
     }
     Ok(())
 }
@@ -132,10 +175,10 @@ fn each_record(
 /// values in the first [`CSV_INFER_ROWS`] rows (every field nullable).
 pub fn infer_schema(path: &Path, opts: &CsvOptions) -> Result<Schema, String> {
     let (dialect, names, mut splitter) = first_records(path, opts)?;
-    let mut kinds = vec![Kind::Empty; names.len()];
-    let mut missing = vec![false; names.len()];
+    let width = names.len();
+    let (mut kinds, mut missing) = (vec![Kind::Empty; width], vec![false; width]);
     let na = &dialect.na;
-    each_record(path, dialect.delimiter, &mut splitter, |fields, _| {
+    let visit = |(kinds, missing): &mut (Vec<Kind>, Vec<bool>), fields: &Fields<'_>, _: &dyn Fn() -> u64| {
         for (j, k) in kinds.iter_mut().enumerate() {
             let Some(cell) = fields.get(j) else {
                 missing[j] = true;
@@ -153,6 +196,13 @@ pub fn infer_schema(path: &Path, opts: &CsvOptions) -> Result<Schema, String> {
             } else {
                 *k = widen(*k, kind_of(cell, dialect.decimal));
             }
+        }
+    };
+    let make = || (vec![Kind::Empty; width], vec![false; width]);
+    fold_records(path, dialect.delimiter, &mut splitter, make, visit, |(k, m)| {
+        for j in 0..width {
+            kinds[j] = widen(kinds[j], k[j]);
+            missing[j] |= m[j];
         }
     })?;
     let fields: Vec<Field> = names
@@ -206,11 +256,12 @@ pub fn text_in_numbers(
     }
     let (dialect, names, mut splitter) = first_records(path, opts)?;
     let other_mark = if dialect.decimal == b'.' { b',' } else { b'.' };
-    let mut numeric = vec![0u64; text_cols.len()];
-    let mut comma = vec![0u64; text_cols.len()];
-    let mut other = vec![0u64; text_cols.len()];
-    let mut bad: Vec<Vec<(String, u64)>> = vec![Vec::new(); text_cols.len()];
-    each_record(path, dialect.delimiter, &mut splitter, |fields, line| {
+    let n = text_cols.len();
+    // Per column: cells that are numbers, numbers with the other mark,
+    // other cells, and the first few other values with their lines.
+    type Counts = (Vec<u64>, Vec<u64>, Vec<u64>, Vec<Vec<(String, u64)>>);
+    let make = || -> Counts { (vec![0; n], vec![0; n], vec![0; n], vec![Vec::new(); n]) };
+    let visit = |(numeric, comma, other, bad): &mut Counts, fields: &Fields<'_>, line: &dyn Fn() -> u64| {
         for (k, &c) in text_cols.iter().enumerate() {
             let Some(cell) = fields.get(c) else { continue };
             if dialect.na.contains(cell) {
@@ -227,6 +278,19 @@ pub fn text_in_numbers(
             let v = String::from_utf8_lossy(cell).to_string();
             if bad[k].len() < 3 && !bad[k].iter().any(|(b, _)| *b == v) {
                 bad[k].push((v, line()));
+            }
+        }
+    };
+    let (mut numeric, mut comma, mut other, mut bad) = make();
+    fold_records(path, dialect.delimiter, &mut splitter, make, visit, |(nu, co, ot, ba)| {
+        for k in 0..n {
+            numeric[k] += nu[k];
+            comma[k] += co[k];
+            other[k] += ot[k];
+            for (v, line) in &ba[k] {
+                if bad[k].len() < 3 && !bad[k].iter().any(|(b, _)| b == v) {
+                    bad[k].push((v.clone(), *line));
+                }
             }
         }
     })?;

@@ -244,7 +244,9 @@ impl Splitter {
     fn cut(&mut self, tail: bool) -> Block {
         let at = if tail { self.buf.len() } else { self.last_end };
         let records = self.records + usize::from(tail);
-        let mut rest = Vec::with_capacity(self.buf.capacity().max(2 * READ_SIZE));
+        // Room for a block like this one and a read: a block's buffer is
+        // its text and a little more, not the largest buffer so far.
+        let mut rest = Vec::with_capacity(at + READ_SIZE);
         rest.extend_from_slice(&self.buf[at..]);
         let mut text = std::mem::replace(&mut self.buf, rest);
         text.truncate(at);
