@@ -134,7 +134,8 @@ pub(crate) fn render_state(st: &State, report: &ReportArgs) -> Result<String, Ap
             groups: Vec::new(),
         })
         .collect();
-    let info = model::run_info(&resolved, &st.accumulator, inputs, st.fitted_at, st.elapsed_s);
+    let mut info = model::run_info(&resolved, &st.accumulator, inputs, st.fitted_at, st.elapsed_s);
+    info.full_cov = report.full_cov;
     Ok(report::render(&res, &info, report.format))
 }
 

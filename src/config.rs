@@ -200,6 +200,7 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
                 cov_type: crate::second_pass::CovType::Nonrobust,
                 cluster: None,
                 no_second_pass: true,
+                full_cov: false,
                 output: m.report_path.clone(),
             };
             let fold = app::FoldOptions {

@@ -367,5 +367,6 @@ pub fn run_info(
         fitted_at,
         elapsed_s,
         weights: resolved.options.weights.clone(),
+        full_cov: false,
     }
 }

@@ -194,7 +194,8 @@ fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions, hold_tail: bool)
         res.gramfit_notes.push(no_second_pass_note(!rereadable));
     }
     let tail_pending = pass.inputs.iter().any(|i| i.end.is_some_and(|e| e.tail_pending));
-    let info = model::run_info(&resolved, &st.accumulator, pass.inputs, fitted_at, st.elapsed_s);
+    let mut info = model::run_info(&resolved, &st.accumulator, pass.inputs, fitted_at, st.elapsed_s);
+    info.full_cov = a.report.full_cov;
     let text = {
         // Rendering writes nothing: a large report may be cut by Ctrl-C.
         let _exit_safe = crate::interrupt::ExitSafe::enter();
@@ -259,7 +260,8 @@ fn fit_by(a: &FitArgs, by: &str, eo: &EngineOptions) -> Result<(), AppError> {
             let _lock = lock_state(&path, wait)?;
             grouped::save(&st, &path)?;
         }
-        let info = model::run_info(&group.resolved, &group.acc, group.inputs.clone(), fitted_at, g.elapsed_s);
+        let mut info = model::run_info(&group.resolved, &group.acc, group.inputs.clone(), fitted_at, g.elapsed_s);
+        info.full_cov = a.report.full_cov;
         reports.push(GroupReport { level: label, results: res, info });
     }
     spill_note(eo);

@@ -13,6 +13,9 @@
 //! singular_policy, aliased [name], dependencies [{column, terms {name: c}, text}],
 //! diagnostics {scale_free_condition_number, vif {name: v}, condition_indices [],
 //!              variance_proportions [[]], correlation {names [], matrix [[]]}},
+//! (past [`FULL_COV_COLUMNS`](super::FULL_COV_COLUMNS) design columns,
+//! without `--full-cov`: cov_params, variance_proportions and correlation
+//! are null, and a gramfit note says so),
 //! notes [str], gramfit_notes [str],
 //! rows {read, used, dropped}, inputs [{path, rows_read, rows_dropped}],
 //! fitted_at (Unix seconds), elapsed_s
@@ -49,10 +52,17 @@ pub fn to_value(res: &OlsResults, info: &RunInfo) -> Value {
     for (n, ci) in names.iter().zip(&res.conf_int) {
         conf.insert(n.clone(), ci.map_or(Value::Null, |(a, b)| json!([num(a), num(b)])));
     }
-    let mut cov = Map::new();
-    for (i, n) in names.iter().enumerate() {
-        cov.insert(n.clone(), by_name(names, &res.cov_params[i]));
-    }
+    // The O(p²) blocks, unless the design is too wide to print them.
+    let full = info.full_cov || names.len() <= super::FULL_COV_COLUMNS;
+    let cov = if full {
+        let mut cov = Map::new();
+        for (i, n) in names.iter().enumerate() {
+            cov.insert(n.clone(), by_name(names, &res.cov_params[i]));
+        }
+        Value::Object(cov)
+    } else {
+        Value::Null
+    };
     let deps: Vec<Value> = res
         .dependencies
         .iter()
@@ -67,6 +77,21 @@ pub fn to_value(res: &OlsResults, info: &RunInfo) -> Value {
     let dg = &res.diagnostics;
     let corr: Vec<Value> =
         dg.correlation.iter().map(|row| Value::Array(row.iter().map(|x| onum(*x)).collect())).collect();
+    let (corr, proportions) = if full {
+        let p: Vec<Value> =
+            dg.variance_proportions.iter().map(|r| Value::Array(r.iter().map(|&x| num(x)).collect())).collect();
+        (json!({"names": dg.corr_names, "matrix": corr}), Value::Array(p))
+    } else {
+        (Value::Null, Value::Null)
+    };
+    let mut gramfit_notes = res.gramfit_notes.clone();
+    if !full {
+        gramfit_notes.push(format!(
+            "cov_params, the correlation matrix and the variance proportions ({} columns: O(p²) numbers) are left out past {} columns; --full-cov writes them.",
+            names.len(),
+            super::FULL_COV_COLUMNS
+        ));
+    }
     let mut o = Map::new();
     o.insert("model".into(), json!(res.model));
     o.insert("dep_variable".into(), json!(res.dep_variable));
@@ -111,7 +136,7 @@ pub fn to_value(res: &OlsResults, info: &RunInfo) -> Value {
     o.insert("jarque_bera".into(), r.map_or(Value::Null, |r| num(r.jarque_bera)));
     o.insert("prob_jb".into(), r.map_or(Value::Null, |r| num(r.prob_jb)));
     o.insert("durbin_watson".into(), r.map_or(Value::Null, |r| num(r.durbin_watson)));
-    o.insert("cov_params".into(), Value::Object(cov));
+    o.insert("cov_params".into(), cov);
     o.insert("eigenvals".into(), Value::Array(dg.eigenvals.iter().map(|&x| num(x)).collect()));
     o.insert("condition_number".into(), num(dg.condition_number));
     o.insert("singular_policy".into(), json!(res.policy));
@@ -123,12 +148,12 @@ pub fn to_value(res: &OlsResults, info: &RunInfo) -> Value {
             "scale_free_condition_number": num(dg.scale_free_condition_number),
             "vif": by_name(names, &dg.vif),
             "condition_indices": dg.condition_indices.iter().map(|&x| num(x)).collect::<Vec<_>>(),
-            "variance_proportions": dg.variance_proportions.iter().map(|r| r.iter().map(|&x| num(x)).collect::<Vec<_>>()).collect::<Vec<_>>(),
-            "correlation": {"names": dg.corr_names, "matrix": corr},
+            "variance_proportions": proportions,
+            "correlation": corr,
         }),
     );
     o.insert("notes".into(), json!(res.notes));
-    o.insert("gramfit_notes".into(), json!(res.gramfit_notes));
+    o.insert("gramfit_notes".into(), json!(gramfit_notes));
     o.insert(
         "rows".into(),
         json!({"read": info.rows_read, "used": info.rows_read - info.rows_dropped, "dropped": info.rows_dropped}),

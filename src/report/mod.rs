@@ -32,7 +32,16 @@ pub struct RunInfo {
     /// Wall time of the pass over the data, seconds.
     pub elapsed_s: f64,
     pub weights: Option<String>,
+    /// Write the O(p²) blocks (`cov_params`, the correlation matrix, the
+    /// variance proportions) whatever the number of columns (`--full-cov`).
+    #[serde(skip)]
+    pub full_cov: bool,
 }
+
+/// Past this many design columns the JSON report leaves out its O(p²)
+/// blocks unless asked for (`--full-cov`): 300 columns make ~3 MB of
+/// them, 1,500 columns ~250 MB.
+pub const FULL_COV_COLUMNS: usize = 300;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct InputInfo {

@@ -22,6 +22,7 @@ mod parquet_fallback;
 mod parquet_floats;
 mod peers;
 mod predict;
+mod report_scale;
 mod second_pass;
 mod slices;
 mod state;

@@ -1,0 +1,47 @@
+//! Wide designs: past 300 columns the JSON report leaves out its O(p²)
+//! blocks (cov_params, correlation, variance proportions) and says so;
+//! `--full-cov` writes them, consistent with the standard errors.
+
+use crate::common::{gramfit_json, rel_diff, tempdir};
+use std::io::Write;
+
+#[test]
+fn wide_json_leaves_out_the_square_blocks_unless_asked() {
+    let dir = tempdir();
+    let csv = dir.path().join("wide.csv");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
+    writeln!(w, "y,x,g").unwrap();
+    for i in 0..12_000u64 {
+        let g = (i * 7) % 330;
+        let x = ((i * 2_654_435_761) % 1000) as f64 / 1000.0;
+        writeln!(w, "{:.4},{x},L{g}", 1.0 + 2.0 * x + g as f64 * 0.01 + ((i * 40_503) % 997) as f64 / 997.0).unwrap();
+    }
+    drop(w);
+    let f = "y ~ x + C(g)";
+    let short = gramfit_json(["fit", csv.to_str().unwrap(), "-f", f, "--format", "json", "--no-second-pass"]);
+    let full =
+        gramfit_json(["fit", csv.to_str().unwrap(), "-f", f, "--format", "json", "--no-second-pass", "--full-cov"]);
+    let names: Vec<&String> = full["params"].as_object().unwrap().keys().collect();
+    assert_eq!(names.len(), 331);
+    // Left out, and said so.
+    assert!(short["cov_params"].is_null());
+    assert!(short["diagnostics"]["correlation"].is_null());
+    assert!(short["diagnostics"]["variance_proportions"].is_null());
+    let note =
+        short["gramfit_notes"].as_array().unwrap().iter().filter_map(|n| n.as_str()).collect::<Vec<_>>().join(" ");
+    assert!(note.contains("331 columns") && note.contains("--full-cov"), "{note}");
+    // Everything else is the same report.
+    for k in ["params", "bse", "eigenvals", "condition_number", "rsquared"] {
+        assert_eq!(short[k], full[k], "{k}");
+    }
+    // Written on request, and consistent: √cov_ii = bse_i.
+    let cov = full["cov_params"].as_object().unwrap();
+    assert_eq!(cov.len(), 331);
+    for n in names {
+        let v = cov[n.as_str()][n.as_str()].as_f64().unwrap();
+        let b = full["bse"][n.as_str()].as_f64().unwrap();
+        assert!(rel_diff(v.sqrt(), b) <= 1e-12, "{n}: √{v} vs {b}");
+    }
+    assert_eq!(full["diagnostics"]["correlation"]["matrix"].as_array().unwrap().len(), 331);
+    assert_eq!(full["diagnostics"]["variance_proportions"].as_array().unwrap().len(), 331);
+}
