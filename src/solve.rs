@@ -222,45 +222,71 @@ fn factor(ne: &NormalEquations) -> Result<Factor, SolveError> {
         }
     };
     let mut r = vec![Dd::ZERO; n * n];
-    // Rᵀ too, row-major: the inner products below run along rows of both
-    // (the same operations in the same order as along R's columns, which
-    // strode a cache line per term and made a system of a few thousand
-    // columns memory-bound).
-    let mut rt = vec![Dd::ZERO; n * n];
     let mut aliased = vec![false; n];
-    for j in 0..n {
+    // Row by row: r[i, j] = (a_ij − Σ_{l<i} r[l, i]·r[l, j]) / r[i, i] for
+    // j ≥ i (the diagonal a square root). Each entry's sum runs over l in
+    // ascending order, as a column-by-column Cholesky adds it, so the bits
+    // are the same; but here the loop over l is outside and the one over j
+    // inside: the entries' sums are independent chains along contiguous
+    // rows of R (a double-double sum is a chain of dependent operations;
+    // one at a time left the core idle), and blocks of j run in parallel.
+    let mut acc = vec![Dd::ZERO; n];
+    for i in 0..n {
         check_interrupt()?;
-        SOLVE_PROGRESS.add((j * j / 2) as u64);
-        for i in 0..j {
-            if aliased[i] {
-                continue;
-            }
-            let mut v = scaled(i, j);
-            let (ri, rj) = (&rt[i * n..i * n + i], &rt[j * n..j * n + i]);
-            for l in 0..i {
-                if !aliased[l] {
-                    v -= ri[l] * rj[l];
-                }
-            }
-            let x = v / r[i * n + i];
-            r[i * n + j] = x;
-            rt[j * n + i] = x;
+        SOLVE_PROGRESS.add(((n - i) * i) as u64);
+        acc[i] = if i < k && scale[i].hi == 0.0 { Dd::ZERO } else { scaled(i, i) };
+        for (j, v) in acc.iter_mut().enumerate().skip(i + 1) {
+            *v = scaled(i, j);
         }
-        let mut d = if j < k && scale[j].hi == 0.0 { Dd::ZERO } else { scaled(j, j) };
-        for i in 0..j {
-            if !aliased[i] {
-                d -= rt[j * n + i] * rt[j * n + i];
-            }
-        }
-        if j < k && (scale[j].hi == 0.0 || d.hi <= ALIAS_TOL) {
-            aliased[j] = true;
-            r[j * n + j] = Dd::ZERO;
+        let (above, _) = r.split_at(i * n);
+        let rows: Vec<(Dd, &[Dd], usize)> =
+            (0..i).filter(|&l| !aliased[l]).map(|l| (above[l * n + i], &above[l * n..(l + 1) * n], i)).collect();
+        axpy_rows(&mut acc[i..], &rows, i, n - i);
+        let d = acc[i];
+        let rii = if i < k && (scale[i].hi == 0.0 || d.hi <= ALIAS_TOL) {
+            aliased[i] = true;
+            Dd::ZERO
+        } else if d.hi > 0.0 {
+            d.sqrt()
         } else {
-            r[j * n + j] = if d.hi > 0.0 { d.sqrt() } else { Dd::ZERO };
+            Dd::ZERO
+        };
+        r[i * n + i] = rii;
+        if aliased[i] {
+            continue;
         }
-        rt[j * n + j] = r[j * n + j];
+        for j in i + 1..n {
+            r[i * n + j] = acc[j] / rii;
+        }
     }
     Ok((r, aliased, scale))
+}
+
+/// `acc[t] -= coef · row[from + t]` for each `(coef, row, start)` of
+/// `rows` in order, for t in 0..len with `from + t ≥ start`: the
+/// double-double sums of a triangular step, each entry's terms in the
+/// order of `rows`; blocks of entries in parallel when there is enough
+/// work (the same bits either way).
+fn axpy_rows(acc: &mut [Dd], rows: &[(Dd, &[Dd], usize)], from: usize, len: usize) {
+    const BLOCK: usize = 64;
+    let run = |t0: usize, out: &mut [Dd]| {
+        let (lo, hi) = (from + t0, from + t0 + out.len());
+        for &(coef, row, start) in rows {
+            let first = start.max(lo);
+            if first >= hi {
+                continue;
+            }
+            for (v, &x) in out[first - lo..].iter_mut().zip(&row[first..hi]) {
+                *v -= coef * x;
+            }
+        }
+    };
+    if rows.len() * len >= 1 << 14 {
+        use rayon::prelude::*;
+        acc[..len].par_chunks_mut(BLOCK).enumerate().for_each(|(b, out)| run(b * BLOCK, out));
+    } else {
+        run(0, &mut acc[..len]);
+    }
 }
 
 /// Solve `R x = b` for the non-aliased upper-triangular part (indices in `idx`).
@@ -277,36 +303,38 @@ fn back_substitute(r: &[Dd], n: usize, idx: &[usize], b: &[Dd]) -> Vec<Dd> {
     x
 }
 
-/// Inverse of the non-aliased triangular block, `R_SS⁻¹` (row-major m×m,
-/// upper triangular): column `col` by back substitution of the unit vector
-/// over rows `col, col − 1, …, 0` (the rows below are zero). Columns are
-/// independent: they are computed in parallel, each the same way whatever
-/// the thread count.
-fn tri_inverse(r: &[Dd], n: usize, idx: &[usize]) -> Result<Vec<Dd>, SolveError> {
-    use rayon::prelude::*;
+/// Inverse of the non-aliased triangular block, `X = R_SS⁻¹` (upper
+/// triangular), row-major and transposed: row a is
+/// `X[a, col] = (δ_a,col − Σ_{c=a+1..col} R[a, c]·X[c, col]) / R[a, a]`,
+/// rows from the last up, each entry's terms in ascending c (the order of
+/// a back substitution per column; the same bits), the entries of a row
+/// as independent chains ([`axpy_rows`]).
+fn tri_inverse(r: &[Dd], n: usize, idx: &[usize]) -> Result<(Vec<Dd>, Vec<Dd>), SolveError> {
     let m = idx.len();
-    // Column `col` of the inverse is row `col` here.
-    let mut by_col = vec![Dd::ZERO; m * m];
-    by_col.par_chunks_mut(m.max(1)).enumerate().try_for_each(|(col, x)| {
-        check_interrupt()?;
-        SOLVE_PROGRESS.add((col * col / 2) as u64);
-        for a in (0..=col).rev() {
-            let mut v = if a == col { Dd::ONE } else { Dd::ZERO };
-            let row = &r[idx[a] * n..];
-            for c in a + 1..=col {
-                v -= row[idx[c]] * x[c];
-            }
-            x[a] = v / row[idx[a]];
-        }
-        Ok(())
-    })?;
     let mut inv = vec![Dd::ZERO; m * m];
-    for col in 0..m {
-        for a in 0..=col {
-            inv[a * m + col] = by_col[col * m + a];
+    for a in (0..m).rev() {
+        check_interrupt()?;
+        SOLVE_PROGRESS.add(((m - a) * (m - a) / 2) as u64);
+        let row_r = &r[idx[a] * n..];
+        let (head, below) = inv.split_at_mut((a + 1) * m);
+        let acc = &mut head[a * m..];
+        acc[a] = Dd::ONE;
+        // Row c's entries before column c are zero: each starts at c.
+        let rows: Vec<(Dd, &[Dd], usize)> =
+            (a + 1..m).map(|c| (row_r[idx[c]], &below[(c - a - 1) * m..(c - a) * m], c)).collect();
+        axpy_rows(&mut acc[a + 1..], &rows, a + 1, m - a - 1);
+        let d = row_r[idx[a]];
+        for v in acc[a..].iter_mut() {
+            *v = *v / d;
         }
     }
-    Ok(inv)
+    let mut by_col = vec![Dd::ZERO; m * m];
+    for a in 0..m {
+        for col in a..m {
+            by_col[col * m + a] = inv[a * m + col];
+        }
+    }
+    Ok((inv, by_col))
 }
 
 /// How far the running solve is, for the progress line: multiply-adds
@@ -436,13 +464,15 @@ pub fn solve_normal_equations(ne: &NormalEquations, policy: SingularPolicy) -> R
     // Scaled solution and inverse on the non-aliased set.
     let rhs: Vec<Dd> = idx.iter().map(|&i| r[i * n + k]).collect();
     let beta_s = back_substitute(&r, n, &idx, &rhs);
-    let rinv = tri_inverse(&r, n, &idx)?;
+    let (rinv, rinv_t) = tri_inverse(&r, n, &idx)?;
     let mut params = vec![None; p];
     for (a, &i) in idx.iter().enumerate() {
         params[off + i] = Some(beta_s[a] * scale[k] / scale[i]);
     }
-    // (R⁻¹R⁻ᵀ)_ab, unscaled by D⁻¹ on both sides: symmetric (the products
-    // commute exactly), so computed once per pair, rows in parallel.
+    // (R⁻¹R⁻ᵀ)_ab = Σ_{c≥a} X[a, c]·X[b, c] for b ≤ a, unscaled by D⁻¹ on
+    // both sides: symmetric (the products commute exactly), so computed
+    // once per pair; the terms of each in ascending c, the b's of a row as
+    // independent chains along rows of Xᵀ, the rows in parallel.
     let lower: Vec<Vec<Dd>> = {
         use rayon::prelude::*;
         (0..m)
@@ -450,15 +480,14 @@ pub fn solve_normal_equations(ne: &NormalEquations, policy: SingularPolicy) -> R
             .map(|a| {
                 check_interrupt()?;
                 SOLVE_PROGRESS.add(((a + 1) * (m - a)) as u64);
-                Ok((0..=a)
-                    .map(|b| {
-                        let mut v = Dd::ZERO;
-                        for c in a..m {
-                            v += rinv[a * m + c] * rinv[b * m + c];
-                        }
-                        v / (scale[idx[a]] * scale[idx[b]])
-                    })
-                    .collect())
+                let mut acc = vec![Dd::ZERO; a + 1];
+                for c in a..m {
+                    let coef = rinv[a * m + c];
+                    for (v, &x) in acc.iter_mut().zip(&rinv_t[c * m..c * m + a + 1]) {
+                        *v += coef * x;
+                    }
+                }
+                Ok(acc.iter().enumerate().map(|(b, &v)| v / (scale[idx[a]] * scale[idx[b]])).collect())
             })
             .collect::<Result<_, SolveError>>()?
     };

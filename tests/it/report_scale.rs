@@ -1,22 +1,54 @@
 //! Wide designs: past 300 columns the JSON report leaves out its O(p²)
 //! blocks (cov_params, correlation, variance proportions) and says so;
-//! `--full-cov` writes them, consistent with the standard errors.
+//! `--full-cov` writes them, consistent with the standard errors; the
+//! parallel dense solve gives the same bits for any number of threads.
 
-use crate::common::{gramfit_json, rel_diff, tempdir};
+use crate::common::{bin, gramfit_json, rel_diff, tempdir};
+use serde_json::Value;
 use std::io::Write;
+use std::path::Path;
 
-#[test]
-fn wide_json_leaves_out_the_square_blocks_unless_asked() {
-    let dir = tempdir();
-    let csv = dir.path().join("wide.csv");
-    let mut w = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
+fn write_wide(csv: &Path) {
+    let mut w = std::io::BufWriter::new(std::fs::File::create(csv).unwrap());
     writeln!(w, "y,x,g").unwrap();
     for i in 0..12_000u64 {
         let g = (i * 7) % 330;
         let x = ((i * 2_654_435_761) % 1000) as f64 / 1000.0;
         writeln!(w, "{:.4},{x},L{g}", 1.0 + 2.0 * x + g as f64 * 0.01 + ((i * 40_503) % 997) as f64 / 997.0).unwrap();
     }
-    drop(w);
+}
+
+#[test]
+fn the_parallel_solve_gives_the_same_bits_for_any_number_of_threads() {
+    let dir = tempdir();
+    let csv = dir.path().join("wide.csv");
+    write_wide(&csv);
+    let fit = |threads: &str| -> Value {
+        let out = std::process::Command::new(bin())
+            .args(["fit", csv.to_str().unwrap(), "-f", "y ~ x + C(g)", "--format", "json", "--full-cov"])
+            .args(["--cov-type", "HC1"])
+            .env("RAYON_NUM_THREADS", threads)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        for k in ["elapsed_s", "fitted_at"] {
+            v.as_object_mut().unwrap().remove(k);
+        }
+        v
+    };
+    let one = fit("1");
+    assert_eq!(one["cov_params"].as_object().unwrap().len(), 331);
+    for threads in ["2", "3", "8"] {
+        assert_eq!(fit(threads), one, "RAYON_NUM_THREADS={threads}");
+    }
+}
+
+#[test]
+fn wide_json_leaves_out_the_square_blocks_unless_asked() {
+    let dir = tempdir();
+    let csv = dir.path().join("wide.csv");
+    write_wide(&csv);
     let f = "y ~ x + C(g)";
     let short = gramfit_json(["fit", csv.to_str().unwrap(), "-f", f, "--format", "json", "--no-second-pass"]);
     let full =
