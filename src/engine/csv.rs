@@ -6,9 +6,10 @@
 //! other sequential source's units, so the bits do not depend on the
 //! thread count.
 //!
-//! Memory: at most `threads` blocks wait in the channel and one more is
-//! being cut, besides the blocks being parsed — a block holds the text of
-//! [`BLOCK_RECORDS`] records.
+//! Memory: one block waits in the channel and one more is being cut,
+//! besides the blocks being parsed (one per thread) and at most `threads`
+//! results waiting to be merged — a block holds the text of
+//! [`BLOCK_RECORDS`] records (~3 MiB of listings).
 
 use super::ordered::{merge_in_order, spawn_workers};
 use super::spill::{encode, Spill, SpillWriter};
