@@ -46,6 +46,9 @@ pub struct ModelJob {
     /// it does not hold yet into it (files already folded in are passed
     /// over; a file that grew is read on) instead of fitting anew.
     pub update: Option<bool>,
+    /// Write the O(p²) blocks of a JSON report past 300 columns
+    /// (`--full-cov`).
+    pub full_cov: Option<bool>,
 }
 
 /// A prediction a job runs after its fits (`[[predict]]`), with the
@@ -99,6 +102,7 @@ pub struct PlannedModel {
     pub state_path: Option<PathBuf>,
     pub by: Option<String>,
     pub update: bool,
+    pub full_cov: bool,
 }
 
 fn usage(path: &Path, msg: impl std::fmt::Display) -> AppError {
@@ -142,6 +146,7 @@ pub fn plan(path: &Path, text: &str, format_override: Option<Format>) -> Result<
             state_path: m.state.as_ref().or(if job.models.is_empty() { d.state.as_ref() } else { None }).map(rel),
             by: m.by.clone().or_else(|| d.by.clone()),
             update: m.update.or(d.update).unwrap_or(false),
+            full_cov: m.full_cov.or(d.full_cov).unwrap_or(false),
             name,
         });
     }
@@ -200,7 +205,7 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
                 cov_type: crate::second_pass::CovType::Nonrobust,
                 cluster: None,
                 no_second_pass: true,
-                full_cov: false,
+                full_cov: m.full_cov,
                 output: m.report_path.clone(),
             };
             let fold = app::FoldOptions {
@@ -228,7 +233,9 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
                 let label = group.level.to_string();
                 let res = model::results_of(&group.resolved, &group.acc, &m.report)
                     .map_err(|e| AppError::Data(format!("{}: {by} = {label}: {e}", m.name)))?;
-                let info = model::run_info(&group.resolved, &group.acc, group.inputs.clone(), fitted_at, g.elapsed_s);
+                let mut info =
+                    model::run_info(&group.resolved, &group.acc, group.inputs.clone(), fitted_at, g.elapsed_s);
+                info.full_cov = m.full_cov;
                 if let Some(rp) = &m.report_path {
                     let ext = rp.extension().map_or("txt".into(), |e| e.to_string_lossy().to_string());
                     outputs.push((Some(grouped::group_path(rp, &label, &ext)), report::render(&res, &info, m.format)));
@@ -259,7 +266,8 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
         let pass = model::accumulate(r, opened, &eo, &progress)?;
         let fitted_at = model::now_unix();
         let res = model::results_of(r, &pass.acc, &m.report)?;
-        let info = model::run_info(r, &pass.acc, pass.inputs.clone(), fitted_at, pass.elapsed_s);
+        let mut info = model::run_info(r, &pass.acc, pass.inputs.clone(), fitted_at, pass.elapsed_s);
+        info.full_cov = m.full_cov;
         let mut text = report::render(&res, &info, m.format);
         if models.len() > 1 && m.report_path.is_none() && m.format == Format::Text {
             text = format!("### {}\n{text}", m.name);

@@ -77,3 +77,28 @@ fn wide_json_leaves_out_the_square_blocks_unless_asked() {
     assert_eq!(full["diagnostics"]["correlation"]["matrix"].as_array().unwrap().len(), 331);
     assert_eq!(full["diagnostics"]["variance_proportions"].as_array().unwrap().len(), 331);
 }
+
+/// Batch configs: `full_cov = true` as `--full-cov`, per model.
+#[test]
+fn a_config_asks_for_the_square_blocks_per_model() {
+    let dir = tempdir();
+    let csv = dir.path().join("wide.csv");
+    write_wide(&csv);
+    let config = dir.path().join("job.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "inputs = [{csv:?}]\nformula = \"y ~ x + C(g)\"\nformat = \"json\"\n\
+             [[models]]\nname = \"short\"\nreport = \"short.json\"\n\
+             [[models]]\nname = \"full\"\nreport = \"full.json\"\nfull_cov = true\n",
+            csv = csv.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = crate::common::gramfit(["run", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let read =
+        |n: &str| -> Value { serde_json::from_str(&std::fs::read_to_string(dir.path().join(n)).unwrap()).unwrap() };
+    assert!(read("short.json")["cov_params"].is_null());
+    assert_eq!(read("full.json")["cov_params"].as_object().unwrap().len(), 331);
+}
