@@ -27,6 +27,12 @@ use faer::{Mat, Side};
 pub const BKW_THRESHOLD: f64 = 30.0;
 /// VIFs above this are reported (the common rule of thumb).
 pub const VIF_THRESHOLD: f64 = 10.0;
+/// Past this many design columns a design with factors is "wide": its
+/// eigenvalues, condition numbers, Belsley–Kuh–Welsch decomposition and
+/// correlations are of its numeric block (the intercept and the columns
+/// of terms without a factor) — the full ones cost O(p³) and are about
+/// the dummies — and the reports leave out the O(p²) blocks.
+pub const WIDE_DESIGN_COLUMNS: usize = 300;
 
 #[derive(Clone, Debug, Default)]
 pub struct Diagnostics {
@@ -44,6 +50,9 @@ pub struct Diagnostics {
     /// Names for the correlation matrix (non-intercept columns, then y).
     pub corr_names: Vec<String>,
     pub correlation: Vec<Vec<Option<f64>>>,
+    /// For a wide design (see [`WIDE_DESIGN_COLUMNS`]): the number of
+    /// columns of the numeric block the figures above are of.
+    pub numeric_block: Option<usize>,
 }
 
 fn svd_values(a: &Mat<f64>) -> Vec<f64> {
@@ -51,7 +60,11 @@ fn svd_values(a: &Mat<f64>) -> Vec<f64> {
 }
 
 impl Diagnostics {
-    pub fn compute(ne: &NormalEquations, sol: &Solution) -> Diagnostics {
+    /// `numeric[i]`: design column i (the intercept first) belongs to no
+    /// factor; past [`WIDE_DESIGN_COLUMNS`] columns with factors, only
+    /// those columns enter the eigenvalues, condition numbers, BKW and
+    /// correlations (`None`: always all columns).
+    pub fn compute(ne: &NormalEquations, sol: &Solution, numeric: Option<&[bool]>) -> Diagnostics {
         let p = ne.names.len();
         let k = ne.k();
         let off = usize::from(ne.intercept);
@@ -59,7 +72,15 @@ impl Diagnostics {
         if p == 0 {
             return d;
         }
-        let r = Mat::<f64>::from_fn(p, p, |i, j| sol.r_factor[i * p + j]);
+        let wide = numeric.filter(|m| p > WIDE_DESIGN_COLUMNS && m.len() == p && m.iter().any(|&n| !n));
+        // The columns the figures are of.
+        let cols: Vec<usize> = match wide {
+            Some(m) => (0..p).filter(|&i| m[i]).collect(),
+            None => (0..p).collect(),
+        };
+        d.numeric_block = wide.map(|_| cols.len());
+        // XᵀX restricted to `cols` is R[:, cols]ᵀ R[:, cols].
+        let r = Mat::<f64>::from_fn(p, cols.len(), |i, c| sol.r_factor[i * p + cols[c]]);
         let sv = svd_values(&r);
         let smax = sv.first().copied().unwrap_or(0.0);
         let tiny = p as f64 * f64::EPSILON * smax;
@@ -70,8 +91,11 @@ impl Diagnostics {
 
         // Scale-free: correlation (or unit-length) matrix of x columns.
         let entry = |i: usize, j: usize| ne.entry(i, j).to_f64();
-        if k > 0 {
-            let corr = Mat::<f64>::from_fn(k, k, |i, j| {
+        let xs: Vec<usize> = cols.iter().filter(|&&i| i >= off).map(|&i| i - off).collect();
+        let kx = xs.len();
+        if kx > 0 {
+            let corr = Mat::<f64>::from_fn(kx, kx, |i, j| {
+                let (i, j) = (xs[i], xs[j]);
                 let (a, b) = (entry(i, i), entry(j, j));
                 if a > 0.0 && b > 0.0 {
                     entry(i, j) / (a.sqrt() * b.sqrt())
@@ -81,11 +105,12 @@ impl Diagnostics {
             });
             let ev = corr.self_adjoint_eigenvalues(Side::Lower).unwrap_or_default();
             let (lo, hi) = (ev.first().copied().unwrap_or(0.0), ev.last().copied().unwrap_or(0.0));
-            d.scale_free_condition_number = if lo <= k as f64 * f64::EPSILON * hi || sol.aliased.iter().any(|&a| a) {
-                f64::INFINITY
-            } else {
-                (hi / lo).sqrt()
-            };
+            d.scale_free_condition_number =
+                if lo <= kx as f64 * f64::EPSILON * hi || cols.iter().any(|&i| sol.aliased[i]) {
+                    f64::INFINITY
+                } else {
+                    (hi / lo).sqrt()
+                };
         }
 
         // VIF from the scaled inverse: (S⁻¹)_jj · … = A_jj (A⁻¹)_jj.
@@ -103,7 +128,7 @@ impl Diagnostics {
             .collect();
 
         // Belsley–Kuh–Welsch on the equilibrated full design (non-aliased).
-        let keep: Vec<usize> = (0..p).filter(|&i| !sol.aliased[i]).collect();
+        let keep: Vec<usize> = cols.iter().copied().filter(|&i| !sol.aliased[i]).collect();
         let q = keep.len();
         if q > 0 {
             let norms: Vec<f64> =
@@ -141,12 +166,14 @@ impl Diagnostics {
 
         // Correlations of x columns and y, from the centered co-moments.
         let m = k + 1;
-        d.corr_names = ne.names[off..].to_vec();
-        d.corr_names.push("y".into());
-        d.correlation = (0..m)
-            .map(|i| {
-                (0..m)
-                    .map(|j| {
+        // The x columns of `cols`, then y.
+        let ys: Vec<usize> = xs.iter().copied().chain([k]).collect();
+        d.corr_names = ys.iter().map(|&i| if i == k { "y".to_string() } else { ne.names[i + off].clone() }).collect();
+        d.correlation = ys
+            .iter()
+            .map(|&i| {
+                ys.iter()
+                    .map(|&j| {
                         let c = |a: usize, b: usize| ne.comoment[a * m + b].to_f64();
                         let (a, b) = (c(i, i), c(j, j));
                         (a > 0.0 && b > 0.0).then(|| c(i, j) / (a.sqrt() * b.sqrt()))
@@ -179,6 +206,12 @@ impl Diagnostics {
     /// number and VIFs when they warn.
     pub fn gramfit_notes(&self, names: &[String]) -> Vec<String> {
         let mut out = Vec::new();
+        if let Some(n) = self.numeric_block {
+            out.push(format!(
+                "A wide design ({} columns, with factors): the eigenvalues, condition numbers, condition indices, variance proportions and correlations are those of its {n} numeric columns (the intercept and the terms without a factor), not of every column (past {WIDE_DESIGN_COLUMNS}).",
+                names.len()
+            ));
+        }
         if self.singular {
             out.push(
                 "The smallest eigenvalue of XᵀX is zero to working precision (below p·ε·λmax): the design matrix is singular."

@@ -340,6 +340,7 @@ pub fn results_of(resolved: &Resolved, acc: &FitAccumulator, report: &ReportOpti
             alpha: report.alpha,
             weighted: resolved.options.weights.is_some(),
             response: resolved.spec.response.name.clone(),
+            numeric_columns: Some(numeric_columns(&design)),
         },
     );
     if acc.rows_dropped > 0 {
@@ -349,6 +350,15 @@ pub fn results_of(resolved: &Resolved, acc: &FitAccumulator, report: &ReportOpti
         ));
     }
     Ok(res)
+}
+
+/// Per design column (the intercept first): whether it belongs to no
+/// factor (none of its cells has a level).
+fn numeric_columns(design: &crate::formula::columns::Design) -> Vec<bool> {
+    let cells = design.columns.iter().map(|c| {
+        c.cells.iter().all(|k| matches!(k, crate::level::ColumnKey::Cell { levels, .. } if levels.is_empty()))
+    });
+    std::iter::repeat_n(true, usize::from(design.intercept)).chain(cells).collect()
 }
 
 /// The run information a report shows.

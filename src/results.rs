@@ -177,6 +177,9 @@ pub struct InferenceOptions {
     pub alpha: f64,
     pub weighted: bool,
     pub response: String,
+    /// Per design column (the intercept first): it belongs to no factor
+    /// (for the diagnostics of wide designs; `None`: not known).
+    pub numeric_columns: Option<Vec<bool>>,
 }
 
 /// Compute every statistic from the normal equations and their solution.
@@ -265,7 +268,7 @@ pub fn infer(ne: &NormalEquations, sol: &Solution, opts: &InferenceOptions) -> O
         })
         .collect();
     let aliased: Vec<String> = (0..p).filter(|&i| sol.aliased[i]).map(|i| ne.names[i].clone()).collect();
-    let diagnostics = Diagnostics::compute(ne, sol);
+    let diagnostics = Diagnostics::compute(ne, sol, opts.numeric_columns.as_deref());
 
     let mut notes = Vec::new();
     if k_constant == 0 {

@@ -14,8 +14,10 @@
 //! diagnostics {scale_free_condition_number, vif {name: v}, condition_indices [],
 //!              variance_proportions [[]], correlation {names [], matrix [[]]}},
 //! (past [`FULL_COV_COLUMNS`](super::FULL_COV_COLUMNS) design columns,
-//! without `--full-cov`: cov_params, variance_proportions and correlation
-//! are null, and a gramfit note says so),
+//! without `--full-cov`: cov_params is null, and so are variance_proportions
+//! and correlation unless the design has factors — then they, the
+//! eigenvalues and condition numbers are of its numeric block; gramfit
+//! notes say so),
 //! notes [str], gramfit_notes [str],
 //! rows {read, used, dropped}, inputs [{path, rows_read, rows_dropped}],
 //! fitted_at (Unix seconds), elapsed_s
@@ -77,7 +79,8 @@ pub fn to_value(res: &OlsResults, info: &RunInfo) -> Value {
     let dg = &res.diagnostics;
     let corr: Vec<Value> =
         dg.correlation.iter().map(|row| Value::Array(row.iter().map(|x| onum(*x)).collect())).collect();
-    let (corr, proportions) = if full {
+    // A wide design with factors has them of its numeric block: small.
+    let (corr, proportions) = if full || dg.numeric_block.is_some() {
         let p: Vec<Value> =
             dg.variance_proportions.iter().map(|r| Value::Array(r.iter().map(|&x| num(x)).collect())).collect();
         (json!({"names": dg.corr_names, "matrix": corr}), Value::Array(p))
@@ -86,8 +89,13 @@ pub fn to_value(res: &OlsResults, info: &RunInfo) -> Value {
     };
     let mut gramfit_notes = res.gramfit_notes.clone();
     if !full {
+        let what = if dg.numeric_block.is_some() {
+            "cov_params"
+        } else {
+            "cov_params, the correlation matrix and the variance proportions"
+        };
         gramfit_notes.push(format!(
-            "cov_params, the correlation matrix and the variance proportions ({} columns: O(p²) numbers) are left out past {} columns; --full-cov writes them.",
+            "{what} ({} columns: O(p²) numbers) are left out past {} columns; --full-cov writes them.",
             names.len(),
             super::FULL_COV_COLUMNS
         ));

@@ -41,7 +41,7 @@ pub struct RunInfo {
 /// Past this many design columns the JSON report leaves out its O(p²)
 /// blocks unless asked for (`--full-cov`): 300 columns make ~3 MB of
 /// them, 1,500 columns ~250 MB.
-pub const FULL_COV_COLUMNS: usize = 300;
+pub const FULL_COV_COLUMNS: usize = crate::diagnostics::WIDE_DESIGN_COLUMNS;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct InputInfo {

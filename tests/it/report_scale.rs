@@ -1,6 +1,7 @@
-//! Wide designs: past 300 columns the JSON report leaves out its O(p²)
-//! blocks (cov_params, correlation, variance proportions) and says so;
-//! `--full-cov` writes them, consistent with the standard errors; the
+//! Wide designs: past 300 columns with factors, the collinearity figures
+//! are those of the numeric block (equal to the design without the
+//! factor's), the JSON report leaves out cov_params and says so;
+//! `--full-cov` writes it, consistent with the standard errors; the
 //! parallel dense solve gives the same bits for any number of threads.
 
 use crate::common::{bin, gramfit_json, rel_diff, tempdir};
@@ -57,14 +58,33 @@ fn wide_json_leaves_out_the_square_blocks_unless_asked() {
     assert_eq!(names.len(), 331);
     // Left out, and said so.
     assert!(short["cov_params"].is_null());
-    assert!(short["diagnostics"]["correlation"].is_null());
-    assert!(short["diagnostics"]["variance_proportions"].is_null());
     let note =
         short["gramfit_notes"].as_array().unwrap().iter().filter_map(|n| n.as_str()).collect::<Vec<_>>().join(" ");
     assert!(note.contains("331 columns") && note.contains("--full-cov"), "{note}");
+    assert!(note.contains("its 2 numeric columns"), "{note}");
     // Everything else is the same report.
-    for k in ["params", "bse", "eigenvals", "condition_number", "rsquared"] {
+    for k in ["params", "bse", "eigenvals", "condition_number", "rsquared", "diagnostics"] {
         assert_eq!(short[k], full[k], "{k}");
+    }
+    // The collinearity figures are those of the numeric block: the design
+    // of `y ~ x` (XᵀX restricted to the intercept and x is that design's).
+    let narrow = gramfit_json(["fit", csv.to_str().unwrap(), "-f", "y ~ x", "--format", "json", "--no-second-pass"]);
+    let close = |a: &Value, b: &Value, what: &str| {
+        let (a, b) = (a.as_array().unwrap(), b.as_array().unwrap());
+        assert_eq!(a.len(), b.len(), "{what}");
+        for (x, y) in a.iter().zip(b) {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!(rel_diff(x, y) <= 1e-9, "{what}: {x:e} vs {y:e}");
+        }
+    };
+    close(&short["eigenvals"], &narrow["eigenvals"], "eigenvals");
+    close(&short["diagnostics"]["condition_indices"], &narrow["diagnostics"]["condition_indices"], "indices");
+    let cn = |v: &Value| v["condition_number"].as_f64().unwrap();
+    assert!(rel_diff(cn(&short), cn(&narrow)) <= 1e-9);
+    let (sc, nc) = (&short["diagnostics"]["correlation"], &narrow["diagnostics"]["correlation"]);
+    assert_eq!(sc["names"], nc["names"]);
+    for (a, b) in sc["matrix"].as_array().unwrap().iter().zip(nc["matrix"].as_array().unwrap()) {
+        close(a, b, "correlation");
     }
     // Written on request, and consistent: √cov_ii = bse_i.
     let cov = full["cov_params"].as_object().unwrap();
@@ -74,8 +94,8 @@ fn wide_json_leaves_out_the_square_blocks_unless_asked() {
         let b = full["bse"][n.as_str()].as_f64().unwrap();
         assert!(rel_diff(v.sqrt(), b) <= 1e-12, "{n}: √{v} vs {b}");
     }
-    assert_eq!(full["diagnostics"]["correlation"]["matrix"].as_array().unwrap().len(), 331);
-    assert_eq!(full["diagnostics"]["variance_proportions"].as_array().unwrap().len(), 331);
+    assert_eq!(full["diagnostics"]["correlation"]["matrix"].as_array().unwrap().len(), 2);
+    assert_eq!(full["diagnostics"]["variance_proportions"].as_array().unwrap().len(), 2);
 }
 
 /// Batch configs: `full_cov = true` as `--full-cov`, per model.
