@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 fn sigterm_during_a_large_solve_exits_130_within_a_second_and_saves_nothing() {
     let dir = tempdir();
     let csv = dir.path().join("levels.csv");
-    // 1,500 levels: the first pass takes well under a second, the dense
-    // solve many seconds.
+    // 2,000 levels: the first pass takes well under a second, the dense
+    // solve several seconds (~8 s on 2 cores).
     let mut w = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
     writeln!(w, "y,x,g").unwrap();
     let mut s = 0x9e37_79b9_7f4a_7c15u64;
@@ -19,7 +19,7 @@ fn sigterm_during_a_large_solve_exits_130_within_a_second_and_saves_nothing() {
         s ^= s << 13;
         s ^= s >> 7;
         s ^= s << 17;
-        let g = (i * 7919 + s % 13) % 1500;
+        let g = (i * 7919 + s % 13) % 2000;
         let x = (s >> 11) as f64 / (1u64 << 53) as f64;
         writeln!(w, "{:.6},{x:.6},L{g}", 1.0 + 2.0 * x + g as f64 * 0.01 + (s % 1000) as f64 / 1000.0).unwrap();
     }
