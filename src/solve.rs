@@ -395,8 +395,8 @@ impl Drop for SolveRunning {
     }
 }
 
-/// A solve stops at the next column once Ctrl-C or SIGTERM is seen (a
-/// system of thousands of columns takes minutes).
+/// A solve stops at the next row once Ctrl-C or SIGTERM is seen (a
+/// system of thousands of columns takes seconds to minutes).
 fn check_interrupt() -> Result<(), SolveError> {
     if crate::interrupt::INTERRUPTED.load(Ordering::Relaxed) {
         return Err(SolveError::Interrupted);

@@ -82,12 +82,7 @@ fn reopen_as_read(
 /// Where a first pass keeps what it parses from CSV files for the second
 /// (the text parsed once): when a second pass follows and a CSV file is
 /// among the inputs. `cluster`: a column only the second pass reads.
-fn csv_spill(
-    opened: &model::OpenedInputs,
-    second: bool,
-    cluster: Option<&str>,
-    eo: &EngineOptions,
-) -> Result<EngineOptions, AppError> {
+fn csv_spill(opened: &model::OpenedInputs, second: bool, cluster: Option<&str>, eo: &EngineOptions) -> EngineOptions {
     let mut eo = eo.clone();
     // GRAMFIT_NO_SPILL=1: parse the text again (a small temporary disk).
     let off = std::env::var_os("GRAMFIT_NO_SPILL").is_some_and(|v| v != "0");
@@ -100,7 +95,7 @@ fn csv_spill(
             ),
         }
     }
-    Ok(eo)
+    eo
 }
 
 /// Say that a kept file was given up (its second pass parsed the text).
@@ -138,7 +133,7 @@ fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions, hold_tail: bool)
     let _display = ProgressDisplay::start(progress.clone(), a.engine.quiet);
     let second = rereadable && !a.report.no_second_pass;
     let cluster = a.report.cluster.as_deref().filter(|_| cov == CovType::Cluster);
-    let eo = &csv_spill(&opened, second, cluster, eo)?;
+    let eo = &csv_spill(&opened, second, cluster, eo);
     progress.set_label(if second { "pass 1/2" } else { "pass 1/1" });
     let (resolved, pass) = model::resolve_and_accumulate(options, opened, eo, &progress)?;
     let fitted_at = model::now_unix();
@@ -230,7 +225,7 @@ fn fit_by(a: &FitArgs, by: &str, eo: &EngineOptions) -> Result<(), AppError> {
     let progress = Arc::new(Progress::default());
     let _display = ProgressDisplay::start(progress.clone(), a.engine.quiet);
     let cluster = a.report.cluster.as_deref().filter(|_| cov == CovType::Cluster);
-    let eo = &csv_spill(&opened, rereadable && !a.report.no_second_pass, cluster, eo)?;
+    let eo = &csv_spill(&opened, rereadable && !a.report.no_second_pass, cluster, eo);
     progress.set_label("pass 1, every group");
     let g = grouped::fit(&resolved, by, opened, eo, &progress)?;
     if g.rows_without_group > 0 {

@@ -64,12 +64,6 @@ impl Spill {
         self.failure.lock().ok().and_then(|f| f.clone())
     }
 
-    /// Bytes kept on disk.
-    pub fn bytes(&self) -> u64 {
-        let kept = self.kept.lock().map(|k| k.iter().map(|k| k.path.clone()).collect::<Vec<_>>()).unwrap_or_default();
-        kept.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
-    }
-
     /// The columns a first pass reading `columns` keeps, of those in the
     /// file's `schema`.
     pub(super) fn columns(&self, columns: &[String], schema: &arrow::datatypes::Schema) -> Vec<String> {

@@ -6,7 +6,7 @@ use super::files::{io_err, open_text_counted};
 use super::numbers::{parse_float, parse_int};
 use super::parse::{BlockParser, Fields};
 use super::records::{sniff_delimiter, Dialect, Records};
-use super::split::{Block, Splitter};
+use super::split::{count_newlines, Block, Splitter};
 use super::{CsvOptions, CSV_INFER_ROWS};
 use arrow::datatypes::{DataType, Field, Schema};
 use std::io::BufRead;
@@ -127,7 +127,7 @@ fn fold_records<S: Send>(
         let first_line = block.first_line;
         let mut parser = BlockParser::new(block, delimiter);
         let mut on_record = |fields: &Fields<'_>, text: &[u8], start: usize| {
-            visit(&mut state, fields, &|| first_line + memchr::memchr_iter(b'\n', &text[..start]).count() as u64);
+            visit(&mut state, fields, &|| first_line + count_newlines(&text[..start]));
             Ok(())
         };
         parser.visit(delimiter, usize::MAX, &mut on_record)?;

@@ -11,7 +11,7 @@
 
 use super::numbers::{parse_float, parse_int};
 use super::records::Dialect;
-use super::split::Block;
+use super::split::{count_newlines, Block};
 use super::CSV_INFER_ROWS;
 use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringBuilder};
 use arrow::buffer::{BooleanBuffer, NullBuffer};
@@ -146,11 +146,6 @@ impl BlockParser {
     /// Records of the file before the block's first.
     pub fn first_record(&self) -> u64 {
         self.block.first_record
-    }
-
-    /// Records in the block.
-    pub fn records(&self) -> usize {
-        self.block.records
     }
 
     /// The physical line (1-based) where record `r` of the block (counted
@@ -325,10 +320,6 @@ impl BlockParser {
 /// What a parse hands each record: its fields, the block's text and the
 /// record's first byte in it.
 pub(super) type OnRecord<'a> = dyn FnMut(&Fields<'_>, &[u8], usize) -> Result<(), String> + 'a;
-
-fn count_newlines(b: &[u8]) -> u64 {
-    memchr::memchr_iter(b'\n', b).count() as u64
-}
 
 /// Convert one record's projected cells, appending to `builders`.
 #[inline]

@@ -24,7 +24,7 @@ use std::io::Read;
 const READ_SIZE: usize = 1 << 20;
 
 /// A run of whole records of a CSV text.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Block {
     pub text: Vec<u8>,
     /// Records of the file before the block's first (after the header).
@@ -259,8 +259,7 @@ impl Splitter {
             *r -= records as u64;
         }
         // The scan stopped at the cut: nothing after it is scanned.
-        self.scanned -= at.min(self.scanned);
-        debug_assert_eq!(self.scanned, 0);
+        self.scanned = 0;
         self.lines -= if tail { self.lines } else { self.lines_at_end };
         self.records = 0;
         self.last_end = 0;
@@ -298,6 +297,7 @@ impl Splitter {
     }
 }
 
-fn count_newlines(b: &[u8]) -> u64 {
+/// The `\n` bytes in `b` (line numbers of messages).
+pub(super) fn count_newlines(b: &[u8]) -> u64 {
     memchr::memchr_iter(b'\n', b).count() as u64
 }
