@@ -137,3 +137,30 @@ fn the_second_pass_reads_the_kept_columns_not_the_text() {
     assert_eq!(kept, parsed_twice);
     assert!(run(None, true).is_err(), "without kept columns the overwritten text is read");
 }
+
+/// Without a usable temporary directory the fit says so and parses the
+/// text again: the same numbers.
+#[test]
+fn without_a_temporary_directory_the_text_is_parsed_again_with_a_note() {
+    let dir = tempdir();
+    let csv = dir.path().join("l.csv");
+    generate::write_csv(&csv, 3, 0, 40_000).unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let args = [csv.to_str().unwrap(), "-f", F, "--cov-type", "HC1"];
+    let kept = fit(&args, &[], &tmp);
+    let missing = dir.path().join("no-such-dir");
+    let out =
+        Command::new(bin()).args(["fit", "--format", "json"]).args(args).env("TMPDIR", &missing).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("no temporary directory for the parsed CSV columns") && err.contains("parses the text again"),
+        "{err}"
+    );
+    let mut v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for k in ["elapsed_s", "fitted_at", "inputs"] {
+        v.as_object_mut().unwrap().remove(k);
+    }
+    assert_eq!(v, kept);
+}
