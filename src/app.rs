@@ -5,6 +5,7 @@
 //! retract, merge, diagnose), `follow` (watching a directory),
 //! `inspect` (summary, design matrix, correlations); here what they share.
 
+mod absorbed;
 mod fit;
 mod follow;
 mod inspect;
@@ -97,6 +98,9 @@ pub fn emit(text: &str, output: Option<&Path>) -> Result<(), AppError> {
 }
 
 pub(crate) fn render_state(st: &State, report: &ReportArgs) -> Result<String, AppError> {
+    if st.absorbed.is_some() {
+        return absorbed::render_state(st, report);
+    }
     let ro = report_options(report)?;
     let resolved = Resolved::new(st.model.clone(), st.column_types.clone())?;
     let mut res = model::results_of(&resolved, &st.accumulator, &ro)?;

@@ -290,6 +290,7 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
                     elapsed_s: pass.elapsed_s,
                     residuals: None,
                     stale_second_pass: None,
+                    absorbed: None,
                 },
             ));
         }

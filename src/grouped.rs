@@ -103,6 +103,7 @@ pub fn state_of(g: &GroupFit, read: &[Input], fitted_at: u64, elapsed_s: f64) ->
         elapsed_s,
         residuals: None,
         stale_second_pass: None,
+        absorbed: None,
     })
 }
 

@@ -18,6 +18,7 @@ pub mod design;
 pub mod diagnostics;
 pub mod elementary;
 pub mod engine;
+pub mod factors;
 pub mod formula;
 pub mod generate;
 pub mod grouped;

@@ -64,6 +64,13 @@ impl ModelOptions {
     }
 }
 
+/// An absorbed model (`y ~ x | fe`): the model of the part before the `|`
+/// and the absorbed columns; `None` for a formula without `|`.
+pub fn absorbed_model(options: &ModelOptions) -> Result<Option<(ModelOptions, Vec<String>)>, FormulaError> {
+    Ok(crate::formula::absorb::split_absorbed(&options.formula)?
+        .map(|a| (ModelOptions { formula: a.formula, ..options.clone() }, a.columns)))
+}
+
 /// One level of a grouping column: a grouped fit's model of that group.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Group {

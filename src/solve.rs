@@ -267,7 +267,7 @@ fn factor(ne: &NormalEquations) -> Result<Factor, SolveError> {
 /// double-double sums of a triangular step, each entry's terms in the
 /// order of `rows`; blocks of entries in parallel when there is enough
 /// work (the same bits either way).
-fn axpy_rows(acc: &mut [Dd], rows: &[(Dd, &[Dd], usize)], from: usize, len: usize) {
+pub(crate) fn axpy_rows(acc: &mut [Dd], rows: &[(Dd, &[Dd], usize)], from: usize, len: usize) {
     const BLOCK: usize = 64;
     let run = |t0: usize, out: &mut [Dd]| {
         let (lo, hi) = (from + t0, from + t0 + out.len());
@@ -397,7 +397,7 @@ impl Drop for SolveRunning {
 
 /// A solve stops at the next row once Ctrl-C or SIGTERM is seen (a
 /// system of thousands of columns takes seconds to minutes).
-fn check_interrupt() -> Result<(), SolveError> {
+pub(crate) fn check_interrupt() -> Result<(), SolveError> {
     if crate::interrupt::INTERRUPTED.load(Ordering::Relaxed) {
         return Err(SolveError::Interrupted);
     }

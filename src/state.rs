@@ -25,10 +25,14 @@
 //! matches contents that do not agree with themselves is refused as
 //! "damaged or inconsistent", never a panic.
 //!
-//! Versions: 1 (the first release) and 2 (this one: grouped states record
-//! their group, inputs record where a growing file was read up to, CSV
-//! reading options). A version-1 file loads, upgraded in memory (its new
-//! fields take their defaults); it is written back as version 2. Writers
+//! Versions: 1 (the first release), 2 (grouped states record their group,
+//! inputs record where a growing file was read up to, CSV reading
+//! options) and 3 (an absorbed fit's per-level sums, `absorbed`). A
+//! version-1 file loads, upgraded in memory (its new fields take their
+//! defaults); a state without absorbed factors is written as version 2, so
+//! that builds reading up to version 2 still read it, and one with them as
+//! version 3, which such builds refuse by version rather than misread as a
+//! fit without its fixed effects. Writers
 //! take the state's lock ([`lock`]) for their whole read–fold–write cycle.
 
 pub mod growth;
@@ -44,7 +48,10 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 pub const MAGIC: &[u8; 8] = b"GRAMFIT\0";
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The version written for a state without absorbed factors.
+const PLAIN_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -120,6 +127,10 @@ pub struct State {
     /// (update, retract, merge) made stale: `predict` says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stale_second_pass: Option<crate::second_pass::CovType>,
+    /// An absorbed fit's per-level sums (`y ~ x | fe`); `accumulator` then
+    /// holds the design's statistics over the rows with every level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub absorbed: Option<crate::factors::AbsorbedPart>,
 }
 
 impl State {
@@ -168,7 +179,8 @@ pub fn encode(state: &State) -> Vec<u8> {
     let payload = serde_json::to_vec(state).expect("state serializes");
     let mut out = Vec::with_capacity(payload.len() + 24);
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    let version = if state.absorbed.is_some() { FORMAT_VERSION } else { PLAIN_VERSION };
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     out.extend_from_slice(&payload);
     let crc = crc32fast::hash(&out);
@@ -308,6 +320,7 @@ mod tests {
             elapsed_s: 0.5,
             residuals: None,
             stale_second_pass: None,
+            absorbed: None,
         }
     }
 

@@ -17,6 +17,9 @@ use super::{check_cluster, emit, engine_options, no_second_pass_note, report_opt
 
 pub fn fit(a: &FitArgs) -> Result<(), AppError> {
     let eo = engine_options(&a.engine)?;
+    if let Some(absorbed) = crate::formula::absorb::split_absorbed(&a.formula).map_err(model::FitError::from)? {
+        return super::absorbed::fit_absorbed(a, absorbed, &eo);
+    }
     if let Some(by) = &a.by {
         return fit_by(a, by, &eo);
     }
@@ -65,7 +68,7 @@ fn model_options(a: &FitArgs) -> Result<(ModelOptions, crate::source::csv::CsvOp
 /// The inputs of a first pass (`read`, with their `schemas`) for a second
 /// pass, each to be read only as far as the first pass read it
 /// (`infos`): rows appended since stay out.
-fn reopen_as_read(
+pub(super) fn reopen_as_read(
     read: &[Input],
     schemas: &[Option<arrow::datatypes::SchemaRef>],
     csv: &crate::source::csv::CsvOptions,
@@ -82,7 +85,12 @@ fn reopen_as_read(
 /// Where a first pass keeps what it parses from CSV files for the second
 /// (the text parsed once): when a second pass follows and a CSV file is
 /// among the inputs. `cluster`: a column only the second pass reads.
-fn csv_spill(opened: &model::OpenedInputs, second: bool, cluster: Option<&str>, eo: &EngineOptions) -> EngineOptions {
+pub(super) fn csv_spill(
+    opened: &model::OpenedInputs,
+    second: bool,
+    cluster: Option<&str>,
+    eo: &EngineOptions,
+) -> EngineOptions {
     let mut eo = eo.clone();
     // GRAMFIT_NO_SPILL=1: parse the text again (a small temporary disk).
     let off = std::env::var_os("GRAMFIT_NO_SPILL").is_some_and(|v| v != "0");
@@ -99,7 +107,7 @@ fn csv_spill(opened: &model::OpenedInputs, second: bool, cluster: Option<&str>, 
 }
 
 /// Say that a kept file was given up (its second pass parsed the text).
-fn spill_note(eo: &EngineOptions) {
+pub(super) fn spill_note(eo: &EngineOptions) {
     if let Some(f) = eo.spill.as_ref().and_then(|s| s.failure()) {
         eprintln!("gramfit: note: {f}; the second pass parsed the text again");
     }
@@ -147,6 +155,7 @@ fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions, hold_tail: bool)
         elapsed_s: pass.elapsed_s,
         residuals: None,
         stale_second_pass: None,
+        absorbed: None,
     };
     if a.save.is_some() {
         for (input, info) in read.iter().zip(&pass.inputs) {

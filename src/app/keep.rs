@@ -104,10 +104,19 @@ fn recorded_inputs(st: &State, state_path: &Path) -> Result<Vec<(Input, u64)>, A
     Ok(out)
 }
 
-/// The model of a state, checked against the columns of new inputs.
-fn resolved_for_state(st: &State, opened: &model::OpenedInputs) -> Result<Resolved, AppError> {
-    let resolved = Resolved::new(st.model.clone(), st.column_types.clone())?;
-    let needed = resolved.builder().source_columns();
+/// The model of a state (with its absorbed columns, if any), checked
+/// against the columns of new inputs.
+fn resolved_for_state(st: &State, opened: &model::OpenedInputs) -> Result<(Resolved, Option<Vec<String>>), AppError> {
+    let (resolved, absorbed) = match super::absorbed::state_model(st)? {
+        Some((r, columns)) => (r, Some(columns)),
+        None => (Resolved::new(st.model.clone(), st.column_types.clone())?, None),
+    };
+    let mut needed = resolved.builder().source_columns();
+    for c in absorbed.iter().flatten() {
+        if !needed.contains(c) {
+            needed.push(c.clone());
+        }
+    }
     // The new files must have the model's columns with the state's types.
     let types = model::column_types(opened, &needed)?;
     for c in &needed {
@@ -129,7 +138,7 @@ fn resolved_for_state(st: &State, opened: &model::OpenedInputs) -> Result<Resolv
             _ => {}
         }
     }
-    Ok(resolved)
+    Ok((resolved, absorbed))
 }
 
 pub fn update(a: &UpdateArgs) -> Result<(), AppError> {
@@ -217,20 +226,21 @@ pub(crate) fn fold_into_state(state_path: &Path, inputs: &[String], o: &FoldOpti
         eprintln!("gramfit: {}: every input is already in it; nothing was changed", state_path.display());
         return Ok(Folded::Nothing { tail_pending: false });
     }
-    let resolved = resolved_for_state(&st, &opened)?;
+    let (resolved, absorbed) = resolved_for_state(&st, &opened)?;
     let progress = Arc::new(Progress::default());
     let _display = ProgressDisplay::start(progress.clone(), o.quiet);
     progress.set_label("update");
     let read: Vec<Input> = opened.inputs.clone();
-    let pass = model::accumulate(&resolved, opened, o.engine, &progress)?;
-    let new_rows: u64 = pass.inputs.iter().map(|i| i.file_rows).sum();
-    let tail_pending = pass.inputs.iter().any(|i| i.end.is_some_and(|e| e.tail_pending));
+    let (pass, pass_inputs, elapsed_s) =
+        super::absorbed::pass_for_state(&resolved, absorbed.as_deref(), opened, o.engine, &progress)?;
+    let new_rows: u64 = pass_inputs.iter().map(|i| i.file_rows).sum();
+    let tail_pending = pass_inputs.iter().any(|i| i.end.is_some_and(|e| e.tail_pending));
     if new_rows == 0 && grows.iter().all(Option::is_some) {
         eprintln!("gramfit: {}: no new complete row to fold in; nothing was changed", inputs.join(", "));
         return Ok(Folded::Nothing { tail_pending });
     }
-    st.accumulator.merge(&pass.acc);
-    for ((input, info), grown) in read.iter().zip(&pass.inputs).zip(grows) {
+    pass.merge_into(&mut st);
+    for ((input, info), grown) in read.iter().zip(&pass_inputs).zip(grows) {
         let mut p = growth::record(input, info)?;
         match grown {
             Some(i) => {
@@ -244,7 +254,7 @@ pub(crate) fn fold_into_state(state_path: &Path, inputs: &[String], o: &FoldOpti
         }
     }
     st.fitted_at = model::now_unix();
-    st.elapsed_s = pass.elapsed_s;
+    st.elapsed_s = elapsed_s;
     st.drop_second_pass();
     state::save(&st, state_path)?;
     emit(&render_state(&st, o.report)?, o.report.output.as_deref())?;
@@ -282,12 +292,13 @@ pub fn retract(a: &RetractArgs) -> Result<(), AppError> {
             }
         }
     }
-    let resolved = resolved_for_state(&st, &opened)?;
+    let (resolved, absorbed) = resolved_for_state(&st, &opened)?;
     let progress = Arc::new(Progress::default());
     let _display = ProgressDisplay::start(progress.clone(), a.engine.quiet);
     progress.set_label("retract");
-    let pass = model::accumulate(&resolved, opened, &eo, &progress)?;
-    for (info, &i) in pass.inputs.iter().zip(&remove) {
+    let (pass, pass_inputs, elapsed_s) =
+        super::absorbed::pass_for_state(&resolved, absorbed.as_deref(), opened, &eo, &progress)?;
+    for (info, &i) in pass_inputs.iter().zip(&remove) {
         if info.rows_read != st.inputs[i].rows_read {
             return Err(AppError::Data(format!(
                 "{}: {} rows read now, {} when it was folded in; nothing was changed",
@@ -295,13 +306,13 @@ pub fn retract(a: &RetractArgs) -> Result<(), AppError> {
             )));
         }
     }
-    st.accumulator.retract(&pass.acc).map_err(|e| AppError::Data(format!("{}: {e}", a.state.display())))?;
+    pass.retract_from(&mut st).map_err(|e| AppError::Data(format!("{}: {e}", a.state.display())))?;
     remove.sort_unstable();
     for i in remove.into_iter().rev() {
         st.inputs.remove(i);
     }
     st.fitted_at = model::now_unix();
-    st.elapsed_s = pass.elapsed_s;
+    st.elapsed_s = elapsed_s;
     st.drop_second_pass();
     state::save(&st, &a.state)?;
     if st.accumulator.rows_read == 0 {
@@ -362,8 +373,11 @@ pub fn merge(a: &MergeArgs) -> Result<(), AppError> {
                 first_path.display()
             )));
         }
-        let resolved = Resolved::new(first.model.clone(), first.column_types.clone())?;
-        for c in resolved.spec.source_columns() {
+        let (resolved, absorbed) = match super::absorbed::state_model(first)? {
+            Some((r, columns)) => (r, columns),
+            None => (Resolved::new(first.model.clone(), first.column_types.clone())?, Vec::new()),
+        };
+        for c in resolved.spec.source_columns().into_iter().chain(absorbed) {
             let t1 = first.column_types.iter().find(|(n, _)| *n == c).map(|x| x.1);
             let t2 = st.column_types.iter().find(|(n, _)| *n == c).map(|x| x.1);
             if t1 != t2 {
@@ -384,7 +398,14 @@ pub fn merge(a: &MergeArgs) -> Result<(), AppError> {
                 )));
             }
         }
-        out.accumulator.merge(&st.accumulator);
+        match &st.absorbed {
+            Some(part) => super::absorbed::Pass::Absorbed(crate::factors::AbsorbAccumulator::from_parts(
+                st.accumulator.clone(),
+                part.clone(),
+            ))
+            .merge_into(&mut out),
+            None => out.accumulator.merge(&st.accumulator),
+        }
         out.inputs.extend(st.inputs.iter().cloned());
         out.elapsed_s += st.elapsed_s;
     }

@@ -36,11 +36,23 @@ impl std::hash::Hasher for LevelHasher {
         self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
     fn finish(&self) -> u64 {
-        self.0
+        // The multiply mixes upward only: the low bits, which pick the
+        // bucket, and the top seven, which the table compares before the
+        // keys, would see little of keys that differ in their last bytes
+        // ("B000123" vs "B000124", one word): 100,000 such levels shared
+        // a few buckets. MurmurHash3's finalizer mixes both ends.
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
     }
 }
 
-pub(super) type LevelMap<K> = HashMap<K, u32, std::hash::BuildHasherDefault<LevelHasher>>;
+/// A hash map keyed by level values (strings, level codes), with a fast
+/// hasher: what a factor's levels are looked up in, row by row.
+pub type LevelMap<K> = HashMap<K, u32, std::hash::BuildHasherDefault<LevelHasher>>;
 
 /// The keys of a dictionary-coded string column without nulls, as `u32`,
 /// and its dictionary. When the dictionary's values are distinct and none
@@ -112,6 +124,12 @@ pub fn categorical_column(batch: &RecordBatch, name: &str) -> Result<(Vec<u32>, 
             let dict = arr.as_any_dictionary();
             let values = cast(dict.values(), &DataType::Utf8).map_err(|_| bad_type(name, arr, "a category"))?;
             let values = values.as_string::<i32>();
+            if values.len() > n {
+                // A dictionary larger than the chunk (a column of 100,000
+                // building ids: one dictionary per row group, shared by
+                // its chunks): code only the keys the rows use.
+                return Ok(code_used_keys(dict, values));
+            }
             let mut map: LevelMap<&str> = LevelMap::default();
             let value_code: Vec<u32> = values
                 .iter()
@@ -188,6 +206,41 @@ pub fn categorical_column(batch: &RecordBatch, name: &str) -> Result<(Vec<u32>, 
     Ok((codes, table))
 }
 
+/// Codes and levels of the rows of a dictionary column, coding each
+/// dictionary value when a row first uses it (levels in order of first
+/// use).
+fn code_used_keys(
+    dict: &dyn arrow::array::AnyDictionaryArray,
+    values: &arrow::array::StringArray,
+) -> (Vec<u32>, Vec<Level>) {
+    const UNCODED: u32 = u32::MAX - 1;
+    let keys = dict.normalized_keys();
+    let nulls = dict.logical_nulls();
+    let mut value_code = vec![UNCODED; values.len()];
+    let mut map: LevelMap<&str> = LevelMap::default();
+    let mut table: Vec<Level> = Vec::new();
+    let mut codes = vec![u32::MAX; keys.len()];
+    for (r, c) in codes.iter_mut().enumerate() {
+        if nulls.as_ref().is_some_and(|n| n.is_null(r)) {
+            continue;
+        }
+        let k = keys[r];
+        if value_code[k] == UNCODED {
+            value_code[k] = if values.is_null(k) {
+                u32::MAX
+            } else {
+                let v = values.value(k);
+                *map.entry(v).or_insert_with(|| {
+                    table.push(Level::Str(v.to_string()));
+                    (table.len() - 1) as u32
+                })
+            };
+        }
+        *c = value_code[k];
+    }
+    (codes, table)
+}
+
 pub(super) fn describe(x: f64) -> String {
     if x.is_nan() {
         "NaN".into()
@@ -204,6 +257,28 @@ mod tests {
     use arrow::array::{Int32Array, StringArray};
     use arrow::datatypes::{Field, Schema};
     use std::sync::Arc;
+
+    /// A dictionary larger than the batch codes only the values its rows
+    /// use: the same level per row as the eager coding, nulls (of the row
+    /// or of the value) missing, a repeated value one level.
+    #[test]
+    fn large_dictionaries_code_the_rows_used() {
+        let names: Vec<Option<String>> =
+            (0..50).map(|i| if i == 7 { None } else { Some(format!("v{}", i % 45)) }).collect();
+        let values = StringArray::from(names.clone());
+        let keys = Int32Array::from(vec![Some(3), None, Some(48), Some(7), Some(3), Some(46), Some(1)]);
+        let dict = DictionaryArray::<Int32Type>::try_new(keys.clone(), Arc::new(values)).unwrap();
+        let schema = Schema::new(vec![Field::new("b", dict.data_type().clone(), true)]);
+        let batch = RecordBatch::try_new(Arc::new(schema), vec![Arc::new(dict)]).unwrap();
+        let (codes, table) = categorical_column(&batch, "b").unwrap();
+        let got: Vec<Option<String>> =
+            codes.iter().map(|&c| (c != u32::MAX).then(|| table[c as usize].to_string())).collect();
+        let want: Vec<Option<String>> = keys.iter().map(|k| k.and_then(|k| names[k as usize].clone())).collect();
+        assert_eq!(got, want);
+        // Keys 3 and 48 are both "v3", keys 46 and 1 both "v1": two levels.
+        assert_eq!(table.len(), 2);
+        assert_eq!((codes[0], codes[5]), (codes[2], codes[6]));
+    }
 
     /// A dictionary column is coded by its values, not its keys: two keys
     /// of one value share a level, a null row (whatever its key) has no

@@ -27,7 +27,7 @@ mod levels;
 pub use block::{Col, DesignBlock};
 pub use direct::{DirectInputs, DirectPart};
 pub use eval::weights_expr;
-pub use levels::{categorical_column, dictionary_keys};
+pub use levels::{categorical_column, dictionary_keys, LevelMap};
 
 use crate::dd::Dd;
 use crate::formula::expr::NumExpr;
@@ -38,7 +38,7 @@ use arrow::array::{ArrayRef, BooleanArray, RecordBatch};
 use block::value_buffer;
 use direct::{direct_column, extend_direct, DirectPlan};
 use eval::{map_dd, Val};
-use levels::{describe, LevelMap};
+use levels::describe;
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -577,11 +577,23 @@ pub fn accumulate<A: EmptySink>(
     opts: &EngineOptions,
     progress: &Progress,
 ) -> Result<(A, Vec<InputInfo>), EngineError> {
+    accumulate_with(opened, builder, &|| A::empty(builder), opts, progress)
+}
+
+/// [`accumulate`] into sinks whose empty value `empty` makes (a sink that
+/// carries what the builder does not know: an absorbed fit's factors, its
+/// slopes in a second pass).
+pub fn accumulate_with<A: ChunkSink>(
+    opened: OpenedInputs,
+    builder: &DesignBuilder,
+    empty: &(dyn Fn() -> A + Sync),
+    opts: &EngineOptions,
+    progress: &Progress,
+) -> Result<(A, Vec<InputInfo>), EngineError> {
     let displays: Vec<String> = opened.inputs.iter().map(Input::display).collect();
-    let mut per_input: Vec<A> = displays.iter().map(|_| A::empty(builder)).collect();
-    let make = || A::empty(builder);
-    let reads = stream(opened, builder, &make, opts, progress, &mut |i, a: A| per_input[i].merge(&a))?;
-    let mut total = A::empty(builder);
+    let mut per_input: Vec<A> = displays.iter().map(|_| empty()).collect();
+    let reads = stream(opened, builder, empty, opts, progress, &mut |i, a: A| per_input[i].merge(&a))?;
+    let mut total = empty();
     let mut infos = Vec::with_capacity(per_input.len());
     for ((path, acc), read) in displays.into_iter().zip(&per_input).zip(reads) {
         total.merge(acc);

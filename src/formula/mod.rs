@@ -8,6 +8,7 @@
 //! streaming, and the final design columns are chosen at solve time (see
 //! [`columns`]).
 
+pub mod absorb;
 pub mod columns;
 pub mod expr;
 pub mod parse;
@@ -127,6 +128,14 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 impl ModelSpec {
     /// Parse `formula` and resolve it against the input's columns.
     pub fn resolve(formula: &str, columns: &[(String, SourceType)]) -> Result<ModelSpec, FormulaError> {
+        if let Some(bar) = absorb::split_absorbed(formula)?.map(|a| a.bar) {
+            return Err(FormulaError::at(
+                formula,
+                bar,
+                formula.len(),
+                "absorbed fixed effects ('| fe') are not supported here yet: `gramfit fit`, and `summary`, `update`, `retract` and `merge` of its saved state, take them; predict, diagnose, grouped fits and batch configs do not",
+            ));
+        }
         let desc = parse::model_desc(formula)?;
         let lookup = |name: &str, start: usize, end: usize| -> Result<SourceType, FormulaError> {
             columns.iter().find(|(n, _)| n == name).map(|(_, t)| *t).ok_or_else(|| {

@@ -27,7 +27,7 @@ use super::RunInfo;
 use crate::results::OlsResults;
 use serde_json::{json, Map, Value};
 
-fn num(x: f64) -> Value {
+pub(super) fn num(x: f64) -> Value {
     if x.is_finite() {
         json!(x)
     } else {
@@ -35,7 +35,7 @@ fn num(x: f64) -> Value {
     }
 }
 
-fn onum(x: Option<f64>) -> Value {
+pub(super) fn onum(x: Option<f64>) -> Value {
     x.map_or(Value::Null, num)
 }
 

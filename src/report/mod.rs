@@ -1,6 +1,7 @@
 //! Reports of a fit: statsmodels-style text, JSON with statsmodels'
 //! attribute names, Markdown and CSV of the coefficient table.
 
+pub mod absorbed;
 pub mod corr;
 pub mod grouped;
 pub mod json;

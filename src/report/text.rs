@@ -257,22 +257,46 @@ fn csv_field(s: &str) -> String {
 /// The coefficient table as CSV, full precision (`repr`-style shortest
 /// round-trip digits), empty fields where undefined.
 pub fn coef_csv(res: &OlsResults) -> String {
-    let lo = format!("[{}", res.alpha / 2.0);
-    let hi = format!("{}]", 1.0 - res.alpha / 2.0);
+    coef_table_csv(&CoefTable {
+        alpha: res.alpha,
+        names: &res.names,
+        params: &res.params,
+        bse: &res.bse,
+        tvalues: &res.tvalues,
+        pvalues: &res.pvalues,
+        conf_int: &res.conf_int,
+    })
+}
+
+/// The columns of a coefficient table (a plain fit's, an absorbed fit's).
+pub struct CoefTable<'a> {
+    pub alpha: f64,
+    pub names: &'a [String],
+    pub params: &'a [Option<f64>],
+    pub bse: &'a [Option<f64>],
+    pub tvalues: &'a [Option<f64>],
+    pub pvalues: &'a [Option<f64>],
+    pub conf_int: &'a [Option<(f64, f64)>],
+}
+
+/// A coefficient table as CSV (see [`coef_csv`]).
+pub fn coef_table_csv(t: &CoefTable<'_>) -> String {
+    let lo = format!("[{}", t.alpha / 2.0);
+    let hi = format!("{}]", 1.0 - t.alpha / 2.0);
     let mut s = format!("term,coef,std_err,t,p,{},{},aliased\n", csv_field(&lo), csv_field(&hi));
     let f = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v:?}"));
-    for i in 0..res.names.len() {
-        let (l, h) = res.conf_int[i].map_or((None, None), |(a, b)| (Some(a), Some(b)));
+    for i in 0..t.names.len() {
+        let (l, h) = t.conf_int[i].map_or((None, None), |(a, b)| (Some(a), Some(b)));
         s.push_str(&format!(
             "{},{},{},{},{},{},{},{}\n",
-            csv_field(&res.names[i]),
-            f(res.params[i]),
-            f(res.bse[i]),
-            f(res.tvalues[i]),
-            f(res.pvalues[i]),
+            csv_field(&t.names[i]),
+            f(t.params[i]),
+            f(t.bse[i]),
+            f(t.tvalues[i]),
+            f(t.pvalues[i]),
             f(l),
             f(h),
-            res.params[i].is_none()
+            t.params[i].is_none()
         ));
     }
     s

@@ -14,7 +14,17 @@ impl State {
     /// Check the state's invariants (see the module's comment).
     pub fn validate(&self) -> Result<(), String> {
         self.model.csv.validate().map_err(|e| format!("CSV options: {e}"))?;
-        let resolved = Resolved::new(self.model.clone(), self.column_types.clone())
+        let absorbed = crate::model::absorbed_model(&self.model).map_err(|e| format!("the formula: {e}"))?;
+        let model = match (&absorbed, &self.absorbed) {
+            (None, None) => self.model.clone(),
+            (Some((main, columns)), Some(part)) => {
+                check_absorbed(part, columns, &self.accumulator)?;
+                main.clone()
+            }
+            (Some(_), None) => return Err("the formula absorbs fixed effects but the state has no level sums".into()),
+            (None, Some(_)) => return Err("the state has level sums but the formula absorbs nothing".into()),
+        };
+        let resolved = Resolved::new(model, self.column_types.clone())
             .map_err(|e| format!("the formula '{}' does not fit the recorded columns: {e}", self.model.formula))?;
         let spec = &resolved.spec;
         let acc = &self.accumulator;
@@ -94,4 +104,56 @@ impl State {
         }
         Ok(())
     }
+}
+
+/// An absorbed fit's level sums against its formula and statistics: one
+/// table per absorbed column, a cross-tabulation exactly for two, and
+/// every kept row counted once per factor (and per cell).
+fn check_absorbed(
+    part: &crate::factors::AbsorbedPart,
+    columns: &[String],
+    dense: &crate::accumulator::FitAccumulator,
+) -> Result<(), String> {
+    if part.columns != columns {
+        return Err(format!("level sums of {:?} for the absorbed columns {columns:?}", part.columns));
+    }
+    if part.sums.len() != columns.len() || part.cross.is_some() != (columns.len() == 2) {
+        return Err(format!("{} level tables for {} absorbed columns", part.sums.len(), columns.len()));
+    }
+    let kept = dense.stats.nobs();
+    for (c, sums) in columns.iter().zip(&part.sums) {
+        let rows = sums.sorted().iter().fold(0u64, |a, (_, l)| a.saturating_add(l.n));
+        if rows != kept {
+            return Err(format!("the levels of '{c}' count {rows} rows, the statistics {kept}"));
+        }
+    }
+    if let Some(cross) = &part.cross {
+        // Every cell's levels are levels of the two factors, and each
+        // level's cells count its rows.
+        let mut per_level: [std::collections::HashMap<&Level, u64>; 2] = Default::default();
+        for ((a, b), &(n, _)) in &cross.cells {
+            for (f, l) in [(0, a), (1, b)] {
+                if part.sums[f].get(l).is_none() {
+                    return Err(format!("the cross-tabulation has a level {l} of '{}' that has no sums", columns[f]));
+                }
+                let c = per_level[f].entry(l).or_insert(0);
+                *c = c.saturating_add(n);
+            }
+        }
+        for f in 0..2 {
+            for (l, sum) in part.sums[f].sorted() {
+                let n = per_level[f].get(l).copied().unwrap_or(0);
+                if n != sum.n {
+                    return Err(format!("level {l} of '{}' has {} rows, its cross-tabulation {n}", columns[f], sum.n));
+                }
+            }
+        }
+    }
+    if part.rows_read != dense.rows_read.saturating_add(part.rows_missing_level) {
+        return Err(format!(
+            "{} rows read, {} without a level, {} in the statistics' count",
+            part.rows_read, part.rows_missing_level, dense.rows_read
+        ));
+    }
+    Ok(())
 }

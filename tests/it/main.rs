@@ -3,6 +3,7 @@
 //! `GRAMFIT_SHARED_DATASETS`); tests that need them fail loudly when the
 //! folder is missing.
 
+mod absorbed;
 mod bounds;
 mod cli;
 mod common;

@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// Valid states of several shapes (categoricals, WLS, a robust second pass,
-/// a grouped state with inputs, an intercept-free model), their payloads
+/// a grouped state with inputs, an intercept-free model, two absorbed
+/// factors), their payloads
 /// as JSON, and a small CSV file to update them with.
 fn fixtures() -> &'static (Vec<Value>, PathBuf) {
     static F: OnceLock<(Vec<Value>, PathBuf)> = OnceLock::new();
@@ -32,8 +33,9 @@ fn fixtures() -> &'static (Vec<Value>, PathBuf) {
         std::fs::write(&small, format!("{}\n", lines[..300].join("\n"))).unwrap();
         let d = small.to_str().unwrap();
         let mut out = Vec::new();
-        let jobs: [&[&str]; 4] = [
+        let jobs: [&[&str]; 5] = [
             &["-f", "rent ~ size_sqft + bedrooms + C(borough) + C(neighborhood):has_doorman", "--cov-type", "HC3"],
+            &["-f", "rent ~ size_sqft + bedrooms | neighborhood + submarket", "--weights", "1/(1+min_to_subway)"],
             &["-f", "np.log(rent) ~ size_sqft + I(min_to_subway**2) - 1", "--weights", "1/(1+min_to_subway)"],
             &["-f", "rent ~ C(borough, Treatment('Queens')) * bedrooms", "--cov-type", "cluster", "--cluster", "borough"],
             &["-f", "rent ~ has_washer_dryer + no_fee", "--no-second-pass"],

@@ -1,0 +1,360 @@
+//! `gramfit fit` with absorbed fixed effects (`y ~ x | fe1 + fe2`): one
+//! pass for the slopes and iid standard errors, a second for a robust or
+//! clustered covariance.
+
+use super::fit::{csv_spill, reopen_as_read, spill_note};
+use super::{emit, report_options, AppError};
+use crate::cli::FitArgs;
+use crate::engine::{self, EngineOptions, Progress};
+use crate::factors::{
+    infer_absorbed, within_fit, AbsorbAccumulator, AbsorbResiduals, AbsorbedCov, AbsorbedResults, ResidualPlan,
+    WithinError,
+};
+use crate::formula::absorb::Absorbed;
+use crate::formula::columns::design;
+use crate::level::ColumnKey;
+use crate::model::{self, FitError, ModelOptions, Resolved};
+use crate::progress::ProgressDisplay;
+use crate::report::{self, RunInfo};
+use crate::second_pass::CovType;
+use crate::state::State;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The error for a column the input does not have, with a hint.
+fn no_column(what: &str, c: &str, types: &[(String, crate::formula::SourceType)]) -> AppError {
+    let hint = crate::formula::closest(c, types.iter().map(|(n, _)| n.as_str()))
+        .map(|c| format!("; did you mean '{c}'?"))
+        .unwrap_or_default();
+    FitError::Other(format!("{what}: no column named '{c}' in the input{hint}")).into()
+}
+
+impl From<WithinError> for AppError {
+    fn from(e: WithinError) -> Self {
+        match e {
+            WithinError::Solve(s) => FitError::Solve(s).into(),
+            other => AppError::Data(other.to_string()),
+        }
+    }
+}
+
+pub fn fit_absorbed(a: &FitArgs, ab: Absorbed, eo: &EngineOptions) -> Result<(), AppError> {
+    let fe = ab.columns.join(" + ");
+    for (flag, set) in [("--by", a.by.is_some()), ("--follow", a.follow.follow.is_some())] {
+        if set {
+            return Err(AppError::Usage(format!(
+                "{flag} is not supported yet with absorbed fixed effects ('| {fe}'); put the factor in the formula as C(…) to use it"
+            )));
+        }
+    }
+    let cov = a.report.cov_type;
+    if matches!(cov, CovType::Hc2 | CovType::Hc3) {
+        return Err(AppError::Usage(format!(
+            "--cov-type {} is not available with absorbed fixed effects (it needs each row's leverage on the absorbed levels); use HC1 or cluster",
+            cov.name()
+        )));
+    }
+    if let (Some(c), false) = (&a.report.cluster, cov == CovType::Cluster) {
+        return Err(AppError::Usage(format!(
+            "--cluster {c} is used only with --cov-type cluster (the covariance here is {})",
+            cov.name()
+        )));
+    }
+    let ro = report_options(&a.report)?;
+    let csv = a.csv.options().map_err(AppError::Usage)?;
+    let options = ModelOptions {
+        formula: ab.formula.clone(),
+        weights: a.weights.clone(),
+        missing: a.missing,
+        csv: csv.clone(),
+        group: None,
+    };
+    let opened = model::open_inputs(&a.inputs, &csv)?;
+    let rereadable = opened.stdin.is_none();
+    let second = cov != CovType::Nonrobust;
+    if second && (!rereadable || a.report.no_second_pass) {
+        return Err(AppError::Usage(format!(
+            "--cov-type {} needs a second pass over the data, which {} (drop it or read files)",
+            cov.name(),
+            if rereadable { "--no-second-pass turns off" } else { "a stream on stdin cannot have" }
+        )));
+    }
+    let types = model::column_types(&opened, &[])?;
+    let resolved = model::Resolved::new(options, types.clone())?;
+    for c in &ab.columns {
+        if !types.iter().any(|(n, _)| n == c) {
+            return Err(no_column("fixed effect", c, &types));
+        }
+    }
+    // Clustered by the first absorbed factor unless told otherwise.
+    let cluster = (cov == CovType::Cluster).then(|| a.report.cluster.clone().unwrap_or_else(|| ab.columns[0].clone()));
+    if let Some(c) = cluster.as_deref().filter(|c| !types.iter().any(|(n, _)| n == c)) {
+        return Err(no_column("--cluster", c, &types));
+    }
+    model::column_types(&opened, &absorbing_builder(&resolved, &ab.columns).source_columns())?;
+    model::check_csv_text_columns(&resolved, &opened)?;
+    let wait = a.lock.wait().map_err(AppError::Usage)?;
+    let _lock = a.save.as_deref().map(|p| super::lock_state(p, wait)).transpose()?;
+    let read = opened.inputs.clone();
+    let schemas = opened.schemas.clone();
+    let progress = Arc::new(Progress::default());
+    let _display = ProgressDisplay::start(progress.clone(), a.engine.quiet);
+    let eo = &csv_spill(&opened, second, cluster.as_deref(), eo);
+    progress.set_label(if second { "pass 1/2" } else { "pass 1/1" });
+    let t0 = Instant::now();
+    let (acc, inputs) = accumulate(&resolved, &ab.columns, opened, eo, &progress)?;
+    let fitted_at = model::now_unix();
+    let builder = absorbing_builder(&resolved, &ab.columns);
+    let design = design(&resolved.spec, &acc.dense.level_sets(), acc.dense.stats.keys()).map_err(FitError::from)?;
+    let weighted = resolved.options.weights.is_some();
+    let fit = within_fit(&acc, &design, weighted, ro.singular)?;
+
+    let cov_of = if second {
+        let k = fit.ne.k();
+        let mut key_col: HashMap<ColumnKey, usize> = HashMap::new();
+        for (c, col) in design.columns.iter().enumerate() {
+            for key in &col.cells {
+                key_col.insert(key.clone(), c);
+            }
+        }
+        key_col.insert(ColumnKey::Response, k);
+        let plan = Arc::new(ResidualPlan {
+            columns: ab.columns.clone(),
+            index: fit
+                .factors
+                .iter()
+                .map(|f| f.levels.iter().cloned().enumerate().map(|(i, l)| (l, i as u32)).collect())
+                .collect(),
+            proj: fit.factors.iter().map(|f| f.proj.clone()).collect(),
+            mean: fit.mean.clone(),
+            beta: fit.sol.params.iter().map(|b| b.map_or(0.0, |d| d.to_f64())).collect(),
+            key_col,
+            cov,
+            cluster: cluster.clone(),
+        });
+        let mut b2 = builder.clone();
+        if let Some(c) = cluster.as_ref().filter(|c| !b2.extra_columns.contains(c)) {
+            b2.extra_columns.push(c.clone());
+        }
+        let reopened = reopen_as_read(&read, &schemas, &csv, &inputs);
+        progress.set_label("pass 2/2");
+        let empty = || AbsorbResiduals::new(plan.clone());
+        let (r, _) = engine::accumulate_with(reopened, &b2, &empty, eo, &progress).map_err(FitError::from)?;
+        spill_note(eo);
+        if r.rows_without_cluster > 0 {
+            return Err(AppError::Data(format!(
+                "the cluster column '{}' has no value on {} of the rows the fit uses; fill them or drop those rows",
+                cluster.as_deref().unwrap_or_default(),
+                r.rows_without_cluster
+            )));
+        }
+        match &cluster {
+            Some(c) => {
+                AbsorbedCov::Cluster { column: c.clone(), groups: r.n_clusters(), meat: r.meat(), nested: r.nested() }
+            }
+            None => AbsorbedCov::Hetero { cov, meat: r.meat() },
+        }
+    } else {
+        AbsorbedCov::Iid
+    };
+    let mut res = infer_absorbed(&fit, &cov_of, ro.alpha, &resolved.spec.response.name);
+    add_notes(&mut res, &acc, &ab.columns, cov);
+    let elapsed_s = t0.elapsed().as_secs_f64();
+    let info = run_info(&acc, a.formula.clone(), inputs.clone(), fitted_at, elapsed_s, a);
+    if crate::interrupt::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(AppError::Data("interrupted".into()));
+    }
+    if let Some(path) = &a.save {
+        let mut provenance = Vec::new();
+        for (input, info) in read.iter().zip(&inputs) {
+            provenance.push(crate::state::growth::record(input, info)?);
+        }
+        let (dense, part) = acc.into_parts();
+        let st = State {
+            gramfit_version: env!("CARGO_PKG_VERSION").into(),
+            model: ModelOptions { formula: a.formula.clone(), ..resolved.options.clone() },
+            column_types: resolved.column_types.clone(),
+            accumulator: dense,
+            inputs: provenance,
+            fitted_at,
+            elapsed_s,
+            residuals: None,
+            stale_second_pass: None,
+            absorbed: Some(part),
+        };
+        crate::state::save(&st, path)?;
+    }
+    let text = report::absorbed::render(&res, &info, a.report.format);
+    emit(&text, a.report.output.as_deref())
+}
+
+/// The design builder of an absorbed model: the absorbed columns read too.
+fn absorbing_builder(resolved: &Resolved, columns: &[String]) -> crate::design::DesignBuilder {
+    let mut builder = resolved.builder();
+    builder.extra_columns = columns.to_vec();
+    builder
+}
+
+/// A pass of either kind over new inputs: the statistics of a plain model
+/// or of an absorbed one, the inputs read and the time taken.
+pub(super) enum Pass {
+    Plain(crate::accumulator::FitAccumulator),
+    Absorbed(AbsorbAccumulator),
+}
+
+impl Pass {
+    /// Fold into a state's statistics.
+    pub(super) fn merge_into(&self, st: &mut State) {
+        match self {
+            Pass::Plain(acc) => st.accumulator.merge(acc),
+            Pass::Absorbed(acc) => {
+                let part = st.absorbed.take().expect("an absorbed state");
+                let mut whole = AbsorbAccumulator::from_parts(std::mem::take(&mut st.accumulator), part);
+                crate::accumulator::ChunkSink::merge(&mut whole, acc);
+                let (dense, part) = whole.into_parts();
+                st.accumulator = dense;
+                st.absorbed = Some(part);
+            }
+        }
+    }
+
+    /// Take out of a state's statistics (nothing changes on failure).
+    pub(super) fn retract_from(&self, st: &mut State) -> Result<(), String> {
+        match self {
+            Pass::Plain(acc) => st.accumulator.retract(acc).map_err(|e| e.to_string()),
+            Pass::Absorbed(acc) => {
+                let part = st.absorbed.clone().expect("an absorbed state");
+                let mut whole = AbsorbAccumulator::from_parts(st.accumulator.clone(), part);
+                whole.retract(acc)?;
+                let (dense, part) = whole.into_parts();
+                st.accumulator = dense;
+                st.absorbed = Some(part);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A pass over `opened` for a state's model (`absorbed`: its absorbed
+/// columns).
+pub(super) fn pass_for_state(
+    resolved: &Resolved,
+    absorbed: Option<&[String]>,
+    opened: model::OpenedInputs,
+    eo: &EngineOptions,
+    progress: &Progress,
+) -> Result<(Pass, Vec<crate::report::InputInfo>, f64), AppError> {
+    let t0 = Instant::now();
+    let (pass, inputs) = match absorbed {
+        None => {
+            let p = model::accumulate(resolved, opened, eo, progress)?;
+            (Pass::Plain(p.acc), p.inputs)
+        }
+        Some(columns) => {
+            let (acc, inputs) = accumulate(resolved, columns, opened, eo, progress)?;
+            (Pass::Absorbed(acc), inputs)
+        }
+    };
+    Ok((pass, inputs, t0.elapsed().as_secs_f64()))
+}
+
+/// The first pass of an absorbed model over `opened`.
+pub(super) fn accumulate(
+    resolved: &Resolved,
+    columns: &[String],
+    opened: model::OpenedInputs,
+    eo: &EngineOptions,
+    progress: &Progress,
+) -> Result<(AbsorbAccumulator, Vec<crate::report::InputInfo>), AppError> {
+    let builder = absorbing_builder(resolved, columns);
+    let shared = Arc::new(columns.to_vec());
+    let n_factors = resolved.spec.factors.len();
+    let empty = || AbsorbAccumulator::new(shared.clone(), n_factors);
+    Ok(engine::accumulate_with(opened, &builder, &empty, eo, progress).map_err(FitError::from)?)
+}
+
+/// The report's notes: the default covariance, rows dropped.
+fn add_notes(res: &mut AbsorbedResults, acc: &AbsorbAccumulator, columns: &[String], cov: CovType) {
+    if cov == CovType::Nonrobust {
+        res.notes.push(format!(
+            "Standard errors assume iid errors, the default of pyfixest and fixest; --cov-type cluster clusters them by '{}', --cov-type HC1 makes them heteroskedasticity-robust.",
+            columns[0]
+        ));
+    }
+    let rows_dropped = acc.rows_dropped();
+    if rows_dropped > 0 {
+        res.notes.push(format!(
+            "{rows_dropped} of {} rows were dropped for a missing value in a column the model uses.",
+            acc.rows_read
+        ));
+    }
+}
+
+fn run_info(
+    acc: &AbsorbAccumulator,
+    formula: String,
+    inputs: Vec<crate::report::InputInfo>,
+    fitted_at: u64,
+    elapsed_s: f64,
+    a: &FitArgs,
+) -> RunInfo {
+    RunInfo {
+        formula,
+        inputs,
+        rows_read: acc.rows_read,
+        rows_dropped: acc.rows_dropped(),
+        fitted_at,
+        elapsed_s,
+        weights: a.weights.clone(),
+        full_cov: a.report.full_cov,
+    }
+}
+
+/// The absorbed model of a state: the main model resolved, and the
+/// absorbed columns (`None`: the state's formula absorbs nothing).
+pub(super) fn state_model(st: &State) -> Result<Option<(Resolved, Vec<String>)>, AppError> {
+    let Some((main, columns)) = model::absorbed_model(&st.model).map_err(FitError::from)? else { return Ok(None) };
+    Ok(Some((Resolved::new(main, st.column_types.clone())?, columns)))
+}
+
+/// The report of a saved absorbed fit (iid standard errors: the robust
+/// ones need the data).
+pub(super) fn render_state(st: &State, report: &crate::cli::ReportArgs) -> Result<String, AppError> {
+    let ro = report_options(report)?;
+    if report.cov_type != CovType::Nonrobust {
+        return Err(AppError::Usage(format!(
+            "--cov-type {} needs a pass over the data: a saved absorbed fit reports iid standard errors (gramfit fit … --cov-type {} for the others)",
+            report.cov_type.name(),
+            report.cov_type.name()
+        )));
+    }
+    let (resolved, columns) = state_model(st)?.expect("an absorbed state");
+    let part = st.absorbed.clone().expect("an absorbed state");
+    let acc = AbsorbAccumulator::from_parts(st.accumulator.clone(), part);
+    let design = design(&resolved.spec, &acc.dense.level_sets(), acc.dense.stats.keys()).map_err(FitError::from)?;
+    let fit = within_fit(&acc, &design, resolved.options.weights.is_some(), ro.singular)?;
+    let mut res = infer_absorbed(&fit, &AbsorbedCov::Iid, ro.alpha, &resolved.spec.response.name);
+    add_notes(&mut res, &acc, &columns, CovType::Nonrobust);
+    let inputs = st
+        .inputs
+        .iter()
+        .map(|p| crate::report::InputInfo {
+            path: p.path.clone(),
+            rows_read: p.rows_read,
+            rows_dropped: p.rows_dropped,
+            ..Default::default()
+        })
+        .collect();
+    let info = RunInfo {
+        formula: st.model.formula.clone(),
+        inputs,
+        rows_read: acc.rows_read,
+        rows_dropped: acc.rows_dropped(),
+        fitted_at: st.fitted_at,
+        elapsed_s: st.elapsed_s,
+        weights: st.model.weights.clone(),
+        full_cov: report.full_cov,
+    };
+    Ok(report::absorbed::render(&res, &info, report.format))
+}

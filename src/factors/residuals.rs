@@ -1,0 +1,272 @@
+//! The second pass of an absorbed fit: each row's within values and
+//! residual, summed into the meat of a robust covariance.
+//!
+//! A row's within value of column `j` is `z̃_j = z_j − μ_j − Σ_f
+//! proj_f[level_f, j]` (see [`super::within`]), its residual `e = ỹ −
+//! x̃ᵀβ`, its score `w·x̃·e`. The heteroskedasticity-robust meat is `Σ s sᵀ`
+//! over rows, the cluster-robust one `Σ_g S_g S_gᵀ` over the clusters'
+//! score sums `S_g` — the slopes' block of the full dummy model's
+//! sandwich, since `x̃` is `x` minus its projection on the indicators
+//! (the same Frisch–Waugh–Lovell step). Rows in removed singleton levels
+//! have `x̃ = 0` and `e = 0`: they are skipped.
+
+use super::accumulate::{block_codes, code_rows};
+use crate::accumulator::ChunkSink;
+use crate::design::{categorical_column, DesignBuilder, DesignError, LevelMap};
+use crate::level::{ColumnKey, Level};
+use crate::second_pass::CovType;
+use arrow::array::RecordBatch;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What the second pass needs from the first.
+#[derive(Clone, Debug)]
+pub struct ResidualPlan {
+    /// The absorbed columns.
+    pub columns: Vec<String>,
+    /// Per absorbed column, each level left's position in `proj`.
+    pub index: Vec<LevelMap<Level>>,
+    /// Per absorbed column, row-major `levels × (k + 1)` projections.
+    pub proj: Vec<Vec<f64>>,
+    /// Overall means of `[x…, y]`.
+    pub mean: Vec<f64>,
+    /// The slopes (0 for aliased ones).
+    pub beta: Vec<f64>,
+    /// The design column (`k`: y) of each accumulated key.
+    pub key_col: HashMap<ColumnKey, usize>,
+    pub cov: CovType,
+    /// The cluster column (with `CovType::Cluster`).
+    pub cluster: Option<String>,
+}
+
+/// Whether each level of an absorbed factor lies in a single cluster.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Nesting {
+    #[default]
+    Unseen,
+    One(Level),
+    Many,
+}
+
+impl Nesting {
+    fn see(&mut self, c: &Level) {
+        match self {
+            Nesting::Unseen => *self = Nesting::One(c.clone()),
+            Nesting::One(d) if d != c => *self = Nesting::Many,
+            _ => {}
+        }
+    }
+
+    fn merge(&mut self, other: &Nesting) {
+        match other {
+            Nesting::Unseen => {}
+            Nesting::One(c) => self.see(c),
+            Nesting::Many => *self = Nesting::Many,
+        }
+    }
+}
+
+/// The meat of the robust covariance, and what it was summed over.
+#[derive(Clone, Debug)]
+pub struct AbsorbResiduals {
+    plan: Arc<ResidualPlan>,
+    /// `Σ s sᵀ` over rows (`HC0`/`HC1`), row-major `k × k`.
+    pub meat: Vec<f64>,
+    /// The clusters met, in order of first appearance, and their score
+    /// sums (row-major `clusters × k`).
+    clusters: Vec<Level>,
+    cluster_slot: LevelMap<Level>,
+    cluster_sums: Vec<f64>,
+    /// Per absorbed column, per level: the clusters it met.
+    pub nesting: Vec<Vec<Nesting>>,
+    /// `Σ w e²`, a check on the first pass's SSR.
+    pub ssr: f64,
+    pub rows_without_cluster: u64,
+    rows: (u64, u64),
+}
+
+impl AbsorbResiduals {
+    pub fn new(plan: Arc<ResidualPlan>) -> Self {
+        let k = plan.beta.len();
+        let nesting = plan.index.iter().map(|ix| vec![Nesting::Unseen; ix.len()]).collect();
+        AbsorbResiduals {
+            plan,
+            meat: vec![0.0; k * k],
+            clusters: Vec::new(),
+            cluster_slot: LevelMap::default(),
+            cluster_sums: Vec::new(),
+            nesting,
+            ssr: 0.0,
+            rows_without_cluster: 0,
+            rows: (0, 0),
+        }
+    }
+}
+
+impl ChunkSink for AbsorbResiduals {
+    fn add_chunk(
+        &mut self,
+        builder: &DesignBuilder,
+        chunk: &RecordBatch,
+        at: &dyn Fn(usize) -> String,
+    ) -> Result<(), DesignError> {
+        let plan = self.plan.clone();
+        let (sub, coded) = code_rows(chunk, &plan.columns)?;
+        self.rows.0 += chunk.num_rows() as u64;
+        let batch = sub.as_ref().map_or(chunk, |(b, _)| b);
+        let block = match &sub {
+            Some((b, rows)) => builder.block(b, &|r| at(rows[r]))?,
+            None => builder.block(chunk, at)?,
+        };
+        let kept = block.kept.as_deref();
+        let codes: Vec<Vec<u32>> = coded.iter().map(|(c, _)| block_codes(c, kept)).collect();
+        // Each code's position among the levels left (None: a singleton).
+        let pos: Vec<Vec<Option<usize>>> = coded
+            .iter()
+            .zip(&plan.index)
+            .map(|((_, table), ix)| table.iter().map(|l| ix.get(l).map(|&i| i as usize)).collect())
+            .collect();
+        let cluster = match &plan.cluster {
+            Some(c) => Some(match plan.columns.iter().position(|f| f == c) {
+                Some(f) => (codes[f].clone(), coded[f].1.clone()),
+                None => {
+                    let (c, table) = categorical_column(batch, c)?;
+                    (block_codes(&c, kept), table)
+                }
+            }),
+            None => None,
+        };
+        let (n, k1) = (block.nrows(), plan.mean.len());
+        let k = k1 - 1;
+        let cols: Vec<Option<usize>> = block.keys.iter().map(|key| plan.key_col.get(key).copied()).collect();
+        let mut z = vec![0.0; k1];
+        let mut s = vec![0.0; k];
+        // Score sums per cluster code of this chunk, added to the
+        // clusters' totals once per chunk.
+        let mut local = cluster.as_ref().map(|(_, table)| vec![0.0; table.len() * k]);
+        let mut met = cluster.as_ref().map(|(_, table)| vec![false; table.len()]);
+        'rows: for r in 0..n {
+            let mut lv = [0usize; 2];
+            for f in 0..codes.len() {
+                match pos[f][codes[f][r] as usize] {
+                    Some(p) => lv[f] = p,
+                    None => continue 'rows,
+                }
+            }
+            for (v, &m) in z.iter_mut().zip(&plan.mean) {
+                *v = -m;
+            }
+            for (j, col) in cols.iter().enumerate() {
+                if let Some(c) = *col {
+                    z[c] += block.values[j * n + r] + block.lo[j].as_ref().map_or(0.0, |lo| lo[r]);
+                }
+            }
+            for (f, p) in plan.proj.iter().enumerate() {
+                for (v, &q) in z.iter_mut().zip(&p[lv[f] * k1..(lv[f] + 1) * k1]) {
+                    *v -= q;
+                }
+            }
+            let e = z[k] - z[..k].iter().zip(&plan.beta).map(|(x, b)| x * b).sum::<f64>();
+            let w = block.weights.as_ref().map_or(1.0, |w| w[r]);
+            self.ssr += w * e * e;
+            for (sj, &xj) in s.iter_mut().zip(&z[..k]) {
+                *sj = w * xj * e;
+            }
+            match (&cluster, &mut local, &mut met) {
+                (Some((cc, table)), Some(local), Some(met)) => {
+                    let c = cc[r] as usize;
+                    let Some(level) = table.get(c) else {
+                        self.rows_without_cluster += 1;
+                        continue;
+                    };
+                    met[c] = true;
+                    local[c * k..(c + 1) * k].iter_mut().zip(&s).for_each(|(a, b)| *a += b);
+                    for f in 0..codes.len() {
+                        self.nesting[f][lv[f]].see(level);
+                    }
+                }
+                _ => {
+                    for i in 0..k {
+                        for j in 0..k {
+                            self.meat[i * k + j] += s[i] * s[j];
+                        }
+                    }
+                }
+            }
+        }
+        if let (Some((_, table)), Some(local), Some(met)) = (&cluster, &local, &met) {
+            for (c, level) in table.iter().enumerate().filter(|&(c, _)| met[c]) {
+                let slot = self.cluster(level);
+                self.cluster_sums[slot * k..(slot + 1) * k]
+                    .iter_mut()
+                    .zip(&local[c * k..(c + 1) * k])
+                    .for_each(|(a, b)| *a += b);
+            }
+        }
+        self.rows.1 += (chunk.num_rows() - n) as u64;
+        Ok(())
+    }
+
+    fn merge(&mut self, other: &Self) {
+        self.meat.iter_mut().zip(&other.meat).for_each(|(a, b)| *a += b);
+        let k = self.plan.beta.len();
+        for (c, level) in other.clusters.iter().enumerate() {
+            let slot = self.cluster(level);
+            self.cluster_sums[slot * k..(slot + 1) * k]
+                .iter_mut()
+                .zip(&other.cluster_sums[c * k..(c + 1) * k])
+                .for_each(|(a, b)| *a += b);
+        }
+        for (a, b) in self.nesting.iter_mut().zip(&other.nesting) {
+            a.iter_mut().zip(b).for_each(|(a, b)| a.merge(b));
+        }
+        self.ssr += other.ssr;
+        self.rows_without_cluster += other.rows_without_cluster;
+        self.rows.0 += other.rows.0;
+        self.rows.1 += other.rows.1;
+    }
+
+    fn rows(&self) -> (u64, u64) {
+        self.rows
+    }
+}
+
+impl AbsorbResiduals {
+    /// The slot of cluster `level`, made when new.
+    fn cluster(&mut self, level: &Level) -> usize {
+        if let Some(&i) = self.cluster_slot.get(level) {
+            return i as usize;
+        }
+        self.clusters.push(level.clone());
+        self.cluster_slot.insert(level.clone(), (self.clusters.len() - 1) as u32);
+        self.cluster_sums.resize(self.clusters.len() * self.plan.beta.len(), 0.0);
+        self.clusters.len() - 1
+    }
+
+    /// Clusters met.
+    pub fn n_clusters(&self) -> usize {
+        self.clusters.len()
+    }
+
+    /// The meat `Σ_g S_g S_gᵀ` (cluster) or `Σ s sᵀ` (rows), `k × k`.
+    pub fn meat(&self) -> Vec<f64> {
+        if self.plan.cluster.is_none() {
+            return self.meat.clone();
+        }
+        let k = self.plan.beta.len();
+        let mut m = vec![0.0; k * k];
+        for s in self.cluster_sums.chunks_exact(k.max(1)) {
+            for i in 0..k {
+                for j in 0..k {
+                    m[i * k + j] += s[i] * s[j];
+                }
+            }
+        }
+        m
+    }
+
+    /// Per absorbed column: whether every level lies in one cluster.
+    pub fn nested(&self) -> Vec<bool> {
+        self.nesting.iter().map(|levels| levels.iter().all(|n| !matches!(n, Nesting::Many))).collect()
+    }
+}
