@@ -5,7 +5,8 @@
 //! ```text
 //! offset  size  field
 //! 0       8     magic "GRAMFIT\0"
-//! 8       4     format version (u32) = FORMAT_VERSION
+//! 8       4     format version (u32): PLAIN_VERSION, or FORMAT_VERSION
+//!               for a state with absorbed factors (see below)
 //! 12      8     payload length in bytes (u64)
 //! 20      n     payload: UTF-8 JSON of `State` (numbers as shortest
 //!               round-trip decimals, so every f64 word is exact)
@@ -51,7 +52,7 @@ pub const MAGIC: &[u8; 8] = b"GRAMFIT\0";
 pub const FORMAT_VERSION: u32 = 3;
 
 /// The version written for a state without absorbed factors.
-const PLAIN_VERSION: u32 = 2;
+pub const PLAIN_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
