@@ -12,6 +12,7 @@ mod inspect;
 mod keep;
 mod predict;
 
+pub(crate) use absorbed::{accumulate as absorbed_pass, iid_report as absorbed_iid_report, IidRun};
 pub use fit::fit;
 pub use inspect::{corr, design, summary};
 pub use keep::{diagnose, merge, retract, update};

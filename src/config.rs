@@ -184,18 +184,34 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
     // Validate every model against the inputs before any pass or write.
     let csv = models.first().map(|m| m.options.csv.clone()).unwrap_or_default();
     let probe = model::open_inputs(&job.inputs, &csv)?;
-    let mut resolved = Vec::new();
+    // Per model: resolved (the part before a `|`), and its absorbed columns.
+    let mut resolved: Vec<(Resolved, Option<Vec<String>>)> = Vec::new();
     for m in &models {
         let types = model::column_types(&probe, &[])?;
-        let r = Resolved::new(m.options.clone(), types)
-            .map_err(|e| AppError::Data(format!("{}: {}: {e}", a.config.display(), m.name)))?;
-        resolved.push(r);
+        let in_model = |e: &dyn std::fmt::Display| AppError::Data(format!("{}: {}: {e}", a.config.display(), m.name));
+        let (options, absorbed) = match model::absorbed_model(&m.options).map_err(|e| in_model(&e))? {
+            Some((main, columns)) => (main, Some(columns)),
+            None => (m.options.clone(), None),
+        };
+        if let Some(columns) = &absorbed {
+            if m.by.is_some() {
+                return Err(usage(
+                    &a.config,
+                    format!("{}: `by` with absorbed fixed effects is not supported yet", m.name),
+                ));
+            }
+            if let Some(c) = columns.iter().find(|c| !types.iter().any(|(n, _)| n == *c)) {
+                return Err(in_model(&format!("fixed effect: no column named '{c}' in the input")));
+            }
+        }
+        let r = Resolved::new(options, types).map_err(|e| in_model(&e))?;
+        resolved.push((r, absorbed));
     }
     drop(probe);
     let mut outputs: Vec<(Option<PathBuf>, String)> = Vec::new();
     let mut states: Vec<(PathBuf, State)> = Vec::new();
     let wait = a.lock.wait().map_err(AppError::Usage)?;
-    for (m, r) in models.iter().zip(&resolved) {
+    for (m, (r, absorbed)) in models.iter().zip(&resolved) {
         if let Some(sp) = m.state_path.as_ref().filter(|sp| m.update && m.by.is_none() && sp.exists()) {
             // Keep the saved fit current: fold in what it does not hold.
             let report = crate::cli::ReportArgs {
@@ -260,6 +276,41 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
                     "gramfit: note: {}: {} rows have no value in '{by}' and are in no group",
                     m.name, g.rows_without_group
                 );
+            }
+            continue;
+        }
+        if let Some(columns) = absorbed {
+            let t0 = std::time::Instant::now();
+            let (acc, infos) = app::absorbed_pass(r, columns, opened, &eo, &progress)?;
+            let (fitted_at, elapsed_s) = (model::now_unix(), t0.elapsed().as_secs_f64());
+            let run = app::IidRun { formula: &m.options.formula, inputs: infos.clone(), fitted_at, elapsed_s };
+            let mut text = app::absorbed_iid_report(&acc, r, columns, &m.report, run, m.full_cov, m.format)
+                .map_err(|e| AppError::Data(format!("{}: {e}", m.name)))?;
+            if models.len() > 1 && m.report_path.is_none() && m.format == Format::Text {
+                text = format!("### {}\n{text}", m.name);
+            }
+            outputs.push((m.report_path.clone(), text));
+            if let Some(sp) = &m.state_path {
+                let mut inputs = Vec::new();
+                for (input, info) in read.iter().zip(&infos) {
+                    inputs.push(growth::record(input, info)?);
+                }
+                let (dense, part) = acc.into_parts();
+                states.push((
+                    sp.clone(),
+                    State {
+                        gramfit_version: env!("CARGO_PKG_VERSION").into(),
+                        model: m.options.clone(),
+                        column_types: r.column_types.clone(),
+                        accumulator: dense,
+                        inputs,
+                        fitted_at,
+                        elapsed_s,
+                        residuals: None,
+                        stale_second_pass: None,
+                        absorbed: Some(part),
+                    },
+                ));
             }
             continue;
         }

@@ -260,7 +260,7 @@ pub(super) fn pass_for_state(
 }
 
 /// The first pass of an absorbed model over `opened`.
-pub(super) fn accumulate(
+pub(crate) fn accumulate(
     resolved: &Resolved,
     columns: &[String],
     opened: model::OpenedInputs,
@@ -332,10 +332,6 @@ pub(super) fn render_state(st: &State, report: &crate::cli::ReportArgs) -> Resul
     let (resolved, columns) = state_model(st)?.expect("an absorbed state");
     let part = st.absorbed.clone().expect("an absorbed state");
     let acc = AbsorbAccumulator::from_parts(st.accumulator.clone(), part);
-    let design = design(&resolved.spec, &acc.dense.level_sets(), acc.dense.stats.keys()).map_err(FitError::from)?;
-    let fit = within_fit(&acc, &design, resolved.options.weights.is_some(), ro.singular)?;
-    let mut res = infer_absorbed(&fit, &AbsorbedCov::Iid, ro.alpha, &resolved.spec.response.name);
-    add_notes(&mut res, &acc, &columns, CovType::Nonrobust);
     let inputs = st
         .inputs
         .iter()
@@ -346,15 +342,42 @@ pub(super) fn render_state(st: &State, report: &crate::cli::ReportArgs) -> Resul
             ..Default::default()
         })
         .collect();
+    let run = IidRun { formula: &st.model.formula, inputs, fitted_at: st.fitted_at, elapsed_s: st.elapsed_s };
+    iid_report(&acc, &resolved, &columns, &ro, run, report.full_cov, report.format)
+}
+
+/// Where an iid report's numbers came from.
+pub(crate) struct IidRun<'a> {
+    pub formula: &'a str,
+    pub inputs: Vec<crate::report::InputInfo>,
+    pub fitted_at: u64,
+    pub elapsed_s: f64,
+}
+
+/// The report of an absorbed fit with iid standard errors (a saved state,
+/// a batch job: no pass over the residuals).
+pub(crate) fn iid_report(
+    acc: &AbsorbAccumulator,
+    resolved: &Resolved,
+    columns: &[String],
+    ro: &model::ReportOptions,
+    run: IidRun<'_>,
+    full_cov: bool,
+    format: crate::report::Format,
+) -> Result<String, AppError> {
+    let design = design(&resolved.spec, &acc.dense.level_sets(), acc.dense.stats.keys()).map_err(FitError::from)?;
+    let fit = within_fit(acc, &design, resolved.options.weights.is_some(), ro.singular)?;
+    let mut res = infer_absorbed(&fit, &AbsorbedCov::Iid, ro.alpha, &resolved.spec.response.name);
+    add_notes(&mut res, acc, columns, CovType::Nonrobust);
     let info = RunInfo {
-        formula: st.model.formula.clone(),
-        inputs,
+        formula: run.formula.to_string(),
+        inputs: run.inputs,
         rows_read: acc.rows_read,
         rows_dropped: acc.rows_dropped(),
-        fitted_at: st.fitted_at,
-        elapsed_s: st.elapsed_s,
-        weights: st.model.weights.clone(),
-        full_cov: report.full_cov,
+        fitted_at: run.fitted_at,
+        elapsed_s: run.elapsed_s,
+        weights: resolved.options.weights.clone(),
+        full_cov,
     };
-    Ok(report::absorbed::render(&res, &info, report.format))
+    Ok(report::absorbed::render(&res, &info, format))
 }

@@ -27,7 +27,7 @@ mod levels;
 pub use block::{Col, DesignBlock};
 pub use direct::{DirectInputs, DirectPart};
 pub use eval::weights_expr;
-pub use levels::{categorical_column, dictionary_keys, LevelMap};
+pub use levels::{categorical_column, dictionary_keys, LevelHasher, LevelMap};
 
 use crate::dd::Dd;
 use crate::formula::expr::NumExpr;

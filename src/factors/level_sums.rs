@@ -16,7 +16,7 @@ use crate::dd::Dd;
 use crate::design::{DesignBlock, LevelMap};
 use crate::level::{ColumnKey, Level};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// One level's count, weight total and weighted column sums.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -240,19 +240,43 @@ fn add_level(into: &mut LevelSum, part: &LevelSum, map: &[usize]) {
     }
 }
 
-/// Rows and weight per pair of levels (of the first factor, the second).
-pub type Cells = BTreeMap<(Level, Level), (u64, Dd)>;
+/// One interned side of a [`CrossTab`]: levels in order of first
+/// appearance, found by value.
+#[derive(Clone, Debug, Default)]
+struct Interned {
+    levels: Vec<Level>,
+    position: LevelMap<Level>,
+}
+
+impl Interned {
+    fn slot(&mut self, level: &Level) -> u32 {
+        if let Some(&i) = self.position.get(level) {
+            return i;
+        }
+        self.levels.push(level.clone());
+        self.position.insert(level.clone(), (self.levels.len() - 1) as u32);
+        (self.levels.len() - 1) as u32
+    }
+}
+
+/// A cell of a cross-tabulation: its levels, rows and weight.
+pub type Cell<'a> = (&'a Level, &'a Level, u64, Dd);
 
 /// Rows and weight per pair of levels of two factors: only the pairs met.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Levels are interned per side and pairs found by their two slots, so a
+/// row costs two small-integer lookups; [`sorted`](Self::sorted) gives
+/// the cells in the levels' order.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(try_from = "Vec<(Level, Level, u64, Dd)>", into = "Vec<(Level, Level, u64, Dd)>")]
 pub struct CrossTab {
-    pub cells: Cells,
+    a: Interned,
+    b: Interned,
+    cells: HashMap<(u32, u32), (u64, Dd), std::hash::BuildHasherDefault<crate::design::LevelHasher>>,
 }
 
 impl From<CrossTab> for Vec<(Level, Level, u64, Dd)> {
     fn from(t: CrossTab) -> Self {
-        t.cells.into_iter().map(|((a, b), (n, w))| (a, b, n, w)).collect()
+        t.sorted().into_iter().map(|(a, b, n, w)| (a.clone(), b.clone(), n, w)).collect()
     }
 }
 
@@ -265,7 +289,8 @@ impl TryFrom<Vec<(Level, Level, u64, Dd)>> for CrossTab {
             if n == 0 || !w.is_finite() || w.hi <= 0.0 {
                 return Err(format!("the cell ({a}, {b}) of the cross-tabulation has {n} rows and weight {}", w.hi));
             }
-            if t.cells.insert((a.clone(), b.clone()), (n, w)).is_some() {
+            let key = (t.a.slot(&a), t.b.slot(&b));
+            if t.cells.insert(key, (n, w)).is_some() {
                 return Err(format!("the cell ({a}, {b}) appears twice in the cross-tabulation"));
             }
         }
@@ -277,26 +302,32 @@ impl CrossTab {
     /// Add the rows of a block: row `r` has levels `a.1[a.0[r]]` and
     /// `b.1[b.0[r]]`; weights `w` (1 when `None`).
     pub fn add_rows(&mut self, a: (&[u32], &[Level]), b: (&[u32], &[Level]), w: Option<&[f64]>) {
-        let mut local: HashMap<(u32, u32), (u64, Dd)> = HashMap::new();
+        let mut slot_a = vec![u32::MAX; a.1.len()];
+        let mut slot_b = vec![u32::MAX; b.1.len()];
         for (r, (&ca, &cb)) in a.0.iter().zip(b.0).enumerate() {
-            let e = local.entry((ca, cb)).or_insert((0, Dd::ZERO));
+            let (ca, cb) = (ca as usize, cb as usize);
+            if slot_a[ca] == u32::MAX {
+                slot_a[ca] = self.a.slot(&a.1[ca]);
+            }
+            if slot_b[cb] == u32::MAX {
+                slot_b[cb] = self.b.slot(&b.1[cb]);
+            }
+            let e = self.cells.entry((slot_a[ca], slot_b[cb])).or_insert((0, Dd::ZERO));
             e.0 += 1;
             e.1 += Dd::from(w.map_or(1.0, |w| w[r]));
-        }
-        let mut pairs: Vec<_> = local.into_iter().collect();
-        // Added in a fixed order: the weight sums' bits do not depend on
-        // the hash map's.
-        pairs.sort_unstable_by_key(|&(k, _)| k);
-        for ((ca, cb), (n, wt)) in pairs {
-            let e = self.cells.entry((a.1[ca as usize].clone(), b.1[cb as usize].clone())).or_insert((0, Dd::ZERO));
-            e.0 += n;
-            e.1 += wt;
         }
     }
 
     pub fn merge(&mut self, other: &CrossTab) {
-        for (k, &(n, w)) in &other.cells {
-            let e = self.cells.entry(k.clone()).or_insert((0, Dd::ZERO));
+        let map_a: Vec<u32> = other.a.levels.iter().map(|l| self.a.slot(l)).collect();
+        let map_b: Vec<u32> = other.b.levels.iter().map(|l| self.b.slot(l)).collect();
+        // In the other's levels' order: the weight sums' bits do not
+        // depend on the hash map's order.
+        let mut keys: Vec<&(u32, u32)> = other.cells.keys().collect();
+        keys.sort_unstable();
+        for k in keys {
+            let (n, w) = other.cells[k];
+            let e = self.cells.entry((map_a[k.0 as usize], map_b[k.1 as usize])).or_insert((0, Dd::ZERO));
             e.0 += n;
             e.1 += w;
         }
@@ -304,18 +335,33 @@ impl CrossTab {
 
     /// Take out cells added before; cells left without rows disappear.
     pub fn retract(&mut self, other: &CrossTab) -> Result<(), String> {
-        for (k, &(n, _)) in &other.cells {
-            if self.cells.get(k).is_none_or(|c| c.0 < n) {
-                return Err(format!("the pair ({}, {}) has fewer rows than the data retracted", k.0, k.1));
+        let find = |t: &CrossTab, a: &Level, b: &Level| -> Option<(u32, u32)> {
+            Some((*t.a.position.get(a)?, *t.b.position.get(b)?))
+        };
+        for (a, b, n, _) in other.sorted() {
+            if find(self, a, b).and_then(|k| self.cells.get(&k)).is_none_or(|c| c.0 < n) {
+                return Err(format!("the pair ({a}, {b}) has fewer rows than the data retracted"));
             }
         }
-        for (k, &(n, w)) in &other.cells {
-            let c = self.cells.get_mut(k).expect("checked above");
+        for (a, b, n, w) in other.sorted() {
+            let k = find(self, a, b).expect("checked above");
+            let c = self.cells.get_mut(&k).expect("checked above");
             c.0 -= n;
             c.1 -= w;
         }
         self.cells.retain(|_, c| c.0 > 0);
         Ok(())
+    }
+
+    /// The cells, in the order of their levels (first, then second).
+    pub fn sorted(&self) -> Vec<Cell<'_>> {
+        let mut v: Vec<Cell<'_>> = self
+            .cells
+            .iter()
+            .map(|(&(a, b), &(n, w))| (&self.a.levels[a as usize], &self.b.levels[b as usize], n, w))
+            .collect();
+        v.sort_unstable_by(|x, y| x.0.cmp(y.0).then_with(|| x.1.cmp(y.1)));
+        v
     }
 }
 
@@ -366,8 +412,8 @@ mod tests {
         let b = [Level::Str("x".into())];
         let mut t = CrossTab::default();
         t.add_rows((&[0, 1, 0], &a), (&[0, 0, 0], &b), Some(&[0.5, 2.0, 0.25]));
-        assert_eq!(t.cells[&(Level::Int(1), Level::Str("x".into()))], (2, Dd::from(0.75)));
-        assert_eq!(t.cells[&(Level::Int(2), Level::Str("x".into()))], (1, Dd::from(2.0)));
+        let x = Level::Str("x".into());
+        assert_eq!(t.sorted(), [(&Level::Int(1), &x, 2, Dd::from(0.75)), (&Level::Int(2), &x, 1, Dd::from(2.0))]);
     }
 
     use proptest::prelude::*;

@@ -29,7 +29,7 @@
 //! change no slope but would inflate the row count.
 
 use super::accumulate::AbsorbAccumulator;
-use super::level_sums::Cells;
+use super::level_sums::CrossTab;
 use crate::dd::Dd;
 use crate::formula::columns::Design;
 use crate::level::{ColumnKey, Level};
@@ -118,7 +118,7 @@ type Cell = (usize, usize, u64, Dd);
 /// leave a level of the other with one row). Returns the removed rows as
 /// `(z over the keys, weight)` and, for two factors, the cells of the rows
 /// left; updates the levels' sums.
-fn remove_singletons(fs: &mut [Levels], cross: Option<&Cells>) -> (Vec<(Vec<Dd>, Dd)>, Vec<Cell>) {
+fn remove_singletons(fs: &mut [Levels], cross: Option<&CrossTab>) -> (Vec<(Vec<Dd>, Dd)>, Vec<Cell>) {
     let mut removed = Vec::new();
     if fs.len() == 1 {
         let f = &mut fs[0];
@@ -137,7 +137,8 @@ fn remove_singletons(fs: &mut [Levels], cross: Option<&Cells>) -> (Vec<(Vec<Dd>,
         fs.iter().map(|f| f.levels.iter().enumerate().map(|(i, l)| (l, i)).collect()).collect();
     // Cells as (level of a, level of b, rows left, weight left), and each
     // level's cells.
-    let mut cells: Vec<Cell> = cross.iter().map(|((a, b), &(n, w))| (index[0][a], index[1][b], n, w)).collect();
+    let mut cells: Vec<Cell> =
+        cross.sorted().into_iter().map(|(a, b, n, w)| (index[0][a], index[1][b], n, w)).collect();
     let mut of_level: [Vec<Vec<usize>>; 2] =
         [vec![Vec::new(); fs[0].levels.len()], vec![Vec::new(); fs[1].levels.len()]];
     for (c, &(a, b, _, _)) in cells.iter().enumerate() {
@@ -323,7 +324,7 @@ pub fn within_fit(
     let stats = &acc.dense.stats;
     let keys = stats.keys().to_vec();
     let mut fs: Vec<Levels> = (0..acc.sums.len()).map(|f| levels_of(acc, f, &keys)).collect();
-    let (removed, cells) = remove_singletons(&mut fs, acc.cross.as_ref().map(|c| &c.cells));
+    let (removed, cells) = remove_singletons(&mut fs, acc.cross.as_ref());
     let kept = retract_rows(stats, &removed, weighted)?;
     if kept.nobs() == 0 {
         return Err(WithinError::AllSingletons);

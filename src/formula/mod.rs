@@ -133,7 +133,7 @@ impl ModelSpec {
                 formula,
                 bar,
                 formula.len(),
-                "absorbed fixed effects ('| fe') are not supported here yet: `gramfit fit`, and `summary`, `update`, `retract` and `merge` of its saved state, take them; predict, diagnose, grouped fits and batch configs do not",
+                "absorbed fixed effects ('| fe') are not supported here yet: `gramfit fit`, batch configs, and `summary`, `update`, `retract` and `merge` of a saved absorbed fit take them; `predict`, `diagnose` and grouped fits do not",
             ));
         }
         let desc = parse::model_desc(formula)?;

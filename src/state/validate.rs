@@ -131,7 +131,7 @@ fn check_absorbed(
         // Every cell's levels are levels of the two factors, and each
         // level's cells count its rows.
         let mut per_level: [std::collections::HashMap<&Level, u64>; 2] = Default::default();
-        for ((a, b), &(n, _)) in &cross.cells {
+        for (a, b, n, _) in cross.sorted() {
             for (f, l) in [(0, a), (1, b)] {
                 if part.sums[f].get(l).is_none() {
                     return Err(format!("the cross-tabulation has a level {l} of '{}' that has no sums", columns[f]));

@@ -279,4 +279,11 @@ fn the_nightly_job_keeps_its_models_current_and_scores_the_newest_listings() {
     run();
     assert_eq!(state("nightly-rent.gramfit").inputs.len(), 4);
     assert_eq!(state("nightly-log-rent.gramfit").inputs.len(), 4);
+    // The absorbed model too, its level sums with it.
+    let within = state("nightly-within.gramfit");
+    assert_eq!(within.inputs.len(), 4);
+    let levels = within.absorbed.as_ref().expect("level sums").sums[0].len();
+    assert!(levels > 100, "{levels} neighborhoods");
+    let report = std::fs::read_to_string(work.join("out/nightly-within.txt")).unwrap();
+    assert!(report.contains("Fixed effects:   neighborhood ("), "{report}");
 }
