@@ -176,7 +176,12 @@ pub fn infer_absorbed(fit: &WithinFit, cov: &AbsorbedCov, alpha: f64, response: 
         cov_type,
         cluster,
         aliased: Vec::new(),
-        dependencies: sol.dependencies.iter().map(|d| d.describe()).collect(),
+        dependencies: sol
+            .dependencies
+            .iter()
+            .filter(|d| !fit.collinear_with_levels.iter().any(|&j| fit.ne.names[j] == d.column))
+            .map(|d| d.describe())
+            .collect(),
         notes: Vec::new(),
     };
     for i in 0..k {
@@ -184,6 +189,12 @@ pub fn infer_absorbed(fit: &WithinFit, cov: &AbsorbedCov, alpha: f64, response: 
         let se = b.map(|_| v[i * k + i].sqrt());
         let t = b.zip(se).map(|(b, s)| b / s);
         res.params.push(b);
+        if fit.collinear_with_levels.contains(&i) {
+            res.notes.push(format!(
+                "{} is constant within the absorbed levels (collinear with the fixed effects): not estimated.",
+                fit.ne.names[i]
+            ));
+        }
         res.bse.push(se);
         res.tvalues.push(t);
         res.pvalues.push(t.map(|t| 2.0 * t_sf(t.abs(), df_t)));

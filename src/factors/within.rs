@@ -86,6 +86,10 @@ pub struct WithinFit {
     pub mean: Vec<f64>,
     /// `Σ w (y − ȳ)²` over the rows kept (for the overall R²).
     pub centered_tss: Dd,
+    /// The slopes' columns that the levels reproduce (constant within
+    /// them): their within moments are set to zero, so the solver aliases
+    /// them.
+    pub collinear_with_levels: Vec<usize>,
 }
 
 /// One factor's levels in the statistics' column order.
@@ -415,6 +419,21 @@ pub fn within_fit(
         proj[ia] = alpha;
         proj[ib] = gamma;
     }
+    // A column the levels reproduce keeps only rounding dust of its total
+    // sum of squares: relative to its own (dust) scale the solver would
+    // see a healthy column. Judged against the total, as the solver
+    // judges a column against the earlier ones (ALIAS_TOL), and zeroed.
+    let mut collinear_with_levels = Vec::new();
+    for j in 0..k1 - 1 {
+        let total = c[j * k1 + j];
+        if m[j * k1 + j].hi <= ALIAS_TOL * total.hi.max(0.0) || total.hi <= 0.0 {
+            for i in 0..k1 {
+                m[i * k1 + j] = Dd::ZERO;
+                m[j * k1 + i] = Dd::ZERO;
+            }
+            collinear_with_levels.push(j);
+        }
+    }
     let centered_tss = c[k1 * k1 - 1];
     let ne = NormalEquations {
         names: design.columns.iter().map(|c| c.name.clone()).collect(),
@@ -444,5 +463,6 @@ pub fn within_fit(
         singletons: removed.len() as u64,
         mean: mu.iter().map(|d| d.to_f64()).collect(),
         centered_tss,
+        collinear_with_levels,
     })
 }

@@ -96,11 +96,8 @@ fn text(res: &AbsorbedResults, info: &RunInfo) -> String {
 /// The report's notes: aliasing, then the fit's own.
 fn notes(res: &AbsorbedResults) -> Vec<String> {
     let mut v = Vec::new();
-    if !res.aliased.is_empty() {
-        v.push(format!(
-            "Collinear with the fixed effects or earlier columns, not estimated: {}.",
-            res.dependencies.join("; ")
-        ));
+    if !res.dependencies.is_empty() {
+        v.push(format!("Collinear with earlier columns, not estimated: {}.", res.dependencies.join("; ")));
     }
     v.extend(res.notes.iter().cloned());
     v

@@ -11,11 +11,11 @@ use std::io::Write;
 use std::path::Path;
 
 /// A generated table: `fe1` with 700 string levels (some rows without
-/// one), `fe2` with 40 integer levels, decimals, weights, and a few
-/// singleton levels of `fe1`.
+/// one), `fe2` with 40 integer levels, decimals, weights, a few singleton
+/// levels of `fe1`, and `zc`, constant within the levels of `fe1`.
 fn write_two_factors(csv: &Path) {
     let mut w = std::io::BufWriter::new(std::fs::File::create(csv).unwrap());
-    writeln!(w, "y,x1,x2,fe1,fe2,w").unwrap();
+    writeln!(w, "y,x1,x2,fe1,fe2,w,zc").unwrap();
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut next = || {
         state ^= state << 13;
@@ -32,7 +32,8 @@ fn write_two_factors(csv: &Path) {
         let e = (next() + next() + next() - 1.5) * (1.0 + 0.1 * x2);
         let y = 1.5 * x1 - 0.7 * x2 + a1 + a2 + e;
         let fe1 = if i % 997 == 3 { String::new() } else { format!("f{f1}") };
-        writeln!(w, "{y:.4},{x1:.4},{x2:.3},{fe1},{f2},{:.2}", 0.5 + 1.5 * next()).unwrap();
+        // zc: a number per fe1 level (its square root, three decimals).
+        writeln!(w, "{y:.4},{x1:.4},{x2:.3},{fe1},{f2},{:.2},{:.3}", 0.5 + 1.5 * next(), (f1 as f64).sqrt()).unwrap();
     }
 }
 
@@ -123,6 +124,7 @@ fn two_absorbed_factors_with_weights_equal_pyfixest() {
         {"name": "crv2", "data": data, "formula": f, "vcov": {"CRV1": "fe2"}},
         {"name": "weighted", "data": data, "formula": f, "vcov": {"CRV1": "fe1"}, "weights": "w"},
         {"name": "reversed", "data": data, "formula": "y ~ x1 + x2 | fe2 + fe1", "vcov": "iid"},
+        {"name": "level_constant", "data": data, "formula": "y ~ x1 + zc + x2 | fe1", "vcov": "iid"},
     ]);
     let p = pyfixest(&jobs);
     let iid = fit_json(&csv, f, &[]);
@@ -136,6 +138,18 @@ fn two_absorbed_factors_with_weights_equal_pyfixest() {
     let weighted = fit_json(&csv, f, &["--cov-type", "cluster", "--weights", "w"]);
     assert_matches(&weighted, &p["weighted"], "two factors, weighted, CRV1");
     assert_matches(&fit_json(&csv, "y ~ x1 + x2 | fe2 + fe1", &[]), &p["reversed"], "factors in the other order");
+    // A column constant within the levels is collinear with them: not
+    // estimated (its within sum of squares is rounding dust, which must
+    // not pass for a column), and the other slopes' degrees of freedom
+    // do not count it.
+    let lc = fit_json(&csv, "y ~ x1 + zc + x2 | fe1", &[]);
+    assert_matches(&lc, &p["level_constant"], "a column constant within the levels");
+    assert_eq!(lc["aliased"], json!(["zc"]));
+    assert!(
+        lc["notes"][0].as_str().unwrap().starts_with("zc is constant within the absorbed levels"),
+        "{}",
+        lc["notes"]
+    );
 }
 
 /// The absorbed slopes are the dummy model's (Frisch–Waugh–Lovell), and
