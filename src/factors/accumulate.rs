@@ -141,6 +141,17 @@ impl ChunkSink for AbsorbAccumulator {
         at: &dyn Fn(usize) -> String,
     ) -> Result<(), DesignError> {
         let (sub, coded) = code_rows(chunk, &self.columns)?;
+        if let (Some((_, rows)), crate::design::MissingPolicy::Error) = (&sub, builder.missing) {
+            // The first row without a level, and the column it lacks.
+            let r = (0..chunk.num_rows()).find(|r| !rows.contains(r)).expect("a row was dropped");
+            let column = self
+                .columns
+                .iter()
+                .find(|c| categorical_column(chunk, c).is_ok_and(|(codes, _)| codes[r] == u32::MAX))
+                .cloned()
+                .unwrap_or_default();
+            return Err(DesignError::Missing { column, row: r, at: at(r) });
+        }
         self.rows_read += chunk.num_rows() as u64;
         let block = match &sub {
             Some((batch, rows)) => {

@@ -215,6 +215,17 @@ fn what_cannot_be_absorbed_is_refused_clearly() {
     let (code, msg) = err(&["-f", "rent ~ size_sqft | neighborhood + borough + submarket"]);
     assert_eq!(code, 2);
     assert!(msg.contains("at most 2 fixed effects can be absorbed, not 3"), "{msg}");
+    // A row without a level is dropped and counted, or refused with
+    // --missing error, naming the column and the line.
+    let dir = tempdir();
+    let csv = dir.path().join("gap.csv");
+    std::fs::write(&csv, "y,x,g\n1,2,a\n2,3,a\n3,1,\n4,5,b\n5,4,b\n").unwrap();
+    let out = gramfit(["fit", csv.to_str().unwrap(), "-q", "-f", "y ~ x | g", "--missing", "error"]);
+    assert_eq!(out.status.code(), Some(1));
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(msg.contains("column 'g' is missing a value at") && msg.contains("line 4"), "{msg}");
+    let ok = fit_json(&csv, "y ~ x | g", &[]);
+    assert_eq!((ok["nobs"].as_u64(), ok["rows"]["dropped"].as_u64()), (Some(4), Some(1)));
     // Paths that do not absorb say so rather than misread the '|'.
     let (code, msg) = err(&["-f", "rent ~ size_sqft | neighborhood", "--by", "borough"]);
     assert_eq!(code, 2);
