@@ -115,15 +115,7 @@ impl Model {
                 p,
             )
         };
-        let categorical = spec
-            .factors
-            .iter()
-            .zip(levels)
-            .filter_map(|(f, l)| match &f.kind {
-                FactorKind::Categorical { column, .. } => Some((column.clone(), l.clone())),
-                _ => None,
-            })
-            .collect();
+        let categorical = spec.categorical_levels(levels);
         let y = with_response.then(|| DesignBuilder::new(single(spec.response.clone()), None, MissingPolicy::Drop));
         let w = weights.filter(|_| with_weights).and_then(|w| {
             let e = crate::design::weights_expr(w).ok()?;
@@ -375,7 +367,12 @@ pub struct Plan {
 /// One model, or a model per group.
 pub enum Models {
     One(Box<Model>),
-    ByGroup { column: String, models: BTreeMap<Level, Model> },
+    ByGroup {
+        column: String,
+        models: BTreeMap<Level, Model>,
+    },
+    /// An absorbed fit's means (no intervals yet).
+    Absorbed(Box<crate::factors::AbsorbedModel>),
 }
 
 impl Plan {
@@ -411,6 +408,7 @@ impl Plan {
                 add(column.clone());
                 models.values().flat_map(Model::source_columns).for_each(&mut add);
             }
+            Models::Absorbed(m) => m.source_columns().into_iter().for_each(&mut add),
         }
         self.keep.iter().cloned().for_each(add);
         cols
@@ -422,6 +420,10 @@ impl Plan {
         let ncols = column_names(self.interval, self.residuals).len();
         let computed = match &self.models {
             Models::One(m) => m.compute(chunk, self.interval, self.policy, at)?,
+            Models::Absorbed(m) => {
+                let p = m.compute(chunk, at)?;
+                Computed { cols: vec![p.mean], unseen: p.unseen, missing: p.missing }
+            }
             Models::ByGroup { column, models } => {
                 let mut all = Computed { cols: vec![vec![f64::NAN; n]; ncols], ..Computed::default() };
                 let (codes, table) = categorical_column(chunk, column)?;

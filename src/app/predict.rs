@@ -50,6 +50,9 @@ pub fn predict(a: &PredictArgs) -> Result<(), AppError> {
     }
     let states = load_states(&a.state)?;
     let (first_path, first) = &states[0];
+    if first.absorbed.is_some() {
+        return predict_absorbed(a, &eo, first_path, first, states.len());
+    }
     // One model, or one per group of the same grouped fit.
     let mut general = first.model.clone();
     general.group = None;
@@ -132,14 +135,7 @@ pub fn predict(a: &PredictArgs) -> Result<(), AppError> {
         }
         None => Models::One(Box::new(models.into_values().next().expect("one model"))),
     };
-    let first_schema = opened.schemas[0].clone().expect("a file's schema");
-    let schema = Plan::schema(&first_schema, &a.keep, a.interval, with_response).map_err(AppError::Usage)?;
-    let all_parquet = opened.inputs.iter().all(|i| i.kind == SourceKind::Parquet);
-    let format = a
-        .format
-        .or_else(|| a.output.as_deref().and_then(TableFormat::of_path))
-        .unwrap_or(if a.output.is_some() && all_parquet { TableFormat::Parquet } else { TableFormat::Csv });
-    let mut writer = TableWriter::create(a.output.as_deref(), format, &schema).map_err(AppError::Data)?;
+    let (schema, writer) = output(a, &opened, with_response)?;
     let plan = Arc::new(Plan {
         encoder: writer.encoder(),
         models,
@@ -152,6 +148,76 @@ pub fn predict(a: &PredictArgs) -> Result<(), AppError> {
         residuals: with_response,
         schema: schema.clone(),
     });
+    write_predictions(a, &eo, &resolved, plan, writer, opened)
+}
+
+/// `predict` with an absorbed fit's state: each row's mean, its levels'
+/// effects recovered from the statistics (no intervals yet).
+fn predict_absorbed(
+    a: &PredictArgs,
+    eo: &crate::engine::EngineOptions,
+    path: &Path,
+    st: &State,
+    n_states: usize,
+) -> Result<(), AppError> {
+    if n_states > 1 {
+        return Err(AppError::Usage(format!(
+            "{}: an absorbed fit predicts alone, not with other states",
+            path.display()
+        )));
+    }
+    if a.interval != predict::Interval::None {
+        return Err(AppError::Usage(
+            "intervals from an absorbed fit are not available yet; use --interval none (the predicted mean)".into(),
+        ));
+    }
+    let (resolved, _) = super::absorbed::state_model(st)?.expect("an absorbed state");
+    let acc =
+        crate::factors::AbsorbAccumulator::from_parts(st.accumulator.clone(), st.absorbed.clone().expect("absorbed"));
+    let design = crate::formula::columns::design(&resolved.spec, &acc.dense.level_sets(), acc.dense.stats.keys())
+        .map_err(model::FitError::from)?;
+    let fit = crate::factors::within_fit(&acc, &design, resolved.options.weights.is_some(), a.singular)?;
+    let m = crate::factors::AbsorbedModel::new(&fit, &design, &resolved.spec, &acc.dense.level_sets());
+    let opened = model::open_inputs(&a.inputs, &st.model.csv)?;
+    if opened.stdin.is_some() {
+        return Err(AppError::Usage("predict reads files, not a stream on stdin".into()));
+    }
+    let mut needed = m.source_columns();
+    needed.extend(a.keep.iter().cloned());
+    let present = model::column_types(&opened, &needed)?;
+    if let Some(c) = needed.iter().find(|c| !present.iter().any(|(n, _)| n == *c)) {
+        return Err(AppError::Data(format!(
+            "{}: column '{c}' is missing (the model{} uses it)",
+            opened.inputs[0].display(),
+            if a.keep.contains(c) { "'s --keep" } else { "" }
+        )));
+    }
+    let (schema, writer) = output(a, &opened, false)?;
+    let plan = Arc::new(Plan {
+        encoder: writer.encoder(),
+        models: Models::Absorbed(Box::new(m)),
+        keep: a.keep.clone(),
+        interval: a.interval,
+        policy: RowPolicy {
+            unseen_error: a.unseen_level == RowAction::Error,
+            missing_error: a.missing == RowAction::Error,
+        },
+        residuals: false,
+        schema,
+    });
+    write_predictions(a, eo, &resolved, plan, writer, opened)
+}
+
+/// Stream the inputs through `plan`, writing the rows in input order, and
+/// tell how many were predicted as null and why.
+fn write_predictions(
+    a: &PredictArgs,
+    eo: &crate::engine::EngineOptions,
+    resolved: &Resolved,
+    plan: Arc<Plan>,
+    mut writer: TableWriter,
+    opened: model::OpenedInputs,
+) -> Result<(), AppError> {
     let builder = predict::reading_builder(&resolved.spec, plan.source_columns());
     let progress = Arc::new(Progress::default());
     let _display = ProgressDisplay::start(progress.clone(), a.engine.quiet);
@@ -160,7 +226,7 @@ pub fn predict(a: &PredictArgs) -> Result<(), AppError> {
     let mut unseen: BTreeMap<String, u64> = BTreeMap::new();
     let mut failed: Option<String> = None;
     let make = || PredictSink::new(Arc::clone(&plan));
-    engine::stream(opened, &builder, &make, &eo, &progress, &mut |_, sink: PredictSink| {
+    engine::stream(opened, &builder, &make, eo, &progress, &mut |_, sink: PredictSink| {
         if failed.is_some() {
             return;
         }
@@ -199,4 +265,23 @@ pub fn predict(a: &PredictArgs) -> Result<(), AppError> {
         eprintln!("gramfit: {nulls} of {rows} rows predicted as null: {}", why.join("; "));
     }
     Ok(())
+}
+
+/// The output's schema (the kept columns, then the computed ones) and its
+/// writer, in the format asked for or implied by the output's name
+/// (Parquet for Parquet inputs, else CSV).
+fn output(
+    a: &PredictArgs,
+    opened: &model::OpenedInputs,
+    residuals: bool,
+) -> Result<(arrow::datatypes::SchemaRef, TableWriter), AppError> {
+    let first_schema = opened.schemas[0].clone().expect("a file's schema");
+    let schema = Plan::schema(&first_schema, &a.keep, a.interval, residuals).map_err(AppError::Usage)?;
+    let all_parquet = opened.inputs.iter().all(|i| i.kind == SourceKind::Parquet);
+    let format = a
+        .format
+        .or_else(|| a.output.as_deref().and_then(TableFormat::of_path))
+        .unwrap_or(if a.output.is_some() && all_parquet { TableFormat::Parquet } else { TableFormat::Csv });
+    let writer = TableWriter::create(a.output.as_deref(), format, &schema).map_err(AppError::Data)?;
+    Ok((schema, writer))
 }

@@ -15,10 +15,12 @@
 pub mod accumulate;
 pub mod inference;
 pub mod level_sums;
+pub mod predict;
 pub mod residuals;
 pub mod within;
 
 pub use accumulate::{AbsorbAccumulator, AbsorbedPart};
 pub use inference::{infer_absorbed, AbsorbedCov, AbsorbedResults};
+pub use predict::AbsorbedModel;
 pub use residuals::{AbsorbResiduals, ResidualPlan};
 pub use within::{within_fit, WithinError, WithinFit};

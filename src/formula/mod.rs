@@ -133,7 +133,7 @@ impl ModelSpec {
                 formula,
                 bar,
                 formula.len(),
-                "absorbed fixed effects ('| fe') are not supported here yet: `gramfit fit`, batch configs, and `summary`, `update`, `retract` and `merge` of a saved absorbed fit take them; `predict`, `diagnose` and grouped fits do not",
+                "absorbed fixed effects ('| fe') are not supported here yet: `gramfit fit`, batch configs, and `summary`, `update`, `retract`, `merge` and `predict --interval none` of a saved absorbed fit take them; `diagnose` and grouped fits do not",
             ));
         }
         let desc = parse::model_desc(formula)?;
@@ -213,6 +213,22 @@ impl ModelSpec {
             terms: desc.rhs.iter().map(|t| t.0.iter().map(|&f| remap(f)).collect()).collect(),
             intercept: desc.intercept,
         })
+    }
+
+    /// Per categorical factor: its column and `levels[f]`, the levels a
+    /// fit saw for it (`levels` is per factor, numeric ones empty).
+    pub fn categorical_levels(
+        &self,
+        levels: &[std::collections::BTreeSet<crate::level::Level>],
+    ) -> Vec<(String, std::collections::BTreeSet<crate::level::Level>)> {
+        self.factors
+            .iter()
+            .zip(levels)
+            .filter_map(|(f, l)| match &f.kind {
+                FactorKind::Categorical { column, .. } => Some((column.clone(), l.clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Source columns the model reads (response first), for projection.

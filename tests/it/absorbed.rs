@@ -255,7 +255,7 @@ fn two_large_factors_are_refused_with_the_limit() {
 /// of the first rows with the rest, or merging the fits of the two parts,
 /// gives the fit of the whole; retracting the rest gives the first part's.
 /// The state is written as format version 3 (a build that reads up to 2
-/// refuses it rather than fit without the fixed effects); `predict` says
+/// refuses it rather than fit without the fixed effects); `diagnose` says
 /// it cannot use it yet.
 #[test]
 fn saved_absorbed_fits_update_merge_and_retract() {
@@ -294,7 +294,7 @@ fn saved_absorbed_fits_update_merge_and_retract() {
     close(&summary, &merged, "summary of the merged state");
     let back = gramfit_json(["retract", &p("s.gramfit"), b.to_str().unwrap(), "--format", "json", "-q"]);
     close(&back, &first, "retract");
-    let out = gramfit(["predict", &p("s.gramfit"), a.to_str().unwrap()]);
+    let out = gramfit(["diagnose", &p("s.gramfit")]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("absorbed fixed effects ('| fe') are not supported here yet"));
     let out = gramfit(["summary", &p("s.gramfit"), "--cov-type", "cluster"]);
@@ -304,4 +304,48 @@ fn saved_absorbed_fits_update_merge_and_retract() {
     gramfit_json(["fit", a.to_str().unwrap(), "-f", "y ~ x1", "--format", "json", "-q", "--save", &p("plain.gramfit")]);
     let bytes = std::fs::read(p("plain.gramfit")).unwrap();
     assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 2);
+}
+
+/// Predictions from a saved absorbed fit are the dummy model's fitted
+/// values: equal to pyfixest's (its fixed effects solved to 1e-14) on
+/// every row, null where it has none (a row without a level, a singleton
+/// level's row); intervals are refused for now.
+#[test]
+fn predictions_from_an_absorbed_state_equal_pyfixest() {
+    let dir = tempdir();
+    let csv = dir.path().join("two.csv");
+    write_two_factors(&csv);
+    let data = csv.to_str().unwrap();
+    let se = streeteasy();
+    let jobs = json!([
+        {"name": "two", "data": data, "formula": "y ~ x1 + x2 | fe1 + fe2", "vcov": "iid", "predict": true},
+        {"name": "one", "data": se.to_str().unwrap(), "formula": "rent ~ size_sqft + bedrooms | neighborhood", "vcov": "iid", "predict": true},
+    ]);
+    let p = pyfixest(&jobs);
+    for (name, file, formula) in [
+        ("two", csv.clone(), "y ~ x1 + x2 | fe1 + fe2"),
+        ("one", se.clone(), "rent ~ size_sqft + bedrooms | neighborhood"),
+    ] {
+        let state = dir.path().join(format!("{name}.gramfit"));
+        fit_json(&file, formula, &["--save", state.to_str().unwrap()]);
+        let out = gramfit(["predict", state.to_str().unwrap(), file.to_str().unwrap(), "--interval", "none", "-q"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let ours: Vec<Option<f64>> = text.lines().skip(1).map(|l| l.parse().ok()).collect();
+        let theirs: Vec<Option<f64>> = p[name]["predict"].as_array().unwrap().iter().map(|v| v.as_f64()).collect();
+        assert_eq!(ours.len(), theirs.len(), "{name}: rows");
+        let mut nulls = 0;
+        for (r, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+            match (a, b) {
+                (Some(a), Some(b)) => assert!(rel_diff(*a, *b) < 1e-9, "{name} row {r}: {a} vs pyfixest {b}"),
+                (None, None) => nulls += 1,
+                _ => panic!("{name} row {r}: {a:?} vs pyfixest {b:?}"),
+            }
+        }
+        assert!(nulls > 0, "{name}: the rows without an estimated level are null");
+    }
+    let state = dir.path().join("two.gramfit");
+    let out = gramfit(["predict", state.to_str().unwrap(), data]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("intervals from an absorbed fit are not available yet"));
 }

@@ -5,7 +5,7 @@ Usage: python3 pyfixest_fit.py SPEC.json OUT.json
 
 SPEC is a list of jobs:
   {"name": ..., "data": CSV, "formula": "y ~ x | fe", "vcov": "iid" |
-   "hetero" | {"CRV1": "col"}, "weights": COL or null}
+   "hetero" | {"CRV1": "col"}, "weights": COL or null, "predict": bool}
 The output maps each name to the slopes' names, coefficients, standard
 errors, t values, p values, the row count and the R² (overall and within).
 The fixed effects are demeaned to 1e-12 (pyfixest's default tolerance is
@@ -37,7 +37,11 @@ def fit(job):
             weights=job.get("weights"),
             fixef_tol=job.get("fixef_tol", 1e-12),
         )
-    return {
+    out = {}
+    if job.get("predict"):
+        res.fixef(atol=1e-14, btol=1e-14)
+        out["predict"] = [num(v) if np.isfinite(v) else None for v in res.predict(newdata=df)]
+    return out | {
         "names": list(res.coef().index),
         "params": [num(v) for v in res.coef()],
         "bse": [num(v) for v in res.se()],
