@@ -98,6 +98,19 @@ pub fn emit(text: &str, output: Option<&Path>) -> Result<(), AppError> {
     Ok(())
 }
 
+/// The inputs a state records, as a report lists them.
+pub(crate) fn recorded_inputs(st: &State) -> Vec<InputInfo> {
+    st.inputs
+        .iter()
+        .map(|p| InputInfo {
+            path: p.path.clone(),
+            rows_read: p.rows_read,
+            rows_dropped: p.rows_dropped,
+            ..InputInfo::default()
+        })
+        .collect()
+}
+
 pub(crate) fn render_state(st: &State, report: &ReportArgs) -> Result<String, AppError> {
     if st.absorbed.is_some() {
         return absorbed::render_state(st, report);
@@ -127,18 +140,7 @@ pub(crate) fn render_state(st: &State, report: &ReportArgs) -> Result<String, Ap
             res.gramfit_notes.push(no_second_pass_note(false));
         }
     }
-    let inputs = st
-        .inputs
-        .iter()
-        .map(|p| InputInfo {
-            path: p.path.clone(),
-            rows_read: p.rows_read,
-            rows_dropped: p.rows_dropped,
-            end: None,
-            file_rows: 0,
-            groups: Vec::new(),
-        })
-        .collect();
+    let inputs = recorded_inputs(st);
     let mut info = model::run_info(&resolved, &st.accumulator, inputs, st.fitted_at, st.elapsed_s);
     info.full_cov = report.full_cov;
     Ok(report::render(&res, &info, report.format))

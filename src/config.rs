@@ -296,21 +296,16 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
                     inputs.push(growth::record(input, info)?);
                 }
                 let (dense, part) = acc.into_parts();
-                states.push((
-                    sp.clone(),
-                    State {
-                        gramfit_version: env!("CARGO_PKG_VERSION").into(),
-                        model: m.options.clone(),
-                        column_types: r.column_types.clone(),
-                        accumulator: dense,
-                        inputs,
-                        fitted_at,
-                        elapsed_s,
-                        residuals: None,
-                        stale_second_pass: None,
-                        absorbed: Some(part),
-                    },
-                ));
+                let st = State::new(
+                    m.options.clone(),
+                    r.column_types.clone(),
+                    dense,
+                    Some(part),
+                    inputs,
+                    fitted_at,
+                    elapsed_s,
+                );
+                states.push((sp.clone(), st));
             }
             continue;
         }
@@ -329,21 +324,16 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
             for (input, info) in read.iter().zip(&pass.inputs) {
                 inputs.push(growth::record(input, info)?);
             }
-            states.push((
-                sp.clone(),
-                State {
-                    gramfit_version: env!("CARGO_PKG_VERSION").into(),
-                    model: r.options.clone(),
-                    column_types: r.column_types.clone(),
-                    accumulator: pass.acc,
-                    inputs,
-                    fitted_at,
-                    elapsed_s: pass.elapsed_s,
-                    residuals: None,
-                    stale_second_pass: None,
-                    absorbed: None,
-                },
-            ));
+            let st = State::new(
+                r.options.clone(),
+                r.column_types.clone(),
+                pass.acc,
+                None,
+                inputs,
+                fitted_at,
+                pass.elapsed_s,
+            );
+            states.push((sp.clone(), st));
         }
     }
     // All fits succeeded: now write, each file atomically, each state

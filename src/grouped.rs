@@ -93,18 +93,15 @@ pub fn state_of(g: &GroupFit, read: &[Input], fitted_at: u64, elapsed_s: f64) ->
     for (input, info) in read.iter().zip(&g.inputs) {
         inputs.push(growth::record(input, info)?);
     }
-    Ok(State {
-        gramfit_version: env!("CARGO_PKG_VERSION").into(),
-        model: g.resolved.options.clone(),
-        column_types: g.resolved.column_types.clone(),
-        accumulator: g.acc.clone(),
+    Ok(State::new(
+        g.resolved.options.clone(),
+        g.resolved.column_types.clone(),
+        g.acc.clone(),
+        None,
         inputs,
         fitted_at,
         elapsed_s,
-        residuals: None,
-        stale_second_pass: None,
-        absorbed: None,
-    })
+    ))
 }
 
 /// Save `st` to `path` (its directory made) — for callers holding its lock.

@@ -135,10 +135,7 @@ pub struct NormalEquations {
 impl NormalEquations {
     pub fn from_state(acc: &FitAccumulator, design: &Design) -> NormalEquations {
         let stats = &acc.stats;
-        let mut groups: Vec<Vec<usize>> =
-            design.columns.iter().map(|c| c.cells.iter().filter_map(|k| stats.index_of(k)).collect()).collect();
-        groups.push(stats.index_of(&ColumnKey::Response).into_iter().collect());
-        let (mean, comoment) = stats.combine(&groups);
+        let (mean, comoment) = stats.combine(&column_groups(design, stats));
         NormalEquations {
             names: design.names(),
             intercept: design.intercept,
@@ -172,6 +169,16 @@ impl NormalEquations {
         let n = self.mean.len();
         self.comoment[i * n + j] + self.sum_w * self.mean[i] * self.mean[j]
     }
+}
+
+/// Per design column (the intercept aside), the positions of its cells
+/// among the statistics' keys, then y's: what [`SufficientStats::combine`]
+/// sums into the design's moments.
+pub fn column_groups(design: &Design, stats: &crate::stats::SufficientStats) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> =
+        design.columns.iter().map(|c| c.cells.iter().filter_map(|k| stats.index_of(k)).collect()).collect();
+    groups.push(stats.index_of(&ColumnKey::Response).into_iter().collect());
+    groups
 }
 
 /// The factorization and what follows from it.

@@ -135,6 +135,30 @@ pub struct State {
 }
 
 impl State {
+    /// A state just fitted by this build: no second pass yet.
+    pub fn new(
+        model: ModelOptions,
+        column_types: Vec<(String, SourceType)>,
+        accumulator: FitAccumulator,
+        absorbed: Option<crate::factors::AbsorbedPart>,
+        inputs: Vec<Provenance>,
+        fitted_at: u64,
+        elapsed_s: f64,
+    ) -> State {
+        State {
+            gramfit_version: env!("CARGO_PKG_VERSION").into(),
+            model,
+            column_types,
+            accumulator,
+            inputs,
+            fitted_at,
+            elapsed_s,
+            residuals: None,
+            stale_second_pass: None,
+            absorbed,
+        }
+    }
+
     /// Drop the second pass after a change to the statistics, remembering
     /// a robust covariance it held.
     pub fn drop_second_pass(&mut self) {

@@ -18,7 +18,6 @@ use crate::progress::ProgressDisplay;
 use crate::report::{self, RunInfo};
 use crate::second_pass::CovType;
 use crate::state::State;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -112,12 +111,7 @@ pub fn fit_absorbed(a: &FitArgs, ab: Absorbed, eo: &EngineOptions) -> Result<(),
 
     let cov_of = if second {
         let k = fit.ne.k();
-        let mut key_col: HashMap<ColumnKey, usize> = HashMap::new();
-        for (c, col) in design.columns.iter().enumerate() {
-            for key in &col.cells {
-                key_col.insert(key.clone(), c);
-            }
-        }
+        let mut key_col = design.key_columns();
         key_col.insert(ColumnKey::Response, k);
         let plan = Arc::new(ResidualPlan {
             columns: ab.columns.clone(),
@@ -171,18 +165,8 @@ pub fn fit_absorbed(a: &FitArgs, ab: Absorbed, eo: &EngineOptions) -> Result<(),
             provenance.push(crate::state::growth::record(input, info)?);
         }
         let (dense, part) = acc.into_parts();
-        let st = State {
-            gramfit_version: env!("CARGO_PKG_VERSION").into(),
-            model: ModelOptions { formula: a.formula.clone(), ..resolved.options.clone() },
-            column_types: resolved.column_types.clone(),
-            accumulator: dense,
-            inputs: provenance,
-            fitted_at,
-            elapsed_s,
-            residuals: None,
-            stale_second_pass: None,
-            absorbed: Some(part),
-        };
+        let model = ModelOptions { formula: a.formula.clone(), ..resolved.options.clone() };
+        let st = State::new(model, resolved.column_types.clone(), dense, Some(part), provenance, fitted_at, elapsed_s);
         crate::state::save(&st, path)?;
     }
     let text = report::absorbed::render(&res, &info, a.report.format);
@@ -332,17 +316,12 @@ pub(super) fn render_state(st: &State, report: &crate::cli::ReportArgs) -> Resul
     let (resolved, columns) = state_model(st)?.expect("an absorbed state");
     let part = st.absorbed.clone().expect("an absorbed state");
     let acc = AbsorbAccumulator::from_parts(st.accumulator.clone(), part);
-    let inputs = st
-        .inputs
-        .iter()
-        .map(|p| crate::report::InputInfo {
-            path: p.path.clone(),
-            rows_read: p.rows_read,
-            rows_dropped: p.rows_dropped,
-            ..Default::default()
-        })
-        .collect();
-    let run = IidRun { formula: &st.model.formula, inputs, fitted_at: st.fitted_at, elapsed_s: st.elapsed_s };
+    let run = IidRun {
+        formula: &st.model.formula,
+        inputs: super::recorded_inputs(st),
+        fitted_at: st.fitted_at,
+        elapsed_s: st.elapsed_s,
+    };
     iid_report(&acc, &resolved, &columns, &ro, run, report.full_cov, report.format)
 }
 

@@ -145,18 +145,15 @@ fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions, hold_tail: bool)
     progress.set_label(if second { "pass 1/2" } else { "pass 1/1" });
     let (resolved, pass) = model::resolve_and_accumulate(options, opened, eo, &progress)?;
     let fitted_at = model::now_unix();
-    let mut st = State {
-        gramfit_version: env!("CARGO_PKG_VERSION").into(),
-        model: resolved.options.clone(),
-        column_types: resolved.column_types.clone(),
-        accumulator: pass.acc,
-        inputs: Vec::new(),
+    let mut st = State::new(
+        resolved.options.clone(),
+        resolved.column_types.clone(),
+        pass.acc,
+        None,
+        Vec::new(),
         fitted_at,
-        elapsed_s: pass.elapsed_s,
-        residuals: None,
-        stale_second_pass: None,
-        absorbed: None,
-    };
+        pass.elapsed_s,
+    );
     if a.save.is_some() {
         for (input, info) in read.iter().zip(&pass.inputs) {
             st.inputs.push(growth::record(input, info)?);

@@ -143,7 +143,8 @@ impl ChunkSink for AbsorbAccumulator {
         let (sub, coded) = code_rows(chunk, &self.columns)?;
         if let (Some((_, rows)), crate::design::MissingPolicy::Error) = (&sub, builder.missing) {
             // The first row without a level, and the column it lacks.
-            let r = (0..chunk.num_rows()).find(|r| !rows.contains(r)).expect("a row was dropped");
+            // `rows` is sorted: the first index it skips.
+            let r = rows.iter().enumerate().find(|&(i, &r)| i != r).map_or(rows.len(), |(i, _)| i);
             let column = self
                 .columns
                 .iter()

@@ -59,12 +59,7 @@ impl AbsorbedModel {
         let k = fit.ne.k();
         let k1 = k + 1;
         let beta: Vec<f64> = fit.sol.params.iter().map(|b| b.map_or(0.0, |d| d.to_f64())).collect();
-        let mut key_col = HashMap::new();
-        for (c, col) in design.columns.iter().enumerate() {
-            for key in &col.cells {
-                key_col.insert(key.clone(), c);
-            }
-        }
+        let key_col = design.key_columns();
         let mut effects = Vec::new();
         let mut effect = Vec::new();
         for f in &fit.factors {

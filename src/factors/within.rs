@@ -33,7 +33,9 @@ use super::level_sums::CrossTab;
 use crate::dd::Dd;
 use crate::formula::columns::Design;
 use crate::level::{ColumnKey, Level};
-use crate::solve::{solve_normal_equations, NormalEquations, SingularPolicy, Solution, SolveError, ALIAS_TOL};
+use crate::solve::{
+    column_groups, solve_normal_equations, NormalEquations, SingularPolicy, Solution, SolveError, ALIAS_TOL,
+};
 use crate::stats::columns::ColumnRef;
 use crate::stats::SufficientStats;
 use std::collections::HashMap;
@@ -207,14 +209,6 @@ fn retract_rows(
     Ok(out)
 }
 
-/// Per design column (and y last), the statistics' key positions it sums.
-fn groups(design: &Design, stats: &SufficientStats) -> Vec<Vec<usize>> {
-    let mut g: Vec<Vec<usize>> =
-        design.columns.iter().map(|c| c.cells.iter().filter_map(|k| stats.index_of(k)).collect()).collect();
-    g.push(stats.index_of(&ColumnKey::Response).into_iter().collect());
-    g
-}
-
 /// Per level left: weight and means over the design columns and y.
 struct LevelMeans {
     levels: Vec<Level>,
@@ -333,7 +327,7 @@ pub fn within_fit(
     if kept.nobs() == 0 {
         return Err(WithinError::AllSingletons);
     }
-    let groups = groups(design, &kept);
+    let groups = column_groups(design, &kept);
     let k1 = groups.len();
     let (mu, c) = kept.combine(&groups);
     let means: Vec<LevelMeans> = fs.iter().map(|f| level_means(f, &groups, &mu)).collect();

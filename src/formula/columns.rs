@@ -39,6 +39,18 @@ pub struct Design {
 }
 
 impl Design {
+    /// The design column (not counting the intercept) that each cell key
+    /// is summed into.
+    pub fn key_columns(&self) -> std::collections::HashMap<ColumnKey, usize> {
+        let mut out = std::collections::HashMap::new();
+        for (c, col) in self.columns.iter().enumerate() {
+            for key in &col.cells {
+                out.insert(key.clone(), c);
+            }
+        }
+        out
+    }
+
     /// All column names, `Intercept` first when present.
     pub fn names(&self) -> Vec<String> {
         let mut v = Vec::with_capacity(self.columns.len() + 1);
