@@ -172,7 +172,7 @@ impl NormalEquations {
 }
 
 /// Per design column (the intercept aside), the positions of its cells
-/// among the statistics' keys, then y's: what [`SufficientStats::combine`]
+/// among the statistics' keys, then y's: what [`crate::stats::SufficientStats::combine`]
 /// sums into the design's moments.
 pub fn column_groups(design: &Design, stats: &crate::stats::SufficientStats) -> Vec<Vec<usize>> {
     let mut groups: Vec<Vec<usize>> =
