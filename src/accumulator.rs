@@ -202,6 +202,16 @@ impl EmptySink for FitAccumulator {
     }
 }
 
+impl FitAccumulator {
+    /// The first factor past its limit in `builder.level_limits`.
+    pub fn check_level_limits(&self, builder: &DesignBuilder) -> Result<(), DesignError> {
+        for &(factor, _) in &builder.level_limits {
+            builder.check_levels(factor, self.levels.get(factor).map_or(0, |l| l.len()))?;
+        }
+        Ok(())
+    }
+}
+
 impl ChunkSink for FitAccumulator {
     fn add_chunk(
         &mut self,
@@ -215,11 +225,11 @@ impl ChunkSink for FitAccumulator {
             self.add_level_counts(&part.levels);
             self.rows_read += part.rows_in as u64;
             self.rows_dropped += part.rows_dropped as u64;
-            return Ok(());
+        } else {
+            let block = builder.block(chunk, at)?;
+            self.fold_block(&block, true);
         }
-        let block = builder.block(chunk, at)?;
-        self.fold_block(&block, true);
-        Ok(())
+        self.check_level_limits(builder)
     }
     fn merge(&mut self, other: &Self) {
         FitAccumulator::merge(self, other)

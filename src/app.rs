@@ -6,6 +6,7 @@
 //! `inspect` (summary, design matrix, correlations); here what they share.
 
 mod absorbed;
+mod estimated;
 mod fit;
 mod follow;
 mod inspect;

@@ -208,7 +208,7 @@ impl Diagnostics {
         let mut out = Vec::new();
         if let Some(n) = self.numeric_block {
             out.push(format!(
-                "A wide design ({} columns, with factors): the eigenvalues, condition numbers, condition indices, variance proportions and correlations are those of its {n} numeric columns (the intercept and the terms without a factor), not of every column (past {WIDE_DESIGN_COLUMNS}).",
+                "A wide design ({} columns, with factors): the eigenvalues, condition numbers, condition indices, variance proportions and correlations are those of its {n} numeric columns (the intercept and the terms without a factor), not of every column (past {WIDE_DESIGN_COLUMNS} columns, or with a factor estimated by blocks).",
                 names.len()
             ));
         }

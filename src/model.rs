@@ -161,9 +161,15 @@ pub fn resolve_and_accumulate(
     engine_opts: &EngineOptions,
     progress: &Progress,
 ) -> Result<(Resolved, Pass), FitError> {
-    // Resolve against the first input's columns, then check the others for
-    // the columns the model uses.
-    let first_types = column_types(&opened, &[])?;
+    let resolved = resolve(options, &opened)?;
+    let pass = accumulate(&resolved, opened, engine_opts, progress)?;
+    Ok((resolved, pass))
+}
+
+/// Resolve the model against the first input's columns, and check the
+/// others for the columns the model uses.
+pub fn resolve(options: ModelOptions, opened: &OpenedInputs) -> Result<Resolved, FitError> {
+    let first_types = column_types(opened, &[])?;
     let resolved = match Resolved::new(options.clone(), first_types) {
         Ok(r) => r,
         Err(e) => {
@@ -176,15 +182,14 @@ pub fn resolve_and_accumulate(
                 .flat_map(|s| s.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>())
                 .filter(|c| crate::formula::mentions(&options.formula, c))
                 .collect();
-            check_csv_text(&opened, &named)?;
+            check_csv_text(opened, &named)?;
             return Err(e);
         }
     };
     let needed = resolved.builder().source_columns();
-    column_types(&opened, &needed)?;
-    check_csv_text_columns(&resolved, &opened)?;
-    let pass = accumulate(&resolved, opened, engine_opts, progress)?;
-    Ok((resolved, pass))
+    column_types(opened, &needed)?;
+    check_csv_text_columns(&resolved, opened)?;
+    Ok(resolved)
 }
 
 /// A CSV text column that the model uses as a bare factor but that holds
@@ -244,9 +249,18 @@ pub fn accumulate(
     engine_opts: &EngineOptions,
     progress: &Progress,
 ) -> Result<Pass, FitError> {
+    accumulate_by(&resolved.builder(), opened, engine_opts, progress)
+}
+
+/// [`accumulate`] with a builder of the caller's.
+pub fn accumulate_by(
+    builder: &crate::design::DesignBuilder,
+    opened: OpenedInputs,
+    engine_opts: &EngineOptions,
+    progress: &Progress,
+) -> Result<Pass, FitError> {
     let start = Instant::now();
-    let builder = resolved.builder();
-    let (acc, inputs) = engine::accumulate(opened, &builder, engine_opts, progress)?;
+    let (acc, inputs) = engine::accumulate(opened, builder, engine_opts, progress)?;
     Ok(Pass { acc, inputs, elapsed_s: start.elapsed().as_secs_f64() })
 }
 

@@ -43,7 +43,7 @@ mod tests {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct OlsResults {
     pub model: &'static str,
     pub dep_variable: String,
@@ -168,7 +168,7 @@ pub fn f_sf(f: f64, d1: f64, d2: f64) -> f64 {
     beta_reg(d2 / 2.0, d1 / 2.0, d2 / (d2 + d1 * f))
 }
 
-fn finite(x: f64) -> Option<f64> {
+pub fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
 
@@ -182,12 +182,156 @@ pub struct InferenceOptions {
     pub numeric_columns: Option<Vec<bool>>,
 }
 
+/// What the fit measures are computed from.
+#[derive(Clone, Copy, Debug)]
+pub struct MeasureInputs {
+    pub nobs: u64,
+    /// `Σ w e²` (double-double).
+    pub ssr: Dd,
+    pub centered_tss: Dd,
+    pub uncentered_tss: Dd,
+    pub sum_log_w: Dd,
+    pub rank: usize,
+    pub k_constant: usize,
+}
+
+/// statsmodels' measures of fit (`RegressionResults`: `df_model`,
+/// `rsquared`, `fvalue`, `llf`, `aic`, …), from sums of squares carried in
+/// double-double and rounded once.
+#[derive(Clone, Copy, Debug)]
+pub struct Measures {
+    pub df_model: f64,
+    pub df_resid: f64,
+    pub ssr: f64,
+    pub ess: f64,
+    pub scale: f64,
+    pub rsquared: f64,
+    pub rsquared_adj: f64,
+    pub mse_model: f64,
+    pub mse_resid: f64,
+    pub mse_total: f64,
+    pub fvalue: f64,
+    pub f_pvalue: f64,
+    pub llf: f64,
+    pub aic: f64,
+    pub bic: f64,
+}
+
+impl OlsResults {
+    /// Put the measures of fit in.
+    pub fn set_measures(&mut self, m: &Measures) {
+        self.df_model = m.df_model;
+        self.df_resid = m.df_resid;
+        self.ssr = m.ssr;
+        self.ess = m.ess;
+        self.scale = m.scale;
+        self.mse_model = m.mse_model;
+        self.mse_resid = m.mse_resid;
+        self.mse_total = m.mse_total;
+        self.rsquared = m.rsquared;
+        self.rsquared_adj = m.rsquared_adj;
+        self.fvalue = m.fvalue;
+        self.f_pvalue = m.f_pvalue;
+        self.llf = m.llf;
+        self.aic = m.aic;
+        self.bic = m.bic;
+    }
+}
+
+impl Measures {
+    pub fn of(m: MeasureInputs, weighted: bool) -> Measures {
+        let n = m.nobs as f64;
+        let kc = m.k_constant as f64;
+        let df_model = m.rank as f64 - kc;
+        let df_resid = n - m.rank as f64;
+        let tss = if m.k_constant == 1 { m.centered_tss } else { m.uncentered_tss };
+        let ess = tss - m.ssr;
+        let ssr_f = m.ssr.to_f64();
+        let scale = if df_resid > 0.0 { ssr_f / df_resid } else { f64::NAN };
+        let rsquared = 1.0 - (m.ssr / tss).to_f64();
+        let rsquared_adj = 1.0 - (n - kc) / df_resid * (1.0 - rsquared);
+        let mse_model = ess.to_f64() / df_model;
+        let mse_total = tss.to_f64() / (df_resid + df_model);
+        let fvalue = mse_model / scale;
+        let nobs2 = n / 2.0;
+        let mut llf = -ssr_f.ln() * nobs2 - (1.0 + (std::f64::consts::PI / nobs2).ln()) * nobs2;
+        if weighted {
+            llf += 0.5 * m.sum_log_w.to_f64();
+        }
+        let k_params = df_model + kc;
+        Measures {
+            df_model,
+            df_resid,
+            ssr: ssr_f,
+            ess: ess.to_f64(),
+            scale,
+            rsquared,
+            rsquared_adj,
+            mse_model,
+            mse_resid: scale,
+            mse_total,
+            fvalue,
+            f_pvalue: f_sf(fvalue, df_model, df_resid),
+            llf,
+            aic: -2.0 * llf + 2.0 * k_params,
+            bic: -2.0 * llf + n.ln() * k_params,
+        }
+    }
+}
+
+/// statsmodels' notes (in its order and wording) and gramfit's own about
+/// the solve: aliasing, an exact fit, no residual degrees of freedom.
+pub fn standard_notes(
+    k_constant: usize,
+    nobs: u64,
+    p: usize,
+    diagnostics: &Diagnostics,
+    sol: &Solution,
+    rank: usize,
+    df_resid: f64,
+) -> (Vec<String>, Vec<String>) {
+    let mut notes = Vec::new();
+    if k_constant == 0 {
+        notes.push(
+            "R² is computed without centering (uncentered) since the model does not contain a constant.".to_string(),
+        );
+    }
+    notes.push("Standard Errors assume that the covariance matrix of the errors is correctly specified.".to_string());
+    if (nobs as usize) < p {
+        notes.push("The input rank is higher than the number of observations.".to_string());
+    }
+    if let Some(n) = diagnostics.statsmodels_note() {
+        notes.push(n);
+    }
+    let mut gramfit_notes = Vec::new();
+    for d in &sol.dependencies {
+        let what = match sol.policy {
+            SingularPolicy::Drop => "aliased and not estimated",
+            SingularPolicy::Pinv => "aliased; all coefficients are the minimum-norm solution",
+            SingularPolicy::Error => "aliased",
+        };
+        gramfit_notes.push(format!("{} is {what}: {}", d.column, d.describe()));
+    }
+    if sol.exact_fit {
+        gramfit_notes.push(
+            "The model fits the data exactly: the residual sum of squares is zero to double-double precision (reported as 0)."
+                .to_string(),
+        );
+    }
+    if df_resid <= 0.0 {
+        gramfit_notes.push(format!(
+            "There are no residual degrees of freedom (nobs {nobs}, rank {rank}): standard errors, t, p and intervals are undefined."
+
+        ));
+    }
+    (notes, gramfit_notes)
+}
+
 /// Compute every statistic from the normal equations and their solution.
 pub fn infer(ne: &NormalEquations, sol: &Solution, opts: &InferenceOptions) -> OlsResults {
     let p = ne.names.len();
     let k = ne.k();
     let nobs = ne.nobs;
-    let n = nobs as f64;
     let w = ne.sum_w;
     let cyy = ne.comoment[k * (k + 1) + k];
     let centered_tss = cyy;
@@ -209,29 +353,11 @@ pub fn infer(ne: &NormalEquations, sol: &Solution, opts: &InferenceOptions) -> O
         usize::from(p > 0 && resid.abs() < 1e-9)
     };
     let rank = sol.rank;
-    let df_model = rank as f64 - k_constant as f64;
-    let df_resid = n - rank as f64;
-    let ssr = sol.ssr;
-    let tss = if k_constant == 1 { centered_tss } else { uncentered_tss };
-    let ess = tss - ssr;
-    let ssr_f = ssr.to_f64();
-    let scale = if df_resid > 0.0 { ssr_f / df_resid } else { f64::NAN };
-    let rsquared = 1.0 - (ssr / tss).to_f64();
-    let rsquared_adj = 1.0 - (n - k_constant as f64) / df_resid * (1.0 - rsquared);
-    let mse_model = ess.to_f64() / df_model;
-    let mse_resid = scale;
-    let mse_total = tss.to_f64() / (df_resid + df_model);
-    let fvalue = mse_model / mse_resid;
-    let f_pvalue = f_sf(fvalue, df_model, df_resid);
-    let nobs2 = n / 2.0;
-    let mut llf = -ssr_f.ln() * nobs2 - (1.0 + (std::f64::consts::PI / nobs2).ln()) * nobs2;
-    if opts.weighted {
-        llf += 0.5 * ne.sum_log_w.to_f64();
-    }
-    let k_params = df_model + k_constant as f64;
-    let aic = -2.0 * llf + 2.0 * k_params;
-    let bic = -2.0 * llf + n.ln() * k_params;
-
+    let m = Measures::of(
+        MeasureInputs { nobs, ssr: sol.ssr, centered_tss, uncentered_tss, sum_log_w: ne.sum_log_w, rank, k_constant },
+        opts.weighted,
+    );
+    let Measures { df_resid, scale, .. } = m;
     let tq = t_quantile(1.0 - opts.alpha / 2.0, df_resid);
     let mut params = Vec::with_capacity(p);
     let mut bse = Vec::with_capacity(p);
@@ -270,42 +396,10 @@ pub fn infer(ne: &NormalEquations, sol: &Solution, opts: &InferenceOptions) -> O
     let aliased: Vec<String> = (0..p).filter(|&i| sol.aliased[i]).map(|i| ne.names[i].clone()).collect();
     let diagnostics = Diagnostics::compute(ne, sol, opts.numeric_columns.as_deref());
 
-    let mut notes = Vec::new();
-    if k_constant == 0 {
-        notes.push(
-            "R² is computed without centering (uncentered) since the model does not contain a constant.".to_string(),
-        );
-    }
-    notes.push("Standard Errors assume that the covariance matrix of the errors is correctly specified.".to_string());
-    if (nobs as usize) < p {
-        notes.push("The input rank is higher than the number of observations.".to_string());
-    }
-    if let Some(n) = diagnostics.statsmodels_note() {
-        notes.push(n);
-    }
-    let mut gramfit_notes = Vec::new();
-    for d in &sol.dependencies {
-        let what = match sol.policy {
-            SingularPolicy::Drop => "aliased and not estimated",
-            SingularPolicy::Pinv => "aliased; all coefficients are the minimum-norm solution",
-            SingularPolicy::Error => "aliased",
-        };
-        gramfit_notes.push(format!("{} is {what}: {}", d.column, d.describe()));
-    }
-    if sol.exact_fit {
-        gramfit_notes.push(
-            "The model fits the data exactly: the residual sum of squares is zero to double-double precision (reported as 0)."
-                .to_string(),
-        );
-    }
-    if df_resid <= 0.0 {
-        gramfit_notes.push(format!(
-            "There are no residual degrees of freedom (nobs {nobs}, rank {rank}): standard errors, t, p and intervals are undefined."
-        ));
-    }
+    let (notes, mut gramfit_notes) = standard_notes(k_constant, nobs, p, &diagnostics, sol, rank, df_resid);
     gramfit_notes.extend(diagnostics.gramfit_notes(&ne.names));
 
-    OlsResults {
+    let mut res = OlsResults {
         model: if opts.weighted { "WLS" } else { "OLS" },
         dep_variable: opts.response.clone(),
         names: ne.names.clone(),
@@ -317,35 +411,22 @@ pub fn infer(ne: &NormalEquations, sol: &Solution, opts: &InferenceOptions) -> O
         alpha: opts.alpha,
         cov_params,
         nobs,
-        df_model,
-        df_resid,
         rank,
         k_constant,
-        ssr: ssr_f,
-        ess: ess.to_f64(),
         centered_tss: centered_tss.to_f64(),
         uncentered_tss: uncentered_tss.to_f64(),
-        scale,
-        mse_model,
-        mse_resid,
-        mse_total,
-        rsquared,
-        rsquared_adj,
-        fvalue,
-        f_pvalue,
-        llf,
-        aic,
-        bic,
         aliased,
         dependencies: sol.dependencies.clone(),
         policy: sol.policy,
         diagnostics,
         notes,
         gramfit_notes,
-        cov_type: crate::second_pass::CovType::Nonrobust,
         use_t: true,
-        residuals: None,
-    }
+        // Nonrobust, no second pass yet.
+        ..OlsResults::default()
+    };
+    res.set_measures(&m);
+    res
 }
 
 /// Upper tail of the standard normal.

@@ -107,7 +107,7 @@ pub fn fit_absorbed(a: &FitArgs, ab: Absorbed, eo: &EngineOptions) -> Result<(),
     let builder = absorbing_builder(&resolved, &ab.columns);
     let design = design(&resolved.spec, &acc.dense.level_sets(), acc.dense.stats.keys()).map_err(FitError::from)?;
     let weighted = resolved.options.weights.is_some();
-    let fit = within_fit(&acc, &design, weighted, ro.singular)?;
+    let fit = within_fit(&acc, &design, weighted, ro.singular, crate::factors::Singletons::Drop)?;
 
     let cov_of = if second {
         let k = fit.ne.k();
@@ -126,6 +126,7 @@ pub fn fit_absorbed(a: &FitArgs, ab: Absorbed, eo: &EngineOptions) -> Result<(),
             key_col,
             cov,
             cluster: cluster.clone(),
+            moments: false,
         });
         let mut b2 = builder.clone();
         if let Some(c) = cluster.as_ref().filter(|c| !b2.extra_columns.contains(c)) {
@@ -345,7 +346,8 @@ pub(crate) fn iid_report(
     format: crate::report::Format,
 ) -> Result<String, AppError> {
     let design = design(&resolved.spec, &acc.dense.level_sets(), acc.dense.stats.keys()).map_err(FitError::from)?;
-    let fit = within_fit(acc, &design, resolved.options.weights.is_some(), ro.singular)?;
+    let fit =
+        within_fit(acc, &design, resolved.options.weights.is_some(), ro.singular, crate::factors::Singletons::Drop)?;
     let mut res = infer_absorbed(&fit, &AbsorbedCov::Iid, ro.alpha, &resolved.spec.response.name);
     add_notes(&mut res, acc, columns, CovType::Nonrobust);
     let info = RunInfo {

@@ -1,6 +1,7 @@
 //! `gramfit fit`: a model fitted to files, reported, and saved.
 
 use crate::cli::FitArgs;
+use crate::design::DesignError;
 use crate::engine::{EngineOptions, Progress, Spill};
 use crate::model::{self, ModelOptions};
 use crate::progress::ProgressDisplay;
@@ -143,7 +144,30 @@ fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions, hold_tail: bool)
     let cluster = a.report.cluster.as_deref().filter(|_| cov == CovType::Cluster);
     let eo = &csv_spill(&opened, second, cluster, eo);
     progress.set_label(if second { "pass 1/2" } else { "pass 1/1" });
-    let (resolved, pass) = model::resolve_and_accumulate(options, opened, eo, &progress)?;
+    let resolved = model::resolve(options, &opened)?;
+    // A factor with too many levels for dense dummies: the pass stops as
+    // soon as it shows, and the fit starts over by blocks.
+    let blocks = super::estimated::candidates(a, &resolved, rereadable, hold_tail);
+    let mut builder = resolved.builder();
+    let limit = crate::factors::estimated::dense_levels();
+    builder.level_limits = blocks.iter().map(|b| (b.factor, limit)).collect();
+    let by_blocks = |factor: usize| -> Result<bool, AppError> {
+        let bf = blocks.iter().find(|b| b.factor == factor).expect("a limit is set only for a candidate");
+        super::estimated::fit_by_blocks(a, &resolved, bf, &ro, eo, &progress).map(|()| false)
+    };
+    let pass = match model::accumulate_by(&builder, opened, eo, &progress) {
+        Err(model::FitError::Engine(crate::engine::EngineError::Design { source, .. }))
+            if matches!(*source, DesignError::ManyLevels { .. }) =>
+        {
+            let DesignError::ManyLevels { factor, .. } = *source else { unreachable!() };
+            return by_blocks(factor);
+        }
+        r => r?,
+    };
+    // Each work unit saw few levels, all of them many.
+    if let Err(DesignError::ManyLevels { factor, .. }) = pass.acc.check_level_limits(&builder) {
+        return by_blocks(factor);
+    }
     let fitted_at = model::now_unix();
     let mut st = State::new(
         resolved.options.clone(),

@@ -176,7 +176,13 @@ fn predict_absorbed(
         crate::factors::AbsorbAccumulator::from_parts(st.accumulator.clone(), st.absorbed.clone().expect("absorbed"));
     let design = crate::formula::columns::design(&resolved.spec, &acc.dense.level_sets(), acc.dense.stats.keys())
         .map_err(model::FitError::from)?;
-    let fit = crate::factors::within_fit(&acc, &design, resolved.options.weights.is_some(), a.singular)?;
+    let fit = crate::factors::within_fit(
+        &acc,
+        &design,
+        resolved.options.weights.is_some(),
+        a.singular,
+        crate::factors::Singletons::Drop,
+    )?;
     let m = crate::factors::AbsorbedModel::new(&fit, &design, &resolved.spec, &acc.dense.level_sets());
     let opened = model::open_inputs(&a.inputs, &st.model.csv)?;
     if opened.stdin.is_some() {

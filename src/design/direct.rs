@@ -376,6 +376,13 @@ impl DesignBuilder {
     ) -> Result<Option<DirectPart>, DesignError> {
         let Some(plan) = &self.direct else { return Ok(None) };
         let Some(inputs) = self.direct_inputs(batch, at)? else { return Ok(None) };
+        for &(f, _) in &self.level_limits {
+            let term = self.spec.terms.iter().position(|t| t.as_slice() == [f]);
+            let check = term.and_then(|t| self.direct_factor(t as u32));
+            if let Some((_, table)) = check.and_then(|c| inputs.codes[c].as_ref()) {
+                self.check_levels(f, table.len())?;
+            }
+        }
         let column = |c: usize| match &inputs.codes[c] {
             Some((codes, table)) => DirectColumn::Factor { codes, levels: table.len() },
             None => DirectColumn::Source(inputs.column(c)),

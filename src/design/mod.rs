@@ -66,6 +66,10 @@ pub enum DesignError {
     NoColumn { column: String },
     #[error("column '{column}' has type {found}, which cannot be used as {wanted}")]
     BadType { column: String, found: String, wanted: &'static str },
+    /// A factor passed its [`DesignBuilder::level_limits`]: the caller
+    /// fits it another way (see `crate::factors::estimated`).
+    #[error("the factor {name} has more than {limit} levels")]
+    ManyLevels { factor: usize, name: String, limit: usize },
 }
 
 /// Builds design blocks for one model; cheap to share between workers.
@@ -87,6 +91,10 @@ pub struct DesignBuilder {
     pub extra_columns: Vec<String>,
     /// What a second pass over the residuals needs (β, (XᵀWX)⁻¹, clusters).
     pub second_pass: Option<Arc<crate::second_pass::SecondPassSpec>>,
+    /// `(factor, limit)`: a first pass stops with
+    /// [`DesignError::ManyLevels`] once a work unit has seen more than
+    /// `limit` levels of the factor.
+    pub level_limits: Vec<(usize, usize)>,
     /// When every term is one plain numeric column and there are no
     /// weights: the block keys, and the source columns of the response and
     /// the factors in the order [`block`](Self::block) checks them.
@@ -94,6 +102,17 @@ pub struct DesignBuilder {
 }
 
 impl DesignBuilder {
+    /// [`DesignError::ManyLevels`] when factor `f` has more levels in a
+    /// chunk than its [`level_limits`](Self::level_limits) entry allows.
+    pub fn check_levels(&self, f: usize, levels: usize) -> Result<(), DesignError> {
+        match self.level_limits.iter().find(|&&(g, _)| g == f) {
+            Some(&(_, limit)) if levels > limit => {
+                Err(DesignError::ManyLevels { factor: f, name: self.spec.factors[f].name.clone(), limit })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// `weights` must already be validated with [`weights_expr`].
     pub fn new(spec: Arc<ModelSpec>, weights: Option<String>, missing: MissingPolicy) -> Self {
         let weights_expr = weights.as_deref().and_then(|w| weights_expr(w).ok());
@@ -111,6 +130,7 @@ impl DesignBuilder {
             only: None,
             extra_columns: Vec::new(),
             second_pass: None,
+            level_limits: Vec::new(),
             direct,
         }
     }
@@ -262,8 +282,13 @@ impl DesignBuilder {
         };
         let y = evaluate(&spec.response.kind, &spec.response.name, &mut cache)?;
         let mut fvals = Vec::with_capacity(spec.factors.len());
-        for f in &spec.factors {
-            fvals.push(evaluate(&f.kind, &f.name, &mut cache)?);
+        for (i, f) in spec.factors.iter().enumerate() {
+            let v = evaluate(&f.kind, &f.name, &mut cache)?;
+            if let FVal::Cat(_, table) = &v {
+                // Before the block expands the levels into columns.
+                self.check_levels(i, table.len())?;
+            }
+            fvals.push(v);
         }
         let weights = match (&self.weights, &self.weights_expr) {
             (Some(wc), Some(we)) => {

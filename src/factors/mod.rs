@@ -13,6 +13,7 @@
 //! sink), `within`, `residuals` (the second pass's sink), `inference`.
 
 pub mod accumulate;
+pub mod estimated;
 pub mod inference;
 pub mod level_sums;
 pub mod predict;
@@ -23,4 +24,4 @@ pub use accumulate::{AbsorbAccumulator, AbsorbedPart};
 pub use inference::{infer_absorbed, AbsorbedCov, AbsorbedResults};
 pub use predict::AbsorbedModel;
 pub use residuals::{AbsorbResiduals, ResidualPlan};
-pub use within::{within_fit, WithinError, WithinFit};
+pub use within::{within_fit, Singletons, WithinError, WithinFit};

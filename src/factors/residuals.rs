@@ -14,6 +14,7 @@ use super::accumulate::{block_codes, code_rows};
 use crate::accumulator::ChunkSink;
 use crate::design::{categorical_column, DesignBuilder, DesignError, LevelMap};
 use crate::level::{ColumnKey, Level};
+use crate::residuals::ResidualStats;
 use crate::second_pass::CovType;
 use arrow::array::RecordBatch;
 use std::collections::HashMap;
@@ -37,6 +38,9 @@ pub struct ResidualPlan {
     pub cov: CovType,
     /// The cluster column (with `CovType::Cluster`).
     pub cluster: Option<String>,
+    /// Also sum the residuals' moments and Durbin–Watson, in file order
+    /// (statsmodels' bottom block, for a factor estimated by blocks).
+    pub moments: bool,
 }
 
 /// Whether each level of an absorbed factor lies in a single cluster.
@@ -82,6 +86,8 @@ pub struct AbsorbResiduals {
     /// `Σ w e²`, a check on the first pass's SSR.
     pub ssr: f64,
     pub rows_without_cluster: u64,
+    /// The residuals' moments (with `plan.moments`).
+    pub moments: Option<ResidualStats>,
     rows: (u64, u64),
 }
 
@@ -89,6 +95,7 @@ impl AbsorbResiduals {
     pub fn new(plan: Arc<ResidualPlan>) -> Self {
         let k = plan.beta.len();
         let nesting = plan.index.iter().map(|ix| vec![Nesting::Unseen; ix.len()]).collect();
+        let moments = plan.moments.then(ResidualStats::default);
         AbsorbResiduals {
             plan,
             meat: vec![0.0; k * k],
@@ -98,6 +105,7 @@ impl AbsorbResiduals {
             nesting,
             ssr: 0.0,
             rows_without_cluster: 0,
+            moments,
             rows: (0, 0),
         }
     }
@@ -145,6 +153,7 @@ impl ChunkSink for AbsorbResiduals {
         // clusters' totals once per chunk.
         let mut local = cluster.as_ref().map(|(_, table)| vec![0.0; table.len() * k]);
         let mut met = cluster.as_ref().map(|(_, table)| vec![false; table.len()]);
+        let mut residuals = Vec::with_capacity(if self.moments.is_some() { n } else { 0 });
         'rows: for r in 0..n {
             let mut lv = [0usize; 2];
             for f in 0..codes.len() {
@@ -169,6 +178,10 @@ impl ChunkSink for AbsorbResiduals {
             let e = z[k] - z[..k].iter().zip(&plan.beta).map(|(x, b)| x * b).sum::<f64>();
             let w = block.weights.as_ref().map_or(1.0, |w| w[r]);
             self.ssr += w * e * e;
+            if self.moments.is_some() {
+                // statsmodels' `wresid`: √w·e.
+                residuals.push(w.sqrt() * e);
+            }
             for (sj, &xj) in s.iter_mut().zip(&z[..k]) {
                 *sj = w * xj * e;
             }
@@ -193,6 +206,9 @@ impl ChunkSink for AbsorbResiduals {
                     }
                 }
             }
+        }
+        if let Some(m) = &mut self.moments {
+            m.add_residuals(&residuals);
         }
         if let (Some((_, table)), Some(local), Some(met)) = (&cluster, &local, &met) {
             for (c, level) in table.iter().enumerate().filter(|&(c, _)| met[c]) {
@@ -221,6 +237,9 @@ impl ChunkSink for AbsorbResiduals {
             a.iter_mut().zip(b).for_each(|(a, b)| a.merge(b));
         }
         self.ssr += other.ssr;
+        if let (Some(a), Some(b)) = (&mut self.moments, &other.moments) {
+            a.merge(b);
+        }
         self.rows_without_cluster += other.rows_without_cluster;
         self.rows.0 += other.rows.0;
         self.rows.1 += other.rows.1;

@@ -45,6 +45,18 @@ use std::collections::HashMap;
 /// double-double operations).
 pub const MAX_SMALLER_LEVELS: usize = 2_000;
 
+/// What becomes of singletons (a level with one row).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Singletons {
+    /// Removed, as pyfixest and reghdfe do for absorbed factors: the row
+    /// count is of the rows that inform the slopes.
+    Drop,
+    /// Kept: a factor whose levels are coefficients (`C(g)` estimated by
+    /// blocks) fits its singletons exactly, as the dummy model does, and
+    /// they count as rows.
+    Keep,
+}
+
 /// Why the within normal equations could not be formed.
 #[derive(Debug, thiserror::Error)]
 pub enum WithinError {
@@ -66,6 +78,10 @@ pub struct AbsorbedFactor {
     pub levels: Vec<Level>,
     /// Levels removed as singletons.
     pub singleton_levels: usize,
+    /// Per level left, its weight `W_l` (its row count without weights).
+    pub weight: Vec<Dd>,
+    /// [`proj`](Self::proj) in double-double.
+    pub proj_dd: Vec<Dd>,
     /// Per level left (in `levels` order), its share of each centered
     /// column `[x…, y] − μ`: the projection's coefficients, so that a
     /// row's within value is `z − μ − Σ_factors proj[level]`; row-major
@@ -88,6 +104,9 @@ pub struct WithinFit {
     pub mean: Vec<f64>,
     /// `Σ w (y − ȳ)²` over the rows kept (for the overall R²).
     pub centered_tss: Dd,
+    /// The centered co-moments `C` of `[x…, y]` over the rows kept
+    /// (row-major `(k + 1)²`), before the levels are eliminated.
+    pub centered: Vec<Dd>,
     /// The slopes' columns that the levels reproduce (constant within
     /// them): their within moments are set to zero, so the solver aliases
     /// them.
@@ -318,11 +337,16 @@ pub fn within_fit(
     design: &Design,
     weighted: bool,
     policy: SingularPolicy,
+    singletons: Singletons,
 ) -> Result<WithinFit, WithinError> {
     let stats = &acc.dense.stats;
     let keys = stats.keys().to_vec();
     let mut fs: Vec<Levels> = (0..acc.sums.len()).map(|f| levels_of(acc, f, &keys)).collect();
-    let (removed, cells) = remove_singletons(&mut fs, acc.cross.as_ref());
+    let (removed, cells) = match (singletons, acc.cross.as_ref()) {
+        (Singletons::Drop, cross) => remove_singletons(&mut fs, cross),
+        (Singletons::Keep, None) => (Vec::new(), Vec::new()),
+        (Singletons::Keep, Some(_)) => unreachable!("levels are estimated for one factor only"),
+    };
     let kept = retract_rows(stats, &removed, weighted)?;
     if kept.nobs() == 0 {
         return Err(WithinError::AllSingletons);
@@ -447,7 +471,9 @@ pub fn within_fit(
             column: column.clone(),
             levels: lm.levels.clone(),
             singleton_levels: lm.removed,
+            weight: lm.w.clone(),
             proj: p.iter().map(|d| d.to_f64()).collect(),
+            proj_dd: p.clone(),
         })
         .collect();
     Ok(WithinFit {
@@ -457,6 +483,7 @@ pub fn within_fit(
         singletons: removed.len() as u64,
         mean: mu.iter().map(|d| d.to_f64()).collect(),
         centered_tss,
+        centered: c,
         collinear_with_levels,
     })
 }

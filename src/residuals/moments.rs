@@ -29,7 +29,7 @@ impl ResidualStats {
     /// Moments and Durbin–Watson of the residuals of a chunk's kept rows,
     /// in file order: chunk sums in f64 (lanes), then added to the
     /// double-double totals.
-    pub(super) fn add_residuals(&mut self, e: &[f64]) {
+    pub(crate) fn add_residuals(&mut self, e: &[f64]) {
         self.add_residual_sums(e, residual_sums(e));
     }
 

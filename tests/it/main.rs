@@ -13,6 +13,7 @@ mod csv_dialects;
 mod csv_parallel;
 mod elementary;
 mod engine;
+mod estimated;
 mod formula;
 mod interrupt;
 mod isa;

@@ -1,0 +1,143 @@
+//! `gramfit fit` of a plain model whose factor has too many levels for
+//! dense dummies (`y ~ x + C(tailnum)`): the factor's levels estimated by
+//! blocks (see [`crate::factors::estimated`]), reported as statsmodels
+//! reports the dummy model.
+
+use super::fit::{csv_spill, reopen_as_read, spill_note};
+use super::{emit, AppError};
+use crate::cli::FitArgs;
+use crate::engine::{self, EngineOptions, Progress};
+use crate::factors::estimated::{block_factors, block_results, full_design, rest_spec, BlockFactor, BlockOptions};
+use crate::factors::{within_fit, AbsorbResiduals, ResidualPlan, Singletons};
+use crate::formula::columns::design;
+use crate::level::ColumnKey;
+use crate::model::{self, FitError, ReportOptions, Resolved};
+use crate::report::{self, RunInfo};
+use crate::second_pass::{CovType, ResidualSnapshot};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The factors a fit may estimate by blocks: only where the fit can read
+/// its inputs again (the first pass starts over) and reports what the
+/// block solve gives (the nonrobust covariance).
+pub(super) fn candidates(a: &FitArgs, resolved: &Resolved, rereadable: bool, hold_tail: bool) -> Vec<BlockFactor> {
+    let plain = a.report.cov_type == CovType::Nonrobust && a.follow.follow.is_none() && a.save.is_none();
+    if rereadable && !hold_tail && plain {
+        block_factors(&resolved.spec)
+    } else {
+        Vec::new()
+    }
+}
+
+/// Fit `resolved` with the factor `bf` estimated by blocks, reading
+/// `inputs` from the start.
+pub(super) fn fit_by_blocks(
+    a: &FitArgs,
+    resolved: &Resolved,
+    bf: &BlockFactor,
+    ro: &ReportOptions,
+    eo: &EngineOptions,
+    progress: &Progress,
+) -> Result<(), AppError> {
+    // The first pass stopped its workers when the levels showed.
+    progress.stop.store(false, std::sync::atomic::Ordering::Relaxed);
+    let csv = a.csv.options().map_err(AppError::Usage)?;
+    let opened = model::open_inputs(&a.inputs, &csv)?;
+    let rest = Resolved {
+        options: resolved.options.clone(),
+        spec: Arc::new(rest_spec(&resolved.spec, bf)),
+        column_types: resolved.column_types.clone(),
+    };
+    let columns = [bf.column.clone()];
+    let second = !a.report.no_second_pass;
+    let read = opened.inputs.clone();
+    let schemas = opened.schemas.clone();
+    let eo = &csv_spill(&opened, second, None, eo);
+    progress.set_label(if second { "pass 1/2" } else { "pass 1/1" });
+    let t0 = Instant::now();
+    let (acc, inputs) = super::absorbed::accumulate(&rest, &columns, opened, eo, progress)?;
+    let fitted_at = model::now_unix();
+    let rest_design = design(&rest.spec, &acc.dense.level_sets(), acc.dense.stats.keys()).map_err(FitError::from)?;
+    let weighted = resolved.options.weights.is_some();
+    let within = within_fit(&acc, &rest_design, weighted, ro.singular, Singletons::Keep)?;
+    let fac = &within.factors[0];
+    let full = full_design(&resolved.spec, bf, &acc, &rest_design, &fac.levels).map_err(FitError::from)?;
+    let options = BlockOptions {
+        alpha: ro.alpha,
+        weighted,
+        response: &resolved.spec.response.name,
+        full_cov: a.report.full_cov,
+        singular: ro.singular,
+    };
+    let mut res = block_results(&acc, &within, &full, &rest_design, &options).map_err(FitError::from)?;
+    let name = &resolved.spec.factors[bf.factor].name;
+    res.gramfit_notes.insert(
+        0,
+        format!(
+            "{name} has {} levels (more than {}): they were estimated by blocks — the slopes from the normal equations with the levels eliminated exactly, each level's coefficient and standard error from its means — rather than as {} dense columns; the numbers are those of the dummy model.",
+            fac.levels.len(),
+            crate::factors::estimated::dense_levels(),
+            fac.levels.len().saturating_sub(1)
+        ),
+    );
+    if acc.rows_dropped() > 0 {
+        res.gramfit_notes.push(format!(
+            "{} of {} rows were dropped for a missing value in a column the model uses.",
+            acc.rows_dropped(),
+            acc.rows_read
+        ));
+    }
+    if second {
+        let k = within.ne.k();
+        let mut key_col = rest_design.key_columns();
+        key_col.insert(ColumnKey::Response, k);
+        let plan = Arc::new(ResidualPlan {
+            columns: columns.to_vec(),
+            index: vec![fac.levels.iter().cloned().enumerate().map(|(i, l)| (l, i as u32)).collect()],
+            proj: vec![fac.proj.clone()],
+            mean: within.mean.clone(),
+            beta: within.sol.params.iter().map(|b| b.map_or(0.0, |d| d.to_f64())).collect(),
+            key_col,
+            cov: CovType::Nonrobust,
+            cluster: None,
+            moments: true,
+        });
+        let mut builder = rest.builder();
+        builder.extra_columns = columns.to_vec();
+        let reopened = reopen_as_read(&read, &schemas, &csv, &inputs);
+        progress.set_label("pass 2/2");
+        let empty = || AbsorbResiduals::new(plan.clone());
+        let (r, _) = engine::accumulate_with(reopened, &builder, &empty, eo, progress).map_err(FitError::from)?;
+        spill_note(eo);
+        let moments = r.moments.expect("the plan asked for the moments");
+        let snap = ResidualSnapshot {
+            cov_type: CovType::Nonrobust,
+            diagnostics: moments.diagnostics(),
+            robust_cov: None,
+            undefined: Vec::new(),
+            leverage_one: 0,
+            n_clusters: 0,
+        };
+        crate::results::apply_second_pass(&mut res, &snap);
+    } else {
+        res.gramfit_notes.push(super::no_second_pass_note(false));
+    }
+    if crate::interrupt::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(AppError::Data("interrupted".into()));
+    }
+    let info = RunInfo {
+        formula: resolved.options.formula.clone(),
+        inputs,
+        rows_read: acc.rows_read,
+        rows_dropped: acc.rows_dropped(),
+        fitted_at,
+        elapsed_s: t0.elapsed().as_secs_f64(),
+        weights: resolved.options.weights.clone(),
+        full_cov: a.report.full_cov,
+    };
+    let text = {
+        let _exit_safe = crate::interrupt::ExitSafe::enter();
+        report::render(&res, &info, a.report.format)
+    };
+    emit(&text, a.report.output.as_deref())
+}

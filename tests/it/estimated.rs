@@ -1,0 +1,125 @@
+//! A plain model's factor with many levels, estimated by blocks
+//! (`gramfit::factors::estimated`): the same numbers as the dense dummy
+//! model (forced onto small factors with `GRAMFIT_DENSE_LEVELS`), and as
+//! statsmodels past the threshold.
+
+use crate::common::{bin, json_differences, streeteasy, tempdir};
+use crate::peers;
+use crate::statsmodels::{close, compare};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::Command;
+
+/// `gramfit fit … --format json` with `GRAMFIT_DENSE_LEVELS` set (None:
+/// the default threshold).
+fn fit(data: &Path, formula: &str, dense_levels: Option<usize>, extra: &[&str]) -> Value {
+    let mut cmd = Command::new(bin());
+    cmd.args(["fit", data.to_str().unwrap(), "--formula", formula, "--format", "json", "--quiet"]).args(extra);
+    match dense_levels {
+        Some(l) => cmd.env("GRAMFIT_DENSE_LEVELS", l.to_string()),
+        None => cmd.env_remove("GRAMFIT_DENSE_LEVELS"),
+    };
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{formula}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn by_blocks(report: &Value) -> bool {
+    report["gramfit_notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().contains("estimated by blocks"))
+}
+
+/// Everything but the collinearity diagnostics (of the numeric block on
+/// the block path) and the dependencies' terms (in the columns with the
+/// levels taken out) equals the dense fit's to 1e-9.
+const NOT_COMPARED: &[&str] =
+    &["elapsed_s", "gramfit_notes", "notes", "diagnostics", "eigenvals", "condition_number", "dependencies"];
+
+#[test]
+fn block_fit_equals_the_dense_fit_on_the_listings() {
+    let data = streeteasy();
+    let cases: &[(&str, &[&str])] = &[
+        ("rent ~ size_sqft + bedrooms + min_to_subway + has_washer_dryer + C(neighborhood)", &[]),
+        ("rent ~ size_sqft + bedrooms + C(neighborhood)", &["--weights", "1/(1+min_to_subway)"]),
+        ("np.log(rent) ~ size_sqft + I(size_sqft**2) + C(neighborhood, Treatment('Soho')) + has_doorman", &[]),
+        // Another factor beside it, an interaction, and no second pass.
+        ("rent ~ size_sqft + C(borough):bedrooms + C(neighborhood) + C(submarket)", &[]),
+        ("rent ~ size_sqft + C(neighborhood) + building_age_yrs", &["--no-second-pass"]),
+        // Borough is nearly nested in neighborhood: aliased columns.
+        ("rent ~ C(neighborhood) + size_sqft + C(borough)", &[]),
+    ];
+    for (formula, extra) in cases {
+        let dense = fit(&data, formula, None, extra);
+        let blocks = fit(&data, formula, Some(2), extra);
+        assert!(!by_blocks(&dense) && by_blocks(&blocks), "{formula}: which path ran");
+        let diffs = json_differences(&dense, &blocks, 1e-9, NOT_COMPARED);
+        assert!(diffs.is_empty(), "{formula}: {} differences:\n  {}", diffs.len(), diffs.join("\n  "));
+        assert_eq!(dense["aliased"], blocks["aliased"], "{formula}");
+    }
+}
+
+#[test]
+fn levels_that_pass_the_limit_only_in_total_start_the_fit_over() {
+    // Rows sorted by neighborhood and small batches: each work unit sees
+    // a few levels, the whole file more than the limit.
+    let tmp = tempdir();
+    let text = std::fs::read_to_string(streeteasy()).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let col = header.split(',').position(|h| h == "neighborhood").unwrap();
+    let mut rows: Vec<&str> = lines.collect();
+    rows.sort_by_key(|l| l.split(',').nth(col).unwrap().to_string());
+    let sorted = tmp.path().join("sorted.csv");
+    std::fs::write(&sorted, format!("{header}\n{}\n", rows.join("\n"))).unwrap();
+    let formula = "rent ~ size_sqft + bedrooms + C(neighborhood)";
+    let dense = fit(&sorted, formula, None, &[]);
+    let blocks = fit(&sorted, formula, Some(40), &["--batch-size", "64", "--threads", "2"]);
+    assert!(by_blocks(&blocks));
+    let diffs = json_differences(&dense, &blocks, 1e-9, NOT_COMPARED);
+    assert!(diffs.is_empty(), "{} differences:\n  {}", diffs.len(), diffs.join("\n  "));
+}
+
+/// A CSV of `n` rows with a factor of `levels` levels (one a singleton),
+/// two real-valued predictors and a few missing values.
+fn many_levels_csv(path: &Path, n: usize, levels: usize) {
+    let mut s: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut out = String::from("y,x1,x2,g\n");
+    for i in 0..n {
+        // The last level has one row (the last); the others share the rest.
+        let g = if i == n - 1 { levels - 1 } else { i % (levels - 1) };
+        let x1 = (next() * 1000.0).round() / 100.0 + g as f64 * 0.01;
+        let x2 = next() * 3.7 - 1.1;
+        let effect = ((g * 7919) % 101) as f64 / 10.0;
+        let y = 2.5 + 0.75 * x1 - 1.3 * x2 + effect + (next() - 0.5) * 4.0;
+        let x2 = if i % 997 == 5 { String::new() } else { format!("{x2:.6}") };
+        out.push_str(&format!("{y:.4},{x1},{x2},L{g:04}\n"));
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn a_factor_past_the_threshold_matches_statsmodels() {
+    let tmp = tempdir();
+    let data = tmp.path().join("levels.csv");
+    many_levels_csv(&data, 6000, 420);
+    let formula = "y ~ x1 + x2 + C(g)";
+    let ours = fit(&data, formula, None, &["--full-cov"]);
+    assert!(by_blocks(&ours), "420 levels take the block path by default");
+    let jobs = json!([{"name": "levels", "kind": "fit", "data": data.to_str().unwrap(), "formula": formula}]);
+    let theirs = peers::run(&jobs);
+    compare("levels", &ours, &theirs["levels"], false);
+    let mut errs = Vec::new();
+    for key in ["omnibus", "prob_omnibus", "skew", "kurtosis", "jarque_bera", "prob_jb", "durbin_watson"] {
+        errs.extend(close(key, ours[key].as_f64().unwrap(), theirs["levels"][key].as_f64().unwrap(), 1e-8).err());
+    }
+    assert!(errs.is_empty(), "{}", errs.join("\n"));
+    // Without --full-cov the report leaves the 423 × 423 covariance out.
+    let lean = fit(&data, formula, None, &[]);
+    assert!(lean["cov_params"].is_null());
+    assert_eq!(lean["params"], ours["params"]);
+}
