@@ -235,7 +235,16 @@ impl Diagnostics {
             .enumerate()
             .filter_map(|(i, v)| v.filter(|&v| v > VIF_THRESHOLD).map(|v| format!("{} {:.1}", names[i], v)))
             .collect();
-        if !high.is_empty() {
+        // A factor of many levels can put thousands here: the first few
+        // are named, the report's `vif` has them all.
+        const NAMED: usize = 12;
+        if high.len() > NAMED {
+            out.push(format!(
+                "Variance inflation factors above {VIF_THRESHOLD}: {}, and {} more columns (every VIF is in the JSON report).",
+                high[..NAMED].join(", "),
+                high.len() - NAMED
+            ));
+        } else if !high.is_empty() {
             out.push(format!("Variance inflation factors above {VIF_THRESHOLD}: {}.", high.join(", ")));
         }
         out

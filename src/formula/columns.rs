@@ -22,7 +22,7 @@
 
 use super::ModelSpec;
 use crate::level::{ColumnKey, Level};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// One design column: its patsy name and the state cells it sums.
 #[derive(Clone, Debug, PartialEq)]
@@ -160,6 +160,15 @@ pub fn design(spec: &ModelSpec, levels: &[BTreeSet<Level>], keys: &[ColumnKey]) 
         }
     };
 
+    // The keys by term, and as a set: a column's cells are found by
+    // lookup, not by a scan of every key (a factor of 100,000 levels).
+    let mut term_keys: HashMap<u32, Vec<&ColumnKey>> = HashMap::new();
+    for k in keys {
+        if let ColumnKey::Cell { term, .. } = k {
+            term_keys.entry(*term).or_default().push(k);
+        }
+    }
+    let key_set: HashSet<&ColumnKey> = keys.iter().collect();
     let mut out = Design { intercept: false, columns: Vec::new() };
     for (_, mut terms) in buckets {
         terms.sort_by_key(|t| factors_of(*t).len());
@@ -216,19 +225,33 @@ pub fn design(spec: &ModelSpec, levels: &[BTreeSet<Level>], keys: &[ColumnKey]) 
                             }
                         }
                     }
-                    let cells = keys
-                        .iter()
-                        .filter(|k| match k {
-                            ColumnKey::Cell { term: kt, levels } if *kt as usize == term => {
-                                fixed.iter().all(|(f, l)| {
+                    let cells = if fixed.len() == cats.len() {
+                        // Every level fixed: one cell, if it occurred.
+                        let levels = cats
+                            .iter()
+                            .map(|c| fixed.iter().find(|(f, _)| f == c).expect("every factor fixed").1.clone())
+                            .collect();
+                        let key = ColumnKey::Cell { term: term as u32, levels };
+                        if key_set.contains(&key) {
+                            vec![key]
+                        } else {
+                            Vec::new()
+                        }
+                    } else {
+                        term_keys
+                            .get(&(term as u32))
+                            .into_iter()
+                            .flatten()
+                            .filter(|k| match k {
+                                ColumnKey::Cell { levels, .. } => fixed.iter().all(|(f, l)| {
                                     let pos = cats.iter().position(|c| c == f).expect("categorical factor of term");
                                     &levels[pos] == *l
-                                })
-                            }
-                            _ => false,
-                        })
-                        .cloned()
-                        .collect();
+                                }),
+                                ColumnKey::Response => false,
+                            })
+                            .map(|&k| k.clone())
+                            .collect()
+                    };
                     out.columns.push(DesignColumn { name: name_parts.join(":"), cells });
                 }
             }
