@@ -17,15 +17,50 @@ use crate::second_pass::{CovType, ResidualSnapshot};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The factors a fit may estimate by blocks: only where the fit can read
-/// its inputs again (the first pass starts over) and reports what the
-/// block solve gives (the nonrobust covariance).
-pub(super) fn candidates(a: &FitArgs, resolved: &Resolved, rereadable: bool, hold_tail: bool) -> Vec<BlockFactor> {
-    let plain = a.report.cov_type == CovType::Nonrobust && a.follow.follow.is_none() && a.save.is_none();
-    if rereadable && !hold_tail && plain {
-        block_factors(&resolved.spec)
+/// The most levels a factor may have where the fit cannot estimate it by
+/// blocks and would solve its dummies densely (`O(L²)` memory, `O(L³)`
+/// time: about a minute and 2 GB at 4,000 levels).
+pub const DENSE_LEVELS_MAX: usize = 2_000;
+
+/// Which factors a first pass watches, and what it does when one has too
+/// many levels.
+pub(super) struct LevelPlan {
+    pub blocks: Vec<BlockFactor>,
+    pub limit: usize,
+    /// Why the fit cannot start over by blocks (it then refuses the
+    /// factor past [`DENSE_LEVELS_MAX`]); `None`: it can.
+    pub why_dense: Option<&'static str>,
+}
+
+/// The plan of a fit: by blocks where it can read its inputs again (the
+/// first pass starts over) and needs only what the block solve gives (the
+/// nonrobust covariance, no state yet).
+pub(super) fn plan(a: &FitArgs, resolved: &Resolved, rereadable: bool, hold_tail: bool) -> LevelPlan {
+    let why_dense = if a.save.is_some() {
+        Some("--save (a state of a fit by blocks is not written yet)")
+    } else if a.report.cov_type != CovType::Nonrobust {
+        Some("a robust covariance (the block solve gives the nonrobust one)")
+    } else if a.follow.follow.is_some() || hold_tail {
+        Some("--follow")
+    } else if !rereadable {
+        Some("input on stdin (the fit cannot start over)")
     } else {
-        Vec::new()
+        None
+    };
+    let limit = if why_dense.is_some() { DENSE_LEVELS_MAX } else { crate::factors::estimated::dense_levels() };
+    LevelPlan { blocks: block_factors(&resolved.spec), limit, why_dense }
+}
+
+impl LevelPlan {
+    /// The error for a factor past the limit where the fit is dense.
+    pub fn refusal(&self, factor: usize, name: &str, why: &str) -> AppError {
+        let column = self.blocks.iter().find(|b| b.factor == factor).map_or(name, |b| &b.column);
+        AppError::Usage(format!(
+            "{name} has more than {} levels: with {why} gramfit would fit its dummies densely, which at this size takes minutes and gigabytes; \
+             without it gramfit estimates the levels by blocks (seconds, memory in proportion to the levels), or absorb the factor ('… | {column}'), \
+             whose fits save, update and merge and give robust and clustered errors for the slopes",
+            self.limit
+        ))
     }
 }
 

@@ -147,26 +147,28 @@ fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions, hold_tail: bool)
     let resolved = model::resolve(options, &opened)?;
     // A factor with too many levels for dense dummies: the pass stops as
     // soon as it shows, and the fit starts over by blocks.
-    let blocks = super::estimated::candidates(a, &resolved, rereadable, hold_tail);
+    let plan = super::estimated::plan(a, &resolved, rereadable, hold_tail);
     let mut builder = resolved.builder();
-    let limit = crate::factors::estimated::dense_levels();
-    builder.level_limits = blocks.iter().map(|b| (b.factor, limit)).collect();
-    let by_blocks = |factor: usize| -> Result<bool, AppError> {
-        let bf = blocks.iter().find(|b| b.factor == factor).expect("a limit is set only for a candidate");
+    builder.level_limits = plan.blocks.iter().map(|b| (b.factor, plan.limit)).collect();
+    let by_blocks = |factor: usize, name: &str| -> Result<bool, AppError> {
+        if let Some(why) = plan.why_dense {
+            return Err(plan.refusal(factor, name, why));
+        }
+        let bf = plan.blocks.iter().find(|b| b.factor == factor).expect("a limit is set only for a candidate");
         super::estimated::fit_by_blocks(a, &resolved, bf, &ro, eo, &progress).map(|()| false)
     };
     let pass = match model::accumulate_by(&builder, opened, eo, &progress) {
         Err(model::FitError::Engine(crate::engine::EngineError::Design { source, .. }))
             if matches!(*source, DesignError::ManyLevels { .. }) =>
         {
-            let DesignError::ManyLevels { factor, .. } = *source else { unreachable!() };
-            return by_blocks(factor);
+            let DesignError::ManyLevels { factor, name, .. } = *source else { unreachable!() };
+            return by_blocks(factor, &name);
         }
         r => r?,
     };
     // Each work unit saw few levels, all of them many.
-    if let Err(DesignError::ManyLevels { factor, .. }) = pass.acc.check_level_limits(&builder) {
-        return by_blocks(factor);
+    if let Err(DesignError::ManyLevels { factor, name, .. }) = pass.acc.check_level_limits(&builder) {
+        return by_blocks(factor, &name);
     }
     let fitted_at = model::now_unix();
     let mut st = State::new(

@@ -25,7 +25,7 @@ fn fit(data: &Path, formula: &str, dense_levels: Option<usize>, extra: &[&str]) 
 }
 
 fn by_blocks(report: &Value) -> bool {
-    report["gramfit_notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().contains("estimated by blocks"))
+    report["gramfit_notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().contains("levels (more than"))
 }
 
 /// Everything but the collinearity diagnostics (of the numeric block on
@@ -122,4 +122,35 @@ fn a_factor_past_the_threshold_matches_statsmodels() {
     let lean = fit(&data, formula, None, &[]);
     assert!(lean["cov_params"].is_null());
     assert_eq!(lean["params"], ours["params"]);
+}
+
+#[test]
+fn where_the_fit_cannot_go_by_blocks_a_huge_factor_is_refused_before_anything_is_written() {
+    let tmp = tempdir();
+    let data = tmp.path().join("levels.csv");
+    many_levels_csv(&data, 6000, 2100);
+    let state = tmp.path().join("fit.gramfit");
+    for (extra, why) in [
+        (vec!["--save", state.to_str().unwrap()], "with --save (a state of a fit by blocks is not written yet)"),
+        (vec!["--cov-type", "HC1"], "with a robust covariance (the block solve gives the nonrobust one)"),
+    ] {
+        let out = Command::new(bin())
+            .args(["fit", data.to_str().unwrap(), "--formula", "y ~ x1 + C(g)", "--quiet"])
+            .args(&extra)
+            .env_remove("GRAMFIT_DENSE_LEVELS")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra:?}");
+        assert!(
+            err.contains(&format!("C(g) has more than 2000 levels: {why} gramfit would fit its dummies densely"))
+                && err.contains("absorb the factor ('… | g')"),
+            "{extra:?}: {err}"
+        );
+        assert!(!state.exists(), "no state is written");
+    }
+    // Under the dense limit the same options fit as before (densely).
+    many_levels_csv(&data, 3000, 320);
+    let hc1 = fit(&data, "y ~ x1 + x2 + C(g)", None, &["--cov-type", "HC1"]);
+    assert!(!by_blocks(&hc1) && hc1["cov_type"] == "HC1", "{}", hc1["cov_type"]);
 }
