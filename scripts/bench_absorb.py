@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""Absorbed fixed effects (`y ~ x | fe`): gramfit against pyfixest, wall
+"""Absorbed fixed effects (`y ~ x | fe`), and factors of many levels
+estimated by blocks (`y ~ x + C(fe)`): gramfit against pyfixest, wall
 time and peak RSS, medians of --repeats runs, same machine, same run.
+pyfixest cannot build the dense dummies of `C(fe)` (11 GB for the
+flights), so its row for a `C(fe)` model is the absorbed `| fe`: the same
+slopes, without the levels' coefficients and standard errors.
 
-    python3 scripts/bench_absorb.py [--rows 10000000] [--repeats 3] [--threads 2] [--no-peer]
+    python3 scripts/bench_absorb.py [--rows 10000000] [--repeats 3] [--threads 2] [--no-peer] [--only 'C(']
 
 Files: bench-data/fe-10m.parquet (written here by pyarrow: decimal x1, x2,
 y; `building` with 100,000 string levels, `nbhd` with 300) and
@@ -13,6 +17,7 @@ Needs cargo build --release --bins.
 """
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -57,6 +62,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-peer", action="store_true")
+    ap.add_argument("--only", default="", help="run only the models whose formula contains this")
     a = ap.parse_args()
     data = os.path.join(ROOT, "bench-data")
     big = os.path.join(data, "fe-10m.parquet")
@@ -65,20 +71,23 @@ def main():
     flights = os.path.join(data, "flights.csv")
     gramfit = os.path.join(ROOT, "target", "release", "gramfit")
     cases = [
+        (flights, "arr_delay ~ dep_delay + distance + C(tailnum)", "iid"),
+        (big, "y ~ x1 + x2 + C(building)", "iid"),
         (flights, "arr_delay ~ dep_delay + distance | tailnum", "iid"),
         (flights, "arr_delay ~ dep_delay + distance | tailnum + dest", "CRV1:tailnum"),
         (big, "y ~ x1 + x2 | building", "iid"),
         (big, "y ~ x1 + x2 | building", "CRV1:building"),
         (big, "y ~ x1 + x2 | building + nbhd", "iid"),
     ]
-    for path, fml, vcov in cases:
+    for path, fml, vcov in [c for c in cases if a.only in c[1]]:
         cov = ["--cov-type", "cluster", "--cluster", vcov[5:]] if vcov.startswith("CRV1:") else []
         cmd = [gramfit, "fit", path, "-f", fml, "-q", "-o", os.devnull, "--threads", str(a.threads)] + cov
         ours = [timed(cmd) for _ in range(a.repeats)]
         line = (f"{os.path.basename(path)}  {fml}  [{vcov}]: gramfit {statistics.median(w for w, _ in ours):.2f} s, "
                 f"{max(r for _, r in ours):.0f} MiB")
         if not a.no_peer:
-            peer = [timed([sys.executable, "-c", PYFIXEST, path, fml, vcov]) for _ in range(a.repeats)]
+            peer_fml = re.sub(r" \+ C\((\w+)\)$", r" | \1", fml)
+            peer = [timed([sys.executable, "-c", PYFIXEST, path, peer_fml, vcov]) for _ in range(a.repeats)]
             pw = statistics.median(w for w, _ in peer)
             line += (f"; pyfixest {pw:.2f} s, {max(r for _, r in peer):.0f} MiB "
                      f"({pw / statistics.median(w for w, _ in ours):.1f}x)")
