@@ -5,8 +5,8 @@
 //! ```text
 //! offset  size  field
 //! 0       8     magic "GRAMFIT\0"
-//! 8       4     format version (u32): PLAIN_VERSION, or FORMAT_VERSION
-//!               for a state with absorbed factors (see below)
+//! 8       4     format version (u32): PLAIN_VERSION, ABSORBED_VERSION
+//!               or FORMAT_VERSION (see below)
 //! 12      8     payload length in bytes (u64)
 //! 20      n     payload: UTF-8 JSON of `State` (numbers as shortest
 //!               round-trip decimals, so every f64 word is exact)
@@ -28,12 +28,15 @@
 //!
 //! Versions: 1 (the first release), 2 (grouped states record their group,
 //! inputs record where a growing file was read up to, CSV reading
-//! options) and 3 (an absorbed fit's per-level sums, `absorbed`). A
-//! version-1 file loads, upgraded in memory (its new fields take their
-//! defaults); a state without absorbed factors is written as version 2, so
-//! that builds reading up to version 2 still read it, and one with them as
-//! version 3, which such builds refuse by version rather than misread as a
-//! fit without its fixed effects. Writers
+//! options), 3 (an absorbed fit's per-level sums, `absorbed`) and 4 (a
+//! plain model's factor estimated by blocks: the same sums, marked with
+//! the factor's term). A version-1 file loads, upgraded in memory (its new
+//! fields take their defaults). Each state is written with the oldest
+//! version that reads it right: a state without level sums as version 2,
+//! so that builds reading up to version 2 still read it; an absorbed fit
+//! as version 3, which such builds refuse by version rather than misread
+//! as a fit without its fixed effects; a fit by blocks as version 4,
+//! which a version-3 reader would take for an absorbed fit. Writers
 //! take the state's lock ([`lock`]) for their whole read–fold–write cycle.
 
 pub mod growth;
@@ -49,7 +52,10 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 pub const MAGIC: &[u8; 8] = b"GRAMFIT\0";
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
+
+/// The version written for an absorbed fit's state.
+pub const ABSORBED_VERSION: u32 = 3;
 
 /// The version written for a state without absorbed factors.
 pub const PLAIN_VERSION: u32 = 2;
@@ -204,7 +210,13 @@ pub fn encode(state: &State) -> Vec<u8> {
     let payload = serde_json::to_vec(state).expect("state serializes");
     let mut out = Vec::with_capacity(payload.len() + 24);
     out.extend_from_slice(MAGIC);
-    let version = if state.absorbed.is_some() { FORMAT_VERSION } else { PLAIN_VERSION };
+    // The oldest version that reads the state right: a reader of version 3
+    // would take a fit by blocks for an absorbed one.
+    let version = match &state.absorbed {
+        Some(part) if part.estimated_term.is_some() => FORMAT_VERSION,
+        Some(_) => ABSORBED_VERSION,
+        None => PLAIN_VERSION,
+    };
     out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     out.extend_from_slice(&payload);

@@ -7,8 +7,8 @@ use super::{emit, report_options, AppError};
 use crate::cli::FitArgs;
 use crate::engine::{self, EngineOptions, Progress};
 use crate::factors::{
-    infer_absorbed, within_fit, AbsorbAccumulator, AbsorbResiduals, AbsorbedCov, AbsorbedResults, ResidualPlan,
-    WithinError,
+    infer_absorbed, within_fit, AbsorbAccumulator, AbsorbResiduals, AbsorbedCov, AbsorbedPart, AbsorbedResults,
+    ResidualPlan, WithinError,
 };
 use crate::formula::absorb::Absorbed;
 use crate::formula::columns::design;
@@ -195,11 +195,12 @@ impl Pass {
             Pass::Plain(acc) => st.accumulator.merge(acc),
             Pass::Absorbed(acc) => {
                 let part = st.absorbed.take().expect("an absorbed state");
+                let term = part.estimated_term;
                 let mut whole = AbsorbAccumulator::from_parts(std::mem::take(&mut st.accumulator), part);
                 crate::accumulator::ChunkSink::merge(&mut whole, acc);
                 let (dense, part) = whole.into_parts();
                 st.accumulator = dense;
-                st.absorbed = Some(part);
+                st.absorbed = Some(AbsorbedPart { estimated_term: term, ..part });
             }
         }
     }
@@ -210,11 +211,12 @@ impl Pass {
             Pass::Plain(acc) => st.accumulator.retract(acc).map_err(|e| e.to_string()),
             Pass::Absorbed(acc) => {
                 let part = st.absorbed.clone().expect("an absorbed state");
+                let term = part.estimated_term;
                 let mut whole = AbsorbAccumulator::from_parts(st.accumulator.clone(), part);
                 whole.retract(acc)?;
                 let (dense, part) = whole.into_parts();
                 st.accumulator = dense;
-                st.absorbed = Some(part);
+                st.absorbed = Some(AbsorbedPart { estimated_term: term, ..part });
                 Ok(())
             }
         }
@@ -299,6 +301,12 @@ fn run_info(
 /// The absorbed model of a state: the main model resolved, and the
 /// absorbed columns (`None`: the state's formula absorbs nothing).
 pub(super) fn state_model(st: &State) -> Result<Option<(Resolved, Vec<String>)>, AppError> {
+    // A factor estimated by blocks: the rest of the model, and its column.
+    if let Some(term) = st.absorbed.as_ref().and_then(|p| p.estimated_term) {
+        let (_, rest, bf) = crate::factors::estimated::estimated_model(&st.model, &st.column_types, term)
+            .map_err(|e| AppError::Data(e))?;
+        return Ok(Some((rest, vec![bf.column])));
+    }
     let Some((main, columns)) = model::absorbed_model(&st.model).map_err(FitError::from)? else { return Ok(None) };
     Ok(Some((Resolved::new(main, st.column_types.clone())?, columns)))
 }
@@ -306,6 +314,9 @@ pub(super) fn state_model(st: &State) -> Result<Option<(Resolved, Vec<String>)>,
 /// The report of a saved absorbed fit (iid standard errors: the robust
 /// ones need the data).
 pub(super) fn render_state(st: &State, report: &crate::cli::ReportArgs) -> Result<String, AppError> {
+    if st.absorbed.as_ref().is_some_and(|p| p.estimated_term.is_some()) {
+        return super::estimated::render_state(st, report);
+    }
     let ro = report_options(report)?;
     if report.cov_type != CovType::Nonrobust {
         return Err(AppError::Usage(format!(

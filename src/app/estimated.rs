@@ -7,13 +7,19 @@ use super::fit::{csv_spill, reopen_as_read, spill_note};
 use super::{emit, AppError};
 use crate::cli::FitArgs;
 use crate::engine::{self, EngineOptions, Progress};
-use crate::factors::estimated::{block_factors, block_results, full_design, rest_spec, BlockFactor, BlockOptions};
+use crate::factors::estimated::{
+    block_factors, block_results, estimated_model, full_design, rest_spec, BlockFactor, BlockOptions,
+};
 use crate::factors::{within_fit, AbsorbResiduals, ResidualPlan, Singletons};
+use crate::factors::{AbsorbAccumulator, AbsorbedPart, WithinFit};
 use crate::formula::columns::design;
+use crate::formula::columns::Design;
 use crate::level::ColumnKey;
 use crate::model::{self, FitError, ReportOptions, Resolved};
 use crate::report::{self, RunInfo};
+use crate::results::OlsResults;
 use crate::second_pass::{CovType, ResidualSnapshot};
+use crate::state::State;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,9 +42,7 @@ pub(super) struct LevelPlan {
 /// first pass starts over) and needs only what the block solve gives (the
 /// nonrobust covariance, no state yet).
 pub(super) fn plan(a: &FitArgs, resolved: &Resolved, rereadable: bool, hold_tail: bool) -> LevelPlan {
-    let why_dense = if a.save.is_some() {
-        Some("--save (a state of a fit by blocks is not written yet)")
-    } else if a.report.cov_type != CovType::Nonrobust {
+    let why_dense = if a.report.cov_type != CovType::Nonrobust {
         Some("a robust covariance (the block solve gives the nonrobust one)")
     } else if a.follow.follow.is_some() || hold_tail {
         Some("--follow")
@@ -92,36 +96,9 @@ pub(super) fn fit_by_blocks(
     let t0 = Instant::now();
     let (acc, inputs) = super::absorbed::accumulate(&rest, &columns, opened, eo, progress)?;
     let fitted_at = model::now_unix();
-    let rest_design = design(&rest.spec, &acc.dense.level_sets(), acc.dense.stats.keys()).map_err(FitError::from)?;
-    let weighted = resolved.options.weights.is_some();
-    let within = within_fit(&acc, &rest_design, weighted, ro.singular, Singletons::Keep)?;
+    let (mut res, within, rest_design) = results(resolved, &rest, bf, &acc, ro, a.report.full_cov)?;
     let fac = &within.factors[0];
-    let full = full_design(&resolved.spec, bf, &acc, &rest_design, &fac.levels).map_err(FitError::from)?;
-    let options = BlockOptions {
-        alpha: ro.alpha,
-        weighted,
-        response: &resolved.spec.response.name,
-        full_cov: a.report.full_cov,
-        singular: ro.singular,
-    };
-    let mut res = block_results(&acc, &within, &full, &rest_design, &options).map_err(FitError::from)?;
-    let name = &resolved.spec.factors[bf.factor].name;
-    res.gramfit_notes.insert(
-        0,
-        format!(
-            "{name} has {} levels (more than {}): they were estimated by blocks — the slopes from the normal equations with the levels eliminated exactly, each level's coefficient and standard error from its means — rather than as {} dense columns; the numbers are those of the dummy model.",
-            fac.levels.len(),
-            crate::factors::estimated::dense_levels(),
-            fac.levels.len().saturating_sub(1)
-        ),
-    );
-    if acc.rows_dropped() > 0 {
-        res.gramfit_notes.push(format!(
-            "{} of {} rows were dropped for a missing value in a column the model uses.",
-            acc.rows_dropped(),
-            acc.rows_read
-        ));
-    }
+    let mut snapshot = None;
     if second {
         let k = within.ne.k();
         let mut key_col = rest_design.key_columns();
@@ -154,11 +131,26 @@ pub(super) fn fit_by_blocks(
             n_clusters: 0,
         };
         crate::results::apply_second_pass(&mut res, &snap);
+        snapshot = Some(snap);
     } else {
         res.gramfit_notes.push(super::no_second_pass_note(false));
     }
     if crate::interrupt::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
         return Err(AppError::Data("interrupted".into()));
+    }
+    let elapsed_s = t0.elapsed().as_secs_f64();
+    if let Some(path) = &a.save {
+        let mut provenance = Vec::new();
+        for (input, info) in read.iter().zip(&inputs) {
+            provenance.push(crate::state::growth::record(input, info)?);
+        }
+        let (dense, part) = acc.clone().into_parts();
+        let part = AbsorbedPart { estimated_term: Some(bf.term), ..part };
+        let model = resolved.options.clone();
+        let mut st =
+            State::new(model, resolved.column_types.clone(), dense, Some(part), provenance, fitted_at, elapsed_s);
+        st.residuals = snapshot;
+        crate::state::save(&st, path)?;
     }
     let info = RunInfo {
         formula: resolved.options.formula.clone(),
@@ -166,7 +158,7 @@ pub(super) fn fit_by_blocks(
         rows_read: acc.rows_read,
         rows_dropped: acc.rows_dropped(),
         fitted_at,
-        elapsed_s: t0.elapsed().as_secs_f64(),
+        elapsed_s,
         weights: resolved.options.weights.clone(),
         full_cov: a.report.full_cov,
     };
@@ -175,4 +167,75 @@ pub(super) fn fit_by_blocks(
         report::render(&res, &info, a.report.format)
     };
     emit(&text, a.report.output.as_deref())
+}
+
+/// The report's results of a fit by blocks from its statistics (`full`
+/// the model, `rest` its statistics' model), with the within fit and the
+/// rest's design they came from.
+fn results(
+    full: &Resolved,
+    rest: &Resolved,
+    bf: &BlockFactor,
+    acc: &AbsorbAccumulator,
+    ro: &ReportOptions,
+    full_cov: bool,
+) -> Result<(OlsResults, WithinFit, Design), AppError> {
+    let rest_design = design(&rest.spec, &acc.dense.level_sets(), acc.dense.stats.keys()).map_err(FitError::from)?;
+    let weighted = full.options.weights.is_some();
+    let within = within_fit(acc, &rest_design, weighted, ro.singular, Singletons::Keep)?;
+    let fac = &within.factors[0];
+    let fd = full_design(&full.spec, bf, acc, &rest_design, &fac.levels).map_err(FitError::from)?;
+    let options =
+        BlockOptions { alpha: ro.alpha, weighted, response: &full.spec.response.name, full_cov, singular: ro.singular };
+    let mut res = block_results(acc, &within, &fd, &rest_design, &options).map_err(FitError::from)?;
+    let name = &full.spec.factors[bf.factor].name;
+    res.gramfit_notes.insert(
+        0,
+        format!(
+            "{name} has {} levels (more than {}): they were estimated by blocks — the slopes from the normal equations with the levels eliminated exactly, each level's coefficient and standard error from its means — rather than as {} dense columns; the numbers are those of the dummy model.",
+            fac.levels.len(),
+            crate::factors::estimated::dense_levels(),
+            fac.levels.len().saturating_sub(1)
+        ),
+    );
+    if acc.rows_dropped() > 0 {
+        res.gramfit_notes.push(format!(
+            "{} of {} rows were dropped for a missing value in a column the model uses.",
+            acc.rows_dropped(),
+            acc.rows_read
+        ));
+    }
+    Ok((res, within, rest_design))
+}
+
+/// The report of a saved fit by blocks (the bottom block when the state
+/// keeps its second pass).
+pub(super) fn render_state(st: &State, report: &crate::cli::ReportArgs) -> Result<String, AppError> {
+    let ro = super::report_options(report)?;
+    if report.cov_type != CovType::Nonrobust {
+        return Err(AppError::Usage(format!(
+            "--cov-type {}: a fit by blocks has the nonrobust covariance only",
+            report.cov_type.name()
+        )));
+    }
+    let part = st.absorbed.clone().expect("a fit by blocks");
+    let term = part.estimated_term.expect("a fit by blocks");
+    let (full, rest, bf) = estimated_model(&st.model, &st.column_types, term).map_err(AppError::Data)?;
+    let acc = AbsorbAccumulator::from_parts(st.accumulator.clone(), part);
+    let (mut res, _, _) = results(&full, &rest, &bf, &acc, &ro, report.full_cov)?;
+    match &st.residuals {
+        Some(snap) => crate::results::apply_second_pass(&mut res, snap),
+        None => res.gramfit_notes.push(super::no_second_pass_note(false)),
+    }
+    let info = RunInfo {
+        formula: st.model.formula.clone(),
+        inputs: super::recorded_inputs(st),
+        rows_read: acc.rows_read,
+        rows_dropped: acc.rows_dropped(),
+        fitted_at: st.fitted_at,
+        elapsed_s: st.elapsed_s,
+        weights: full.options.weights.clone(),
+        full_cov: report.full_cov,
+    };
+    Ok(report::render(&res, &info, report.format))
 }

@@ -45,6 +45,12 @@ pub fn diagnose(a: &DiagnoseArgs) -> Result<(), AppError> {
     check_cluster(cov, a.report.cluster.as_deref())?;
     let _lock = lock_state(&a.state, a.lock.wait().map_err(AppError::Usage)?)?;
     let mut st = state::load(&a.state)?;
+    if st.absorbed.is_some() {
+        return Err(AppError::Usage(format!(
+            "{}: diagnose is not available yet for a fit with absorbed fixed effects or a factor estimated by blocks; gramfit fit … gives its second pass",
+            a.state.display()
+        )));
+    }
     if st.inputs.is_empty() {
         return Err(AppError::Data(format!("{}: the state records no input files to read again", a.state.display())));
     }
@@ -351,6 +357,15 @@ pub fn merge(a: &MergeArgs) -> Result<(), AppError> {
     let (first_path, first) = &states[0];
     let mut out = first.clone();
     for (p, st) in &states[1..] {
+        let kind = |s: &State| s.absorbed.as_ref().map(|p| p.estimated_term);
+        if kind(st) != kind(first) {
+            return Err(AppError::Data(format!(
+                "{} and {} are not states of the same kind: {}; fit them alike (the same levels threshold, or absorb the factor)",
+                p.display(),
+                first_path.display(),
+                "one estimates a factor by blocks, the other as dense dummies"
+            )));
+        }
         if st.model != first.model {
             let (m, f) = (&st.model, &first.model);
             let what = if m.formula != f.formula {

@@ -181,7 +181,13 @@ fn predict_absorbed(
         &design,
         resolved.options.weights.is_some(),
         a.singular,
-        crate::factors::Singletons::Drop,
+        // A fit by blocks estimated its singletons' levels; an absorbed
+        // fit removed them.
+        if st.absorbed.as_ref().is_some_and(|p| p.estimated_term.is_some()) {
+            crate::factors::Singletons::Keep
+        } else {
+            crate::factors::Singletons::Drop
+        },
     )?;
     let m = crate::factors::AbsorbedModel::new(&fit, &design, &resolved.spec, &acc.dense.level_sets());
     let opened = model::open_inputs(&a.inputs, &st.model.csv)?;

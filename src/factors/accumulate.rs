@@ -53,6 +53,12 @@ pub struct AbsorbedPart {
     pub cross: Option<CrossTab>,
     pub rows_read: u64,
     pub rows_missing_level: u64,
+    /// A plain model's factor estimated by blocks
+    /// ([`super::estimated`]): its term in the state's formula, which
+    /// has no `|` (the sums are of the rest of the model). `None`: an
+    /// absorbed fit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_term: Option<usize>,
 }
 
 impl AbsorbAccumulator {
@@ -64,6 +70,7 @@ impl AbsorbAccumulator {
             cross: self.cross,
             rows_read: self.rows_read,
             rows_missing_level: self.rows_missing_level,
+            estimated_term: None,
         };
         (self.dense, part)
     }

@@ -96,6 +96,27 @@ pub fn rest_spec(spec: &ModelSpec, bf: &BlockFactor) -> ModelSpec {
     }
 }
 
+/// A saved fit by blocks: the full model of its formula, the rest of it
+/// (what its statistics hold) and the factor estimated (`term` in the
+/// formula).
+pub fn estimated_model(
+    options: &crate::model::ModelOptions,
+    column_types: &[(String, crate::formula::SourceType)],
+    term: usize,
+) -> Result<(crate::model::Resolved, crate::model::Resolved, BlockFactor), String> {
+    let full = crate::model::Resolved::new(options.clone(), column_types.to_vec()).map_err(|e| e.to_string())?;
+    let bf = block_factors(&full.spec)
+        .into_iter()
+        .find(|b| b.term == term)
+        .ok_or_else(|| format!("term {term} of '{}' is not a factor estimated by blocks", options.formula))?;
+    let rest = crate::model::Resolved {
+        options: options.clone(),
+        spec: std::sync::Arc::new(rest_spec(&full.spec, &bf)),
+        column_types: column_types.to_vec(),
+    };
+    Ok((full, rest, bf))
+}
+
 /// What a column of the full design is.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Role {

@@ -15,17 +15,27 @@ impl State {
     pub fn validate(&self) -> Result<(), String> {
         self.model.csv.validate().map_err(|e| format!("CSV options: {e}"))?;
         let absorbed = crate::model::absorbed_model(&self.model).map_err(|e| format!("the formula: {e}"))?;
-        let model = match (&absorbed, &self.absorbed) {
-            (None, None) => self.model.clone(),
-            (Some((main, columns)), Some(part)) => {
-                check_absorbed(part, columns, &self.accumulator)?;
-                main.clone()
+        let not_fitting =
+            |e: String| format!("the formula '{}' does not fit the recorded columns: {e}", self.model.formula);
+        let resolved = match (&absorbed, &self.absorbed) {
+            (None, None) => {
+                Resolved::new(self.model.clone(), self.column_types.clone()).map_err(|e| not_fitting(e.to_string()))?
             }
+            (Some((main, columns)), Some(part)) if part.estimated_term.is_none() => {
+                check_absorbed(part, columns, &self.accumulator)?;
+                Resolved::new(main.clone(), self.column_types.clone()).map_err(|e| not_fitting(e.to_string()))?
+            }
+            (None, Some(part)) if part.estimated_term.is_some() => {
+                let term = part.estimated_term.unwrap_or_default();
+                let (_, rest, bf) = crate::factors::estimated::estimated_model(&self.model, &self.column_types, term)
+                    .map_err(not_fitting)?;
+                check_absorbed(part, &[bf.column], &self.accumulator)?;
+                rest
+            }
+            (Some(_), Some(_)) => return Err("a factor estimated by blocks in a formula that absorbs".into()),
             (Some(_), None) => return Err("the formula absorbs fixed effects but the state has no level sums".into()),
             (None, Some(_)) => return Err("the state has level sums but the formula absorbs nothing".into()),
         };
-        let resolved = Resolved::new(model, self.column_types.clone())
-            .map_err(|e| format!("the formula '{}' does not fit the recorded columns: {e}", self.model.formula))?;
         let spec = &resolved.spec;
         let acc = &self.accumulator;
         if acc.levels.len() != spec.factors.len() {
