@@ -303,8 +303,8 @@ fn run_info(
 pub(super) fn state_model(st: &State) -> Result<Option<(Resolved, Vec<String>)>, AppError> {
     // A factor estimated by blocks: the rest of the model, and its column.
     if let Some(term) = st.absorbed.as_ref().and_then(|p| p.estimated_term) {
-        let (_, rest, bf) = crate::factors::estimated::estimated_model(&st.model, &st.column_types, term)
-            .map_err(|e| AppError::Data(e))?;
+        let (_, rest, bf) =
+            crate::factors::estimated::estimated_model(&st.model, &st.column_types, term).map_err(AppError::Data)?;
         return Ok(Some((rest, vec![bf.column])));
     }
     let Some((main, columns)) = model::absorbed_model(&st.model).map_err(FitError::from)? else { return Ok(None) };
