@@ -466,11 +466,25 @@ fn wald_f(v: &[f64], b: &[f64], q: usize) -> Option<(f64, usize)> {
 /// a robust `cov_type` statsmodels' robust inference (normal reference
 /// distribution, robust Wald F with G − 1 denominator df for clusters).
 pub fn apply_second_pass(res: &mut OlsResults, snap: &crate::second_pass::ResidualSnapshot) {
-    use crate::second_pass::CovType;
     res.residuals = Some(snap.clone());
     let Some(v) = &snap.robust_cov else {
         return;
     };
+    let p = res.names.len();
+    apply_robust(res, snap, &|i, j| v[i * p + j], true);
+}
+
+/// [`apply_second_pass`]'s robust inference with the covariance given
+/// entry by entry; `full`: every entry may be asked for (else only the
+/// diagonal: no `cov_params`, and no robust F, which needs the whole
+/// matrix's pseudo-inverse — a note says so).
+pub fn apply_robust(
+    res: &mut OlsResults,
+    snap: &crate::second_pass::ResidualSnapshot,
+    v: &dyn Fn(usize, usize) -> f64,
+    full: bool,
+) {
+    use crate::second_pass::CovType;
     let p = res.names.len();
     res.cov_type = snap.cov_type;
     res.use_t = false;
@@ -478,7 +492,7 @@ pub fn apply_second_pass(res: &mut OlsResults, snap: &crate::second_pass::Residu
         statrs::distribution::Normal::new(0.0, 1.0).map(|d| d.inverse_cdf(1.0 - res.alpha / 2.0)).unwrap_or(f64::NAN);
     for i in 0..p {
         let defined = res.params[i].is_some() && !snap.undefined.contains(&i);
-        let se = if defined { finite(v[i * p + i].max(0.0).sqrt()) } else { None };
+        let se = if defined { finite(v(i, i).max(0.0).sqrt()) } else { None };
         res.bse[i] = se;
         let z = match (res.params[i], se) {
             (Some(b), Some(se)) => finite(b / se),
@@ -490,9 +504,9 @@ pub fn apply_second_pass(res: &mut OlsResults, snap: &crate::second_pass::Residu
             (Some(b), Some(se)) => Some((b - zq * se, b + zq * se)),
             _ => None,
         };
-        for j in 0..p {
+        for j in (0..p).filter(|_| full) {
             let dj = res.params[j].is_some() && !snap.undefined.contains(&j);
-            res.cov_params[i][j] = if defined && dj { finite(v[i * p + j]) } else { None };
+            res.cov_params[i][j] = if defined && dj { finite(v(i, j)) } else { None };
         }
     }
     // Robust Wald F of all coefficients but the constant.
@@ -500,10 +514,16 @@ pub fn apply_second_pass(res: &mut OlsResults, snap: &crate::second_pass::Residu
         (0..p).filter(|&i| res.params[i].is_some() && !(res.k_constant == 1 && res.names[i] == "Intercept")).collect();
     let implicit_const = res.k_constant == 1 && !res.names.iter().any(|n| n == "Intercept");
     let q = idx.len();
-    let (f, df2, df1) = if implicit_const || q == 0 || idx.iter().any(|i| snap.undefined.contains(i)) {
+    if !full {
+        res.gramfit_notes.push(format!(
+            "The robust F-statistic of the {q} coefficients is not computed (it needs their whole {} covariance's pseudo-inverse); each coefficient's robust standard error, z and p are.",
+            snap.cov_type.name()
+        ));
+    }
+    let (f, df2, df1) = if !full || implicit_const || q == 0 || idx.iter().any(|i| snap.undefined.contains(i)) {
         (f64::NAN, f64::NAN, q)
     } else {
-        let sub: Vec<f64> = idx.iter().flat_map(|&i| idx.iter().map(move |&j| v[i * p + j])).collect();
+        let sub: Vec<f64> = idx.iter().flat_map(|&i| idx.iter().map(move |&j| v(i, j))).collect();
         let b: Vec<f64> = idx.iter().map(|&i| res.params[i].unwrap_or(0.0)).collect();
         let df2 = if snap.cov_type == CovType::Cluster { snap.n_clusters as f64 - 1.0 } else { res.df_resid };
         match wald_f(&sub, &b, q) {

@@ -127,6 +127,7 @@ pub fn fit_absorbed(a: &FitArgs, ab: Absorbed, eo: &EngineOptions) -> Result<(),
             cov,
             cluster: cluster.clone(),
             moments: false,
+            level_scores: None,
         });
         let mut b2 = builder.clone();
         if let Some(c) = cluster.as_ref().filter(|c| !b2.extra_columns.contains(c)) {

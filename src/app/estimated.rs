@@ -8,9 +8,10 @@ use super::{emit, AppError};
 use crate::cli::FitArgs;
 use crate::engine::{self, EngineOptions, Progress};
 use crate::factors::estimated::{
-    block_factors, block_results, estimated_model, full_design, rest_spec, BlockFactor, BlockOptions,
+    apply_block_robust, block_factors, block_results, estimated_model, full_design, rest_spec, BlockFactor,
+    BlockOptions, FullDesign,
 };
-use crate::factors::{within_fit, AbsorbResiduals, ResidualPlan, Singletons};
+use crate::factors::{within_fit, AbsorbResiduals, LeveragePlan, ResidualPlan, Singletons};
 use crate::factors::{AbsorbAccumulator, AbsorbedPart, WithinFit};
 use crate::formula::columns::design;
 use crate::formula::columns::Design;
@@ -42,8 +43,11 @@ pub(super) struct LevelPlan {
 /// first pass starts over) and needs only what the block solve gives (the
 /// nonrobust covariance, no state yet).
 pub(super) fn plan(a: &FitArgs, resolved: &Resolved, rereadable: bool, hold_tail: bool) -> LevelPlan {
-    let why_dense = if a.report.cov_type != CovType::Nonrobust {
-        Some("a robust covariance (the block solve gives the nonrobust one)")
+    let robust = a.report.cov_type != CovType::Nonrobust;
+    let why_dense = if a.report.cov_type == CovType::Cluster {
+        Some("a cluster-robust covariance (not yet by blocks)")
+    } else if robust && a.save.is_some() {
+        Some("--save and a robust covariance (a state by blocks keeps the nonrobust fit)")
     } else if a.follow.follow.is_some() || hold_tail {
         Some("--follow")
     } else if !rereadable {
@@ -96,9 +100,10 @@ pub(super) fn fit_by_blocks(
     let t0 = Instant::now();
     let (acc, inputs) = super::absorbed::accumulate(&rest, &columns, opened, eo, progress)?;
     let fitted_at = model::now_unix();
-    let (mut res, within, rest_design) = results(resolved, &rest, bf, &acc, ro, a.report.full_cov)?;
+    let (mut res, within, rest_design, fd) = results(resolved, &rest, bf, &acc, ro, a.report.full_cov)?;
     let fac = &within.factors[0];
     let mut snapshot = None;
+    let cov = a.report.cov_type;
     if second {
         let k = within.ne.k();
         let mut key_col = rest_design.key_columns();
@@ -110,9 +115,18 @@ pub(super) fn fit_by_blocks(
             mean: within.mean.clone(),
             beta: within.sol.params.iter().map(|b| b.map_or(0.0, |d| d.to_f64())).collect(),
             key_col,
-            cov: CovType::Nonrobust,
+            cov,
             cluster: None,
             moments: true,
+            level_scores: (cov != CovType::Nonrobust).then(|| LeveragePlan {
+                within_inv: within.sol.normalized_cov.iter().map(|d| d.to_f64()).collect(),
+                inv_weight: fac.weight.iter().map(|w| 1.0 / w.to_f64()).collect(),
+                power: match cov {
+                    CovType::Hc2 => 1,
+                    CovType::Hc3 => 2,
+                    _ => 0,
+                },
+            }),
         });
         let mut builder = rest.builder();
         builder.extra_columns = columns.to_vec();
@@ -123,15 +137,20 @@ pub(super) fn fit_by_blocks(
         spill_note(eo);
         let moments = r.moments.expect("the plan asked for the moments");
         let snap = ResidualSnapshot {
-            cov_type: CovType::Nonrobust,
+            cov_type: cov,
             diagnostics: moments.diagnostics(),
             robust_cov: None,
             undefined: Vec::new(),
             leverage_one: 0,
             n_clusters: 0,
         };
-        crate::results::apply_second_pass(&mut res, &snap);
-        snapshot = Some(snap);
+        match &r.level_scores {
+            Some(scores) => apply_block_robust(&mut res, &within, &fd, scores, snap, a.report.full_cov),
+            None => {
+                crate::results::apply_second_pass(&mut res, &snap);
+                snapshot = Some(snap);
+            }
+        }
     } else {
         res.gramfit_notes.push(super::no_second_pass_note(false));
     }
@@ -179,7 +198,7 @@ fn results(
     acc: &AbsorbAccumulator,
     ro: &ReportOptions,
     full_cov: bool,
-) -> Result<(OlsResults, WithinFit, Design), AppError> {
+) -> Result<(OlsResults, WithinFit, Design, FullDesign), AppError> {
     let rest_design = design(&rest.spec, &acc.dense.level_sets(), acc.dense.stats.keys()).map_err(FitError::from)?;
     let weighted = full.options.weights.is_some();
     let within = within_fit(acc, &rest_design, weighted, ro.singular, Singletons::Keep)?;
@@ -205,7 +224,7 @@ fn results(
             acc.rows_read
         ));
     }
-    Ok((res, within, rest_design))
+    Ok((res, within, rest_design, fd))
 }
 
 /// The report of a saved fit by blocks (the bottom block when the state
@@ -222,7 +241,7 @@ pub(super) fn render_state(st: &State, report: &crate::cli::ReportArgs) -> Resul
     let term = part.estimated_term.expect("a fit by blocks");
     let (full, rest, bf) = estimated_model(&st.model, &st.column_types, term).map_err(AppError::Data)?;
     let acc = AbsorbAccumulator::from_parts(st.accumulator.clone(), part);
-    let (mut res, _, _) = results(&full, &rest, &bf, &acc, &ro, report.full_cov)?;
+    let (mut res, ..) = results(&full, &rest, &bf, &acc, &ro, report.full_cov)?;
     match &st.residuals {
         Some(snap) => crate::results::apply_second_pass(&mut res, snap),
         None => res.gramfit_notes.push(super::no_second_pass_note(false)),

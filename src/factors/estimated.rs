@@ -31,7 +31,7 @@ use crate::diagnostics::Diagnostics;
 use crate::formula::columns::{design, CodingError, Design};
 use crate::formula::{FactorKind, ModelSpec};
 use crate::level::{ColumnKey, Level};
-use crate::results::{finite, standard_notes, t_quantile, t_sf, MeasureInputs, Measures, OlsResults};
+use crate::results::{apply_robust, finite, standard_notes, t_quantile, t_sf, MeasureInputs, Measures, OlsResults};
 use crate::solve::{solve_normal_equations, NormalEquations, SingularPolicy};
 use std::collections::{BTreeSet, HashMap};
 
@@ -202,7 +202,7 @@ pub struct BlockOptions<'a> {
 }
 
 /// A coefficient as `L − aᵀβ`: its level part and `a`.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum LevelPart {
     None,
     /// `ȳ_r`.
@@ -224,14 +224,8 @@ pub fn block_results(
     let k1 = within.mean.len();
     let k = k1 - 1;
     let sol = &within.sol;
-    let beta: Vec<Dd> = sol.params.iter().map(|b| b.unwrap_or(Dd::ZERO)).collect();
     let minv: Vec<f64> = sol.normalized_cov.iter().map(|d| d.to_f64()).collect();
-    let dev = |l: usize, j: usize| fac.proj_dd[l * k1 + j];
     let mean: Vec<Dd> = within.mean.iter().map(|&m| Dd::from(m)).collect();
-    // α_l − c, with c = μ_y − Σ β_j μ_j the part common to every level.
-    let alpha_rel = |l: usize| (0..k).fold(dev(l, k), |acc, j| acc - beta[j] * dev(l, j));
-    let common = (0..k).fold(mean[k], |acc, j| acc - beta[j] * mean[j]);
-
     let sum_w = within.ne.sum_w;
     let rank = sol.rank + n_levels;
     let m = Measures::of(
@@ -249,26 +243,7 @@ pub fn block_results(
     let scale = m.scale;
     let r = full.reference;
     let w_of = |l: usize| fac.weight[l].to_f64();
-    // Each column as (level part, a, estimate).
-    let cols: Vec<(LevelPart, Vec<f64>, Option<f64>)> = full
-        .roles
-        .iter()
-        .map(|role| match *role {
-            Role::Intercept => {
-                let a = (0..k).map(|j| (mean[j] + dev(r, j)).to_f64()).collect();
-                (LevelPart::Reference, a, Some((common + alpha_rel(r)).to_f64()))
-            }
-            Role::Level(l) => {
-                let a = (0..k).map(|j| (dev(l, j) - dev(r, j)).to_f64()).collect();
-                (LevelPart::Difference(l), a, Some((alpha_rel(l) - alpha_rel(r)).to_f64()))
-            }
-            Role::Slope(j) => {
-                let mut a = vec![0.0; k];
-                a[j] = -1.0;
-                (LevelPart::None, a, sol.params[j].map(|b| b.to_f64()))
-            }
-        })
-        .collect();
+    let cols = coefficient_forms(within, full);
     let quad = |a: &[f64], b: &[f64]| -> f64 {
         let mut s = 0.0;
         for i in (0..k).filter(|&i| a[i] != 0.0) {
@@ -419,4 +394,126 @@ pub fn block_results(
     };
     res.set_measures(&m);
     Ok(res)
+}
+
+/// Each column of the full design as `(L, a, estimate)`: its level part,
+/// `a` (`Intercept`: `x̄_r`; `C(g)[T.l]`: `x̄_l − x̄_r`; slope `j`: `−e_j`)
+/// and its estimate (`None`: aliased).
+fn coefficient_forms(within: &WithinFit, full: &FullDesign) -> Vec<(LevelPart, Vec<f64>, Option<f64>)> {
+    let fac = &within.factors[0];
+    let k1 = within.mean.len();
+    let k = k1 - 1;
+    let sol = &within.sol;
+    let beta: Vec<Dd> = sol.params.iter().map(|b| b.unwrap_or(Dd::ZERO)).collect();
+    let dev = |l: usize, j: usize| fac.proj_dd[l * k1 + j];
+    let mean: Vec<Dd> = within.mean.iter().map(|&m| Dd::from(m)).collect();
+    // α_l − c, with c = μ_y − Σ β_j μ_j the part common to every level.
+    let alpha_rel = |l: usize| (0..k).fold(dev(l, k), |acc, j| acc - beta[j] * dev(l, j));
+    let common = (0..k).fold(mean[k], |acc, j| acc - beta[j] * mean[j]);
+    let r = full.reference;
+    full.roles
+        .iter()
+        .map(|role| match *role {
+            Role::Intercept => {
+                let a = (0..k).map(|j| (mean[j] + dev(r, j)).to_f64()).collect();
+                (LevelPart::Reference, a, Some((common + alpha_rel(r)).to_f64()))
+            }
+            Role::Level(l) => {
+                let a = (0..k).map(|j| (dev(l, j) - dev(r, j)).to_f64()).collect();
+                (LevelPart::Difference(l), a, Some((alpha_rel(l) - alpha_rel(r)).to_f64()))
+            }
+            Role::Slope(j) => {
+                let mut a = vec![0.0; k];
+                a[j] = -1.0;
+                (LevelPart::None, a, sol.params[j].map(|b| b.to_f64()))
+            }
+        })
+        .collect()
+}
+
+/// A robust covariance of a fit by blocks (HC0–HC3), from the second
+/// pass's [`LevelScores`], put into `res` with `snap` (the second pass's
+/// moments). Each coefficient's influence on row `i` of level `g` is
+/// `c[g]·u/W_g − aᵀφ` (`u = w·e`, `φ = M⁻¹x̃·u`, `c` its level
+/// contrast: `e_r`, `e_l − e_r` or 0), so with the meat's weights `f`
+/// the covariance of two coefficients is
+/// `Σ_l c[l]c'[l]·Q_l/W_l² − Σ_l c[l]/W_l·a'ᵀR_l − Σ_l c'[l]/W_l·aᵀR_l +
+/// aᵀΦa'` — `Q_l = Σ f`, `R_l = M⁻¹Σ f·x̃` per level, `Φ = M⁻¹(Σ f·x̃x̃ᵀ)M⁻¹`
+/// (the slopes' block is the absorbed fit's sandwich). HC1 scales by
+/// `n/(n − p)`; HC2/HC3 leave a level of one row's contrast undefined,
+/// as the dense path does. The whole matrix (for `cov_params` and the
+/// robust F) is formed up to [`crate::report::FULL_COV_COLUMNS`] columns
+/// or with `full_cov`.
+pub fn apply_block_robust(
+    res: &mut OlsResults,
+    within: &WithinFit,
+    full: &FullDesign,
+    scores: &super::LevelScores,
+    mut snap: crate::second_pass::ResidualSnapshot,
+    full_cov: bool,
+) {
+    use crate::second_pass::CovType;
+    let fac = &within.factors[0];
+    let k = within.mean.len() - 1;
+    let minv: Vec<f64> = within.sol.normalized_cov.iter().map(|d| d.to_f64()).collect();
+    let times = |v: &[f64]| -> Vec<f64> { (0..k).map(|i| (0..k).map(|j| minv[i * k + j] * v[j]).sum()).collect() };
+    let rl: Vec<Vec<f64>> = scores.r.chunks(k.max(1)).map(times).collect();
+    let mut phi = vec![0.0; k * k];
+    for i in 0..k {
+        for j in 0..k {
+            phi[i * k + j] = (0..k)
+                .map(|a| (0..k).map(|b| minv[i * k + a] * scores.meat[a * k + b] * minv[b * k + j]).sum::<f64>())
+                .sum();
+        }
+    }
+    let cols = coefficient_forms(within, full);
+    let r = full.reference;
+    let inv_w = |l: usize| 1.0 / fac.weight[l].to_f64();
+    let contrast = |lp: LevelPart| -> Vec<(usize, f64)> {
+        match lp {
+            LevelPart::None => Vec::new(),
+            LevelPart::Reference => vec![(r, 1.0)],
+            LevelPart::Difference(l) => vec![(l, 1.0), (r, -1.0)],
+        }
+    };
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let factor = match snap.cov_type {
+        CovType::Hc1 => res.nobs as f64 / res.df_resid,
+        _ => 1.0,
+    };
+    let cov = |i: usize, j: usize| -> f64 {
+        let ((li, ai, _), (lj, aj, _)) = (&cols[i], &cols[j]);
+        let (ci, cj) = (contrast(*li), contrast(*lj));
+        let mut v = dot(ai, &times_phi(&phi, aj, k));
+        for &(l, c) in &ci {
+            for &(m, d) in &cj {
+                if l == m {
+                    v += c * d * scores.q[l] * inv_w(l) * inv_w(l);
+                }
+            }
+            v -= c * inv_w(l) * dot(aj, &rl[l]);
+        }
+        for &(m, d) in &cj {
+            v -= d * inv_w(m) * dot(ai, &rl[m]);
+        }
+        factor * v
+    };
+    if matches!(snap.cov_type, CovType::Hc2 | CovType::Hc3) {
+        snap.undefined = cols
+            .iter()
+            .enumerate()
+            .filter(|(_, (lp, _, _))| matches!(lp, LevelPart::Difference(l) if scores.ordinary[*l] == 0))
+            .map(|(i, _)| i)
+            .collect();
+    }
+    snap.leverage_one = scores.leverage_one;
+    let p = cols.len();
+    let whole = full_cov || p <= crate::report::FULL_COV_COLUMNS;
+    res.residuals = Some(snap.clone());
+    apply_robust(res, &snap, &cov, whole);
+}
+
+/// `Φ·a` for row-major `k × k` `Φ`.
+fn times_phi(phi: &[f64], a: &[f64], k: usize) -> Vec<f64> {
+    (0..k).map(|i| (0..k).map(|j| phi[i * k + j] * a[j]).sum()).collect()
 }

@@ -23,5 +23,5 @@ pub mod within;
 pub use accumulate::{AbsorbAccumulator, AbsorbedPart};
 pub use inference::{infer_absorbed, AbsorbedCov, AbsorbedResults};
 pub use predict::AbsorbedModel;
-pub use residuals::{AbsorbResiduals, ResidualPlan};
+pub use residuals::{AbsorbResiduals, LevelScores, LeveragePlan, ResidualPlan};
 pub use within::{within_fit, Singletons, WithinError, WithinFit};

@@ -41,6 +41,48 @@ pub struct ResidualPlan {
     /// Also sum the residuals' moments and Durbin–Watson, in file order
     /// (statsmodels' bottom block, for a factor estimated by blocks).
     pub moments: bool,
+    /// A factor estimated by blocks with a robust covariance: what each
+    /// row's leverage needs, and the sums per level (see
+    /// [`LevelScores`]).
+    pub level_scores: Option<LeveragePlan>,
+}
+
+/// Each row's leverage in the dummy model of one factor estimated by
+/// blocks: `h = w·(1/W_l + x̃ᵀM⁻¹x̃)` (`M` the within moments).
+#[derive(Clone, Debug)]
+pub struct LeveragePlan {
+    /// `M⁻¹`, row-major `k × k` (aliased columns zero).
+    pub within_inv: Vec<f64>,
+    /// Per level (the plan's level order), `1/W_l`.
+    pub inv_weight: Vec<f64>,
+    /// The meat's weights `u²/(1 − h)^power` (`u = w·e`): 0 for HC0 and
+    /// HC1, 1 for HC2, 2 for HC3.
+    pub power: i32,
+}
+
+/// A factor estimated by blocks, robust covariance: with `f = u²/(1 −
+/// h)^power`, per level `Σ f` and `Σ f·x̃`, and `Σ f·x̃x̃ᵀ`. Rows of leverage
+/// one (their level's only row) are left out and counted.
+#[derive(Clone, Debug, Default)]
+pub struct LevelScores {
+    pub q: Vec<f64>,
+    /// Per level, its rows of leverage below one.
+    pub ordinary: Vec<u64>,
+    /// Row-major `levels × k`.
+    pub r: Vec<f64>,
+    /// Row-major `k × k`.
+    pub meat: Vec<f64>,
+    pub leverage_one: u64,
+}
+
+impl LevelScores {
+    fn merge(&mut self, other: &LevelScores) {
+        for (a, b) in [(&mut self.q, &other.q), (&mut self.r, &other.r), (&mut self.meat, &other.meat)] {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+        }
+        self.ordinary.iter_mut().zip(&other.ordinary).for_each(|(x, y)| *x += y);
+        self.leverage_one += other.leverage_one;
+    }
 }
 
 /// Whether each level of an absorbed factor lies in a single cluster.
@@ -88,6 +130,8 @@ pub struct AbsorbResiduals {
     pub rows_without_cluster: u64,
     /// The residuals' moments (with `plan.moments`).
     pub moments: Option<ResidualStats>,
+    /// With `plan.level_scores`.
+    pub level_scores: Option<LevelScores>,
     rows: (u64, u64),
 }
 
@@ -96,6 +140,16 @@ impl AbsorbResiduals {
         let k = plan.beta.len();
         let nesting = plan.index.iter().map(|ix| vec![Nesting::Unseen; ix.len()]).collect();
         let moments = plan.moments.then(ResidualStats::default);
+        let level_scores = plan.level_scores.as_ref().map(|lp| {
+            let (levels, k) = (lp.inv_weight.len(), plan.beta.len());
+            LevelScores {
+                q: vec![0.0; levels],
+                ordinary: vec![0; levels],
+                r: vec![0.0; levels * k],
+                meat: vec![0.0; k * k],
+                leverage_one: 0,
+            }
+        });
         AbsorbResiduals {
             plan,
             meat: vec![0.0; k * k],
@@ -106,6 +160,7 @@ impl AbsorbResiduals {
             ssr: 0.0,
             rows_without_cluster: 0,
             moments,
+            level_scores,
             rows: (0, 0),
         }
     }
@@ -182,6 +237,32 @@ impl ChunkSink for AbsorbResiduals {
                 // statsmodels' `wresid`: √w·e.
                 residuals.push(w.sqrt() * e);
             }
+            if let (Some(ls), Some(lp)) = (&mut self.level_scores, &plan.level_scores) {
+                let x = &z[..k];
+                let quad: f64 =
+                    (0..k).map(|i| x[i] * (0..k).map(|j| lp.within_inv[i * k + j] * x[j]).sum::<f64>()).sum();
+                let l = lv[0];
+                let h = w * (lp.inv_weight[l] + quad);
+                // Leverage one (a level's only row; its residual is zero):
+                // left out of the HC2/HC3 meats, as the dense path does.
+                let one = 1.0 - h <= 1e-10;
+                if one {
+                    ls.leverage_one += 1;
+                } else {
+                    ls.ordinary[l] += 1;
+                }
+                if !one || lp.power == 0 {
+                    let u = w * e;
+                    let f = u * u / (1.0 - h).powi(lp.power);
+                    ls.q[l] += f;
+                    for i in 0..k {
+                        ls.r[l * k + i] += f * x[i];
+                        for j in 0..k {
+                            ls.meat[i * k + j] += f * x[i] * x[j];
+                        }
+                    }
+                }
+            }
             for (sj, &xj) in s.iter_mut().zip(&z[..k]) {
                 *sj = w * xj * e;
             }
@@ -238,6 +319,9 @@ impl ChunkSink for AbsorbResiduals {
         }
         self.ssr += other.ssr;
         if let (Some(a), Some(b)) = (&mut self.moments, &other.moments) {
+            a.merge(b);
+        }
+        if let (Some(a), Some(b)) = (&mut self.level_scores, &other.level_scores) {
             a.merge(b);
         }
         self.rows_without_cluster += other.rows_without_cluster;
