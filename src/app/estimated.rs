@@ -44,9 +44,7 @@ pub(super) struct LevelPlan {
 /// nonrobust covariance, no state yet).
 pub(super) fn plan(a: &FitArgs, resolved: &Resolved, rereadable: bool, hold_tail: bool) -> LevelPlan {
     let robust = a.report.cov_type != CovType::Nonrobust;
-    let why_dense = if a.report.cov_type == CovType::Cluster {
-        Some("a cluster-robust covariance (not yet by blocks)")
-    } else if robust && a.save.is_some() {
+    let why_dense = if robust && a.save.is_some() {
         Some("--save and a robust covariance (a state by blocks keeps the nonrobust fit)")
     } else if a.follow.follow.is_some() || hold_tail {
         Some("--follow")
@@ -95,7 +93,9 @@ pub(super) fn fit_by_blocks(
     let second = !a.report.no_second_pass;
     let read = opened.inputs.clone();
     let schemas = opened.schemas.clone();
-    let eo = &csv_spill(&opened, second, None, eo);
+    let cov = a.report.cov_type;
+    let cluster = a.report.cluster.clone().filter(|_| cov == CovType::Cluster);
+    let eo = &csv_spill(&opened, second, cluster.as_deref(), eo);
     progress.set_label(if second { "pass 1/2" } else { "pass 1/1" });
     let t0 = Instant::now();
     let (acc, inputs) = super::absorbed::accumulate(&rest, &columns, opened, eo, progress)?;
@@ -103,7 +103,6 @@ pub(super) fn fit_by_blocks(
     let (mut res, within, rest_design, fd) = results(resolved, &rest, bf, &acc, ro, a.report.full_cov)?;
     let fac = &within.factors[0];
     let mut snapshot = None;
-    let cov = a.report.cov_type;
     if second {
         let k = within.ne.k();
         let mut key_col = rest_design.key_columns();
@@ -116,7 +115,7 @@ pub(super) fn fit_by_blocks(
             beta: within.sol.params.iter().map(|b| b.map_or(0.0, |d| d.to_f64())).collect(),
             key_col,
             cov,
-            cluster: None,
+            cluster: cluster.clone(),
             moments: true,
             level_scores: (cov != CovType::Nonrobust).then(|| LeveragePlan {
                 within_inv: within.sol.normalized_cov.iter().map(|d| d.to_f64()).collect(),
@@ -130,12 +129,22 @@ pub(super) fn fit_by_blocks(
         });
         let mut builder = rest.builder();
         builder.extra_columns = columns.to_vec();
+        if let Some(c) = cluster.as_ref().filter(|c| !columns.contains(c)) {
+            builder.extra_columns.push(c.clone());
+        }
         let reopened = reopen_as_read(&read, &schemas, &csv, &inputs);
         progress.set_label("pass 2/2");
         let empty = || AbsorbResiduals::new(plan.clone());
         let (r, _) = engine::accumulate_with(reopened, &builder, &empty, eo, progress).map_err(FitError::from)?;
         spill_note(eo);
-        let moments = r.moments.expect("the plan asked for the moments");
+        if r.rows_without_cluster > 0 {
+            return Err(AppError::Data(format!(
+                "the cluster column '{}' has no value on {} of the rows the fit uses; fill them or drop those rows",
+                cluster.as_deref().unwrap_or_default(),
+                r.rows_without_cluster
+            )));
+        }
+        let moments = r.moments.clone().expect("the plan asked for the moments");
         let snap = ResidualSnapshot {
             cov_type: cov,
             diagnostics: moments.diagnostics(),
@@ -145,7 +154,10 @@ pub(super) fn fit_by_blocks(
             n_clusters: 0,
         };
         match &r.level_scores {
-            Some(scores) => apply_block_robust(&mut res, &within, &fd, scores, snap, a.report.full_cov),
+            Some(scores) => {
+                let clusters = cluster.as_ref().map(|_| (r.cluster_scores(), r.n_clusters()));
+                apply_block_robust(&mut res, &within, &fd, scores, clusters, snap, a.report.full_cov)
+            }
             None => {
                 crate::results::apply_second_pass(&mut res, &snap);
                 snapshot = Some(snap);

@@ -73,6 +73,8 @@ pub struct LevelScores {
     /// Row-major `k × k`.
     pub meat: Vec<f64>,
     pub leverage_one: u64,
+    /// With clusters: `Σ u` per (cluster slot, level) met.
+    pub cluster_level: HashMap<(u32, u32), f64>,
 }
 
 impl LevelScores {
@@ -82,6 +84,15 @@ impl LevelScores {
         }
         self.ordinary.iter_mut().zip(&other.ordinary).for_each(|(x, y)| *x += y);
         self.leverage_one += other.leverage_one;
+    }
+
+    /// Add `other`'s cluster sums, its cluster slots mapped to ours.
+    fn merge_clusters(&mut self, other: &LevelScores, slot_of: &[u32]) {
+        let mut keys: Vec<&(u32, u32)> = other.cluster_level.keys().collect();
+        keys.sort_unstable();
+        for key in keys {
+            *self.cluster_level.entry((slot_of[key.0 as usize], key.1)).or_insert(0.0) += other.cluster_level[key];
+        }
     }
 }
 
@@ -148,6 +159,7 @@ impl AbsorbResiduals {
                 r: vec![0.0; levels * k],
                 meat: vec![0.0; k * k],
                 leverage_one: 0,
+                cluster_level: HashMap::new(),
             }
         });
         AbsorbResiduals {
@@ -209,6 +221,8 @@ impl ChunkSink for AbsorbResiduals {
         let mut local = cluster.as_ref().map(|(_, table)| vec![0.0; table.len() * k]);
         let mut met = cluster.as_ref().map(|(_, table)| vec![false; table.len()]);
         let mut residuals = Vec::with_capacity(if self.moments.is_some() { n } else { 0 });
+        // Σ u per (chunk cluster code, level), for a factor by blocks.
+        let mut local_level: HashMap<(u32, u32), f64> = HashMap::new();
         'rows: for r in 0..n {
             let mut lv = [0usize; 2];
             for f in 0..codes.len() {
@@ -275,6 +289,9 @@ impl ChunkSink for AbsorbResiduals {
                     };
                     met[c] = true;
                     local[c * k..(c + 1) * k].iter_mut().zip(&s).for_each(|(a, b)| *a += b);
+                    if self.level_scores.is_some() {
+                        *local_level.entry((c as u32, lv[0] as u32)).or_insert(0.0) += w * e;
+                    }
                     for f in 0..codes.len() {
                         self.nesting[f][lv[f]].see(level);
                     }
@@ -292,12 +309,18 @@ impl ChunkSink for AbsorbResiduals {
             m.add_residuals(&residuals);
         }
         if let (Some((_, table)), Some(local), Some(met)) = (&cluster, &local, &met) {
+            let mut slot_of = vec![u32::MAX; table.len()];
             for (c, level) in table.iter().enumerate().filter(|&(c, _)| met[c]) {
                 let slot = self.cluster(level);
+                slot_of[c] = slot as u32;
                 self.cluster_sums[slot * k..(slot + 1) * k]
                     .iter_mut()
                     .zip(&local[c * k..(c + 1) * k])
                     .for_each(|(a, b)| *a += b);
+            }
+            if let Some(ls) = &mut self.level_scores {
+                let chunk = LevelScores { cluster_level: local_level, ..LevelScores::default() };
+                ls.merge_clusters(&chunk, &slot_of);
             }
         }
         self.rows.1 += (chunk.num_rows() - n) as u64;
@@ -307,8 +330,10 @@ impl ChunkSink for AbsorbResiduals {
     fn merge(&mut self, other: &Self) {
         self.meat.iter_mut().zip(&other.meat).for_each(|(a, b)| *a += b);
         let k = self.plan.beta.len();
+        let mut slot_of = Vec::with_capacity(other.clusters.len());
         for (c, level) in other.clusters.iter().enumerate() {
             let slot = self.cluster(level);
+            slot_of.push(slot as u32);
             self.cluster_sums[slot * k..(slot + 1) * k]
                 .iter_mut()
                 .zip(&other.cluster_sums[c * k..(c + 1) * k])
@@ -323,6 +348,7 @@ impl ChunkSink for AbsorbResiduals {
         }
         if let (Some(a), Some(b)) = (&mut self.level_scores, &other.level_scores) {
             a.merge(b);
+            a.merge_clusters(b, &slot_of);
         }
         self.rows_without_cluster += other.rows_without_cluster;
         self.rows.0 += other.rows.0;
@@ -344,6 +370,11 @@ impl AbsorbResiduals {
         self.cluster_slot.insert(level.clone(), (self.clusters.len() - 1) as u32);
         self.cluster_sums.resize(self.clusters.len() * self.plan.beta.len(), 0.0);
         self.clusters.len() - 1
+    }
+
+    /// Per cluster met (its slot), its score sum `Σ u·x̃` (`k` values).
+    pub fn cluster_scores(&self) -> &[f64] {
+        &self.cluster_sums
     }
 
     /// Clusters met.

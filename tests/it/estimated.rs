@@ -47,6 +47,8 @@ fn block_fit_equals_the_dense_fit_on_the_listings() {
         // Borough is nearly nested in neighborhood: aliased columns.
         ("rent ~ C(neighborhood) + size_sqft + C(borough)", &[]),
         // Robust covariances from the level sums of the second pass.
+        ("rent ~ size_sqft + bedrooms + C(neighborhood)", &["--cov-type", "cluster", "--cluster", "borough"]),
+        ("rent ~ size_sqft + C(neighborhood)", &["--cov-type", "cluster", "--cluster", "neighborhood"]),
         ("rent ~ size_sqft + bedrooms + C(neighborhood)", &["--cov-type", "HC0"]),
         ("rent ~ size_sqft + bedrooms + C(neighborhood)", &["--cov-type", "HC1"]),
         ("rent ~ size_sqft + bedrooms + C(neighborhood)", &["--cov-type", "HC2"]),
@@ -86,8 +88,8 @@ fn levels_that_pass_the_limit_only_in_total_start_the_fit_over() {
 }
 
 /// A CSV of `n` rows with a factor of `levels` levels (with `singleton`,
-/// the last has one row), two real-valued predictors and a few missing
-/// values.
+/// the last has one row, and a few values are missing), two real-valued
+/// predictors and a cluster column `c` across the levels.
 fn many_levels_csv(path: &Path, n: usize, levels: usize, singleton: bool) {
     let mut s: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = || {
@@ -96,7 +98,7 @@ fn many_levels_csv(path: &Path, n: usize, levels: usize, singleton: bool) {
         s ^= s << 17;
         (s >> 11) as f64 / (1u64 << 53) as f64
     };
-    let mut out = String::from("y,x1,x2,g\n");
+    let mut out = String::from("y,x1,x2,g,c\n");
     for i in 0..n {
         // The last level has one row (the last); the others share the rest.
         let g = if singleton && i == n - 1 { levels - 1 } else { i % (levels - usize::from(singleton)) };
@@ -104,8 +106,8 @@ fn many_levels_csv(path: &Path, n: usize, levels: usize, singleton: bool) {
         let x2 = next() * 3.7 - 1.1;
         let effect = ((g * 7919) % 101) as f64 / 10.0;
         let y = 2.5 + 0.75 * x1 - 1.3 * x2 + effect + (next() - 0.5) * 4.0;
-        let x2 = if i % 997 == 5 { String::new() } else { format!("{x2:.6}") };
-        out.push_str(&format!("{y:.4},{x1},{x2},L{g:04}\n"));
+        let x2 = if singleton && i % 997 == 5 { String::new() } else { format!("{x2:.6}") };
+        out.push_str(&format!("{y:.4},{x1},{x2},L{g:04},K{}\n", (i * 31 + g) % 997));
     }
     std::fs::write(path, out).unwrap();
 }
@@ -140,17 +142,18 @@ fn robust_errors_by_blocks_match_statsmodels() {
     many_levels_csv(&data, 5000, 350, false);
     let formula = "y ~ x1 + x2 + C(g)";
     let d = data.to_str().unwrap();
-    let jobs: Vec<Value> = ["HC1", "HC3"]
+    let jobs: Vec<Value> = ["HC1", "HC3", "cluster"]
         .iter()
-        .map(|c| json!({"name": c, "kind": "fit", "data": d, "formula": formula, "cov_type": c}))
+        .map(|c| json!({"name": c, "kind": "fit", "data": d, "formula": formula, "cov_type": c, "cluster": "c"}))
         .collect();
     let theirs = peers::run(&json!(jobs));
-    for c in ["HC1", "HC3"] {
-        let ours = fit(&data, formula, None, &["--cov-type", c, "--full-cov"]);
+    for c in ["HC1", "HC3", "cluster"] {
+        let cov: &[&str] = if c == "cluster" { &["--cov-type", c, "--cluster", "c"] } else { &["--cov-type", c] };
+        let ours = fit(&data, formula, None, &[cov, &["--full-cov"]].concat());
         assert!(by_blocks(&ours) && ours["cov_type"] == c, "{c}");
         compare(c, &ours, &theirs[c], false);
         // Without --full-cov: the same errors, no robust F (a note says why).
-        let lean = fit(&data, formula, None, &["--cov-type", c]);
+        let lean = fit(&data, formula, None, cov);
         assert_eq!(lean["bse"], ours["bse"], "{c}");
         assert!(lean["fvalue"].is_null(), "{c}: {}", lean["fvalue"]);
         let notes = lean["gramfit_notes"].as_array().unwrap();
@@ -164,12 +167,10 @@ fn where_the_fit_cannot_go_by_blocks_a_huge_factor_is_refused_before_anything_is
     let data = tmp.path().join("levels.csv");
     many_levels_csv(&data, 6000, 2100, true);
     let state = tmp.path().join("fit.gramfit");
-    for (extra, why) in [
-        (
-            vec!["--cov-type", "HC1", "--save", state.to_str().unwrap()],
-            "with --save and a robust covariance (a state by blocks keeps the nonrobust fit)",
-        ),
-        (vec!["--cov-type", "cluster", "--cluster", "g"], "with a cluster-robust covariance (not yet by blocks)"),
+    let why = "with --save and a robust covariance (a state by blocks keeps the nonrobust fit)";
+    for extra in [
+        vec!["--cov-type", "HC1", "--save", state.to_str().unwrap()],
+        vec!["--cov-type", "cluster", "--cluster", "c", "--save", state.to_str().unwrap()],
     ] {
         let out = Command::new(bin())
             .args(["fit", data.to_str().unwrap(), "--formula", "y ~ x1 + C(g)", "--quiet"])
@@ -188,8 +189,8 @@ fn where_the_fit_cannot_go_by_blocks_a_huge_factor_is_refused_before_anything_is
     }
     // Under the dense limit the same options fit as before (densely).
     many_levels_csv(&data, 3000, 320, true);
-    let crv = fit(&data, "y ~ x1 + x2 + C(g)", None, &["--cov-type", "cluster", "--cluster", "g"]);
-    assert!(!by_blocks(&crv) && crv["cov_type"] == "cluster", "{}", crv["cov_type"]);
+    let hc1 = fit(&data, "y ~ x1 + x2 + C(g)", None, &["--cov-type", "HC1", "--save", state.to_str().unwrap()]);
+    assert!(!by_blocks(&hc1) && hc1["cov_type"] == "HC1" && state.exists(), "{}", hc1["cov_type"]);
 }
 
 /// `gramfit …` with the block path forced on the listings' neighborhoods.
