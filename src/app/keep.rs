@@ -45,9 +45,10 @@ pub fn diagnose(a: &DiagnoseArgs) -> Result<(), AppError> {
     check_cluster(cov, a.report.cluster.as_deref())?;
     let _lock = lock_state(&a.state, a.lock.wait().map_err(AppError::Usage)?)?;
     let mut st = state::load(&a.state)?;
-    if st.absorbed.is_some() {
+    // (An absorbed state's formula is refused below, naming what takes it.)
+    if st.absorbed.as_ref().is_some_and(|p| p.estimated_term.is_some()) {
         return Err(AppError::Usage(format!(
-            "{}: diagnose is not available yet for a fit with absorbed fixed effects or a factor estimated by blocks; gramfit fit … gives its second pass",
+            "{}: diagnose is not available yet for a fit with a factor estimated by blocks; gramfit fit … gives its second pass",
             a.state.display()
         )));
     }
