@@ -7,9 +7,9 @@ use super::fit::{csv_spill, reopen_as_read, spill_note};
 use super::{emit, AppError};
 use crate::cli::FitArgs;
 use crate::engine::{self, EngineOptions, Progress};
+use crate::factors::block_robust::apply_block_robust;
 use crate::factors::estimated::{
-    apply_block_robust, block_factors, block_results, estimated_model, full_design, rest_spec, BlockFactor,
-    BlockOptions, FullDesign,
+    block_factors, block_results, estimated_model, full_design, rest_spec, BlockFactor, BlockOptions, FullDesign,
 };
 use crate::factors::{within_fit, AbsorbResiduals, LeveragePlan, ResidualPlan, Singletons};
 use crate::factors::{AbsorbAccumulator, AbsorbedPart, WithinFit};
@@ -103,6 +103,14 @@ pub(super) fn fit_by_blocks(
     let (mut res, within, rest_design, fd) = results(resolved, &rest, bf, &acc, ro, a.report.full_cov)?;
     let fac = &within.factors[0];
     let mut snapshot = None;
+    let singular = within.sol.aliased.iter().any(|&a| a);
+    if cov != CovType::Nonrobust && ro.singular == crate::solve::SingularPolicy::Pinv && singular {
+        return Err(AppError::Usage(format!(
+            "--singular pinv with --cov-type {} is not available for a factor estimated by blocks when the design is singular ({} aliased); use --singular drop",
+            cov.name(),
+            res.aliased.join(", ")
+        )));
+    }
     if second {
         let k = within.ne.k();
         let mut key_col = rest_design.key_columns();
@@ -213,7 +221,12 @@ fn results(
 ) -> Result<(OlsResults, WithinFit, Design, FullDesign), AppError> {
     let rest_design = design(&rest.spec, &acc.dense.level_sets(), acc.dense.stats.keys()).map_err(FitError::from)?;
     let weighted = full.options.weights.is_some();
-    let within = within_fit(acc, &rest_design, weighted, ro.singular, Singletons::Keep)?;
+    // pinv projects the drop solution (see `factors::estimated`).
+    let policy = match ro.singular {
+        crate::solve::SingularPolicy::Pinv => crate::solve::SingularPolicy::Drop,
+        p => p,
+    };
+    let within = within_fit(acc, &rest_design, weighted, policy, Singletons::Keep)?;
     let fac = &within.factors[0];
     let fd = full_design(&full.spec, bf, acc, &rest_design, &fac.levels).map_err(FitError::from)?;
     let options =

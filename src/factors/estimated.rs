@@ -31,7 +31,7 @@ use crate::diagnostics::Diagnostics;
 use crate::formula::columns::{design, CodingError, Design};
 use crate::formula::{FactorKind, ModelSpec};
 use crate::level::{ColumnKey, Level};
-use crate::results::{apply_robust, finite, standard_notes, t_quantile, t_sf, MeasureInputs, Measures, OlsResults};
+use crate::results::{finite, standard_notes, t_quantile, t_sf, MeasureInputs, Measures, OlsResults};
 use crate::solve::{solve_normal_equations, NormalEquations, SingularPolicy};
 use std::collections::{BTreeSet, HashMap};
 
@@ -203,7 +203,7 @@ pub struct BlockOptions<'a> {
 
 /// A coefficient as `L − aᵀβ`: its level part and `a`.
 #[derive(Clone, Copy, Debug)]
-enum LevelPart {
+pub(super) enum LevelPart {
     None,
     /// `ȳ_r`.
     Reference,
@@ -243,7 +243,9 @@ pub fn block_results(
     let scale = m.scale;
     let r = full.reference;
     let w_of = |l: usize| fac.weight[l].to_f64();
-    let cols = coefficient_forms(within, full);
+    let forms = coefficient_forms_dd(within, full);
+    let cols: Vec<(LevelPart, Vec<f64>, Option<f64>)> =
+        forms.iter().map(|(lp, a, b)| (*lp, a.iter().map(|d| d.to_f64()).collect(), *b)).collect();
     let quad = |a: &[f64], b: &[f64]| -> f64 {
         let mut s = 0.0;
         for i in (0..k).filter(|&i| a[i] != 0.0) {
@@ -265,9 +267,23 @@ pub fn block_results(
             }
         }
     };
-    let cov = |i: usize, j: usize| -> f64 {
+    let drop_cov = |i: usize, j: usize| -> f64 {
         let ((li, ai, _), (lj, aj, _)) = (&cols[i], &cols[j]);
         scale * (level_cov(*li, *lj) + quad(ai, aj))
+    };
+    // --singular pinv on a singular design: the minimum-norm solution
+    // over every coefficient, as the dense fit gives it.
+    let min_norm = (o.singular == SingularPolicy::Pinv && sol.aliased.iter().any(|&a| a))
+        .then(|| MinNorm::new(within, &forms, scale, &|l| w_of(l), r));
+    let cov = |i: usize, j: usize| -> f64 {
+        match &min_norm {
+            Some(mn) => mn.cov(drop_cov(i, j), i, j),
+            None => drop_cov(i, j),
+        }
+    };
+    let params: Vec<Option<f64>> = match &min_norm {
+        Some(mn) => mn.params(&cols),
+        None => cols.iter().map(|c| c.2).collect(),
     };
 
     let p = cols.len();
@@ -276,7 +292,7 @@ pub fn block_results(
     let mut res_params = Vec::with_capacity(p);
     let (mut bse, mut tvalues, mut pvalues, mut conf_int) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut unscaled_var = Vec::with_capacity(p);
-    for (i, (_, _, b)) in cols.iter().enumerate() {
+    for (i, b) in params.iter().enumerate() {
         let var = cov(i, i);
         unscaled_var.push(var / scale);
         let se = b.and_then(|_| finite(var.max(0.0).sqrt()));
@@ -294,7 +310,7 @@ pub fn block_results(
         (0..p)
             .map(|i| {
                 (0..p)
-                    .map(|j| if cols[i].2.is_none() || cols[j].2.is_none() { None } else { finite(cov(i, j)) })
+                    .map(|j| if params[i].is_none() || params[j].is_none() { None } else { finite(cov(i, j)) })
                     .collect()
             })
             .collect()
@@ -322,9 +338,9 @@ pub fn block_results(
     diagnostics.vif = full
         .roles
         .iter()
-        .zip(&cols)
+        .zip(&params)
         .zip(&unscaled_var)
-        .map(|((role, (_, _, b)), &v)| {
+        .map(|((role, b), &v)| {
             let ss = match *role {
                 Role::Intercept => return None,
                 Role::Level(l) => w_of(l) - w_of(l) * w_of(l) / w_total,
@@ -334,7 +350,11 @@ pub fn block_results(
         })
         .collect();
 
-    let (notes, mut gramfit_notes) = standard_notes(1, within.ne.nobs, p, &diagnostics, sol, rank, df_resid);
+    // The within solve drops aliased columns; the notes speak of the
+    // policy asked for.
+    let mut asked = sol.clone();
+    asked.policy = o.singular;
+    let (notes, mut gramfit_notes) = standard_notes(1, within.ne.nobs, p, &diagnostics, &asked, rank, df_resid);
     // The solver saw the columns with the levels taken out.
     for n in gramfit_notes.iter_mut() {
         if sol.dependencies.iter().any(|d| n.starts_with(&format!("{} is ", d.column))) {
@@ -344,10 +364,14 @@ pub fn block_results(
     // A column constant within the levels is aliased with them.
     gramfit_notes.retain(|n| !within.collinear_with_levels.iter().any(|&j| n.starts_with(&within.ne.names[j])));
     for &j in &within.collinear_with_levels {
+        let what = match o.singular {
+            SingularPolicy::Pinv => "aliased; all coefficients are the minimum-norm solution",
+            _ => "aliased and not estimated",
+        };
         gramfit_notes.insert(
             0,
             format!(
-                "{} is aliased and not estimated: it is constant within the levels of {} (a combination of their indicator columns).",
+                "{} is {what}: it is constant within the levels of {} (a combination of their indicator columns).",
                 within.ne.names[j], fac.column
             ),
         );
@@ -384,7 +408,7 @@ pub fn block_results(
         uncentered_tss: (within.centered_tss + sum_w * mean[k] * mean[k]).to_f64(),
         aliased,
         dependencies,
-        policy: sol.policy,
+        policy: o.singular,
         diagnostics,
         notes,
         gramfit_notes,
@@ -399,7 +423,16 @@ pub fn block_results(
 /// Each column of the full design as `(L, a, estimate)`: its level part,
 /// `a` (`Intercept`: `x̄_r`; `C(g)[T.l]`: `x̄_l − x̄_r`; slope `j`: `−e_j`)
 /// and its estimate (`None`: aliased).
-fn coefficient_forms(within: &WithinFit, full: &FullDesign) -> Vec<(LevelPart, Vec<f64>, Option<f64>)> {
+pub(super) fn coefficient_forms(within: &WithinFit, full: &FullDesign) -> Vec<(LevelPart, Vec<f64>, Option<f64>)> {
+    coefficient_forms_dd(within, full)
+        .into_iter()
+        .map(|(lp, a, b)| (lp, a.iter().map(|d| d.to_f64()).collect(), b))
+        .collect()
+}
+
+/// [`coefficient_forms`] with `a` in double-double (the minimum-norm
+/// solution needs `aᵀs` where it cancels to zero).
+fn coefficient_forms_dd(within: &WithinFit, full: &FullDesign) -> Vec<(LevelPart, Vec<Dd>, Option<f64>)> {
     let fac = &within.factors[0];
     let k1 = within.mean.len();
     let k = k1 - 1;
@@ -415,209 +448,166 @@ fn coefficient_forms(within: &WithinFit, full: &FullDesign) -> Vec<(LevelPart, V
         .iter()
         .map(|role| match *role {
             Role::Intercept => {
-                let a = (0..k).map(|j| (mean[j] + dev(r, j)).to_f64()).collect();
+                let a = (0..k).map(|j| mean[j] + dev(r, j)).collect();
                 (LevelPart::Reference, a, Some((common + alpha_rel(r)).to_f64()))
             }
             Role::Level(l) => {
-                let a = (0..k).map(|j| (dev(l, j) - dev(r, j)).to_f64()).collect();
+                let a = (0..k).map(|j| dev(l, j) - dev(r, j)).collect();
                 (LevelPart::Difference(l), a, Some((alpha_rel(l) - alpha_rel(r)).to_f64()))
             }
             Role::Slope(j) => {
-                let mut a = vec![0.0; k];
-                a[j] = -1.0;
+                let mut a = vec![Dd::ZERO; k];
+                a[j] = Dd::from(-1.0);
                 (LevelPart::None, a, sol.params[j].map(|b| b.to_f64()))
             }
         })
         .collect()
 }
 
-/// What a robust covariance of a fit by blocks is made of: per level `R_l`
-/// (`k` values), per pair of levels `P_lm`, and `Φ` (`k × k`), with a
-/// small-sample factor (see [`apply_block_robust`]).
-struct BlockMeat {
-    r: Vec<Vec<f64>>,
-    pairs: Pairs,
-    phi: Vec<f64>,
-    factor: f64,
+/// The minimum-norm solution of a singular fit by blocks and its
+/// covariance, from the drop solution `b` and covariance `V`: the null
+/// space of the full design is `N = A·S` (`A` the columns' `a` vectors,
+/// `S` the null space of the within moments: a row of level `l` gives
+/// `x̄_lᵀs − xᵀs = −x̃ᵀs`), so `b⁺ = Πb` and `(XᵀWX)⁺ = ΠVΠ/σ²` with `Π = I −
+/// N(NᵀN)⁻¹Nᵀ` (the pseudo-inverse is any generalized inverse projected on
+/// the row space). `VN` comes in `O(p·k)` from the structure of `V`:
+/// `(VN)_i = σ²(ℓ_i + M⁻¹AᵀA·a_i)ᵀS` with `ℓ_i = Σ_j Cov(L_i, L_j)/σ²·a_j`.
+struct MinNorm {
+    /// `N` (`p × q`) and `VN` (`p × q`), row-major.
+    n: Vec<f64>,
+    vn: Vec<f64>,
+    /// `G = (NᵀN)⁻¹` and `G·NᵀVN·G` (`q × q`).
+    g: Vec<f64>,
+    gnvng: Vec<f64>,
+    q: usize,
 }
 
-/// `P_lm`: diagonal (heteroskedasticity-robust: `Q_l`), or sparse over
-/// the clusters (`Σ_G U_Gl U_Gm`, each level's `(cluster, U)` sorted).
-enum Pairs {
-    Diagonal(Vec<f64>),
-    Clusters(Vec<Vec<(u32, f64)>>),
-}
-
-impl Pairs {
-    fn get(&self, l: usize, m: usize) -> f64 {
-        match self {
-            Pairs::Diagonal(q) => {
-                if l == m {
-                    q[l]
-                } else {
-                    0.0
-                }
+impl MinNorm {
+    fn new(
+        within: &WithinFit,
+        forms: &[(LevelPart, Vec<Dd>, Option<f64>)],
+        scale: f64,
+        w_of: &dyn Fn(usize) -> f64,
+        r: usize,
+    ) -> MinNorm {
+        let k = within.mean.len() - 1;
+        let sol = &within.sol;
+        let minv = &sol.normalized_cov;
+        let m = |i: usize, j: usize| within.ne.comoment[i * (k + 1) + j];
+        // S: per aliased column j, e_j minus its regression on the kept
+        // ones, and N = A·S, both in double-double: N's entries for the
+        // intercept and the levels are differences that vanish exactly.
+        let aliased: Vec<usize> = (0..k).filter(|&j| sol.aliased[j]).collect();
+        let q = aliased.len();
+        let mut s = vec![Dd::ZERO; k * q];
+        for (c, &j) in aliased.iter().enumerate() {
+            for i in 0..k {
+                s[i * q + c] = -(0..k).fold(Dd::ZERO, |acc, t| acc + minv[i * k + t] * m(t, j));
             }
-            Pairs::Clusters(u) => {
-                let (a, b) = (&u[l], &u[m]);
-                let (mut i, mut j, mut s) = (0, 0, 0.0);
-                while i < a.len() && j < b.len() {
-                    match a[i].0.cmp(&b[j].0) {
-                        std::cmp::Ordering::Less => i += 1,
-                        std::cmp::Ordering::Greater => j += 1,
-                        std::cmp::Ordering::Equal => {
-                            s += a[i].1 * b[j].1;
-                            i += 1;
-                            j += 1;
-                        }
-                    }
+            s[j * q + c] = Dd::from(1.0);
+        }
+        let p = forms.len();
+        let mut n = Vec::with_capacity(p * q);
+        for (_, a, _) in forms {
+            n.extend((0..q).map(|c| (0..k).fold(Dd::ZERO, |acc, i| acc + a[i] * s[i * q + c]).to_f64()));
+        }
+        // VN_i = σ²(Σ_j Cov(L_i, L_j)/σ²·N_j + a_iᵀM⁻¹AᵀN): the level part
+        // from the sums of N over the intercept and the level columns.
+        let (mut n_int, mut n_levels) = (vec![0.0; q], vec![0.0; q]);
+        let mut atn = vec![0.0; k * q];
+        for (i, (lp, a, _)) in forms.iter().enumerate() {
+            let ni = &n[i * q..(i + 1) * q];
+            match lp {
+                LevelPart::Reference => n_int.iter_mut().zip(ni).for_each(|(t, x)| *t += x),
+                LevelPart::Difference(_) => n_levels.iter_mut().zip(ni).for_each(|(t, x)| *t += x),
+                LevelPart::None => {}
+            }
+            for t in 0..k {
+                for c in 0..q {
+                    atn[t * q + c] += a[t].to_f64() * ni[c];
                 }
-                s
             }
         }
+        let minv_f: Vec<f64> = minv.iter().map(|d| d.to_f64()).collect();
+        let minv_atn: Vec<f64> =
+            (0..k * q).map(|tc| (0..k).map(|u| minv_f[(tc / q) * k + u] * atn[u * q + tc % q]).sum()).collect();
+        let wr = 1.0 / w_of(r);
+        let mut vn = Vec::with_capacity(p * q);
+        for (i, (lp, a, _)) in forms.iter().enumerate() {
+            for c in 0..q {
+                let level = match *lp {
+                    LevelPart::None => 0.0,
+                    LevelPart::Reference => wr * (n_int[c] - n_levels[c]),
+                    LevelPart::Difference(l) => wr * (n_levels[c] - n_int[c]) + n[i * q + c] / w_of(l),
+                };
+                let structural: f64 = (0..k).map(|t| a[t].to_f64() * minv_atn[t * q + c]).sum();
+                vn.push(scale * (level + structural));
+            }
+        }
+        let mut ntn = vec![0.0; q * q];
+        let mut nvn = vec![0.0; q * q];
+        for i in 0..p {
+            for c in 0..q {
+                for d in 0..q {
+                    ntn[c * q + d] += n[i * q + c] * n[i * q + d];
+                    nvn[c * q + d] += n[i * q + c] * vn[i * q + d];
+                }
+            }
+        }
+        let g = invert(&ntn, q);
+        let gnvng = mul(&mul(&g, &nvn, q), &g, q);
+        MinNorm { n, vn, g, gnvng, q }
+    }
+
+    /// `Πb` for the drop solution's estimates (aliased: 0).
+    fn params(&self, cols: &[(LevelPart, Vec<f64>, Option<f64>)]) -> Vec<Option<f64>> {
+        let q = self.q;
+        let b: Vec<f64> = cols.iter().map(|c| c.2.unwrap_or(0.0)).collect();
+        let ntb: Vec<f64> = (0..q).map(|c| b.iter().enumerate().map(|(i, x)| self.n[i * q + c] * x).sum()).collect();
+        let gntb: Vec<f64> = (0..q).map(|c| (0..q).map(|d| self.g[c * q + d] * ntb[d]).sum()).collect();
+        (0..b.len()).map(|i| Some(b[i] - (0..q).map(|c| self.n[i * q + c] * gntb[c]).sum::<f64>())).collect()
+    }
+
+    /// `(ΠVΠ)_ij` from `V_ij`.
+    fn cov(&self, v: f64, i: usize, j: usize) -> f64 {
+        let q = self.q;
+        let (ni, nj) = (&self.n[i * q..(i + 1) * q], &self.n[j * q..(j + 1) * q]);
+        let (vi, vj) = (&self.vn[i * q..(i + 1) * q], &self.vn[j * q..(j + 1) * q]);
+        let form = |x: &[f64], m: &[f64], y: &[f64]| -> f64 {
+            (0..q).map(|c| x[c] * (0..q).map(|d| m[c * q + d] * y[d]).sum::<f64>()).sum()
+        };
+        v - form(ni, &self.g, vj) - form(vi, &self.g, nj) + form(ni, &self.gnvng, nj)
     }
 }
 
-/// `M⁻¹v` for the within inverse `minv` (`k × k`).
-fn times(minv: &[f64], v: &[f64], k: usize) -> Vec<f64> {
-    (0..k).map(|i| (0..k).map(|j| minv[i * k + j] * v[j]).sum()).collect()
+/// `a·b` for row-major `q × q` matrices.
+fn mul(a: &[f64], b: &[f64], q: usize) -> Vec<f64> {
+    (0..q * q).map(|ij| (0..q).map(|t| a[(ij / q) * q + t] * b[t * q + ij % q]).sum()).collect()
 }
 
-/// The robust covariance a second pass asks for, from its sums: HC0–HC3
-/// from the per-level sums, cluster (CRV1) from the clusters' score sums
-/// and each cluster's `Σ u` per level.
-fn block_meat(
-    res: &OlsResults,
-    within: &WithinFit,
-    scores: &super::LevelScores,
-    clusters: Option<(&[f64], usize)>,
-) -> BlockMeat {
-    use crate::second_pass::CovType;
-    let k = within.mean.len() - 1;
-    let n_levels = within.factors[0].levels.len();
-    let minv: Vec<f64> = within.sol.normalized_cov.iter().map(|d| d.to_f64()).collect();
-    let sandwich = |m: &[f64]| -> Vec<f64> {
-        let mut out = vec![0.0; k * k];
-        for i in 0..k {
-            for j in 0..k {
-                out[i * k + j] =
-                    (0..k).map(|a| (0..k).map(|b| minv[i * k + a] * m[a * k + b] * minv[b * k + j]).sum::<f64>()).sum();
-            }
+/// The inverse of a small symmetric positive definite `q × q` matrix
+/// (Gauss–Jordan; `NᵀN` of a few null vectors).
+fn invert(a: &[f64], q: usize) -> Vec<f64> {
+    let mut m = a.to_vec();
+    let mut inv: Vec<f64> = (0..q * q).map(|ij| if ij / q == ij % q { 1.0 } else { 0.0 }).collect();
+    for c in 0..q {
+        let piv = (c..q).max_by(|&x, &y| m[x * q + c].abs().total_cmp(&m[y * q + c].abs())).unwrap_or(c);
+        for t in 0..q {
+            m.swap(c * q + t, piv * q + t);
+            inv.swap(c * q + t, piv * q + t);
         }
-        out
-    };
-    let (n, df_resid) = (res.nobs as f64, res.df_resid);
-    match clusters {
-        None => BlockMeat {
-            r: scores.r.chunks(k.max(1)).take(n_levels).map(|v| times(&minv, v, k)).collect(),
-            pairs: Pairs::Diagonal(scores.q.clone()),
-            phi: sandwich(&scores.meat),
-            factor: if res.cov_type == CovType::Hc1 { n / df_resid } else { 1.0 },
-        },
-        Some((sums, groups)) => {
-            // F_G = M⁻¹ S_G; T_l = Σ_G U_Gl F_G; Φ = Σ_G F_G F_Gᵀ.
-            let f: Vec<Vec<f64>> = sums.chunks(k.max(1)).take(groups).map(|v| times(&minv, v, k)).collect();
-            let mut phi = vec![0.0; k * k];
-            for fg in &f {
-                for i in 0..k {
-                    for j in 0..k {
-                        phi[i * k + j] += fg[i] * fg[j];
-                    }
-                }
+        let d = m[c * q + c];
+        for t in 0..q {
+            m[c * q + t] /= d;
+            inv[c * q + t] /= d;
+        }
+        for r in (0..q).filter(|&r| r != c) {
+            let f = m[r * q + c];
+            for t in 0..q {
+                m[r * q + t] -= f * m[c * q + t];
+                inv[r * q + t] -= f * inv[c * q + t];
             }
-            let mut entries: Vec<(&(u32, u32), &f64)> = scores.cluster_level.iter().collect();
-            entries.sort_unstable_by_key(|&(&(g, l), _)| (l, g));
-            let mut u: Vec<Vec<(u32, f64)>> = vec![Vec::new(); n_levels];
-            let mut r = vec![vec![0.0; k]; n_levels];
-            for (&(g, l), &v) in entries {
-                u[l as usize].push((g, v));
-                for (t, x) in r[l as usize].iter_mut().zip(&f[g as usize]) {
-                    *t += v * x;
-                }
-            }
-            let g = groups as f64;
-            BlockMeat { r, pairs: Pairs::Clusters(u), phi, factor: g / (g - 1.0) * (n - 1.0) / df_resid }
         }
     }
-}
-
-/// A robust covariance of a fit by blocks, from the second pass's
-/// [`super::LevelScores`] (and for clusters the clusters' score sums and
-/// count), put into `res` with `snap` (the second pass's moments).
-///
-/// Each coefficient's influence on row `i` of level `g` is `c[g]·u/W_g −
-/// aᵀφ` (`u = w·e`, `φ = M⁻¹x̃·u`, `c` its level contrast: `e_r`, `e_l −
-/// e_r` or 0; `a` as in [`block_results`]). Summed over rows (HC, with the
-/// meat's weights `u²/(1 − h)^power`) or within clusters first (CRV1),
-/// two coefficients' covariance is
-///
-/// ```text
-/// Σ_lm c[l]c'[m]·P_lm/(W_l W_m) − Σ_l c[l]/W_l·a'ᵀR_l − Σ_m c'[m]/W_m·aᵀR_m + aᵀΦa'
-/// ```
-///
-/// — rows: `P_ll = Σ f`, `R_l = M⁻¹Σ f·x̃` per level, `Φ = M⁻¹(Σ f·x̃x̃ᵀ)M⁻¹`;
-/// clusters: `P_lm = Σ_G U_Gl U_Gm`, `R_l = Σ_G U_Gl F_G`, `Φ = Σ_G F_G F_Gᵀ`
-/// with `U_Gl = Σ u` and `F_G = M⁻¹Σ u·x̃` over the cluster's rows (of
-/// level `l`). The slopes' block is the absorbed fit's sandwich. Scaled as statsmodels scales: HC1 by `n/(n − p)`, CRV1 by
-/// `G/(G − 1)·(n − 1)/(n − p)`. HC2/HC3 leave a level of one row's
-/// contrast undefined, as the dense path does. The whole matrix (for
-/// `cov_params` and the robust F) is formed up to
-/// [`crate::report::FULL_COV_COLUMNS`] columns or with `full_cov`.
-pub fn apply_block_robust(
-    res: &mut OlsResults,
-    within: &WithinFit,
-    full: &FullDesign,
-    scores: &super::LevelScores,
-    clusters: Option<(&[f64], usize)>,
-    mut snap: crate::second_pass::ResidualSnapshot,
-    full_cov: bool,
-) {
-    use crate::second_pass::CovType;
-    res.cov_type = snap.cov_type;
-    let meat = block_meat(res, within, scores, clusters);
-    let fac = &within.factors[0];
-    let k = within.mean.len() - 1;
-    let cols = coefficient_forms(within, full);
-    let r = full.reference;
-    let inv_w = |l: usize| 1.0 / fac.weight[l].to_f64();
-    let contrast = |lp: LevelPart| -> Vec<(usize, f64)> {
-        match lp {
-            LevelPart::None => Vec::new(),
-            LevelPart::Reference => vec![(r, 1.0)],
-            LevelPart::Difference(l) => vec![(l, 1.0), (r, -1.0)],
-        }
-    };
-    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
-    let phi_times =
-        |a: &[f64]| -> Vec<f64> { (0..k).map(|i| (0..k).map(|j| meat.phi[i * k + j] * a[j]).sum()).collect() };
-    let cov = |i: usize, j: usize| -> f64 {
-        let ((li, ai, _), (lj, aj, _)) = (&cols[i], &cols[j]);
-        let (ci, cj) = (contrast(*li), contrast(*lj));
-        let mut v = dot(ai, &phi_times(aj));
-        for &(l, c) in &ci {
-            for &(m, d) in &cj {
-                v += c * d * meat.pairs.get(l, m) * inv_w(l) * inv_w(m);
-            }
-            v -= c * inv_w(l) * dot(aj, &meat.r[l]);
-        }
-        for &(m, d) in &cj {
-            v -= d * inv_w(m) * dot(ai, &meat.r[m]);
-        }
-        meat.factor * v
-    };
-    if matches!(snap.cov_type, CovType::Hc2 | CovType::Hc3) {
-        snap.undefined = cols
-            .iter()
-            .enumerate()
-            .filter(|(_, (lp, _, _))| matches!(lp, LevelPart::Difference(l) if scores.ordinary[*l] == 0))
-            .map(|(i, _)| i)
-            .collect();
-        snap.leverage_one = scores.leverage_one;
-    }
-    if let Some((_, groups)) = clusters {
-        snap.n_clusters = groups;
-    }
-    let whole = full_cov || cols.len() <= crate::report::FULL_COV_COLUMNS;
-    res.residuals = Some(snap.clone());
-    apply_robust(res, &snap, &cov, whole);
+    inv
 }

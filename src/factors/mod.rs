@@ -9,10 +9,16 @@
 //! robust covariance's meat is summed by a second pass over the within
 //! residuals ([`residuals`]).
 //!
+//! The same statistics serve a plain model's factor with many levels
+//! (`y ~ x + C(tailnum)`), its levels estimated as coefficients by blocks
+//! ([`estimated`], robust covariances in [`block_robust`]).
+//!
 //! Modules, lower first: `level_sums`, `accumulate` (the first pass's
-//! sink), `within`, `residuals` (the second pass's sink), `inference`.
+//! sink), `within`, `residuals` (the second pass's sink), `inference`,
+//! `predict`, `estimated`, `block_robust`.
 
 pub mod accumulate;
+pub mod block_robust;
 pub mod estimated;
 pub mod inference;
 pub mod level_sums;

@@ -303,3 +303,44 @@ fn a_fit_by_blocks_saves_updates_merges_retracts_and_predicts() {
     let out = run_forced(&["diagnose", &d("whole.gramfit")]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("diagnose is not available yet"));
 }
+
+#[test]
+fn singular_designs_by_blocks_drop_and_pinv_as_the_dense_fit() {
+    // seconds = 60 × minutes (two slopes aliased), the dummy trap, and
+    // borough (almost) nested in neighborhood (columns constant within
+    // the levels).
+    let tmp = tempdir();
+    let data = crate::statsmodels::with_seed_columns(tmp.path());
+    for formula in [
+        "rent ~ size_sqft + min_to_subway + seconds_to_subway + C(neighborhood)",
+        "rent ~ size_sqft + has_washer_dryer + no_washer_dryer + C(neighborhood)",
+        "rent ~ C(neighborhood) + size_sqft + C(borough)",
+    ] {
+        for singular in ["drop", "pinv"] {
+            let extra = ["--singular", singular, "--weights", "1/(1+min_to_subway)"];
+            let dense = fit(&data, formula, None, &extra);
+            let blocks = fit(&data, formula, Some(2), &extra);
+            assert!(by_blocks(&blocks));
+            // The minimum-norm projection of seconds = 60 × minutes cancels
+            // ~1e-7 of min_to_subway's variance (either path is ~1e-9
+            // from statsmodels; its p-value amplifies that to ~2e-8).
+            let tol = if singular == "pinv" { 1e-7 } else { 1e-9 };
+            let diffs = json_differences(&dense, &blocks, tol, NOT_COMPARED);
+            assert!(diffs.is_empty(), "{formula} {singular}: {}", diffs.join("\n  "));
+            assert_eq!(dense["aliased"], blocks["aliased"], "{formula}");
+            assert!(!blocks["aliased"].as_array().unwrap().is_empty());
+        }
+    }
+    // A robust covariance with pinv on a singular design is refused.
+    let out = Command::new(bin())
+        .args(["fit", data.to_str().unwrap(), "-f", "rent ~ has_washer_dryer + no_washer_dryer + C(neighborhood)"])
+        .args(["--singular", "pinv", "--cov-type", "HC1", "-q"])
+        .env("GRAMFIT_DENSE_LEVELS", "2")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--singular pinv with --cov-type HC1 is not available for a factor estimated by blocks"),
+        "{err}"
+    );
+}
