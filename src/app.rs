@@ -14,6 +14,7 @@ mod keep;
 mod predict;
 
 pub(crate) use absorbed::{accumulate as absorbed_pass, iid_report as absorbed_iid_report, IidRun};
+pub(crate) use estimated::{fit_for_job as blocks_for_job, many_levels};
 pub use fit::fit;
 pub use inspect::{corr, design, summary};
 pub use keep::{diagnose, merge, retract, update};

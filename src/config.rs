@@ -309,7 +309,39 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
             }
             continue;
         }
-        let pass = model::accumulate(r, opened, &eo, &progress)?;
+        // A factor with too many levels for dense dummies: by blocks.
+        let blocks = crate::factors::estimated::block_factors(&r.spec);
+        let mut builder = r.builder();
+        let limit = crate::factors::estimated::dense_levels();
+        builder.level_limits = blocks.iter().map(|b| (b.factor, limit)).collect();
+        let (pass, many) = match model::accumulate_by(&builder, opened, &eo, &progress) {
+            Ok(pass) => {
+                let many = pass.acc.check_level_limits(&builder).err().map(|e| match e {
+                    crate::design::DesignError::ManyLevels { factor, .. } => factor,
+                    _ => unreachable!("only the level limits are checked"),
+                });
+                (Some(pass), many)
+            }
+            Err(e) => match app::many_levels(&e) {
+                Some(factor) => (None, Some(factor)),
+                None => return Err(e.into()),
+            },
+        };
+        if let Some(factor) = many {
+            let bf = blocks.iter().find(|b| b.factor == factor).expect("a limit is set only for a candidate");
+            let opened = model::open_inputs(&job.inputs, &csv)?;
+            let (mut text, st) = app::blocks_for_job(r, bf, opened, &eo, &progress, &m.report, m.full_cov, m.format)
+                .map_err(|e| AppError::Data(format!("{}: {e}", m.name)))?;
+            if models.len() > 1 && m.report_path.is_none() && m.format == Format::Text {
+                text = format!("### {}\n{text}", m.name);
+            }
+            outputs.push((m.report_path.clone(), text));
+            if let Some(sp) = &m.state_path {
+                states.push((sp.clone(), st));
+            }
+            continue;
+        }
+        let pass = pass.expect("a pass without too many levels");
         let fitted_at = model::now_unix();
         let res = model::results_of(r, &pass.acc, &m.report)?;
         let mut info = model::run_info(r, &pass.acc, pass.inputs.clone(), fitted_at, pass.elapsed_s);

@@ -283,3 +283,70 @@ pub(super) fn render_state(st: &State, report: &crate::cli::ReportArgs) -> Resul
     };
     Ok(report::render(&res, &info, report.format))
 }
+
+/// The factor a first pass stopped for (its [`DesignError::ManyLevels`]),
+/// if that is why it failed.
+pub(crate) fn many_levels(e: &FitError) -> Option<usize> {
+    match e {
+        FitError::Engine(crate::engine::EngineError::Design { source, .. }) => match **source {
+            crate::design::DesignError::ManyLevels { factor, .. } => Some(factor),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A batch job's plain model with the factor `bf` estimated by blocks
+/// over `opened` (one pass, nonrobust, as a job's plain fits): its report
+/// and its state.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fit_for_job(
+    resolved: &Resolved,
+    bf: &BlockFactor,
+    opened: model::OpenedInputs,
+    eo: &EngineOptions,
+    progress: &Progress,
+    ro: &ReportOptions,
+    full_cov: bool,
+    format: crate::report::Format,
+) -> Result<(String, State), AppError> {
+    // The first pass stopped its workers when the levels showed.
+    progress.stop.store(false, std::sync::atomic::Ordering::Relaxed);
+    let rest = Resolved {
+        options: resolved.options.clone(),
+        spec: Arc::new(rest_spec(&resolved.spec, bf)),
+        column_types: resolved.column_types.clone(),
+    };
+    let read = opened.inputs.clone();
+    let t0 = Instant::now();
+    let (acc, inputs) = super::absorbed::accumulate(&rest, std::slice::from_ref(&bf.column), opened, eo, progress)?;
+    let (fitted_at, elapsed_s) = (model::now_unix(), t0.elapsed().as_secs_f64());
+    let (res, ..) = results(resolved, &rest, bf, &acc, ro, full_cov)?;
+    let info = RunInfo {
+        formula: resolved.options.formula.clone(),
+        inputs: inputs.clone(),
+        rows_read: acc.rows_read,
+        rows_dropped: acc.rows_dropped(),
+        fitted_at,
+        elapsed_s,
+        weights: resolved.options.weights.clone(),
+        full_cov,
+    };
+    let text = report::render(&res, &info, format);
+    let mut provenance = Vec::new();
+    for (input, info) in read.iter().zip(&inputs) {
+        provenance.push(crate::state::growth::record(input, info)?);
+    }
+    let (dense, part) = acc.into_parts();
+    let part = AbsorbedPart { estimated_term: Some(bf.term), ..part };
+    let st = State::new(
+        resolved.options.clone(),
+        resolved.column_types.clone(),
+        dense,
+        Some(part),
+        provenance,
+        fitted_at,
+        elapsed_s,
+    );
+    Ok((text, st))
+}

@@ -344,3 +344,36 @@ fn singular_designs_by_blocks_drop_and_pinv_as_the_dense_fit() {
         "{err}"
     );
 }
+
+#[test]
+fn a_batch_job_estimates_a_factor_by_blocks_and_keeps_its_state() {
+    let tmp = tempdir();
+    let d = |f: &str| tmp.path().join(f).to_str().unwrap().to_string();
+    let data = streeteasy();
+    let formula = "rent ~ size_sqft + bedrooms + C(neighborhood)";
+    let cfg = format!(
+        "inputs = [\"{}\"]\nformula = \"{formula}\"\nstate = \"{}\"\nreport = \"{}\"\nformat = \"json\"\n",
+        data.display(),
+        d("job.gramfit"),
+        d("job.json")
+    );
+    std::fs::write(d("job.toml"), cfg).unwrap();
+    let out = run_forced(&["run", &d("job.toml"), "-q"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(d("job.json")).unwrap()).unwrap();
+    assert!(by_blocks(&report));
+    // A job's fit is one pass: the fit without its second pass (whose
+    // report adds a note saying so).
+    let fit = json_of(
+        run_forced(&["fit", data.to_str().unwrap(), "-f", formula, "--no-second-pass", "--format", "json", "-q"]),
+        "fit",
+    );
+    let diffs = json_differences(&fit, &report, 0.0, &["elapsed_s", "fitted_at", "gramfit_notes"]);
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    let bytes = std::fs::read(d("job.gramfit")).unwrap();
+    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 4);
+    let summary = json_of(run_forced(&["summary", &d("job.gramfit"), "--format", "json"]), "summary");
+    // (summary adds its note that no second pass ran, as for any job's state)
+    let diffs = json_differences(&report, &summary, 0.0, &["elapsed_s", "gramfit_notes"]);
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
