@@ -56,6 +56,24 @@ def write_file(path, rows):
     pq.write_table(t, path, row_group_size=1 << 20)
 
 
+def write_levels_csv(path, rows=300_000, levels=5_000):
+    """Issue 20's generated table: a 5,000-level string factor `g`, real
+    values (x1 with 2 decimals, x2 with 3, y with 2), by pyarrow's CSV
+    writer."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pc
+
+    rng = np.random.default_rng(5)
+    g = rng.integers(0, levels, rows)
+    eff = rng.normal(0, 20, levels)
+    x1 = np.round(rng.normal(50, 12, rows), 2)
+    x2 = np.round(rng.exponential(3, rows), 3)
+    y = np.round(3 + 0.8 * x1 - 2.1 * x2 + eff[g] + rng.normal(0, 9, rows), 2)
+    names = np.array([f"G{i:05d}" for i in range(levels)])
+    pc.write_csv(pa.table({"y": y, "x1": x1, "x2": x2, "g": names[g]}), path)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=10_000_000)
@@ -69,10 +87,14 @@ def main():
     if not os.path.exists(big):
         write_file(big, a.rows)
     flights = os.path.join(data, "flights.csv")
+    levels = os.path.join(data, "levels-5000x300k.csv")
+    if not os.path.exists(levels):
+        write_levels_csv(levels)
     gramfit = os.path.join(ROOT, "target", "release", "gramfit")
     cases = [
         (flights, "arr_delay ~ dep_delay + distance + C(tailnum)", "iid"),
         (big, "y ~ x1 + x2 + C(building)", "iid"),
+        (levels, "y ~ x1 + x2 + C(g)", "iid"),
         (flights, "arr_delay ~ dep_delay + distance | tailnum", "iid"),
         (flights, "arr_delay ~ dep_delay + distance | tailnum + dest", "CRV1:tailnum"),
         (big, "y ~ x1 + x2 | building", "iid"),

@@ -18,5 +18,5 @@ for level in portable avx2 avx512 avx512vbmi; do
     fi
     echo "== GRAMFIT_ISA=$level"
     GRAMFIT_ISA=$level GRAMFIT_EXPECT_ISA=$level cargo test --release --locked --test it -- \
-        nist statsmodels second_pass laws slices elementary engine formula isa corpus csv_dialects parquet bounds "$@"
+        nist statsmodels second_pass laws slices elementary engine formula isa corpus csv_dialects parquet bounds estimated "$@"
 done
