@@ -7,12 +7,11 @@ use super::{emit, report_options, AppError};
 use crate::cli::FitArgs;
 use crate::engine::{self, EngineOptions, Progress};
 use crate::factors::{
-    infer_absorbed, within_fit, AbsorbAccumulator, AbsorbResiduals, AbsorbedCov, AbsorbedPart, AbsorbedResults,
-    ResidualPlan, WithinError,
+    infer_absorbed, within_fit, AbsorbAccumulator, AbsorbResiduals, AbsorbedCov, AbsorbedResults, ResidualPlan,
+    WithinError,
 };
 use crate::formula::absorb::Absorbed;
 use crate::formula::columns::design;
-use crate::level::ColumnKey;
 use crate::model::{self, FitError, ModelOptions, Resolved};
 use crate::progress::ProgressDisplay;
 use crate::report::{self, RunInfo};
@@ -110,25 +109,7 @@ pub fn fit_absorbed(a: &FitArgs, ab: Absorbed, eo: &EngineOptions) -> Result<(),
     let fit = within_fit(&acc, &design, weighted, ro.singular, crate::factors::Singletons::Drop)?;
 
     let cov_of = if second {
-        let k = fit.ne.k();
-        let mut key_col = design.key_columns();
-        key_col.insert(ColumnKey::Response, k);
-        let plan = Arc::new(ResidualPlan {
-            columns: ab.columns.clone(),
-            index: fit
-                .factors
-                .iter()
-                .map(|f| f.levels.iter().cloned().enumerate().map(|(i, l)| (l, i as u32)).collect())
-                .collect(),
-            proj: fit.factors.iter().map(|f| f.proj.clone()).collect(),
-            mean: fit.mean.clone(),
-            beta: fit.sol.params.iter().map(|b| b.map_or(0.0, |d| d.to_f64())).collect(),
-            key_col,
-            cov,
-            cluster: cluster.clone(),
-            moments: false,
-            level_scores: None,
-        });
+        let plan = Arc::new(ResidualPlan::new(&fit, &design, ab.columns.clone(), cov, cluster.clone()));
         let mut b2 = builder.clone();
         if let Some(c) = cluster.as_ref().filter(|c| !b2.extra_columns.contains(c)) {
             b2.extra_columns.push(c.clone());
@@ -138,13 +119,7 @@ pub fn fit_absorbed(a: &FitArgs, ab: Absorbed, eo: &EngineOptions) -> Result<(),
         let empty = || AbsorbResiduals::new(plan.clone());
         let (r, _) = engine::accumulate_with(reopened, &b2, &empty, eo, &progress).map_err(FitError::from)?;
         spill_note(eo);
-        if r.rows_without_cluster > 0 {
-            return Err(AppError::Data(format!(
-                "the cluster column '{}' has no value on {} of the rows the fit uses; fill them or drop those rows",
-                cluster.as_deref().unwrap_or_default(),
-                r.rows_without_cluster
-            )));
-        }
+        r.require_clusters().map_err(AppError::Data)?;
         match &cluster {
             Some(c) => {
                 AbsorbedCov::Cluster { column: c.clone(), groups: r.n_clusters(), meat: r.meat(), nested: r.nested() }
@@ -185,8 +160,8 @@ fn absorbing_builder(resolved: &Resolved, columns: &[String]) -> crate::design::
 /// A pass of either kind over new inputs: the statistics of a plain model
 /// or of an absorbed one, the inputs read and the time taken.
 pub(super) enum Pass {
-    Plain(crate::accumulator::FitAccumulator),
-    Absorbed(AbsorbAccumulator),
+    Plain(Box<crate::accumulator::FitAccumulator>),
+    Absorbed(Box<AbsorbAccumulator>),
 }
 
 impl Pass {
@@ -196,12 +171,11 @@ impl Pass {
             Pass::Plain(acc) => st.accumulator.merge(acc),
             Pass::Absorbed(acc) => {
                 let part = st.absorbed.take().expect("an absorbed state");
-                let term = part.estimated_term;
                 let mut whole = AbsorbAccumulator::from_parts(std::mem::take(&mut st.accumulator), part);
                 crate::accumulator::ChunkSink::merge(&mut whole, acc);
                 let (dense, part) = whole.into_parts();
                 st.accumulator = dense;
-                st.absorbed = Some(AbsorbedPart { estimated_term: term, ..part });
+                st.absorbed = Some(part);
             }
         }
     }
@@ -212,12 +186,11 @@ impl Pass {
             Pass::Plain(acc) => st.accumulator.retract(acc).map_err(|e| e.to_string()),
             Pass::Absorbed(acc) => {
                 let part = st.absorbed.clone().expect("an absorbed state");
-                let term = part.estimated_term;
                 let mut whole = AbsorbAccumulator::from_parts(st.accumulator.clone(), part);
                 whole.retract(acc)?;
                 let (dense, part) = whole.into_parts();
                 st.accumulator = dense;
-                st.absorbed = Some(AbsorbedPart { estimated_term: term, ..part });
+                st.absorbed = Some(part);
                 Ok(())
             }
         }
@@ -237,11 +210,11 @@ pub(super) fn pass_for_state(
     let (pass, inputs) = match absorbed {
         None => {
             let p = model::accumulate(resolved, opened, eo, progress)?;
-            (Pass::Plain(p.acc), p.inputs)
+            (Pass::Plain(Box::new(p.acc)), p.inputs)
         }
         Some(columns) => {
             let (acc, inputs) = accumulate(resolved, columns, opened, eo, progress)?;
-            (Pass::Absorbed(acc), inputs)
+            (Pass::Absorbed(Box::new(acc)), inputs)
         }
     };
     Ok((pass, inputs, t0.elapsed().as_secs_f64()))

@@ -9,13 +9,12 @@ use crate::cli::FitArgs;
 use crate::engine::{self, EngineOptions, Progress};
 use crate::factors::block_robust::apply_block_robust;
 use crate::factors::estimated::{
-    block_factors, block_results, estimated_model, full_design, rest_spec, BlockFactor, BlockOptions, FullDesign,
+    block_factors, block_results, estimated_model, full_design, rest_model, BlockFactor, BlockOptions, FullDesign,
 };
 use crate::factors::{within_fit, AbsorbResiduals, LeveragePlan, ResidualPlan, Singletons};
-use crate::factors::{AbsorbAccumulator, AbsorbedPart, WithinFit};
+use crate::factors::{AbsorbAccumulator, WithinFit};
 use crate::formula::columns::design;
 use crate::formula::columns::Design;
-use crate::level::ColumnKey;
 use crate::model::{self, FitError, ReportOptions, Resolved};
 use crate::report::{self, RunInfo};
 use crate::results::OlsResults;
@@ -84,11 +83,7 @@ pub(super) fn fit_by_blocks(
     progress.stop.store(false, std::sync::atomic::Ordering::Relaxed);
     let csv = a.csv.options().map_err(AppError::Usage)?;
     let opened = model::open_inputs(&a.inputs, &csv)?;
-    let rest = Resolved {
-        options: resolved.options.clone(),
-        spec: Arc::new(rest_spec(&resolved.spec, bf)),
-        column_types: resolved.column_types.clone(),
-    };
+    let rest = rest_model(resolved, bf);
     let columns = [bf.column.clone()];
     let second = !a.report.no_second_pass;
     let read = opened.inputs.clone();
@@ -112,18 +107,7 @@ pub(super) fn fit_by_blocks(
         )));
     }
     if second {
-        let k = within.ne.k();
-        let mut key_col = rest_design.key_columns();
-        key_col.insert(ColumnKey::Response, k);
         let plan = Arc::new(ResidualPlan {
-            columns: columns.to_vec(),
-            index: vec![fac.levels.iter().cloned().enumerate().map(|(i, l)| (l, i as u32)).collect()],
-            proj: vec![fac.proj.clone()],
-            mean: within.mean.clone(),
-            beta: within.sol.params.iter().map(|b| b.map_or(0.0, |d| d.to_f64())).collect(),
-            key_col,
-            cov,
-            cluster: cluster.clone(),
             moments: true,
             level_scores: (cov != CovType::Nonrobust).then(|| LeveragePlan {
                 within_inv: within.sol.normalized_cov.iter().map(|d| d.to_f64()).collect(),
@@ -134,6 +118,7 @@ pub(super) fn fit_by_blocks(
                     _ => 0,
                 },
             }),
+            ..ResidualPlan::new(&within, &rest_design, columns.to_vec(), cov, cluster.clone())
         });
         let mut builder = rest.builder();
         builder.extra_columns = columns.to_vec();
@@ -145,13 +130,7 @@ pub(super) fn fit_by_blocks(
         let empty = || AbsorbResiduals::new(plan.clone());
         let (r, _) = engine::accumulate_with(reopened, &builder, &empty, eo, progress).map_err(FitError::from)?;
         spill_note(eo);
-        if r.rows_without_cluster > 0 {
-            return Err(AppError::Data(format!(
-                "the cluster column '{}' has no value on {} of the rows the fit uses; fill them or drop those rows",
-                cluster.as_deref().unwrap_or_default(),
-                r.rows_without_cluster
-            )));
-        }
+        r.require_clusters().map_err(AppError::Data)?;
         let moments = r.moments.clone().expect("the plan asked for the moments");
         let snap = ResidualSnapshot {
             cov_type: cov,
@@ -178,19 +157,6 @@ pub(super) fn fit_by_blocks(
         return Err(AppError::Data("interrupted".into()));
     }
     let elapsed_s = t0.elapsed().as_secs_f64();
-    if let Some(path) = &a.save {
-        let mut provenance = Vec::new();
-        for (input, info) in read.iter().zip(&inputs) {
-            provenance.push(crate::state::growth::record(input, info)?);
-        }
-        let (dense, part) = acc.clone().into_parts();
-        let part = AbsorbedPart { estimated_term: Some(bf.term), ..part };
-        let model = resolved.options.clone();
-        let mut st =
-            State::new(model, resolved.column_types.clone(), dense, Some(part), provenance, fitted_at, elapsed_s);
-        st.residuals = snapshot;
-        crate::state::save(&st, path)?;
-    }
     let info = RunInfo {
         formula: resolved.options.formula.clone(),
         inputs,
@@ -201,6 +167,11 @@ pub(super) fn fit_by_blocks(
         weights: resolved.options.weights.clone(),
         full_cov: a.report.full_cov,
     };
+    if let Some(path) = &a.save {
+        let mut st = block_state(resolved, bf, acc, &read, &info)?;
+        st.residuals = snapshot;
+        crate::state::save(&st, path)?;
+    }
     let text = {
         let _exit_safe = crate::interrupt::ExitSafe::enter();
         report::render(&res, &info, a.report.format)
@@ -312,11 +283,7 @@ pub(crate) fn fit_for_job(
 ) -> Result<(String, State), AppError> {
     // The first pass stopped its workers when the levels showed.
     progress.stop.store(false, std::sync::atomic::Ordering::Relaxed);
-    let rest = Resolved {
-        options: resolved.options.clone(),
-        spec: Arc::new(rest_spec(&resolved.spec, bf)),
-        column_types: resolved.column_types.clone(),
-    };
+    let rest = rest_model(resolved, bf);
     let read = opened.inputs.clone();
     let t0 = Instant::now();
     let (acc, inputs) = super::absorbed::accumulate(&rest, std::slice::from_ref(&bf.column), opened, eo, progress)?;
@@ -324,7 +291,7 @@ pub(crate) fn fit_for_job(
     let (res, ..) = results(resolved, &rest, bf, &acc, ro, full_cov)?;
     let info = RunInfo {
         formula: resolved.options.formula.clone(),
-        inputs: inputs.clone(),
+        inputs,
         rows_read: acc.rows_read,
         rows_dropped: acc.rows_dropped(),
         fitted_at,
@@ -333,20 +300,24 @@ pub(crate) fn fit_for_job(
         full_cov,
     };
     let text = report::render(&res, &info, format);
+    Ok((text, block_state(resolved, bf, acc, &read, &info)?))
+}
+
+/// The state of a fit by blocks: `acc` its statistics, `read` the inputs
+/// as opened and `info` what the pass read of them.
+fn block_state(
+    resolved: &Resolved,
+    bf: &BlockFactor,
+    mut acc: AbsorbAccumulator,
+    read: &[crate::source::Input],
+    info: &RunInfo,
+) -> Result<State, AppError> {
     let mut provenance = Vec::new();
-    for (input, info) in read.iter().zip(&inputs) {
-        provenance.push(crate::state::growth::record(input, info)?);
+    for (input, got) in read.iter().zip(&info.inputs) {
+        provenance.push(crate::state::growth::record(input, got)?);
     }
+    acc.estimated_term = Some(bf.term);
     let (dense, part) = acc.into_parts();
-    let part = AbsorbedPart { estimated_term: Some(bf.term), ..part };
-    let st = State::new(
-        resolved.options.clone(),
-        resolved.column_types.clone(),
-        dense,
-        Some(part),
-        provenance,
-        fitted_at,
-        elapsed_s,
-    );
-    Ok((text, st))
+    let (model, types) = (resolved.options.clone(), resolved.column_types.clone());
+    Ok(State::new(model, types, dense, Some(part), provenance, info.fitted_at, info.elapsed_s))
 }

@@ -158,13 +158,11 @@ fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions, hold_tail: bool)
         super::estimated::fit_by_blocks(a, &resolved, bf, &ro, eo, &progress).map(|()| false)
     };
     let pass = match model::accumulate_by(&builder, opened, eo, &progress) {
-        Err(model::FitError::Engine(crate::engine::EngineError::Design { source, .. }))
-            if matches!(*source, DesignError::ManyLevels { .. }) =>
-        {
-            let DesignError::ManyLevels { factor, name, .. } = *source else { unreachable!() };
-            return by_blocks(factor, &name);
-        }
-        r => r?,
+        Err(e) => match super::estimated::many_levels(&e) {
+            Some(factor) => return by_blocks(factor, &resolved.spec.factors[factor].name),
+            None => return Err(e.into()),
+        },
+        Ok(pass) => pass,
     };
     // Each work unit saw few levels, all of them many.
     if let Err(DesignError::ManyLevels { factor, name, .. }) = pass.acc.check_level_limits(&builder) {

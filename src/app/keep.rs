@@ -415,11 +415,10 @@ pub fn merge(a: &MergeArgs) -> Result<(), AppError> {
             }
         }
         match &st.absorbed {
-            Some(part) => super::absorbed::Pass::Absorbed(crate::factors::AbsorbAccumulator::from_parts(
-                st.accumulator.clone(),
-                part.clone(),
-            ))
-            .merge_into(&mut out),
+            Some(part) => {
+                let acc = crate::factors::AbsorbAccumulator::from_parts(st.accumulator.clone(), part.clone());
+                super::absorbed::Pass::Absorbed(Box::new(acc)).merge_into(&mut out)
+            }
             None => out.accumulator.merge(&st.accumulator),
         }
         out.inputs.extend(st.inputs.iter().cloned());

@@ -27,6 +27,10 @@ pub struct AbsorbAccumulator {
     /// design's own missing values are counted in `dense`).
     pub rows_read: u64,
     pub rows_missing_level: u64,
+    /// A plain model's factor estimated by blocks: its term (see
+    /// [`AbsorbedPart::estimated_term`]); kept through merges and
+    /// retractions, which only add statistics.
+    pub estimated_term: Option<usize>,
 }
 
 impl AbsorbAccumulator {
@@ -39,6 +43,7 @@ impl AbsorbAccumulator {
             cross: (k == 2).then(CrossTab::default),
             rows_read: 0,
             rows_missing_level: 0,
+            estimated_term: None,
         }
     }
 }
@@ -70,7 +75,7 @@ impl AbsorbAccumulator {
             cross: self.cross,
             rows_read: self.rows_read,
             rows_missing_level: self.rows_missing_level,
-            estimated_term: None,
+            estimated_term: self.estimated_term,
         };
         (self.dense, part)
     }
@@ -83,6 +88,7 @@ impl AbsorbAccumulator {
             cross: part.cross,
             rows_read: part.rows_read,
             rows_missing_level: part.rows_missing_level,
+            estimated_term: part.estimated_term,
         }
     }
 

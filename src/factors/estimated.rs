@@ -109,12 +109,18 @@ pub fn estimated_model(
         .into_iter()
         .find(|b| b.term == term)
         .ok_or_else(|| format!("term {term} of '{}' is not a factor estimated by blocks", options.formula))?;
-    let rest = crate::model::Resolved {
-        options: options.clone(),
-        spec: std::sync::Arc::new(rest_spec(&full.spec, &bf)),
-        column_types: column_types.to_vec(),
-    };
+    let rest = rest_model(&full, &bf);
     Ok((full, rest, bf))
+}
+
+/// The model of a fit by blocks' statistics: `full` without `bf`'s term
+/// (see [`rest_spec`]).
+pub fn rest_model(full: &crate::model::Resolved, bf: &BlockFactor) -> crate::model::Resolved {
+    crate::model::Resolved {
+        options: full.options.clone(),
+        spec: std::sync::Arc::new(rest_spec(&full.spec, bf)),
+        column_types: full.column_types.clone(),
+    }
 }
 
 /// What a column of the full design is.

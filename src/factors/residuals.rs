@@ -96,6 +96,38 @@ impl LevelScores {
     }
 }
 
+impl ResidualPlan {
+    /// The plan of a within fit's second pass: `design` the fit's (the
+    /// part before `|`), `columns` its absorbed columns; no moments, no
+    /// per-level scores (set them after).
+    pub fn new(
+        fit: &super::WithinFit,
+        design: &crate::formula::columns::Design,
+        columns: Vec<String>,
+        cov: CovType,
+        cluster: Option<String>,
+    ) -> ResidualPlan {
+        let mut key_col = design.key_columns();
+        key_col.insert(ColumnKey::Response, fit.ne.k());
+        ResidualPlan {
+            columns,
+            index: fit
+                .factors
+                .iter()
+                .map(|f| f.levels.iter().cloned().enumerate().map(|(i, l)| (l, i as u32)).collect())
+                .collect(),
+            proj: fit.factors.iter().map(|f| f.proj.clone()).collect(),
+            mean: fit.mean.clone(),
+            beta: fit.sol.params.iter().map(|b| b.map_or(0.0, |d| d.to_f64())).collect(),
+            key_col,
+            cov,
+            cluster,
+            moments: false,
+            level_scores: None,
+        }
+    }
+}
+
 /// Whether each level of an absorbed factor lies in a single cluster.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub enum Nesting {
@@ -251,21 +283,28 @@ impl ChunkSink for AbsorbResiduals {
                 // statsmodels' `wresid`: √w·e.
                 residuals.push(w.sqrt() * e);
             }
-            if let (Some(ls), Some(lp)) = (&mut self.level_scores, &plan.level_scores) {
+            // Per-row sums of a heteroskedasticity-robust covariance by
+            // blocks (a cluster-robust one sums per cluster below).
+            if let (Some(ls), Some(lp), None) = (&mut self.level_scores, &plan.level_scores, &cluster) {
                 let x = &z[..k];
-                let quad: f64 =
-                    (0..k).map(|i| x[i] * (0..k).map(|j| lp.within_inv[i * k + j] * x[j]).sum::<f64>()).sum();
                 let l = lv[0];
-                let h = w * (lp.inv_weight[l] + quad);
-                // Leverage one (a level's only row; its residual is zero):
-                // left out of the HC2/HC3 meats, as the dense path does.
+                // The leverage matters to HC2/HC3 only. Leverage one (a
+                // level's only row; its residual is zero) is left out of
+                // their meats, as the dense path does.
+                let h = if lp.power == 0 {
+                    0.0
+                } else {
+                    let quad: f64 =
+                        (0..k).map(|i| x[i] * (0..k).map(|j| lp.within_inv[i * k + j] * x[j]).sum::<f64>()).sum();
+                    w * (lp.inv_weight[l] + quad)
+                };
                 let one = 1.0 - h <= 1e-10;
                 if one {
                     ls.leverage_one += 1;
                 } else {
                     ls.ordinary[l] += 1;
                 }
-                if !one || lp.power == 0 {
+                if !one {
                     let u = w * e;
                     let f = u * u / (1.0 - h).powi(lp.power);
                     ls.q[l] += f;
@@ -375,6 +414,19 @@ impl AbsorbResiduals {
     /// Per cluster met (its slot), its score sum `Σ u·x̃` (`k` values).
     pub fn cluster_scores(&self) -> &[f64] {
         &self.cluster_sums
+    }
+
+    /// An error when rows had no cluster (a cluster-robust covariance
+    /// needs every row's).
+    pub fn require_clusters(&self) -> Result<(), String> {
+        if self.rows_without_cluster == 0 {
+            return Ok(());
+        }
+        Err(format!(
+            "the cluster column '{}' has no value on {} of the rows the fit uses; fill them or drop those rows",
+            self.plan.cluster.as_deref().unwrap_or_default(),
+            self.rows_without_cluster
+        ))
     }
 
     /// Clusters met.
