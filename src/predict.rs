@@ -61,13 +61,19 @@ pub struct Model {
     beta: Vec<f64>,
     active: Vec<usize>,
     cov: Vec<f64>,
+    /// Per categorical factor: its column and the levels the fit saw.
+    categorical: Vec<(String, BTreeSet<Level>)>,
+    tail: Tail,
+}
+
+/// What turns a row's mean and its variance into the output columns: the
+/// fit's scale, the interval quantile, and the response and the weights
+/// evaluated alone (rows missing them get null residuals or observation
+/// intervals, nothing else).
+pub struct Tail {
     scale: f64,
     /// The interval quantile (t or normal).
     q: f64,
-    /// Per categorical factor: its column and the levels the fit saw.
-    categorical: Vec<(String, BTreeSet<Level>)>,
-    /// The response and the weights, evaluated alone (rows missing them
-    /// get null residuals or observation intervals, nothing else).
     y: Option<DesignBuilder>,
     w: Option<DesignBuilder>,
 }
@@ -106,16 +112,33 @@ impl Model {
                 cov.push(results.cov_params[i][j].unwrap_or(0.0));
             }
         }
-        let p = 1.0 - results.alpha / 2.0;
-        let q = if results.use_t {
-            crate::results::t_quantile(p, results.df_resid)
-        } else {
-            statrs::distribution::ContinuousCDF::inverse_cdf(
-                &statrs::distribution::Normal::new(0.0, 1.0).expect("the standard normal"),
-                p,
-            )
-        };
         let categorical = spec.categorical_levels(levels);
+        let q = Tail::quantile(results.alpha, results.use_t, results.df_resid);
+        let tail = Tail::new(spec, weights, results.scale, q, with_response, with_weights);
+        Model { x, design, beta, active, cov, categorical, tail }
+    }
+
+    /// Source columns the model reads.
+    pub fn source_columns(&self) -> Vec<String> {
+        let mut cols = self.x.source_columns();
+        self.tail.add_columns(&mut cols);
+        cols
+    }
+}
+
+impl Tail {
+    /// `spec` the fit's model (its response), `weights` its weights
+    /// expression, `scale` its residual variance, `q` the interval
+    /// quantile; `with_response` / `with_weights`: the inputs hold their
+    /// columns.
+    pub fn new(
+        spec: &ModelSpec,
+        weights: Option<&str>,
+        scale: f64,
+        q: f64,
+        with_response: bool,
+        with_weights: bool,
+    ) -> Tail {
         let y = with_response.then(|| DesignBuilder::new(single(spec.response.clone()), None, MissingPolicy::Drop));
         let w = weights.filter(|_| with_weights).and_then(|w| {
             let e = crate::design::weights_expr(w).ok()?;
@@ -125,12 +148,25 @@ impl Model {
                 MissingPolicy::Drop,
             ))
         });
-        Model { x, design, beta, active, cov, scale: results.scale, q, categorical, y, w }
+        Tail { scale, q, y, w }
     }
 
-    /// Source columns the model reads.
-    pub fn source_columns(&self) -> Vec<String> {
-        let mut cols = self.x.source_columns();
+    /// The quantile of `1 − alpha/2`: Student's t with `df_resid` degrees
+    /// of freedom, or the normal one (`use_t` false, as statsmodels for a
+    /// robust covariance).
+    pub fn quantile(alpha: f64, use_t: bool, df_resid: f64) -> f64 {
+        let p = 1.0 - alpha / 2.0;
+        if use_t {
+            crate::results::t_quantile(p, df_resid)
+        } else {
+            statrs::distribution::ContinuousCDF::inverse_cdf(
+                &statrs::distribution::Normal::new(0.0, 1.0).expect("the standard normal"),
+                p,
+            )
+        }
+    }
+
+    fn add_columns(&self, cols: &mut Vec<String>) {
         for b in self.y.iter().chain(&self.w) {
             for c in b.source_columns() {
                 if !cols.contains(&c) {
@@ -138,8 +174,80 @@ impl Model {
                 }
             }
         }
-        cols
     }
+
+    /// The output columns of a chunk's rows from their means (NaN where
+    /// not predicted) and the means' variances (`var`: without it, no
+    /// interval and `resid` alone).
+    fn fill(
+        &self,
+        chunk: &RecordBatch,
+        at: &dyn Fn(usize) -> String,
+        interval: Interval,
+        mean: &[f64],
+        var: Option<&[f64]>,
+        cols: &mut [Vec<f64>],
+    ) -> Result<(), DesignError> {
+        let n = chunk.num_rows();
+        // Weights and response, by row of the chunk.
+        let by_row = |b: &DesignBuilder| -> Result<Vec<f64>, DesignError> {
+            let blk = b.block(chunk, at)?;
+            let mut v = vec![f64::NAN; n];
+            let rows: Vec<usize> = blk.kept.clone().unwrap_or_else(|| (0..n).collect());
+            for (i, &r) in rows.iter().enumerate() {
+                v[r] = blk.value(0, i);
+            }
+            Ok(v)
+        };
+        let w = self.w.as_ref().map(by_row).transpose()?;
+        let y = self.y.as_ref().map(by_row).transpose()?;
+        for (r, &m) in mean.iter().enumerate() {
+            if m.is_nan() {
+                continue;
+            }
+            let mut c = 0;
+            cols[c][r] = m;
+            c += 1;
+            let se = var.map_or(f64::NAN, |v| v[r].max(0.0).sqrt());
+            let wr = w.as_ref().map_or(1.0, |w| w[r]);
+            let obs_sd = if wr > 0.0 { (self.scale / wr + se * se).sqrt() } else { f64::NAN };
+            if interval != Interval::None {
+                cols[c][r] = se;
+                cols[c + 1][r] = m - self.q * se;
+                cols[c + 2][r] = m + self.q * se;
+                c += 3;
+            }
+            if interval == Interval::Prediction {
+                cols[c][r] = m - self.q * obs_sd;
+                cols[c + 1][r] = m + self.q * obs_sd;
+                c += 2;
+            }
+            if let Some(y) = &y {
+                let e = y[r] - m;
+                cols[c][r] = e;
+                if var.is_some() {
+                    cols[c + 1][r] = e / obs_sd;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The error for a row with a level the fit never saw, under
+/// `--unseen-level error`.
+fn unseen_error(column: &str, level: &str, row: usize, at: &dyn Fn(usize) -> String) -> DesignError {
+    DesignError::NoColumn {
+        column: format!(
+            "{column} (level {level} at {}, which the fit never saw; --unseen-level null predicts such rows as null)",
+            at(row)
+        ),
+    }
+}
+
+/// The error for a row with a missing predictor, under `--missing error`.
+fn missing_error(row: usize, at: &dyn Fn(usize) -> String) -> DesignError {
+    DesignError::Missing { column: "a predictor".into(), row, at: at(row) }
 }
 
 /// The design columns of a chunk's kept rows (`x`: `nk` rows, column
@@ -218,8 +326,19 @@ struct Computed {
     missing: u64,
 }
 
-/// The output column names for `interval`, with or without residuals.
-pub fn column_names(interval: Interval, residuals: bool) -> Vec<&'static str> {
+/// Which residual columns to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Residuals {
+    /// The response is not in the input.
+    None,
+    /// `resid` alone: an absorbed fit gives no variance of its means.
+    Raw,
+    /// `resid` and `resid_std`.
+    Standardized,
+}
+
+/// The output column names for `interval` and `residuals`.
+pub fn column_names(interval: Interval, residuals: Residuals) -> Vec<&'static str> {
     let mut v = vec!["mean"];
     if interval != Interval::None {
         v.extend(["mean_se", "mean_ci_lower", "mean_ci_upper"]);
@@ -227,8 +346,10 @@ pub fn column_names(interval: Interval, residuals: bool) -> Vec<&'static str> {
     if interval == Interval::Prediction {
         v.extend(["obs_ci_lower", "obs_ci_upper"]);
     }
-    if residuals {
-        v.extend(["resid", "resid_std"]);
+    match residuals {
+        Residuals::None => {}
+        Residuals::Raw => v.push("resid"),
+        Residuals::Standardized => v.extend(["resid", "resid_std"]),
     }
     v
 }
@@ -243,14 +364,14 @@ impl Model {
         at: &dyn Fn(usize) -> String,
     ) -> Result<Computed, DesignError> {
         let n = chunk.num_rows();
-        let residuals = self.y.is_some();
+        let residuals = if self.tail.y.is_some() { Residuals::Standardized } else { Residuals::None };
         let ncols = column_names(interval, residuals).len();
         let mut out = Computed { cols: vec![vec![f64::NAN; n]; ncols], ..Computed::default() };
         let block = self.x.block(chunk, at)?;
         let kept: Vec<usize> = block.kept.clone().unwrap_or_else(|| (0..n).collect());
         if policy.missing_error && kept.len() < n {
             let r = (0..n).find(|r| kept.binary_search(r).is_err()).unwrap_or(0);
-            return Err(DesignError::Missing { column: "a predictor".into(), row: r, at: at(r) });
+            return Err(missing_error(r, at));
         }
         out.missing = (n - kept.len()) as u64;
         // Rows with a level the fit never saw.
@@ -262,13 +383,7 @@ impl Model {
                 let c = codes[r];
                 if c != u32::MAX && new[c as usize] && !unseen[r] {
                     if policy.unseen_error {
-                        return Err(DesignError::NoColumn {
-                            column: format!(
-                                "{column} (level {} at {}, which the fit never saw; --unseen-level null predicts such rows as null)",
-                                table[c as usize],
-                                at(r)
-                            ),
-                        });
+                        return Err(unseen_error(column, &table[c as usize].to_string(), r, at));
                     }
                     unseen[r] = true;
                     *out.unseen.entry(format!("{column} = {}", table[c as usize])).or_insert(0) += 1;
@@ -299,51 +414,22 @@ impl Model {
                 }
             }
         }
-        let want_se = interval != Interval::None || residuals;
+        let want_se = interval != Interval::None || residuals != Residuals::None;
         let mut mean = vec![0.0f64; nk];
         let mut var = vec![0.0f64; if want_se { nk } else { 0 }];
         let m = Moments { x: &x, nk, beta: &self.beta, active: &self.active, cov: &self.cov };
         m.mean_var(&mut mean, want_se.then_some(&mut var[..]));
-        // Weights and response, by row of the chunk.
-        let by_row = |b: &DesignBuilder| -> Result<Vec<f64>, DesignError> {
-            let blk = b.block(chunk, at)?;
-            let mut v = vec![f64::NAN; n];
-            let rows: Vec<usize> = blk.kept.clone().unwrap_or_else(|| (0..n).collect());
-            for (i, &r) in rows.iter().enumerate() {
-                v[r] = blk.value(0, i);
-            }
-            Ok(v)
-        };
-        let w = self.w.as_ref().map(by_row).transpose()?;
-        let y = self.y.as_ref().map(by_row).transpose()?;
+        // Per row of the chunk (NaN where not predicted).
+        let (mut mean_row, mut var_row) = (vec![f64::NAN; n], vec![f64::NAN; if want_se { n } else { 0 }]);
         for (i, &r) in kept.iter().enumerate() {
-            if unseen[r] {
-                continue;
-            }
-            let m = mean[i];
-            let mut c = 0;
-            out.cols[c][r] = m;
-            c += 1;
-            let se = if want_se { var[i].max(0.0).sqrt() } else { f64::NAN };
-            let wr = w.as_ref().map_or(1.0, |w| w[r]);
-            let obs_sd = if wr > 0.0 { (self.scale / wr + se * se).sqrt() } else { f64::NAN };
-            if interval != Interval::None {
-                out.cols[c][r] = se;
-                out.cols[c + 1][r] = m - self.q * se;
-                out.cols[c + 2][r] = m + self.q * se;
-                c += 3;
-            }
-            if interval == Interval::Prediction {
-                out.cols[c][r] = m - self.q * obs_sd;
-                out.cols[c + 1][r] = m + self.q * obs_sd;
-                c += 2;
-            }
-            if let Some(y) = &y {
-                let e = y[r] - m;
-                out.cols[c][r] = e;
-                out.cols[c + 1][r] = e / obs_sd;
+            if !unseen[r] {
+                mean_row[r] = mean[i];
+                if want_se {
+                    var_row[r] = var[i];
+                }
             }
         }
+        self.tail.fill(chunk, at, interval, &mean_row, want_se.then_some(&var_row[..]), &mut out.cols)?;
         Ok(out)
     }
 }
@@ -355,7 +441,7 @@ pub struct Plan {
     pub keep: Vec<String>,
     pub interval: Interval,
     pub policy: RowPolicy,
-    pub residuals: bool,
+    pub residuals: Residuals,
     /// The output schema: the kept columns (their types in the input),
     /// then the computed ones (Float64).
     pub schema: SchemaRef,
@@ -371,14 +457,23 @@ pub enum Models {
         column: String,
         models: BTreeMap<Level, Model>,
     },
-    /// An absorbed fit's means (no intervals yet).
-    Absorbed(Box<crate::factors::AbsorbedModel>),
+    /// An absorbed fit's means, or a fit by blocks' (with their
+    /// variances).
+    Absorbed {
+        model: Box<crate::factors::AbsorbedModel>,
+        tail: Box<Tail>,
+    },
 }
 
 impl Plan {
     /// The output schema for `keep` columns of `input` (a schema holding
     /// them) and the computed columns.
-    pub fn schema(input: &Schema, keep: &[String], interval: Interval, residuals: bool) -> Result<SchemaRef, String> {
+    pub fn schema(
+        input: &Schema,
+        keep: &[String],
+        interval: Interval,
+        residuals: Residuals,
+    ) -> Result<SchemaRef, String> {
         let mut fields = Vec::new();
         for k in keep {
             let f = input.field_with_name(k).map_err(|_| format!("--keep: no column named '{k}' in the input"))?;
@@ -408,7 +503,11 @@ impl Plan {
                 add(column.clone());
                 models.values().flat_map(Model::source_columns).for_each(&mut add);
             }
-            Models::Absorbed(m) => m.source_columns().into_iter().for_each(&mut add),
+            Models::Absorbed { model, tail } => {
+                let mut cols = model.source_columns();
+                tail.add_columns(&mut cols);
+                cols.into_iter().for_each(&mut add)
+            }
         }
         self.keep.iter().cloned().for_each(add);
         cols
@@ -420,9 +519,17 @@ impl Plan {
         let ncols = column_names(self.interval, self.residuals).len();
         let computed = match &self.models {
             Models::One(m) => m.compute(chunk, self.interval, self.policy, at)?,
-            Models::Absorbed(m) => {
-                let p = m.compute(chunk, at)?;
-                Computed { cols: vec![p.mean], unseen: p.unseen, missing: p.missing }
+            Models::Absorbed { model, tail } => {
+                let p = model.compute(chunk, at)?;
+                if let Some(r) = p.first_missing.filter(|_| self.policy.missing_error) {
+                    return Err(missing_error(r, at));
+                }
+                if let Some((column, level, r)) = p.first_unseen.filter(|_| self.policy.unseen_error) {
+                    return Err(unseen_error(&column, &level, r, at));
+                }
+                let mut cols = vec![vec![f64::NAN; n]; ncols];
+                tail.fill(chunk, at, self.interval, &p.mean, p.var.as_deref(), &mut cols)?;
+                Computed { cols, unseen: p.unseen, missing: p.missing }
             }
             Models::ByGroup { column, models } => {
                 let mut all = Computed { cols: vec![vec![f64::NAN; n]; ncols], ..Computed::default() };

@@ -7,7 +7,7 @@ use crate::design::MissingPolicy;
 use crate::engine::{self, Progress};
 use crate::model::{self, ReportOptions, Resolved};
 use crate::output::{TableFormat, TableWriter};
-use crate::predict::{self, Model, Models, Plan, PredictSink, RowPolicy};
+use crate::predict::{self, Model, Models, Plan, PredictSink, Residuals, RowPolicy, Tail};
 use crate::progress::ProgressDisplay;
 use crate::source::SourceKind;
 use crate::state::{self, State};
@@ -135,7 +135,8 @@ pub fn predict(a: &PredictArgs) -> Result<(), AppError> {
         }
         None => Models::One(Box::new(models.into_values().next().expect("one model"))),
     };
-    let (schema, writer) = output(a, &opened, with_response)?;
+    let residuals = if with_response { Residuals::Standardized } else { Residuals::None };
+    let (schema, writer) = output(a, &opened, residuals)?;
     let plan = Arc::new(Plan {
         encoder: writer.encoder(),
         models,
@@ -145,14 +146,16 @@ pub fn predict(a: &PredictArgs) -> Result<(), AppError> {
             unseen_error: a.unseen_level == RowAction::Error,
             missing_error: a.missing == RowAction::Error,
         },
-        residuals: with_response,
+        residuals,
         schema: schema.clone(),
     });
     write_predictions(a, &eo, &resolved, plan, writer, opened)
 }
 
-/// `predict` with an absorbed fit's state: each row's mean, its levels'
-/// effects recovered from the statistics (no intervals yet).
+/// `predict` with the state of an absorbed fit or of a fit by blocks:
+/// each row's mean, its levels' effects recovered from the statistics; the
+/// intervals of a fit by blocks from its level weights and within moments
+/// (an absorbed fit gives means and raw residuals only).
 fn predict_absorbed(
     a: &PredictArgs,
     eo: &crate::engine::EngineOptions,
@@ -166,10 +169,13 @@ fn predict_absorbed(
             path.display()
         )));
     }
-    if a.interval != predict::Interval::None {
-        return Err(AppError::Usage(
-            "intervals from an absorbed fit are not available yet; use --interval none (the predicted mean)".into(),
-        ));
+    let by_blocks = st.absorbed.as_ref().is_some_and(|p| p.estimated_term.is_some());
+    if a.interval != predict::Interval::None && !by_blocks {
+        return Err(AppError::Usage(format!(
+            "{}: an absorbed fit (`| {}`) estimates no variance of its fixed effects (neither do fixest and pyfixest), so it gives no intervals; use --interval none, or put the factor in the formula as C(…) for intervals",
+            path.display(),
+            st.absorbed.as_ref().map_or(String::new(), |p| p.columns.join(" + "))
+        )));
     }
     let (resolved, _) = super::absorbed::state_model(st)?.expect("an absorbed state");
     let acc =
@@ -183,13 +189,17 @@ fn predict_absorbed(
         a.singular,
         // A fit by blocks estimated its singletons' levels; an absorbed
         // fit removed them.
-        if st.absorbed.as_ref().is_some_and(|p| p.estimated_term.is_some()) {
-            crate::factors::Singletons::Keep
-        } else {
-            crate::factors::Singletons::Drop
-        },
+        if by_blocks { crate::factors::Singletons::Keep } else { crate::factors::Singletons::Drop },
     )?;
-    let m = crate::factors::AbsorbedModel::new(&fit, &design, &resolved.spec, &acc.dense.level_sets());
+    let mut m = crate::factors::AbsorbedModel::new(&fit, &design, &resolved.spec, &acc.dense.level_sets());
+    // The dummy model's residual variance: its rank is the slopes' and
+    // the levels'.
+    let df_resid =
+        fit.ne.nobs as f64 - (fit.sol.rank + fit.factors.iter().map(|f| f.levels.len()).sum::<usize>()) as f64;
+    let scale = fit.sol.ssr.to_f64() / df_resid;
+    if by_blocks {
+        m = m.with_variance(&fit, scale);
+    }
     let opened = model::open_inputs(&a.inputs, &st.model.csv)?;
     if opened.stdin.is_some() {
         return Err(AppError::Usage("predict reads files, not a stream on stdin".into()));
@@ -204,17 +214,35 @@ fn predict_absorbed(
             if a.keep.contains(c) { "'s --keep" } else { "" }
         )));
     }
-    let (schema, writer) = output(a, &opened, false)?;
+    let mut response_cols = Vec::new();
+    if let crate::formula::FactorKind::Numeric(e) = &resolved.spec.response.kind {
+        e.columns(&mut response_cols);
+    }
+    let with_response = predict::all_have(&opened.schemas, &response_cols);
+    let residuals = match (with_response, by_blocks) {
+        (false, _) => Residuals::None,
+        (true, true) => Residuals::Standardized,
+        (true, false) => Residuals::Raw,
+    };
+    let weights = resolved.options.weights.as_deref();
+    let mut weight_cols = Vec::new();
+    if let Some(w) = weights.and_then(|w| crate::design::weights_expr(w).ok()) {
+        w.columns(&mut weight_cols);
+    }
+    let with_weights = weights.is_some() && predict::all_have(&opened.schemas, &weight_cols);
+    let q = Tail::quantile(a.alpha, true, df_resid);
+    let tail = Tail::new(&resolved.spec, weights, scale, q, with_response, with_weights);
+    let (schema, writer) = output(a, &opened, residuals)?;
     let plan = Arc::new(Plan {
         encoder: writer.encoder(),
-        models: Models::Absorbed(Box::new(m)),
+        models: Models::Absorbed { model: Box::new(m), tail: Box::new(tail) },
         keep: a.keep.clone(),
         interval: a.interval,
         policy: RowPolicy {
             unseen_error: a.unseen_level == RowAction::Error,
             missing_error: a.missing == RowAction::Error,
         },
-        residuals: false,
+        residuals,
         schema,
     });
     write_predictions(a, eo, &resolved, plan, writer, opened)
@@ -285,7 +313,7 @@ fn write_predictions(
 fn output(
     a: &PredictArgs,
     opened: &model::OpenedInputs,
-    residuals: bool,
+    residuals: Residuals,
 ) -> Result<(arrow::datatypes::SchemaRef, TableWriter), AppError> {
     let first_schema = opened.schemas[0].clone().expect("a file's schema");
     let schema = Plan::schema(&first_schema, &a.keep, a.interval, residuals).map_err(AppError::Usage)?;

@@ -4,6 +4,17 @@
 //! [`super::within`]): the fitted value of the dummy model, so on the
 //! fit's own rows the residuals sum to zero within every level and their
 //! squares to the fit's SSR.
+//!
+//! A fit by blocks (one factor estimated, [`super::estimated`]) also gives
+//! each mean's variance. In cell-means coding the dummy model's `XᵀWX` is
+//! `[[D, S], [Sᵀ, X_xᵀWX_x]]` with `D = diag(W_l)` and `S_l = W_l x̄_lᵀ`;
+//! its Schur complement is the within moments `M`, so for a row of level
+//! `l` and slope columns `x` (block inversion, e.g. Golub & Van Loan,
+//! *Matrix Computations*, 4th ed., §3.2.10):
+//! `Var(ŷ) = σ² (1/W_l + dᵀ M⁻¹ d)`, `d = x − x̄_l` — exactly the dense
+//! fit's `σ² x_fullᵀ (XᵀWX)⁻¹ x_full`, without the `(L + k)²` matrix. An
+//! absorbed fit (`| fe`) estimates no variance of its effects (nor do
+//! fixest and pyfixest), so it gives means only.
 
 use super::accumulate::{block_codes, code_rows};
 use super::within::WithinFit;
@@ -21,6 +32,9 @@ pub struct AbsorbedModel {
     /// Per absorbed column: each level's effect.
     effects: Vec<LevelMap<Level>>,
     effect: Vec<Vec<f64>>,
+    /// The first factor's `proj` (its levels' centered means of `[x…, y]`
+    /// when it is the only one).
+    level_means: Vec<f64>,
     mean: Vec<f64>,
     beta: Vec<f64>,
     key_col: HashMap<ColumnKey, usize>,
@@ -30,13 +44,43 @@ pub struct AbsorbedModel {
     /// Per categorical factor of that part: its column and the levels the
     /// fit saw (another level has no coefficient).
     categorical: Vec<(String, BTreeSet<Level>)>,
+    /// A fit by blocks: what a mean's variance needs.
+    spread: Option<MeanSpread>,
 }
 
-/// Per chunk: the means (NaN where not predicted) and the tallies.
+/// `Var(ŷ) = σ²/W_l + dᵀ (σ² M⁻¹) d` for a row of level `l` of the one
+/// factor (see the module's note).
+#[derive(Clone, Debug)]
+struct MeanSpread {
+    /// Per level (in the factor's order): `σ² / W_l`.
+    level_var: Vec<f64>,
+    /// `σ² M⁻¹` over the slopes' columns (`k × k`, row-major; zero rows
+    /// and columns for aliased ones, or the pseudo-inverse under `pinv`).
+    slope_cov: Vec<f64>,
+}
+
+/// Per chunk: the means (NaN where not predicted), their variances (a fit
+/// by blocks only) and the tallies.
 pub struct AbsorbedPrediction {
     pub mean: Vec<f64>,
+    pub var: Option<Vec<f64>>,
     pub unseen: BTreeMap<String, u64>,
     pub missing: u64,
+    /// The first row with a missing predictor or level.
+    pub first_missing: Option<usize>,
+    /// The first row with a level the fit did not estimate: `(column,
+    /// level, row)`.
+    pub first_unseen: Option<(String, String, usize)>,
+}
+
+impl AbsorbedPrediction {
+    /// Count a row with a level the fit did not estimate.
+    fn note_unseen(&mut self, column: &str, level: String, row: usize) {
+        *self.unseen.entry(format!("{column} = {level}")).or_insert(0) += 1;
+        if self.first_unseen.as_ref().is_none_or(|f| row < f.2) {
+            self.first_unseen = Some((column.to_string(), level, row));
+        }
+    }
 }
 
 impl AbsorbedModel {
@@ -77,12 +121,30 @@ impl AbsorbedModel {
             columns: fit.factors.iter().map(|f| f.column.clone()).collect(),
             effects,
             effect,
+            level_means: fit.factors[0].proj.clone(),
             mean: fit.mean.clone(),
             beta,
             key_col,
             builder,
             categorical,
+            spread: None,
         }
+    }
+
+    /// With the variance of each mean: a fit by blocks' (one factor, its
+    /// levels estimated) whose residual variance is `scale`.
+    pub fn with_variance(mut self, fit: &WithinFit, scale: f64) -> Self {
+        debug_assert_eq!(fit.factors.len(), 1, "one factor estimated by blocks");
+        self.spread = Some(MeanSpread {
+            level_var: fit.factors[0].weight.iter().map(|w| scale / w.to_f64()).collect(),
+            slope_cov: fit.sol.normalized_cov.iter().map(|m| scale * m.to_f64()).collect(),
+        });
+        self
+    }
+
+    /// Whether [`compute`](Self::compute) gives variances.
+    pub fn has_variance(&self) -> bool {
+        self.spread.is_some()
     }
 
     /// Every column a prediction reads.
@@ -105,7 +167,14 @@ impl AbsorbedModel {
         at: &dyn Fn(usize) -> String,
     ) -> Result<AbsorbedPrediction, DesignError> {
         let n = chunk.num_rows();
-        let mut out = AbsorbedPrediction { mean: vec![f64::NAN; n], unseen: BTreeMap::new(), missing: 0 };
+        let mut out = AbsorbedPrediction {
+            mean: vec![f64::NAN; n],
+            var: self.spread.as_ref().map(|_| vec![f64::NAN; n]),
+            unseen: BTreeMap::new(),
+            missing: 0,
+            first_missing: None,
+            first_unseen: None,
+        };
         // Rows with a level of a design factor the fit never saw: no
         // coefficient for it.
         let mut unseen_row = vec![false; n];
@@ -115,7 +184,7 @@ impl AbsorbedModel {
             for (r, &c) in codes.iter().enumerate() {
                 if c != u32::MAX && new[c as usize] && !unseen_row[r] {
                     unseen_row[r] = true;
-                    *out.unseen.entry(format!("{column} = {}", table[c as usize])).or_insert(0) += 1;
+                    out.note_unseen(column, table[c as usize].to_string(), r);
                 }
             }
         }
@@ -131,6 +200,11 @@ impl AbsorbedModel {
         };
         let kept: Vec<usize> = block.kept.clone().unwrap_or_else(|| (0..rows.len()).collect());
         out.missing += (rows.len() - kept.len()) as u64;
+        if out.missing > 0 {
+            let mut predicted = vec![false; n];
+            kept.iter().for_each(|&i| predicted[rows[i]] = true);
+            out.first_missing = predicted.iter().position(|p| !p);
+        }
         let codes: Vec<Vec<u32>> = coded.iter().map(|(c, _)| block_codes(c, block.kept.as_deref())).collect();
         let pos: Vec<Vec<Option<usize>>> = coded
             .iter()
@@ -146,13 +220,19 @@ impl AbsorbedModel {
                 continue;
             }
             let mut effect = 0.0;
+            let mut level0 = 0;
             for f in 0..codes.len() {
                 let code = codes[f][r] as usize;
                 match pos[f][code] {
-                    Some(p) => effect += self.effect[f][p],
+                    Some(p) => {
+                        effect += self.effect[f][p];
+                        if f == 0 {
+                            level0 = p;
+                        }
+                    }
                     None => {
-                        let level = &coded[f].1[code];
-                        *out.unseen.entry(format!("{} = {level}", self.columns[f])).or_insert(0) += 1;
+                        let level = coded[f].1[code].to_string();
+                        out.note_unseen(&self.columns[f], level, rows[row]);
                         continue 'rows;
                     }
                 }
@@ -165,7 +245,25 @@ impl AbsorbedModel {
             }
             let fitted = self.mean[k] + x.iter().zip(&self.beta).map(|(v, b)| v * b).sum::<f64>() + effect;
             out.mean[rows[row]] = fitted;
+            if let (Some(s), Some(var)) = (&self.spread, out.var.as_mut()) {
+                // d = x − x̄_l, in place (x is centered, proj the level's
+                // centered means).
+                let proj = &self.level_means[level0 * (k + 1)..level0 * (k + 1) + k];
+                x.iter_mut().zip(proj).for_each(|(v, p)| *v -= p);
+                var[rows[row]] = s.level_var[level0] + quadratic_form(&s.slope_cov, &x);
+            }
         }
         Ok(out)
     }
+}
+
+/// `dᵀ A d` for a symmetric `A` (`k × k`, row-major), a fixed order of
+/// terms.
+fn quadratic_form(a: &[f64], d: &[f64]) -> f64 {
+    let k = d.len();
+    let mut s = 0.0;
+    for (i, &di) in d.iter().enumerate().filter(|(_, &v)| v != 0.0) {
+        s += di * a[i * k..(i + 1) * k].iter().zip(d).map(|(a, d)| a * d).sum::<f64>();
+    }
+    s
 }

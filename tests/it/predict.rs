@@ -41,6 +41,22 @@ fn predict_rows(args: &[&str]) -> Vec<Value> {
 
 const COLS: [&str; 6] = ["mean", "mean_se", "mean_ci_lower", "mean_ci_upper", "obs_ci_lower", "obs_ci_upper"];
 
+/// Where gramfit's rows differ from statsmodels' `summary_frame` columns
+/// by more than 1e-8.
+fn differences(name: &str, ours: &[Value], theirs: &Value) -> Vec<String> {
+    let mut errs = Vec::new();
+    for c in COLS {
+        let col = theirs[c].as_array().unwrap();
+        for (r, row) in ours.iter().enumerate() {
+            let (a, b) = (row[c].as_f64().unwrap_or(f64::NAN), col[r].as_f64().unwrap_or(f64::NAN));
+            if rel_diff(a, b) > 1e-8 {
+                errs.push(format!("{name}: row {r} {c}: gramfit {a:e} vs statsmodels {b:e}"));
+            }
+        }
+    }
+    errs
+}
+
 #[test]
 fn predictions_equal_statsmodels_get_prediction() {
     let tmp = tempdir();
@@ -79,15 +95,7 @@ fn predictions_equal_statsmodels_get_prediction() {
         let alpha = alpha.to_string();
         let ours = predict_rows(&[s(&st), s(&test), "--alpha", &alpha]);
         assert_eq!(ours.len(), 1000, "{name}: one row per input row");
-        for c in COLS {
-            let col = t[c].as_array().unwrap();
-            for (r, row) in ours.iter().enumerate() {
-                let (a, b) = (row[c].as_f64().unwrap_or(f64::NAN), col[r].as_f64().unwrap_or(f64::NAN));
-                if rel_diff(a, b) > 1e-8 {
-                    errs.push(format!("{name}: row {r} {c}: gramfit {a:e} vs statsmodels {b:e}"));
-                }
-            }
-        }
+        errs.extend(differences(name, &ours, t));
         // The residual against the held-out rent (or its log).
         let y = |r: usize| ours[r]["mean"].as_f64().unwrap() + ours[r]["resid"].as_f64().unwrap();
         let sd = |r: usize| ours[r]["resid"].as_f64().unwrap() / ours[r]["resid_std"].as_f64().unwrap();
@@ -286,4 +294,92 @@ fn the_nightly_job_keeps_its_models_current_and_scores_the_newest_listings() {
     assert!(levels > 100, "{levels} neighborhoods");
     let report = std::fs::read_to_string(work.join("out/nightly-within.txt")).unwrap();
     assert!(report.contains("Fixed effects:   neighborhood ("), "{report}");
+}
+
+/// A fit by blocks (the listings' neighborhoods past a threshold forced
+/// down to 20 levels) predicts with statsmodels' intervals — those of the
+/// dense dummy model, from the level weights and the within moments —
+/// to 1e-8, OLS and WLS; `resid_std` uses them; a neighborhood the fit
+/// never saw is a counted null, or refused with `--unseen-level error`.
+#[test]
+fn a_fit_by_blocks_predicts_with_the_dense_models_intervals() {
+    let tmp = tempdir();
+    let (train, test) = split(tmp.path());
+    // statsmodels cannot code a level it did not fit: keep the held-out
+    // rows whose neighborhood the training rows have.
+    let column = |text: &str| text.lines().next().unwrap().split(',').position(|c| c == "neighborhood").unwrap();
+    let train_text = std::fs::read_to_string(&train).unwrap();
+    let at = column(&train_text);
+    let seen: std::collections::HashSet<&str> =
+        train_text.lines().skip(1).map(|l| l.split(',').nth(at).unwrap()).collect();
+    let test_text = std::fs::read_to_string(&test).unwrap();
+    let (mut known, mut dropped) = (String::new(), 0);
+    for (i, l) in test_text.lines().enumerate() {
+        if i == 0 || seen.contains(l.split(',').nth(at).unwrap()) {
+            known.push_str(l);
+            known.push('\n');
+        } else {
+            dropped += 1;
+        }
+    }
+    assert!(dropped > 0, "some held-out neighborhoods are new");
+    let held = tmp.path().join("held.csv");
+    std::fs::write(&held, &known).unwrap();
+    let formula = "rent ~ size_sqft + bedrooms + min_to_subway + C(neighborhood)";
+    let cases: [(&str, Option<&str>, f64); 2] =
+        [("blocks-ols", None, 0.05), ("blocks-wls", Some("1/(1+min_to_subway)"), 0.1)];
+    let jobs: Vec<Value> = cases
+        .iter()
+        .map(|(name, w, alpha)| {
+            json!({"name": name, "kind": "predict", "data": s(&train), "new": s(&held), "formula": formula,
+                   "weights": w, "cov_type": null, "alpha": alpha})
+        })
+        .collect();
+    let theirs = peers::run(&json!(jobs));
+    let forced = |args: &[&str]| Command::new(bin()).args(args).env("GRAMFIT_DENSE_LEVELS", "20").output().unwrap();
+    let mut errs = Vec::new();
+    for (name, w, alpha) in cases {
+        let t = &theirs[name];
+        assert!(t.get("error").is_none(), "{name}: statsmodels failed: {}", t["error"]);
+        let st = tmp.path().join(format!("{name}.gramfit"));
+        let mut fit = vec!["fit", s(&train), "-f", formula, "--save", s(&st), "--format", "json", "-q"];
+        if let Some(w) = w {
+            fit.extend(["--weights", w]);
+        }
+        let out = forced(&fit);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let notes = report["gramfit_notes"].to_string();
+        assert!(notes.contains("levels (more than 20"), "{name}: fitted by blocks: {notes}");
+        let alpha = alpha.to_string();
+        let out = forced(&["predict", s(&st), s(&held), "--alpha", &alpha, "--format", "json", "-q"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let ours: Vec<Value> =
+            String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(ours.len(), known.lines().count() - 1, "{name}: one row per input row");
+        errs.extend(differences(name, &ours, t));
+        // resid_std = resid / √(scale/w + mean_se²), the observation
+        // interval's half-width over q.
+        for row in &ours {
+            let resid = row["resid"].as_f64().unwrap();
+            let half = row["obs_ci_upper"].as_f64().unwrap() - row["mean"].as_f64().unwrap();
+            let q = half * row["resid_std"].as_f64().unwrap() / resid;
+            let q0 = (ours[0]["obs_ci_upper"].as_f64().unwrap() - ours[0]["mean"].as_f64().unwrap())
+                * ours[0]["resid_std"].as_f64().unwrap()
+                / ours[0]["resid"].as_f64().unwrap();
+            assert!(rel_diff(q, q0) < 1e-9, "{name}: the same quantile on every row: {q} vs {q0}");
+        }
+    }
+    assert!(errs.is_empty(), "{} differences:\n{}", errs.len(), errs[..errs.len().min(20)].join("\n"));
+    // The held-out rows with new neighborhoods: null and counted, or refused.
+    let st = tmp.path().join("blocks-ols.gramfit");
+    let out = forced(&["predict", s(&st), s(&test), "-o", s(&tmp.path().join("all.csv")), "-q"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(&format!("{dropped} of 1000 rows predicted as null")), "{err}");
+    assert!(err.contains("a level the fit never saw"), "{err}");
+    let out = forced(&["predict", s(&st), s(&test), "--unseen-level", "error", "-q"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("neighborhood (level ") && err.contains("which the fit never saw"), "{err}");
 }
