@@ -24,8 +24,9 @@ use crate::formula::{Factor, FactorKind, ModelSpec};
 use crate::level::{ColumnKey, Level};
 use crate::results::OlsResults;
 use arrow::array::{ArrayRef, Float64Array, RecordBatch};
-use arrow::buffer::NullBuffer;
+use arrow::buffer::{BooleanBuffer, NullBuffer};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -60,7 +61,9 @@ pub struct Model {
     /// covariance (`active.len()²`, row-major).
     beta: Vec<f64>,
     active: Vec<usize>,
-    cov: Vec<f64>,
+    /// The covariance of the active columns as the kernel reads it: per
+    /// active column `a`, `V_aa`, then `V_ab + V_ba` for each `b < a`.
+    pairs: Vec<f64>,
     /// Per categorical factor: its column and the levels the fit saw.
     categorical: Vec<(String, BTreeSet<Level>)>,
     tail: Tail,
@@ -106,16 +109,16 @@ impl Model {
         let x = DesignBuilder::new(x_spec, None, missing);
         let beta: Vec<f64> = results.params.iter().map(|b| b.unwrap_or(0.0)).collect();
         let active: Vec<usize> = (0..beta.len()).filter(|&j| results.params[j].is_some()).collect();
-        let mut cov = Vec::with_capacity(active.len() * active.len());
-        for &i in &active {
-            for &j in &active {
-                cov.push(results.cov_params[i][j].unwrap_or(0.0));
-            }
+        let v = |i: usize, j: usize| results.cov_params[active[i]][active[j]].unwrap_or(0.0);
+        let mut pairs = Vec::with_capacity(active.len() * (active.len() + 1) / 2);
+        for a in 0..active.len() {
+            pairs.push(v(a, a));
+            pairs.extend((0..a).map(|b| v(a, b) + v(b, a)));
         }
         let categorical = spec.categorical_levels(levels);
         let q = Tail::quantile(results.alpha, results.use_t, results.df_resid);
         let tail = Tail::new(spec, weights, results.scale, q, with_response, with_weights);
-        Model { x, design, beta, active, cov, categorical, tail }
+        Model { x, design, beta, active, pairs, categorical, tail }
     }
 
     /// Source columns the model reads.
@@ -250,19 +253,29 @@ fn missing_error(row: usize, at: &dyn Fn(usize) -> String) -> DesignError {
     DesignError::Missing { column: "a predictor".into(), row, at: at(row) }
 }
 
-/// The design columns of a chunk's kept rows (`x`: `nk` rows, column
-/// major) and what a prediction needs of the fit.
+/// The design columns of a chunk's kept rows (each `nk` long) and what a
+/// prediction needs of the fit.
 struct Moments<'a> {
-    x: &'a [f64],
+    x: &'a [Cow<'a, [f64]>],
     nk: usize,
     beta: &'a [f64],
     active: &'a [usize],
-    cov: &'a [f64],
+    /// Per active column `a`: `V_aa`, then `V_ab + V_ba` for each `b < a`.
+    pairs: &'a [f64],
 }
 
+/// Rows a kernel step keeps in registers: enough independent sums to
+/// hide the adds' latency (each row's terms are one dependent chain).
+const LANES: usize = 32;
+
 impl Moments<'_> {
-    /// `mean = x β` and, with `var`, `xᵀ V x` per row.
+    /// `mean = x β` and, with `var`, `xᵀ V x` per row (written, not added).
     fn mean_var(&self, mean: &mut [f64], var: Option<&mut [f64]>) {
+        #[cfg(gramfit_x86)]
+        if crate::isa::Avx512::get().is_some() {
+            // SAFETY: the token proves AVX-512F.
+            return unsafe { self.mean_var_avx512(mean, var) };
+        }
         #[cfg(gramfit_x86)]
         if crate::isa::Avx2::get().is_some() {
             // SAFETY: the token proves AVX2.
@@ -279,40 +292,77 @@ impl Moments<'_> {
         self.mean_var_body(mean, var)
     }
 
-    /// Tiles of rows (so that a tile's columns stay in cache): the mean
-    /// column by column; `xᵀVx` as `Σ V_aa x_a² + Σ_{a>b} (V_ab + V_ba) x_a x_b`.
+    /// And for 512-bit vectors (a step's 32 rows in four registers).
+    #[cfg(gramfit_x86)]
+    #[target_feature(enable = "avx512f,avx2")]
+    unsafe fn mean_var_avx512(&self, mean: &mut [f64], var: Option<&mut [f64]>) {
+        self.mean_var_body(mean, var)
+    }
+
+    /// `LANES` rows at a time, their sums in registers: each row's mean
+    /// as `Σ_j β_j x_j` in column order, its variance as `Σ_a (V_aa x_a
+    /// x_a + Σ_{b<a} (V_ab + V_ba) x_a x_b)` in that order — a fixed
+    /// order per row, so any tiling (and any thread count) gives the same
+    /// bits.
     #[inline(always)]
     fn mean_var_body(&self, mean: &mut [f64], mut var: Option<&mut [f64]>) {
-        const TILE: usize = 128;
         let (nk, k) = (self.nk, self.active.len());
-        let col = |j: usize, lo: usize, hi: usize| &self.x[j * nk + lo..j * nk + hi];
-        for lo in (0..nk).step_by(TILE) {
-            let hi = (lo + TILE).min(nk);
-            let m = &mut mean[lo..hi];
+        let full = nk - nk % LANES;
+        let lanes = |j: usize, r: usize| -> [f64; LANES] { self.x[j][r..r + LANES].try_into().expect("LANES rows") };
+        for r in (0..full).step_by(LANES) {
+            let mut m = [0.0f64; LANES];
             for (j, &b) in self.beta.iter().enumerate() {
                 if b != 0.0 {
-                    for (mv, xv) in m.iter_mut().zip(col(j, lo, hi)) {
-                        *mv += b * xv;
+                    let x = lanes(j, r);
+                    for i in 0..LANES {
+                        m[i] += b * x[i];
                     }
                 }
             }
+            mean[r..r + LANES].copy_from_slice(&m);
             let Some(var) = var.as_deref_mut() else { continue };
-            let v = &mut var[lo..hi];
+            let mut v = [0.0f64; LANES];
+            let mut pair = self.pairs.iter();
             for a in 0..k {
-                let xa = col(self.active[a], lo, hi);
-                let d = self.cov[a * k + a];
-                for (vv, xv) in v.iter_mut().zip(xa) {
-                    *vv += d * xv * xv;
+                let xa = lanes(self.active[a], r);
+                let d = *pair.next().expect("a pair");
+                for i in 0..LANES {
+                    v[i] += d * xa[i] * xa[i];
                 }
                 for b in 0..a {
-                    let c = self.cov[a * k + b] + self.cov[b * k + a];
+                    let c = *pair.next().expect("a pair");
                     if c != 0.0 {
-                        for ((vv, xv), yv) in v.iter_mut().zip(xa).zip(col(self.active[b], lo, hi)) {
-                            *vv += c * xv * yv;
+                        let xb = lanes(self.active[b], r);
+                        for i in 0..LANES {
+                            v[i] += c * xa[i] * xb[i];
                         }
                     }
                 }
             }
+            var[r..r + LANES].copy_from_slice(&v);
+        }
+        for r in full..nk {
+            let mut m = 0.0f64;
+            for (j, &b) in self.beta.iter().enumerate() {
+                if b != 0.0 {
+                    m += b * self.x[j][r];
+                }
+            }
+            mean[r] = m;
+            let Some(var) = var.as_deref_mut() else { continue };
+            let mut v = 0.0f64;
+            let mut pair = self.pairs.iter();
+            for a in 0..k {
+                let xa = self.x[self.active[a]][r];
+                v += *pair.next().expect("a pair") * xa * xa;
+                for b in 0..a {
+                    let c = *pair.next().expect("a pair");
+                    if c != 0.0 {
+                        v += c * xa * self.x[self.active[b]][r];
+                    }
+                }
+            }
+            var[r] = v;
         }
     }
 }
@@ -393,39 +443,45 @@ impl Model {
         // The design columns of the kept rows (each the sum of its cells).
         let nk = kept.len();
         let pos: HashMap<&ColumnKey, usize> = block.keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
-        let p = self.beta.len();
-        let off = usize::from(self.design.intercept);
-        let mut x = vec![0.0f64; p * nk];
-        if off == 1 {
-            x[..nk].fill(1.0);
+        // A column of one cell without a low word is the block's own
+        // column; others are summed (0 + h = h: the same values).
+        let ones = vec![1.0f64; if self.design.intercept { nk } else { 0 }];
+        let mut x: Vec<Cow<'_, [f64]>> = Vec::with_capacity(self.beta.len());
+        if self.design.intercept {
+            x.push(Cow::Borrowed(&ones[..]));
         }
-        for (j, c) in self.design.columns.iter().enumerate() {
-            let col = &mut x[(off + j) * nk..(off + j + 1) * nk];
-            for cell in &c.cells {
-                if let Some(&b) = pos.get(cell) {
-                    for (v, h) in col.iter_mut().zip(block.col(b)) {
-                        *v += h;
-                    }
-                    if let Some(lo) = &block.lo[b] {
-                        for (v, l) in col.iter_mut().zip(lo.iter()) {
-                            *v += l;
+        for c in &self.design.columns {
+            let present: Vec<usize> = c.cells.iter().filter_map(|cell| pos.get(cell).copied()).collect();
+            match present[..] {
+                [b] if block.lo[b].is_none() => x.push(Cow::Borrowed(block.col(b))),
+                _ => {
+                    let mut col = vec![0.0f64; nk];
+                    for &b in &present {
+                        col.iter_mut().zip(block.col(b)).for_each(|(v, h)| *v += h);
+                        if let Some(lo) = &block.lo[b] {
+                            col.iter_mut().zip(lo.iter()).for_each(|(v, l)| *v += l);
                         }
                     }
+                    x.push(Cow::Owned(col));
                 }
             }
         }
         let want_se = interval != Interval::None || residuals != Residuals::None;
-        let mut mean = vec![0.0f64; nk];
-        let mut var = vec![0.0f64; if want_se { nk } else { 0 }];
-        let m = Moments { x: &x, nk, beta: &self.beta, active: &self.active, cov: &self.cov };
-        m.mean_var(&mut mean, want_se.then_some(&mut var[..]));
-        // Per row of the chunk (NaN where not predicted).
+        let m = Moments { x: &x, nk, beta: &self.beta, active: &self.active, pairs: &self.pairs };
+        // Per row of the chunk (NaN where not predicted): computed in place
+        // when every row is predicted, else scattered.
         let (mut mean_row, mut var_row) = (vec![f64::NAN; n], vec![f64::NAN; if want_se { n } else { 0 }]);
-        for (i, &r) in kept.iter().enumerate() {
-            if !unseen[r] {
-                mean_row[r] = mean[i];
-                if want_se {
-                    var_row[r] = var[i];
+        if nk == n && !unseen.contains(&true) {
+            m.mean_var(&mut mean_row, want_se.then_some(&mut var_row[..]));
+        } else {
+            let (mut mean, mut var) = (vec![0.0f64; nk], vec![0.0f64; if want_se { nk } else { 0 }]);
+            m.mean_var(&mut mean, want_se.then_some(&mut var[..]));
+            for (i, &r) in kept.iter().enumerate() {
+                if !unseen[r] {
+                    mean_row[r] = mean[i];
+                    if want_se {
+                        var_row[r] = var[i];
+                    }
                 }
             }
         }
@@ -573,8 +629,8 @@ impl Plan {
             arrays.push(a);
         }
         for col in computed.cols {
-            let valid: Vec<bool> = col.iter().map(|v| v.is_finite()).collect();
-            let nulls = valid.iter().any(|v| !v).then(|| NullBuffer::from(valid));
+            let nulls = (!col.iter().all(|v| v.is_finite()))
+                .then(|| NullBuffer::new(BooleanBuffer::collect_bool(col.len(), |i| col[i].is_finite())));
             arrays.push(Arc::new(Float64Array::new(col.into(), nulls)));
         }
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), arrays)

@@ -322,6 +322,7 @@ fn output(
         .format
         .or_else(|| a.output.as_deref().and_then(TableFormat::of_path))
         .unwrap_or(if a.output.is_some() && all_parquet { TableFormat::Parquet } else { TableFormat::Csv });
-    let writer = TableWriter::create(a.output.as_deref(), format, &schema).map_err(AppError::Data)?;
+    let computed = predict::column_names(a.interval, residuals);
+    let writer = TableWriter::create(a.output.as_deref(), format, &schema, &computed).map_err(AppError::Data)?;
     Ok((schema, writer))
 }

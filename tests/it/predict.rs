@@ -151,7 +151,7 @@ fn unseen_levels_and_missing_predictors_give_counted_nulls_or_errors() {
 }
 
 #[test]
-fn output_keeps_input_order_and_bits_for_any_thread_count() {
+fn output_keeps_input_order_and_bits_for_any_thread_count_and_cpu() {
     let tmp = tempdir();
     let data = tmp.path().join("l.parquet");
     gramfit::generate::write_parquet(&data, 5, 0, 60_000, 7_000).unwrap();
@@ -167,6 +167,22 @@ fn output_keeps_input_order_and_bits_for_any_thread_count() {
             outputs.push(std::fs::read(&o).unwrap());
         }
         assert!(outputs[0] == outputs[1] && outputs[0] == outputs[2], "{ext}: the same bytes for 1, 2 and 3 threads");
+    }
+    // And on every instruction-set path this CPU has (the quadratic form's
+    // kernel is built for each), intervals and residuals included.
+    let mut outputs = Vec::new();
+    for level in gramfit::isa::Level::ALL.into_iter().filter(|&l| l <= gramfit::isa::Level::detected()) {
+        let o = tmp.path().join(format!("isa-{}.parquet", level.name()));
+        let out = Command::new(bin())
+            .env("GRAMFIT_ISA", level.name())
+            .args(["predict", s(&st), s(&data), "-o", s(&o), "--threads", "2", "-q"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        outputs.push((level, std::fs::read(&o).unwrap()));
+    }
+    for (level, bytes) in &outputs[1..] {
+        assert!(*bytes == outputs[0].1, "{}: the same bytes as {}", level.name(), outputs[0].0.name());
     }
     // In input order: the kept rent column is the file's.
     let reader =
