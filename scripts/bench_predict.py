@@ -47,11 +47,21 @@ def main():
                    stdout=subprocess.DEVNULL)
     rows = int(subprocess.run(["python3", "-c", f"import pyarrow.parquet as pq; print(pq.ParquetFile('{a.file}').metadata.num_rows)"],
                               capture_output=True, text=True, check=True).stdout)
+    # New listings have no rent yet: the same rows without the response
+    # (only `mean` and the intervals are written).
+    no_y = os.path.join(os.path.dirname(a.file), os.path.basename(a.file).replace(".parquet", "-no-response.parquet"))
+    if not os.path.exists(no_y):
+        import pyarrow.parquet as pq
+        t = pq.read_table(a.file)
+        pq.write_table(t.drop_columns([FORMULA.split("~")[0].strip()]), no_y, row_group_size=1_000_000)
     out = os.path.join(tmp, "p.parquet")
     variants = [("fit, first pass", lambda t: [EXE, "fit", a.file, "-f", FORMULA, "-q", "--no-second-pass", "--threads", t], None)]
     for interval, cols in [("none", 3), ("confidence", 6), ("prediction", 8)]:
         variants.append((f"predict --interval {interval} → Parquet",
                          lambda t, i=interval: [EXE, "predict", state, a.file, "-o", out, "--interval", i, "-q", "--threads", t], cols))
+    for interval, cols in [("none", 1), ("prediction", 6)]:
+        variants.append((f"predict --interval {interval}, no response in the file → Parquet",
+                         lambda t, i=interval: [EXE, "predict", state, no_y, "-o", out, "--interval", i, "-q", "--threads", t], cols))
     print(f"file: {os.path.basename(a.file)} ({rows} rows); median of {a.repeats}; same run")
     print()
     print("| run | threads | wall (s) | peak RSS (MiB) | arrow-rs writing the same columns (s) | ratio to it |")

@@ -103,10 +103,7 @@ impl Model {
         with_weights: bool,
         missing: MissingPolicy,
     ) -> Model {
-        let constant =
-            Factor { name: "0".into(), kind: FactorKind::Numeric(crate::formula::expr::NumExpr::Const(0.0)) };
-        let x_spec = Arc::new(ModelSpec { response: constant, ..(**spec).clone() });
-        let x = DesignBuilder::new(x_spec, None, missing);
+        let x = DesignBuilder::new(Arc::new(spec.without_response()), None, missing);
         let beta: Vec<f64> = results.params.iter().map(|b| b.unwrap_or(0.0)).collect();
         let active: Vec<usize> = (0..beta.len()).filter(|&j| results.params[j].is_some()).collect();
         let v = |i: usize, j: usize| results.cov_params[active[i]][active[j]].unwrap_or(0.0);
@@ -726,9 +723,10 @@ impl ChunkSink for PredictSink {
 }
 
 /// The engine's builder for a prediction pass: it reads `columns` (none
-/// of them as bits: kept columns come out as they were).
-pub fn reading_builder(spec: &Arc<ModelSpec>, columns: Vec<String>) -> DesignBuilder {
-    let mut b = DesignBuilder::new(Arc::clone(spec), None, MissingPolicy::Drop);
+/// of them as bits: kept columns come out as they were), the response
+/// only if `columns` names it.
+pub fn reading_builder(spec: &ModelSpec, columns: Vec<String>) -> DesignBuilder {
+    let mut b = DesignBuilder::new(Arc::new(spec.without_response()), None, MissingPolicy::Drop);
     b.extra_columns = columns;
     b
 }

@@ -3,7 +3,7 @@
 //! as a table in input order.
 
 use crate::cli::{PredictArgs, RowAction};
-use crate::design::MissingPolicy;
+use crate::design::{DesignBuilder, MissingPolicy};
 use crate::engine::{self, Progress};
 use crate::model::{self, ReportOptions, Resolved};
 use crate::output::{TableFormat, TableWriter};
@@ -75,7 +75,9 @@ pub fn predict(a: &PredictArgs) -> Result<(), AppError> {
     }
     // Every predictor (and the group column) in every input, before any
     // output is written.
-    let mut needed = resolved.builder().source_columns();
+    // The response is optional (with it, residuals).
+    let mut needed =
+        DesignBuilder::new(Arc::new(resolved.spec.without_response()), None, MissingPolicy::Drop).source_columns();
     needed.extend(group_column.iter().cloned());
     needed.extend(a.keep.iter().cloned());
     let present = model::column_types(&opened, &needed)?;

@@ -19,7 +19,7 @@
 use super::accumulate::{block_codes, code_rows};
 use super::within::WithinFit;
 use crate::design::{categorical_column, DesignBuilder, DesignError, LevelMap, MissingPolicy};
-use crate::formula::{Factor, FactorKind, ModelSpec};
+use crate::formula::ModelSpec;
 use crate::level::{ColumnKey, Level};
 use arrow::array::RecordBatch;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -92,13 +92,7 @@ impl AbsorbedModel {
         spec: &Arc<ModelSpec>,
         levels: &[BTreeSet<Level>],
     ) -> Self {
-        let constant =
-            Factor { name: "0".into(), kind: FactorKind::Numeric(crate::formula::expr::NumExpr::Const(0.0)) };
-        let builder = DesignBuilder::new(
-            Arc::new(ModelSpec { response: constant, ..(**spec).clone() }),
-            None,
-            MissingPolicy::Drop,
-        );
+        let builder = DesignBuilder::new(Arc::new(spec.without_response()), None, MissingPolicy::Drop);
         let categorical = spec.categorical_levels(levels);
         let k = fit.ne.k();
         let k1 = k + 1;

@@ -126,6 +126,13 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 }
 
 impl ModelSpec {
+    /// The same model with a constant response: its design reads the
+    /// predictors only (new rows to predict need not hold the response).
+    pub fn without_response(&self) -> ModelSpec {
+        let constant = Factor { name: "0".into(), kind: FactorKind::Numeric(expr::NumExpr::Const(0.0)) };
+        ModelSpec { response: constant, ..self.clone() }
+    }
+
     /// Parse `formula` and resolve it against the input's columns.
     pub fn resolve(formula: &str, columns: &[(String, SourceType)]) -> Result<ModelSpec, FormulaError> {
         if let Some(bar) = absorb::split_absorbed(formula)?.map(|a| a.bar) {

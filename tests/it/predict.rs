@@ -150,6 +150,57 @@ fn unseen_levels_and_missing_predictors_give_counted_nulls_or_errors() {
     assert!(!target.exists());
 }
 
+/// New listings have no rent yet: a file without the response column is
+/// predicted (the same means as with it), with no residual columns — for
+/// a plain state, an absorbed one and one by blocks.
+#[test]
+fn a_file_without_the_response_is_predicted() {
+    let tmp = tempdir();
+    let (train, test) = split(tmp.path());
+    // The held-out rows with the rent column cut out.
+    let text = std::fs::read_to_string(&test).unwrap();
+    let at = text.lines().next().unwrap().split(',').position(|c| c == "rent").unwrap();
+    let cut: String = text
+        .lines()
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            f.remove(at);
+            f.join(",") + "\n"
+        })
+        .collect();
+    let no_rent = tmp.path().join("no-rent.csv");
+    std::fs::write(&no_rent, cut).unwrap();
+    for (name, formula, interval, dense_levels) in [
+        ("plain", "np.log(rent) ~ size_sqft + bedrooms + C(borough)", "prediction", "300"),
+        ("absorbed", "rent ~ size_sqft + bedrooms | borough", "none", "300"),
+        ("blocks", "rent ~ size_sqft + bedrooms + C(borough)", "prediction", "2"),
+    ] {
+        let st = tmp.path().join(format!("{name}.gramfit"));
+        let run =
+            |args: &[&str]| Command::new(bin()).args(args).env("GRAMFIT_DENSE_LEVELS", dense_levels).output().unwrap();
+        let out = run(&["fit", s(&train), "-f", formula, "--save", s(&st), "-q", "-o", "/dev/null"]);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let version = u32::from_le_bytes(std::fs::read(&st).unwrap()[8..12].try_into().unwrap());
+        assert_eq!(version, [2, 3, 4][["plain", "absorbed", "blocks"].iter().position(|n| *n == name).unwrap()]);
+        let mut rows = Vec::new();
+        for file in [&test, &no_rent] {
+            let out = run(&["predict", s(&st), s(file), "--interval", interval, "--format", "json", "-q"]);
+            assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+            let r: Vec<Value> =
+                String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            rows.push(r);
+        }
+        assert_eq!(rows[1].len(), 1000, "{name}");
+        for (with, without) in rows[0].iter().zip(&rows[1]) {
+            assert!(with["resid"].is_number() && without.get("resid").is_none(), "{name}: {with} / {without}");
+            assert_eq!(with["mean"], without["mean"], "{name}");
+            if interval == "prediction" {
+                assert_eq!(with["obs_ci_upper"], without["obs_ci_upper"], "{name}");
+            }
+        }
+    }
+}
+
 #[test]
 fn output_keeps_input_order_and_bits_for_any_thread_count_and_cpu() {
     let tmp = tempdir();
