@@ -237,7 +237,7 @@ fn a_fit_by_blocks_saves_updates_merges_retracts_and_predicts() {
     let whole = fit(&["a.csv", "b.csv"], "whole.gramfit");
     assert!(by_blocks(&whole));
     let bytes = std::fs::read(d("whole.gramfit")).unwrap();
-    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 4, "a fit by blocks is state format 4");
+    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), gramfit::state::FORMAT_VERSION);
     // summary shows what fit showed, bottom block included.
     let summary = json_of(run_forced(&["summary", &d("whole.gramfit"), "--format", "json"]), "summary");
     let same = json_differences(&whole, &summary, 0.0, &["elapsed_s"]);
@@ -381,8 +381,9 @@ fn a_batch_job_estimates_a_factor_by_blocks_and_keeps_its_state() {
     let diffs = json_differences(&fit, &report, 0.0, &["elapsed_s", "fitted_at", "gramfit_notes"]);
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
     let bytes = std::fs::read(d("job.gramfit")).unwrap();
-    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 4);
+    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), gramfit::state::FORMAT_VERSION);
     let summary = json_of(run_forced(&["summary", &d("job.gramfit"), "--format", "json"]), "summary");
+    assert!(by_blocks(&summary), "the job's state is a fit by blocks");
     // (summary adds its note that no second pass ran, as for any job's state)
     let diffs = json_differences(&report, &summary, 0.0, &["elapsed_s", "gramfit_notes"]);
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));

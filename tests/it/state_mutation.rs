@@ -3,8 +3,9 @@
 //! length, a huge or negative number, a key missing, a list cut short) is
 //! refused as damaged or inconsistent — or, where it is still a consistent
 //! state, reported, merged and updated — and never makes gramfit panic.
-//! The property test mutates valid states' payloads and re-seals them with
-//! a correct checksum.
+//! The property tests mutate valid states' payloads — as values, encoded
+//! in the current CBOR form or the JSON of versions up to 4, and as raw
+//! CBOR bytes — and re-seal them with a correct checksum.
 
 use crate::common::{gramfit_json, shared_datasets};
 use gramfit::engine::{self, EngineOptions, Progress};
@@ -66,15 +67,27 @@ fn fixtures() -> &'static (Vec<Value>, PathBuf) {
     })
 }
 
-/// The JSON payload of a state file's bytes.
+/// The payload of a state file's bytes (CBOR), as a JSON value.
 fn payload(bytes: &[u8]) -> Value {
-    serde_json::from_slice(&bytes[20..bytes.len() - 4]).unwrap()
+    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), state::FORMAT_VERSION);
+    ciborium::from_reader(&bytes[20..bytes.len() - 4]).unwrap()
+}
+
+/// A state file's bytes around `v`: CBOR in the current version, or JSON
+/// in the last version that had it.
+fn seal(v: &Value, json: bool) -> Vec<u8> {
+    if json {
+        return seal_bytes(&serde_json::to_vec(v).unwrap(), state::LAST_JSON_VERSION);
+    }
+    let mut payload = Vec::new();
+    ciborium::into_writer(v, &mut payload).unwrap();
+    seal_bytes(&payload, state::FORMAT_VERSION)
 }
 
 /// A state file's bytes around a payload, with a correct checksum.
-fn seal(payload: &[u8]) -> Vec<u8> {
+fn seal_bytes(payload: &[u8], version: u32) -> Vec<u8> {
     let mut out = state::MAGIC.to_vec();
-    out.extend_from_slice(&state::FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     out.extend_from_slice(payload);
     let crc = crc32fast::hash(&out);
@@ -193,8 +206,8 @@ fn exercise(st: &State, small: &Path) {
 
 /// Apply `picks` (a place, a mutation) to fixture `which`, reseal it, and
 /// decode it: refused with the file named, or used without a panic.
-fn check_mutated(which: usize, picks: &[(prop::sample::Index, u8)]) -> Result<(), TestCaseError> {
-    let (states, small) = fixtures();
+fn check_mutated(which: usize, picks: &[(prop::sample::Index, u8)], json: bool) -> Result<(), TestCaseError> {
+    let (states, _) = fixtures();
     let mut v = states[which].clone();
     for (pick, kind) in picks {
         let mut all = Vec::new();
@@ -202,8 +215,13 @@ fn check_mutated(which: usize, picks: &[(prop::sample::Index, u8)]) -> Result<()
         let path = pick.get(&all).clone();
         mutate(&mut v, &path, *kind);
     }
-    let bytes = seal(&serde_json::to_vec(&v).unwrap());
-    match state::decode(&bytes, Path::new("m.gramfit")) {
+    decoded_or_refused(&seal(&v, json))
+}
+
+/// `bytes` decoded and used without a panic, or refused naming the file.
+fn decoded_or_refused(bytes: &[u8]) -> Result<(), TestCaseError> {
+    let (_, small) = fixtures();
+    match state::decode(bytes, Path::new("m.gramfit")) {
         Ok(st) => exercise(&st, small),
         Err(e) => {
             let m = e.to_string();
@@ -220,8 +238,32 @@ proptest! {
     fn a_resealed_mutated_state_is_refused_or_used_never_a_panic(
         which in 0usize..7,
         picks in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..12), 1..4),
+        json in any::<bool>(),
     ) {
-        check_mutated(which, &picks)?;
+        check_mutated(which, &picks, json)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1500, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Bytes of the CBOR payload overwritten (a length header that
+    /// announces 2⁶⁴ items, a string cut, a float turned into a map):
+    /// the parser's errors too are refusals, never a panic or an
+    /// allocation of what a header claims.
+    #[test]
+    fn a_resealed_state_with_damaged_cbor_is_refused_or_used_never_a_panic(
+        which in 0usize..7,
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+    ) {
+        let (states, _) = fixtures();
+        let mut payload = Vec::new();
+        ciborium::into_writer(&states[which], &mut payload).unwrap();
+        for (at, byte) in &edits {
+            let i = at.index(payload.len());
+            payload[i] = *byte;
+        }
+        decoded_or_refused(&seal_bytes(&payload, state::FORMAT_VERSION))?;
     }
 }
 
@@ -235,8 +277,9 @@ proptest! {
     fn a_resealed_state_with_consistent_types_is_refused_or_used_never_a_panic(
         which in 0usize..7,
         picks in proptest::collection::vec((any::<prop::sample::Index>(), prop::sample::select(vec![4u8, 5, 6, 9, 11])), 1..4),
+        json in any::<bool>(),
     ) {
-        check_mutated(which, &picks)?;
+        check_mutated(which, &picks, json)?;
     }
 }
 
@@ -244,7 +287,9 @@ proptest! {
 fn the_fixtures_themselves_decode_and_report() {
     let (states, small) = fixtures();
     for v in states {
-        let st = state::decode(&seal(&serde_json::to_vec(v).unwrap()), Path::new("f.gramfit")).unwrap();
-        exercise(&st, small);
+        for json in [false, true] {
+            let st = state::decode(&seal(v, json), Path::new("f.gramfit")).unwrap();
+            exercise(&st, small);
+        }
     }
 }

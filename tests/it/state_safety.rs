@@ -357,7 +357,7 @@ fn a_version_1_state_loads_and_reports_as_it_did() {
     let out = Command::new(bin()).current_dir(cwd).args(["update", s(&copy), s(&more), "--quiet"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let bytes = std::fs::read(&copy).unwrap();
-    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), gramfit::state::PLAIN_VERSION);
+    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), gramfit::state::FORMAT_VERSION);
 }
 
 #[test]
@@ -392,4 +392,45 @@ fn sigkill_during_merge_leaves_old_or_new_state() {
         assert!(st.accumulator.rows_read == 1000 || st.accumulator.rows_read == 2000);
     }
     println!("SIGKILL during merge: {} old, {} new", seen[0], seen[1]);
+}
+
+/// States written before the payload became CBOR (format version 5) —
+/// JSON, a plain fit as version 2, an absorbed one as 3, one by blocks as 4
+/// (`tests/fixtures/state-v{2,3,4}.gramfit`, written by main at c38031e
+/// from `datasets/listings.csv`) — load, report what a fit of the same file
+/// reports today, and are written back as version 5 by an update.
+#[test]
+fn states_in_the_json_versions_load_and_report_as_a_fit_of_their_data() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixtures = root.join("tests/fixtures");
+    let data = root.join("datasets/listings.csv");
+    let tmp = tempdir();
+    for (version, formula, dense_levels) in [
+        (2, "rent ~ size_sqft + bedrooms + C(borough)", "300"),
+        (3, "rent ~ size_sqft + bedrooms | neighborhood", "300"),
+        (4, "rent ~ size_sqft + bedrooms + C(neighborhood)", "3"),
+    ] {
+        let file = fixtures.join(format!("state-v{version}.gramfit"));
+        let bytes = std::fs::read(&file).unwrap();
+        assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), version, "the fixture's version");
+        let run = |args: &[&str]| {
+            let out =
+                Command::new(bin()).current_dir(root).args(args).env("GRAMFIT_DENSE_LEVELS", dense_levels).output();
+            let out = out.unwrap();
+            assert!(out.status.success(), "v{version}: {}", String::from_utf8_lossy(&out.stderr));
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        };
+        let then = run(&["summary", s(&file), "--format", "json"]);
+        let now = run(&["fit", s(&data), "-f", formula, "--format", "json", "-q"]);
+        let d = json_differences(&now, &then, 0.0, &["elapsed_s", "fitted_at", "gramfit_notes", "inputs"]);
+        assert!(d.is_empty(), "v{version}: {d:?}");
+        let copy = tmp.path().join(format!("v{version}.gramfit"));
+        std::fs::copy(&file, &copy).unwrap();
+        let (header, rows) = listing_lines();
+        let more = tmp.path().join(format!("more{version}.csv"));
+        write_csv(&more, &header, &rows[..100]);
+        run(&["update", s(&copy), s(&more), "--format", "json", "-q"]);
+        let bytes = std::fs::read(&copy).unwrap();
+        assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), gramfit::state::FORMAT_VERSION);
+    }
 }
