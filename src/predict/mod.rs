@@ -215,9 +215,28 @@ impl Plan {
             Models::ByGroup { column, models } => {
                 let mut all = Computed { cols: vec![vec![f64::NAN; n]; ncols], ..Computed::default() };
                 let (codes, table) = categorical_column(chunk, column)?;
-                for (code, level) in table.iter().enumerate() {
-                    let rows: Vec<usize> = (0..n).filter(|&r| codes[r] == code as u32).collect();
+                // The rows of each group, in one sweep.
+                let mut by_code: Vec<Vec<usize>> = vec![Vec::new(); table.len()];
+                let mut without = Vec::new();
+                for (r, &c) in codes.iter().enumerate() {
+                    match by_code.get_mut(c as usize) {
+                        Some(rows) => rows.push(r),
+                        None => without.push(r),
+                    }
+                }
+                if let Some(&r) = without.first().filter(|_| self.policy.missing_error) {
+                    return Err(DesignError::Missing { column: column.clone(), row: r, at: at(r) });
+                }
+                for (rows, level) in by_code.iter().zip(&table).filter(|(rows, _)| !rows.is_empty()) {
                     let Some(model) = models.get(level) else {
+                        if self.policy.unseen_error {
+                            return Err(DesignError::NoColumn {
+                                column: format!(
+                                    "{column} (level {level} at {}, which no state of the grouped fit has; --unseen-level null predicts such rows as null)",
+                                    at(rows[0])
+                                ),
+                            });
+                        }
                         *all.unseen.entry(format!("{column} = {level} (no model)")).or_insert(0) += rows.len() as u64;
                         continue;
                     };
@@ -235,9 +254,8 @@ impl Plan {
                     }
                     all.missing += part.missing;
                 }
-                let without = codes.iter().filter(|&&c| c == u32::MAX).count() as u64;
-                if without > 0 {
-                    *all.unseen.entry(format!("{column} missing (no model)")).or_insert(0) += without;
+                if !without.is_empty() {
+                    *all.unseen.entry(format!("{column} missing (no model)")).or_insert(0) += without.len() as u64;
                 }
                 all
             }

@@ -315,6 +315,30 @@ fn fit_by_a_column_equals_fits_of_each_group_and_its_states_predict_their_rows()
             }
         }
     }
+    // A borough with no model, and a row without a borough: counted nulls,
+    // or refused with --unseen-level error / --missing error.
+    let odd = tmp.path().join("odd.csv");
+    std::fs::write(
+        &odd,
+        "rent,size_sqft,bedrooms,has_doorman,borough\n3000,700,1,0,Brooklyn\n2000,600,1,0,Staten Island\n2500,650,1,1,\n",
+    )
+    .unwrap();
+    let out = gramfit(["predict", s(&states), s(&odd), "--format", "json", "-q"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("2 of 3 rows predicted as null: 1 with borough = Staten Island (no model)")
+            && err.contains("1 with borough missing (no model)"),
+        "{err}"
+    );
+    let out = gramfit(["predict", s(&states), s(&odd), "--unseen-level", "error", "-q"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("level Staten Island at") && err.contains("which no state of the grouped fit has"), "{err}");
+    let out = gramfit(["predict", s(&states), s(&odd), "--missing", "error", "-q"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("borough") && err.contains("line 4"), "{err}");
 }
 
 #[test]
