@@ -15,7 +15,7 @@ mod predict;
 
 pub(crate) use absorbed::{accumulate as absorbed_pass, iid_report as absorbed_iid_report, IidRun};
 pub(crate) use estimated::{fit_for_job as blocks_for_job, many_levels};
-pub use fit::fit;
+pub use fit::{fit, fit_report};
 pub use inspect::{corr, design, summary};
 pub use keep::{diagnose, merge, retract, update};
 pub(crate) use keep::{fold_into_state, lock_state, FoldOptions};

@@ -3,7 +3,7 @@
 //! clustered covariance.
 
 use super::fit::{csv_spill, reopen_as_read, spill_note};
-use super::{emit, report_options, AppError};
+use super::{report_options, AppError};
 use crate::cli::FitArgs;
 use crate::engine::{self, EngineOptions, Progress};
 use crate::factors::{
@@ -37,7 +37,7 @@ impl From<WithinError> for AppError {
     }
 }
 
-pub fn fit_absorbed(a: &FitArgs, ab: Absorbed, eo: &EngineOptions) -> Result<(), AppError> {
+pub fn fit_absorbed(a: &FitArgs, ab: Absorbed, eo: &EngineOptions) -> Result<report::Report, AppError> {
     let fe = ab.columns.join(" + ");
     for (flag, set) in [("--by", a.by.is_some()), ("--follow", a.follow.follow.is_some())] {
         if set {
@@ -146,8 +146,7 @@ pub fn fit_absorbed(a: &FitArgs, ab: Absorbed, eo: &EngineOptions) -> Result<(),
         let st = State::new(model, resolved.column_types.clone(), dense, Some(part), provenance, fitted_at, elapsed_s);
         crate::state::save(&st, path)?;
     }
-    let text = report::absorbed::render(&res, &info, a.report.format);
-    emit(&text, a.report.output.as_deref())
+    Ok(report::Report::Absorbed { results: Box::new(res), info })
 }
 
 /// The design builder of an absorbed model: the absorbed columns read too.

@@ -4,7 +4,7 @@
 //! reports the dummy model.
 
 use super::fit::{csv_spill, reopen_as_read, spill_note};
-use super::{emit, AppError};
+use super::AppError;
 use crate::cli::FitArgs;
 use crate::engine::{self, EngineOptions, Progress};
 use crate::factors::block_robust::apply_block_robust;
@@ -78,7 +78,7 @@ pub(super) fn fit_by_blocks(
     ro: &ReportOptions,
     eo: &EngineOptions,
     progress: &Progress,
-) -> Result<(), AppError> {
+) -> Result<report::Report, AppError> {
     // The first pass stopped its workers when the levels showed.
     progress.stop.store(false, std::sync::atomic::Ordering::Relaxed);
     let csv = a.csv.options().map_err(AppError::Usage)?;
@@ -172,11 +172,7 @@ pub(super) fn fit_by_blocks(
         st.residuals = snapshot;
         crate::state::save(&st, path)?;
     }
-    let text = {
-        let _exit_safe = crate::interrupt::ExitSafe::enter();
-        report::render(&res, &info, a.report.format)
-    };
-    emit(&text, a.report.output.as_deref())
+    Ok(report::Report::Plain { results: Box::new(res), info })
 }
 
 /// The report's results of a fit by blocks from its statistics (`full`

@@ -16,7 +16,33 @@ use std::sync::Arc;
 use super::keep::{fold_into_state, lock_state, FoldOptions};
 use super::{check_cluster, emit, engine_options, no_second_pass_note, report_options, AppError};
 
+/// `gramfit fit`: the fit's report written where `--output` says, or
+/// follow mode.
 pub fn fit(a: &FitArgs) -> Result<(), AppError> {
+    if a.follow.follow.is_some() && !is_absorbed(a)? {
+        return follow(a);
+    }
+    let report = fit_report(a)?;
+    emit_report(&report, a)
+}
+
+fn is_absorbed(a: &FitArgs) -> Result<bool, AppError> {
+    Ok(crate::formula::absorb::split_absorbed(&a.formula).map_err(model::FitError::from)?.is_some())
+}
+
+/// Render (a large report may be cut by Ctrl-C: rendering writes
+/// nothing) and write.
+fn emit_report(report: &report::Report, a: &FitArgs) -> Result<(), AppError> {
+    let text = {
+        let _exit_safe = crate::interrupt::ExitSafe::enter();
+        report.render(a.report.format)
+    };
+    emit(&text, a.report.output.as_deref())
+}
+
+/// The fit the arguments describe (not follow mode), its state saved
+/// when `--save` says so: the library's entry to what `gramfit fit` does.
+pub fn fit_report(a: &FitArgs) -> Result<report::Report, AppError> {
     let eo = engine_options(&a.engine)?;
     if let Some(absorbed) = crate::formula::absorb::split_absorbed(&a.formula).map_err(model::FitError::from)? {
         return super::absorbed::fit_absorbed(a, absorbed, &eo);
@@ -24,12 +50,27 @@ pub fn fit(a: &FitArgs) -> Result<(), AppError> {
     if let Some(by) = &a.by {
         return fit_by(a, by, &eo);
     }
+    fit_once(a, &a.inputs, &eo, false).map(|(r, _)| r)
+}
+
+/// `fit --follow DIR`: the inputs fitted, then each new or grown file in
+/// DIR folded into the state as it comes.
+fn follow(a: &FitArgs) -> Result<(), AppError> {
+    let eo = engine_options(&a.engine)?;
+    if let Some(by) = &a.by {
+        return fit_by(a, by, &eo).and_then(|r| emit_report(&r, a));
+    }
+    let fit_and_report = |inputs: &[String], hold_tail: bool| -> Result<bool, AppError> {
+        let (report, tail_pending) = fit_once(a, inputs, &eo, hold_tail)?;
+        emit_report(&report, a)?;
+        Ok(tail_pending)
+    };
     if let Some(dir) = &a.follow.follow {
         let Some(save) = &a.save else {
             return Err(AppError::Usage("--follow needs --save STATE (where the fit is kept current)".into()));
         };
         if !a.inputs.is_empty() {
-            fit_once(a, &a.inputs, &eo, false)?;
+            fit_and_report(&a.inputs, false)?;
         }
         let wait = a.lock.wait().map_err(AppError::Usage)?;
         let fold = FoldOptions {
@@ -46,11 +87,11 @@ pub fn fit(a: &FitArgs) -> Result<(), AppError> {
             if save.exists() {
                 fold_into_state(save, &input, &FoldOptions { hold_tail, ..fold })
             } else {
-                fit_once(a, &input, &eo, hold_tail).map(|tail_pending| super::follow::Folded::Saved { tail_pending })
+                fit_and_report(&input, hold_tail).map(|tail_pending| super::follow::Folded::Saved { tail_pending })
             }
         });
     }
-    fit_once(a, &a.inputs, &eo, false).map(|_| ())
+    unreachable!("follow mode has a directory")
 }
 
 /// The model the arguments describe, and their CSV options.
@@ -117,7 +158,14 @@ pub(super) fn spill_note(eo: &EngineOptions) {
 /// Fit `inputs` (`hold_tail`: an unterminated last CSV line is left
 /// pending, as follow mode reads a file that may still be written);
 /// returns whether a last line was left pending.
-fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions, hold_tail: bool) -> Result<bool, AppError> {
+/// One fit of `inputs` (plain, or by blocks), saved when `--save` says,
+/// and whether a growing file's last line is pending.
+fn fit_once(
+    a: &FitArgs,
+    inputs: &[String],
+    eo: &EngineOptions,
+    hold_tail: bool,
+) -> Result<(report::Report, bool), AppError> {
     let ro = report_options(&a.report)?;
     let (options, csv) = model_options(a)?;
     let wait = a.lock.wait().map_err(AppError::Usage)?;
@@ -150,12 +198,12 @@ fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions, hold_tail: bool)
     let plan = super::estimated::plan(a, &resolved, rereadable, hold_tail);
     let mut builder = resolved.builder();
     builder.level_limits = plan.blocks.iter().map(|b| (b.factor, plan.limit)).collect();
-    let by_blocks = |factor: usize, name: &str| -> Result<bool, AppError> {
+    let by_blocks = |factor: usize, name: &str| -> Result<(report::Report, bool), AppError> {
         if let Some(why) = plan.why_dense {
             return Err(plan.refusal(factor, name, why));
         }
         let bf = plan.blocks.iter().find(|b| b.factor == factor).expect("a limit is set only for a candidate");
-        super::estimated::fit_by_blocks(a, &resolved, bf, &ro, eo, &progress).map(|()| false)
+        super::estimated::fit_by_blocks(a, &resolved, bf, &ro, eo, &progress).map(|r| (r, false))
     };
     let pass = match model::accumulate_by(&builder, opened, eo, &progress) {
         Err(e) => match super::estimated::many_levels(&e) {
@@ -221,20 +269,14 @@ fn fit_once(a: &FitArgs, inputs: &[String], eo: &EngineOptions, hold_tail: bool)
     let tail_pending = pass.inputs.iter().any(|i| i.end.is_some_and(|e| e.tail_pending));
     let mut info = model::run_info(&resolved, &st.accumulator, pass.inputs, fitted_at, st.elapsed_s);
     info.full_cov = a.report.full_cov;
-    let text = {
-        // Rendering writes nothing: a large report may be cut by Ctrl-C.
-        let _exit_safe = crate::interrupt::ExitSafe::enter();
-        report::render(&res, &info, a.report.format)
-    };
-    emit(&text, a.report.output.as_deref())?;
-    Ok(tail_pending)
+    Ok((report::Report::Plain { results: Box::new(res), info }, tail_pending))
 }
 
 /// `gramfit fit … --by COL`: a model per level of `by` from one first pass;
 /// each group's second pass reads that group's rows (one pass per group).
-fn fit_by(a: &FitArgs, by: &str, eo: &EngineOptions) -> Result<(), AppError> {
+fn fit_by(a: &FitArgs, by: &str, eo: &EngineOptions) -> Result<report::Report, AppError> {
     use crate::grouped;
-    use crate::report::grouped::{render_grouped, GroupReport};
+    use crate::report::grouped::GroupReport;
     let ro = report_options(&a.report)?;
     let (options, csv) = model_options(a)?;
     let cov = a.report.cov_type;
@@ -290,5 +332,5 @@ fn fit_by(a: &FitArgs, by: &str, eo: &EngineOptions) -> Result<(), AppError> {
         reports.push(GroupReport { level: label, results: res, info });
     }
     spill_note(eo);
-    emit(&render_grouped(by, &reports, a.report.format), a.report.output.as_deref())
+    Ok(report::Report::Grouped { by: by.to_string(), groups: reports })
 }

@@ -10,6 +10,7 @@ use crate::numfmt::fmt_g;
 use crate::results::OlsResults;
 
 /// One group's part: its level (as text), results and run information.
+#[derive(Clone, Debug)]
 pub struct GroupReport {
     pub level: String,
     pub results: OlsResults,

@@ -10,6 +10,28 @@ pub mod text;
 use crate::results::OlsResults;
 use serde::{Deserialize, Serialize};
 
+/// A fit's report, ready to render in any format: what `gramfit fit`
+/// prints, and what a library caller keeps.
+#[derive(Clone, Debug)]
+pub enum Report {
+    /// A plain fit (a factor estimated by blocks included).
+    Plain { results: Box<OlsResults>, info: RunInfo },
+    /// A fit with absorbed fixed effects.
+    Absorbed { results: Box<crate::factors::AbsorbedResults>, info: RunInfo },
+    /// One plain fit per level of `by`.
+    Grouped { by: String, groups: Vec<grouped::GroupReport> },
+}
+
+impl Report {
+    pub fn render(&self, format: Format) -> String {
+        match self {
+            Report::Plain { results, info } => render(results, info, format),
+            Report::Absorbed { results, info } => absorbed::render(results, info, format),
+            Report::Grouped { by, groups } => grouped::render_grouped(by, groups, format),
+        }
+    }
+}
+
 /// Output formats for a fit's report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]

@@ -408,3 +408,53 @@ fn report_output_keeps_pipes_and_links() {
     let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&target).unwrap()).unwrap();
     assert_eq!(written["params"], json["params"], "the link's target holds the new report");
 }
+
+/// The library's entry to `gramfit fit` (`app::fit_report`, for callers
+/// such as the coming Python package) gives the report the command line
+/// prints, in every format and for every kind of fit: plain, a factor by
+/// blocks, absorbed, grouped.
+#[test]
+fn the_librarys_fit_report_is_what_the_command_line_prints() {
+    use clap::Parser;
+    use gramfit::cli::{Cli, Command as Cmd};
+    let data = crate::common::streeteasy();
+    let tmp = crate::common::tempdir();
+    let levels = tmp.path().join("levels.csv");
+    crate::estimated::many_levels_csv(&levels, 3000, 320, false);
+    let cases: [(&std::path::Path, &[&str]); 4] = [
+        (&data, &["-f", "rent ~ size_sqft + bedrooms + C(borough)", "--cov-type", "HC1"]),
+        (&levels, &["-f", "y ~ x1 + x2 + C(g)"]),
+        (&data, &["-f", "rent ~ size_sqft + bedrooms | neighborhood"]),
+        (&data, &["-f", "rent ~ size_sqft + bedrooms", "--by", "borough"]),
+    ];
+    for (file, case) in cases {
+        let mut argv = vec!["gramfit", "fit", file.to_str().unwrap(), "-q"];
+        argv.extend_from_slice(case);
+        let Cmd::Fit(args) = Cli::parse_from(&argv).command else { panic!("a fit") };
+        let report = gramfit::app::fit_report(&args).unwrap_or_else(|e| panic!("{case:?}: {e}"));
+        for format in ["json", "text"] {
+            let mut cli = argv[1..].to_vec();
+            cli.extend(["--format", format]);
+            let out = std::process::Command::new(crate::common::bin()).args(&cli).output().unwrap();
+            assert!(out.status.success(), "{case:?}: {}", String::from_utf8_lossy(&out.stderr));
+            let printed = String::from_utf8(out.stdout).unwrap();
+            let f = if format == "json" { gramfit::report::Format::Json } else { gramfit::report::Format::Text };
+            let ours = report.render(f);
+            if case[1].contains("C(g)") && format == "json" {
+                assert!(ours.contains("estimated by blocks"), "the block path");
+            }
+            // The run's clock and timing differ between the two runs.
+            let timeless = |t: &str| -> Vec<String> {
+                t.lines()
+                    .filter(|l| {
+                        !["Date:", "Time:", "elapsed", "fitted_at", "Fitted", "Pass over the data"]
+                            .iter()
+                            .any(|w| l.contains(w))
+                    })
+                    .map(String::from)
+                    .collect()
+            };
+            assert_eq!(timeless(&ours), timeless(&printed), "{case:?} {format}");
+        }
+    }
+}

@@ -100,7 +100,7 @@ fn levels_that_pass_the_limit_only_in_total_start_the_fit_over() {
 /// A CSV of `n` rows with a factor of `levels` levels (with `singleton`,
 /// the last has one row, and a few values are missing), two real-valued
 /// predictors and a cluster column `c` across the levels.
-fn many_levels_csv(path: &Path, n: usize, levels: usize, singleton: bool) {
+pub(crate) fn many_levels_csv(path: &Path, n: usize, levels: usize, singleton: bool) {
     let mut s: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = || {
         s ^= s << 13;
