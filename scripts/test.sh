@@ -10,6 +10,13 @@ cd "$(dirname "$0")/.."
 # writes files with pyarrow, DuckDB and polars: install the pinned peers.
 python3 -m pip install --quiet --disable-pip-version-check -r tests/peers/requirements.txt
 cargo test --release --locked "$@"
+# The Python package: its wheel built by maturin, installed, and tested
+# against statsmodels and the command line (python/tests).
+echo "== the Python package"
+rm -rf target/wheels
+maturin build --release --locked --quiet -m python/Cargo.toml -o target/wheels
+python3 -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps target/wheels/gramfit-*.whl
+python3 -m pytest -q -p no:warnings python/tests
 native=$(./target/release/gramfit --version | sed -n 's/^kernels: \([a-z0-9]*\).*/\1/p')
 echo "== the CPU's kernels: $native; the numeric tests on each path below it"
 for level in portable avx2 avx512 avx512vbmi; do

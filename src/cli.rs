@@ -143,12 +143,12 @@ pub struct ReportArgs {
     /// Skip the second pass over the data (residual diagnostics, robust errors).
     #[arg(long)]
     pub no_second_pass: bool,
-    /// Write the report to this file (atomically) instead of stdout.
     /// Write cov_params, the correlation matrix and the variance
     /// proportions in JSON however many columns the design has (left out
     /// past 300 columns).
     #[arg(long)]
     pub full_cov: bool,
+    /// Write the report to this file (atomically) instead of stdout.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
 }

@@ -1,0 +1,38 @@
+import os
+from typing import Any, Optional, Sequence, Union
+
+from ._gramfit import GramfitError as GramfitError, Report as Report
+
+PathLike = Union[str, os.PathLike[str]]
+
+def ols(
+    formula: str,
+    data: Union[PathLike, Sequence[PathLike]],
+    *,
+    weights: Optional[str] = ...,
+    cov_type: str = ...,
+    cluster: Optional[str] = ...,
+    singular: str = ...,
+    missing: str = ...,
+    alpha: float = ...,
+    threads: Optional[int] = ...,
+    save: Optional[PathLike] = ...,
+    second_pass: bool = ...,
+) -> RegressionResults: ...
+def wls(formula: str, data: Union[PathLike, Sequence[PathLike]], *, weights: str, **kwargs: Any) -> RegressionResults: ...
+
+class Summary:
+    def as_text(self) -> str: ...
+
+class RegressionResults:
+    params: Any
+    bse: Any
+    tvalues: Any
+    pvalues: Any
+    nobs: float
+    def summary(self) -> Summary: ...
+    def to_dict(self) -> dict: ...
+    def render(self, format: str = ...) -> str: ...
+    def conf_int(self) -> Any: ...
+    def cov_params(self) -> Any: ...
+    def __getattr__(self, name: str) -> Any: ...

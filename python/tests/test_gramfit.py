@@ -1,0 +1,119 @@
+"""The Python package against statsmodels and against gramfit's own
+command line, on the StreetEasy listings (../shared/datasets, or
+GRAMFIT_SHARED_DATASETS). Run by scripts/test.sh after the wheel is built
+and installed."""
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.formula.api as smf
+
+import gramfit
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("GRAMFIT_SHARED_DATASETS", ROOT.parent / "shared" / "datasets"))
+LISTINGS = SHARED / "streeteasy" / "streeteasy.csv"
+CLI = ROOT / "target" / "release" / "gramfit"
+
+if not LISTINGS.exists():
+    raise RuntimeError(f"*** the reference datasets are missing: {LISTINGS} (set GRAMFIT_SHARED_DATASETS) ***")
+
+
+def rel(a, b):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300))
+
+
+def cli(*args):
+    out = subprocess.run([str(CLI), *args], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def timeless(text):
+    """The report without the lines that hold the run's clock."""
+    drop = ("Date:", "Time:", "Pass over the data", "elapsed", "fitted_at")
+    return [l for l in text.splitlines() if not any(w in l for w in drop)]
+
+
+FORMULA = "rent ~ size_sqft + bedrooms + min_to_subway + has_washer_dryer + C(borough)"
+
+
+@pytest.mark.parametrize("cov_type", ["nonrobust", "HC1", "HC3"])
+def test_ols_equals_statsmodels(cov_type):
+    df = pd.read_csv(LISTINGS)
+    theirs = smf.ols(FORMULA, df).fit(cov_type=cov_type)
+    ours = gramfit.ols(FORMULA, LISTINGS, cov_type=cov_type)
+    assert list(ours.params.index) == list(theirs.params.index)
+    for name in ["params", "bse", "tvalues", "pvalues"]:
+        assert rel(getattr(ours, name), getattr(theirs, name)) < 1e-8, name
+    assert rel(ours.conf_int().values, theirs.conf_int().values) < 1e-8
+    assert rel(ours.cov_params().values, theirs.cov_params().values) < 1e-8
+    for name in ["rsquared", "rsquared_adj", "fvalue", "llf", "aic", "bic", "df_resid", "df_model", "nobs"]:
+        assert rel(getattr(ours, name), getattr(theirs, name)) < 1e-8, name
+    assert rel(sorted(ours.eigenvals), sorted(theirs.eigenvals)) < 1e-6
+    assert rel(ours.condition_number, theirs.condition_number) < 1e-6
+
+
+def test_wls_equals_statsmodels():
+    df = pd.read_csv(LISTINGS)
+    w = 1.0 / (1.0 + df["min_to_subway"])
+    theirs = smf.wls(FORMULA, df, weights=w).fit()
+    ours = gramfit.wls(FORMULA, LISTINGS, weights="1/(1+min_to_subway)")
+    assert ours.model == "WLS"
+    for name in ["params", "bse"]:
+        assert rel(getattr(ours, name), getattr(theirs, name)) < 1e-8, name
+    assert rel(ours.llf, theirs.llf) < 1e-8
+
+
+@pytest.mark.parametrize(
+    "formula, extra",
+    [
+        (FORMULA, ["--cov-type", "HC3"]),
+        ("rent ~ size_sqft + bedrooms | neighborhood", []),
+    ],
+)
+def test_summary_and_to_dict_are_the_command_lines(formula, extra):
+    kw = {"cov_type": extra[1]} if extra else {}
+    ours = gramfit.ols(formula, LISTINGS, **kw)
+    text = cli("fit", str(LISTINGS), "-f", formula, "-q", *extra)
+    assert timeless(str(ours.summary())) == timeless(text)
+    printed = json.loads(cli("fit", str(LISTINGS), "-f", formula, "-q", "--format", "json", *extra))
+    mine = ours.to_dict()
+    assert list(mine) == list(printed)
+    for k in ("fitted_at", "elapsed_s"):
+        mine.pop(k), printed.pop(k)
+    assert mine == printed
+
+
+def test_a_saved_state_is_the_command_lines(tmp_path):
+    state = tmp_path / "rent.gramfit"
+    ours = gramfit.ols(FORMULA, [LISTINGS], save=state, second_pass=False)
+    summary = json.loads(cli("summary", str(state), "--format", "json"))
+    assert summary["params"] == ours.to_dict()["params"]
+
+
+def test_bad_input_raises_with_the_engines_message(tmp_path):
+    with pytest.raises(gramfit.GramfitError, match="no column named 'size_sq' in the input; did you mean 'size_sqft'"):
+        gramfit.ols("rent ~ size_sq", LISTINGS)
+    with pytest.raises(ValueError, match="cov_type must be one of nonrobust, HC0, HC1, HC2, HC3, cluster; not 'HC9'"):
+        gramfit.ols("rent ~ size_sqft", LISTINGS, cov_type="HC9")
+    with pytest.raises(gramfit.GramfitError, match="--cov-type cluster needs --cluster"):
+        gramfit.ols("rent ~ size_sqft", LISTINGS, cov_type="cluster")
+    gap = tmp_path / "gap.csv"
+    gap.write_text("y,x\n1,2\n2,\n3,4\n")
+    assert gramfit.ols("y ~ x", gap).nobs == 2
+    with pytest.raises(gramfit.GramfitError, match="column 'x' is missing a value at"):
+        gramfit.ols("y ~ x", gap, missing="raise")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("y,x\n1,2\n2,3\n3,NaNa\n")
+    with pytest.raises(gramfit.GramfitError, match="bad.csv"):
+        gramfit.ols("y ~ np.log(x)", bad)
+    with pytest.raises(gramfit.GramfitError, match="missing.parquet"):
+        gramfit.ols("y ~ x", tmp_path / "missing.parquet")
+    with pytest.raises(TypeError, match="DataFrames and Arrow tables are not supported yet"):
+        gramfit.ols("y ~ x", pd.DataFrame({"y": [1.0], "x": [2.0]}))
