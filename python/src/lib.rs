@@ -1,6 +1,7 @@
 //! `gramfit._gramfit`: the Rust side of the Python package. It takes a
 //! `gramfit fit` command line (so every option means what it means on the
-//! command line), runs the fit with the GIL released, and hands back the
+//! command line), runs the fit with the GIL released (Ctrl-C stops it:
+//! `KeyboardInterrupt`), and hands back the
 //! report, which renders in any of the command line's formats; the
 //! `gramfit` package (`python/python/gramfit`) builds the argument list and
 //! shapes the results like statsmodels'.
@@ -52,8 +53,48 @@ fn fit(py: Python<'_>, argv: Vec<String>) -> PyResult<Report> {
     let Command::Fit(args) = cli.command else {
         return Err(GramfitError::new_err("only `fit` runs through gramfit._gramfit.fit"));
     };
-    let report = py.detach(|| gramfit::app::fit_report(&args)).map_err(|e| GramfitError::new_err(e.to_string()))?;
-    Ok(Report { inner: report })
+    let report = run_interruptibly(py, move || gramfit::app::fit_report(&args))?;
+    report.map(|inner| Report { inner }).map_err(|e| GramfitError::new_err(e.to_string()))
+}
+
+/// Run `work` on its own thread without the GIL, looking at Python's
+/// signals every 50 ms: on Ctrl-C (or any signal handler that raises) the
+/// work is told to stop — the flag every pass and solve polls — and the
+/// handler's exception (`KeyboardInterrupt`) is raised once it has.
+fn run_interruptibly<T: Send + 'static>(py: Python<'_>, work: impl FnOnce() -> T + Send + 'static) -> PyResult<T> {
+    use gramfit::interrupt::INTERRUPTED;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+    // A call stopped before must not stop this one.
+    INTERRUPTED.store(false, Ordering::Relaxed);
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let worker = std::thread::spawn(move || {
+        let _ = tx.send(work());
+    });
+    loop {
+        match py.detach(|| rx.recv_timeout(Duration::from_millis(50))) {
+            Ok(done) => {
+                let _ = worker.join();
+                return Ok(done);
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if let Err(raised) = py.check_signals() {
+                    INTERRUPTED.store(true, Ordering::Relaxed);
+                    py.detach(|| {
+                        let _ = rx.recv();
+                        let _ = worker.join();
+                    });
+                    INTERRUPTED.store(false, Ordering::Relaxed);
+                    return Err(raised);
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                // The work panicked: say so rather than hang.
+                let _ = worker.join();
+                return Err(GramfitError::new_err("gramfit: internal error (a panic); please report it"));
+            }
+        }
+    }
 }
 
 #[pymodule]

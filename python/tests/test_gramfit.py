@@ -117,3 +117,30 @@ def test_bad_input_raises_with_the_engines_message(tmp_path):
         gramfit.ols("y ~ x", tmp_path / "missing.parquet")
     with pytest.raises(TypeError, match="DataFrames and Arrow tables are not supported yet"):
         gramfit.ols("y ~ x", pd.DataFrame({"y": [1.0], "x": [2.0]}))
+
+
+def test_ctrl_c_stops_a_long_fit_and_the_next_fit_runs(tmp_path, monkeypatch):
+    # A dense solve of 1,500 levels takes seconds and polls the stop flag
+    # at every column (the threshold raised so that it runs densely).
+    rng = np.random.default_rng(7)
+    n, levels = 60_000, 1500
+    g = rng.integers(0, levels, n)
+    x = rng.normal(size=n)
+    y = 1 + 2 * x + np.sin(g) + rng.normal(size=n)
+    data = tmp_path / "levels.csv"
+    pd.DataFrame({"y": y, "x": x, "g": [f"L{v}" for v in g]}).to_csv(data, index=False)
+    monkeypatch.setenv("GRAMFIT_DENSE_LEVELS", "5000")
+    import _thread
+    import threading
+    import time
+
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    t0 = time.monotonic()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        gramfit.ols("y ~ x + C(g)", data)
+    stopped = time.monotonic() - t0
+    timer.cancel()
+    assert stopped < 3.0, f"stopped after {stopped:.2f} s"
+    # The stop is not left behind for the next call.
+    assert gramfit.ols("rent ~ size_sqft", LISTINGS).nobs == 5000
