@@ -113,9 +113,18 @@ pub(crate) fn recorded_inputs(st: &State) -> Vec<InputInfo> {
         .collect()
 }
 
+/// A saved fit's report in the format `report` asks for.
 pub(crate) fn render_state(st: &State, report: &ReportArgs) -> Result<String, AppError> {
+    let r = state_report(st, report)?;
+    let _exit_safe = crate::interrupt::ExitSafe::enter();
+    Ok(r.render(report.format))
+}
+
+/// A saved fit's report (what `gramfit summary` prints): the library's
+/// entry to a state file's results.
+pub fn state_report(st: &State, report: &ReportArgs) -> Result<report::Report, AppError> {
     if st.absorbed.is_some() {
-        return absorbed::render_state(st, report);
+        return absorbed::state_report(st, report);
     }
     let ro = report_options(report)?;
     let resolved = Resolved::new(st.model.clone(), st.column_types.clone())?;
@@ -145,7 +154,7 @@ pub(crate) fn render_state(st: &State, report: &ReportArgs) -> Result<String, Ap
     let inputs = recorded_inputs(st);
     let mut info = model::run_info(&resolved, &st.accumulator, inputs, st.fitted_at, st.elapsed_s);
     info.full_cov = report.full_cov;
-    Ok(report::render(&res, &info, report.format))
+    Ok(report::Report::Plain { results: Box::new(res), info })
 }
 
 /// `--cluster` goes with `--cov-type cluster`, and only with it: given with

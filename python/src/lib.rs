@@ -57,6 +57,21 @@ fn fit(py: Python<'_>, argv: Vec<String>) -> PyResult<Report> {
     report.map(|inner| Report { inner }).map_err(|e| GramfitError::new_err(e.to_string()))
 }
 
+/// Run `argv` (a `gramfit summary` command line) and return the saved
+/// fit's report.
+#[pyfunction]
+fn summary(py: Python<'_>, argv: Vec<String>) -> PyResult<Report> {
+    let cli = Cli::try_parse_from(&argv).map_err(|e| GramfitError::new_err(e.to_string()))?;
+    let Command::Summary(args) = cli.command else {
+        return Err(GramfitError::new_err("only `summary` runs through gramfit._gramfit.summary"));
+    };
+    let report = py.detach(|| {
+        let st = gramfit::state::load(&args.state)?;
+        gramfit::app::state_report(&st, &args.report)
+    });
+    report.map(|inner| Report { inner }).map_err(|e| GramfitError::new_err(e.to_string()))
+}
+
 /// Run `work` on its own thread without the GIL, looking at Python's
 /// signals every 50 ms: on Ctrl-C (or any signal handler that raises) the
 /// work is told to stop — the flag every pass and solve polls — and the
@@ -102,6 +117,7 @@ fn _gramfit(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("GramfitError", m.py().get_type::<GramfitError>())?;
     m.add_class::<Report>()?;
     m.add_function(wrap_pyfunction!(fit, m)?)?;
+    m.add_function(wrap_pyfunction!(summary, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

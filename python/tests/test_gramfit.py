@@ -91,10 +91,20 @@ def test_summary_and_to_dict_are_the_command_lines(formula, extra):
 
 
 def test_a_saved_state_is_the_command_lines(tmp_path):
+    # Saved from Python, read by the command line; saved by the command
+    # line, read from Python.
     state = tmp_path / "rent.gramfit"
     ours = gramfit.ols(FORMULA, [LISTINGS], save=state, second_pass=False)
     summary = json.loads(cli("summary", str(state), "--format", "json"))
     assert summary["params"] == ours.to_dict()["params"]
+    for formula in [FORMULA, "rent ~ size_sqft + bedrooms | neighborhood"]:
+        other = tmp_path / "cli.gramfit"
+        cli("fit", str(LISTINGS), "-f", formula, "-q", "--save", str(other), "-o", os.devnull)
+        loaded = gramfit.load(other)
+        assert timeless(str(loaded.summary())) == timeless(cli("summary", str(other)))
+        assert loaded.to_dict() == json.loads(cli("summary", str(other), "--format", "json"))
+    with pytest.raises(gramfit.GramfitError, match="nothing.gramfit"):
+        gramfit.load(tmp_path / "nothing.gramfit")
 
 
 def test_bad_input_raises_with_the_engines_message(tmp_path):

@@ -286,9 +286,9 @@ pub(super) fn state_model(st: &State) -> Result<Option<(Resolved, Vec<String>)>,
 
 /// The report of a saved absorbed fit (iid standard errors: the robust
 /// ones need the data).
-pub(super) fn render_state(st: &State, report: &crate::cli::ReportArgs) -> Result<String, AppError> {
+pub(super) fn state_report(st: &State, report: &crate::cli::ReportArgs) -> Result<report::Report, AppError> {
     if st.absorbed.as_ref().is_some_and(|p| p.estimated_term.is_some()) {
-        return super::estimated::render_state(st, report);
+        return super::estimated::state_report(st, report);
     }
     let ro = report_options(report)?;
     if report.cov_type != CovType::Nonrobust {
@@ -307,7 +307,7 @@ pub(super) fn render_state(st: &State, report: &crate::cli::ReportArgs) -> Resul
         fitted_at: st.fitted_at,
         elapsed_s: st.elapsed_s,
     };
-    iid_report(&acc, &resolved, &columns, &ro, run, report.full_cov, report.format)
+    iid_report(&acc, &resolved, &columns, &ro, run, report.full_cov)
 }
 
 /// Where an iid report's numbers came from.
@@ -327,8 +327,7 @@ pub(crate) fn iid_report(
     ro: &model::ReportOptions,
     run: IidRun<'_>,
     full_cov: bool,
-    format: crate::report::Format,
-) -> Result<String, AppError> {
+) -> Result<report::Report, AppError> {
     let design = design(&resolved.spec, &acc.dense.level_sets(), acc.dense.stats.keys()).map_err(FitError::from)?;
     let fit =
         within_fit(acc, &design, resolved.options.weights.is_some(), ro.singular, crate::factors::Singletons::Drop)?;
@@ -344,5 +343,5 @@ pub(crate) fn iid_report(
         weights: resolved.options.weights.clone(),
         full_cov,
     };
-    Ok(report::absorbed::render(&res, &info, format))
+    Ok(report::Report::Absorbed { results: Box::new(res), info })
 }

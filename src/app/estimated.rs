@@ -221,7 +221,7 @@ fn results(
 
 /// The report of a saved fit by blocks (the bottom block when the state
 /// keeps its second pass).
-pub(super) fn render_state(st: &State, report: &crate::cli::ReportArgs) -> Result<String, AppError> {
+pub(super) fn state_report(st: &State, report: &crate::cli::ReportArgs) -> Result<report::Report, AppError> {
     let ro = super::report_options(report)?;
     if report.cov_type != CovType::Nonrobust {
         return Err(AppError::Usage(format!(
@@ -248,7 +248,7 @@ pub(super) fn render_state(st: &State, report: &crate::cli::ReportArgs) -> Resul
         weights: full.options.weights.clone(),
         full_cov: report.full_cov,
     };
-    Ok(report::render(&res, &info, report.format))
+    Ok(report::Report::Plain { results: Box::new(res), info })
 }
 
 /// The factor a first pass stopped for (its [`DesignError::ManyLevels`]),

@@ -21,8 +21,9 @@ from typing import Any, Optional, Sequence, Union
 
 from ._gramfit import GramfitError, Report
 from ._gramfit import fit as _fit
+from ._gramfit import summary as _summary
 
-__all__ = ["ols", "wls", "RegressionResults", "GramfitError", "Report"]
+__all__ = ["ols", "wls", "load", "RegressionResults", "GramfitError", "Report"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -89,6 +90,16 @@ def ols(
 def wls(formula: str, data: Union[PathLike, Sequence[PathLike]], *, weights: str, **kwargs: Any) -> "RegressionResults":
     """Weighted least squares: :func:`ols` with ``weights`` required."""
     return ols(formula, data, weights=weights, **kwargs)
+
+
+def load(path: PathLike, *, singular: str = "drop", alpha: float = 0.05) -> "RegressionResults":
+    """The results of a state file (``gramfit fit --save``, ``update``,
+    ``merge``, or :func:`ols` with ``save``): what ``gramfit summary``
+    reports."""
+    if singular not in ("drop", "pinv", "error"):
+        raise ValueError(f"singular must be one of drop, pinv, error; not {singular!r}")
+    argv = ["gramfit", "summary", os.fspath(path), "--singular", singular, "--alpha", repr(float(alpha))]
+    return RegressionResults(_summary(argv))
 
 
 def _labelled(d: Optional[dict]) -> Any:
