@@ -19,8 +19,8 @@ use super::{check_cluster, emit, engine_options, no_second_pass_note, report_opt
 /// `gramfit fit`: the fit's report written where `--output` says, or
 /// follow mode.
 pub fn fit(a: &FitArgs) -> Result<(), AppError> {
-    if a.follow.follow.is_some() && !is_absorbed(a)? {
-        return follow(a);
+    if let Some(dir) = a.follow.follow.as_deref().filter(|_| !is_absorbed(a).unwrap_or(false)) {
+        return follow(a, dir);
     }
     let report = fit_report(a)?;
     emit_report(&report, a)
@@ -54,44 +54,38 @@ pub fn fit_report(a: &FitArgs) -> Result<report::Report, AppError> {
 }
 
 /// `fit --follow DIR`: the inputs fitted, then each new or grown file in
-/// DIR folded into the state as it comes.
-fn follow(a: &FitArgs) -> Result<(), AppError> {
+/// DIR folded into the state as it comes (`--by` conflicts with it).
+fn follow(a: &FitArgs, dir: &Path) -> Result<(), AppError> {
     let eo = engine_options(&a.engine)?;
-    if let Some(by) = &a.by {
-        return fit_by(a, by, &eo).and_then(|r| emit_report(&r, a));
-    }
     let fit_and_report = |inputs: &[String], hold_tail: bool| -> Result<bool, AppError> {
         let (report, tail_pending) = fit_once(a, inputs, &eo, hold_tail)?;
         emit_report(&report, a)?;
         Ok(tail_pending)
     };
-    if let Some(dir) = &a.follow.follow {
-        let Some(save) = &a.save else {
-            return Err(AppError::Usage("--follow needs --save STATE (where the fit is kept current)".into()));
-        };
-        if !a.inputs.is_empty() {
-            fit_and_report(&a.inputs, false)?;
-        }
-        let wait = a.lock.wait().map_err(AppError::Usage)?;
-        let fold = FoldOptions {
-            force: false,
-            hold_tail: true,
-            skip_folded: false,
-            report: &a.report,
-            engine: &eo,
-            quiet: a.engine.quiet,
-            wait,
-        };
-        return super::follow::follow(dir, &a.follow, &mut |path: &Path, hold_tail: bool| {
-            let input = [path.to_string_lossy().to_string()];
-            if save.exists() {
-                fold_into_state(save, &input, &FoldOptions { hold_tail, ..fold })
-            } else {
-                fit_and_report(&input, hold_tail).map(|tail_pending| super::follow::Folded::Saved { tail_pending })
-            }
-        });
+    let Some(save) = &a.save else {
+        return Err(AppError::Usage("--follow needs --save STATE (where the fit is kept current)".into()));
+    };
+    if !a.inputs.is_empty() {
+        fit_and_report(&a.inputs, false)?;
     }
-    unreachable!("follow mode has a directory")
+    let wait = a.lock.wait().map_err(AppError::Usage)?;
+    let fold = FoldOptions {
+        force: false,
+        hold_tail: true,
+        skip_folded: false,
+        report: &a.report,
+        engine: &eo,
+        quiet: a.engine.quiet,
+        wait,
+    };
+    super::follow::follow(dir, &a.follow, &mut |path: &Path, hold_tail: bool| {
+        let input = [path.to_string_lossy().to_string()];
+        if save.exists() {
+            fold_into_state(save, &input, &FoldOptions { hold_tail, ..fold })
+        } else {
+            fit_and_report(&input, hold_tail).map(|tail_pending| super::follow::Folded::Saved { tail_pending })
+        }
+    })
 }
 
 /// The model the arguments describe, and their CSV options.
@@ -155,11 +149,10 @@ pub(super) fn spill_note(eo: &EngineOptions) {
     }
 }
 
-/// Fit `inputs` (`hold_tail`: an unterminated last CSV line is left
-/// pending, as follow mode reads a file that may still be written);
-/// returns whether a last line was left pending.
-/// One fit of `inputs` (plain, or by blocks), saved when `--save` says,
-/// and whether a growing file's last line is pending.
+/// Fit `inputs` (plain, or by blocks; saved when `--save` says): the
+/// report, and whether a last line was left pending (`hold_tail`: an
+/// unterminated last CSV line is left so, as follow mode reads a file that
+/// may still be written).
 fn fit_once(
     a: &FitArgs,
     inputs: &[String],
