@@ -13,7 +13,7 @@ mod inspect;
 mod keep;
 mod predict;
 
-pub(crate) use absorbed::{accumulate as absorbed_pass, iid_report as absorbed_iid_report, IidRun};
+pub(crate) use absorbed::{accumulate as absorbed_pass, iid_report as absorbed_iid_report, LevelRun};
 pub(crate) use estimated::{fit_for_job as blocks_for_job, many_levels};
 pub use fit::{fit, fit_report};
 pub use inspect::{corr, design, summary};

@@ -283,7 +283,7 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
             let t0 = std::time::Instant::now();
             let (acc, infos) = app::absorbed_pass(r, columns, opened, &eo, &progress)?;
             let (fitted_at, elapsed_s) = (model::now_unix(), t0.elapsed().as_secs_f64());
-            let run = app::IidRun { formula: &m.options.formula, inputs: infos.clone(), fitted_at, elapsed_s };
+            let run = app::LevelRun { formula: &m.options.formula, inputs: infos.clone(), fitted_at, elapsed_s };
             let mut text = app::absorbed_iid_report(&acc, r, columns, &m.report, run, m.full_cov)
                 .map(|r| r.render(m.format))
                 .map_err(|e| AppError::Data(format!("{}: {e}", m.name)))?;

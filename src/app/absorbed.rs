@@ -132,7 +132,8 @@ pub fn fit_absorbed(a: &FitArgs, ab: Absorbed, eo: &EngineOptions) -> Result<rep
     let mut res = infer_absorbed(&fit, &cov_of, ro.alpha, &resolved.spec.response.name);
     add_notes(&mut res, &acc, &ab.columns, cov);
     let elapsed_s = t0.elapsed().as_secs_f64();
-    let info = run_info(&acc, a.formula.clone(), inputs.clone(), fitted_at, elapsed_s, a);
+    let run = LevelRun { formula: &a.formula, inputs: inputs.clone(), fitted_at, elapsed_s };
+    let info = run.info(&acc, a.weights.clone(), a.report.full_cov);
     if crate::interrupt::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
         return Err(AppError::Data("interrupted".into()));
     }
@@ -251,26 +252,6 @@ fn add_notes(res: &mut AbsorbedResults, acc: &AbsorbAccumulator, columns: &[Stri
     }
 }
 
-fn run_info(
-    acc: &AbsorbAccumulator,
-    formula: String,
-    inputs: Vec<crate::report::InputInfo>,
-    fitted_at: u64,
-    elapsed_s: f64,
-    a: &FitArgs,
-) -> RunInfo {
-    RunInfo {
-        formula,
-        inputs,
-        rows_read: acc.rows_read,
-        rows_dropped: acc.rows_dropped(),
-        fitted_at,
-        elapsed_s,
-        weights: a.weights.clone(),
-        full_cov: a.report.full_cov,
-    }
-}
-
 /// The absorbed model of a state: the main model resolved, and the
 /// absorbed columns (`None`: the state's formula absorbs nothing).
 pub(super) fn state_model(st: &State) -> Result<Option<(Resolved, Vec<String>)>, AppError> {
@@ -301,7 +282,7 @@ pub(super) fn state_report(st: &State, report: &crate::cli::ReportArgs) -> Resul
     let (resolved, columns) = state_model(st)?.expect("an absorbed state");
     let part = st.absorbed.clone().expect("an absorbed state");
     let acc = AbsorbAccumulator::from_parts(st.accumulator.clone(), part);
-    let run = IidRun {
+    let run = LevelRun {
         formula: &st.model.formula,
         inputs: super::recorded_inputs(st),
         fitted_at: st.fitted_at,
@@ -310,12 +291,29 @@ pub(super) fn state_report(st: &State, report: &crate::cli::ReportArgs) -> Resul
     iid_report(&acc, &resolved, &columns, &ro, run, report.full_cov)
 }
 
-/// Where an iid report's numbers came from.
-pub(crate) struct IidRun<'a> {
+/// Where the numbers of a report from per-level sums (an absorbed fit, a
+/// fit by blocks) came from.
+pub(crate) struct LevelRun<'a> {
     pub formula: &'a str,
     pub inputs: Vec<crate::report::InputInfo>,
     pub fitted_at: u64,
     pub elapsed_s: f64,
+}
+
+impl LevelRun<'_> {
+    /// The report's run block: these inputs and times, `acc`'s row counts.
+    pub(crate) fn info(self, acc: &AbsorbAccumulator, weights: Option<String>, full_cov: bool) -> RunInfo {
+        RunInfo {
+            formula: self.formula.to_string(),
+            inputs: self.inputs,
+            rows_read: acc.rows_read,
+            rows_dropped: acc.rows_dropped(),
+            fitted_at: self.fitted_at,
+            elapsed_s: self.elapsed_s,
+            weights,
+            full_cov,
+        }
+    }
 }
 
 /// The report of an absorbed fit with iid standard errors (a saved state,
@@ -325,7 +323,7 @@ pub(crate) fn iid_report(
     resolved: &Resolved,
     columns: &[String],
     ro: &model::ReportOptions,
-    run: IidRun<'_>,
+    run: LevelRun<'_>,
     full_cov: bool,
 ) -> Result<report::Report, AppError> {
     let design = design(&resolved.spec, &acc.dense.level_sets(), acc.dense.stats.keys()).map_err(FitError::from)?;
@@ -333,15 +331,6 @@ pub(crate) fn iid_report(
         within_fit(acc, &design, resolved.options.weights.is_some(), ro.singular, crate::factors::Singletons::Drop)?;
     let mut res = infer_absorbed(&fit, &AbsorbedCov::Iid, ro.alpha, &resolved.spec.response.name);
     add_notes(&mut res, acc, columns, CovType::Nonrobust);
-    let info = RunInfo {
-        formula: run.formula.to_string(),
-        inputs: run.inputs,
-        rows_read: acc.rows_read,
-        rows_dropped: acc.rows_dropped(),
-        fitted_at: run.fitted_at,
-        elapsed_s: run.elapsed_s,
-        weights: resolved.options.weights.clone(),
-        full_cov,
-    };
+    let info = run.info(acc, resolved.options.weights.clone(), full_cov);
     Ok(report::Report::Absorbed { results: Box::new(res), info })
 }

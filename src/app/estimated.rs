@@ -3,6 +3,7 @@
 //! blocks (see [`crate::factors::estimated`]), reported as statsmodels
 //! reports the dummy model.
 
+use super::absorbed::LevelRun;
 use super::fit::{csv_spill, reopen_as_read, spill_note};
 use super::AppError;
 use crate::cli::FitArgs;
@@ -11,7 +12,7 @@ use crate::factors::block_robust::apply_block_robust;
 use crate::factors::estimated::{
     block_factors, block_results, estimated_model, full_design, rest_model, BlockFactor, BlockOptions, FullDesign,
 };
-use crate::factors::{within_fit, AbsorbResiduals, LeveragePlan, ResidualPlan, Singletons};
+use crate::factors::{within_fit, AbsorbResiduals, LevelSpread, LeveragePlan, ResidualPlan, Singletons};
 use crate::factors::{AbsorbAccumulator, WithinFit};
 use crate::formula::columns::design;
 use crate::formula::columns::Design;
@@ -96,7 +97,6 @@ pub(super) fn fit_by_blocks(
     let (acc, inputs) = super::absorbed::accumulate(&rest, &columns, opened, eo, progress)?;
     let fitted_at = model::now_unix();
     let (mut res, within, rest_design, fd) = results(resolved, &rest, bf, &acc, ro, a.report.full_cov)?;
-    let fac = &within.factors[0];
     let mut snapshot = None;
     let singular = within.sol.aliased.iter().any(|&a| a);
     if cov != CovType::Nonrobust && ro.singular == crate::solve::SingularPolicy::Pinv && singular {
@@ -110,8 +110,7 @@ pub(super) fn fit_by_blocks(
         let plan = Arc::new(ResidualPlan {
             moments: true,
             level_scores: (cov != CovType::Nonrobust).then(|| LeveragePlan {
-                within_inv: within.sol.normalized_cov.iter().map(|d| d.to_f64()).collect(),
-                inv_weight: fac.weight.iter().map(|w| 1.0 / w.to_f64()).collect(),
+                spread: LevelSpread::of(&within),
                 power: match cov {
                     CovType::Hc2 => 1,
                     CovType::Hc3 => 2,
@@ -157,16 +156,8 @@ pub(super) fn fit_by_blocks(
         return Err(AppError::Data("interrupted".into()));
     }
     let elapsed_s = t0.elapsed().as_secs_f64();
-    let info = RunInfo {
-        formula: resolved.options.formula.clone(),
-        inputs,
-        rows_read: acc.rows_read,
-        rows_dropped: acc.rows_dropped(),
-        fitted_at,
-        elapsed_s,
-        weights: resolved.options.weights.clone(),
-        full_cov: a.report.full_cov,
-    };
+    let run = LevelRun { formula: &resolved.options.formula, inputs, fitted_at, elapsed_s };
+    let info = run.info(&acc, resolved.options.weights.clone(), a.report.full_cov);
     if let Some(path) = &a.save {
         let mut st = block_state(resolved, bf, acc, &read, &info)?;
         st.residuals = snapshot;
@@ -238,16 +229,13 @@ pub(super) fn state_report(st: &State, report: &crate::cli::ReportArgs) -> Resul
         Some(snap) => crate::results::apply_second_pass(&mut res, snap),
         None => res.gramfit_notes.push(super::no_second_pass_note(false)),
     }
-    let info = RunInfo {
-        formula: st.model.formula.clone(),
+    let run = LevelRun {
+        formula: &st.model.formula,
         inputs: super::recorded_inputs(st),
-        rows_read: acc.rows_read,
-        rows_dropped: acc.rows_dropped(),
         fitted_at: st.fitted_at,
         elapsed_s: st.elapsed_s,
-        weights: full.options.weights.clone(),
-        full_cov: report.full_cov,
     };
+    let info = run.info(&acc, full.options.weights.clone(), report.full_cov);
     Ok(report::Report::Plain { results: Box::new(res), info })
 }
 
@@ -285,16 +273,8 @@ pub(crate) fn fit_for_job(
     let (acc, inputs) = super::absorbed::accumulate(&rest, std::slice::from_ref(&bf.column), opened, eo, progress)?;
     let (fitted_at, elapsed_s) = (model::now_unix(), t0.elapsed().as_secs_f64());
     let (res, ..) = results(resolved, &rest, bf, &acc, ro, full_cov)?;
-    let info = RunInfo {
-        formula: resolved.options.formula.clone(),
-        inputs,
-        rows_read: acc.rows_read,
-        rows_dropped: acc.rows_dropped(),
-        fitted_at,
-        elapsed_s,
-        weights: resolved.options.weights.clone(),
-        full_cov,
-    };
+    let run = LevelRun { formula: &resolved.options.formula, inputs, fitted_at, elapsed_s };
+    let info = run.info(&acc, resolved.options.weights.clone(), full_cov);
     let text = report::render(&res, &info, format);
     Ok((text, block_state(resolved, bf, acc, &read, &info)?))
 }

@@ -69,37 +69,13 @@ pub fn predict(a: &PredictArgs) -> Result<(), AppError> {
     }
     let group_column = (states.len() > 1).then(|| first.model.group.as_ref().map(|g| g.column.clone())).flatten();
     let resolved = Resolved::new(general.clone(), first.column_types.clone())?;
-    let opened = model::open_inputs(&a.inputs, &first.model.csv)?;
-    if opened.stdin.is_some() {
-        return Err(AppError::Usage("predict reads files, not a stream on stdin".into()));
-    }
-    // Every predictor (and the group column) in every input, before any
-    // output is written.
-    // The response is optional (with it, residuals).
+    // The predictors (not the response: with it, residuals) and the group
+    // column.
     let mut needed =
         DesignBuilder::new(Arc::new(resolved.spec.without_response()), None, MissingPolicy::Drop).source_columns();
     needed.extend(group_column.iter().cloned());
-    needed.extend(a.keep.iter().cloned());
-    let present = model::column_types(&opened, &needed)?;
-    for c in &needed {
-        if !present.iter().any(|(n, _)| n == c) {
-            return Err(AppError::Data(format!(
-                "{}: column '{c}' is missing (the model{} uses it)",
-                opened.inputs[0].display(),
-                if a.keep.contains(c) { "'s --keep" } else { "" }
-            )));
-        }
-    }
-    let mut response_cols = Vec::new();
-    if let crate::formula::FactorKind::Numeric(e) = &resolved.spec.response.kind {
-        e.columns(&mut response_cols);
-    }
-    let with_response = predict::all_have(&opened.schemas, &response_cols);
-    let mut weight_cols = Vec::new();
-    if let Some(w) = general.weights.as_deref().and_then(|w| crate::design::weights_expr(w).ok()) {
-        w.columns(&mut weight_cols);
-    }
-    let with_weights = general.weights.is_some() && predict::all_have(&opened.schemas, &weight_cols);
+    let opened = open_inputs(a, &first.model.csv, needed)?;
+    let (with_response, with_weights) = optional_columns(&resolved, &opened);
     let report = ReportOptions { singular: a.singular, alpha: a.alpha };
     let missing = if a.missing == RowAction::Error { MissingPolicy::Error } else { MissingPolicy::Drop };
     let mut models = BTreeMap::new();
@@ -202,36 +178,14 @@ fn predict_absorbed(
     if by_blocks {
         m = m.with_variance(&fit, scale);
     }
-    let opened = model::open_inputs(&a.inputs, &st.model.csv)?;
-    if opened.stdin.is_some() {
-        return Err(AppError::Usage("predict reads files, not a stream on stdin".into()));
-    }
-    let mut needed = m.source_columns();
-    needed.extend(a.keep.iter().cloned());
-    let present = model::column_types(&opened, &needed)?;
-    if let Some(c) = needed.iter().find(|c| !present.iter().any(|(n, _)| n == *c)) {
-        return Err(AppError::Data(format!(
-            "{}: column '{c}' is missing (the model{} uses it)",
-            opened.inputs[0].display(),
-            if a.keep.contains(c) { "'s --keep" } else { "" }
-        )));
-    }
-    let mut response_cols = Vec::new();
-    if let crate::formula::FactorKind::Numeric(e) = &resolved.spec.response.kind {
-        e.columns(&mut response_cols);
-    }
-    let with_response = predict::all_have(&opened.schemas, &response_cols);
+    let opened = open_inputs(a, &st.model.csv, m.source_columns())?;
+    let (with_response, with_weights) = optional_columns(&resolved, &opened);
     let residuals = match (with_response, by_blocks) {
         (false, _) => Residuals::None,
         (true, true) => Residuals::Standardized,
         (true, false) => Residuals::Raw,
     };
     let weights = resolved.options.weights.as_deref();
-    let mut weight_cols = Vec::new();
-    if let Some(w) = weights.and_then(|w| crate::design::weights_expr(w).ok()) {
-        w.columns(&mut weight_cols);
-    }
-    let with_weights = weights.is_some() && predict::all_have(&opened.schemas, &weight_cols);
     let q = Tail::quantile(a.alpha, true, df_resid);
     let tail = Tail::new(&resolved.spec, weights, scale, q, with_response, with_weights);
     let (schema, writer) = output(a, &opened, residuals)?;
@@ -248,6 +202,48 @@ fn predict_absorbed(
         schema,
     });
     write_predictions(a, eo, &resolved, plan, writer, opened)
+}
+
+/// The inputs, each holding the `needed` columns and the `--keep` ones:
+/// else an error before any output is written.
+fn open_inputs(
+    a: &PredictArgs,
+    csv: &crate::source::csv::CsvOptions,
+    mut needed: Vec<String>,
+) -> Result<model::OpenedInputs, AppError> {
+    let opened = model::open_inputs(&a.inputs, csv)?;
+    if opened.stdin.is_some() {
+        return Err(AppError::Usage("predict reads files, not a stream on stdin".into()));
+    }
+    needed.extend(a.keep.iter().cloned());
+    let present = model::column_types(&opened, &needed)?;
+    if let Some(c) = needed.iter().find(|c| !present.iter().any(|(n, _)| n == *c)) {
+        return Err(AppError::Data(format!(
+            "{}: column '{c}' is missing (the model{} uses it)",
+            opened.inputs[0].display(),
+            if a.keep.contains(c) { "'s --keep" } else { "" }
+        )));
+    }
+    Ok(opened)
+}
+
+/// Whether every input holds the response's columns (then residuals are
+/// written) and the weights' (then an observation interval uses each
+/// row's weight).
+fn optional_columns(resolved: &Resolved, opened: &model::OpenedInputs) -> (bool, bool) {
+    let mut response_cols = Vec::new();
+    if let crate::formula::FactorKind::Numeric(e) = &resolved.spec.response.kind {
+        e.columns(&mut response_cols);
+    }
+    let weights = resolved.options.weights.as_deref();
+    let mut weight_cols = Vec::new();
+    if let Some(w) = weights.and_then(|w| crate::design::weights_expr(w).ok()) {
+        w.columns(&mut weight_cols);
+    }
+    (
+        predict::all_have(&opened.schemas, &response_cols),
+        weights.is_some() && predict::all_have(&opened.schemas, &weight_cols),
+    )
 }
 
 /// Stream the inputs through `plan`, writing the rows in input order, and

@@ -30,4 +30,4 @@ pub use accumulate::{AbsorbAccumulator, AbsorbedPart};
 pub use inference::{infer_absorbed, AbsorbedCov, AbsorbedResults};
 pub use predict::AbsorbedModel;
 pub use residuals::{AbsorbResiduals, LevelScores, LeveragePlan, ResidualPlan};
-pub use within::{within_fit, Singletons, WithinError, WithinFit};
+pub use within::{within_fit, LevelSpread, Singletons, WithinError, WithinFit};

@@ -32,9 +32,6 @@ pub struct AbsorbedModel {
     /// Per absorbed column: each level's effect.
     effects: Vec<LevelMap<Level>>,
     effect: Vec<Vec<f64>>,
-    /// The first factor's `proj` (its levels' centered means of `[x…, y]`
-    /// when it is the only one).
-    level_means: Vec<f64>,
     mean: Vec<f64>,
     beta: Vec<f64>,
     key_col: HashMap<ColumnKey, usize>,
@@ -48,15 +45,16 @@ pub struct AbsorbedModel {
     spread: Option<MeanSpread>,
 }
 
-/// `Var(ŷ) = σ²/W_l + dᵀ (σ² M⁻¹) d` for a row of level `l` of the one
-/// factor (see the module's note).
+/// `Var(ŷ) = σ²(1/W_l + dᵀM⁻¹d)` for a row of level `l` of the one factor
+/// (see the module's note).
 #[derive(Clone, Debug)]
 struct MeanSpread {
-    /// Per level (in the factor's order): `σ² / W_l`.
-    level_var: Vec<f64>,
-    /// `σ² M⁻¹` over the slopes' columns (`k × k`, row-major; zero rows
-    /// and columns for aliased ones, or the pseudo-inverse under `pinv`).
-    slope_cov: Vec<f64>,
+    /// `σ²`.
+    scale: f64,
+    spread: super::within::LevelSpread,
+    /// The factor's `proj`: its levels' centered means of `[x…, y]`
+    /// (row-major, `k + 1` a level).
+    level_means: Vec<f64>,
 }
 
 /// Per chunk: the means (NaN where not predicted), their variances (a fit
@@ -115,7 +113,6 @@ impl AbsorbedModel {
             columns: fit.factors.iter().map(|f| f.column.clone()).collect(),
             effects,
             effect,
-            level_means: fit.factors[0].proj.clone(),
             mean: fit.mean.clone(),
             beta,
             key_col,
@@ -130,15 +127,11 @@ impl AbsorbedModel {
     pub fn with_variance(mut self, fit: &WithinFit, scale: f64) -> Self {
         debug_assert_eq!(fit.factors.len(), 1, "one factor estimated by blocks");
         self.spread = Some(MeanSpread {
-            level_var: fit.factors[0].weight.iter().map(|w| scale / w.to_f64()).collect(),
-            slope_cov: fit.sol.normalized_cov.iter().map(|m| scale * m.to_f64()).collect(),
+            scale,
+            spread: super::within::LevelSpread::of(fit),
+            level_means: fit.factors[0].proj.clone(),
         });
         self
-    }
-
-    /// Whether [`compute`](Self::compute) gives variances.
-    pub fn has_variance(&self) -> bool {
-        self.spread.is_some()
     }
 
     /// Every column a prediction reads.
@@ -242,22 +235,11 @@ impl AbsorbedModel {
             if let (Some(s), Some(var)) = (&self.spread, out.var.as_mut()) {
                 // d = x − x̄_l, in place (x is centered, proj the level's
                 // centered means).
-                let proj = &self.level_means[level0 * (k + 1)..level0 * (k + 1) + k];
+                let proj = &s.level_means[level0 * (k + 1)..level0 * (k + 1) + k];
                 x.iter_mut().zip(proj).for_each(|(v, p)| *v -= p);
-                var[rows[row]] = s.level_var[level0] + quadratic_form(&s.slope_cov, &x);
+                var[rows[row]] = s.scale * s.spread.at(level0, &x);
             }
         }
         Ok(out)
     }
-}
-
-/// `dᵀ A d` for a symmetric `A` (`k × k`, row-major), a fixed order of
-/// terms.
-fn quadratic_form(a: &[f64], d: &[f64]) -> f64 {
-    let k = d.len();
-    let mut s = 0.0;
-    for (i, &di) in d.iter().enumerate().filter(|(_, &v)| v != 0.0) {
-        s += di * a[i * k..(i + 1) * k].iter().zip(d).map(|(a, d)| a * d).sum::<f64>();
-    }
-    s
 }

@@ -51,10 +51,7 @@ pub struct ResidualPlan {
 /// blocks: `h = w·(1/W_l + x̃ᵀM⁻¹x̃)` (`M` the within moments).
 #[derive(Clone, Debug)]
 pub struct LeveragePlan {
-    /// `M⁻¹`, row-major `k × k` (aliased columns zero).
-    pub within_inv: Vec<f64>,
-    /// Per level (the plan's level order), `1/W_l`.
-    pub inv_weight: Vec<f64>,
+    pub spread: super::within::LevelSpread,
     /// The meat's weights `u²/(1 − h)^power` (`u = w·e`): 0 for HC0 and
     /// HC1, 1 for HC2, 2 for HC3.
     pub power: i32,
@@ -184,7 +181,7 @@ impl AbsorbResiduals {
         let nesting = plan.index.iter().map(|ix| vec![Nesting::Unseen; ix.len()]).collect();
         let moments = plan.moments.then(ResidualStats::default);
         let level_scores = plan.level_scores.as_ref().map(|lp| {
-            let (levels, k) = (lp.inv_weight.len(), plan.beta.len());
+            let (levels, k) = (lp.spread.inv_weight.len(), plan.beta.len());
             LevelScores {
                 q: vec![0.0; levels],
                 ordinary: vec![0; levels],
@@ -291,13 +288,7 @@ impl ChunkSink for AbsorbResiduals {
                 // The leverage matters to HC2/HC3 only. Leverage one (a
                 // level's only row; its residual is zero) is left out of
                 // their meats, as the dense path does.
-                let h = if lp.power == 0 {
-                    0.0
-                } else {
-                    let quad: f64 =
-                        (0..k).map(|i| x[i] * (0..k).map(|j| lp.within_inv[i * k + j] * x[j]).sum::<f64>()).sum();
-                    w * (lp.inv_weight[l] + quad)
-                };
+                let h = if lp.power == 0 { 0.0 } else { w * lp.spread.at(l, x) };
                 let one = 1.0 - h <= 1e-10;
                 if one {
                     ls.leverage_one += 1;

@@ -113,6 +113,36 @@ pub struct WithinFit {
     pub collinear_with_levels: Vec<usize>,
 }
 
+/// For one factor estimated by blocks: a row's `1/W_l + x̃ᵀM⁻¹x̃` (`x̃` its
+/// slopes' columns less its level's means, `M` the within moments) — its
+/// leverage over its weight, and its fitted value's variance over `σ²`
+/// (block inversion of the dummy model's `XᵀWX`).
+#[derive(Clone, Debug)]
+pub struct LevelSpread {
+    /// `M⁻¹`, row-major `k × k` (aliased columns zero).
+    pub within_inv: Vec<f64>,
+    /// Per level (the factor's order), `1/W_l`.
+    pub inv_weight: Vec<f64>,
+}
+
+impl LevelSpread {
+    /// The spread of a fit's one factor.
+    pub fn of(fit: &WithinFit) -> LevelSpread {
+        LevelSpread {
+            within_inv: fit.sol.normalized_cov.iter().map(|d| d.to_f64()).collect(),
+            inv_weight: fit.factors[0].weight.iter().map(|w| 1.0 / w.to_f64()).collect(),
+        }
+    }
+
+    /// `1/W_l + x̃ᵀM⁻¹x̃` for a row of level `level`.
+    #[inline]
+    pub fn at(&self, level: usize, x: &[f64]) -> f64 {
+        let k = x.len();
+        let quad: f64 = (0..k).map(|i| x[i] * (0..k).map(|j| self.within_inv[i * k + j] * x[j]).sum::<f64>()).sum();
+        self.inv_weight[level] + quad
+    }
+}
+
 /// One factor's levels in the statistics' column order.
 struct Levels {
     levels: Vec<Level>,
