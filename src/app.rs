@@ -11,6 +11,7 @@ mod fit;
 mod follow;
 mod inspect;
 mod keep;
+mod parts;
 mod predict;
 
 pub(crate) use absorbed::{accumulate as absorbed_pass, iid_report as absorbed_iid_report, LevelRun};
@@ -19,6 +20,9 @@ pub use fit::{fit, fit_report};
 pub use inspect::{corr, design, summary};
 pub use keep::{diagnose, merge, retract, update};
 pub(crate) use keep::{fold_into_state, lock_state, FoldOptions};
+pub use parts::{
+    apply_residual_parts, decode_residual_part, encode_residual_part, first_pass, merge_states, residual_part,
+};
 pub use predict::predict;
 
 use crate::cli::{EngineArgs, ReportArgs};

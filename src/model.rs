@@ -304,42 +304,81 @@ pub fn second_pass(
     engine_opts: &EngineOptions,
     progress: &Progress,
 ) -> Result<crate::second_pass::ResidualSnapshot, FitError> {
-    use crate::residuals::{robust_cov, ResidualStats};
-    use crate::second_pass::{CovType, ResidualSnapshot, SecondPassSpec};
-    let RobustOptions { cov, cluster } = robust;
-    // Clusters matter only to a cluster-robust covariance; another one
-    // does not read the column.
-    let cluster = cluster.filter(|_| cov == CovType::Cluster);
-    let design = design(&resolved.spec, &acc.level_sets(), acc.stats.keys())?;
-    let ne = NormalEquations::from_state(acc, &design);
-    let sol = solve_normal_equations(&ne, report.singular)?;
-    if let Some(c) = cluster {
-        if !resolved.column_types.iter().any(|(n, _)| n == c) {
-            let hint = crate::formula::closest(c, resolved.column_types.iter().map(|(n, _)| n.as_str()))
-                .map(|c| format!("; did you mean '{c}'?"))
-                .unwrap_or_default();
-            return Err(FitError::Other(format!("--cluster: no column named '{c}' in the input{hint}")));
+    let pass = SecondPass::of(resolved, acc, report, robust)?;
+    let stats = pass.accumulate(resolved, opened, engine_opts, progress)?;
+    Ok(pass.snapshot(&stats))
+}
+
+/// A second pass set up from a first pass's statistics: what it needs (β,
+/// `(XᵀWX)⁻¹`, the design) and the residual degrees of freedom of its
+/// robust covariance. The pass over the rows ([`SecondPass::accumulate`])
+/// may run in parts whose sums merge in row order (a distributed fit);
+/// [`SecondPass::snapshot`] turns the merged sums into what a state keeps.
+pub struct SecondPass {
+    pub spec: crate::second_pass::SecondPassSpec,
+    df_resid: f64,
+}
+
+impl SecondPass {
+    pub fn of(
+        resolved: &Resolved,
+        acc: &FitAccumulator,
+        report: &ReportOptions,
+        robust: RobustOptions<'_>,
+    ) -> Result<SecondPass, FitError> {
+        use crate::second_pass::{CovType, SecondPassSpec};
+        let RobustOptions { cov, cluster } = robust;
+        // Clusters matter only to a cluster-robust covariance; another one
+        // does not read the column.
+        let cluster = cluster.filter(|_| cov == CovType::Cluster);
+        let design = design(&resolved.spec, &acc.level_sets(), acc.stats.keys())?;
+        let ne = NormalEquations::from_state(acc, &design);
+        let sol = solve_normal_equations(&ne, report.singular)?;
+        if let Some(c) = cluster {
+            if !resolved.column_types.iter().any(|(n, _)| n == c) {
+                let hint = crate::formula::closest(c, resolved.column_types.iter().map(|(n, _)| n.as_str()))
+                    .map(|c| format!("; did you mean '{c}'?"))
+                    .unwrap_or_default();
+                return Err(FitError::Other(format!("--cluster: no column named '{c}' in the input{hint}")));
+            }
+        }
+        let spec = SecondPassSpec {
+            design,
+            params: sol.params.iter().map(|b| b.map_or(0.0, |d| d.to_f64())).collect(),
+            xtx_inv: sol.normalized_cov.iter().map(|d| d.to_f64()).collect(),
+            cluster: cluster.map(String::from),
+            cov,
+        };
+        Ok(SecondPass { spec, df_resid: acc.stats.nobs() as f64 - sol.rank as f64 })
+    }
+
+    /// The residual sums of `opened`'s rows, in row order.
+    pub fn accumulate(
+        &self,
+        resolved: &Resolved,
+        opened: OpenedInputs,
+        engine_opts: &EngineOptions,
+        progress: &Progress,
+    ) -> Result<crate::residuals::ResidualStats, FitError> {
+        let mut builder = resolved.builder();
+        builder.second_pass = Some(Arc::new(self.spec.clone()));
+        let (stats, _) = engine::accumulate(opened, &builder, engine_opts, progress)?;
+        Ok(stats)
+    }
+
+    /// What a state keeps of the pass, from the sums of all its rows.
+    pub fn snapshot(&self, st: &crate::residuals::ResidualStats) -> crate::second_pass::ResidualSnapshot {
+        use crate::second_pass::CovType;
+        let cov = self.spec.cov;
+        crate::second_pass::ResidualSnapshot {
+            cov_type: cov,
+            diagnostics: st.diagnostics(),
+            robust_cov: crate::residuals::robust_cov(st, &self.spec, cov, self.df_resid),
+            undefined: if matches!(cov, CovType::Hc2 | CovType::Hc3) { st.undefined_hc23() } else { Vec::new() },
+            leverage_one: st.leverage_one,
+            n_clusters: st.clusters.len(),
         }
     }
-    let spec = SecondPassSpec {
-        design,
-        params: sol.params.iter().map(|b| b.map_or(0.0, |d| d.to_f64())).collect(),
-        xtx_inv: sol.normalized_cov.iter().map(|d| d.to_f64()).collect(),
-        cluster: cluster.map(String::from),
-        cov,
-    };
-    let mut builder = resolved.builder();
-    builder.second_pass = Some(Arc::new(spec.clone()));
-    let (st, _): (ResidualStats, _) = engine::accumulate(opened, &builder, engine_opts, progress)?;
-    let df_resid = acc.stats.nobs() as f64 - sol.rank as f64;
-    Ok(ResidualSnapshot {
-        cov_type: cov,
-        diagnostics: st.diagnostics(),
-        robust_cov: robust_cov(&st, &spec, cov, df_resid),
-        undefined: if matches!(cov, CovType::Hc2 | CovType::Hc3) { st.undefined_hc23() } else { Vec::new() },
-        leverage_one: st.leverage_one,
-        n_clusters: st.clusters.len(),
-    })
 }
 
 pub fn now_unix() -> u64 {

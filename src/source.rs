@@ -12,6 +12,7 @@ pub mod csv;
 mod dict_unpack;
 mod float_pages;
 mod float_values;
+pub mod memory;
 mod page_format;
 mod parquet;
 
@@ -48,6 +49,8 @@ pub enum SourceKind {
     Parquet,
     IpcFile,
     IpcStream,
+    /// A table lent by an embedding program ([`memory`]).
+    Memory,
 }
 
 /// One input file (or stdin for `-`).
@@ -68,6 +71,9 @@ impl Input {
     pub fn display(&self) -> String {
         if self.is_stdin() {
             "<stdin>".into()
+        } else if self.kind == SourceKind::Memory {
+            let name = self.path.to_string_lossy();
+            memory::lent(&name).map_or_else(|| name.to_string(), |t| t.label.clone())
         } else {
             self.path.display().to_string()
         }
@@ -118,6 +124,13 @@ pub fn expand(args: &[String]) -> Result<Vec<Input>, SourceError> {
     for a in args {
         if a == "-" {
             out.push(Input { path: PathBuf::from("-"), kind: SourceKind::IpcStream, from: ReadFrom::default() });
+            continue;
+        }
+        if memory::is_memory_name(a) {
+            if memory::lent(a).is_none() {
+                return Err(SourceError::Io { path: a.clone(), message: "no table is lent under this name".into() });
+            }
+            out.push(Input::new(PathBuf::from(a), SourceKind::Memory));
             continue;
         }
         let p = Path::new(a);
@@ -248,6 +261,7 @@ pub fn schema_of(input: &Input, csv: &CsvOptions) -> Result<SchemaRef, SourceErr
             path: input.display(),
             message: "the schema of a stream is read when the stream is".into(),
         }),
+        SourceKind::Memory => Ok(lent_table(input)?.schema.clone()),
     }
 }
 
@@ -369,8 +383,20 @@ pub fn sequential_batches(
                 .map_err(|e| fmt_err("Arrow IPC stream", e))?;
             Ok(window(Box::new(r), read.from.records_before, read.from.limit))
         }
+        SourceKind::Memory => {
+            let table = lent_table(input)?;
+            let batches: Vec<_> = table.batches.iter().cloned().map(Ok).collect();
+            Ok(window(Box::new(batches.into_iter()), read.from.records_before, read.from.limit))
+        }
         SourceKind::Parquet => unreachable!("Parquet is read by row group"),
     }
+}
+
+/// The table a memory input names (withdrawn only if its lender let go
+/// during the call, which the lender does not do).
+fn lent_table(input: &Input) -> Result<Arc<memory::MemoryTable>, SourceError> {
+    memory::lent(&input.path.to_string_lossy())
+        .ok_or_else(|| SourceError::Io { path: input.display(), message: "the lent table was withdrawn".into() })
 }
 
 /// A counted file that still seeks (the IPC file reader seeks to its

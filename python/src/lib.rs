@@ -6,6 +6,9 @@
 //! `gramfit` package (`python/python/gramfit`) builds the argument list and
 //! shapes the results like statsmodels'.
 
+mod parts;
+mod tables;
+
 use clap::Parser;
 use gramfit::cli::{Cli, Command};
 use gramfit::report::Format;
@@ -20,8 +23,8 @@ pyo3::create_exception!(
 
 /// A fit's report (plain, absorbed or grouped).
 #[pyclass(frozen, module = "gramfit._gramfit")]
-struct Report {
-    inner: gramfit::report::Report,
+pub(crate) struct Report {
+    pub(crate) inner: gramfit::report::Report,
 }
 
 #[pymethods]
@@ -44,16 +47,21 @@ impl Report {
     }
 }
 
-/// Run `argv` (a `gramfit fit` command line, program name first) and
-/// return its report; errors raise `GramfitError` with the command line's
-/// message.
+/// Run `argv` (a `gramfit fit` command line, program name first) on its
+/// inputs and `tables` (objects exporting Arrow streams, with the labels
+/// messages give them) and return its report; errors raise
+/// `GramfitError` with the command line's message.
 #[pyfunction]
-fn fit(py: Python<'_>, argv: Vec<String>) -> PyResult<Report> {
+#[pyo3(signature = (argv, tables = Vec::new()))]
+fn fit(py: Python<'_>, argv: Vec<String>, tables: Vec<(Bound<'_, PyAny>, String)>) -> PyResult<Report> {
+    let lent = tables::lend_all(tables)?;
+    let argv = tables::with_inputs(&argv, &lent);
     let cli = Cli::try_parse_from(&argv).map_err(|e| GramfitError::new_err(e.to_string()))?;
     let Command::Fit(args) = cli.command else {
         return Err(GramfitError::new_err("only `fit` runs through gramfit._gramfit.fit"));
     };
     let report = run_interruptibly(py, move || gramfit::app::fit_report(&args))?;
+    drop(lent);
     report.map(|inner| Report { inner }).map_err(|e| GramfitError::new_err(e.to_string()))
 }
 
@@ -76,7 +84,10 @@ fn summary(py: Python<'_>, argv: Vec<String>) -> PyResult<Report> {
 /// signals every 50 ms: on Ctrl-C (or any signal handler that raises) the
 /// work is told to stop — the flag every pass and solve polls — and the
 /// handler's exception (`KeyboardInterrupt`) is raised once it has.
-fn run_interruptibly<T: Send + 'static>(py: Python<'_>, work: impl FnOnce() -> T + Send + 'static) -> PyResult<T> {
+pub(crate) fn run_interruptibly<T: Send + 'static>(
+    py: Python<'_>,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> PyResult<T> {
     use gramfit::interrupt::INTERRUPTED;
     use std::sync::atomic::Ordering;
     use std::time::Duration;
@@ -118,6 +129,10 @@ fn _gramfit(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Report>()?;
     m.add_function(wrap_pyfunction!(fit, m)?)?;
     m.add_function(wrap_pyfunction!(summary, m)?)?;
+    m.add_class::<parts::PyState>()?;
+    m.add_function(wrap_pyfunction!(parts::first_pass, m)?)?;
+    m.add_function(wrap_pyfunction!(parts::residual_part, m)?)?;
+    m.add_function(wrap_pyfunction!(parts::finish, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -197,8 +197,10 @@ pub(crate) fn fold_into_state(state_path: &Path, inputs: &[String], o: &FoldOpti
     let mut grows: Vec<Option<usize>> = Vec::new();
     let mut passed_over: Vec<usize> = Vec::new();
     for (at, input) in opened.inputs.iter_mut().enumerate() {
-        if input.is_stdin() {
-            return Err(AppError::Usage("update needs files (their content is fingerprinted), not stdin".into()));
+        if input.is_stdin() || input.kind == crate::source::SourceKind::Memory {
+            return Err(AppError::Usage(
+                "update needs files (their content is fingerprinted), not stdin or data in memory".into(),
+            ));
         }
         let (size, sha) = state::fingerprint(&input.path)?;
         let seen = if o.force { Seen::New } else { growth::classify(&st.inputs, input, size, &sha, o.hold_tail)? };
@@ -275,8 +277,10 @@ pub fn retract(a: &RetractArgs) -> Result<(), AppError> {
     let mut opened = model::open_inputs(&a.inputs, &st.model.csv)?;
     let mut remove: Vec<usize> = Vec::new();
     for input in opened.inputs.iter_mut() {
-        if input.is_stdin() {
-            return Err(AppError::Usage("retract needs files (their content is fingerprinted), not stdin".into()));
+        if input.is_stdin() || input.kind == crate::source::SourceKind::Memory {
+            return Err(AppError::Usage(
+                "retract needs files (their content is fingerprinted), not stdin or data in memory".into(),
+            ));
         }
         let (size, sha) = state::fingerprint(&input.path)?;
         let found = st.inputs.iter().enumerate().position(|(i, p)| {
@@ -353,79 +357,9 @@ pub fn merge(a: &MergeArgs) -> Result<(), AppError> {
     let _lock = lock_state(&a.out, a.lock.wait().map_err(AppError::Usage)?)?;
     let mut states = Vec::new();
     for p in &a.states {
-        states.push((p, state::load(p)?));
+        states.push((p.display().to_string(), state::load(p)?));
     }
-    let (first_path, first) = &states[0];
-    let mut out = first.clone();
-    for (p, st) in &states[1..] {
-        let kind = |s: &State| s.absorbed.as_ref().map(|p| p.estimated_term);
-        if kind(st) != kind(first) {
-            return Err(AppError::Data(format!(
-                "{} and {} are not states of the same kind: {}; fit them alike (the same levels threshold, or absorb the factor)",
-                p.display(),
-                first_path.display(),
-                "one estimates a factor by blocks, the other as dense dummies"
-            )));
-        }
-        if st.model != first.model {
-            let (m, f) = (&st.model, &first.model);
-            let what = if m.formula != f.formula {
-                format!("formula '{}' vs '{}'", m.formula, f.formula)
-            } else if m.weights != f.weights {
-                format!("weights {:?} vs {:?}", m.weights, f.weights)
-            } else if m.group != f.group {
-                let g = |g: &Option<model::Group>| {
-                    g.as_ref().map_or("all rows".to_string(), |g| format!("the group {} = {}", g.column, g.level))
-                };
-                format!("{} vs {}", g(&m.group), g(&f.group))
-            } else if m.csv != f.csv {
-                format!("CSV reading options {:?} vs {:?}", m.csv, f.csv)
-            } else {
-                format!("missing-value policy {:?} vs {:?}", m.missing, f.missing)
-            };
-            return Err(AppError::Data(format!(
-                "{} and {} are not states of the same model: {what}",
-                p.display(),
-                first_path.display()
-            )));
-        }
-        let (resolved, absorbed) = match super::absorbed::state_model(first)? {
-            Some((r, columns)) => (r, columns),
-            None => (Resolved::new(first.model.clone(), first.column_types.clone())?, Vec::new()),
-        };
-        for c in resolved.spec.source_columns().into_iter().chain(absorbed) {
-            let t1 = first.column_types.iter().find(|(n, _)| *n == c).map(|x| x.1);
-            let t2 = st.column_types.iter().find(|(n, _)| *n == c).map(|x| x.1);
-            if t1 != t2 {
-                return Err(AppError::Data(format!(
-                    "{} and {}: column '{c}' has type {t2:?} in one and {t1:?} in the other",
-                    p.display(),
-                    first_path.display()
-                )));
-            }
-        }
-        for prov in &st.inputs {
-            if !prov.sha256.is_empty() && out.inputs.iter().any(|q| q.sha256 == prov.sha256) {
-                return Err(AppError::Data(format!(
-                    "{}: the input {} (sha256 {}…) is already in another state being merged; merging would count it twice",
-                    p.display(),
-                    prov.path,
-                    &prov.sha256[..12.min(prov.sha256.len())]
-                )));
-            }
-        }
-        match &st.absorbed {
-            Some(part) => {
-                let acc = crate::factors::AbsorbAccumulator::from_parts(st.accumulator.clone(), part.clone());
-                super::absorbed::Pass::Absorbed(Box::new(acc)).merge_into(&mut out)
-            }
-            None => out.accumulator.merge(&st.accumulator),
-        }
-        out.inputs.extend(st.inputs.iter().cloned());
-        out.elapsed_s += st.elapsed_s;
-    }
-    out.fitted_at = model::now_unix();
-    out.drop_second_pass();
+    let out = super::parts::merge_states(states)?;
     state::save(&out, &a.out)?;
     emit(&render_state(&out, &a.report)?, a.report.output.as_deref())
 }

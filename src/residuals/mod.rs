@@ -43,7 +43,10 @@ use meat::add_mat;
 use std::collections::BTreeMap;
 
 /// Accumulated residual statistics of a run of rows (in file order).
-#[derive(Clone, Debug, Default)]
+/// Serialized (a part of a distributed second pass) only when finished:
+/// the in-place pass's pending sums are then collapsed, and the cache is
+/// not data.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ResidualStats {
     pub n: u64,
     /// Σ eᵏ for k = 1..4, in double-double.
@@ -70,14 +73,17 @@ pub struct ResidualStats {
     pub rows_without_cluster: u64,
     /// The in-place pass's leverage table for the last chunk's column
     /// layout (a cache: chunks of a run share it; never merged).
+    #[serde(skip)]
     leverage_cache: Option<direct::LeverageCache>,
     /// The in-place pass's meat of the chunks so far, while they share a
     /// column layout (collapsed into `meat*` when it changes and on merge).
+    #[serde(skip)]
     pending_meat: Option<direct::PendingMeat>,
     /// Likewise the cluster-robust pass's per-(level, pattern) sums, while
     /// the chunks share a layout and their levels fit the table (collapsed
     /// into `clusters` otherwise and on merge: the engine's merged result
     /// has none pending).
+    #[serde(skip)]
     pending_scores: Option<direct::PendingScores>,
 }
 

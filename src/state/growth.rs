@@ -72,7 +72,7 @@ pub fn classify(
     }
     match input.kind {
         // (Parquet and IPC files were refused above.)
-        SourceKind::Parquet | SourceKind::IpcFile | SourceKind::IpcStream => Ok(Seen::Grown {
+        SourceKind::Parquet | SourceKind::IpcFile | SourceKind::IpcStream | SourceKind::Memory => Ok(Seen::Grown {
             index,
             from: ReadFrom { offset: 0, records_before: p.file_rows.max(p.rows_read), hold_tail, limit: None },
         }),
@@ -117,7 +117,8 @@ pub fn record(input: &Input, info: &crate::report::InputInfo) -> Result<Provenan
     let display = input.display();
     let (rows_read, rows_dropped, end) = (info.rows_read, info.rows_dropped, info.end);
     let file_rows = info.file_rows;
-    if input.is_stdin() {
+    // A stream or a lent table has no bytes to fingerprint.
+    if input.is_stdin() || input.kind == SourceKind::Memory {
         let sha256 = String::new();
         return Ok(Provenance { path: display, size: 0, sha256, rows_read, rows_dropped, file_rows, csv_end: None });
     }

@@ -22,6 +22,7 @@ mod nist;
 mod parquet_bits;
 mod parquet_fallback;
 mod parquet_floats;
+mod parts;
 mod peers;
 mod predict;
 mod report_scale;

@@ -1,17 +1,21 @@
 """gramfit from Python: statsmodels' OLS and WLS on files of any size.
 
-The files are read by gramfit's Rust engine (Parquet, Arrow IPC, CSV, in
-parallel, never whole in memory); the results are shaped like statsmodels'
-``RegressionResults``, and ``summary()`` prints what ``gramfit fit``
-prints::
+Files are read by gramfit's Rust engine (Parquet, Arrow IPC, CSV, in
+parallel, never whole in memory); DataFrames and Arrow data (pandas,
+polars, pyarrow tables and readers, DuckDB relations: anything with
+``__arrow_c_stream__``) are read in place. The results are shaped like
+statsmodels' ``RegressionResults``, and ``summary()`` prints what
+``gramfit fit`` prints::
 
     import gramfit
     res = gramfit.ols("rent ~ size_sqft + bedrooms + C(borough)", "listings.parquet")
     print(res.summary())
     res.params["size_sqft"], res.bse, res.conf_int(), res.rsquared
 
-Not yet: DataFrames and Arrow tables as ``data`` (pass files), the
-``Accumulator`` and ``load``, Spark and Dask (see the project's issues).
+An :class:`Accumulator` keeps a fit current batch by batch and merges with
+others; its bytes are a state file's (``gramfit update`` takes them).
+``gramfit.dask`` and ``gramfit.spark`` fit DataFrames of those engines
+partition by partition.
 """
 from __future__ import annotations
 
@@ -19,29 +23,25 @@ import json
 import os
 from typing import Any, Optional, Sequence, Union
 
-from ._gramfit import GramfitError, Report
+from ._gramfit import GramfitError, Report, State
 from ._gramfit import fit as _fit
 from ._gramfit import summary as _summary
+from ._accumulator import Accumulator
+from . import _options
+from ._data import inputs as _inputs
 
-__all__ = ["ols", "wls", "load", "RegressionResults", "GramfitError", "Report"]
+__all__ = ["ols", "wls", "load", "Accumulator", "RegressionResults", "GramfitError", "Report", "State"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-
-def _paths(data: Union[PathLike, Sequence[PathLike]]) -> list:
-    if isinstance(data, (str, os.PathLike)):
-        return [os.fspath(data)]
-    if isinstance(data, (list, tuple)) and data and all(isinstance(p, (str, os.PathLike)) for p in data):
-        return [os.fspath(p) for p in data]
-    raise TypeError(
-        "data must be a path, a glob, a directory or a list of them (files gramfit reads itself); "
-        f"DataFrames and Arrow tables are not supported yet, got {type(data).__name__}"
-    )
+# Pickled by reference (a Dask or Spark task's error travels to the
+# driver): under the name users import it by.
+GramfitError.__module__ = "gramfit"
 
 
 def ols(
     formula: str,
-    data: Union[PathLike, Sequence[PathLike]],
+    data: Any,
     *,
     weights: Optional[str] = None,
     cov_type: str = "nonrobust",
@@ -54,7 +54,11 @@ def ols(
     second_pass: bool = True,
 ) -> "RegressionResults":
     """Fit ``formula`` (patsy syntax; fixest's ``| fe`` absorbs fixed
-    effects) to the files in ``data``, as ``gramfit fit`` does.
+    effects) to ``data``, as ``gramfit fit`` does. ``data`` is a path, a
+    glob, a directory or a list of them (read by the Rust engine), or a
+    pandas or polars DataFrame, a pyarrow Table or RecordBatchReader, a
+    DuckDB relation — anything with ``__arrow_c_stream__`` (read in place;
+    a stream is read once and its batches kept for the second pass).
 
     ``weights`` is a column or an expression (then it is WLS);
     ``cov_type`` is nonrobust, HC0–HC3 or cluster (with ``cluster``, a
@@ -63,31 +67,26 @@ def ols(
     ``merge``, ``predict``). Errors raise ``GramfitError`` with the command
     line's message.
     """
-    for name, value, allowed in [
-        ("cov_type", cov_type, ("nonrobust", "HC0", "HC1", "HC2", "HC3", "cluster")),
-        ("singular", singular, ("drop", "pinv", "error")),
-        ("missing", missing, ("drop", "raise", "error")),
-    ]:
-        if value not in allowed:
-            raise ValueError(f"{name} must be one of {', '.join(allowed)}; not {value!r}")
-    # statsmodels says "raise" where the command line says "error".
-    missing = "error" if missing == "raise" else missing
-    argv = ["gramfit", "fit", *_paths(data), "--formula", formula, "--quiet"]
-    argv += ["--cov-type", cov_type, "--singular", singular, "--missing", missing, "--alpha", repr(float(alpha))]
-    if weights is not None:
-        argv += ["--weights", weights]
-    if cluster is not None:
-        argv += ["--cluster", cluster]
-    if threads is not None:
-        argv += ["--threads", str(int(threads))]
+    paths, tables = _inputs(data)
+    argv = _options.fit_argv(
+        formula,
+        paths,
+        weights=weights,
+        cov_type=cov_type,
+        cluster=cluster,
+        singular=singular,
+        missing=missing,
+        alpha=alpha,
+        threads=threads,
+    )
     if save is not None:
         argv += ["--save", os.fspath(save)]
     if not second_pass:
         argv.append("--no-second-pass")
-    return RegressionResults(_fit(argv))
+    return RegressionResults(_fit(argv, tables))
 
 
-def wls(formula: str, data: Union[PathLike, Sequence[PathLike]], *, weights: str, **kwargs: Any) -> "RegressionResults":
+def wls(formula: str, data: Any, *, weights: str, **kwargs: Any) -> "RegressionResults":
     """Weighted least squares: :func:`ols` with ``weights`` required."""
     return ols(formula, data, weights=weights, **kwargs)
 

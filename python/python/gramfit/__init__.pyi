@@ -1,13 +1,14 @@
 import os
 from typing import Any, Optional, Sequence, Union
 
-from ._gramfit import GramfitError as GramfitError, Report as Report
+from ._gramfit import GramfitError as GramfitError, Report as Report, State as State
+from ._accumulator import Accumulator as Accumulator
 
 PathLike = Union[str, os.PathLike[str]]
 
 def ols(
     formula: str,
-    data: Union[PathLike, Sequence[PathLike]],
+    data: Union[PathLike, Sequence[PathLike], Any],
     *,
     weights: Optional[str] = ...,
     cov_type: str = ...,
@@ -20,7 +21,7 @@ def ols(
     second_pass: bool = ...,
 ) -> RegressionResults: ...
 def load(path: PathLike, *, singular: str = ..., alpha: float = ...) -> RegressionResults: ...
-def wls(formula: str, data: Union[PathLike, Sequence[PathLike]], *, weights: str, **kwargs: Any) -> RegressionResults: ...
+def wls(formula: str, data: Union[PathLike, Sequence[PathLike], Any], *, weights: str, **kwargs: Any) -> RegressionResults: ...
 
 class Summary:
     def as_text(self) -> str: ...

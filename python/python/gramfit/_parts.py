@@ -1,0 +1,98 @@
+"""The pieces a distributed fit is made of, as functions of bytes (what
+crosses between a driver and its workers): a partition's first pass as a
+state's bytes, states merged in a fixed order by a tree, a partition's
+second-pass sums, and the merged state with those sums as results.
+
+A fit in parts reports what ``gramfit fit`` reports on the partitions'
+rows in partition order: the statistics merge exactly (up to the last
+bits of double-double sums, fixed by the merge order) and the second
+pass's sums, Durbin–Watson's included, add up in row order.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+from . import _options
+from ._data import arrow_table
+from ._gramfit import State, finish, first_pass, residual_part
+
+
+Part = Tuple[str, Optional[bytes]]
+
+
+def plan(formula: str, second_pass: bool, **options: Any) -> Tuple[List[str], dict]:
+    """A distributed fit's ``gramfit fit`` command line (the options of
+    :func:`gramfit.ols`, checked) and its report's options."""
+    if options["cov_type"] != "nonrobust" and not second_pass:
+        raise ValueError(f"cov_type={options['cov_type']!r} needs the second pass")
+    argv = _options.fit_argv(formula, [], **options)
+    return argv, {k: options[k] for k in ("cov_type", "cluster", "singular", "alpha")}
+
+
+def first_pass_bytes(data: Any, argv: List[str], label: str) -> Part:
+    """The first pass over one partition: its label and its state's bytes
+    (None for a partition without rows: its columns may not even have
+    their types)."""
+    table, _ = arrow_table(data)
+    if _rows(table) == 0:
+        return label, None
+    return label, first_pass(argv, [(table, label)]).to_bytes()
+
+
+def _rows(table: Any) -> int:
+    n = getattr(table, "num_rows", None)
+    return len(table) if n is None else n
+
+
+def merge_bytes(parts: Sequence[Part]) -> Part:
+    """Labelled states merged in the order given (empty partitions'
+    skipped); the label of the result spans the first and last."""
+    present = [(label, b) for label, b in parts if b is not None]
+    label = parts[0][0] if len(parts) == 1 else f"{parts[0][0]} to {parts[-1][0]}"
+    if not present:
+        return label, None
+    merged = State.merge([State.from_bytes(b) for _, b in present], [name for name, _ in present])
+    return label, merged.to_bytes()
+
+
+def tree(items: List[Any], merge: Callable[[List[Any]], Any], split_every: int = 8) -> Any:
+    """``items`` reduced by ``merge`` over consecutive runs of
+    ``split_every``, level by level: the order is fixed by the items'
+    order, so the same partitioning gives the same bits."""
+    if not items:
+        raise ValueError("no partitions to merge")
+    if split_every < 2:
+        raise ValueError("split_every must be at least 2")
+    while len(items) > 1:
+        items = [merge(items[i : i + split_every]) for i in range(0, len(items), split_every)]
+    return items[0]
+
+
+def residual_part_bytes(data: Any, state: bytes, argv: List[str], label: str) -> Optional[bytes]:
+    """The second pass's sums over one partition with the merged fit's β
+    (None for a partition without rows)."""
+    table, _ = arrow_table(data)
+    if _rows(table) == 0:
+        return None
+    return residual_part(State.from_bytes(state), argv, [(table, label)])
+
+
+def results(state: Optional[bytes], parts: Optional[Sequence[Optional[bytes]]], options: dict, save: Any = None) -> Any:
+    """The merged state's results, with the parts' second-pass sums
+    (partition order) when there are any; saved to ``save`` if given."""
+    from . import RegressionResults
+    from ._gramfit import GramfitError
+
+    if state is None:
+        raise GramfitError("the data have no rows")
+    argv = _options.summary_argv(**options)
+    st = State.from_bytes(state)
+    if parts is None:
+        report = st.report(argv)
+    else:
+        st, report = finish(st, [p for p in parts if p is not None], argv)
+    if save is not None:
+        import os
+
+        st.save(os.fspath(save))
+    return RegressionResults(report)

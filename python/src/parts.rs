@@ -1,0 +1,147 @@
+//! A fit in parts from Python: the `Accumulator`'s and the Spark and Dask
+//! fits' building blocks over `gramfit::app::parts` — a part's first pass
+//! as a `State`, states merged in the order given, a part's second-pass
+//! sums as bytes, and the parts' sums applied to the merged state. A
+//! `State`'s bytes are a state file's bytes (`gramfit update`, `summary`,
+//! `merge` read them).
+
+use clap::Parser;
+use gramfit::cli::{Cli, Command, FitArgs, ReportArgs};
+use gramfit::state;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use std::path::Path;
+
+use crate::tables::{lend_all, with_inputs};
+use crate::{run_interruptibly, GramfitError, Report};
+
+fn error(e: impl std::fmt::Display) -> PyErr {
+    GramfitError::new_err(e.to_string())
+}
+
+/// A fit's sufficient statistics (a state file's content).
+#[pyclass(frozen, module = "gramfit._gramfit", name = "State")]
+pub struct PyState {
+    pub inner: state::State,
+}
+
+#[pymethods]
+impl PyState {
+    /// A state from a state file's bytes (any version this build reads).
+    #[staticmethod]
+    fn from_bytes(py: Python<'_>, data: Vec<u8>) -> PyResult<PyState> {
+        let st = py.detach(|| state::decode(&data, Path::new("<bytes>"))).map_err(error)?;
+        Ok(PyState { inner: st })
+    }
+
+    /// The state file's bytes (format version 5).
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let bytes = py.detach(|| state::encode(&self.inner));
+        PyBytes::new(py, &bytes)
+    }
+
+    /// Write the state file atomically.
+    fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
+        py.detach(|| state::save(&self.inner, &path)).map_err(error)
+    }
+
+    /// `states` merged in the order given (see `gramfit merge`); `names`
+    /// (one per state) are what messages call them.
+    #[staticmethod]
+    #[pyo3(signature = (states, names = None))]
+    fn merge(py: Python<'_>, states: Vec<PyRef<'_, PyState>>, names: Option<Vec<String>>) -> PyResult<PyState> {
+        let names = names.unwrap_or_else(|| (1..=states.len()).map(|i| format!("state {i}")).collect());
+        if names.len() != states.len() {
+            return Err(pyo3::exceptions::PyValueError::new_err("one name per state"));
+        }
+        let owned: Vec<(String, state::State)> =
+            names.into_iter().zip(states.iter().map(|s| s.inner.clone())).collect();
+        let merged = py.detach(|| gramfit::app::merge_states(owned)).map_err(error)?;
+        Ok(PyState { inner: merged })
+    }
+
+    /// The report of the state (`argv`: a `gramfit summary` command line
+    /// whose state argument is ignored).
+    fn report(&self, py: Python<'_>, argv: Vec<String>) -> PyResult<Report> {
+        let report = report_args(&argv)?;
+        let inner = py.detach(|| gramfit::app::state_report(&self.inner, &report)).map_err(error)?;
+        Ok(Report { inner })
+    }
+
+    /// The model's formula, weights and missing-value policy.
+    fn model(&self) -> (String, Option<String>, String) {
+        let m = &self.inner.model;
+        (m.formula.clone(), m.weights.clone(), format!("{:?}", m.missing).to_lowercase())
+    }
+
+    /// Rows in the statistics.
+    #[getter]
+    fn nobs(&self) -> u64 {
+        self.inner.accumulator.stats.nobs()
+    }
+}
+
+fn fit_args(argv: &[String]) -> PyResult<FitArgs> {
+    let cli = Cli::try_parse_from(argv).map_err(error)?;
+    match cli.command {
+        Command::Fit(a) => Ok(a),
+        _ => Err(GramfitError::new_err("expected a `gramfit fit` command line")),
+    }
+}
+
+fn report_args(argv: &[String]) -> PyResult<ReportArgs> {
+    let cli = Cli::try_parse_from(argv).map_err(error)?;
+    match cli.command {
+        Command::Summary(a) => Ok(a.report),
+        _ => Err(GramfitError::new_err("expected a `gramfit summary` command line")),
+    }
+}
+
+/// The first pass over `tables` (data, label) and the inputs of `argv` (a
+/// `gramfit fit` command line): a part's state.
+#[pyfunction]
+pub fn first_pass(py: Python<'_>, argv: Vec<String>, tables: Vec<(Bound<'_, PyAny>, String)>) -> PyResult<PyState> {
+    let lent = lend_all(tables)?;
+    let a = fit_args(&with_inputs(&argv, &lent))?;
+    let st = run_interruptibly(py, move || gramfit::app::first_pass(&a))?.map_err(error)?;
+    drop(lent);
+    Ok(PyState { inner: st })
+}
+
+/// The second pass's sums over a part (`tables` and `argv`'s inputs) with
+/// the merged fit `state`'s β, as bytes; `argv`'s `--cov-type` and
+/// `--cluster` say what is accumulated.
+#[pyfunction]
+pub fn residual_part<'py>(
+    py: Python<'py>,
+    state: Py<PyState>,
+    argv: Vec<String>,
+    tables: Vec<(Bound<'py, PyAny>, String)>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let lent = lend_all(tables)?;
+    let a = fit_args(&with_inputs(&argv, &lent))?;
+    let part = run_interruptibly(py, move || {
+        gramfit::app::residual_part(&state.get().inner, &a).map(|s| gramfit::app::encode_residual_part(&s))
+    })?
+    .map_err(error)?;
+    drop(lent);
+    Ok(PyBytes::new(py, &part))
+}
+
+/// `state` with the parts' second-pass sums (merged in the order given:
+/// row order) as its second pass, and its report; `argv` is a `gramfit
+/// summary` command line (its covariance options must be those the parts
+/// were accumulated for).
+#[pyfunction]
+pub fn finish(py: Python<'_>, state: &PyState, parts: Vec<Vec<u8>>, argv: Vec<String>) -> PyResult<(PyState, Report)> {
+    let report = report_args(&argv)?;
+    let mut st = state.inner.clone();
+    let inner = py
+        .detach(|| -> Result<_, gramfit::app::AppError> {
+            let parts = parts.iter().map(|p| gramfit::app::decode_residual_part(p)).collect::<Result<Vec<_>, _>>()?;
+            gramfit::app::apply_residual_parts(&mut st, &parts, &report)?;
+            gramfit::app::state_report(&st, &report)
+        })
+        .map_err(error)?;
+    Ok((PyState { inner: st }, Report { inner }))
+}

@@ -1,0 +1,89 @@
+"""gramfit.dask on a real Dask LocalCluster (two worker processes): the
+same results as gramfit's own fit of the same rows, fixed bits for a
+fixed partitioning, levels seen by one partition only, bad input."""
+import dask.dataframe as dd
+import pandas as pd
+import pytest
+
+import gramfit
+import gramfit.dask
+from conftest import FORMULA, GENERATED, assert_same_fit
+
+GENERATED_FORMULA = "rent ~ size_sqft + bedrooms + bathrooms + np.log(min_to_subway + 1) + has_washer_dryer + C(borough)"
+
+
+@pytest.fixture(scope="module")
+def client():
+    from dask.distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster) as c:
+            yield c
+
+
+def stable(res):
+    """Everything of a report but its clock."""
+    d = res.to_dict()
+    for k in ("fitted_at", "elapsed_s", "date", "time"):
+        d.pop(k, None)
+    return d
+
+
+def test_partitions_fit_as_one_fit_of_their_rows(client, listings):
+    ddf = dd.from_pandas(listings, npartitions=7, sort=False)
+    for cov_type in ["nonrobust", "HC1"]:
+        ours = gramfit.dask.ols(ddf, FORMULA, cov_type=cov_type)
+        assert_same_fit(ours, gramfit.ols(FORMULA, listings, cov_type=cov_type))
+    # The same partitioning, the same bits; another, the same to 1e-12.
+    a, b = gramfit.dask.ols(ddf, FORMULA), gramfit.dask.ols(ddf, FORMULA)
+    assert stable(a) == stable(b)
+    assert_same_fit(gramfit.dask.ols(dd.from_pandas(listings, npartitions=3, sort=False), FORMULA), a)
+    assert_same_fit(gramfit.dask.ols(ddf, FORMULA, split_every=2), a)
+    # WLS with HC2 (leverages), and cluster-robust errors.
+    w = "1/(1+min_to_subway)"
+    ours = gramfit.dask.ols(ddf, FORMULA, weights=w, cov_type="HC2")
+    assert ours.model == "WLS"
+    assert_same_fit(ours, gramfit.wls(FORMULA, listings, weights=w, cov_type="HC2"))
+    ours = gramfit.dask.ols(ddf, FORMULA, cov_type="cluster", cluster="neighborhood")
+    assert_same_fit(ours, gramfit.ols(FORMULA, listings, cov_type="cluster", cluster="neighborhood"))
+
+
+def test_a_level_seen_by_one_partition_only_is_coded_as_in_one_fit(client, listings):
+    by_borough = listings.sort_values("borough", kind="stable").reset_index(drop=True)
+    ddf = dd.from_pandas(by_borough, npartitions=6, sort=False)
+    ours = gramfit.dask.ols(ddf, FORMULA, cov_type="HC3")
+    assert_same_fit(ours, gramfit.ols(FORMULA, by_borough, cov_type="HC3"))
+    assert [n for n in ours.params.index if n.startswith("C(borough)")] == [
+        "C(borough)[T.Manhattan]",
+        "C(borough)[T.Queens]",
+    ]
+
+
+def test_a_generated_file_read_by_dask_fits_as_gramfit_reads_it(client, tmp_path):
+    ddf = dd.read_csv(GENERATED, blocksize=200_000)
+    assert ddf.npartitions > 2
+    saved = tmp_path / "dask.gramfit"
+    ours = gramfit.dask.ols(ddf, GENERATED_FORMULA, cov_type="HC1", save=saved)
+    assert_same_fit(ours, gramfit.ols(GENERATED_FORMULA, GENERATED, cov_type="HC1"))
+    assert stable(gramfit.load(saved)) == stable(ours)
+
+
+def test_bad_input_raises_the_engines_message(client, listings):
+    ddf = dd.from_pandas(listings, npartitions=3, sort=False)
+    with pytest.raises(gramfit.GramfitError, match="no column named 'nope'"):
+        gramfit.dask.ols(ddf, "rent ~ nope")
+    text = listings.assign(size_sqft=listings["size_sqft"].astype(str))
+    with pytest.raises(gramfit.GramfitError, match="column 'size_sqft' is not numeric"):
+        gramfit.dask.ols(dd.from_pandas(text, npartitions=3, sort=False), "rent ~ np.log(size_sqft)")
+    # A partition whose column has another type than the others'.
+    mixed = dd.from_delayed(
+        [dask_delayed(listings.iloc[:2000]), dask_delayed(text.iloc[2000:])], meta=listings.iloc[:0], verify_meta=False
+    )
+    with pytest.raises(gramfit.GramfitError, match="column 'size_sqft' has type"):
+        gramfit.dask.ols(mixed, FORMULA, second_pass=False)
+
+
+def dask_delayed(x):
+    import dask
+
+    return dask.delayed(x)

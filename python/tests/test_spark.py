@@ -1,0 +1,74 @@
+"""gramfit.spark on a real PySpark session (local[2]; Java from the
+machine): the same results as gramfit's own fit of the same rows, fixed
+bits for a fixed partitioning, levels seen by one partition only, bad
+input."""
+import pytest
+
+import gramfit
+import gramfit.spark
+from conftest import FORMULA, GENERATED, assert_same_fit
+from test_dask import GENERATED_FORMULA, stable
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from pyspark.sql import SparkSession
+
+    s = (
+        SparkSession.builder.master("local[2]")
+        .appName("gramfit-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .getOrCreate()
+    )
+    s.sparkContext.setLogLevel("ERROR")
+    yield s
+    s.stop()
+
+
+def in_order(spark, df, parts):
+    """``df`` as a Spark DataFrame of ``parts`` runs of consecutive rows,
+    in row order (ranges of the row number, sorted within)."""
+    rows = spark.createDataFrame(df.assign(row_number=range(len(df))))
+    # Cached: the range boundaries come from a sample, drawn anew when
+    # the DataFrame is computed again.
+    out = rows.repartitionByRange(parts, "row_number").sortWithinPartitions("row_number").cache()
+    assert out.rdd.getNumPartitions() == parts
+    return out
+
+
+def test_partitions_fit_as_one_fit_of_their_rows(spark, listings):
+    sdf = in_order(spark, listings, 5)
+    for cov_type in ["nonrobust", "HC1"]:
+        assert_same_fit(gramfit.spark.ols(sdf, FORMULA, cov_type=cov_type), gramfit.ols(FORMULA, listings, cov_type=cov_type))
+    a, b = gramfit.spark.ols(sdf, FORMULA), gramfit.spark.ols(sdf, FORMULA)
+    assert stable(a) == stable(b)
+    assert_same_fit(gramfit.spark.ols(in_order(spark, listings, 3), FORMULA), a)
+
+
+def test_a_level_seen_by_one_partition_only_is_coded_as_in_one_fit(spark, listings):
+    by_borough = listings.sort_values("borough", kind="stable").reset_index(drop=True)
+    ours = gramfit.spark.ols(in_order(spark, by_borough, 6), FORMULA, cov_type="HC3")
+    assert_same_fit(ours, gramfit.ols(FORMULA, by_borough, cov_type="HC3"))
+    assert [n for n in ours.params.index if n.startswith("C(borough)")] == [
+        "C(borough)[T.Manhattan]",
+        "C(borough)[T.Queens]",
+    ]
+
+
+def test_a_generated_file_read_by_spark_fits_as_gramfit_reads_it(spark):
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "200000")
+    sdf = spark.read.csv(str(GENERATED), header=True, inferSchema=True)
+    assert sdf.rdd.getNumPartitions() > 2
+    ours = gramfit.spark.ols(sdf, GENERATED_FORMULA, cov_type="HC1")
+    assert_same_fit(ours, gramfit.ols(GENERATED_FORMULA, GENERATED, cov_type="HC1"))
+
+
+def test_bad_input_raises_the_engines_message(spark, listings):
+    sdf = in_order(spark, listings, 2)
+    with pytest.raises(gramfit.GramfitError, match="no column named 'nope'"):
+        gramfit.spark.ols(sdf, "rent ~ nope")
+    text = sdf.withColumn("size_sqft", sdf["size_sqft"].cast("string"))
+    with pytest.raises(gramfit.GramfitError, match="column 'size_sqft' is not numeric"):
+        gramfit.spark.ols(text, "rent ~ np.log(size_sqft)")

@@ -1,0 +1,241 @@
+//! A fit in parts, for programs that hold the data and split it
+//! themselves — the Python package's `Accumulator`, Spark's and Dask's
+//! partitions: the first pass over one part as a state ([`first_pass`]),
+//! states merged in a fixed order ([`merge_states`], what `gramfit merge`
+//! does), the second pass over one part as residual sums
+//! ([`residual_part`]), and the parts' sums merged in row order and
+//! applied to the merged state ([`apply_residual_parts`]).
+//!
+//! Why this reports what one `gramfit fit` over the parts in order
+//! reports: the first pass's statistics merge exactly (fit(A ∪ B) =
+//! merge(fit A, fit B), the merge laws the tests prove), and the second
+//! pass's sums are those of the rows with the merged fit's β; they add,
+//! and Durbin–Watson adds the difference across each seam between parts
+//! merged in row order. The order of merging is the caller's: a fixed one
+//! (by partition index) gives the same bits on every run.
+
+use crate::cli::{FitArgs, ReportArgs};
+use crate::engine::Progress;
+use crate::model::{self, Resolved};
+use crate::residuals::ResidualStats;
+use crate::state::{growth, Provenance, State};
+
+use super::{check_cluster, engine_options, report_options, AppError};
+
+/// The first pass over `a.inputs` as a state (no solve, no second pass,
+/// nothing saved): a part of a fit to be merged with the others.
+pub fn first_pass(a: &FitArgs) -> Result<State, AppError> {
+    refuse_unsupported(a)?;
+    let eo = engine_options(&a.engine)?;
+    let csv = a.csv.options().map_err(AppError::Usage)?;
+    let options = model::ModelOptions {
+        formula: a.formula.clone(),
+        weights: a.weights.clone(),
+        missing: a.missing,
+        csv: csv.clone(),
+        group: None,
+    };
+    let opened = model::open_inputs(&a.inputs, &csv)?;
+    let read = opened.inputs.clone();
+    let resolved = model::resolve(options, &opened)?;
+    let pass = model::accumulate(&resolved, opened, &eo, &Progress::default())?;
+    let mut st = State::new(
+        resolved.options.clone(),
+        resolved.column_types.clone(),
+        pass.acc,
+        None,
+        Vec::new(),
+        model::now_unix(),
+        pass.elapsed_s,
+    );
+    for (input, info) in read.iter().zip(&pass.inputs) {
+        st.inputs.push(growth::record(input, info)?);
+    }
+    Ok(st)
+}
+
+/// What parts do not take yet, said before any work.
+fn refuse_unsupported(a: &FitArgs) -> Result<(), AppError> {
+    if crate::formula::absorb::split_absorbed(&a.formula).map_err(model::FitError::from)?.is_some() {
+        return Err(AppError::Usage(
+            "a fit in parts (Accumulator, Spark, Dask) does not take absorbed fixed effects (`| fe`) yet; fit the files with gramfit fit".into(),
+        ));
+    }
+    if a.by.is_some() {
+        return Err(AppError::Usage("a fit in parts takes no --by: fit each group's parts apart".into()));
+    }
+    Ok(())
+}
+
+/// `states` merged in the order given (the first's model; each must be a
+/// state of the same model, and no fingerprinted input may be in two).
+/// Inputs without a fingerprint (data lent from memory, stdin) that share
+/// a name are listed once with their rows added: an accumulator updated a
+/// thousand times does not list a thousand tables.
+pub fn merge_states(states: Vec<(String, State)>) -> Result<State, AppError> {
+    let mut states = states.into_iter();
+    let Some((first_name, first)) = states.next() else {
+        return Err(AppError::Usage("no states to merge".into()));
+    };
+    let mut out = first.clone();
+    for (name, st) in states {
+        check_same_model(&first_name, &first, &name, &st)?;
+        for prov in &st.inputs {
+            if !prov.sha256.is_empty() && out.inputs.iter().any(|q| q.sha256 == prov.sha256) {
+                return Err(AppError::Data(format!(
+                    "{name}: the input {} (sha256 {}…) is already in another state being merged; merging would count it twice",
+                    prov.path,
+                    &prov.sha256[..12.min(prov.sha256.len())]
+                )));
+            }
+        }
+        match &st.absorbed {
+            Some(part) => {
+                let acc = crate::factors::AbsorbAccumulator::from_parts(st.accumulator.clone(), part.clone());
+                super::absorbed::Pass::Absorbed(Box::new(acc)).merge_into(&mut out)
+            }
+            None => out.accumulator.merge(&st.accumulator),
+        }
+        for prov in &st.inputs {
+            add_provenance(&mut out.inputs, prov);
+        }
+        out.elapsed_s += st.elapsed_s;
+    }
+    out.fitted_at = model::now_unix();
+    out.drop_second_pass();
+    Ok(out)
+}
+
+fn add_provenance(inputs: &mut Vec<Provenance>, prov: &Provenance) {
+    if prov.sha256.is_empty() {
+        if let Some(q) = inputs.iter_mut().find(|q| q.sha256.is_empty() && q.path == prov.path) {
+            q.rows_read += prov.rows_read;
+            q.rows_dropped += prov.rows_dropped;
+            q.file_rows += prov.file_rows;
+            return;
+        }
+    }
+    inputs.push(prov.clone());
+}
+
+/// Refuse to merge `st` into `first` unless they are states of the same
+/// kind, model and column types.
+fn check_same_model(first_name: &str, first: &State, name: &str, st: &State) -> Result<(), AppError> {
+    let kind = |s: &State| s.absorbed.as_ref().map(|p| p.estimated_term);
+    if kind(st) != kind(first) {
+        return Err(AppError::Data(format!(
+            "{name} and {first_name} are not states of the same kind: {}; fit them alike (the same levels threshold, or absorb the factor)",
+            "one estimates a factor by blocks, the other as dense dummies"
+        )));
+    }
+    if st.model != first.model {
+        let (m, f) = (&st.model, &first.model);
+        let what = if m.formula != f.formula {
+            format!("formula '{}' vs '{}'", m.formula, f.formula)
+        } else if m.weights != f.weights {
+            format!("weights {:?} vs {:?}", m.weights, f.weights)
+        } else if m.group != f.group {
+            let g = |g: &Option<model::Group>| {
+                g.as_ref().map_or("all rows".to_string(), |g| format!("the group {} = {}", g.column, g.level))
+            };
+            format!("{} vs {}", g(&m.group), g(&f.group))
+        } else if m.csv != f.csv {
+            format!("CSV reading options {:?} vs {:?}", m.csv, f.csv)
+        } else {
+            format!("missing-value policy {:?} vs {:?}", m.missing, f.missing)
+        };
+        return Err(AppError::Data(format!("{name} and {first_name} are not states of the same model: {what}")));
+    }
+    let (resolved, absorbed) = match super::absorbed::state_model(first)? {
+        Some((r, columns)) => (r, columns),
+        None => (Resolved::new(first.model.clone(), first.column_types.clone())?, Vec::new()),
+    };
+    for c in resolved.spec.source_columns().into_iter().chain(absorbed) {
+        let t1 = first.column_types.iter().find(|(n, _)| *n == c).map(|x| x.1);
+        let t2 = st.column_types.iter().find(|(n, _)| *n == c).map(|x| x.1);
+        if t1 != t2 {
+            return Err(AppError::Data(format!(
+                "{name} and {first_name}: column '{c}' has type {t2:?} in one and {t1:?} in the other"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The second pass's sums over `a.inputs` (a part of the rows, read with
+/// the state's model) with the merged fit's β from `st`; the covariance
+/// asked for is `a.report`'s.
+pub fn residual_part(st: &State, a: &FitArgs) -> Result<ResidualStats, AppError> {
+    let (resolved, pass) = second_pass_of(st, &a.report)?;
+    let eo = engine_options(&a.engine)?;
+    let opened = model::open_inputs(&a.inputs, &st.model.csv)?;
+    let mut stats = pass.accumulate(&resolved, opened, &eo, &Progress::default())?;
+    crate::accumulator::ChunkSink::finish(&mut stats);
+    Ok(stats)
+}
+
+/// The parts' sums merged in the order given (row order) and kept in `st`
+/// as its second pass.
+pub fn apply_residual_parts(st: &mut State, parts: &[ResidualStats], report: &ReportArgs) -> Result<(), AppError> {
+    use crate::accumulator::ChunkSink;
+    let (_, pass) = second_pass_of(st, report)?;
+    let mut all = ResidualStats::default();
+    for p in parts {
+        all.merge(p);
+    }
+    if all.n != st.accumulator.stats.nobs() {
+        return Err(AppError::Data(format!(
+            "the second pass's parts hold {} rows, the fit {}: the parts must be the fit's rows, each once",
+            all.n,
+            st.accumulator.stats.nobs()
+        )));
+    }
+    st.residuals = Some(pass.snapshot(&all));
+    st.stale_second_pass = None;
+    Ok(())
+}
+
+fn second_pass_of(st: &State, report: &ReportArgs) -> Result<(Resolved, model::SecondPass), AppError> {
+    if st.absorbed.is_some() {
+        return Err(AppError::Usage("a second pass in parts takes states without absorbed or block factors".into()));
+    }
+    check_cluster(report.cov_type, report.cluster.as_deref())?;
+    let ro = report_options(report)?;
+    let resolved = Resolved::new(st.model.clone(), st.column_types.clone())?;
+    let robust = model::RobustOptions { cov: report.cov_type, cluster: report.cluster.as_deref() };
+    let pass = model::SecondPass::of(&resolved, &st.accumulator, &ro, robust)?;
+    Ok((resolved, pass))
+}
+
+/// A second pass's sums as bytes (a Spark task's or a Dask task's result):
+/// a magic, a version, the CBOR payload and a CRC-32 of all before it.
+pub fn encode_residual_part(stats: &ResidualStats) -> Vec<u8> {
+    let mut payload = Vec::new();
+    ciborium::into_writer(stats, &mut payload).expect("residual sums serialize to memory");
+    let mut out = Vec::with_capacity(payload.len() + 16);
+    out.extend_from_slice(PART_MAGIC);
+    out.extend_from_slice(&PART_VERSION.to_le_bytes());
+    out.extend_from_slice(&payload);
+    out.extend_from_slice(&crc32fast::hash(&out).to_le_bytes());
+    out
+}
+
+/// Bytes from [`encode_residual_part`], checked.
+pub fn decode_residual_part(bytes: &[u8]) -> Result<ResidualStats, AppError> {
+    let bad = |why: &str| AppError::Data(format!("not a gramfit second-pass part: {why}"));
+    if bytes.len() < 16 || &bytes[..8] != PART_MAGIC {
+        return Err(bad("no gramfit header"));
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return Err(bad("checksum mismatch"));
+    }
+    let version = u32::from_le_bytes(body[8..12].try_into().expect("4 bytes"));
+    if version != PART_VERSION {
+        return Err(bad(&format!("version {version}, this build reads {PART_VERSION}")));
+    }
+    ciborium::from_reader(&body[12..]).map_err(|e| bad(&e.to_string()))
+}
+
+const PART_MAGIC: &[u8; 8] = b"GFRESID\0";
+const PART_VERSION: u32 = 1;

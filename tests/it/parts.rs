@@ -1,0 +1,143 @@
+//! A fit in parts (the Python package's Accumulator and its Spark and Dask
+//! fits): tables lent from memory, a first pass per part, states merged in
+//! order, second-pass sums per part — the same report as one `gramfit fit`
+//! over the parts in order.
+
+use clap::Parser;
+use gramfit::cli::{Cli, Command, FitArgs, ReportArgs};
+use gramfit::source::memory::{self, MemoryTable};
+
+fn fit_args(argv: &[&str]) -> FitArgs {
+    let Command::Fit(a) = Cli::parse_from(argv).command else { panic!("a fit") };
+    a
+}
+
+fn report_args(extra: &[&str]) -> ReportArgs {
+    let mut argv = vec!["gramfit", "summary", "-"];
+    argv.extend_from_slice(extra);
+    let Command::Summary(a) = Cli::parse_from(&argv).command else { panic!("a summary") };
+    a.report
+}
+
+/// The listings as record batches, read by arrow-rs's CSV reader (not by
+/// gramfit's): `rows` rows a batch.
+fn listings_batches(rows: usize) -> (arrow::datatypes::SchemaRef, Vec<arrow::array::RecordBatch>) {
+    use arrow::csv::reader::Format;
+    use std::io::Seek;
+    let mut f = std::fs::File::open(crate::common::streeteasy()).unwrap();
+    let (schema, _) = Format::default().with_header(true).infer_schema(&mut f, None).unwrap();
+    f.rewind().unwrap();
+    let schema = std::sync::Arc::new(schema);
+    let r = arrow::csv::ReaderBuilder::new(schema.clone()).with_header(true).with_batch_size(rows).build(f).unwrap();
+    (schema, r.map(Result::unwrap).collect())
+}
+
+fn json(r: &gramfit::report::Report) -> serde_json::Value {
+    serde_json::from_str(&r.render(gramfit::report::Format::Json)).unwrap()
+}
+
+fn assert_close(a: &serde_json::Value, b: &serde_json::Value, key: &str, tol: f64) {
+    let (a, b) = (&a[key], &b[key]);
+    match (a, b) {
+        (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+            assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>(), "{key}: names");
+            for (k, v) in x {
+                let (p, q) = (v.as_f64().unwrap(), y[k].as_f64().unwrap());
+                assert!((p - q).abs() <= tol * q.abs().max(1e-300), "{key}[{k}]: {p} vs {q}");
+            }
+        }
+        _ => {
+            let (p, q) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+            assert!((p - q).abs() <= tol * q.abs().max(1e-300), "{key}: {p} vs {q}");
+        }
+    }
+}
+
+const FORMULA: &str = "rent ~ size_sqft + bedrooms + np.log(min_to_subway + 1) + has_washer_dryer + C(borough)";
+
+#[test]
+fn parts_merged_in_order_report_what_one_fit_over_the_file_reports() {
+    let (schema, batches) = listings_batches(700);
+    let file = crate::common::streeteasy();
+    let whole = fit_args(&["gramfit", "fit", file.to_str().unwrap(), "-q", "-f", FORMULA, "--cov-type", "HC1"]);
+    let expected = json(&gramfit::app::fit_report(&whole).unwrap());
+    // Three parts of unequal sizes, in row order.
+    let cuts = [0, 2, 3, batches.len()];
+    let lent: Vec<_> = cuts
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| {
+            memory::lend(MemoryTable {
+                label: format!("<part {i}>"),
+                schema: schema.clone(),
+                batches: batches[w[0]..w[1]].to_vec(),
+            })
+        })
+        .collect();
+    let argv =
+        |name: &str| fit_args(&["gramfit", "fit", name, "-q", "-f", FORMULA, "--cov-type", "HC1", "--threads", "2"]);
+    let states: Vec<_> =
+        lent.iter().map(|l| (l.name().to_string(), gramfit::app::first_pass(&argv(l.name())).unwrap())).collect();
+    let mut merged = gramfit::app::merge_states(states).unwrap();
+    let parts: Vec<_> = lent
+        .iter()
+        .map(|l| {
+            let part = gramfit::app::residual_part(&merged, &argv(l.name())).unwrap();
+            // Through the bytes a task returns.
+            gramfit::app::decode_residual_part(&gramfit::app::encode_residual_part(&part)).unwrap()
+        })
+        .collect();
+    let report = report_args(&["--cov-type", "HC1"]);
+    gramfit::app::apply_residual_parts(&mut merged, &parts, &report).unwrap();
+    let ours = json(&gramfit::app::state_report(&merged, &report).unwrap());
+    assert_eq!(ours["nobs"], expected["nobs"]);
+    for key in ["params", "bse", "pvalues"] {
+        assert_close(&ours, &expected, key, 1e-12);
+    }
+    for key in ["rsquared", "llf", "omnibus", "skew", "kurtosis", "jarque_bera", "durbin_watson"] {
+        assert_close(&ours, &expected, key, 1e-12);
+    }
+    // The robust Wald F inverts the sandwich, whose meat is an f64 sum
+    // over other runs of rows here than the file's blocks: its rounding
+    // (~1e-16) comes back amplified by the sandwich's condition (~1e4).
+    assert_close(&ours, &expected, "fvalue", 1e-10);
+    // The lent tables are listed by their labels.
+    let text = gramfit::app::state_report(&merged, &report).unwrap().render(gramfit::report::Format::Text);
+    assert!(text.contains("<part 0>") && text.contains("<part 2>"), "{text}");
+    // A part's sums applied twice are refused (the rows would count twice).
+    let twice = [parts.clone(), parts].concat();
+    let e = gramfit::app::apply_residual_parts(&mut merged, &twice, &report).unwrap_err().to_string();
+    assert!(e.contains("the parts must be the fit's rows, each once"), "{e}");
+}
+
+#[test]
+fn a_lent_table_is_refused_where_files_are_needed_and_its_errors_name_it() {
+    let (schema, batches) = listings_batches(5000);
+    let lent = memory::lend(MemoryTable { label: "<pandas DataFrame>".into(), schema, batches });
+    let a = fit_args(&["gramfit", "fit", lent.name(), "-q", "-f", "rent ~ size_sqft + C(nope)"]);
+    let e = gramfit::app::fit_report(&a).unwrap_err().to_string();
+    assert!(e.contains("no column named 'nope'"), "{e}");
+    // A name no table is lent under.
+    let a = fit_args(&["gramfit", "fit", "memory:999999", "-q", "-f", "rent ~ size_sqft"]);
+    let e = gramfit::app::fit_report(&a).unwrap_err().to_string();
+    assert_eq!(e, "memory:999999: no table is lent under this name");
+    // Withdrawn when the guard drops.
+    let name = lent.name().to_string();
+    drop(lent);
+    assert!(memory::lent(&name).is_none());
+    // Second-pass parts' bytes are checked.
+    let e = gramfit::app::decode_residual_part(b"GFRESID\0 garbage bytes").unwrap_err().to_string();
+    assert!(e.starts_with("not a gramfit second-pass part"), "{e}");
+}
+
+#[test]
+fn absorbed_and_grouped_fits_are_refused_in_parts_with_the_reason() {
+    let file = crate::common::streeteasy();
+    let f = file.to_str().unwrap();
+    let a = fit_args(&["gramfit", "fit", f, "-q", "-f", "rent ~ size_sqft | neighborhood"]);
+    let e = gramfit::app::first_pass(&a).unwrap_err().to_string();
+    assert!(e.contains("does not take absorbed fixed effects"), "{e}");
+    let a = fit_args(&["gramfit", "fit", f, "-q", "-f", "rent ~ size_sqft", "--by", "borough"]);
+    let e = gramfit::app::first_pass(&a).unwrap_err().to_string();
+    assert!(e.contains("takes no --by"), "{e}");
+}
