@@ -61,12 +61,15 @@ pub struct Input {
     /// Where to start reading (a file that grew since it was folded in);
     /// the default is the whole file.
     pub from: ReadFrom,
+    /// A Parquet file's row groups to read (a part of a distributed fit);
+    /// all of them when `None`.
+    pub row_groups: Option<std::ops::Range<usize>>,
 }
 
 impl Input {
     /// The whole of a file of a known kind.
     pub fn new(path: PathBuf, kind: SourceKind) -> Input {
-        Input { path, kind, from: ReadFrom::default() }
+        Input { path, kind, from: ReadFrom::default(), row_groups: None }
     }
     pub fn display(&self) -> String {
         if self.is_stdin() {
@@ -123,7 +126,7 @@ pub fn expand(args: &[String]) -> Result<Vec<Input>, SourceError> {
     let mut out = Vec::new();
     for a in args {
         if a == "-" {
-            out.push(Input { path: PathBuf::from("-"), kind: SourceKind::IpcStream, from: ReadFrom::default() });
+            out.push(Input::new(PathBuf::from("-"), SourceKind::IpcStream));
             continue;
         }
         if memory::is_memory_name(a) {
@@ -146,14 +149,10 @@ pub fn expand(args: &[String]) -> Result<Vec<Input>, SourceError> {
             }
             for f in files {
                 let kind = kind_of(&f).unwrap_or(SourceKind::Csv);
-                out.push(Input { path: f, kind, from: ReadFrom::default() });
+                out.push(Input::new(f, kind));
             }
         } else if p.exists() {
-            out.push(Input {
-                path: p.to_path_buf(),
-                kind: kind_of(p).unwrap_or_else(|| sniff(p)),
-                from: ReadFrom::default(),
-            });
+            out.push(Input::new(p.to_path_buf(), kind_of(p).unwrap_or_else(|| sniff(p))));
         } else if a.contains(['*', '?', '[']) {
             let mut files: Vec<PathBuf> = glob::glob(a)
                 .map_err(|e| SourceError::Io { path: a.clone(), message: format!("bad glob pattern: {e}") })?
@@ -166,7 +165,7 @@ pub fn expand(args: &[String]) -> Result<Vec<Input>, SourceError> {
             }
             for f in files {
                 let kind = kind_of(&f).unwrap_or_else(|| sniff(&f));
-                out.push(Input { path: f, kind, from: ReadFrom::default() });
+                out.push(Input::new(f, kind));
             }
         } else {
             return Err(io_err(p, "no such file or directory"));

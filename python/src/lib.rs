@@ -133,6 +133,7 @@ fn _gramfit(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parts::first_pass, m)?)?;
     m.add_function(wrap_pyfunction!(parts::residual_part, m)?)?;
     m.add_function(wrap_pyfunction!(parts::finish, m)?)?;
+    m.add_function(wrap_pyfunction!(parts::parquet_row_groups, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

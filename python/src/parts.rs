@@ -98,30 +98,41 @@ fn report_args(argv: &[String]) -> PyResult<ReportArgs> {
 }
 
 /// The first pass over `tables` (data, label) and the inputs of `argv` (a
-/// `gramfit fit` command line): a part's state.
+/// `gramfit fit` command line): a part's state. `row_groups` (start, end):
+/// only those row groups of the Parquet inputs.
 #[pyfunction]
-pub fn first_pass(py: Python<'_>, argv: Vec<String>, tables: Vec<(Bound<'_, PyAny>, String)>) -> PyResult<PyState> {
+#[pyo3(signature = (argv, tables, row_groups = None))]
+pub fn first_pass(
+    py: Python<'_>,
+    argv: Vec<String>,
+    tables: Vec<(Bound<'_, PyAny>, String)>,
+    row_groups: Option<(usize, usize)>,
+) -> PyResult<PyState> {
     let lent = lend_all(tables)?;
     let a = fit_args(&with_inputs(&argv, &lent))?;
-    let st = run_interruptibly(py, move || gramfit::app::first_pass(&a))?.map_err(error)?;
+    let groups = row_groups.map(|(s, e)| s..e);
+    let st = run_interruptibly(py, move || gramfit::app::first_pass(&a, groups))?.map_err(error)?;
     drop(lent);
     Ok(PyState { inner: st })
 }
 
 /// The second pass's sums over a part (`tables` and `argv`'s inputs) with
 /// the merged fit `state`'s β, as bytes; `argv`'s `--cov-type` and
-/// `--cluster` say what is accumulated.
+/// `--cluster` say what is accumulated; `row_groups` as in `first_pass`.
 #[pyfunction]
+#[pyo3(signature = (state, argv, tables, row_groups = None))]
 pub fn residual_part<'py>(
     py: Python<'py>,
     state: Py<PyState>,
     argv: Vec<String>,
     tables: Vec<(Bound<'py, PyAny>, String)>,
+    row_groups: Option<(usize, usize)>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let lent = lend_all(tables)?;
     let a = fit_args(&with_inputs(&argv, &lent))?;
+    let groups = row_groups.map(|(s, e)| s..e);
     let part = run_interruptibly(py, move || {
-        gramfit::app::residual_part(&state.get().inner, &a).map(|s| gramfit::app::encode_residual_part(&s))
+        gramfit::app::residual_part(&state.get().inner, &a, groups).map(|s| gramfit::app::encode_residual_part(&s))
     })?
     .map_err(error)?;
     drop(lent);
@@ -144,4 +155,27 @@ pub fn finish(py: Python<'_>, state: &PyState, parts: Vec<Vec<u8>>, argv: Vec<St
         })
         .map_err(error)?;
     Ok((PyState { inner: st }, Report { inner }))
+}
+
+/// The Parquet files `paths` (files, directories, globs) expand to, each
+/// with its row groups' row counts: the units a distributed fit of files
+/// hands out as tasks.
+#[pyfunction]
+pub fn parquet_row_groups(py: Python<'_>, paths: Vec<String>) -> PyResult<Vec<(String, Vec<u64>)>> {
+    use gramfit::source::{self, SourceKind};
+    py.detach(|| {
+        let mut out = Vec::new();
+        for input in source::expand(&paths).map_err(error)? {
+            if input.kind != SourceKind::Parquet {
+                return Err(GramfitError::new_err(format!(
+                    "{}: a fit of files in parts reads Parquet files (row groups are its tasks); read other formats into a DataFrame",
+                    input.display()
+                )));
+            }
+            let meta = source::parquet_metadata(&input).map_err(error)?;
+            let rows = meta.metadata().row_groups().iter().map(|g| g.num_rows().max(0) as u64).collect();
+            out.push((input.path.to_string_lossy().into_owned(), rows));
+        }
+        Ok(out)
+    })
 }

@@ -87,3 +87,19 @@ def dask_delayed(x):
     import dask
 
     return dask.delayed(x)
+
+
+def test_files_read_by_gramfits_engine_in_dask_tasks_fit_as_one_fit(client, listings, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    table = pa.Table.from_pandas(listings, preserve_index=False)
+    pq.write_table(table.slice(0, 3000), shards / "a.parquet", row_group_size=700)
+    pq.write_table(table.slice(3000), shards / "b.parquet", row_group_size=700)
+    for tasks in (2, 5):
+        ours = gramfit.dask.ols_files(str(shards / "*.parquet"), FORMULA, cov_type="HC1", tasks=tasks)
+        assert_same_fit(ours, gramfit.ols(FORMULA, shards, cov_type="HC1"))
+    with pytest.raises(gramfit.GramfitError, match="reads Parquet files"):
+        gramfit.dask.ols_files(GENERATED, FORMULA)

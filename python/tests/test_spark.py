@@ -72,3 +72,28 @@ def test_bad_input_raises_the_engines_message(spark, listings):
     text = sdf.withColumn("size_sqft", sdf["size_sqft"].cast("string"))
     with pytest.raises(gramfit.GramfitError, match="column 'size_sqft' is not numeric"):
         gramfit.spark.ols(text, "rent ~ np.log(size_sqft)")
+
+
+def test_files_read_by_gramfits_engine_in_spark_tasks_fit_as_one_fit(spark, listings, tmp_path):
+    import pyarrow as pa
+    import pyarrow.csv
+    import pyarrow.parquet as pq
+
+    # The generated listings in row groups of 1,000; the reference listings
+    # as a directory of two files (read in name order).
+    generated = tmp_path / "generated.parquet"
+    pq.write_table(pyarrow.csv.read_csv(GENERATED), generated, row_group_size=1000)
+    ours = gramfit.spark.ols_files(spark, generated, GENERATED_FORMULA, cov_type="HC1", tasks=4)
+    assert_same_fit(ours, gramfit.ols(GENERATED_FORMULA, generated, cov_type="HC1"))
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    table = pa.Table.from_pandas(listings, preserve_index=False)
+    pq.write_table(table.slice(0, 3000), shards / "a.parquet", row_group_size=700)
+    pq.write_table(table.slice(3000), shards / "b.parquet", row_group_size=700)
+    for tasks in (3, 7):
+        ours = gramfit.spark.ols_files(spark, str(shards), FORMULA, cov_type="HC3", tasks=tasks)
+        assert_same_fit(ours, gramfit.ols(FORMULA, shards, cov_type="HC3"))
+    with pytest.raises(gramfit.GramfitError, match="no column named 'nope'"):
+        gramfit.spark.ols_files(spark, generated, "rent ~ nope")
+    with pytest.raises(gramfit.GramfitError, match="reads Parquet files"):
+        gramfit.spark.ols_files(spark, GENERATED, FORMULA)

@@ -18,13 +18,17 @@ use crate::cli::{FitArgs, ReportArgs};
 use crate::engine::Progress;
 use crate::model::{self, Resolved};
 use crate::residuals::ResidualStats;
+use crate::source::SourceKind;
 use crate::state::{growth, Provenance, State};
+use std::ops::Range;
 
 use super::{check_cluster, engine_options, report_options, AppError};
 
 /// The first pass over `a.inputs` as a state (no solve, no second pass,
-/// nothing saved): a part of a fit to be merged with the others.
-pub fn first_pass(a: &FitArgs) -> Result<State, AppError> {
+/// nothing saved): a part of a fit to be merged with the others. With
+/// `row_groups`, only those row groups of each Parquet input are read (a
+/// file split into parts by row group).
+pub fn first_pass(a: &FitArgs, row_groups: Option<Range<usize>>) -> Result<State, AppError> {
     refuse_unsupported(a)?;
     let eo = engine_options(&a.engine)?;
     let csv = a.csv.options().map_err(AppError::Usage)?;
@@ -35,7 +39,8 @@ pub fn first_pass(a: &FitArgs) -> Result<State, AppError> {
         csv: csv.clone(),
         group: None,
     };
-    let opened = model::open_inputs(&a.inputs, &csv)?;
+    let mut opened = model::open_inputs(&a.inputs, &csv)?;
+    select_row_groups(&mut opened, row_groups)?;
     let read = opened.inputs.clone();
     let resolved = model::resolve(options, &opened)?;
     let pass = model::accumulate(&resolved, opened, &eo, &Progress::default())?;
@@ -52,6 +57,19 @@ pub fn first_pass(a: &FitArgs) -> Result<State, AppError> {
         st.inputs.push(growth::record(input, info)?);
     }
     Ok(st)
+}
+
+fn select_row_groups(opened: &mut model::OpenedInputs, row_groups: Option<Range<usize>>) -> Result<(), AppError> {
+    let Some(groups) = row_groups else {
+        return Ok(());
+    };
+    for input in &mut opened.inputs {
+        if input.kind != SourceKind::Parquet {
+            return Err(AppError::Usage(format!("{}: row groups are parts of Parquet files only", input.display())));
+        }
+        input.row_groups = Some(groups.clone());
+    }
+    Ok(())
 }
 
 /// What parts do not take yet, said before any work.
@@ -164,11 +182,12 @@ fn check_same_model(first_name: &str, first: &State, name: &str, st: &State) -> 
 
 /// The second pass's sums over `a.inputs` (a part of the rows, read with
 /// the state's model) with the merged fit's β from `st`; the covariance
-/// asked for is `a.report`'s.
-pub fn residual_part(st: &State, a: &FitArgs) -> Result<ResidualStats, AppError> {
+/// asked for is `a.report`'s; `row_groups` as in [`first_pass`].
+pub fn residual_part(st: &State, a: &FitArgs, row_groups: Option<Range<usize>>) -> Result<ResidualStats, AppError> {
     let (resolved, pass) = second_pass_of(st, &a.report)?;
     let eo = engine_options(&a.engine)?;
-    let opened = model::open_inputs(&a.inputs, &st.model.csv)?;
+    let mut opened = model::open_inputs(&a.inputs, &st.model.csv)?;
+    select_row_groups(&mut opened, row_groups)?;
     let mut stats = pass.accumulate(&resolved, opened, &eo, &Progress::default())?;
     crate::accumulator::ChunkSink::finish(&mut stats);
     Ok(stats)

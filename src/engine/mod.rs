@@ -501,7 +501,14 @@ pub fn stream<A: ChunkSink>(
             let mut units: Vec<(usize, usize)> = Vec::new();
             while i < inputs.len() && inputs[i].kind == SourceKind::Parquet {
                 let meta = metas[i].as_ref().expect("parquet metadata");
-                units.extend((0..meta.metadata().num_row_groups()).map(|rg| (i, rg)));
+                let all = 0..meta.metadata().num_row_groups();
+                let groups = inputs[i].row_groups.clone().unwrap_or(all.clone());
+                if groups.end > all.end {
+                    let why =
+                        format!("row groups {}..{} asked for, the file has {}", groups.start, groups.end, all.end);
+                    return Err(read_err(&inputs[i], why));
+                }
+                units.extend(groups.map(|rg| (i, rg)));
                 i += 1;
             }
             let run = |i: usize, rg: usize| {

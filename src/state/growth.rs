@@ -117,10 +117,15 @@ pub fn record(input: &Input, info: &crate::report::InputInfo) -> Result<Provenan
     let display = input.display();
     let (rows_read, rows_dropped, end) = (info.rows_read, info.rows_dropped, info.end);
     let file_rows = info.file_rows;
-    // A stream or a lent table has no bytes to fingerprint.
-    if input.is_stdin() || input.kind == SourceKind::Memory {
+    // A stream or a lent table has no bytes to fingerprint; some row
+    // groups of a file (a part of a distributed fit) are not its bytes.
+    if input.is_stdin() || input.kind == SourceKind::Memory || input.row_groups.is_some() {
+        let path = match &input.row_groups {
+            Some(g) => format!("{display} (row groups {}..{})", g.start, g.end),
+            None => display,
+        };
         let sha256 = String::new();
-        return Ok(Provenance { path: display, size: 0, sha256, rows_read, rows_dropped, file_rows, csv_end: None });
+        return Ok(Provenance { path, size: 0, sha256, rows_read, rows_dropped, file_rows, csv_end: None });
     }
     let csv_end = end.map(|e| super::CsvEnd {
         complete_offset: e.complete_offset,

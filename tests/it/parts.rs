@@ -77,12 +77,12 @@ fn parts_merged_in_order_report_what_one_fit_over_the_file_reports() {
     let argv =
         |name: &str| fit_args(&["gramfit", "fit", name, "-q", "-f", FORMULA, "--cov-type", "HC1", "--threads", "2"]);
     let states: Vec<_> =
-        lent.iter().map(|l| (l.name().to_string(), gramfit::app::first_pass(&argv(l.name())).unwrap())).collect();
+        lent.iter().map(|l| (l.name().to_string(), gramfit::app::first_pass(&argv(l.name()), None).unwrap())).collect();
     let mut merged = gramfit::app::merge_states(states).unwrap();
     let parts: Vec<_> = lent
         .iter()
         .map(|l| {
-            let part = gramfit::app::residual_part(&merged, &argv(l.name())).unwrap();
+            let part = gramfit::app::residual_part(&merged, &argv(l.name()), None).unwrap();
             // Through the bytes a task returns.
             gramfit::app::decode_residual_part(&gramfit::app::encode_residual_part(&part)).unwrap()
         })
@@ -135,9 +135,49 @@ fn absorbed_and_grouped_fits_are_refused_in_parts_with_the_reason() {
     let file = crate::common::streeteasy();
     let f = file.to_str().unwrap();
     let a = fit_args(&["gramfit", "fit", f, "-q", "-f", "rent ~ size_sqft | neighborhood"]);
-    let e = gramfit::app::first_pass(&a).unwrap_err().to_string();
+    let e = gramfit::app::first_pass(&a, None).unwrap_err().to_string();
     assert!(e.contains("does not take absorbed fixed effects"), "{e}");
     let a = fit_args(&["gramfit", "fit", f, "-q", "-f", "rent ~ size_sqft", "--by", "borough"]);
-    let e = gramfit::app::first_pass(&a).unwrap_err().to_string();
+    let e = gramfit::app::first_pass(&a, None).unwrap_err().to_string();
     assert!(e.contains("takes no --by"), "{e}");
+}
+
+#[test]
+fn a_parquet_file_split_by_row_groups_merges_to_the_whole_files_fit() {
+    let (schema, batches) = listings_batches(1000);
+    let tmp = crate::common::tempdir();
+    let path = tmp.path().join("listings.parquet");
+    let props = parquet::file::properties::WriterProperties::builder().set_max_row_group_row_count(Some(1000)).build();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, Some(props)).unwrap();
+    for b in &batches {
+        w.write(b).unwrap();
+    }
+    w.close().unwrap();
+    let p = path.to_str().unwrap();
+    let args = fit_args(&["gramfit", "fit", p, "-q", "-f", FORMULA, "--cov-type", "HC3"]);
+    let expected = json(&gramfit::app::fit_report(&args).unwrap());
+    let ranges = [0..2, 2..3, 3..5];
+    let states: Vec<_> =
+        ranges.iter().map(|r| (format!("{r:?}"), gramfit::app::first_pass(&args, Some(r.clone())).unwrap())).collect();
+    let mut merged = gramfit::app::merge_states(states).unwrap();
+    let parts: Vec<_> =
+        ranges.iter().map(|r| gramfit::app::residual_part(&merged, &args, Some(r.clone())).unwrap()).collect();
+    let report = report_args(&["--cov-type", "HC3"]);
+    gramfit::app::apply_residual_parts(&mut merged, &parts, &report).unwrap();
+    let ours = json(&gramfit::app::state_report(&merged, &report).unwrap());
+    assert_eq!(ours["nobs"], expected["nobs"]);
+    for key in ["params", "bse", "rsquared", "llf", "durbin_watson", "omnibus"] {
+        assert_close(&ours, &expected, key, 1e-12);
+    }
+    // The parts are listed by file and row groups.
+    let text = gramfit::app::state_report(&merged, &report).unwrap().render(gramfit::report::Format::Text);
+    assert!(text.contains("listings.parquet (row groups 2..3)"), "{text}");
+    // Row groups the file does not have; a CSV file has none.
+    let e = gramfit::app::first_pass(&args, Some(4..9)).unwrap_err().to_string();
+    assert!(e.contains("row groups 4..9 asked for, the file has 5"), "{e}");
+    let csv = crate::common::streeteasy();
+    let args = fit_args(&["gramfit", "fit", csv.to_str().unwrap(), "-q", "-f", FORMULA]);
+    let e = gramfit::app::first_pass(&args, Some(0..1)).unwrap_err().to_string();
+    assert!(e.contains("row groups are parts of Parquet files only"), "{e}");
 }

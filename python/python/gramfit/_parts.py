@@ -14,7 +14,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from . import _options
 from ._data import arrow_table
-from ._gramfit import State, finish, first_pass, residual_part
+from ._gramfit import State, finish, first_pass, parquet_row_groups, residual_part
 
 
 Part = Tuple[str, Optional[bytes]]
@@ -96,3 +96,52 @@ def results(state: Optional[bytes], parts: Optional[Sequence[Optional[bytes]]], 
 
         st.save(os.fspath(save))
     return RegressionResults(report)
+
+
+# A task of a fit of Parquet files: a file and a run of its row groups.
+FileTask = Tuple[str, int, int]
+
+
+def file_tasks(paths: Sequence[str], tasks: int) -> List[FileTask]:
+    """The files' row groups in runs of consecutive ones (never across
+    files), about ``tasks`` runs of similar row counts, in file order."""
+    files = parquet_row_groups(list(paths))
+    total = sum(sum(rows) for _, rows in files)
+    if total == 0:
+        raise ValueError("the files have no rows")
+    target = max(1, -(-total // max(1, tasks)))
+    out: List[FileTask] = []
+    for path, rows in files:
+        start, acc = 0, 0
+        for i, n in enumerate(rows):
+            acc += n
+            if acc >= target or i == len(rows) - 1:
+                out.append((path, start, i + 1))
+                start, acc = i + 1, 0
+    return out
+
+
+def task_label(task: FileTask) -> str:
+    path, start, end = task
+    return f"{path} (row groups {start}..{end})"
+
+
+def first_pass_file(task: FileTask, argv: List[str]) -> bytes:
+    """The first pass over a task's row groups, read by gramfit's engine."""
+    path, start, end = task
+    return first_pass(_with_input(argv, path), [], (start, end)).to_bytes()
+
+
+def first_pass_file_labelled(task: FileTask, argv: List[str]) -> Part:
+    """:func:`first_pass_file` with the task's label, for the merge."""
+    return task_label(task), first_pass_file(task, argv)
+
+
+def residual_part_file(task: FileTask, state: bytes, argv: List[str]) -> bytes:
+    """The second pass's sums over a task's row groups."""
+    path, start, end = task
+    return residual_part(State.from_bytes(state), _with_input(argv, path), [], (start, end))
+
+
+def _with_input(argv: List[str], path: str) -> List[str]:
+    return [*argv[:2], path, *argv[2:]]

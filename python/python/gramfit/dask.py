@@ -2,7 +2,9 @@
 DataFrame partition by partition — a state per partition, merged by a
 tree in partition order, then (by default) a second pass with the merged
 fit's β for the residual diagnostics and robust errors — and reports what
-``gramfit fit`` reports on the same rows.
+``gramfit fit`` reports on the same rows. ``gramfit.dask.ols_files(paths,
+formula)`` fits Parquet files with runs of row groups as the tasks, read by
+gramfit's own engine on the workers.
 """
 from __future__ import annotations
 
@@ -47,4 +49,46 @@ def ols(
         shared = dask.delayed(state, pure=True)
         part = dask.delayed(_parts.residual_part_bytes, pure=True)
         parts = dask.compute(*[part(p, shared, argv, f"<dask partition {i}>") for i, p in enumerate(partitions)])
+    return _parts.results(state, parts, report, save)
+
+
+def ols_files(
+    paths: Any,
+    formula: str,
+    *,
+    weights: Optional[str] = None,
+    cov_type: str = "nonrobust",
+    cluster: Optional[str] = None,
+    singular: str = "drop",
+    missing: str = "drop",
+    alpha: float = 0.05,
+    threads: int = 1,
+    second_pass: bool = True,
+    tasks: int = 8,
+    split_every: int = 8,
+    save: Any = None,
+) -> Any:
+    """Fit ``formula`` to Parquet files (a path, glob, directory or list of
+    them, at the same path on every worker) as ``gramfit fit`` fits them:
+    about ``tasks`` runs of consecutive row groups, each read by gramfit's
+    engine in a Dask task, merged in file and row group order."""
+    import os
+
+    import dask
+
+    argv, report = _parts.plan(
+        formula, second_pass, weights=weights, cov_type=cov_type, cluster=cluster, singular=singular,
+        missing=missing, alpha=alpha, threads=threads,
+    )
+    paths = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
+    work = _parts.file_tasks([os.path.abspath(p) for p in paths], tasks)
+    first = dask.delayed(_parts.first_pass_file_labelled, pure=True)
+    states = [first(t, argv) for t in work]
+    merge = dask.delayed(_parts.merge_bytes, pure=True)
+    ((_, state),) = dask.compute(_parts.tree(states, merge, split_every))
+    parts = None
+    if second_pass:
+        shared = dask.delayed(state, pure=True)
+        part = dask.delayed(_parts.residual_part_file, pure=True)
+        parts = dask.compute(*[part(t, shared, argv) for t in work])
     return _parts.results(state, parts, report, save)

@@ -2,7 +2,10 @@
 DataFrame partition by partition through ``mapInArrow`` — a state per
 partition, merged by a tree in partition order on the driver, then (by
 default) a second pass with the merged fit's β — and reports what
-``gramfit fit`` reports on the same rows.
+``gramfit fit`` reports on the same rows. ``gramfit.spark.ols_files(spark,
+paths, formula)`` fits Parquet files that every executor can read: runs of
+row groups are the tasks, read by gramfit's own engine on the executors
+(the JVM decodes nothing).
 
 Only DataFrame operations are used (no ``SparkContext``): the merged
 state reaches the second pass's tasks in the function's closure, which
@@ -114,3 +117,67 @@ def _fit(df: Any, argv: list, report: dict, second_pass: bool, split_every: int,
 
         parts = [b for _, b in _in_order(df.mapInArrow(_per_partition(residuals), _SCHEMA))]
     return _parts.results(state, parts, report, save)
+
+
+def ols_files(
+    spark: Any,
+    paths: Any,
+    formula: str,
+    *,
+    weights: Optional[str] = None,
+    cov_type: str = "nonrobust",
+    cluster: Optional[str] = None,
+    singular: str = "drop",
+    missing: str = "drop",
+    alpha: float = 0.05,
+    threads: int = 1,
+    second_pass: bool = True,
+    tasks: Optional[int] = None,
+    split_every: int = 8,
+    save: Any = None,
+) -> Any:
+    """Fit ``formula`` to Parquet files (a path, glob, directory or list of
+    them, on storage every executor reads at the same path) as ``gramfit
+    fit`` fits them: ``tasks`` runs of consecutive row groups (default: 4
+    per core of the session, ``spark.default.parallelism``, or 8), each read
+    by gramfit's engine in a Spark task; states merged in file and row
+    group order; the second pass likewise."""
+    import os
+
+    argv, report = _parts.plan(
+        formula, second_pass, weights=weights, cov_type=cov_type, cluster=cluster, singular=singular,
+        missing=missing, alpha=alpha, threads=threads,
+    )
+    paths = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
+    work = _parts.file_tasks([os.path.abspath(p) for p in paths], tasks or 4 * _cores(spark))
+    ids = spark.range(0, len(work), 1, numPartitions=len(work))
+
+    def each_task(run: Any) -> Any:
+        def tasks_of(batches: Iterator[Any]) -> Iterator[Any]:
+            import pyarrow as pa
+
+            for b in batches:
+                for i in b.column(0).to_pylist():
+                    yield pa.RecordBatch.from_pydict(
+                        {"partition": [i], "part": [run(work[i])]},
+                        schema=pa.schema([("partition", pa.int32()), ("part", pa.binary())]),
+                    )
+
+        return tasks_of
+
+    states = [(_parts.task_label(work[i]), b) for i, b in _in_order(ids.mapInArrow(each_task(lambda t: _parts.first_pass_file(t, argv)), _SCHEMA))]
+    _, state = _parts.tree(states, _parts.merge_bytes, split_every)
+    parts = None
+    if second_pass:
+        run = each_task(lambda t: _parts.residual_part_file(t, state, argv))
+        parts = [b for _, b in _in_order(ids.mapInArrow(run, _SCHEMA))]
+    return _parts.results(state, parts, report, save)
+
+
+def _cores(spark: Any) -> int:
+    """The session's parallelism, where the API says it (not under Spark
+    Connect)."""
+    try:
+        return int(spark.sparkContext.defaultParallelism)
+    except Exception:
+        return 2
