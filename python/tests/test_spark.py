@@ -6,7 +6,7 @@ import pytest
 
 import gramfit
 import gramfit.spark
-from conftest import FORMULA, GENERATED, assert_same_fit
+from conftest import FORMULA, GENERATED, assert_same_fit, rel
 from test_dask import GENERATED_FORMULA, stable
 
 
@@ -97,3 +97,20 @@ def test_files_read_by_gramfits_engine_in_spark_tasks_fit_as_one_fit(spark, list
         gramfit.spark.ols_files(spark, generated, "rent ~ nope")
     with pytest.raises(gramfit.GramfitError, match="reads Parquet files"):
         gramfit.spark.ols_files(spark, GENERATED, FORMULA)
+
+
+def test_a_model_per_group_through_apply_in_arrow(spark, listings):
+    sdf = in_order(spark, listings, 3)
+    formula = "rent ~ size_sqft + bedrooms + min_to_subway + has_washer_dryer"
+    ours = gramfit.spark.ols(sdf, formula, by="borough", cov_type="HC1")
+    assert list(ours) == sorted(listings["borough"].unique())
+    for level, res in ours.items():
+        theirs = gramfit.ols(formula, listings[listings["borough"] == level], cov_type="HC1")
+        assert list(res.params.index) == list(theirs.params.index)
+        assert res.nobs == theirs.nobs
+        # A shuffle's row order: the sums agree to rounding; Durbin–Watson
+        # is of Spark's order, not compared.
+        for name in ["params", "bse", "tvalues", "rsquared", "omnibus", "jarque_bera"]:
+            assert rel(getattr(res, name), getattr(theirs, name)) < 1e-10, (level, name)
+    with pytest.raises(gramfit.GramfitError, match="by: no column named 'nope'"):
+        gramfit.spark.ols(sdf, formula, by="nope")

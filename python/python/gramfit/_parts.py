@@ -145,3 +145,21 @@ def residual_part_file(task: FileTask, state: bytes, argv: List[str]) -> bytes:
 
 def _with_input(argv: List[str], path: str) -> List[str]:
     return [*argv[:2], path, *argv[2:]]
+
+
+def whole_fit_bytes(data: Any, argv: List[str], label: str, second_pass: bool, options: dict) -> bytes:
+    """One group's whole fit in one task (all its rows are here): the first
+    pass, and the second over the same rows, as a state's bytes."""
+    table, _ = arrow_table(data)
+    state = first_pass(argv, [(table, label)])
+    if second_pass:
+        part = residual_part(state, argv, [(table, label)])
+        state, _ = finish(state, [part], _options.summary_argv(**options))
+    return state.to_bytes()
+
+
+def state_results(state: bytes, options: dict) -> Any:
+    """The results a state's bytes hold (with its second pass, if any)."""
+    from . import RegressionResults
+
+    return RegressionResults(State.from_bytes(state).report(_options.summary_argv(**options)))

@@ -47,10 +47,17 @@ def _in_order(df: Any) -> list:
     """The (partition index, bytes) rows, in partition order; a gramfit
     error in a task raised here as a GramfitError with the engine's
     message (Spark wraps it in its traceback)."""
+    rows = _collect(df)
+    return sorted(((r["partition"], r["part"]) for r in rows), key=lambda r: r[0])
+
+
+def _collect(df: Any) -> list:
+    """``df.collect()``, a gramfit error in a task raised as a
+    GramfitError with the engine's message."""
     from pyspark.errors import PythonException
 
     try:
-        rows = df.collect()
+        return df.collect()
     except PythonException as e:
         text = str(e)
         at = text.rfind(_RAISED)
@@ -58,7 +65,6 @@ def _in_order(df: Any) -> list:
             raise
         message = text[at + len(_RAISED) :].split("\n\n")[0].rstrip()
         raise GramfitError(message) from e
-    return sorted(((r["partition"], r["part"]) for r in rows), key=lambda r: r[0])
 
 
 _RAISED = "gramfit.GramfitError: "
@@ -78,16 +84,28 @@ def ols(
     second_pass: bool = True,
     split_every: int = 8,
     save: Any = None,
+    by: Optional[str] = None,
 ) -> Any:
     """Fit ``formula`` to the Spark DataFrame ``df`` (options as
     :func:`gramfit.ols`). Each partition is a task with ``threads`` engine
     threads; the states merge ``split_every`` at a time in partition
-    order."""
+    order.
+
+    With ``by`` (a column), one model per level of it, as ``gramfit fit
+    --by``: ``groupBy(by).applyInArrow`` hands each group's rows to one
+    task, which fits them whole (both passes); the result is a dict of
+    results keyed by level (as text), in sorted order; rows without a
+    level are in no group. A shuffle delivers a group's rows in no
+    particular order: Durbin–Watson is that of the order Spark delivers."""
     argv, report = _parts.plan(
         formula, second_pass, weights=weights, cov_type=cov_type, cluster=cluster, singular=singular,
         missing=missing, alpha=alpha, threads=threads,
     )
 
+    if by is not None:
+        if save is not None:
+            raise ValueError("save= is not available with by= yet")
+        return _grouped(df, by, argv, report, second_pass)
     # Both passes must see the same rows in the same partitions: an
     # uncached DataFrame is computed again by the second (a shuffle's
     # partitioning may differ), so it is kept for the length of the fit,
@@ -181,3 +199,21 @@ def _cores(spark: Any) -> int:
         return int(spark.sparkContext.defaultParallelism)
     except Exception:
         return 2
+
+
+def _grouped(df: Any, by: str, argv: list, report: dict, second_pass: bool) -> dict:
+    if by not in df.columns:
+        raise GramfitError(f"by: no column named '{by}' in the DataFrame")
+
+    def fit_group(key: Any, table: Any) -> Any:
+        import pyarrow as pa
+
+        level = key[0].as_py()
+        out = {"level": [], "part": []}
+        if level is not None:
+            out["level"].append(str(level))
+            out["part"].append(_parts.whole_fit_bytes(table, argv, f"<spark group {by} = {level}>", second_pass, report))
+        return pa.table(out, schema=pa.schema([("level", pa.string()), ("part", pa.binary())]))
+
+    rows = _collect(df.groupBy(by).applyInArrow(fit_group, "level string, part binary"))
+    return {r["level"]: _parts.state_results(r["part"], report) for r in sorted(rows, key=lambda r: r["level"])}
