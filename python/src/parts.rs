@@ -179,3 +179,18 @@ pub fn parquet_row_groups(py: Python<'_>, paths: Vec<String>) -> PyResult<Vec<(S
         Ok(out)
     })
 }
+
+/// The columns a fit of `tables` (an empty table with the data's schema
+/// will do) under `argv` reads: what a distributed fit selects first.
+#[pyfunction]
+pub fn model_columns(
+    py: Python<'_>,
+    argv: Vec<String>,
+    tables: Vec<(Bound<'_, PyAny>, String)>,
+) -> PyResult<Vec<String>> {
+    let lent = lend_all(tables)?;
+    let a = fit_args(&with_inputs(&argv, &lent))?;
+    let columns = py.detach(|| gramfit::app::model_columns(&a)).map_err(error)?;
+    drop(lent);
+    Ok(columns)
+}

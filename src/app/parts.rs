@@ -59,6 +59,31 @@ pub fn first_pass(a: &FitArgs, row_groups: Option<Range<usize>>) -> Result<State
     Ok(st)
 }
 
+/// The columns a fit of `a.inputs` reads (the model's, the weights', the
+/// cluster column of a cluster-robust fit), in the first input's order of
+/// mention: what a distributed fit selects before handing rows to its
+/// tasks (an engine that decodes and converts only those).
+pub fn model_columns(a: &FitArgs) -> Result<Vec<String>, AppError> {
+    refuse_unsupported(a)?;
+    let csv = a.csv.options().map_err(AppError::Usage)?;
+    let options = model::ModelOptions {
+        formula: a.formula.clone(),
+        weights: a.weights.clone(),
+        missing: a.missing,
+        csv: csv.clone(),
+        group: None,
+    };
+    let opened = model::open_inputs(&a.inputs, &csv)?;
+    let resolved = model::resolve(options, &opened)?;
+    let mut columns = resolved.builder().source_columns();
+    if let Some(c) = a.report.cluster.as_deref().filter(|_| a.report.cov_type == crate::second_pass::CovType::Cluster) {
+        if !columns.iter().any(|x| x == c) {
+            columns.push(c.to_string());
+        }
+    }
+    Ok(columns)
+}
+
 fn select_row_groups(opened: &mut model::OpenedInputs, row_groups: Option<Range<usize>>) -> Result<(), AppError> {
     let Some(groups) = row_groups else {
         return Ok(());

@@ -14,7 +14,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from . import _options
 from ._data import arrow_table
-from ._gramfit import State, finish, first_pass, parquet_row_groups, residual_part
+from ._gramfit import State, finish, first_pass, model_columns, parquet_row_groups, residual_part
 
 
 Part = Tuple[str, Optional[bytes]]
@@ -27,6 +27,16 @@ def plan(formula: str, second_pass: bool, **options: Any) -> Tuple[List[str], di
         raise ValueError(f"cov_type={options['cov_type']!r} needs the second pass")
     argv = _options.fit_argv(formula, [], **options)
     return argv, {k: options[k] for k in ("cov_type", "cluster", "singular", "alpha")}
+
+
+def columns(argv: List[str], empty: Any, label: str, keep: Sequence[str] = ()) -> List[str]:
+    """The columns the fit reads, from a table with the data's schema and
+    no rows (the formula checked against it here, on the driver), and
+    ``keep``: a distributed fit selects them before anything is computed,
+    so that its engine decodes and hands over only those."""
+    table, _ = arrow_table(empty)
+    out = model_columns(argv, [(table, label)])
+    return out + [c for c in keep if c not in out]
 
 
 def first_pass_bytes(data: Any, argv: List[str], label: str) -> Part:

@@ -39,6 +39,7 @@ def ols(
         formula, second_pass, weights=weights, cov_type=cov_type, cluster=cluster, singular=singular,
         missing=missing, alpha=alpha, threads=threads,
     )
+    ddf = ddf[_parts.columns(argv, ddf._meta, "<dask DataFrame>")]
     partitions = ddf.to_delayed()
     first = dask.delayed(_parts.first_pass_bytes, pure=True)
     states = [first(p, argv, f"<dask partition {i}>") for i, p in enumerate(partitions)]

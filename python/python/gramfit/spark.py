@@ -102,6 +102,12 @@ def ols(
         missing=missing, alpha=alpha, threads=threads,
     )
 
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    if by is not None and by not in df.columns:
+        raise GramfitError(f"by: no column named '{by}' in the DataFrame")
+    empty = to_arrow_schema(df.schema).empty_table()
+    df = df.select(*_parts.columns(argv, empty, "<spark DataFrame>", [by] if by else []))
     if by is not None:
         if save is not None:
             raise ValueError("save= is not available with by= yet")
@@ -202,9 +208,6 @@ def _cores(spark: Any) -> int:
 
 
 def _grouped(df: Any, by: str, argv: list, report: dict, second_pass: bool) -> dict:
-    if by not in df.columns:
-        raise GramfitError(f"by: no column named '{by}' in the DataFrame")
-
     def fit_group(key: Any, table: Any) -> Any:
         import pyarrow as pa
 
