@@ -15,7 +15,11 @@ included.
 Variants:
   cli         gramfit fit FILE (2 threads)
   files       gramfit.spark.ols_files(spark, FILE, …): row groups as tasks, read by gramfit
-  dataframe   gramfit.spark.ols(spark.read.parquet(FILE), …): mapInArrow
+  dataframe   gramfit.spark.ols(spark.read.parquet(FILE), …): mapInArrow,
+              both passes (the DataFrame persisted between them: the default)
+  df-scan     the same with persist=False (the scan computed again)
+  df-1pass    the same with second_pass=False: what MLlib reports (β,
+              standard errors, p-values, R²), no residual diagnostics
   mllib       StringIndexer + OneHotEncoder + VectorAssembler +
               LinearRegression(solver="normal"), then its summary's
               p-values and R² (what gramfit reports, and less)
@@ -71,8 +75,9 @@ def variant(name, path, repeats):
         if name == "files":
             res = gramfit.spark.ols_files(spark, path, MISSION)
             coefs = res.to_dict()["params"]
-        elif name == "dataframe":
-            res = gramfit.spark.ols(spark.read.parquet(path), MISSION)
+        elif name in ("dataframe", "df-scan", "df-1pass"):
+            kw = {"df-scan": {"persist": False}, "df-1pass": {"second_pass": False}}.get(name, {})
+            res = gramfit.spark.ols(spark.read.parquet(path), MISSION, **kw)
             coefs = res.to_dict()["params"]
         elif name == "mllib":
             from pyspark.ml import Pipeline
@@ -131,7 +136,7 @@ def main():
     path = files(a.rows)[1][1]
     print(f"file: {path} ({a.rows:,} rows, rent in cents, pyarrow); model: {MISSION}")
     rows = []
-    for name in ["cli", "files", "dataframe", "mllib"]:
+    for name in ["cli", "files", "dataframe", "df-scan", "df-1pass", "mllib"]:
         proc = subprocess.Popen([sys.executable, __file__, "--one", name, "--path", path, "--repeats", str(a.repeats)],
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         stop, peak = threading.Event(), []
@@ -150,7 +155,7 @@ def main():
     mllib = dict((n, m) for n, m, *_ in rows)["mllib"]
     for name, med, *_ in rows:
         print(f"{name:10s} {mllib / med:6.1f}x faster than MLlib")
-    ours, theirs = rows[1][4], rows[3][4]
+    ours, theirs = rows[1][4], rows[-1][4]
     print("size_sqft coefficient: gramfit", ours["size_sqft"], "MLlib", theirs["size_sqft"])
 
 

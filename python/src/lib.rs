@@ -135,6 +135,7 @@ fn _gramfit(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parts::finish, m)?)?;
     m.add_function(wrap_pyfunction!(parts::parquet_row_groups, m)?)?;
     m.add_function(wrap_pyfunction!(parts::model_columns, m)?)?;
+    m.add_function(wrap_pyfunction!(parts::residual_part_rows, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

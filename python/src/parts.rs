@@ -194,3 +194,10 @@ pub fn model_columns(
     drop(lent);
     Ok(columns)
 }
+
+/// The rows a second-pass part's sums cover (a check that a partition
+/// held the same rows in both passes).
+#[pyfunction]
+pub fn residual_part_rows(part: Vec<u8>) -> PyResult<u64> {
+    Ok(gramfit::app::decode_residual_part(&part).map_err(error)?.n)
+}

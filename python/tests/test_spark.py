@@ -114,3 +114,23 @@ def test_a_model_per_group_through_apply_in_arrow(spark, listings):
             assert rel(getattr(res, name), getattr(theirs, name)) < 1e-10, (level, name)
     with pytest.raises(gramfit.GramfitError, match="by: no column named 'nope'"):
         gramfit.spark.ols(sdf, formula, by="nope")
+
+
+def test_persist_false_computes_again_and_refuses_partitions_that_changed(spark, listings, tmp_path):
+    import random
+
+    from pyspark.sql import functions as F
+
+    path = tmp_path / "listings.parquet"
+    listings.to_parquet(path, index=False)
+    scan = spark.read.parquet(str(path))
+    assert_same_fit(gramfit.spark.ols(scan, FORMULA, cov_type="HC1", persist=False),
+                    gramfit.ols(FORMULA, path, cov_type="HC1"))
+    # Rows sent to partitions by a value drawn anew each time the plan runs.
+    draw = F.udf(lambda: random.random(), "double").asNondeterministic()
+    shuffled = scan.withColumn("draw", draw()).repartition(3, "draw")
+    with pytest.raises(gramfit.GramfitError, match="partitions changed between the two passes"):
+        gramfit.spark.ols(shuffled, FORMULA, persist=False)
+    # Persisted (the default), the same frame fits; Durbin–Watson is of
+    # the order the first computation gave.
+    assert gramfit.spark.ols(shuffled, FORMULA).nobs == 5000

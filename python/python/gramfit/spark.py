@@ -85,6 +85,7 @@ def ols(
     split_every: int = 8,
     save: Any = None,
     by: Optional[str] = None,
+    persist: Optional[bool] = None,
 ) -> Any:
     """Fit ``formula`` to the Spark DataFrame ``df`` (options as
     :func:`gramfit.ols`). Each partition is a task with ``threads`` engine
@@ -96,7 +97,12 @@ def ols(
     task, which fits them whole (both passes); the result is a dict of
     results keyed by level (as text), in sorted order; rows without a
     level are in no group. A shuffle delivers a group's rows in no
-    particular order: Durbin–Watson is that of the order Spark delivers."""
+    particular order: Durbin–Watson is that of the order Spark delivers.
+
+    ``persist``: whether an uncached DataFrame is persisted for the two
+    passes (default: yes, when the second pass runs); ``False`` computes it
+    again for the second pass (less memory, and faster when the plan is a
+    scan of files), and raises if a partition's rows changed."""
     argv, report = _parts.plan(
         formula, second_pass, weights=weights, cov_type=cov_type, cluster=cluster, singular=singular,
         missing=missing, alpha=alpha, threads=threads,
@@ -114,15 +120,18 @@ def ols(
         return _grouped(df, by, argv, report, second_pass)
     # Both passes must see the same rows in the same partitions: an
     # uncached DataFrame is computed again by the second (a shuffle's
-    # partitioning may differ), so it is kept for the length of the fit,
-    # as MLlib keeps its input.
-    persisted = not df.storageLevel.useMemory and not df.storageLevel.useDisk
-    if persisted and second_pass:
+    # partitioning may differ), so by default it is kept for the length of
+    # the fit, as MLlib keeps its input. persist=False trusts the plan to
+    # give the same partitions again (a file scan does); the partitions'
+    # row counts are compared, and a change is an error.
+    cached = df.storageLevel.useMemory or df.storageLevel.useDisk
+    keep = second_pass and not cached and persist is not False
+    if keep:
         df = df.persist()
     try:
         return _fit(df, argv, report, second_pass, split_every, save)
     finally:
-        if persisted and second_pass:
+        if keep:
             df.unpersist()
 
 
@@ -131,7 +140,8 @@ def _fit(df: Any, argv: list, report: dict, second_pass: bool, split_every: int,
         _, state = _parts.first_pass_bytes(table, argv, label)
         return state
 
-    states = [(f"<spark partition {i}>", b) for i, b in _in_order(df.mapInArrow(_per_partition(first), _SCHEMA))]
+    firsts = _in_order(df.mapInArrow(_per_partition(first), _SCHEMA))
+    states = [(f"<spark partition {i}>", b) for i, b in firsts]
     _, state = _parts.tree(states, _parts.merge_bytes, split_every)
     parts = None
     if second_pass:
@@ -139,8 +149,24 @@ def _fit(df: Any, argv: list, report: dict, second_pass: bool, split_every: int,
         def residuals(table: Any, label: str) -> bytes:
             return _parts.residual_part_bytes(table, state, argv, label)
 
-        parts = [b for _, b in _in_order(df.mapInArrow(_per_partition(residuals), _SCHEMA))]
+        seconds = _in_order(df.mapInArrow(_per_partition(residuals), _SCHEMA))
+        _same_partitions(firsts, seconds)
+        parts = [b for _, b in seconds]
     return _parts.results(state, parts, report, save)
+
+
+def _same_partitions(firsts: list, seconds: list) -> None:
+    """Refuse a second pass whose partitions did not hold the first's rows
+    (a DataFrame computed again with another partitioning)."""
+    from ._gramfit import State, residual_part_rows
+
+    a = [(i, State.from_bytes(b).nobs) for i, b in firsts]
+    b = [(i, residual_part_rows(p)) for i, p in seconds]
+    if a != b:
+        raise GramfitError(
+            "the DataFrame's partitions changed between the two passes (rows per partition "
+            f"{a[:4]}… then {b[:4]}…); persist it (df.persist(), or persist=True)"
+        )
 
 
 def ols_files(
