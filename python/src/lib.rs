@@ -65,6 +65,26 @@ fn fit(py: Python<'_>, argv: Vec<String>, tables: Vec<(Bound<'_, PyAny>, String)
     report.map(|inner| Report { inner }).map_err(|e| GramfitError::new_err(e.to_string()))
 }
 
+/// Run `argv` (a `gramfit predict` command line, its output a file) on
+/// its inputs and `tables`.
+#[pyfunction]
+#[pyo3(signature = (argv, tables = Vec::new()))]
+fn predict(py: Python<'_>, argv: Vec<String>, tables: Vec<(Bound<'_, PyAny>, String)>) -> PyResult<()> {
+    let lent = tables::lend_all(tables)?;
+    // The inputs follow the state: after the program, the command and it.
+    let mut argv = argv;
+    let rest = argv.split_off(argv.len().min(3));
+    argv.extend(lent.iter().map(|l| l.name().to_string()));
+    argv.extend(rest);
+    let cli = Cli::try_parse_from(&argv).map_err(|e| GramfitError::new_err(e.to_string()))?;
+    let Command::Predict(args) = cli.command else {
+        return Err(GramfitError::new_err("only `predict` runs through gramfit._gramfit.predict"));
+    };
+    let done = run_interruptibly(py, move || gramfit::app::predict(&args))?;
+    drop(lent);
+    done.map_err(|e| GramfitError::new_err(e.to_string()))
+}
+
 /// Run `argv` (a `gramfit summary` command line) and return the saved
 /// fit's report.
 #[pyfunction]
@@ -129,6 +149,7 @@ fn _gramfit(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Report>()?;
     m.add_function(wrap_pyfunction!(fit, m)?)?;
     m.add_function(wrap_pyfunction!(summary, m)?)?;
+    m.add_function(wrap_pyfunction!(predict, m)?)?;
     m.add_class::<parts::PyState>()?;
     m.add_function(wrap_pyfunction!(parts::first_pass, m)?)?;
     m.add_function(wrap_pyfunction!(parts::residual_part, m)?)?;

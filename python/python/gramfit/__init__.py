@@ -29,8 +29,9 @@ from ._gramfit import summary as _summary
 from ._accumulator import Accumulator
 from . import _options
 from ._data import inputs as _inputs
+from ._predict import predict
 
-__all__ = ["ols", "wls", "load", "Accumulator", "RegressionResults", "GramfitError", "Report", "State"]
+__all__ = ["ols", "wls", "load", "predict", "Accumulator", "RegressionResults", "GramfitError", "Report", "State"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 

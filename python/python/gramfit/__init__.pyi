@@ -21,6 +21,18 @@ def ols(
     second_pass: bool = ...,
 ) -> RegressionResults: ...
 def load(path: PathLike, *, singular: str = ..., alpha: float = ...) -> RegressionResults: ...
+def predict(
+    state: Any,
+    data: Any,
+    *,
+    interval: str = ...,
+    alpha: float = ...,
+    keep: Optional[Sequence[str]] = ...,
+    unseen_level: str = ...,
+    missing: str = ...,
+    singular: str = ...,
+    threads: Optional[int] = ...,
+) -> Any: ...
 def wls(formula: str, data: Union[PathLike, Sequence[PathLike], Any], *, weights: str, **kwargs: Any) -> RegressionResults: ...
 
 class Summary:

@@ -94,5 +94,11 @@ class Accumulator:
 
         return RegressionResults(self.state.report(_options.summary_argv(singular=singular, alpha=alpha)))
 
+    def predict(self, data: Any, **options: Any) -> Any:
+        """:func:`gramfit.predict` with this accumulator's fit."""
+        from ._predict import predict
+
+        return predict(self.state, data, **options)
+
     def __repr__(self) -> str:
         return f"<gramfit.Accumulator {self._argv[self._argv.index('--formula') + 1]!r}, nobs={self.nobs}>"
