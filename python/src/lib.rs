@@ -85,6 +85,14 @@ fn predict(py: Python<'_>, argv: Vec<String>, tables: Vec<(Bound<'_, PyAny>, Str
     done.map_err(|e| GramfitError::new_err(e.to_string()))
 }
 
+/// Whether `formula` absorbs fixed effects (`y ~ x | fe`).
+#[pyfunction]
+fn absorbs(formula: &str) -> PyResult<bool> {
+    gramfit::formula::absorb::split_absorbed(formula)
+        .map(|a| a.is_some())
+        .map_err(|e| GramfitError::new_err(format!("formula: {e}")))
+}
+
 /// Run `argv` (a `gramfit summary` command line) and return the saved
 /// fit's report.
 #[pyfunction]
@@ -150,6 +158,7 @@ fn _gramfit(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fit, m)?)?;
     m.add_function(wrap_pyfunction!(summary, m)?)?;
     m.add_function(wrap_pyfunction!(predict, m)?)?;
+    m.add_function(wrap_pyfunction!(absorbs, m)?)?;
     m.add_class::<parts::PyState>()?;
     m.add_function(wrap_pyfunction!(parts::first_pass, m)?)?;
     m.add_function(wrap_pyfunction!(parts::residual_part, m)?)?;

@@ -7,7 +7,7 @@ import pytest
 
 import gramfit
 import gramfit.dask
-from conftest import FORMULA, GENERATED, assert_same_fit
+from conftest import FORMULA, GENERATED, assert_same_fit, rel
 
 GENERATED_FORMULA = "rent ~ size_sqft + bedrooms + bathrooms + np.log(min_to_subway + 1) + has_washer_dryer + C(borough)"
 
@@ -46,6 +46,16 @@ def test_partitions_fit_as_one_fit_of_their_rows(client, listings):
     assert_same_fit(ours, gramfit.wls(FORMULA, listings, weights=w, cov_type="HC2"))
     ours = gramfit.dask.ols(ddf, FORMULA, cov_type="cluster", cluster="neighborhood")
     assert_same_fit(ours, gramfit.ols(FORMULA, listings, cov_type="cluster", cluster="neighborhood"))
+
+
+def test_absorbed_fixed_effects_fit_in_partitions(client, listings):
+    formula = "rent ~ size_sqft + bedrooms | neighborhood"
+    ddf = dd.from_pandas(listings.sort_values("borough", kind="stable"), npartitions=4, sort=False)
+    ours, whole = gramfit.dask.ols(ddf, formula), gramfit.ols(formula, listings)
+    assert ours.nobs == whole.nobs and ours.fixed_effects == whole.fixed_effects
+    assert rel(ours.params, whole.params) < 1e-12 and rel(ours.bse, whole.bse) < 1e-12
+    with pytest.raises(gramfit.GramfitError, match="robust errors of absorbed fixed effects are not available in parts"):
+        gramfit.dask.ols(ddf, formula, cov_type="HC1")
 
 
 def test_a_level_seen_by_one_partition_only_is_coded_as_in_one_fit(client, listings):

@@ -84,5 +84,14 @@ def test_the_accumulator_refuses_another_model_and_an_empty_fit(listings):
         a.merge(b)
     with pytest.raises(ValueError, match="holds no rows yet"):
         gramfit.Accumulator(FORMULA).fit()
-    with pytest.raises(gramfit.GramfitError, match="absorbed fixed effects"):
-        gramfit.Accumulator("rent ~ size_sqft | neighborhood").update(listings)
+
+
+def test_an_accumulator_absorbs_fixed_effects(listings):
+    formula = "rent ~ size_sqft + bedrooms | neighborhood"
+    whole = gramfit.ols(formula, listings)
+    acc = gramfit.Accumulator(formula)
+    for i in range(0, len(listings), 1500):
+        acc.update(listings.iloc[i : i + 1500])
+    ours = acc.fit()
+    assert ours.nobs == whole.nobs and ours.fixed_effects == whole.fixed_effects
+    assert rel(ours.params, whole.params) < 1e-12 and rel(ours.bse, whole.bse) < 1e-12

@@ -150,6 +150,43 @@ pub fn fit_absorbed(a: &FitArgs, ab: Absorbed, eo: &EngineOptions) -> Result<rep
     Ok(report::Report::Absorbed { results: Box::new(res), info })
 }
 
+/// The first pass of an absorbed model over `opened` as a state (a part
+/// of a fit in parts: see `parts`): the model `a.formula`, `ab` its split.
+pub(super) fn first_pass_state(
+    a: &FitArgs,
+    ab: &Absorbed,
+    options: ModelOptions,
+    opened: model::OpenedInputs,
+    eo: &EngineOptions,
+) -> Result<State, AppError> {
+    let types = model::column_types(&opened, &[])?;
+    let resolved = model::Resolved::new(options, types.clone())?;
+    for c in &ab.columns {
+        if !types.iter().any(|(n, _)| n == c) {
+            return Err(no_column("fixed effect", c, &types));
+        }
+    }
+    model::column_types(&opened, &absorbing_builder(&resolved, &ab.columns).source_columns())?;
+    model::check_csv_text_columns(&resolved, &opened)?;
+    let read = opened.inputs.clone();
+    let t0 = Instant::now();
+    let (acc, inputs) = accumulate(&resolved, &ab.columns, opened, eo, &Progress::default())?;
+    let mut provenance = Vec::new();
+    for (input, info) in read.iter().zip(&inputs) {
+        provenance.push(crate::state::growth::record(input, info)?);
+    }
+    let (dense, part) = acc.into_parts();
+    let model = ModelOptions { formula: a.formula.clone(), ..resolved.options.clone() };
+    let elapsed_s = t0.elapsed().as_secs_f64();
+    Ok(State::new(model, resolved.column_types.clone(), dense, Some(part), provenance, model::now_unix(), elapsed_s))
+}
+
+/// The columns an absorbed model reads (its design's and the absorbed
+/// ones).
+pub(super) fn model_columns(resolved: &Resolved, columns: &[String]) -> Vec<String> {
+    absorbing_builder(resolved, columns).source_columns()
+}
+
 /// The design builder of an absorbed model: the absorbed columns read too.
 fn absorbing_builder(resolved: &Resolved, columns: &[String]) -> crate::design::DesignBuilder {
     let mut builder = resolved.builder();

@@ -16,6 +16,7 @@
 
 use crate::cli::{FitArgs, ReportArgs};
 use crate::engine::Progress;
+use crate::formula::absorb::{split_absorbed, Absorbed};
 use crate::model::{self, Resolved};
 use crate::residuals::ResidualStats;
 use crate::source::SourceKind;
@@ -31,16 +32,12 @@ use super::{check_cluster, engine_options, report_options, AppError};
 pub fn first_pass(a: &FitArgs, row_groups: Option<Range<usize>>) -> Result<State, AppError> {
     refuse_unsupported(a)?;
     let eo = engine_options(&a.engine)?;
-    let csv = a.csv.options().map_err(AppError::Usage)?;
-    let options = model::ModelOptions {
-        formula: a.formula.clone(),
-        weights: a.weights.clone(),
-        missing: a.missing,
-        csv: csv.clone(),
-        group: None,
-    };
-    let mut opened = model::open_inputs(&a.inputs, &csv)?;
+    let (options, absorbed) = model_options(a)?;
+    let mut opened = model::open_inputs(&a.inputs, &options.csv)?;
     select_row_groups(&mut opened, row_groups)?;
+    if let Some(ab) = &absorbed {
+        return super::absorbed::first_pass_state(a, ab, options, opened, &eo);
+    }
     let read = opened.inputs.clone();
     let resolved = model::resolve(options, &opened)?;
     let pass = model::accumulate(&resolved, opened, &eo, &Progress::default())?;
@@ -59,23 +56,36 @@ pub fn first_pass(a: &FitArgs, row_groups: Option<Range<usize>>) -> Result<State
     Ok(st)
 }
 
+/// The model a fit's arguments describe (an absorbed one's formula before
+/// its `|`), and the absorbed factors if any.
+fn model_options(a: &FitArgs) -> Result<(model::ModelOptions, Option<Absorbed>), AppError> {
+    let csv = a.csv.options().map_err(AppError::Usage)?;
+    let absorbed = split_absorbed(&a.formula).map_err(model::FitError::from)?;
+    let options = model::ModelOptions {
+        formula: absorbed.as_ref().map_or_else(|| a.formula.clone(), |ab| ab.formula.clone()),
+        weights: a.weights.clone(),
+        missing: a.missing,
+        csv,
+        group: None,
+    };
+    Ok((options, absorbed))
+}
+
 /// The columns a fit of `a.inputs` reads (the model's, the weights', the
 /// cluster column of a cluster-robust fit), in the first input's order of
 /// mention: what a distributed fit selects before handing rows to its
 /// tasks (an engine that decodes and converts only those).
 pub fn model_columns(a: &FitArgs) -> Result<Vec<String>, AppError> {
     refuse_unsupported(a)?;
-    let csv = a.csv.options().map_err(AppError::Usage)?;
-    let options = model::ModelOptions {
-        formula: a.formula.clone(),
-        weights: a.weights.clone(),
-        missing: a.missing,
-        csv: csv.clone(),
-        group: None,
+    let (options, absorbed) = model_options(a)?;
+    let opened = model::open_inputs(&a.inputs, &options.csv)?;
+    let mut columns = match &absorbed {
+        Some(ab) => {
+            let resolved = Resolved::new(options, model::column_types(&opened, &[])?)?;
+            super::absorbed::model_columns(&resolved, &ab.columns)
+        }
+        None => model::resolve(options, &opened)?.builder().source_columns(),
     };
-    let opened = model::open_inputs(&a.inputs, &csv)?;
-    let resolved = model::resolve(options, &opened)?;
-    let mut columns = resolved.builder().source_columns();
     if let Some(c) = a.report.cluster.as_deref().filter(|_| a.report.cov_type == crate::second_pass::CovType::Cluster) {
         if !columns.iter().any(|x| x == c) {
             columns.push(c.to_string());
@@ -99,11 +109,6 @@ fn select_row_groups(opened: &mut model::OpenedInputs, row_groups: Option<Range<
 
 /// What parts do not take yet, said before any work.
 fn refuse_unsupported(a: &FitArgs) -> Result<(), AppError> {
-    if crate::formula::absorb::split_absorbed(&a.formula).map_err(model::FitError::from)?.is_some() {
-        return Err(AppError::Usage(
-            "a fit in parts (Accumulator, Spark, Dask) does not take absorbed fixed effects (`| fe`) yet; fit the files with gramfit fit".into(),
-        ));
-    }
     if a.by.is_some() {
         return Err(AppError::Usage("a fit in parts takes no --by: fit each group's parts apart".into()));
     }
@@ -241,7 +246,9 @@ pub fn apply_residual_parts(st: &mut State, parts: &[ResidualStats], report: &Re
 
 fn second_pass_of(st: &State, report: &ReportArgs) -> Result<(Resolved, model::SecondPass), AppError> {
     if st.absorbed.is_some() {
-        return Err(AppError::Usage("a second pass in parts takes states without absorbed or block factors".into()));
+        return Err(AppError::Usage(
+            "robust errors of absorbed fixed effects are not available in parts yet (a second pass of the absorbed model); iid errors need no second pass".into(),
+        ));
     }
     check_cluster(report.cov_type, report.cluster.as_deref())?;
     let ro = report_options(report)?;

@@ -14,19 +14,25 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from . import _options
 from ._data import arrow_table
-from ._gramfit import State, finish, first_pass, model_columns, parquet_row_groups, residual_part
+from ._gramfit import State, absorbs, finish, first_pass, model_columns, parquet_row_groups, residual_part
 
 
 Part = Tuple[str, Optional[bytes]]
 
 
-def plan(formula: str, second_pass: bool, **options: Any) -> Tuple[List[str], dict]:
+def plan(formula: str, second_pass: bool, **options: Any) -> Tuple[List[str], dict, bool]:
     """A distributed fit's ``gramfit fit`` command line (the options of
-    :func:`gramfit.ols`, checked) and its report's options."""
+    :func:`gramfit.ols`, checked), its report's options, and whether it
+    has a second pass."""
     if options["cov_type"] != "nonrobust" and not second_pass:
         raise ValueError(f"cov_type={options['cov_type']!r} needs the second pass")
     argv = _options.fit_argv(formula, [], **options)
-    return argv, {k: options[k] for k in ("cov_type", "cluster", "singular", "alpha")}
+    report = {k: options[k] for k in ("cov_type", "cluster", "singular", "alpha")}
+    # An absorbed model reports no residual diagnostics: iid errors need no
+    # second pass (robust ones would, and are refused by the engine).
+    if absorbs(formula) and options["cov_type"] == "nonrobust":
+        second_pass = False
+    return argv, report, second_pass
 
 
 def columns(argv: List[str], empty: Any, label: str, keep: Sequence[str] = ()) -> List[str]:

@@ -35,7 +35,7 @@ def ols(
     current scheduler (a ``distributed.Client`` if one is active)."""
     import dask
 
-    argv, report = _parts.plan(
+    argv, report, second_pass = _parts.plan(
         formula, second_pass, weights=weights, cov_type=cov_type, cluster=cluster, singular=singular,
         missing=missing, alpha=alpha, threads=threads,
     )
@@ -77,7 +77,7 @@ def ols_files(
 
     import dask
 
-    argv, report = _parts.plan(
+    argv, report, second_pass = _parts.plan(
         formula, second_pass, weights=weights, cov_type=cov_type, cluster=cluster, singular=singular,
         missing=missing, alpha=alpha, threads=threads,
     )

@@ -103,7 +103,7 @@ def ols(
     passes (default: yes, when the second pass runs); ``False`` computes it
     again for the second pass (less memory, and faster when the plan is a
     scan of files), and raises if a partition's rows changed."""
-    argv, report = _parts.plan(
+    argv, report, second_pass = _parts.plan(
         formula, second_pass, weights=weights, cov_type=cov_type, cluster=cluster, singular=singular,
         missing=missing, alpha=alpha, threads=threads,
     )
@@ -194,7 +194,7 @@ def ols_files(
     group order; the second pass likewise."""
     import os
 
-    argv, report = _parts.plan(
+    argv, report, second_pass = _parts.plan(
         formula, second_pass, weights=weights, cov_type=cov_type, cluster=cluster, singular=singular,
         missing=missing, alpha=alpha, threads=threads,
     )
