@@ -58,6 +58,20 @@ def test_absorbed_fixed_effects_fit_in_partitions(client, listings):
         gramfit.dask.ols(ddf, formula, cov_type="HC1")
 
 
+def test_a_model_per_group(client, listings):
+    ddf = dd.from_pandas(listings, npartitions=3, sort=False)
+    formula = "rent ~ size_sqft + bedrooms + min_to_subway + has_washer_dryer"
+    ours = gramfit.dask.ols(ddf, formula, by="borough", cov_type="HC1")
+    assert list(ours) == sorted(listings["borough"].unique())
+    for level, res in ours.items():
+        theirs = gramfit.ols(formula, listings[listings["borough"] == level], cov_type="HC1")
+        assert list(res.params.index) == list(theirs.params.index) and res.nobs == theirs.nobs
+        for name in ["params", "bse", "tvalues", "rsquared", "omnibus", "jarque_bera"]:
+            assert rel(getattr(res, name), getattr(theirs, name)) < 1e-10, (level, name)
+    with pytest.raises(gramfit.GramfitError, match="by: no column named 'nope'"):
+        gramfit.dask.ols(ddf, formula, by="nope")
+
+
 def test_a_level_seen_by_one_partition_only_is_coded_as_in_one_fit(client, listings):
     by_borough = listings.sort_values("borough", kind="stable").reset_index(drop=True)
     ddf = dd.from_pandas(by_borough, npartitions=6, sort=False)

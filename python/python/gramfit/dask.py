@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from . import _parts
+from ._gramfit import GramfitError
 
 
 def ols(
@@ -27,19 +28,32 @@ def ols(
     second_pass: bool = True,
     split_every: int = 8,
     save: Any = None,
+    by: Optional[str] = None,
 ) -> Any:
     """Fit ``formula`` to the Dask DataFrame ``ddf`` (options as
     :func:`gramfit.ols`). Each partition is a task (``threads`` engine
     threads each: the cluster's workers are the parallelism); the states
     merge ``split_every`` at a time in partition order. Runs on the
-    current scheduler (a ``distributed.Client`` if one is active)."""
+    current scheduler (a ``distributed.Client`` if one is active).
+
+    With ``by`` (a column), one model per level of it, as ``gramfit fit
+    --by``: ``groupby(by).apply`` hands each group's rows to one task,
+    which fits them whole (both passes); the result is a dict of results
+    keyed by level (as text), in sorted order. Durbin–Watson is of the
+    order in which the shuffle delivers a group's rows."""
     import dask
 
     argv, report, second_pass = _parts.plan(
         formula, second_pass, weights=weights, cov_type=cov_type, cluster=cluster, singular=singular,
         missing=missing, alpha=alpha, threads=threads,
     )
-    ddf = ddf[_parts.columns(argv, ddf._meta, "<dask DataFrame>")]
+    if by is not None and by not in ddf.columns:
+        raise GramfitError(f"by: no column named '{by}' in the DataFrame")
+    ddf = ddf[_parts.columns(argv, ddf._meta, "<dask DataFrame>", [by] if by else [])]
+    if by is not None:
+        if save is not None:
+            raise ValueError("save= is not available with by= yet")
+        return _grouped(ddf, by, argv, report, second_pass)
     partitions = ddf.to_delayed()
     first = dask.delayed(_parts.first_pass_bytes, pure=True)
     states = [first(p, argv, f"<dask partition {i}>") for i, p in enumerate(partitions)]
@@ -93,3 +107,16 @@ def ols_files(
         part = dask.delayed(_parts.residual_part_file, pure=True)
         parts = dask.compute(*[part(t, shared, argv) for t in work])
     return _parts.results(state, parts, report, save)
+
+
+def _grouped(ddf: Any, by: str, argv: list, report: dict, second_pass: bool) -> dict:
+    import pandas as pd
+
+    def fit_group(group: Any) -> Any:
+        # (pandas hands the group without its key column; the key is the name.)
+        level = group.name
+        label = f"<dask group {by} = {level}>"
+        return pd.Series({"part": _parts.whole_fit_bytes(group, argv, label, second_pass, report)})
+
+    fits = ddf.groupby(by, dropna=True).apply(fit_group, meta={"part": object}).compute()
+    return {str(k): _parts.state_results(v, report) for k, v in sorted(fits["part"].items(), key=lambda kv: str(kv[0]))}
