@@ -171,7 +171,7 @@ pub fn gramfit_block(res: &OlsResults, info: &RunInfo) -> String {
                 out.push(format!("  {} ({} rows)", i.path, i.rows_read));
             }
         }
-        n => out.push(format!("Inputs:       {n} files, first {}", info.inputs[0].path)),
+        n => out.push(format!("Inputs:       {n} inputs, first {}", info.inputs[0].path)),
     }
     out.push(format!(
         "Scale-free condition number: {}",
