@@ -72,10 +72,7 @@ fn fit(py: Python<'_>, argv: Vec<String>, tables: Vec<(Bound<'_, PyAny>, String)
 fn predict(py: Python<'_>, argv: Vec<String>, tables: Vec<(Bound<'_, PyAny>, String)>) -> PyResult<()> {
     let lent = tables::lend_all(tables)?;
     // The inputs follow the state: after the program, the command and it.
-    let mut argv = argv;
-    let rest = argv.split_off(argv.len().min(3));
-    argv.extend(lent.iter().map(|l| l.name().to_string()));
-    argv.extend(rest);
+    let argv = tables::with_inputs_at(&argv, 3, &lent);
     let cli = Cli::try_parse_from(&argv).map_err(|e| GramfitError::new_err(e.to_string()))?;
     let Command::Predict(args) = cli.command else {
         return Err(GramfitError::new_err("only `predict` runs through gramfit._gramfit.predict"));

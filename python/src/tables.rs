@@ -43,8 +43,14 @@ fn import(data: &Bound<'_, PyAny>, label: String) -> PyResult<MemoryTable> {
 /// `argv` (program name and command first) with the lent tables' names
 /// as its first inputs.
 pub fn with_inputs(argv: &[String], lent: &[Lent]) -> Vec<String> {
+    with_inputs_at(argv, 2, lent)
+}
+
+/// `argv` with the lent tables' names inserted at position `at` (after a
+/// command's leading positional arguments, e.g. `predict STATE`).
+pub fn with_inputs_at(argv: &[String], at: usize, lent: &[Lent]) -> Vec<String> {
     let mut out = argv.to_vec();
-    let at = out.len().min(2);
+    let at = out.len().min(at);
     out.splice(at..at, lent.iter().map(|l| l.name().to_string()));
     out
 }

@@ -118,10 +118,15 @@ def results(state: Optional[bytes], parts: Optional[Sequence[Optional[bytes]]], 
 FileTask = Tuple[str, int, int]
 
 
-def file_tasks(paths: Sequence[str], tasks: int) -> List[FileTask]:
-    """The files' row groups in runs of consecutive ones (never across
-    files), about ``tasks`` runs of similar row counts, in file order."""
-    files = parquet_row_groups(list(paths))
+def file_tasks(paths: Any, tasks: int) -> List[FileTask]:
+    """The row groups of the files ``paths`` (a path, glob or directory, or
+    a list of them; made absolute, as the workers open them) in runs of
+    consecutive ones (never across files), about ``tasks`` runs of similar
+    row counts, in file order."""
+    import os
+
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else paths
+    files = parquet_row_groups([os.path.abspath(os.fspath(p)) for p in paths])
     total = sum(sum(rows) for _, rows in files)
     if total == 0:
         raise ValueError("the files have no rows")

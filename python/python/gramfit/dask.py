@@ -87,16 +87,13 @@ def ols_files(
     them, at the same path on every worker) as ``gramfit fit`` fits them:
     about ``tasks`` runs of consecutive row groups, each read by gramfit's
     engine in a Dask task, merged in file and row group order."""
-    import os
-
     import dask
 
     argv, report, second_pass = _parts.plan(
         formula, second_pass, weights=weights, cov_type=cov_type, cluster=cluster, singular=singular,
         missing=missing, alpha=alpha, threads=threads,
     )
-    paths = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
-    work = _parts.file_tasks([os.path.abspath(p) for p in paths], tasks)
+    work = _parts.file_tasks(paths, tasks)
     first = dask.delayed(_parts.first_pass_file_labelled, pure=True)
     states = [first(t, argv) for t in work]
     merge = dask.delayed(_parts.merge_bytes, pure=True)

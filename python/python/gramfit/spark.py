@@ -192,14 +192,11 @@ def ols_files(
     per core of the session, ``spark.default.parallelism``, or 8), each read
     by gramfit's engine in a Spark task; states merged in file and row
     group order; the second pass likewise."""
-    import os
-
     argv, report, second_pass = _parts.plan(
         formula, second_pass, weights=weights, cov_type=cov_type, cluster=cluster, singular=singular,
         missing=missing, alpha=alpha, threads=threads,
     )
-    paths = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
-    work = _parts.file_tasks([os.path.abspath(p) for p in paths], tasks or 4 * _cores(spark))
+    work = _parts.file_tasks(paths, tasks or 4 * _cores(spark))
     ids = spark.range(0, len(work), 1, numPartitions=len(work))
 
     def each_task(run: Any) -> Any:
