@@ -140,7 +140,8 @@ pub fn residual_part<'py>(
 }
 
 /// `state` with the parts' second-pass sums (merged in the order given:
-/// row order) as its second pass, and its report; `argv` is a `gramfit
+/// row order) as its second pass (an absorbed model's state keeps none),
+/// and its report; `argv` is a `gramfit
 /// summary` command line (its covariance options must be those the parts
 /// were accumulated for).
 #[pyfunction]
@@ -150,8 +151,7 @@ pub fn finish(py: Python<'_>, state: &PyState, parts: Vec<Vec<u8>>, argv: Vec<St
     let inner = py
         .detach(|| -> Result<_, gramfit::app::AppError> {
             let parts = parts.iter().map(|p| gramfit::app::decode_residual_part(p)).collect::<Result<Vec<_>, _>>()?;
-            gramfit::app::apply_residual_parts(&mut st, &parts, &report)?;
-            gramfit::app::state_report(&st, &report)
+            gramfit::app::finish_parts(&mut st, &parts, &report)
         })
         .map_err(error)?;
     Ok((PyState { inner: st }, Report { inner }))
@@ -199,5 +199,5 @@ pub fn model_columns(
 /// held the same rows in both passes).
 #[pyfunction]
 pub fn residual_part_rows(part: Vec<u8>) -> PyResult<u64> {
-    Ok(gramfit::app::decode_residual_part(&part).map_err(error)?.n)
+    Ok(gramfit::app::decode_residual_part(&part).map_err(error)?.rows())
 }

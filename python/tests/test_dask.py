@@ -54,8 +54,15 @@ def test_absorbed_fixed_effects_fit_in_partitions(client, listings):
     ours, whole = gramfit.dask.ols(ddf, formula), gramfit.ols(formula, listings)
     assert ours.nobs == whole.nobs and ours.fixed_effects == whole.fixed_effects
     assert rel(ours.params, whole.params) < 1e-12 and rel(ours.bse, whole.bse) < 1e-12
-    with pytest.raises(gramfit.GramfitError, match="robust errors of absorbed fixed effects are not available in parts"):
-        gramfit.dask.ols(ddf, formula, cov_type="HC1")
+    # Robust and clustered errors: the within residuals' second pass in
+    # the partitions (clusters span them), merged in partition order.
+    for options in [dict(cov_type="HC1"), dict(cov_type="cluster"), dict(cov_type="cluster", cluster="borough")]:
+        ours, whole = gramfit.dask.ols(ddf, formula, **options), gramfit.ols(formula, listings, **options)
+        assert ours.to_dict()["cov_type"] == whole.to_dict()["cov_type"] and ours.to_dict()["cluster"] == whole.to_dict()["cluster"]
+        for name in ["params", "bse", "tvalues", "pvalues"]:
+            assert rel(getattr(ours, name), getattr(whole, name)) < 1e-10, (options, name)
+    with pytest.raises(gramfit.GramfitError, match="--cov-type HC3 is not available with absorbed fixed effects"):
+        gramfit.dask.ols(ddf, formula, cov_type="HC3")
 
 
 def test_a_model_per_group(client, listings):

@@ -57,6 +57,23 @@ def test_a_level_seen_by_one_partition_only_is_coded_as_in_one_fit(spark, listin
     ]
 
 
+def test_absorbed_fixed_effects_with_clustered_errors(spark, listings, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    formula = "rent ~ size_sqft + bedrooms + has_washer_dryer | neighborhood"
+    whole = gramfit.ols(formula, listings, cov_type="cluster")
+    path = tmp_path / "listings.parquet"
+    pq.write_table(pa.Table.from_pandas(listings, preserve_index=False), path, row_group_size=800)
+    for ours in [
+        gramfit.spark.ols(in_order(spark, listings, 4), formula, cov_type="cluster"),
+        gramfit.spark.ols_files(spark, path, formula, cov_type="cluster", tasks=3),
+    ]:
+        assert ours.to_dict()["cluster"] == whole.to_dict()["cluster"] and ours.fixed_effects == whole.fixed_effects
+        for name in ["params", "bse", "tvalues", "pvalues"]:
+            assert rel(getattr(ours, name), getattr(whole, name)) < 1e-10, name
+
+
 def test_a_generated_file_read_by_spark_fits_as_gramfit_reads_it(spark):
     spark.conf.set("spark.sql.files.maxPartitionBytes", "200000")
     sdf = spark.read.csv(str(GENERATED), header=True, inferSchema=True)

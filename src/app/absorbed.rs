@@ -8,7 +8,7 @@ use crate::cli::FitArgs;
 use crate::engine::{self, EngineOptions, Progress};
 use crate::factors::{
     infer_absorbed, within_fit, AbsorbAccumulator, AbsorbResiduals, AbsorbedCov, AbsorbedResults, ResidualPlan,
-    WithinError,
+    WithinError, WithinFit,
 };
 use crate::formula::absorb::Absorbed;
 use crate::formula::columns::design;
@@ -47,18 +47,7 @@ pub fn fit_absorbed(a: &FitArgs, ab: Absorbed, eo: &EngineOptions) -> Result<rep
         }
     }
     let cov = a.report.cov_type;
-    if matches!(cov, CovType::Hc2 | CovType::Hc3) {
-        return Err(AppError::Usage(format!(
-            "--cov-type {} is not available with absorbed fixed effects (it needs each row's leverage on the absorbed levels); use HC1 or cluster",
-            cov.name()
-        )));
-    }
-    if let (Some(c), false) = (&a.report.cluster, cov == CovType::Cluster) {
-        return Err(AppError::Usage(format!(
-            "--cluster {c} is used only with --cov-type cluster (the covariance here is {})",
-            cov.name()
-        )));
-    }
+    check_cov(&a.report)?;
     let ro = report_options(&a.report)?;
     let csv = a.csv.options().map_err(AppError::Usage)?;
     let options = ModelOptions {
@@ -85,8 +74,7 @@ pub fn fit_absorbed(a: &FitArgs, ab: Absorbed, eo: &EngineOptions) -> Result<rep
             return Err(no_column("fixed effect", c, &types));
         }
     }
-    // Clustered by the first absorbed factor unless told otherwise.
-    let cluster = (cov == CovType::Cluster).then(|| a.report.cluster.clone().unwrap_or_else(|| ab.columns[0].clone()));
+    let cluster = cluster_column(&a.report, &ab.columns);
     if let Some(c) = cluster.as_deref().filter(|c| !types.iter().any(|(n, _)| n == c)) {
         return Err(no_column("--cluster", c, &types));
     }
@@ -109,23 +97,13 @@ pub fn fit_absorbed(a: &FitArgs, ab: Absorbed, eo: &EngineOptions) -> Result<rep
     let fit = within_fit(&acc, &design, weighted, ro.singular, crate::factors::Singletons::Drop)?;
 
     let cov_of = if second {
-        let plan = Arc::new(ResidualPlan::new(&fit, &design, ab.columns.clone(), cov, cluster.clone()));
-        let mut b2 = builder.clone();
-        if let Some(c) = cluster.as_ref().filter(|c| !b2.extra_columns.contains(c)) {
-            b2.extra_columns.push(c.clone());
-        }
+        let (plan, b2) = residual_plan(&fit, &design, &builder, &ab.columns, cov, &cluster);
         let reopened = reopen_as_read(&read, &schemas, &csv, &inputs);
         progress.set_label("pass 2/2");
         let empty = || AbsorbResiduals::new(plan.clone());
         let (r, _) = engine::accumulate_with(reopened, &b2, &empty, eo, &progress).map_err(FitError::from)?;
         spill_note(eo);
-        r.require_clusters().map_err(AppError::Data)?;
-        match &cluster {
-            Some(c) => {
-                AbsorbedCov::Cluster { column: c.clone(), groups: r.n_clusters(), meat: r.meat(), nested: r.nested() }
-            }
-            None => AbsorbedCov::Hetero { cov, meat: r.meat() },
-        }
+        robust_cov(&r, cov, &cluster)?
     } else {
         AbsorbedCov::Iid
     };
@@ -148,6 +126,106 @@ pub fn fit_absorbed(a: &FitArgs, ab: Absorbed, eo: &EngineOptions) -> Result<rep
         crate::state::save(&st, path)?;
     }
     Ok(report::Report::Absorbed { results: Box::new(res), info })
+}
+
+/// An absorbed fit's covariance options, checked before any work.
+pub(super) fn check_cov(report: &crate::cli::ReportArgs) -> Result<(), AppError> {
+    let cov = report.cov_type;
+    if matches!(cov, CovType::Hc2 | CovType::Hc3) {
+        return Err(AppError::Usage(format!(
+            "--cov-type {} is not available with absorbed fixed effects (it needs each row's leverage on the absorbed levels); use HC1 or cluster",
+            cov.name()
+        )));
+    }
+    if let (Some(c), false) = (&report.cluster, cov == CovType::Cluster) {
+        return Err(AppError::Usage(format!(
+            "--cluster {c} is used only with --cov-type cluster (the covariance here is {})",
+            cov.name()
+        )));
+    }
+    Ok(())
+}
+
+/// The cluster column of a cluster-robust covariance: `--cluster`, else
+/// the first absorbed factor (fixest's and pyfixest's choice).
+fn cluster_column(report: &crate::cli::ReportArgs, columns: &[String]) -> Option<String> {
+    (report.cov_type == CovType::Cluster).then(|| report.cluster.clone().unwrap_or_else(|| columns[0].clone()))
+}
+
+/// The second pass of a within fit: its plan, and the builder that reads
+/// the design, the absorbed columns and the cluster column.
+fn residual_plan(
+    fit: &WithinFit,
+    design: &crate::formula::columns::Design,
+    builder: &crate::design::DesignBuilder,
+    columns: &[String],
+    cov: CovType,
+    cluster: &Option<String>,
+) -> (Arc<ResidualPlan>, crate::design::DesignBuilder) {
+    let plan = Arc::new(ResidualPlan::new(fit, design, columns.to_vec(), cov, cluster.clone()));
+    let mut b2 = builder.clone();
+    if let Some(c) = cluster.as_ref().filter(|c| !b2.extra_columns.contains(c)) {
+        b2.extra_columns.push(c.clone());
+    }
+    (plan, b2)
+}
+
+/// The robust covariance's meat from a second pass's sums.
+fn robust_cov(r: &AbsorbResiduals, cov: CovType, cluster: &Option<String>) -> Result<AbsorbedCov, AppError> {
+    r.require_clusters().map_err(AppError::Data)?;
+    Ok(match cluster {
+        Some(c) => {
+            AbsorbedCov::Cluster { column: c.clone(), groups: r.n_clusters(), meat: r.meat(), nested: r.nested() }
+        }
+        None => AbsorbedCov::Hetero { cov, meat: r.meat() },
+    })
+}
+
+/// The second pass of a saved absorbed fit, for a fit in parts: the
+/// state's within fit, the pass's plan (the covariance `report` asks for)
+/// and the builder that reads a part.
+pub(super) struct StateSecondPass {
+    pub plan: Arc<ResidualPlan>,
+    pub builder: crate::design::DesignBuilder,
+    fit: WithinFit,
+    acc: AbsorbAccumulator,
+    resolved: Resolved,
+    columns: Vec<String>,
+    cluster: Option<String>,
+    cov: CovType,
+    ro: model::ReportOptions,
+}
+
+impl StateSecondPass {
+    pub(super) fn of(st: &State, report: &crate::cli::ReportArgs) -> Result<Self, AppError> {
+        check_cov(report)?;
+        let (cov, ro) = (report.cov_type, report_options(report)?);
+        let (resolved, columns) = state_model(st)?.expect("an absorbed state");
+        let acc = AbsorbAccumulator::from_parts(st.accumulator.clone(), st.absorbed.clone().expect("absorbed"));
+        let design = design(&resolved.spec, &acc.dense.level_sets(), acc.dense.stats.keys()).map_err(FitError::from)?;
+        let weighted = resolved.options.weights.is_some();
+        let fit = within_fit(&acc, &design, weighted, ro.singular, crate::factors::Singletons::Drop)?;
+        let cluster = cluster_column(report, &columns);
+        let builder = absorbing_builder(&resolved, &columns);
+        let (plan, builder) = residual_plan(&fit, &design, &builder, &columns, cov, &cluster);
+        Ok(StateSecondPass { plan, builder, fit, acc, resolved, columns, cluster, cov, ro })
+    }
+
+    /// The report of the saved fit `st` with the covariance of the parts'
+    /// sums `r` (merged in row order).
+    pub(super) fn report(&self, st: &State, r: &AbsorbResiduals, full_cov: bool) -> Result<report::Report, AppError> {
+        let cov_of = robust_cov(r, self.cov, &self.cluster)?;
+        let mut res = infer_absorbed(&self.fit, &cov_of, self.ro.alpha, &self.resolved.spec.response.name);
+        add_notes(&mut res, &self.acc, &self.columns, self.cov);
+        let run = LevelRun {
+            formula: &st.model.formula,
+            inputs: super::recorded_inputs(st),
+            fitted_at: st.fitted_at,
+            elapsed_s: st.elapsed_s,
+        };
+        let info = run.info(&self.acc, self.resolved.options.weights.clone(), full_cov);
+        Ok(report::Report::Absorbed { results: Box::new(res), info })
+    }
 }
 
 /// The first pass of an absorbed model over `opened` as a state (a part

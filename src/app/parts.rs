@@ -3,8 +3,9 @@
 //! partitions: the first pass over one part as a state ([`first_pass`]),
 //! states merged in a fixed order ([`merge_states`], what `gramfit merge`
 //! does), the second pass over one part as residual sums
-//! ([`residual_part`]), and the parts' sums merged in row order and
-//! applied to the merged state ([`apply_residual_parts`]).
+//! ([`residual_part`]: a plain model's residual moments and robust meat,
+//! or an absorbed model's scores), and the parts' sums merged in row
+//! order into the merged state's report ([`finish_parts`]).
 //!
 //! Why this reports what one `gramfit fit` over the parts in order
 //! reports: the first pass's statistics merge exactly (fit(A ∪ B) =
@@ -16,8 +17,10 @@
 
 use crate::cli::{FitArgs, ReportArgs};
 use crate::engine::Progress;
+use crate::factors::{AbsorbResiduals, AbsorbScores};
 use crate::formula::absorb::{split_absorbed, Absorbed};
 use crate::model::{self, Resolved};
+use crate::report::Report;
 use crate::residuals::ResidualStats;
 use crate::source::SourceKind;
 use crate::state::{growth, Provenance, State};
@@ -107,10 +110,14 @@ fn select_row_groups(opened: &mut model::OpenedInputs, row_groups: Option<Range<
     Ok(())
 }
 
-/// What parts do not take yet, said before any work.
+/// What parts do not take, said before any work (on a distributed fit's
+/// driver, before its tasks run).
 fn refuse_unsupported(a: &FitArgs) -> Result<(), AppError> {
     if a.by.is_some() {
         return Err(AppError::Usage("a fit in parts takes no --by: fit each group's parts apart".into()));
+    }
+    if split_absorbed(&a.formula).map_err(model::FitError::from)?.is_some() {
+        super::absorbed::check_cov(&a.report)?;
     }
     Ok(())
 }
@@ -210,46 +217,87 @@ fn check_same_model(first_name: &str, first: &State, name: &str, st: &State) -> 
     Ok(())
 }
 
+/// A part's second-pass sums: a plain model's residual sums, or an
+/// absorbed model's scores (the meat of its robust covariance).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub enum ResidualPart {
+    Plain(Box<ResidualStats>),
+    Absorbed(AbsorbScores),
+}
+
+impl ResidualPart {
+    /// The rows the sums cover.
+    pub fn rows(&self) -> u64 {
+        match self {
+            ResidualPart::Plain(s) => s.n,
+            ResidualPart::Absorbed(s) => s.rows_used(),
+        }
+    }
+}
+
 /// The second pass's sums over `a.inputs` (a part of the rows, read with
 /// the state's model) with the merged fit's β from `st`; the covariance
 /// asked for is `a.report`'s; `row_groups` as in [`first_pass`].
-pub fn residual_part(st: &State, a: &FitArgs, row_groups: Option<Range<usize>>) -> Result<ResidualStats, AppError> {
-    let (resolved, pass) = second_pass_of(st, &a.report)?;
+pub fn residual_part(st: &State, a: &FitArgs, row_groups: Option<Range<usize>>) -> Result<ResidualPart, AppError> {
     let eo = engine_options(&a.engine)?;
     let mut opened = model::open_inputs(&a.inputs, &st.model.csv)?;
     select_row_groups(&mut opened, row_groups)?;
+    if st.absorbed.is_some() {
+        let pass = absorbed_second_pass(st, &a.report)?;
+        let empty = || AbsorbResiduals::new(pass.plan.clone());
+        let (r, _) = crate::engine::accumulate_with(opened, &pass.builder, &empty, &eo, &Progress::default())
+            .map_err(model::FitError::from)?;
+        return Ok(ResidualPart::Absorbed(r.scores()));
+    }
+    let (resolved, pass) = second_pass_of(st, &a.report)?;
     let mut stats = pass.accumulate(&resolved, opened, &eo, &Progress::default())?;
     crate::accumulator::ChunkSink::finish(&mut stats);
-    Ok(stats)
+    Ok(ResidualPart::Plain(Box::new(stats)))
 }
 
-/// The parts' sums merged in the order given (row order) and kept in `st`
-/// as its second pass.
-pub fn apply_residual_parts(st: &mut State, parts: &[ResidualStats], report: &ReportArgs) -> Result<(), AppError> {
-    use crate::accumulator::ChunkSink;
-    let (_, pass) = second_pass_of(st, report)?;
-    let mut all = ResidualStats::default();
-    for p in parts {
-        all.merge(p);
-    }
-    if all.n != st.accumulator.stats.nobs() {
+/// The report of the merged state `st` with the parts' second-pass sums
+/// (merged in the order given: row order); a plain model's are kept in
+/// `st` as its second pass (an absorbed state keeps no robust
+/// covariance). `report`'s covariance options must be those the parts
+/// were summed for.
+pub fn finish_parts(st: &mut State, parts: &[ResidualPart], report: &ReportArgs) -> Result<Report, AppError> {
+    let rows: u64 = parts.iter().map(ResidualPart::rows).sum();
+    if rows != st.accumulator.stats.nobs() {
         return Err(AppError::Data(format!(
-            "the second pass's parts hold {} rows, the fit {}: the parts must be the fit's rows, each once",
-            all.n,
+            "the second pass's parts hold {rows} rows, the fit {}: the parts must be the fit's rows, each once",
             st.accumulator.stats.nobs()
         )));
     }
+    let kind = || AppError::Data("the second pass's parts are not of this fit's kind (plain or absorbed)".into());
+    if st.absorbed.is_some() {
+        let pass = absorbed_second_pass(st, report)?;
+        let mut all = AbsorbResiduals::new(pass.plan.clone());
+        for p in parts {
+            let ResidualPart::Absorbed(s) = p else { return Err(kind()) };
+            let r = AbsorbResiduals::from_scores(pass.plan.clone(), s.clone()).map_err(AppError::Data)?;
+            crate::accumulator::ChunkSink::merge(&mut all, &r);
+        }
+        return pass.report(st, &all, report.full_cov);
+    }
+    let (_, pass) = second_pass_of(st, report)?;
+    let mut all = ResidualStats::default();
+    for p in parts {
+        let ResidualPart::Plain(s) = p else { return Err(kind()) };
+        crate::accumulator::ChunkSink::merge(&mut all, s);
+    }
     st.residuals = Some(pass.snapshot(&all));
     st.stale_second_pass = None;
-    Ok(())
+    super::state_report(st, report)
+}
+
+fn absorbed_second_pass(st: &State, report: &ReportArgs) -> Result<super::absorbed::StateSecondPass, AppError> {
+    if st.absorbed.as_ref().is_some_and(|p| p.estimated_term.is_some()) {
+        return Err(AppError::Usage("a state that estimates a factor by blocks has no second pass in parts".into()));
+    }
+    super::absorbed::StateSecondPass::of(st, report)
 }
 
 fn second_pass_of(st: &State, report: &ReportArgs) -> Result<(Resolved, model::SecondPass), AppError> {
-    if st.absorbed.is_some() {
-        return Err(AppError::Usage(
-            "robust errors of absorbed fixed effects are not available in parts yet (a second pass of the absorbed model); iid errors need no second pass".into(),
-        ));
-    }
     check_cluster(report.cov_type, report.cluster.as_deref())?;
     let ro = report_options(report)?;
     let resolved = Resolved::new(st.model.clone(), st.column_types.clone())?;
@@ -260,7 +308,7 @@ fn second_pass_of(st: &State, report: &ReportArgs) -> Result<(Resolved, model::S
 
 /// A second pass's sums as bytes (a Spark task's or a Dask task's result):
 /// a magic, a version, the CBOR payload and a CRC-32 of all before it.
-pub fn encode_residual_part(stats: &ResidualStats) -> Vec<u8> {
+pub fn encode_residual_part(stats: &ResidualPart) -> Vec<u8> {
     let mut payload = Vec::new();
     ciborium::into_writer(stats, &mut payload).expect("residual sums serialize to memory");
     let mut out = Vec::with_capacity(payload.len() + 16);
@@ -272,7 +320,7 @@ pub fn encode_residual_part(stats: &ResidualStats) -> Vec<u8> {
 }
 
 /// Bytes from [`encode_residual_part`], checked.
-pub fn decode_residual_part(bytes: &[u8]) -> Result<ResidualStats, AppError> {
+pub fn decode_residual_part(bytes: &[u8]) -> Result<ResidualPart, AppError> {
     let bad = |why: &str| AppError::Data(format!("not a gramfit second-pass part: {why}"));
     if bytes.len() < 16 || &bytes[..8] != PART_MAGIC {
         return Err(bad("no gramfit header"));
@@ -289,4 +337,5 @@ pub fn decode_residual_part(bytes: &[u8]) -> Result<ResidualStats, AppError> {
 }
 
 const PART_MAGIC: &[u8; 8] = b"GFRESID\0";
-const PART_VERSION: u32 = 1;
+/// 2: a plain or an absorbed model's sums (1: a plain model's only).
+const PART_VERSION: u32 = 2;

@@ -29,5 +29,5 @@ pub mod within;
 pub use accumulate::{AbsorbAccumulator, AbsorbedPart};
 pub use inference::{infer_absorbed, AbsorbedCov, AbsorbedResults};
 pub use predict::AbsorbedModel;
-pub use residuals::{AbsorbResiduals, LevelScores, LeveragePlan, ResidualPlan};
+pub use residuals::{AbsorbResiduals, AbsorbScores, LevelScores, LeveragePlan, ResidualPlan};
 pub use within::{within_fit, LevelSpread, Singletons, WithinError, WithinFit};

@@ -17,6 +17,7 @@ use crate::level::{ColumnKey, Level};
 use crate::residuals::ResidualStats;
 use crate::second_pass::CovType;
 use arrow::array::RecordBatch;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -126,7 +127,7 @@ impl ResidualPlan {
 }
 
 /// Whether each level of an absorbed factor lies in a single cluster.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub enum Nesting {
     #[default]
     Unseen,
@@ -390,7 +391,74 @@ impl ChunkSink for AbsorbResiduals {
     }
 }
 
+/// An absorbed second pass's sums without their plan: what a part of a
+/// fit in parts returns (see `app::parts`). Its invariants are those of
+/// [`AbsorbResiduals`], checked against the plan when it is taken back.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AbsorbScores {
+    meat: Vec<f64>,
+    clusters: Vec<Level>,
+    cluster_sums: Vec<f64>,
+    nesting: Vec<Vec<Nesting>>,
+    ssr: f64,
+    rows_without_cluster: u64,
+    rows: (u64, u64),
+}
+
+impl AbsorbScores {
+    /// Rows summed (read less those dropped for a missing value).
+    pub fn rows_used(&self) -> u64 {
+        self.rows.0 - self.rows.1
+    }
+}
+
 impl AbsorbResiduals {
+    /// The sums without the plan. Only an absorbed fit's (neither the
+    /// residuals' moments nor per-level scores of a factor by blocks).
+    pub fn scores(&self) -> AbsorbScores {
+        debug_assert!(self.moments.is_none() && self.level_scores.is_none());
+        AbsorbScores {
+            meat: self.meat.clone(),
+            clusters: self.clusters.clone(),
+            cluster_sums: self.cluster_sums.clone(),
+            nesting: self.nesting.clone(),
+            ssr: self.ssr,
+            rows_without_cluster: self.rows_without_cluster,
+            rows: self.rows,
+        }
+    }
+
+    /// Sums from [`AbsorbResiduals::scores`] back under `plan`, refused
+    /// when their shapes are not the plan's (sums of another fit).
+    pub fn from_scores(plan: Arc<ResidualPlan>, s: AbsorbScores) -> Result<Self, String> {
+        let k = plan.beta.len();
+        let levels: Vec<usize> = plan.index.iter().map(|ix| ix.len()).collect();
+        let shapes_agree = s.meat.len() == k * k
+            && s.cluster_sums.len() == s.clusters.len() * k
+            && s.nesting.iter().map(Vec::len).eq(levels.iter().copied())
+            && s.rows.1 <= s.rows.0;
+        if !shapes_agree {
+            return Err(format!(
+                "the second pass's sums are not of this fit ({} slopes and levels {levels:?} expected)",
+                k
+            ));
+        }
+        let mut r = AbsorbResiduals::new(plan);
+        for level in &s.clusters {
+            r.cluster(level);
+        }
+        if r.clusters.len() != s.clusters.len() {
+            return Err("the second pass's sums list a cluster twice".into());
+        }
+        r.meat = s.meat;
+        r.cluster_sums = s.cluster_sums;
+        r.nesting = s.nesting;
+        r.ssr = s.ssr;
+        r.rows_without_cluster = s.rows_without_cluster;
+        r.rows = s.rows;
+        Ok(r)
+    }
+
     /// The slot of cluster `level`, made when new.
     fn cluster(&mut self, level: &Level) -> usize {
         if let Some(&i) = self.cluster_slot.get(level) {

@@ -88,8 +88,7 @@ fn parts_merged_in_order_report_what_one_fit_over_the_file_reports() {
         })
         .collect();
     let report = report_args(&["--cov-type", "HC1"]);
-    gramfit::app::apply_residual_parts(&mut merged, &parts, &report).unwrap();
-    let ours = json(&gramfit::app::state_report(&merged, &report).unwrap());
+    let ours = json(&gramfit::app::finish_parts(&mut merged, &parts, &report).unwrap());
     assert_eq!(ours["nobs"], expected["nobs"]);
     for key in ["params", "bse", "pvalues"] {
         assert_close(&ours, &expected, key, 1e-12);
@@ -106,7 +105,7 @@ fn parts_merged_in_order_report_what_one_fit_over_the_file_reports() {
     assert!(text.contains("<part 0>") && text.contains("<part 2>"), "{text}");
     // A part's sums applied twice are refused (the rows would count twice).
     let twice = [parts.clone(), parts].concat();
-    let e = gramfit::app::apply_residual_parts(&mut merged, &twice, &report).unwrap_err().to_string();
+    let e = gramfit::app::finish_parts(&mut merged, &twice, &report).unwrap_err().to_string();
     assert!(e.contains("the parts must be the fit's rows, each once"), "{e}");
 }
 
@@ -131,40 +130,86 @@ fn a_lent_table_is_refused_where_files_are_needed_and_its_errors_name_it() {
 }
 
 #[test]
-fn absorbed_parts_merge_to_the_absorbed_fit_and_grouped_fits_are_refused() {
+fn absorbed_parts_merge_to_the_absorbed_fit_with_every_covariance_and_grouped_fits_are_refused() {
     // Parts of 1,800 rows: a neighborhood's rows are spread over parts,
     // some seen by one part only (singletons are decided on the merged
     // counts).
     let (schema, batches) = listings_batches(900);
     let file = crate::common::streeteasy();
     let f = file.to_str().unwrap();
-    let formula = "rent ~ size_sqft + bedrooms | neighborhood";
-    let whole = fit_args(&["gramfit", "fit", f, "-q", "-f", formula, "--no-second-pass"]);
-    let expected = json(&gramfit::app::fit_report(&whole).unwrap());
-    let states: Vec<_> = batches
+    let formula = "rent ~ size_sqft + bedrooms + has_washer_dryer | neighborhood";
+    let lent: Vec<_> = batches
         .chunks(2)
         .enumerate()
         .map(|(i, chunk)| {
-            let lent = memory::lend(MemoryTable {
-                label: format!("<part {i}>"),
-                schema: schema.clone(),
-                batches: chunk.to_vec(),
-            });
-            let args = fit_args(&["gramfit", "fit", lent.name(), "-q", "-f", formula]);
-            (lent.name().to_string(), gramfit::app::first_pass(&args, None).unwrap())
+            memory::lend(MemoryTable { label: format!("<part {i}>"), schema: schema.clone(), batches: chunk.to_vec() })
         })
         .collect();
+    let part_args = |name: &str, cov: &[&str]| {
+        let mut argv = vec!["gramfit", "fit", name, "-q", "-f", formula];
+        argv.extend_from_slice(cov);
+        fit_args(&argv)
+    };
+    let states: Vec<_> = lent
+        .iter()
+        .map(|l| (l.name().to_string(), gramfit::app::first_pass(&part_args(l.name(), &[]), None).unwrap()))
+        .collect();
     let merged = gramfit::app::merge_states(states).unwrap();
+    // iid errors: no second pass.
+    let whole = fit_args(&["gramfit", "fit", f, "-q", "-f", formula, "--no-second-pass"]);
+    let expected = json(&gramfit::app::fit_report(&whole).unwrap());
     let ours = json(&gramfit::app::state_report(&merged, &report_args(&[])).unwrap());
     assert_eq!(ours["nobs"], expected["nobs"]);
     assert_eq!(ours["fixed_effects"], expected["fixed_effects"]);
     for key in ["params", "bse"] {
         assert_close(&ours, &expected, key, 1e-12);
     }
-    // Robust errors would need the absorbed model's second pass in parts.
-    let a = fit_args(&["gramfit", "fit", f, "-q", "-f", formula, "--cov-type", "HC1"]);
-    let e = gramfit::app::residual_part(&merged, &a, None).unwrap_err().to_string();
-    assert!(e.contains("robust errors of absorbed fixed effects are not available in parts yet"), "{e}");
+    // Robust and clustered errors: the second pass in parts, its sums
+    // merged in row order — what one fit's second pass gives. Clusters
+    // (boroughs, neighborhoods) span parts.
+    for cov in [
+        &["--cov-type", "HC1"][..],
+        &["--cov-type", "HC0"],
+        &["--cov-type", "cluster"],
+        &["--cov-type", "cluster", "--cluster", "borough"],
+    ] {
+        let mut argv = vec!["gramfit", "fit", f, "-q", "-f", formula];
+        argv.extend_from_slice(cov);
+        let expected = json(&gramfit::app::fit_report(&fit_args(&argv)).unwrap());
+        let parts: Vec<_> = lent
+            .iter()
+            .map(|l| {
+                let part = gramfit::app::residual_part(&merged, &part_args(l.name(), cov), None).unwrap();
+                gramfit::app::decode_residual_part(&gramfit::app::encode_residual_part(&part)).unwrap()
+            })
+            .collect();
+        let mut st = merged.clone();
+        let ours = json(&gramfit::app::finish_parts(&mut st, &parts, &report_args(cov)).unwrap());
+        for key in ["cov_type", "cluster", "df_k", "nobs"] {
+            assert_eq!(ours[key], expected[key], "{cov:?} {key}");
+        }
+        for key in ["params", "bse", "tvalues", "pvalues"] {
+            assert_close(&ours, &expected, key, 1e-10);
+        }
+        // An absorbed state keeps no robust covariance: its summary is iid.
+        assert!(st.residuals.is_none());
+    }
+    // HC2/HC3 are refused before any work, as `fit` refuses them.
+    let e = gramfit::app::first_pass(&part_args(lent[0].name(), &["--cov-type", "HC3"]), None).unwrap_err().to_string();
+    assert!(e.contains("--cov-type HC3 is not available with absorbed fixed effects"), "{e}");
+    // A plain model's parts are not an absorbed fit's.
+    let plain = fit_args(&["gramfit", "fit", lent[0].name(), "-q", "-f", "rent ~ size_sqft", "--cov-type", "HC1"]);
+    let plain_state = gramfit::app::first_pass(&plain, None).unwrap();
+    let wrong: Vec<_> = lent
+        .iter()
+        .map(|l| {
+            let a = fit_args(&["gramfit", "fit", l.name(), "-q", "-f", "rent ~ size_sqft", "--cov-type", "HC1"]);
+            gramfit::app::residual_part(&plain_state, &a, None).unwrap()
+        })
+        .collect();
+    let mut st = merged.clone();
+    let e = gramfit::app::finish_parts(&mut st, &wrong, &report_args(&["--cov-type", "HC1"])).unwrap_err().to_string();
+    assert_eq!(e, "the second pass's parts are not of this fit's kind (plain or absorbed)");
     let a = fit_args(&["gramfit", "fit", f, "-q", "-f", "rent ~ size_sqft", "--by", "borough"]);
     let e = gramfit::app::first_pass(&a, None).unwrap_err().to_string();
     assert!(e.contains("takes no --by"), "{e}");
@@ -192,8 +237,7 @@ fn a_parquet_file_split_by_row_groups_merges_to_the_whole_files_fit() {
     let parts: Vec<_> =
         ranges.iter().map(|r| gramfit::app::residual_part(&merged, &args, Some(r.clone())).unwrap()).collect();
     let report = report_args(&["--cov-type", "HC3"]);
-    gramfit::app::apply_residual_parts(&mut merged, &parts, &report).unwrap();
-    let ours = json(&gramfit::app::state_report(&merged, &report).unwrap());
+    let ours = json(&gramfit::app::finish_parts(&mut merged, &parts, &report).unwrap());
     assert_eq!(ours["nobs"], expected["nobs"]);
     for key in ["params", "bse", "rsquared", "llf", "durbin_watson", "omnibus"] {
         assert_close(&ours, &expected, key, 1e-12);

@@ -28,8 +28,8 @@ def plan(formula: str, second_pass: bool, **options: Any) -> Tuple[List[str], di
         raise ValueError(f"cov_type={options['cov_type']!r} needs the second pass")
     argv = _options.fit_argv(formula, [], **options)
     report = {k: options[k] for k in ("cov_type", "cluster", "singular", "alpha")}
-    # An absorbed model reports no residual diagnostics: iid errors need no
-    # second pass (robust ones would, and are refused by the engine).
+    # An absorbed model reports no residual diagnostics: its iid errors need
+    # no second pass (its robust and clustered ones do).
     if absorbs(formula) and options["cov_type"] == "nonrobust":
         second_pass = False
     return argv, report, second_pass
