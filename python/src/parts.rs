@@ -45,7 +45,8 @@ impl PyState {
         py.detach(|| state::save(&self.inner, &path)).map_err(error)
     }
 
-    /// `states` merged in the order given (see `gramfit merge`); `names`
+    /// `states` merged in the order given (see `gramfit merge`; a factor
+    /// summed densely is refused past 2,000 levels); `names`
     /// (one per state) are what messages call them.
     #[staticmethod]
     #[pyo3(signature = (states, names = None))]
@@ -56,7 +57,7 @@ impl PyState {
         }
         let owned: Vec<(String, state::State)> =
             names.into_iter().zip(states.iter().map(|s| s.inner.clone())).collect();
-        let merged = py.detach(|| gramfit::app::merge_states(owned)).map_err(error)?;
+        let merged = py.detach(|| gramfit::app::merge_parts(owned)).map_err(error)?;
         Ok(PyState { inner: merged })
     }
 

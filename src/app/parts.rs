@@ -43,7 +43,15 @@ pub fn first_pass(a: &FitArgs, row_groups: Option<Range<usize>>) -> Result<State
     }
     let read = opened.inputs.clone();
     let resolved = model::resolve(options, &opened)?;
-    let pass = model::accumulate(&resolved, opened, &eo, &Progress::default())?;
+    let levels = dense_levels(&resolved);
+    let mut builder = resolved.builder();
+    builder.level_limits = levels.blocks.iter().map(|b| (b.factor, levels.limit)).collect();
+    let pass = model::accumulate_by(&builder, opened, &eo, &Progress::default()).map_err(|e| {
+        match super::estimated::many_levels(&e) {
+            Some(f) => levels.refusal(f, &resolved.spec.factors[f].name, WHY_DENSE),
+            None => e.into(),
+        }
+    })?;
     let mut st = State::new(
         resolved.options.clone(),
         resolved.column_types.clone(),
@@ -57,6 +65,21 @@ pub fn first_pass(a: &FitArgs, row_groups: Option<Range<usize>>) -> Result<State
         st.inputs.push(growth::record(input, info)?);
     }
     Ok(st)
+}
+
+/// Why a fit in parts sums a factor's dummies densely: each part would
+/// have to decide alone, and the same way as every other part, to
+/// estimate it by blocks instead.
+const WHY_DENSE: &str = "a fit in parts (an Accumulator, Spark or Dask partitions)";
+
+/// The limit on the levels of a factor whose dummies a fit in parts sums
+/// densely: `fit`'s own limit where it cannot start over by blocks.
+fn dense_levels(resolved: &Resolved) -> super::estimated::LevelPlan {
+    super::estimated::LevelPlan {
+        blocks: crate::factors::estimated::block_factors(&resolved.spec),
+        limit: super::estimated::DENSE_LEVELS_MAX,
+        why_dense: Some(WHY_DENSE),
+    }
 }
 
 /// The model a fit's arguments describe (an absorbed one's formula before
@@ -158,6 +181,24 @@ pub fn merge_states(states: Vec<(String, State)>) -> Result<State, AppError> {
     }
     out.fitted_at = model::now_unix();
     out.drop_second_pass();
+    Ok(out)
+}
+
+/// [`merge_states`] for the parts of one fit ([`first_pass`]'s states):
+/// refused when a factor summed densely has more levels than a fit in
+/// parts takes — each part may be below the limit and all of them
+/// together past it.
+pub fn merge_parts(states: Vec<(String, State)>) -> Result<State, AppError> {
+    let out = merge_states(states)?;
+    if out.absorbed.is_none() {
+        let resolved = Resolved::new(out.model.clone(), out.column_types.clone())?;
+        let levels = dense_levels(&resolved);
+        for b in &levels.blocks {
+            if out.accumulator.levels.get(b.factor).map_or(0, |l| l.len()) > levels.limit {
+                return Err(levels.refusal(b.factor, &resolved.spec.factors[b.factor].name, WHY_DENSE));
+            }
+        }
+    }
     Ok(out)
 }
 

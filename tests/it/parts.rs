@@ -253,3 +253,54 @@ fn a_parquet_file_split_by_row_groups_merges_to_the_whole_files_fit() {
     let e = gramfit::app::first_pass(&args, Some(0..1)).unwrap_err().to_string();
     assert!(e.contains("row groups are parts of Parquet files only"), "{e}");
 }
+
+/// A table of `rows` rows whose factor `g` has a level per row, numbered
+/// from `first`.
+fn many_levels_table(label: &str, first: usize, rows: usize) -> MemoryTable {
+    use arrow::array::{Float64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    let schema = std::sync::Arc::new(Schema::new(vec![
+        Field::new("y", DataType::Float64, false),
+        Field::new("x", DataType::Float64, false),
+        Field::new("g", DataType::Utf8, false),
+    ]));
+    let x: Vec<f64> = (0..rows).map(|i| ((i * 7919) % 1000) as f64 / 10.0).collect();
+    let y: Vec<f64> = x.iter().enumerate().map(|(i, v)| 2.0 * v + (i % 13) as f64).collect();
+    let g: Vec<String> = (first..first + rows).map(|i| format!("level {i}")).collect();
+    let batch = arrow::array::RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            std::sync::Arc::new(Float64Array::from(y)),
+            std::sync::Arc::new(Float64Array::from(x)),
+            std::sync::Arc::new(StringArray::from(g)),
+        ],
+    )
+    .unwrap();
+    MemoryTable { label: label.into(), schema, batches: vec![batch] }
+}
+
+#[test]
+fn a_factor_past_the_dense_limit_is_refused_by_a_part_and_by_the_merge_of_parts() {
+    let formula = "y ~ x + C(g)";
+    let args = |name: &str| fit_args(&["gramfit", "fit", name, "-q", "-f", formula]);
+    let big = memory::lend(many_levels_table("<big>", 0, 2_500));
+    let e = gramfit::app::first_pass(&args(big.name()), None).unwrap_err().to_string();
+    assert!(
+        e.starts_with("C(g) has more than 2000 levels: with a fit in parts (an Accumulator, Spark or Dask partitions)"),
+        "{e}"
+    );
+    assert!(e.contains("absorb the factor ('… | g')"), "{e}");
+    // Two parts below the limit, past it together.
+    let a = memory::lend(many_levels_table("<a>", 0, 1_500));
+    let b = memory::lend(many_levels_table("<b>", 1_500, 1_500));
+    let states = || {
+        [&a, &b]
+            .iter()
+            .map(|l| (l.name().to_string(), gramfit::app::first_pass(&args(l.name()), None).unwrap()))
+            .collect()
+    };
+    let e = gramfit::app::merge_parts(states()).unwrap_err().to_string();
+    assert!(e.starts_with("C(g) has more than 2000 levels"), "{e}");
+    // `gramfit merge` of saved states keeps them as they are.
+    assert_eq!(gramfit::app::merge_states(states()).unwrap().accumulator.levels[1].len(), 3_000);
+}
