@@ -158,6 +158,8 @@ fn _gramfit(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(absorbs, m)?)?;
     m.add_class::<parts::PyState>()?;
     m.add_function(wrap_pyfunction!(parts::first_pass, m)?)?;
+    m.add_function(wrap_pyfunction!(parts::group_first_pass, m)?)?;
+    m.add_function(wrap_pyfunction!(parts::group_path, m)?)?;
     m.add_function(wrap_pyfunction!(parts::residual_part, m)?)?;
     m.add_function(wrap_pyfunction!(parts::finish, m)?)?;
     m.add_function(wrap_pyfunction!(parts::parquet_row_groups, m)?)?;

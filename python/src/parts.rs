@@ -117,6 +117,31 @@ pub fn first_pass(
     Ok(PyState { inner: st })
 }
 
+/// The first pass over one group's rows (`tables`, holding one level of
+/// the column `by`): a state that records its group, as `gramfit fit --by
+/// COL --save` writes one.
+#[pyfunction]
+pub fn group_first_pass(
+    py: Python<'_>,
+    argv: Vec<String>,
+    tables: Vec<(Bound<'_, PyAny>, String)>,
+    by: String,
+) -> PyResult<PyState> {
+    let lent = lend_all(tables)?;
+    let a = fit_args(&with_inputs(&argv, &lent))?;
+    let st = run_interruptibly(py, move || gramfit::app::group_first_pass(&a, &by))?.map_err(error)?;
+    drop(lent);
+    Ok(PyState { inner: st })
+}
+
+/// Where a group's state goes when `pattern` is given (a directory, a
+/// pattern with `{group}`, or a path that gets the level before its
+/// extension): the rule of `gramfit fit --by COL --save PATTERN`.
+#[pyfunction]
+pub fn group_path(pattern: std::path::PathBuf, level: &str) -> String {
+    gramfit::grouped::group_path(&pattern, level, "gramfit").to_string_lossy().into_owned()
+}
+
 /// The second pass's sums over a part (`tables` and `argv`'s inputs) with
 /// the merged fit `state`'s β, as bytes; `argv`'s `--cov-type` and
 /// `--cluster` say what is accumulated; `row_groups` as in `first_pass`.

@@ -7,7 +7,7 @@ import pytest
 
 import gramfit
 import gramfit.dask
-from conftest import FORMULA, GENERATED, assert_same_fit, rel
+from conftest import FORMULA, GENERATED, LISTINGS, assert_same_fit, cli, rel
 
 GENERATED_FORMULA = "rent ~ size_sqft + bedrooms + bathrooms + np.log(min_to_subway + 1) + has_washer_dryer + C(borough)"
 
@@ -77,6 +77,32 @@ def test_a_model_per_group(client, listings):
             assert rel(getattr(res, name), getattr(theirs, name)) < 1e-10, (level, name)
     with pytest.raises(gramfit.GramfitError, match="by: no column named 'nope'"):
         gramfit.dask.ols(ddf, formula, by="nope")
+
+
+def test_a_model_per_group_saves_states_that_keep_to_their_group(client, listings, tmp_path):
+    ddf = dd.from_pandas(listings, npartitions=3, sort=False)
+    formula = "rent ~ size_sqft + bedrooms + has_washer_dryer"
+    ours = gramfit.dask.ols(ddf, formula, by="borough", cov_type="HC1", save=f"{tmp_path}/dask/")
+    cli("fit", str(LISTINGS), "-q", "-f", formula, "--by", "borough", "--cov-type", "HC1", "--save", f"{tmp_path}/cli/")
+    for level, res in ours.items():
+        # Where `gramfit fit --by --save DIR/` puts it, with the same fit.
+        saved, theirs = tmp_path / "dask" / f"{level}.gramfit", gramfit.load(tmp_path / "cli" / f"{level}.gramfit")
+        for name in ["params", "bse", "rsquared", "omnibus"]:
+            assert rel(getattr(gramfit.load(saved), name), getattr(theirs, name)) < 1e-10, (level, name)
+        assert gramfit.load(saved).to_dict()["cov_type"] == "HC1"
+        # It records its group: an update with the whole file folds in
+        # only the group's rows.
+        cli("update", str(saved), str(LISTINGS), "-q")
+        assert gramfit.load(saved).nobs == 2 * res.nobs
+    # Absorbed fixed effects per group: robust errors; their states would
+    # not record the group, so save= is refused before any work.
+    absorbed = "rent ~ size_sqft + bedrooms | neighborhood"
+    ours = gramfit.dask.ols(ddf, absorbed, by="borough", cov_type="cluster")
+    for level, res in ours.items():
+        theirs = gramfit.ols(absorbed, listings[listings["borough"] == level], cov_type="cluster")
+        assert rel(res.bse, theirs.bse) < 1e-10 and res.to_dict()["cluster"] == theirs.to_dict()["cluster"]
+    with pytest.raises(gramfit.GramfitError, match="save= with by= keeps a state per group"):
+        gramfit.dask.ols(ddf, absorbed, by="borough", save=tmp_path / "nope")
 
 
 def test_a_level_seen_by_one_partition_only_is_coded_as_in_one_fit(client, listings):

@@ -133,6 +133,15 @@ def test_a_model_per_group_through_apply_in_arrow(spark, listings):
         gramfit.spark.ols(sdf, formula, by="nope")
 
 
+def test_a_model_per_group_saved_by_pattern(spark, listings, tmp_path):
+    formula = "rent ~ size_sqft + bedrooms"
+    ours = gramfit.spark.ols(in_order(spark, listings, 3), formula, by="borough", save=tmp_path / "rent-{group}.gramfit")
+    for level, res in ours.items():
+        saved = gramfit.load(tmp_path / f"rent-{level}.gramfit")
+        assert saved.to_dict()["formula"] == formula and saved.nobs == res.nobs
+        assert rel(saved.params, res.params) == 0 and rel(saved.durbin_watson, res.durbin_watson) == 0
+
+
 def test_persist_false_computes_again_and_refuses_partitions_that_changed(spark, listings, tmp_path):
     import random
 

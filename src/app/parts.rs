@@ -67,6 +67,35 @@ pub fn first_pass(a: &FitArgs, row_groups: Option<Range<usize>>) -> Result<State
     Ok(st)
 }
 
+/// The first pass over one group's rows (a task of a grouped fit, such as
+/// Spark's `applyInArrow`): a state that records its group (`by` = the
+/// level), as `gramfit fit --by COL --save` writes one per group, so that
+/// `update` later folds in only that group's rows. Refused unless the
+/// rows hold exactly one level of `by`, and for absorbed fixed effects
+/// (whose states record no group yet, as `fit --by` refuses them).
+pub fn group_first_pass(a: &FitArgs, by: &str) -> Result<State, AppError> {
+    refuse_unsupported(a)?;
+    let eo = engine_options(&a.engine)?;
+    let (options, absorbed) = model_options(a)?;
+    if let Some(ab) = absorbed {
+        return Err(AppError::Usage(format!(
+            "a group's state of absorbed fixed effects ('| {}') would not record its group: fit them without saving, or put the factor in the formula as C(…)",
+            ab.columns.join(" + ")
+        )));
+    }
+    let opened = model::open_inputs(&a.inputs, &options.csv)?;
+    let read = opened.inputs.clone();
+    let resolved = model::resolve(options, &opened)?;
+    let grouped = crate::grouped::fit(&resolved, by, opened, &eo, &Progress::default())?;
+    let [group] = grouped.groups.as_slice() else {
+        return Err(AppError::Data(format!(
+            "a group's rows hold {} levels of '{by}' (one expected)",
+            grouped.groups.len()
+        )));
+    };
+    Ok(crate::grouped::state_of(group, &read, model::now_unix(), grouped.elapsed_s)?)
+}
+
 /// Why a fit in parts sums a factor's dummies densely: each part would
 /// have to decide alone, and the same way as every other part, to
 /// estimate it by blocks instead.

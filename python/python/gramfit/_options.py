@@ -47,6 +47,11 @@ def fit_argv(
     return argv
 
 
+def formula_of(argv: List[str]) -> str:
+    """The formula of a :func:`fit_argv` command line."""
+    return argv[argv.index("--formula") + 1]
+
+
 def summary_argv(
     *, cov_type: str = "nonrobust", cluster: Optional[str] = None, singular: str = "drop", alpha: float = 0.05
 ) -> List[str]:

@@ -10,11 +10,23 @@ pass's sums, Durbin–Watson's included, add up in row order.
 """
 from __future__ import annotations
 
+import os
+
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from . import _options
 from ._data import arrow_table
-from ._gramfit import State, absorbs, finish, first_pass, model_columns, parquet_row_groups, residual_part
+from ._gramfit import (
+    State,
+    absorbs,
+    finish,
+    first_pass,
+    group_first_pass,
+    group_path,
+    model_columns,
+    parquet_row_groups,
+    residual_part,
+)
 
 
 Part = Tuple[str, Optional[bytes]]
@@ -108,8 +120,6 @@ def results(state: Optional[bytes], parts: Optional[Sequence[Optional[bytes]]], 
     else:
         st, report = finish(st, [p for p in parts if p is not None], argv)
     if save is not None:
-        import os
-
         st.save(os.fspath(save))
     return RegressionResults(report)
 
@@ -123,8 +133,6 @@ def file_tasks(paths: Any, tasks: int) -> List[FileTask]:
     a list of them; made absolute, as the workers open them) in runs of
     consecutive ones (never across files), about ``tasks`` runs of similar
     row counts, in file order."""
-    import os
-
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else paths
     files = parquet_row_groups([os.path.abspath(os.fspath(p)) for p in paths])
     total = sum(sum(rows) for _, rows in files)
@@ -168,19 +176,43 @@ def _with_input(argv: List[str], path: str) -> List[str]:
     return [*argv[:2], path, *argv[2:]]
 
 
-def whole_fit_bytes(data: Any, argv: List[str], label: str, second_pass: bool, options: dict) -> bytes:
-    """One group's whole fit in one task (all its rows are here): the first
-    pass, and the second over the same rows, as a state's bytes."""
+def group_fit_bytes(
+    data: Any, argv: List[str], label: str, second_pass: bool, by: str
+) -> Tuple[bytes, Optional[bytes]]:
+    """One group's fit in one task (all its rows are here): the first pass
+    as a state's bytes — a state that records its group, as ``gramfit fit
+    --by`` saves it, except for absorbed fixed effects, whose states record
+    no group — and the second pass's sums over the same rows (None
+    without a second pass)."""
     table, _ = arrow_table(data)
-    state = first_pass(argv, [(table, label)])
-    if second_pass:
-        part = residual_part(state, argv, [(table, label)])
-        state, _ = finish(state, [part], _options.summary_argv(**options))
-    return state.to_bytes()
+    if absorbs(_options.formula_of(argv)):
+        state = first_pass(argv, [(table, label)])
+    else:
+        state = group_first_pass(argv, [(table, label)], by)
+    part = residual_part(state, argv, [(table, label)]) if second_pass else None
+    return state.to_bytes(), part
 
 
-def state_results(state: bytes, options: dict) -> Any:
-    """The results a state's bytes hold (with its second pass, if any)."""
-    from . import RegressionResults
+def check_group_save(argv: List[str], save: Any) -> None:
+    """Refuse, before any work, to save the states of a grouped fit of
+    absorbed fixed effects (they would not record their group)."""
+    if save is not None and absorbs(_options.formula_of(argv)):
+        from ._gramfit import GramfitError
 
-    return RegressionResults(State.from_bytes(state).report(_options.summary_argv(**options)))
+        raise GramfitError(
+            "save= with by= keeps a state per group, which for absorbed fixed effects would not record its group; "
+            "fit without save=, or put the factor in the formula as C(…)"
+        )
+
+
+def group_results(fits: Any, options: dict, save: Any) -> dict:
+    """``(level, state, part)`` of a grouped fit's groups as a dict of
+    results in sorted level order; with ``save``, each group's state saved
+    where ``gramfit fit --by COL --save PATTERN`` puts it (a directory, a
+    pattern with ``{group}``, or a path that gets the level before its
+    extension)."""
+    out = {}
+    for level, state, part in sorted(fits, key=lambda f: f[0]):
+        path = None if save is None else group_path(os.fspath(save), level)
+        out[level] = results(state, None if part is None else [part], options, path)
+    return out

@@ -40,7 +40,9 @@ def ols(
     --by``: ``groupby(by).apply`` hands each group's rows to one task,
     which fits them whole (both passes); the result is a dict of results
     keyed by level (as text), in sorted order. Durbin–Watson is of the
-    order in which the shuffle delivers a group's rows."""
+    order in which the shuffle delivers a group's rows. With ``save``,
+    each group's state is saved as ``gramfit fit --by --save`` saves it
+    (a directory, or a pattern with ``{group}``)."""
     import dask
 
     argv, report, second_pass = _parts.plan(
@@ -51,9 +53,8 @@ def ols(
         raise GramfitError(f"by: no column named '{by}' in the DataFrame")
     ddf = ddf[_parts.columns(argv, ddf._meta, "<dask DataFrame>", [by] if by else [])]
     if by is not None:
-        if save is not None:
-            raise ValueError("save= is not available with by= yet")
-        return _grouped(ddf, by, argv, report, second_pass)
+        _parts.check_group_save(argv, save)
+        return _grouped(ddf, by, argv, report, second_pass, save)
     partitions = ddf.to_delayed()
     first = dask.delayed(_parts.first_pass_bytes, pure=True)
     states = [first(p, argv, f"<dask partition {i}>") for i, p in enumerate(partitions)]
@@ -106,14 +107,18 @@ def ols_files(
     return _parts.results(state, parts, report, save)
 
 
-def _grouped(ddf: Any, by: str, argv: list, report: dict, second_pass: bool) -> dict:
+def _grouped(ddf: Any, by: str, argv: list, report: dict, second_pass: bool, save: Any) -> dict:
     import pandas as pd
 
     def fit_group(group: Any) -> Any:
-        # (pandas hands the group without its key column; the key is the name.)
+        # pandas hands the group without its key column (the key is the
+        # group's name): put it back, the state records its group.
         level = group.name
         label = f"<dask group {by} = {level}>"
-        return pd.Series({"part": _parts.whole_fit_bytes(group, argv, label, second_pass, report)})
+        table = group.assign(**{by: level}) if by not in group.columns else group
+        state, part = _parts.group_fit_bytes(table, argv, label, second_pass, by)
+        return pd.Series({"state": state, "part": part})
 
-    fits = ddf.groupby(by, dropna=True).apply(fit_group, meta={"part": object}).compute()
-    return {str(k): _parts.state_results(v, report) for k, v in sorted(fits["part"].items(), key=lambda kv: str(kv[0]))}
+    fits = ddf.groupby(by, dropna=True).apply(fit_group, meta={"state": object, "part": object}).compute()
+    rows = [(str(k), r["state"], r["part"]) for k, r in fits.iterrows()]
+    return _parts.group_results(rows, report, save)

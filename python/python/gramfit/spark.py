@@ -98,6 +98,8 @@ def ols(
     results keyed by level (as text), in sorted order; rows without a
     level are in no group. A shuffle delivers a group's rows in no
     particular order: Durbin–Watson is that of the order Spark delivers.
+    With ``save``, each group's state is saved as ``gramfit fit --by
+    --save`` saves it (a directory, or a pattern with ``{group}``).
 
     ``persist``: whether an uncached DataFrame is persisted for the two
     passes (default: yes, when the second pass runs); ``False`` computes it
@@ -115,9 +117,8 @@ def ols(
     empty = to_arrow_schema(df.schema).empty_table()
     df = df.select(*_parts.columns(argv, empty, "<spark DataFrame>", [by] if by else []))
     if by is not None:
-        if save is not None:
-            raise ValueError("save= is not available with by= yet")
-        return _grouped(df, by, argv, report, second_pass)
+        _parts.check_group_save(argv, save)
+        return _grouped(df, by, argv, report, second_pass, save)
     # Both passes must see the same rows in the same partitions: an
     # uncached DataFrame is computed again by the second (a shuffle's
     # partitioning may differ), so by default it is kept for the length of
@@ -230,16 +231,19 @@ def _cores(spark: Any) -> int:
         return 2
 
 
-def _grouped(df: Any, by: str, argv: list, report: dict, second_pass: bool) -> dict:
+def _grouped(df: Any, by: str, argv: list, report: dict, second_pass: bool, save: Any) -> dict:
     def fit_group(key: Any, table: Any) -> Any:
         import pyarrow as pa
 
         level = key[0].as_py()
-        out = {"level": [], "part": []}
+        out: dict = {"level": [], "state": [], "part": []}
         if level is not None:
+            state, part = _parts.group_fit_bytes(table, argv, f"<spark group {by} = {level}>", second_pass, by)
             out["level"].append(str(level))
-            out["part"].append(_parts.whole_fit_bytes(table, argv, f"<spark group {by} = {level}>", second_pass, report))
-        return pa.table(out, schema=pa.schema([("level", pa.string()), ("part", pa.binary())]))
+            out["state"].append(state)
+            out["part"].append(part)
+        schema = pa.schema([("level", pa.string()), ("state", pa.binary()), ("part", pa.binary())])
+        return pa.table(out, schema=schema)
 
-    rows = _collect(df.groupBy(by).applyInArrow(fit_group, "level string, part binary"))
-    return {r["level"]: _parts.state_results(r["part"], report) for r in sorted(rows, key=lambda r: r["level"])}
+    rows = _collect(df.groupBy(by).applyInArrow(fit_group, "level string, state binary, part binary"))
+    return _parts.group_results([(r["level"], r["state"], r["part"]) for r in rows], report, save)
