@@ -212,6 +212,11 @@ impl TableWriter {
             c.append_to_row_group(&mut rg).map_err(|e| format!("{name}: {e}"))?;
         }
         rg.close().map_err(|e| format!("{name}: {e}"))?;
+        // The row group goes to disk while the next ones are computed:
+        // the sync that completes the table then waits for little (it
+        // took ~0.45 s of a 1.5 s prediction of 10M rows).
+        w.flush().map_err(|e| format!("{name}: {e}"))?;
+        start_writeback(w.inner());
         Ok(())
     }
 
@@ -269,6 +274,21 @@ impl TableWriter {
         Ok(())
     }
 }
+
+/// Ask the kernel to start writing `f`'s dirty pages to disk, without
+/// waiting for them (the final `sync_all` waits). Best effort: an error
+/// here leaves the work to that sync.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn start_writeback(f: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain system call on an open descriptor, no memory passed.
+    unsafe {
+        libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn start_writeback(_: &File) {}
 
 impl Drop for TableWriter {
     fn drop(&mut self) {
