@@ -21,8 +21,8 @@ pub use inspect::{corr, design, summary};
 pub use keep::{diagnose, merge, retract, update};
 pub(crate) use keep::{fold_into_state, lock_state, FoldOptions};
 pub use parts::{
-    decode_residual_part, encode_residual_part, finish_parts, first_pass, group_first_pass, merge_parts, merge_states,
-    model_columns, residual_part, ResidualPart,
+    block_candidates, decode_residual_part, encode_residual_part, finish_parts, first_pass, first_pass_by_blocks,
+    group_first_pass, merge_parts, merge_states, model_columns, residual_part, ResidualPart,
 };
 pub use predict::predict;
 

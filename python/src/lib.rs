@@ -159,6 +159,8 @@ fn _gramfit(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<parts::PyState>()?;
     m.add_function(wrap_pyfunction!(parts::first_pass, m)?)?;
     m.add_function(wrap_pyfunction!(parts::group_first_pass, m)?)?;
+    m.add_function(wrap_pyfunction!(parts::block_candidates, m)?)?;
+    m.add_function(wrap_pyfunction!(parts::dense_levels, m)?)?;
     m.add_function(wrap_pyfunction!(parts::group_path, m)?)?;
     m.add_function(wrap_pyfunction!(parts::residual_part, m)?)?;
     m.add_function(wrap_pyfunction!(parts::finish, m)?)?;

@@ -100,21 +100,49 @@ fn report_args(argv: &[String]) -> PyResult<ReportArgs> {
 
 /// The first pass over `tables` (data, label) and the inputs of `argv` (a
 /// `gramfit fit` command line): a part's state. `row_groups` (start, end):
-/// only those row groups of the Parquet inputs.
+/// only those row groups of the Parquet inputs; `blocks`: the column of
+/// a factor to estimate by blocks (every part of a fit alike).
 #[pyfunction]
-#[pyo3(signature = (argv, tables, row_groups = None))]
+#[pyo3(signature = (argv, tables, row_groups = None, blocks = None))]
 pub fn first_pass(
     py: Python<'_>,
     argv: Vec<String>,
     tables: Vec<(Bound<'_, PyAny>, String)>,
     row_groups: Option<(usize, usize)>,
+    blocks: Option<String>,
 ) -> PyResult<PyState> {
     let lent = lend_all(tables)?;
     let a = fit_args(&with_inputs(&argv, &lent))?;
     let groups = row_groups.map(|(s, e)| s..e);
-    let st = run_interruptibly(py, move || gramfit::app::first_pass(&a, groups))?.map_err(error)?;
+    let st = run_interruptibly(py, move || match &blocks {
+        Some(column) => gramfit::app::first_pass_by_blocks(&a, groups, column),
+        None => gramfit::app::first_pass(&a, groups),
+    })?
+    .map_err(error)?;
     drop(lent);
     Ok(PyState { inner: st })
+}
+
+/// The columns of the factors of `argv`'s model (read from `tables`, or
+/// the inputs of `argv`) that a fit in parts may estimate by blocks.
+#[pyfunction]
+pub fn block_candidates(
+    py: Python<'_>,
+    argv: Vec<String>,
+    tables: Vec<(Bound<'_, PyAny>, String)>,
+) -> PyResult<Vec<String>> {
+    let lent = lend_all(tables)?;
+    let a = fit_args(&with_inputs(&argv, &lent))?;
+    let columns = py.detach(|| gramfit::app::block_candidates(&a)).map_err(error)?;
+    drop(lent);
+    Ok(columns)
+}
+
+/// The number of levels past which a factor is estimated by blocks (300,
+/// or `GRAMFIT_DENSE_LEVELS`).
+#[pyfunction]
+pub fn dense_levels() -> usize {
+    gramfit::factors::estimated::dense_levels()
 }
 
 /// The first pass over one group's rows (`tables`, holding one level of

@@ -74,6 +74,28 @@ def test_absorbed_fixed_effects_with_clustered_errors(spark, listings, tmp_path)
             assert rel(getattr(ours, name), getattr(whole, name)) < 1e-10, name
 
 
+def test_a_factor_of_many_levels_is_estimated_by_blocks(spark, listings, tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    monkeypatch.setenv("GRAMFIT_DENSE_LEVELS", "20")
+    formula = "rent ~ size_sqft + bedrooms + has_washer_dryer + C(neighborhood)"
+    whole = gramfit.ols(formula, listings, cov_type="HC1")
+    path = tmp_path / "listings.parquet"
+    pq.write_table(pa.Table.from_pandas(listings, preserve_index=False), path, row_group_size=600)
+    for ours in [
+        gramfit.spark.ols(in_order(spark, listings, 4), formula, cov_type="HC1"),
+        gramfit.spark.ols_files(spark, path, formula, cov_type="HC1", tasks=3),
+    ]:
+        assert ours.to_dict()["gramfit_notes"][0] == whole.to_dict()["gramfit_notes"][0]
+        assert "by blocks" in ours.to_dict()["gramfit_notes"][0]
+        for name in ["params", "bse", "rsquared", "durbin_watson"]:
+            a, b = getattr(ours, name), getattr(whole, name)
+            if hasattr(a, "fillna"):
+                a, b = a.fillna(0), b.fillna(0)
+            assert rel(a, b) < 1e-10, name
+
+
 def test_a_generated_file_read_by_spark_fits_as_gramfit_reads_it(spark):
     spark.conf.set("spark.sql.files.maxPartitionBytes", "200000")
     sdf = spark.read.csv(str(GENERATED), header=True, inferSchema=True)

@@ -17,7 +17,7 @@ use crate::factors::{AbsorbAccumulator, WithinFit};
 use crate::formula::columns::design;
 use crate::formula::columns::Design;
 use crate::model::{self, FitError, ReportOptions, Resolved};
-use crate::report::{self, RunInfo};
+use crate::report;
 use crate::results::OlsResults;
 use crate::second_pass::{CovType, ResidualSnapshot};
 use crate::state::State;
@@ -98,57 +98,15 @@ pub(super) fn fit_by_blocks(
     let fitted_at = model::now_unix();
     let (mut res, within, rest_design, fd) = results(resolved, &rest, bf, &acc, ro, a.report.full_cov)?;
     let mut snapshot = None;
-    let singular = within.sol.aliased.iter().any(|&a| a);
-    if cov != CovType::Nonrobust && ro.singular == crate::solve::SingularPolicy::Pinv && singular {
-        return Err(AppError::Usage(format!(
-            "--singular pinv with --cov-type {} is not available for a factor estimated by blocks when the design is singular ({} aliased); use --singular drop",
-            cov.name(),
-            res.aliased.join(", ")
-        )));
-    }
+    check_robust_pinv(&within, &res, cov, ro)?;
     if second {
-        let plan = Arc::new(ResidualPlan {
-            moments: true,
-            level_scores: (cov != CovType::Nonrobust).then(|| LeveragePlan {
-                spread: LevelSpread::of(&within),
-                power: match cov {
-                    CovType::Hc2 => 1,
-                    CovType::Hc3 => 2,
-                    _ => 0,
-                },
-            }),
-            ..ResidualPlan::new(&within, &rest_design, columns.to_vec(), cov, cluster.clone())
-        });
-        let mut builder = rest.builder();
-        builder.extra_columns = columns.to_vec();
-        if let Some(c) = cluster.as_ref().filter(|c| !columns.contains(c)) {
-            builder.extra_columns.push(c.clone());
-        }
+        let (plan, builder) = residual_plan(&rest, &within, &rest_design, bf, cov, &cluster);
         let reopened = reopen_as_read(&read, &schemas, &csv, &inputs);
         progress.set_label("pass 2/2");
         let empty = || AbsorbResiduals::new(plan.clone());
         let (r, _) = engine::accumulate_with(reopened, &builder, &empty, eo, progress).map_err(FitError::from)?;
         spill_note(eo);
-        r.require_clusters().map_err(AppError::Data)?;
-        let moments = r.moments.clone().expect("the plan asked for the moments");
-        let snap = ResidualSnapshot {
-            cov_type: cov,
-            diagnostics: moments.diagnostics(),
-            robust_cov: None,
-            undefined: Vec::new(),
-            leverage_one: 0,
-            n_clusters: 0,
-        };
-        match &r.level_scores {
-            Some(scores) => {
-                let clusters = cluster.as_ref().map(|_| (r.cluster_scores(), r.n_clusters()));
-                apply_block_robust(&mut res, &within, &fd, scores, clusters, snap, a.report.full_cov)
-            }
-            None => {
-                crate::results::apply_second_pass(&mut res, &snap);
-                snapshot = Some(snap);
-            }
-        }
+        snapshot = apply_residuals(&mut res, &within, &fd, &r, cov, a.report.full_cov)?;
     } else {
         res.gramfit_notes.push(super::no_second_pass_note(false));
     }
@@ -159,7 +117,7 @@ pub(super) fn fit_by_blocks(
     let run = LevelRun { formula: &resolved.options.formula, inputs, fitted_at, elapsed_s };
     let info = run.info(&acc, resolved.options.weights.clone(), a.report.full_cov);
     if let Some(path) = &a.save {
-        let mut st = block_state(resolved, bf, acc, &read, &info)?;
+        let mut st = block_state(resolved, bf, acc, &read, &info.inputs, info.fitted_at, info.elapsed_s)?;
         st.residuals = snapshot;
         crate::state::save(&st, path)?;
     }
@@ -276,7 +234,7 @@ pub(crate) fn fit_for_job(
     let run = LevelRun { formula: &resolved.options.formula, inputs, fitted_at, elapsed_s };
     let info = run.info(&acc, resolved.options.weights.clone(), full_cov);
     let text = report::render(&res, &info, format);
-    Ok((text, block_state(resolved, bf, acc, &read, &info)?))
+    Ok((text, block_state(resolved, bf, acc, &read, &info.inputs, info.fitted_at, info.elapsed_s)?))
 }
 
 /// The state of a fit by blocks: `acc` its statistics, `read` the inputs
@@ -286,14 +244,163 @@ fn block_state(
     bf: &BlockFactor,
     mut acc: AbsorbAccumulator,
     read: &[crate::source::Input],
-    info: &RunInfo,
+    inputs: &[crate::report::InputInfo],
+    fitted_at: u64,
+    elapsed_s: f64,
 ) -> Result<State, AppError> {
     let mut provenance = Vec::new();
-    for (input, got) in read.iter().zip(&info.inputs) {
+    for (input, got) in read.iter().zip(inputs) {
         provenance.push(crate::state::growth::record(input, got)?);
     }
     acc.estimated_term = Some(bf.term);
     let (dense, part) = acc.into_parts();
     let (model, types) = (resolved.options.clone(), resolved.column_types.clone());
-    Ok(State::new(model, types, dense, Some(part), provenance, info.fitted_at, info.elapsed_s))
+    Ok(State::new(model, types, dense, Some(part), provenance, fitted_at, elapsed_s))
+}
+
+/// `--singular pinv` with a robust covariance is refused when the design
+/// is singular (the block sandwich is of the drop solution).
+fn check_robust_pinv(within: &WithinFit, res: &OlsResults, cov: CovType, ro: &ReportOptions) -> Result<(), AppError> {
+    let singular = within.sol.aliased.iter().any(|&a| a);
+    if cov != CovType::Nonrobust && ro.singular == crate::solve::SingularPolicy::Pinv && singular {
+        return Err(AppError::Usage(format!(
+            "--singular pinv with --cov-type {} is not available for a factor estimated by blocks when the design is singular ({} aliased); use --singular drop",
+            cov.name(),
+            res.aliased.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// The second pass of a fit by blocks: the residuals' moments (the
+/// bottom block) and, for a robust covariance, the per-level scores; the
+/// builder reads the rest of the model, the factor and the cluster column.
+fn residual_plan(
+    rest: &Resolved,
+    within: &WithinFit,
+    rest_design: &Design,
+    bf: &BlockFactor,
+    cov: CovType,
+    cluster: &Option<String>,
+) -> (Arc<ResidualPlan>, crate::design::DesignBuilder) {
+    let columns = vec![bf.column.clone()];
+    let plan = Arc::new(ResidualPlan {
+        moments: true,
+        level_scores: (cov != CovType::Nonrobust).then(|| LeveragePlan {
+            spread: LevelSpread::of(within),
+            power: match cov {
+                CovType::Hc2 => 1,
+                CovType::Hc3 => 2,
+                _ => 0,
+            },
+        }),
+        ..ResidualPlan::new(within, rest_design, columns.clone(), cov, cluster.clone())
+    });
+    let mut builder = rest.builder();
+    builder.extra_columns = columns;
+    if let Some(c) = cluster.as_ref().filter(|c| **c != bf.column) {
+        builder.extra_columns.push(c.clone());
+    }
+    (plan, builder)
+}
+
+/// The second pass's sums applied to the results: the bottom block, and
+/// the robust covariance by blocks; the snapshot a state keeps (the
+/// nonrobust fit's only).
+fn apply_residuals(
+    res: &mut OlsResults,
+    within: &WithinFit,
+    fd: &FullDesign,
+    r: &AbsorbResiduals,
+    cov: CovType,
+    full_cov: bool,
+) -> Result<Option<ResidualSnapshot>, AppError> {
+    r.require_clusters().map_err(AppError::Data)?;
+    let moments = r.moments.clone().expect("the plan asked for the moments");
+    let snap = ResidualSnapshot {
+        cov_type: cov,
+        diagnostics: moments.diagnostics(),
+        robust_cov: None,
+        undefined: Vec::new(),
+        leverage_one: 0,
+        n_clusters: 0,
+    };
+    match &r.level_scores {
+        Some(scores) => {
+            let clusters = r.has_clusters().then(|| (r.cluster_scores(), r.n_clusters()));
+            apply_block_robust(res, within, fd, scores, clusters, snap, full_cov);
+            Ok(None)
+        }
+        None => {
+            crate::results::apply_second_pass(res, &snap);
+            Ok(Some(snap))
+        }
+    }
+}
+
+/// The first pass of a part of a fit in parts with the factor `bf`
+/// estimated by blocks (see `parts`): a state of the kind `fit --save`
+/// writes for such a fit.
+pub(super) fn first_pass_state(
+    resolved: &Resolved,
+    bf: &BlockFactor,
+    opened: model::OpenedInputs,
+    eo: &EngineOptions,
+) -> Result<State, AppError> {
+    let rest = rest_model(resolved, bf);
+    let read = opened.inputs.clone();
+    let t0 = Instant::now();
+    let (acc, inputs) =
+        super::absorbed::accumulate(&rest, std::slice::from_ref(&bf.column), opened, eo, &Progress::default())?;
+    block_state(resolved, bf, acc, &read, &inputs, model::now_unix(), t0.elapsed().as_secs_f64())
+}
+
+/// The second pass of a saved fit by blocks, for a fit in parts: its
+/// plan (the covariance `report` asks for) and what reads a part, then
+/// the report from the parts' sums.
+pub(super) struct StateSecondPass {
+    pub plan: Arc<ResidualPlan>,
+    pub builder: crate::design::DesignBuilder,
+    res: OlsResults,
+    within: WithinFit,
+    fd: FullDesign,
+    full: Resolved,
+    acc: AbsorbAccumulator,
+    cov: CovType,
+}
+
+impl StateSecondPass {
+    pub(super) fn of(st: &State, report: &crate::cli::ReportArgs) -> Result<Self, AppError> {
+        let (cov, ro) = (report.cov_type, super::report_options(report)?);
+        super::check_cluster(cov, report.cluster.as_deref())?;
+        let cluster = report.cluster.clone().filter(|_| cov == CovType::Cluster);
+        let part = st.absorbed.clone().expect("a fit by blocks");
+        let term = part.estimated_term.expect("a fit by blocks");
+        let (full, rest, bf) = estimated_model(&st.model, &st.column_types, term).map_err(AppError::Data)?;
+        let acc = AbsorbAccumulator::from_parts(st.accumulator.clone(), part);
+        let (res, within, rest_design, fd) = results(&full, &rest, &bf, &acc, &ro, report.full_cov)?;
+        check_robust_pinv(&within, &res, cov, &ro)?;
+        let (plan, builder) = residual_plan(&rest, &within, &rest_design, &bf, cov, &cluster);
+        Ok(StateSecondPass { plan, builder, res, within, fd, full, acc, cov })
+    }
+
+    /// The report of the saved fit `st` with the parts' sums `r` (merged
+    /// in row order); a nonrobust fit's bottom block is kept in `st`.
+    pub(super) fn report(
+        mut self,
+        st: &mut State,
+        r: &AbsorbResiduals,
+        full_cov: bool,
+    ) -> Result<report::Report, AppError> {
+        st.residuals = apply_residuals(&mut self.res, &self.within, &self.fd, r, self.cov, full_cov)?;
+        st.stale_second_pass = None;
+        let run = LevelRun {
+            formula: &st.model.formula,
+            inputs: super::recorded_inputs(st),
+            fitted_at: st.fitted_at,
+            elapsed_s: st.elapsed_s,
+        };
+        let info = run.info(&self.acc, self.full.options.weights.clone(), full_cov);
+        Ok(report::Report::Plain { results: Box::new(self.res), info })
+    }
 }

@@ -17,7 +17,7 @@
 
 use crate::cli::{FitArgs, ReportArgs};
 use crate::engine::Progress;
-use crate::factors::{AbsorbResiduals, AbsorbScores};
+use crate::factors::{AbsorbResiduals, AbsorbScores, ResidualPlan};
 use crate::formula::absorb::{split_absorbed, Absorbed};
 use crate::model::{self, Resolved};
 use crate::report::Report;
@@ -25,6 +25,7 @@ use crate::residuals::ResidualStats;
 use crate::source::SourceKind;
 use crate::state::{growth, Provenance, State};
 use std::ops::Range;
+use std::sync::Arc;
 
 use super::{check_cluster, engine_options, report_options, AppError};
 
@@ -96,10 +97,49 @@ pub fn group_first_pass(a: &FitArgs, by: &str) -> Result<State, AppError> {
     Ok(crate::grouped::state_of(group, &read, model::now_unix(), grouped.elapsed_s)?)
 }
 
-/// Why a fit in parts sums a factor's dummies densely: each part would
-/// have to decide alone, and the same way as every other part, to
-/// estimate it by blocks instead.
-const WHY_DENSE: &str = "a fit in parts (an Accumulator, Spark or Dask partitions)";
+/// [`first_pass`] with the factor of column `column` estimated by blocks
+/// (per-level sums, not dense dummies: a factor of thousands of levels).
+/// Every part of a fit must be read the same way: the caller decides for
+/// all of them (the Python package's distributed fits do, from the
+/// factor's count of levels in the data, past
+/// [`dense_levels`](crate::factors::estimated::dense_levels)).
+pub fn first_pass_by_blocks(a: &FitArgs, row_groups: Option<Range<usize>>, column: &str) -> Result<State, AppError> {
+    refuse_unsupported(a)?;
+    let eo = engine_options(&a.engine)?;
+    let (options, absorbed) = model_options(a)?;
+    if absorbed.is_some() {
+        return Err(AppError::Usage("a model with absorbed fixed effects estimates no factor by blocks".into()));
+    }
+    let mut opened = model::open_inputs(&a.inputs, &options.csv)?;
+    select_row_groups(&mut opened, row_groups)?;
+    let resolved = model::resolve(options, &opened)?;
+    let Some(bf) = crate::factors::estimated::block_factors(&resolved.spec).into_iter().find(|b| b.column == column)
+    else {
+        return Err(AppError::Usage(format!(
+            "'{column}' is not a factor of this model that can be estimated by blocks (C({column}) as a term of its own, in a model with an intercept)"
+        )));
+    };
+    super::estimated::first_pass_state(&resolved, &bf, opened, &eo)
+}
+
+/// The factors of `a`'s model that a fit in parts may estimate by blocks
+/// (their source columns), in the formula's order: what a distributed
+/// fit counts the levels of before its first pass.
+pub fn block_candidates(a: &FitArgs) -> Result<Vec<String>, AppError> {
+    let (options, absorbed) = model_options(a)?;
+    if absorbed.is_some() {
+        return Ok(Vec::new());
+    }
+    let opened = model::open_inputs(&a.inputs, &options.csv)?;
+    let resolved = Resolved::new(options, model::column_types(&opened, &[])?)?;
+    Ok(crate::factors::estimated::block_factors(&resolved.spec).into_iter().map(|b| b.column).collect())
+}
+
+/// Why a fit in parts sums a factor's dummies densely: a part read without
+/// [`first_pass_by_blocks`] (an `Accumulator`'s batches, seen once; the
+/// distributed fits count the levels first and choose blocks past
+/// `dense_levels`).
+const WHY_DENSE: &str = "a fit in parts that sums dummies (an Accumulator's batches are seen once)";
 
 /// The limit on the levels of a factor whose dummies a fit in parts sums
 /// densely: `fit`'s own limit where it cannot start over by blocks.
@@ -292,7 +332,7 @@ fn check_same_model(first_name: &str, first: &State, name: &str, st: &State) -> 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum ResidualPart {
     Plain(Box<ResidualStats>),
-    Absorbed(AbsorbScores),
+    Absorbed(Box<AbsorbScores>),
 }
 
 impl ResidualPart {
@@ -312,24 +352,30 @@ pub fn residual_part(st: &State, a: &FitArgs, row_groups: Option<Range<usize>>) 
     let eo = engine_options(&a.engine)?;
     let mut opened = model::open_inputs(&a.inputs, &st.model.csv)?;
     select_row_groups(&mut opened, row_groups)?;
-    if st.absorbed.is_some() {
-        let pass = absorbed_second_pass(st, &a.report)?;
-        let empty = || AbsorbResiduals::new(pass.plan.clone());
-        let (r, _) = crate::engine::accumulate_with(opened, &pass.builder, &empty, &eo, &Progress::default())
+    let by_level = |plan: &Arc<ResidualPlan>, builder: &crate::design::DesignBuilder, opened| {
+        let empty = || AbsorbResiduals::new(plan.clone());
+        let (r, _) = crate::engine::accumulate_with(opened, builder, &empty, &eo, &Progress::default())
             .map_err(model::FitError::from)?;
-        return Ok(ResidualPart::Absorbed(r.scores()));
+        Ok::<_, AppError>(ResidualPart::Absorbed(Box::new(r.scores())))
+    };
+    match second_pass_kind(st, &a.report)? {
+        Kind::Absorbed(pass) => by_level(&pass.plan, &pass.builder, opened),
+        Kind::Blocks(pass) => by_level(&pass.plan, &pass.builder, opened),
+        Kind::Plain(plain) => {
+            let (resolved, pass) = *plain;
+            let mut stats = pass.accumulate(&resolved, opened, &eo, &Progress::default())?;
+            crate::accumulator::ChunkSink::finish(&mut stats);
+            Ok(ResidualPart::Plain(Box::new(stats)))
+        }
     }
-    let (resolved, pass) = second_pass_of(st, &a.report)?;
-    let mut stats = pass.accumulate(&resolved, opened, &eo, &Progress::default())?;
-    crate::accumulator::ChunkSink::finish(&mut stats);
-    Ok(ResidualPart::Plain(Box::new(stats)))
 }
 
 /// The report of the merged state `st` with the parts' second-pass sums
-/// (merged in the order given: row order); a plain model's are kept in
-/// `st` as its second pass (an absorbed state keeps no robust
-/// covariance). `report`'s covariance options must be those the parts
-/// were summed for.
+/// (merged in the order given: row order). A plain model's sums, and a
+/// factor by blocks' nonrobust ones, are kept in `st` as its second pass
+/// (a state keeps no robust covariance of absorbed fixed effects or by
+/// blocks). `report`'s covariance options must be those the parts were
+/// summed for.
 pub fn finish_parts(st: &mut State, parts: &[ResidualPart], report: &ReportArgs) -> Result<Report, AppError> {
     let rows: u64 = parts.iter().map(ResidualPart::rows).sum();
     if rows != st.accumulator.stats.nobs() {
@@ -339,32 +385,53 @@ pub fn finish_parts(st: &mut State, parts: &[ResidualPart], report: &ReportArgs)
         )));
     }
     let kind = || AppError::Data("the second pass's parts are not of this fit's kind (plain or absorbed)".into());
-    if st.absorbed.is_some() {
-        let pass = absorbed_second_pass(st, report)?;
-        let mut all = AbsorbResiduals::new(pass.plan.clone());
+    let merged = |plan: &Arc<ResidualPlan>| -> Result<AbsorbResiduals, AppError> {
+        let mut all = AbsorbResiduals::new(plan.clone());
         for p in parts {
             let ResidualPart::Absorbed(s) = p else { return Err(kind()) };
-            let r = AbsorbResiduals::from_scores(pass.plan.clone(), s.clone()).map_err(AppError::Data)?;
+            let r = AbsorbResiduals::from_scores(plan.clone(), (**s).clone()).map_err(AppError::Data)?;
             crate::accumulator::ChunkSink::merge(&mut all, &r);
         }
-        return pass.report(st, &all, report.full_cov);
+        Ok(all)
+    };
+    match second_pass_kind(st, report)? {
+        Kind::Absorbed(pass) => {
+            let all = merged(&pass.plan)?;
+            pass.report(st, &all, report.full_cov)
+        }
+        Kind::Blocks(pass) => {
+            let all = merged(&pass.plan)?;
+            pass.report(st, &all, report.full_cov)
+        }
+        Kind::Plain(plain) => {
+            let (_, pass) = *plain;
+            let mut all = ResidualStats::default();
+            for p in parts {
+                let ResidualPart::Plain(s) = p else { return Err(kind()) };
+                crate::accumulator::ChunkSink::merge(&mut all, s);
+            }
+            st.residuals = Some(pass.snapshot(&all));
+            st.stale_second_pass = None;
+            super::state_report(st, report)
+        }
     }
-    let (_, pass) = second_pass_of(st, report)?;
-    let mut all = ResidualStats::default();
-    for p in parts {
-        let ResidualPart::Plain(s) = p else { return Err(kind()) };
-        crate::accumulator::ChunkSink::merge(&mut all, s);
-    }
-    st.residuals = Some(pass.snapshot(&all));
-    st.stale_second_pass = None;
-    super::state_report(st, report)
 }
 
-fn absorbed_second_pass(st: &State, report: &ReportArgs) -> Result<super::absorbed::StateSecondPass, AppError> {
-    if st.absorbed.as_ref().is_some_and(|p| p.estimated_term.is_some()) {
-        return Err(AppError::Usage("a state that estimates a factor by blocks has no second pass in parts".into()));
-    }
-    super::absorbed::StateSecondPass::of(st, report)
+/// The second pass of each kind of state.
+enum Kind {
+    Plain(Box<(Resolved, model::SecondPass)>),
+    Absorbed(Box<super::absorbed::StateSecondPass>),
+    Blocks(Box<super::estimated::StateSecondPass>),
+}
+
+fn second_pass_kind(st: &State, report: &ReportArgs) -> Result<Kind, AppError> {
+    Ok(match &st.absorbed {
+        Some(p) if p.estimated_term.is_some() => {
+            Kind::Blocks(Box::new(super::estimated::StateSecondPass::of(st, report)?))
+        }
+        Some(_) => Kind::Absorbed(Box::new(super::absorbed::StateSecondPass::of(st, report)?)),
+        None => Kind::Plain(Box::new(second_pass_of(st, report)?)),
+    })
 }
 
 fn second_pass_of(st: &State, report: &ReportArgs) -> Result<(Resolved, model::SecondPass), AppError> {

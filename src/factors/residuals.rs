@@ -61,7 +61,7 @@ pub struct LeveragePlan {
 /// A factor estimated by blocks, robust covariance: with `f = u²/(1 −
 /// h)^power`, per level `Σ f` and `Σ f·x̃`, and `Σ f·x̃x̃ᵀ`. Rows of leverage
 /// one (their level's only row) are left out and counted.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct LevelScores {
     pub q: Vec<f64>,
     /// Per level, its rows of leverage below one.
@@ -403,6 +403,10 @@ pub struct AbsorbScores {
     ssr: f64,
     rows_without_cluster: u64,
     rows: (u64, u64),
+    /// A factor estimated by blocks: the residuals' moments, and the
+    /// per-level scores of a robust covariance.
+    moments: Option<ResidualStats>,
+    level_scores: Option<LevelScores>,
 }
 
 impl AbsorbScores {
@@ -413,10 +417,8 @@ impl AbsorbScores {
 }
 
 impl AbsorbResiduals {
-    /// The sums without the plan. Only an absorbed fit's (neither the
-    /// residuals' moments nor per-level scores of a factor by blocks).
+    /// The sums without the plan.
     pub fn scores(&self) -> AbsorbScores {
-        debug_assert!(self.moments.is_none() && self.level_scores.is_none());
         AbsorbScores {
             meat: self.meat.clone(),
             clusters: self.clusters.clone(),
@@ -425,6 +427,8 @@ impl AbsorbResiduals {
             ssr: self.ssr,
             rows_without_cluster: self.rows_without_cluster,
             rows: self.rows,
+            moments: self.moments.clone(),
+            level_scores: self.level_scores.clone(),
         }
     }
 
@@ -436,7 +440,21 @@ impl AbsorbResiduals {
         let shapes_agree = s.meat.len() == k * k
             && s.cluster_sums.len() == s.clusters.len() * k
             && s.nesting.iter().map(Vec::len).eq(levels.iter().copied())
-            && s.rows.1 <= s.rows.0;
+            && s.rows.1 <= s.rows.0
+            && s.moments.is_some() == plan.moments
+            && match (&s.level_scores, &plan.level_scores) {
+                (None, None) => true,
+                (Some(ls), Some(lp)) => {
+                    let l = lp.spread.inv_weight.len();
+                    let slots = s.clusters.len();
+                    ls.q.len() == l
+                        && ls.ordinary.len() == l
+                        && ls.r.len() == l * k
+                        && ls.meat.len() == k * k
+                        && ls.cluster_level.keys().all(|&(c, lv)| (c as usize) < slots && (lv as usize) < l)
+                }
+                _ => false,
+            };
         if !shapes_agree {
             return Err(format!(
                 "the second pass's sums are not of this fit ({} slopes and levels {levels:?} expected)",
@@ -456,6 +474,8 @@ impl AbsorbResiduals {
         r.ssr = s.ssr;
         r.rows_without_cluster = s.rows_without_cluster;
         r.rows = s.rows;
+        r.moments = s.moments;
+        r.level_scores = s.level_scores;
         Ok(r)
     }
 
@@ -486,6 +506,11 @@ impl AbsorbResiduals {
             self.plan.cluster.as_deref().unwrap_or_default(),
             self.rows_without_cluster
         ))
+    }
+
+    /// Whether the pass sums per cluster (a cluster-robust covariance).
+    pub fn has_clusters(&self) -> bool {
+        self.plan.cluster.is_some()
     }
 
     /// Clusters met.

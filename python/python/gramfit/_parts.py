@@ -19,6 +19,8 @@ from ._data import arrow_table
 from ._gramfit import (
     State,
     absorbs,
+    block_candidates,
+    dense_levels,
     finish,
     first_pass,
     group_first_pass,
@@ -57,14 +59,38 @@ def columns(argv: List[str], empty: Any, label: str, keep: Sequence[str] = ()) -
     return out + [c for c in keep if c not in out]
 
 
-def first_pass_bytes(data: Any, argv: List[str], label: str) -> Part:
+def candidates(argv: List[str], empty: Any, label: str) -> List[str]:
+    """The columns of the model's factors that a fit in parts may estimate
+    by blocks (from a table with the data's schema and no rows)."""
+    table, _ = arrow_table(empty)
+    return block_candidates(argv, [(table, label)])
+
+
+def file_candidates(argv: List[str], path: str) -> List[str]:
+    """:func:`candidates` of a fit of Parquet files (from one file's
+    schema)."""
+    return block_candidates(_with_input(argv, path), [])
+
+
+def blocks_for(levels: dict) -> Optional[str]:
+    """The factor a distributed fit estimates by blocks, from each
+    candidate's count of levels in the data: the one with the most, when
+    it has more than :func:`dense_levels` (300), as ``gramfit fit`` does
+    past that count; None: every factor as dense dummies. Decided once,
+    on the driver, so that every part is read the same way."""
+    limit = dense_levels()
+    over = [(n, c) for c, n in levels.items() if n > limit]
+    return max(over)[1] if over else None
+
+
+def first_pass_bytes(data: Any, argv: List[str], label: str, blocks: Optional[str] = None) -> Part:
     """The first pass over one partition: its label and its state's bytes
     (None for a partition without rows: its columns may not even have
-    their types)."""
+    their types); ``blocks``: the factor estimated by blocks."""
     table, _ = arrow_table(data)
     if _rows(table) == 0:
         return label, None
-    return label, first_pass(argv, [(table, label)]).to_bytes()
+    return label, first_pass(argv, [(table, label)], None, blocks).to_bytes()
 
 
 def _rows(table: Any) -> int:
@@ -155,15 +181,15 @@ def task_label(task: FileTask) -> str:
     return f"{path} (row groups {start}..{end})"
 
 
-def first_pass_file(task: FileTask, argv: List[str]) -> bytes:
+def first_pass_file(task: FileTask, argv: List[str], blocks: Optional[str] = None) -> bytes:
     """The first pass over a task's row groups, read by gramfit's engine."""
     path, start, end = task
-    return first_pass(_with_input(argv, path), [], (start, end)).to_bytes()
+    return first_pass(_with_input(argv, path), [], (start, end), blocks).to_bytes()
 
 
-def first_pass_file_labelled(task: FileTask, argv: List[str]) -> Part:
+def first_pass_file_labelled(task: FileTask, argv: List[str], blocks: Optional[str] = None) -> Part:
     """:func:`first_pass_file` with the task's label, for the merge."""
-    return task_label(task), first_pass_file(task, argv)
+    return task_label(task), first_pass_file(task, argv, blocks)
 
 
 def residual_part_file(task: FileTask, state: bytes, argv: List[str]) -> bytes:

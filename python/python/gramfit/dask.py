@@ -34,7 +34,9 @@ def ols(
     :func:`gramfit.ols`). Each partition is a task (``threads`` engine
     threads each: the cluster's workers are the parallelism); the states
     merge ``split_every`` at a time in partition order. Runs on the
-    current scheduler (a ``distributed.Client`` if one is active).
+    current scheduler (a ``distributed.Client`` if one is active). A factor of more than 300 levels is estimated by
+    blocks, as ``gramfit fit`` does (its levels counted first: one job over
+    that column).
 
     With ``by`` (a column), one model per level of it, as ``gramfit fit
     --by``: ``groupby(by).apply`` hands each group's rows to one task,
@@ -55,9 +57,10 @@ def ols(
     if by is not None:
         _parts.check_group_save(argv, save)
         return _grouped(ddf, by, argv, report, second_pass, save)
+    blocks = _blocks_of(ddf, _parts.candidates(argv, ddf._meta, "<dask DataFrame>"))
     partitions = ddf.to_delayed()
     first = dask.delayed(_parts.first_pass_bytes, pure=True)
-    states = [first(p, argv, f"<dask partition {i}>") for i, p in enumerate(partitions)]
+    states = [first(p, argv, f"<dask partition {i}>", blocks) for i, p in enumerate(partitions)]
     merge = dask.delayed(_parts.merge_bytes, pure=True)
     ((_, state),) = dask.compute(_parts.tree(states, merge, split_every))
     parts = None
@@ -95,8 +98,15 @@ def ols_files(
         missing=missing, alpha=alpha, threads=threads,
     )
     work = _parts.file_tasks(paths, tasks)
+    columns = _parts.file_candidates(argv, work[0][0])
+    blocks = None
+    if columns:
+        import dask.dataframe as dd
+
+        files = list(dict.fromkeys(t[0] for t in work))
+        blocks = _blocks_of(dd.read_parquet(files, columns=columns), columns)
     first = dask.delayed(_parts.first_pass_file_labelled, pure=True)
-    states = [first(t, argv) for t in work]
+    states = [first(t, argv, blocks) for t in work]
     merge = dask.delayed(_parts.merge_bytes, pure=True)
     ((_, state),) = dask.compute(_parts.tree(states, merge, split_every))
     parts = None
@@ -105,6 +115,17 @@ def ols_files(
         part = dask.delayed(_parts.residual_part_file, pure=True)
         parts = dask.compute(*[part(t, shared, argv) for t in work])
     return _parts.results(state, parts, report, save)
+
+
+def _blocks_of(ddf: Any, columns: list) -> Optional[str]:
+    """The factor to estimate by blocks, from the candidates' counts of
+    levels (one Dask computation; see :func:`gramfit._parts.blocks_for`)."""
+    import dask
+
+    if not columns:
+        return None
+    counts = dask.compute(*[ddf[c].nunique() for c in columns])
+    return _parts.blocks_for(dict(zip(columns, (int(n) for n in counts))))
 
 
 def _grouped(ddf: Any, by: str, argv: list, report: dict, second_pass: bool, save: Any) -> dict:

@@ -90,7 +90,9 @@ def ols(
     """Fit ``formula`` to the Spark DataFrame ``df`` (options as
     :func:`gramfit.ols`). Each partition is a task with ``threads`` engine
     threads; the states merge ``split_every`` at a time in partition
-    order.
+    order. A factor of more than 300 levels is estimated by
+    blocks, as ``gramfit fit`` does (its levels counted first: one job over
+    that column).
 
     With ``by`` (a column), one model per level of it, as ``gramfit fit
     --by``: ``groupBy(by).applyInArrow`` hands each group's rows to one
@@ -137,8 +139,13 @@ def ols(
 
 
 def _fit(df: Any, argv: list, report: dict, second_pass: bool, split_every: int, save: Any) -> Any:
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    columns = _parts.candidates(argv, to_arrow_schema(df.schema).empty_table(), "<spark DataFrame>")
+    blocks = _blocks_of(df, columns)
+
     def first(table: Any, label: str) -> bytes:
-        _, state = _parts.first_pass_bytes(table, argv, label)
+        _, state = _parts.first_pass_bytes(table, argv, label, blocks)
         return state
 
     firsts = _in_order(df.mapInArrow(_per_partition(first), _SCHEMA))
@@ -213,13 +220,28 @@ def ols_files(
 
         return tasks_of
 
-    states = [(_parts.task_label(work[i]), b) for i, b in _in_order(ids.mapInArrow(each_task(lambda t: _parts.first_pass_file(t, argv)), _SCHEMA))]
+    columns = _parts.file_candidates(argv, work[0][0])
+    files = list(dict.fromkeys(t[0] for t in work))
+    blocks = _blocks_of(spark.read.parquet(*files), columns) if columns else None
+    first = each_task(lambda t: _parts.first_pass_file(t, argv, blocks))
+    states = [(_parts.task_label(work[i]), b) for i, b in _in_order(ids.mapInArrow(first, _SCHEMA))]
     _, state = _parts.tree(states, _parts.merge_bytes, split_every)
     parts = None
     if second_pass:
         run = each_task(lambda t: _parts.residual_part_file(t, state, argv))
         parts = [b for _, b in _in_order(ids.mapInArrow(run, _SCHEMA))]
     return _parts.results(state, parts, report, save)
+
+
+def _blocks_of(df: Any, columns: list) -> Optional[str]:
+    """The factor to estimate by blocks, from the candidates' counts of
+    distinct values (one Spark job; see :func:`gramfit._parts.blocks_for`)."""
+    if not columns:
+        return None
+    from pyspark.sql import functions as F
+
+    row = df.agg(*[F.countDistinct(c).alias(c) for c in columns]).first()
+    return _parts.blocks_for({c: int(row[c]) for c in columns})
 
 
 def _cores(spark: Any) -> int:
