@@ -131,11 +131,7 @@ pub fn block_candidates(
     argv: Vec<String>,
     tables: Vec<(Bound<'_, PyAny>, String)>,
 ) -> PyResult<Vec<String>> {
-    let lent = lend_all(tables)?;
-    let a = fit_args(&with_inputs(&argv, &lent))?;
-    let columns = py.detach(|| gramfit::app::block_candidates(&a)).map_err(error)?;
-    drop(lent);
-    Ok(columns)
+    columns_of(py, argv, tables, gramfit::app::block_candidates)
 }
 
 /// The number of levels past which a factor is estimated by blocks (300,
@@ -242,9 +238,20 @@ pub fn model_columns(
     argv: Vec<String>,
     tables: Vec<(Bound<'_, PyAny>, String)>,
 ) -> PyResult<Vec<String>> {
+    columns_of(py, argv, tables, gramfit::app::model_columns)
+}
+
+/// Columns `f` finds for a fit of `tables` under `argv` (the tables lent
+/// for the call).
+fn columns_of(
+    py: Python<'_>,
+    argv: Vec<String>,
+    tables: Vec<(Bound<'_, PyAny>, String)>,
+    f: fn(&FitArgs) -> Result<Vec<String>, gramfit::app::AppError>,
+) -> PyResult<Vec<String>> {
     let lent = lend_all(tables)?;
     let a = fit_args(&with_inputs(&argv, &lent))?;
-    let columns = py.detach(|| gramfit::app::model_columns(&a)).map_err(error)?;
+    let columns = py.detach(|| f(&a)).map_err(error)?;
     drop(lent);
     Ok(columns)
 }

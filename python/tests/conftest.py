@@ -23,6 +23,24 @@ def rel(a, b):
     return np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300))
 
 
+def rel_aliased(a, b):
+    """:func:`rel` of two results' Series whose aliased entries are NaN:
+    the same entries NaN in both, the others compared."""
+    if hasattr(a, "isna"):
+        assert list(a.isna()) == list(b.isna())
+        a, b = a.fillna(0), b.fillna(0)
+    return rel(a, b)
+
+
+def write_parquet(df, path, row_group_size):
+    """``df`` (pandas) as a Parquet file written by pyarrow."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path, row_group_size=row_group_size)
+    return path
+
+
 def cli(*args):
     out = subprocess.run([str(CLI), *args], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

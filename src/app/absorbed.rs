@@ -217,12 +217,7 @@ impl StateSecondPass {
         let cov_of = robust_cov(r, self.cov, &self.cluster)?;
         let mut res = infer_absorbed(&self.fit, &cov_of, self.ro.alpha, &self.resolved.spec.response.name);
         add_notes(&mut res, &self.acc, &self.columns, self.cov);
-        let run = LevelRun {
-            formula: &st.model.formula,
-            inputs: super::recorded_inputs(st),
-            fitted_at: st.fitted_at,
-            elapsed_s: st.elapsed_s,
-        };
+        let run = LevelRun::of_state(st);
         let info = run.info(&self.acc, self.resolved.options.weights.clone(), full_cov);
         Ok(report::Report::Absorbed { results: Box::new(res), info })
     }
@@ -397,12 +392,7 @@ pub(super) fn state_report(st: &State, report: &crate::cli::ReportArgs) -> Resul
     let (resolved, columns) = state_model(st)?.expect("an absorbed state");
     let part = st.absorbed.clone().expect("an absorbed state");
     let acc = AbsorbAccumulator::from_parts(st.accumulator.clone(), part);
-    let run = LevelRun {
-        formula: &st.model.formula,
-        inputs: super::recorded_inputs(st),
-        fitted_at: st.fitted_at,
-        elapsed_s: st.elapsed_s,
-    };
+    let run = LevelRun::of_state(st);
     iid_report(&acc, &resolved, &columns, &ro, run, report.full_cov)
 }
 
@@ -415,7 +405,17 @@ pub(crate) struct LevelRun<'a> {
     pub elapsed_s: f64,
 }
 
-impl LevelRun<'_> {
+impl<'a> LevelRun<'a> {
+    /// A saved fit's: its formula, recorded inputs and times.
+    pub(crate) fn of_state(st: &'a State) -> Self {
+        LevelRun {
+            formula: &st.model.formula,
+            inputs: super::recorded_inputs(st),
+            fitted_at: st.fitted_at,
+            elapsed_s: st.elapsed_s,
+        }
+    }
+
     /// The report's run block: these inputs and times, `acc`'s row counts.
     pub(crate) fn info(self, acc: &AbsorbAccumulator, weights: Option<String>, full_cov: bool) -> RunInfo {
         RunInfo {

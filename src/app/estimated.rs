@@ -187,12 +187,7 @@ pub(super) fn state_report(st: &State, report: &crate::cli::ReportArgs) -> Resul
         Some(snap) => crate::results::apply_second_pass(&mut res, snap),
         None => res.gramfit_notes.push(super::no_second_pass_note(false)),
     }
-    let run = LevelRun {
-        formula: &st.model.formula,
-        inputs: super::recorded_inputs(st),
-        fitted_at: st.fitted_at,
-        elapsed_s: st.elapsed_s,
-    };
+    let run = LevelRun::of_state(st);
     let info = run.info(&acc, full.options.weights.clone(), report.full_cov);
     Ok(report::Report::Plain { results: Box::new(res), info })
 }
@@ -394,12 +389,7 @@ impl StateSecondPass {
     ) -> Result<report::Report, AppError> {
         st.residuals = apply_residuals(&mut self.res, &self.within, &self.fd, r, self.cov, full_cov)?;
         st.stale_second_pass = None;
-        let run = LevelRun {
-            formula: &st.model.formula,
-            inputs: super::recorded_inputs(st),
-            fitted_at: st.fitted_at,
-            elapsed_s: st.elapsed_s,
-        };
+        let run = LevelRun::of_state(st);
         let info = run.info(&self.acc, self.full.options.weights.clone(), full_cov);
         Ok(report::Report::Plain { results: Box::new(self.res), info })
     }

@@ -32,6 +32,28 @@ fn listings_batches(rows: usize) -> (arrow::datatypes::SchemaRef, Vec<arrow::arr
     (schema, r.map(Result::unwrap).collect())
 }
 
+/// `batches` lent as parts of the runs `runs` (in row order), labelled
+/// `<part i>`.
+fn lend_parts(
+    schema: &arrow::datatypes::SchemaRef,
+    batches: &[arrow::array::RecordBatch],
+    runs: &[std::ops::Range<usize>],
+) -> Vec<memory::Lent> {
+    let part = |i: usize, r: &std::ops::Range<usize>| MemoryTable {
+        label: format!("<part {i}>"),
+        schema: schema.clone(),
+        batches: batches[r.clone()].to_vec(),
+    };
+    runs.iter().enumerate().map(|(i, r)| memory::lend(part(i, r))).collect()
+}
+
+/// `gramfit fit INPUT -q -f FORMULA EXTRA…`.
+fn fit_of(input: &str, formula: &str, extra: &[&str]) -> FitArgs {
+    let mut argv = vec!["gramfit", "fit", input, "-q", "-f", formula];
+    argv.extend_from_slice(extra);
+    fit_args(&argv)
+}
+
 fn json(r: &gramfit::report::Report) -> serde_json::Value {
     serde_json::from_str(&r.render(gramfit::report::Format::Json)).unwrap()
 }
@@ -65,20 +87,8 @@ fn parts_merged_in_order_report_what_one_fit_over_the_file_reports() {
     let whole = fit_args(&["gramfit", "fit", file.to_str().unwrap(), "-q", "-f", FORMULA, "--cov-type", "HC1"]);
     let expected = json(&gramfit::app::fit_report(&whole).unwrap());
     // Three parts of unequal sizes, in row order.
-    let cuts = [0, 2, 3, batches.len()];
-    let lent: Vec<_> = cuts
-        .windows(2)
-        .enumerate()
-        .map(|(i, w)| {
-            memory::lend(MemoryTable {
-                label: format!("<part {i}>"),
-                schema: schema.clone(),
-                batches: batches[w[0]..w[1]].to_vec(),
-            })
-        })
-        .collect();
-    let argv =
-        |name: &str| fit_args(&["gramfit", "fit", name, "-q", "-f", FORMULA, "--cov-type", "HC1", "--threads", "2"]);
+    let lent = lend_parts(&schema, &batches, &[0..2, 2..3, 3..batches.len()]);
+    let argv = |name: &str| fit_of(name, FORMULA, &["--cov-type", "HC1", "--threads", "2"]);
     let states: Vec<_> =
         lent.iter().map(|l| (l.name().to_string(), gramfit::app::first_pass(&argv(l.name()), None).unwrap())).collect();
     let mut merged = gramfit::app::merge_states(states).unwrap();
@@ -141,18 +151,9 @@ fn absorbed_parts_merge_to_the_absorbed_fit_with_every_covariance_and_grouped_fi
     let file = crate::common::streeteasy();
     let f = file.to_str().unwrap();
     let formula = "rent ~ size_sqft + bedrooms + has_washer_dryer | neighborhood";
-    let lent: Vec<_> = batches
-        .chunks(2)
-        .enumerate()
-        .map(|(i, chunk)| {
-            memory::lend(MemoryTable { label: format!("<part {i}>"), schema: schema.clone(), batches: chunk.to_vec() })
-        })
-        .collect();
-    let part_args = |name: &str, cov: &[&str]| {
-        let mut argv = vec!["gramfit", "fit", name, "-q", "-f", formula];
-        argv.extend_from_slice(cov);
-        fit_args(&argv)
-    };
+    let runs: Vec<_> = (0..batches.len()).step_by(2).map(|i| i..(i + 2).min(batches.len())).collect();
+    let lent = lend_parts(&schema, &batches, &runs);
+    let part_args = |name: &str, cov: &[&str]| fit_of(name, formula, cov);
     let states: Vec<_> = lent
         .iter()
         .map(|l| (l.name().to_string(), gramfit::app::first_pass(&part_args(l.name(), &[]), None).unwrap()))
@@ -315,22 +316,8 @@ fn parts_with_a_factor_by_blocks_report_what_one_fit_by_blocks_reports() {
     let formula = "rent ~ size_sqft + bedrooms + has_washer_dryer + C(neighborhood)";
     let (schema, batches) = listings_batches(700);
     let file = crate::common::streeteasy();
-    let lent: Vec<_> = [0..2, 2..3, 3..batches.len()]
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            memory::lend(MemoryTable {
-                label: format!("<part {i}>"),
-                schema: schema.clone(),
-                batches: batches[r].to_vec(),
-            })
-        })
-        .collect();
-    let part_args = |name: &str, cov: &[&str]| {
-        let mut argv = vec!["gramfit", "fit", name, "-q", "-f", formula];
-        argv.extend_from_slice(cov);
-        fit_args(&argv)
-    };
+    let lent = lend_parts(&schema, &batches, &[0..2, 2..3, 3..batches.len()]);
+    let part_args = |name: &str, cov: &[&str]| fit_of(name, formula, cov);
     let states: Vec<_> = lent
         .iter()
         .map(|l| {
