@@ -80,6 +80,15 @@ impl PyState {
     fn nobs(&self) -> u64 {
         self.inner.accumulator.stats.nobs()
     }
+
+    /// The column of the factor the statistics estimate by blocks, if any.
+    #[getter]
+    fn blocks(&self) -> Option<String> {
+        let st = &self.inner;
+        let term = st.absorbed.as_ref()?.estimated_term?;
+        let model = gramfit::factors::estimated::estimated_model(&st.model, &st.column_types, term).ok()?;
+        Some(model.2.column)
+    }
 }
 
 fn fit_args(argv: &[String]) -> PyResult<FitArgs> {

@@ -8,7 +8,7 @@ import pytest
 import statsmodels.formula.api as smf
 
 import gramfit
-from conftest import FORMULA, LISTINGS, assert_same_fit, cli, rel, timeless
+from conftest import FORMULA, LISTINGS, assert_same_fit, cli, rel, rel_aliased, timeless
 
 
 def kinds(df):
@@ -95,3 +95,25 @@ def test_an_accumulator_absorbs_fixed_effects(listings):
     ours = acc.fit()
     assert ours.nobs == whole.nobs and ours.fixed_effects == whole.fixed_effects
     assert rel(ours.params, whole.params) < 1e-12 and rel(ours.bse, whole.bse) < 1e-12
+
+
+def test_an_accumulator_estimates_a_factor_by_blocks_when_told(listings, tmp_path, monkeypatch):
+    # The one fit estimates the 93 neighborhoods by blocks past 20; the
+    # accumulator, told so, sums per-level statistics batch by batch.
+    monkeypatch.setenv("GRAMFIT_DENSE_LEVELS", "20")
+    formula = "rent ~ size_sqft + bedrooms + C(neighborhood)"
+    whole = gramfit.ols(formula, listings, second_pass=False)
+    acc = gramfit.Accumulator(formula, blocks="neighborhood")
+    for i in range(0, len(listings), 1500):
+        acc.update(listings.iloc[i : i + 1500])
+    ours = acc.fit()
+    assert acc.state.blocks == "neighborhood"
+    assert ours.to_dict()["gramfit_notes"][0] == whole.to_dict()["gramfit_notes"][0]
+    for name in ["params", "bse", "rsquared", "llf"]:
+        assert rel_aliased(getattr(ours, name), getattr(whole, name)) < 1e-10, name
+    # Its bytes keep the choice: a loaded accumulator goes on by blocks.
+    again = gramfit.Accumulator.from_bytes(acc.to_bytes()).update(listings.iloc[:100])
+    assert again.nobs == ours.nobs + 100 and again.state.blocks == "neighborhood"
+    # A dense accumulator of the same model does not merge with it.
+    with pytest.raises(gramfit.GramfitError, match="not states of the same kind"):
+        gramfit.Accumulator(formula).update(listings.iloc[:500]).merge(acc)

@@ -23,6 +23,12 @@ class Accumulator:
     (the statistics are double-double sums). The residual diagnostics and
     robust errors need a second pass over the rows, which an accumulator
     does not keep: ``fit()`` reports nonrobust errors and says so.
+
+    ``blocks`` names the column of a factor (``C(column)`` in the formula)
+    to estimate by blocks — its per-level sums, not dense dummies — as
+    ``gramfit fit`` does past 300 levels: an accumulator sees each batch
+    once and cannot count the levels ahead, so it is said here (without
+    it, a factor is summed as dummies, refused past 2,000 levels).
     """
 
     def __init__(
@@ -32,8 +38,10 @@ class Accumulator:
         weights: Optional[str] = None,
         missing: str = "drop",
         threads: Optional[int] = None,
+        blocks: Optional[str] = None,
     ) -> None:
         self._argv = _options.fit_argv(formula, [], weights=weights, missing=missing, threads=threads)
+        self._blocks = blocks
         self._state: Optional[State] = None
 
     @classmethod
@@ -51,13 +59,13 @@ class Accumulator:
     @classmethod
     def _of(cls, state: State) -> "Accumulator":
         formula, weights, missing = state.model()
-        acc = cls(formula, weights=weights, missing=missing)
+        acc = cls(formula, weights=weights, missing=missing, blocks=state.blocks)
         acc._state = state
         return acc
 
     def update(self, batch: Any) -> "Accumulator":
         """Fold ``batch``'s rows in; returns ``self``."""
-        part = first_pass(self._argv, [arrow_table(batch)])
+        part = first_pass(self._argv, [arrow_table(batch)], None, self._blocks)
         self._state = part if self._state is None else State.merge([self._state, part])
         return self
 

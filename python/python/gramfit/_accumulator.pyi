@@ -5,7 +5,13 @@ from ._gramfit import State
 
 class Accumulator:
     def __init__(
-        self, formula: str, *, weights: Optional[str] = ..., missing: str = ..., threads: Optional[int] = ...
+        self,
+        formula: str,
+        *,
+        weights: Optional[str] = ...,
+        missing: str = ...,
+        threads: Optional[int] = ...,
+        blocks: Optional[str] = ...,
     ) -> None: ...
     @classmethod
     def from_bytes(cls, data: bytes) -> Accumulator: ...
