@@ -139,7 +139,8 @@ pub fn block_candidates(a: &FitArgs) -> Result<Vec<String>, AppError> {
 /// [`first_pass_by_blocks`] (an `Accumulator`'s batches, seen once; the
 /// distributed fits count the levels first and choose blocks past
 /// `dense_levels`).
-const WHY_DENSE: &str = "a fit in parts that sums dummies (an Accumulator's batches are seen once)";
+const WHY_DENSE: &str =
+    "a fit in parts that sums dummies (an Accumulator made without blocks='COLUMN', which it needs from its first batch)";
 
 /// The limit on the levels of a factor whose dummies a fit in parts sums
 /// densely: `fit`'s own limit where it cannot start over by blocks.

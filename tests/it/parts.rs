@@ -290,7 +290,9 @@ fn a_factor_past_the_dense_limit_is_refused_by_a_part_and_by_the_merge_of_parts(
     let big = memory::lend(many_levels_table("<big>", 0, 2_500));
     let e = gramfit::app::first_pass(&args(big.name()), None).unwrap_err().to_string();
     assert!(
-        e.starts_with("C(g) has more than 2000 levels: with a fit in parts that sums dummies (an Accumulator's batches are seen once)"),
+        e.starts_with(
+            "C(g) has more than 2000 levels: with a fit in parts that sums dummies (an Accumulator made without blocks='COLUMN'"
+        ),
         "{e}"
     );
     assert!(e.contains("absorb the factor ('… | g')"), "{e}");
