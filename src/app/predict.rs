@@ -256,7 +256,7 @@ fn write_predictions(
     mut writer: TableWriter,
     opened: model::OpenedInputs,
 ) -> Result<(), AppError> {
-    let builder = predict::reading_builder(&resolved.spec, plan.source_columns());
+    let builder = predict::reading_builder(&resolved.spec, plan.source_columns(), &plan.as_read_columns());
     let progress = Arc::new(Progress::default());
     let _display = ProgressDisplay::start(progress.clone(), a.engine.quiet);
     progress.set_label("predict");

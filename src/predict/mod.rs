@@ -194,6 +194,19 @@ impl Plan {
         cols
     }
 
+    /// The columns read for what they are, never as bits: the kept ones,
+    /// and those whose values are levels (the group column, the absorbed
+    /// factors).
+    pub fn as_read_columns(&self) -> Vec<String> {
+        let mut cols = self.keep.clone();
+        match &self.models {
+            Models::One(_) => {}
+            Models::ByGroup { column, .. } => cols.push(column.clone()),
+            Models::Absorbed { model, .. } => cols.extend(model.columns.iter().cloned()),
+        }
+        cols
+    }
+
     /// The output batch of one chunk, and its tallies.
     fn predict(&self, chunk: &RecordBatch, at: &dyn Fn(usize) -> String) -> Result<Predicted, DesignError> {
         let n = chunk.num_rows();
@@ -368,12 +381,16 @@ impl ChunkSink for PredictSink {
     }
 }
 
-/// The engine's builder for a prediction pass: it reads `columns` (none
-/// of them as bits: kept columns come out as they were), the response
-/// only if `columns` names it.
-pub fn reading_builder(spec: &ModelSpec, columns: Vec<String>) -> DesignBuilder {
+/// The engine's builder for a prediction pass: it reads `columns`, the
+/// response only if `columns` names it. The model's numeric columns may
+/// come as bits (a 0/1 column's pages read straight into a bitmap; the
+/// design reads bits as 0 and 1), except those in `as_read`: kept columns
+/// come out as they were, and a group's or an absorbed factor's column is
+/// read for its levels.
+pub fn reading_builder(spec: &ModelSpec, columns: Vec<String>, as_read: &[String]) -> DesignBuilder {
     let mut b = DesignBuilder::new(Arc::new(spec.without_response()), None, MissingPolicy::Drop);
-    b.extra_columns = columns;
+    let model = b.spec.source_columns();
+    b.extra_columns = columns.into_iter().filter(|c| !model.contains(c) || as_read.contains(c)).collect();
     b
 }
 

@@ -169,65 +169,130 @@ proptest! {
 /// Fits over nullable flags read as bits (v1 and v2 pages) equal the
 /// reference path's (every column decoded by arrow-rs, designs built row
 /// by row), for every covariance type.
+/// A file of a float response `y`, a float `x`, 0/1 columns `a`, `b`
+/// (with nulls) and `c`, and a string `g` of 40 levels; dictionary pages
+/// of 3,000 rows in row groups of 7,000.
+fn flags_file(path: &Path, v2: bool) {
+    let n = 20_000;
+    let flags: Vec<ArrayRef> = [Kind::Flags, Kind::NullableFlags, Kind::Flags]
+        .iter()
+        .enumerate()
+        .map(|(i, &k)| column(k, n, 77 + i as u64))
+        .collect();
+    let f = |a: &ArrayRef, r: usize| {
+        let a = a.as_any().downcast_ref::<Int64Array>().unwrap();
+        if a.is_null(r) {
+            0.0
+        } else {
+            a.value(r) as f64
+        }
+    };
+    let x: Vec<f64> = (0..n).map(|r| ((r * 7919) % 1000) as f64 / 8.0).collect();
+    let y: Vec<f64> = (0..n)
+        .map(|r| 2.0 + 0.5 * x[r] + 3.0 * f(&flags[0], r) - f(&flags[1], r) + ((r * 104_729) % 997) as f64 / 100.0)
+        .collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("y", DataType::Float64, false),
+        Field::new("x", DataType::Float64, false),
+        Field::new("a", DataType::Int64, false),
+        Field::new("b", DataType::Int64, true),
+        Field::new("c", DataType::Int64, false),
+        Field::new("g", DataType::Utf8, false),
+    ]));
+    let g: Vec<String> = (0..n).map(|r| format!("g{}", (r * 31) % 40)).collect();
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Float64Array::from(y)),
+            Arc::new(Float64Array::from(x)),
+            flags[0].clone(),
+            flags[1].clone(),
+            flags[2].clone(),
+            Arc::new(arrow::array::StringArray::from(g)),
+        ],
+    )
+    .unwrap();
+    let props = WriterProperties::builder()
+        .set_writer_version(if v2 { WriterVersion::PARQUET_2_0 } else { WriterVersion::PARQUET_1_0 })
+        .set_data_page_row_count_limit(3_000)
+        .set_write_batch_size(1_000)
+        .set_max_row_group_row_count(Some(7_000))
+        .build();
+    let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
 #[test]
 fn fits_over_bits_equal_the_reference_path() {
     let tmp = tempdir();
     for v2 in [false, true] {
         let path = tmp.path().join(format!("fit-{v2}.parquet"));
-        let n = 20_000;
-        let flags: Vec<ArrayRef> = [Kind::Flags, Kind::NullableFlags, Kind::Flags]
-            .iter()
-            .enumerate()
-            .map(|(i, &k)| column(k, n, 77 + i as u64))
-            .collect();
-        let f = |a: &ArrayRef, r: usize| {
-            let a = a.as_any().downcast_ref::<Int64Array>().unwrap();
-            if a.is_null(r) {
-                0.0
-            } else {
-                a.value(r) as f64
-            }
-        };
-        let x: Vec<f64> = (0..n).map(|r| ((r * 7919) % 1000) as f64 / 8.0).collect();
-        let y: Vec<f64> = (0..n)
-            .map(|r| 2.0 + 0.5 * x[r] + 3.0 * f(&flags[0], r) - f(&flags[1], r) + ((r * 104_729) % 997) as f64 / 100.0)
-            .collect();
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("y", DataType::Float64, false),
-            Field::new("x", DataType::Float64, false),
-            Field::new("a", DataType::Int64, false),
-            Field::new("b", DataType::Int64, true),
-            Field::new("c", DataType::Int64, false),
-            Field::new("g", DataType::Utf8, false),
-        ]));
-        let g: Vec<String> = (0..n).map(|r| format!("g{}", (r * 31) % 40)).collect();
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(Float64Array::from(y)),
-                Arc::new(Float64Array::from(x)),
-                flags[0].clone(),
-                flags[1].clone(),
-                flags[2].clone(),
-                Arc::new(arrow::array::StringArray::from(g)),
-            ],
-        )
-        .unwrap();
-        let props = WriterProperties::builder()
-            .set_writer_version(if v2 { WriterVersion::PARQUET_2_0 } else { WriterVersion::PARQUET_1_0 })
-            .set_data_page_row_count_limit(3_000)
-            .set_write_batch_size(1_000)
-            .set_max_row_group_row_count(Some(7_000))
-            .build();
-        let mut w = ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, Some(props)).unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
+        flags_file(&path, v2);
         assert!(compare_readers_named(&path, &["a", "b", "c"]) > 0, "no column read as bits");
         crate::engine::compare_direct_and_reference(&path, "y ~ x + a + b + c", &["g"]);
         // The response a 0/1 column (a linear probability model), and a flag
         // inside an expression (read by the general path from bits).
         crate::engine::compare_direct_and_reference(&path, "a ~ x + b", &["g"]);
         crate::engine::compare_direct_and_reference(&path, "y ~ x + I(2 * b) + c", &[]);
+    }
+}
+
+/// `gramfit predict` reads a model's 0/1 columns as bits: the same output
+/// bytes as the reference path (arrow-rs decoding every column), nulls
+/// (`b`'s) predicted as null; a kept flag comes out as the integers it is
+/// in the file, and a flag used as a factor or a group is read for its
+/// levels.
+#[test]
+fn predictions_over_bits_equal_the_reference_path() {
+    use crate::common::{bin, gramfit};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let tmp = tempdir();
+    let data = tmp.path().join("flags.parquet");
+    flags_file(&data, true);
+    assert!(compare_readers_named(&data, &["a", "b", "c"]) > 0, "no column read as bits");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let read = |p: &Path| -> RecordBatch {
+        let r = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(p).unwrap()).unwrap().build().unwrap();
+        let batches: Vec<RecordBatch> = r.map(|b| b.unwrap()).collect();
+        arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
+    };
+    let input = read(&data);
+    // (formula, grouped)
+    for (formula, by) in [("y ~ x + a + b + c", None), ("y ~ x + a + C(c)", None), ("y ~ x + b + c", Some("a"))] {
+        let st = tmp.path().join("s.gramfit");
+        let mut fit = vec!["fit".to_string(), s(&data), "-f".into(), formula.into(), "-q".into()];
+        match by {
+            Some(g) => {
+                fit.extend(["--by".into(), g.into(), "--save".into(), format!("{}/", s(&tmp.path().join("by")))])
+            }
+            None => fit.extend(["--save".into(), s(&st)]),
+        }
+        let out = gramfit(&fit);
+        assert!(out.status.success(), "{formula}: {}", String::from_utf8_lossy(&out.stderr));
+        let state = if by.is_some() { s(&tmp.path().join("by")) } else { s(&st) };
+        let mut outputs = Vec::new();
+        for reference in ["0", "1"] {
+            let o = tmp.path().join(format!("p{reference}.parquet"));
+            let out = std::process::Command::new(bin())
+                .env("GRAMFIT_NO_DIRECT", reference)
+                .args(["predict", &state, &s(&data), "-o", &s(&o), "--keep", "a,b", "--threads", "2", "-q"])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{formula}: {}", String::from_utf8_lossy(&out.stderr));
+            outputs.push(std::fs::read(&o).unwrap());
+            let p = read(&o);
+            for k in ["a", "b"] {
+                assert_eq!(p.column_by_name(k).unwrap(), input.column_by_name(k).unwrap(), "{formula}: kept {k}");
+            }
+            let mean = p.column_by_name("mean").unwrap();
+            let b = input.column_by_name("b").unwrap();
+            assert!(b.null_count() > 0);
+            for r in 0..p.num_rows() {
+                assert_eq!(mean.is_null(r), b.is_null(r) && formula.contains('b'), "{formula}: row {r}");
+            }
+        }
+        assert!(outputs[0] == outputs[1], "{formula}: bits and the reference path write the same bytes");
     }
 }
 
