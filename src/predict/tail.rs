@@ -101,32 +101,49 @@ impl Tail {
         };
         let w = self.w.as_ref().map(by_row).transpose()?;
         let y = self.y.as_ref().map(by_row).transpose()?;
-        for (r, &m) in mean.iter().enumerate() {
-            if m.is_nan() {
-                continue;
+        // Column by column, without a branch per row (a row that is not
+        // predicted has a NaN mean, and NaN flows into each of its
+        // columns): loops the compiler vectorises.
+        let (q, scale) = (self.q, self.scale);
+        let mut out = cols.iter_mut();
+        let mut next = || out.next().expect("a column per output name").as_mut_slice();
+        next()[..n].copy_from_slice(&mean[..n]);
+        // The mean's standard error (NaN where not predicted) and the
+        // observation's, `√(scale/w + se²)`.
+        let se: Vec<f64> = match var {
+            Some(v) => mean.iter().zip(v).map(|(m, v)| if m.is_nan() { f64::NAN } else { v.max(0.0).sqrt() }).collect(),
+            None => vec![f64::NAN; n],
+        };
+        let obs_sd: Vec<f64> = match &w {
+            Some(w) => {
+                se.iter().zip(w).map(|(s, &wr)| if wr > 0.0 { (scale / wr + s * s).sqrt() } else { f64::NAN }).collect()
             }
-            let mut c = 0;
-            cols[c][r] = m;
-            c += 1;
-            let se = var.map_or(f64::NAN, |v| v[r].max(0.0).sqrt());
-            let wr = w.as_ref().map_or(1.0, |w| w[r]);
-            let obs_sd = if wr > 0.0 { (self.scale / wr + se * se).sqrt() } else { f64::NAN };
-            if interval != Interval::None {
-                cols[c][r] = se;
-                cols[c + 1][r] = m - self.q * se;
-                cols[c + 2][r] = m + self.q * se;
-                c += 3;
+            None => se.iter().map(|s| (scale + s * s).sqrt()).collect(),
+        };
+        let band = |lo: &mut [f64], hi: &mut [f64], sd: &[f64]| {
+            for (((l, h), m), s) in lo.iter_mut().zip(hi.iter_mut()).zip(mean).zip(sd) {
+                *l = m - q * s;
+                *h = m + q * s;
             }
-            if interval == Interval::Prediction {
-                cols[c][r] = m - self.q * obs_sd;
-                cols[c + 1][r] = m + self.q * obs_sd;
-                c += 2;
+        };
+        if interval != Interval::None {
+            next()[..n].copy_from_slice(&se);
+            let (lo, hi) = (next(), next());
+            band(lo, hi, &se);
+        }
+        if interval == Interval::Prediction {
+            let (lo, hi) = (next(), next());
+            band(lo, hi, &obs_sd);
+        }
+        if let Some(y) = &y {
+            let resid = next();
+            for ((e, y), m) in resid.iter_mut().zip(y).zip(mean) {
+                *e = y - m;
             }
-            if let Some(y) = &y {
-                let e = y[r] - m;
-                cols[c][r] = e;
-                if var.is_some() {
-                    cols[c + 1][r] = e / obs_sd;
+            if var.is_some() {
+                let resid: &[f64] = resid;
+                for ((z, e), sd) in next().iter_mut().zip(resid).zip(&obs_sd) {
+                    *z = e / sd;
                 }
             }
         }
