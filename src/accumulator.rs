@@ -273,7 +273,7 @@ impl ChunkSink for GroupedAccumulator {
             }
             let mask = BooleanArray::from((0..codes.len()).map(|r| codes[r] == code as u32).collect::<Vec<bool>>());
             let sub = arrow::compute::filter_record_batch(chunk, &mask)
-                .map_err(|e| DesignError::NoColumn { column: format!("{by} (filtering groups: {e})") })?;
+                .map_err(|e| DesignError::arrow("selecting a group's rows", by, e))?;
             let block = builder.block(&sub, &|r| at(rows[r]))?;
             let n = builder.spec.factors.len();
             self.groups.entry(level.clone()).or_insert_with(|| FitAccumulator::new(n)).update(&block);

@@ -492,4 +492,28 @@ mod tests {
             assert!(plan(f).is_none(), "{f}");
         }
     }
+
+    /// Bits of any offset, in runs that start and end anywhere, become
+    /// the 0.0 and 1.0 they stand for.
+    #[test]
+    fn bits_are_read_as_zeros_and_ones() {
+        let values: Vec<bool> = (0..517).map(|i| (i * 7919 + i / 3) % 5 < 2).collect();
+        let whole = BooleanArray::from(values.clone());
+        for offset in [0usize, 1, 3, 8, 61] {
+            let arr = whole.slice(offset, values.len() - offset);
+            let runs = [0..5, 7..70, 70..71, 100..164, 200..(values.len() - offset)];
+            let mut out = vec![-1.0];
+            assert!(extend_direct(&mut out, &arr, &runs), "bits are whole numbers");
+            let want: Vec<f64> = std::iter::once(-1.0)
+                .chain(runs.iter().flat_map(|r| r.clone().map(|i| f64::from(u8::from(values[offset + i])))))
+                .collect();
+            assert_eq!(out, want, "offset {offset}");
+        }
+    }
+
+    #[test]
+    fn an_arrow_failure_says_what_was_done() {
+        let e = DesignError::arrow("building the output rows", "rent, borough", "types differ");
+        assert_eq!(e.to_string(), "building the output rows (rent, borough): types differ");
+    }
 }

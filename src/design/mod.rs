@@ -64,6 +64,11 @@ pub enum DesignError {
     BadWeight { column: String, value: f64, row: usize, at: String },
     #[error("column '{column}' is not in this input")]
     NoColumn { column: String },
+    /// An Arrow kernel failed on columns that are there (selecting,
+    /// taking or casting rows; building the output): says what was being
+    /// done, never that a column is missing.
+    #[error("{doing} ({columns}): {message}")]
+    Arrow { doing: &'static str, columns: String, message: String },
     #[error("column '{column}' has type {found}, which cannot be used as {wanted}")]
     BadType { column: String, found: String, wanted: &'static str },
     /// A factor passed its [`DesignBuilder::level_limits`]: the caller
@@ -99,6 +104,13 @@ pub struct DesignBuilder {
     /// weights: the block keys, and the source columns of the response and
     /// the factors in the order [`block`](Self::block) checks them.
     direct: Option<DirectPlan>,
+}
+
+impl DesignError {
+    /// [`DesignError::Arrow`]: `doing` on `columns` failed with `e`.
+    pub fn arrow(doing: &'static str, columns: &str, e: impl std::fmt::Display) -> DesignError {
+        DesignError::Arrow { doing, columns: columns.to_string(), message: e.to_string() }
+    }
 }
 
 impl DesignBuilder {
@@ -144,7 +156,7 @@ impl DesignBuilder {
         let rows: Vec<usize> = (0..codes.len()).filter(|&r| Some(codes[r]) == code).collect();
         let mask = BooleanArray::from((0..codes.len()).map(|r| Some(codes[r]) == code).collect::<Vec<bool>>());
         let sub = arrow::compute::filter_record_batch(chunk, &mask)
-            .map_err(|e| DesignError::NoColumn { column: format!("{column} (selecting the group: {e})") })?;
+            .map_err(|e| DesignError::arrow("selecting the group's rows", column, e))?;
         Ok(Some((sub, rows)))
     }
 

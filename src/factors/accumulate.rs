@@ -129,9 +129,8 @@ pub(super) fn code_rows(chunk: &RecordBatch, columns: &[String]) -> Result<Coded
         return Ok((None, coded));
     }
     let rows: Vec<usize> = (0..n).filter(|&r| keep[r]).collect();
-    let sub = arrow::compute::filter_record_batch(chunk, &BooleanArray::from(keep)).map_err(|e| {
-        DesignError::NoColumn { column: format!("{} (dropping missing levels: {e})", columns.join(", ")) }
-    })?;
+    let sub = arrow::compute::filter_record_batch(chunk, &BooleanArray::from(keep))
+        .map_err(|e| DesignError::arrow("dropping rows with a missing level", &columns.join(", "), e))?;
     for (codes, _) in coded.iter_mut() {
         *codes = rows.iter().map(|&r| codes[r]).collect();
     }

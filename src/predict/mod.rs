@@ -255,7 +255,7 @@ impl Plan {
                     };
                     let idx = arrow::array::UInt32Array::from(rows.iter().map(|&r| r as u32).collect::<Vec<u32>>());
                     let sub = arrow::compute::take_record_batch(chunk, &idx)
-                        .map_err(|e| DesignError::NoColumn { column: format!("{column} ({e})") })?;
+                        .map_err(|e| DesignError::arrow("taking a group's rows", column, e))?;
                     let part = model.compute(&sub, self.interval, self.policy, &|r| at(rows[r]))?;
                     for (c, col) in part.cols.iter().enumerate() {
                         for (i, &r) in rows.iter().enumerate() {
@@ -278,7 +278,7 @@ impl Plan {
             let a = chunk.column_by_name(k).ok_or_else(|| DesignError::NoColumn { column: k.clone() })?;
             let a = match a.data_type() {
                 DataType::Dictionary(_, v) => {
-                    arrow::compute::cast(a, v).map_err(|e| DesignError::NoColumn { column: format!("{k} ({e})") })?
+                    arrow::compute::cast(a, v).map_err(|e| DesignError::arrow("decoding a kept column", k, e))?
                 }
                 _ => Arc::clone(a),
             };
@@ -290,7 +290,7 @@ impl Plan {
             arrays.push(Arc::new(Float64Array::new(col.into(), nulls)));
         }
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), arrays)
-            .map_err(|e| DesignError::NoColumn { column: format!("output ({e})") })?;
+            .map_err(|e| DesignError::arrow("building the output rows", &self.keep.join(", "), e))?;
         let rows = batch.num_rows() as u64;
         Ok(Predicted { batches: vec![batch], encoded: None, rows, unseen: computed.unseen, missing: computed.missing })
     }
