@@ -144,12 +144,22 @@ pub enum Split {
     Declined,
 }
 
+/// Slices [`split_masked`] takes in registers in its first pass: a real
+/// value whose binade is the column's largest has 53 significant bits,
+/// three slices of β ≥ 18; a fourth or fifth slice (values binades below
+/// the largest) costs a sweep of its own, only when some value needs it.
+const FIRST_SLICES: usize = 3;
+
 /// The error-free split of a column's kept values into slices
 /// (`stats::slices`): slice `k` into `out[k·stride..][..stride]` (dropped
 /// rows and rows past `n` as zeros; `stride ≥ n` rounded up to 8), its
-/// exact sum into `sums[k]`. One pass: the slices of eight values are
-/// taken in registers, [`MAX_SLICES`] of them always (those past the last
-/// non-zero slice are left out of the count).
+/// exact sum into `sums[k]`. The first pass takes [`FIRST_SLICES`] slices
+/// of eight values in registers and leaves the remainders in the next
+/// slice's place; each further slice, up to [`MAX_SLICES`], is one sweep
+/// over those remainders, run only while one is not zero. Every value's
+/// slices are the same operations in the same order however many passes
+/// there are (slices past the last non-zero one are left out of the
+/// count).
 #[inline(always)]
 pub fn split_masked(
     col: &[f64],
@@ -168,21 +178,27 @@ pub fn split_masked(
     let mut used = [[0u64; 8]; MAX_SLICES];
     let mut left = [0u64; 8];
     let mut fraction = [0u64; 8];
+    // One slice of eight values `r`: the slice, and what is left of `r`.
+    let slice = |k: usize, r: [f64; 8], sum: &mut [[f64; 8]; MAX_SLICES], used: &mut [[u64; 8]; MAX_SLICES]| {
+        let t: [f64; 8] = std::array::from_fn(|l| (sigma[k] + r[l]) - sigma[k]);
+        for l in 0..8 {
+            sum[k][l] += t[l];
+            used[k][l] |= t[l].abs().to_bits();
+        }
+        (t, std::array::from_fn::<f64, 8, _>(|l| r[l] - t[l]))
+    };
     for c in 0..groups {
         let v = group(col, row_mask(mask, c, n), c, n);
         for l in 0..8 {
             fraction[l] |= fraction_bits(v[l] * fine);
         }
         let mut r = v;
-        for k in 0..MAX_SLICES {
-            let t: [f64; 8] = std::array::from_fn(|l| (sigma[k] + r[l]) - sigma[k]);
-            r = std::array::from_fn(|l| r[l] - t[l]);
+        for k in 0..FIRST_SLICES {
+            let (t, rest) = slice(k, r, &mut sum, &mut used);
             out[k * stride + 8 * c..k * stride + 8 * c + 8].copy_from_slice(&t);
-            for l in 0..8 {
-                sum[k][l] += t[l];
-                used[k][l] |= t[l].abs().to_bits();
-            }
+            r = rest;
         }
+        out[FIRST_SLICES * stride + 8 * c..FIRST_SLICES * stride + 8 * c + 8].copy_from_slice(&r);
         for l in 0..8 {
             left[l] |= r[l].abs().to_bits();
         }
@@ -190,8 +206,25 @@ pub fn split_masked(
     if fraction.iter().all(|&f| f == 0) {
         return Split::Dyadic;
     }
-    if left.iter().any(|&b| b != 0) {
-        return Split::Declined;
+    let mut k = FIRST_SLICES;
+    while left.iter().any(|&b| b != 0) {
+        if k == MAX_SLICES {
+            return Split::Declined;
+        }
+        left = [0; 8];
+        for c in 0..groups {
+            let at = k * stride + 8 * c;
+            let r: [f64; 8] = out[at..at + 8].try_into().expect("8 values");
+            let (t, rest) = slice(k, r, &mut sum, &mut used);
+            out[at..at + 8].copy_from_slice(&t);
+            if k + 1 < MAX_SLICES {
+                out[at + stride..at + stride + 8].copy_from_slice(&rest);
+            }
+            for l in 0..8 {
+                left[l] |= rest[l].abs().to_bits();
+            }
+        }
+        k += 1;
     }
     let count = 1 + (0..MAX_SLICES).rev().find(|&k| used[k].iter().any(|&b| b != 0)).unwrap_or(0);
     for k in 0..count {
