@@ -35,26 +35,29 @@ impl Moments<'_> {
         self.mean_var_body(mean, var)
     }
 
-    /// The same code compiled for 256-bit vectors: element-wise products
-    /// and sums in the same order (no FMA), so the same bits.
+    /// The same code compiled for 256-bit vectors with FMA: the same
+    /// operations in the same order, so the same bits (a fused
+    /// multiply-add rounds once wherever it runs: glibc's `fma` in a
+    /// portable build).
     #[cfg(gramfit_x86)]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     unsafe fn mean_var_avx2(&self, mean: &mut [f64], var: Option<&mut [f64]>) {
         self.mean_var_body(mean, var)
     }
 
     /// And for 512-bit vectors (a step's 32 rows in four registers).
     #[cfg(gramfit_x86)]
-    #[target_feature(enable = "avx512f,avx2")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn mean_var_avx512(&self, mean: &mut [f64], var: Option<&mut [f64]>) {
         self.mean_var_body(mean, var)
     }
 
     /// `LANES` rows at a time, their sums in registers: each row's mean
-    /// as `Σ_j β_j x_j` in column order, its variance as `Σ_a (V_aa x_a
-    /// x_a + Σ_{b<a} (V_ab + V_ba) x_a x_b)` in that order — a fixed
-    /// order per row, so any tiling (and any thread count) gives the same
-    /// bits.
+    /// as `Σ_j β_j x_j` in column order, its variance as `Σ_a x_a u_a`
+    /// with `u_a = V_aa x_a + Σ_{b<a} (V_ab + V_ba) x_b`, each sum a chain
+    /// of fused multiply-adds in that order (one per pair of columns) — a
+    /// fixed order per row, so any tiling (and any thread count) gives the
+    /// same bits.
     #[inline(always)]
     fn mean_var_body(&self, mean: &mut [f64], mut var: Option<&mut [f64]>) {
         let (nk, k) = (self.nk, self.active.len());
@@ -77,17 +80,18 @@ impl Moments<'_> {
             for a in 0..k {
                 let xa = lanes(self.active[a], r);
                 let d = *pair.next().expect("a pair");
-                for i in 0..LANES {
-                    v[i] += d * xa[i] * xa[i];
-                }
+                let mut u: [f64; LANES] = std::array::from_fn(|i| d * xa[i]);
                 for b in 0..a {
                     let c = *pair.next().expect("a pair");
                     if c != 0.0 {
                         let xb = lanes(self.active[b], r);
                         for i in 0..LANES {
-                            v[i] += c * xa[i] * xb[i];
+                            u[i] = c.mul_add(xb[i], u[i]);
                         }
                     }
+                }
+                for i in 0..LANES {
+                    v[i] = xa[i].mul_add(u[i], v[i]);
                 }
             }
             var[r..r + LANES].copy_from_slice(&v);
@@ -105,13 +109,14 @@ impl Moments<'_> {
             let mut pair = self.pairs.iter();
             for a in 0..k {
                 let xa = self.x[self.active[a]][r];
-                v += *pair.next().expect("a pair") * xa * xa;
+                let mut u = *pair.next().expect("a pair") * xa;
                 for b in 0..a {
                     let c = *pair.next().expect("a pair");
                     if c != 0.0 {
-                        v += c * xa * self.x[self.active[b]][r];
+                        u = c.mul_add(self.x[self.active[b]][r], u);
                     }
                 }
+                v = xa.mul_add(u, v);
             }
             var[r] = v;
         }
