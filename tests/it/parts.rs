@@ -58,6 +58,27 @@ fn json(r: &gramfit::report::Report) -> serde_json::Value {
     serde_json::from_str(&r.render(gramfit::report::Format::Json)).unwrap()
 }
 
+/// The second pass of `merged` in the parts `lent` (each through the
+/// bytes a task returns), finished on a copy of it as `cov` asks: the
+/// report, and the state it leaves.
+fn finish_in_parts(
+    merged: &gramfit::state::State,
+    lent: &[memory::Lent],
+    part_args: &dyn Fn(&str, &[&str]) -> FitArgs,
+    cov: &[&str],
+) -> (serde_json::Value, gramfit::state::State) {
+    let parts: Vec<_> = lent
+        .iter()
+        .map(|l| {
+            let part = gramfit::app::residual_part(merged, &part_args(l.name(), cov), None).unwrap();
+            gramfit::app::decode_residual_part(&gramfit::app::encode_residual_part(&part)).unwrap()
+        })
+        .collect();
+    let mut st = merged.clone();
+    let report = json(&gramfit::app::finish_parts(&mut st, &parts, &report_args(cov)).unwrap());
+    (report, st)
+}
+
 fn assert_close(a: &serde_json::Value, b: &serde_json::Value, key: &str, tol: f64) {
     let (a, b) = (&a[key], &b[key]);
     match (a, b) {
@@ -180,15 +201,7 @@ fn absorbed_parts_merge_to_the_absorbed_fit_with_every_covariance_and_grouped_fi
         let mut argv = vec!["gramfit", "fit", f, "-q", "-f", formula];
         argv.extend_from_slice(cov);
         let expected = json(&gramfit::app::fit_report(&fit_args(&argv)).unwrap());
-        let parts: Vec<_> = lent
-            .iter()
-            .map(|l| {
-                let part = gramfit::app::residual_part(&merged, &part_args(l.name(), cov), None).unwrap();
-                gramfit::app::decode_residual_part(&gramfit::app::encode_residual_part(&part)).unwrap()
-            })
-            .collect();
-        let mut st = merged.clone();
-        let ours = json(&gramfit::app::finish_parts(&mut st, &parts, &report_args(cov)).unwrap());
+        let (ours, st) = finish_in_parts(&merged, &lent, &part_args, cov);
         for key in ["cov_type", "cluster", "df_k", "nobs"] {
             assert_eq!(ours[key], expected[key], "{cov:?} {key}");
         }
@@ -336,15 +349,7 @@ fn parts_with_a_factor_by_blocks_report_what_one_fit_by_blocks_reports() {
         let out = cmd.env("GRAMFIT_DENSE_LEVELS", "20").output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let expected: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let parts: Vec<_> = lent
-            .iter()
-            .map(|l| {
-                let part = gramfit::app::residual_part(&merged, &part_args(l.name(), cov), None).unwrap();
-                gramfit::app::decode_residual_part(&gramfit::app::encode_residual_part(&part)).unwrap()
-            })
-            .collect();
-        let mut st = merged.clone();
-        let ours = json(&gramfit::app::finish_parts(&mut st, &parts, &report_args(cov)).unwrap());
+        let (ours, st) = finish_in_parts(&merged, &lent, &part_args, cov);
         assert_eq!(ours["nobs"], expected["nobs"]);
         assert_eq!(ours["cov_type"], expected["cov_type"], "{cov:?}");
         for key in ["params", "bse", "pvalues", "rsquared", "llf", "omnibus", "jarque_bera", "durbin_watson"] {
