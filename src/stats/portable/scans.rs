@@ -153,7 +153,7 @@ const FIRST_SLICES: usize = 3;
 /// The error-free split of a column's kept values into slices
 /// (`stats::slices`): slice `k` into `out[k·stride..][..stride]` (dropped
 /// rows and rows past `n` as zeros; `stride ≥ n` rounded up to 8), its
-/// exact sum into `sums[k]`. The first pass takes [`FIRST_SLICES`] slices
+/// exact sum into `sums[k]`. The first pass takes `FIRST_SLICES` (three) slices
 /// of eight values in registers and leaves the remainders in the next
 /// slice's place; each further slice, up to [`MAX_SLICES`], is one sweep
 /// over those remainders, run only while one is not zero. Every value's
