@@ -159,18 +159,14 @@ static BYTE_VALUES: [[f64; 8]; 256] = {
 /// Append the bits `run` of `bits` to `out` as 0.0 and 1.0.
 fn extend_bits(out: &mut Vec<f64>, bits: &BooleanBuffer, run: Range<usize>) {
     let chunks = bits.inner().bit_chunks(bits.offset() + run.start, run.len());
-    let start = out.len();
-    out.resize(start + run.len(), 0.0);
-    let mut dst = out[start..].chunks_exact_mut(64);
-    for (word, d) in chunks.iter().zip(&mut dst) {
-        for (byte, d8) in word.to_le_bytes().iter().zip(d.chunks_exact_mut(8)) {
-            d8.copy_from_slice(&BYTE_VALUES[usize::from(*byte)]);
+    out.reserve(run.len());
+    for word in chunks.iter() {
+        for byte in word.to_le_bytes() {
+            out.extend_from_slice(&BYTE_VALUES[usize::from(byte)]);
         }
     }
     let rest = chunks.remainder_bits();
-    for (k, v) in dst.into_remainder().iter_mut().enumerate() {
-        *v = ((rest >> k) & 1) as u32 as f64;
-    }
+    out.extend((0..chunks.remainder_len()).map(|k| ((rest >> k) & 1) as u32 as f64));
 }
 
 /// Append the rows `runs` of a [`direct_column`] to `out`, as `f64`

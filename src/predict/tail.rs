@@ -108,18 +108,17 @@ impl Tail {
         let mut out = cols.iter_mut();
         let mut next = || out.next().expect("a column per output name").as_mut_slice();
         next()[..n].copy_from_slice(&mean[..n]);
-        // The mean's standard error (NaN where not predicted) and the
-        // observation's, `√(scale/w + se²)`.
-        let se: Vec<f64> = match var {
-            Some(v) => mean.iter().zip(v).map(|(m, v)| if m.is_nan() { f64::NAN } else { v.max(0.0).sqrt() }).collect(),
-            None => vec![f64::NAN; n],
-        };
-        let obs_sd: Vec<f64> = match &w {
+        // The mean's standard error (NaN where not predicted) and, where a
+        // column needs it, the observation's, `√(scale/w + se²)`.
+        let se: Option<Vec<f64>> = var
+            .map(|v| mean.iter().zip(v).map(|(m, v)| if m.is_nan() { f64::NAN } else { v.max(0.0).sqrt() }).collect());
+        let needs_obs = interval == Interval::Prediction || y.is_some();
+        let obs_sd: Option<Vec<f64>> = se.as_ref().filter(|_| needs_obs).map(|se| match &w {
             Some(w) => {
                 se.iter().zip(w).map(|(s, &wr)| if wr > 0.0 { (scale / wr + s * s).sqrt() } else { f64::NAN }).collect()
             }
             None => se.iter().map(|s| (scale + s * s).sqrt()).collect(),
-        };
+        });
         let band = |lo: &mut [f64], hi: &mut [f64], sd: &[f64]| {
             for (((l, h), m), s) in lo.iter_mut().zip(hi.iter_mut()).zip(mean).zip(sd) {
                 *l = m - q * s;
@@ -127,22 +126,23 @@ impl Tail {
             }
         };
         if interval != Interval::None {
-            next()[..n].copy_from_slice(&se);
+            let se = se.as_deref().expect("intervals come with the means' variances");
+            next()[..n].copy_from_slice(se);
             let (lo, hi) = (next(), next());
-            band(lo, hi, &se);
+            band(lo, hi, se);
         }
         if interval == Interval::Prediction {
             let (lo, hi) = (next(), next());
-            band(lo, hi, &obs_sd);
+            band(lo, hi, obs_sd.as_deref().expect("the observations' spread"));
         }
         if let Some(y) = &y {
             let resid = next();
             for ((e, y), m) in resid.iter_mut().zip(y).zip(mean) {
                 *e = y - m;
             }
-            if var.is_some() {
+            if let Some(obs_sd) = &obs_sd {
                 let resid: &[f64] = resid;
-                for ((z, e), sd) in next().iter_mut().zip(resid).zip(&obs_sd) {
+                for ((z, e), sd) in next().iter_mut().zip(resid).zip(obs_sd) {
                     *z = e / sd;
                 }
             }
