@@ -47,7 +47,7 @@ fn bench_kernel(c: &mut Criterion) {
     let cols = columns("float");
     let lo: Vec<Vec<f64>> = cols.iter().map(|c| c.iter().map(|x| x * 1e-17).collect()).collect();
     let refs: Vec<ColumnRef<'_>> =
-        cols.iter().zip(&lo).map(|(h, l)| ColumnRef { hi: h, lo: Some(l), integral: false }).collect();
+        cols.iter().zip(&lo).map(|(h, l)| ColumnRef { hi: h, lo: Some(l), integral: false, decimals: true }).collect();
     g.bench_function("double-double columns", |b| b.iter(|| raw_moments(black_box(&refs), None)));
     let w: Vec<f64> = (0..ROWS).map(|i| 0.5 + (i % 7) as f64).collect();
     let plain: Vec<ColumnRef<'_>> = cols.iter().map(|c| ColumnRef::plain(c)).collect();

@@ -31,6 +31,11 @@ pub struct FitAccumulator {
     /// updates. Never serialized: only the engine's units hold any.
     #[serde(skip)]
     pending: ExactRawSums,
+    /// Read every column as the doubles it holds, never as decimals
+    /// (`stats::reals`): set where other sums of the same values are kept
+    /// beside these (an absorbed fit's per-level sums).
+    #[serde(skip)]
+    binary_only: bool,
 }
 
 mod level_counts {
@@ -51,6 +56,12 @@ mod level_counts {
 impl FitAccumulator {
     pub fn new(n_factors: usize) -> Self {
         FitAccumulator { levels: vec![BTreeMap::new(); n_factors], ..Default::default() }
+    }
+
+    /// This accumulator, reading every column as the doubles it holds
+    /// (see the field `binary_only`).
+    pub fn binary_only(self) -> Self {
+        FitAccumulator { binary_only: true, ..self }
     }
 
     /// Add per-factor level counts (from a block or another accumulator).
@@ -103,7 +114,7 @@ impl FitAccumulator {
     fn fold_block(&mut self, block: &DesignBlock, pending: bool) {
         let lo: Vec<Option<&[f64]>> = block.lo.iter().map(|l| l.as_deref()).collect();
         let (n, weights) = (block.nrows(), block.weights.as_deref());
-        let raw = raw_moments_of_matrix(&block.values, n, &lo, &block.integral, weights);
+        let raw = raw_moments_of_matrix(&block.values, n, &lo, &block.integral, !self.binary_only, weights);
         if pending {
             self.add_raw(&block.keys, raw, n, weights);
         } else if n > 0 {

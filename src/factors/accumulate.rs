@@ -38,7 +38,7 @@ impl AbsorbAccumulator {
         let k = columns.len();
         AbsorbAccumulator {
             columns,
-            dense: FitAccumulator::new(n_factors),
+            dense: FitAccumulator::new(n_factors).binary_only(),
             sums: vec![LevelSums::default(); k],
             cross: (k == 2).then(CrossTab::default),
             rows_read: 0,
@@ -83,7 +83,7 @@ impl AbsorbAccumulator {
     pub fn from_parts(dense: FitAccumulator, part: AbsorbedPart) -> Self {
         AbsorbAccumulator {
             columns: Arc::new(part.columns),
-            dense,
+            dense: dense.binary_only(),
             sums: part.sums,
             cross: part.cross,
             rows_read: part.rows_read,

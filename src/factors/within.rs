@@ -249,8 +249,10 @@ fn retract_rows(
     let keys = stats.keys();
     let cols: Vec<(Vec<f64>, Vec<f64>)> =
         (0..keys.len()).map(|j| rows.iter().map(|(z, _)| (z[j].hi, z[j].lo)).unzip()).collect();
-    let refs: Vec<ColumnRef<'_>> =
-        cols.iter().map(|(hi, lo)| ColumnRef { hi, lo: Some(lo.as_slice()), integral: false }).collect();
+    let refs: Vec<ColumnRef<'_>> = cols
+        .iter()
+        .map(|(hi, lo)| ColumnRef { hi, lo: Some(lo.as_slice()), integral: false, decimals: false })
+        .collect();
     let w: Vec<f64> = rows.iter().map(|(_, w)| w.to_f64()).collect();
     let part = SufficientStats::from_block(keys, &refs, weighted.then_some(w.as_slice()));
     // The rows were in the statistics (a state checked on loading).

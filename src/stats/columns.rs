@@ -14,12 +14,17 @@ pub struct ColumnRef<'a> {
     /// Every value is known to be a whole number (an integer source type,
     /// the intercept, an indicator): the scan skips the integrality test.
     pub integral: bool,
+    /// The column may be read as the decimals it holds (`stats::reals`).
+    /// Off where other statistics of the same values are summed as the
+    /// doubles they are (an absorbed fit's per-level sums), which must
+    /// agree with these to the last bit.
+    pub decimals: bool,
 }
 
 impl<'a> ColumnRef<'a> {
     /// A plain `f64` column with nothing known about its values.
     pub fn plain(hi: &'a [f64]) -> Self {
-        ColumnRef { hi, lo: None, integral: false }
+        ColumnRef { hi, lo: None, integral: false, decimals: true }
     }
 }
 
@@ -81,8 +86,11 @@ pub fn matrix_columns<'a>(
     n: usize,
     lo: &[Option<&'a [f64]>],
     integral: &[bool],
+    decimals: bool,
 ) -> Vec<ColumnRef<'a>> {
-    (0..lo.len()).map(|j| ColumnRef { hi: &values[j * n..(j + 1) * n], lo: lo[j], integral: integral[j] }).collect()
+    (0..lo.len())
+        .map(|j| ColumnRef { hi: &values[j * n..(j + 1) * n], lo: lo[j], integral: integral[j], decimals })
+        .collect()
 }
 
 /// What the in-place first pass learns of a column in one scan (over the

@@ -14,8 +14,9 @@ use crate::stats::columns::{ColumnStats, LevelColumn};
 use crate::stats::columns::{DirectColumn, MaskedMoments, RawMoments, SourceColumn};
 use crate::stats::dyadic::DyadicProfile;
 use crate::stats::patterns;
-use crate::stats::portable::scans::{ScanKernels, Split};
-use crate::stats::slices::{self, SlicePlan, MAX_SLICES};
+use crate::stats::portable::scans::ScanKernels;
+use crate::stats::reals::{self, Decimal};
+use crate::stats::slices::{self, MAX_SLICES};
 use std::collections::HashMap;
 
 /// A factor's cells in one chunk: the cell of each kept row, the levels of
@@ -66,6 +67,7 @@ pub fn masked_moments<K: ScanKernels>(
         })
         .collect();
     let mut numeric = numeric_moments(k, &cols, n, mask, converted)?;
+    let decimals = std::mem::take(&mut numeric.decimals);
     let Some((groups, nonzero)) = numeric.groups.take() else {
         return with_factors(k, all, numeric, n, mask);
     };
@@ -84,28 +86,31 @@ pub fn masked_moments<K: ScanKernels>(
         .collect();
     let mm = with_factors(k, &wide, numeric, n, mask)?;
     // The output's groups: a source column's kernel columns, or one cell.
-    let (mut out_groups, mut out_nonzero) = (Vec::new(), Vec::new());
-    let mut sources = groups.iter().zip(&nonzero);
+    let (mut out_groups, mut out_nonzero, mut out_decimals) = (Vec::new(), Vec::new(), Vec::new());
+    let mut sources = groups.iter().zip(&nonzero).zip(&decimals);
     let mut factors = mm.cells.iter();
     let mut at = 0;
     for c in all {
         match c {
             DirectColumn::Source(_) => {
-                let (g, &nz) = sources.next().expect("a group per source column");
+                let ((g, &nz), &decimal) = sources.next().expect("a group per source column");
                 out_groups.push(at..at + g.len());
                 out_nonzero.push(nz);
+                out_decimals.push(decimal);
                 at += g.len();
             }
             DirectColumn::Factor { .. } => {
                 for _ in factors.next().expect("cells per factor") {
                     out_groups.push(at..at + 1);
                     out_nonzero.push(mm.raw.nonzero[at]);
+                    out_decimals.push(None);
                     at += 1;
                 }
             }
         }
     }
-    Some(MaskedMoments { raw: slices::fold(&mm.raw, &out_groups, &out_nonzero), cells: mm.cells })
+    let raw = reals::unshift(slices::fold(&mm.raw, &out_groups, &out_nonzero), &out_decimals);
+    Some(MaskedMoments { raw, cells: mm.cells })
 }
 
 /// [`masked_moments`] from the numeric columns' moments: the factors'
@@ -416,8 +421,10 @@ struct NumericMoments<'a> {
     nbytes: usize,
     kept: usize,
     /// Each source column's kernel columns (consecutive), when some
-    /// column was sliced; its non-zero count beside.
+    /// column was sliced or read as decimals; its non-zero count beside.
     groups: Option<(Vec<std::ops::Range<usize>>, Vec<u64>)>,
+    /// Per source column: how it was read as decimals, if it was.
+    decimals: Vec<Option<Decimal>>,
 }
 
 /// A source column's first look: its profile and statistics, or a column
@@ -432,8 +439,8 @@ enum Scanned {
 /// An integer 0/1 column is never converted (an integer column is 0/1
 /// exactly when its bits test passes, so conversions and integer
 /// non-0/1 columns stay in step). A float column of real values (not a
-/// multiple of `2^-16`) is split into slices, each a column of the exact
-/// kernels; a column of finer binary fractions goes, with its chunk, to
+/// multiple of `2^-16`) is read as decimals or split into slices
+/// (`stats::reals`), each a column of the exact kernels; a column of finer binary fractions goes, with its chunk, to
 /// the general path (which takes it exactly, as it always has).
 fn numeric_moments<'a, K: ScanKernels>(
     k: K,
@@ -519,6 +526,7 @@ fn numeric_moments<'a, K: ScanKernels>(
     let mut groups = Vec::with_capacity(m);
     // Where each real column's slices start in `converted`.
     let mut regions = Vec::with_capacity(reals);
+    let mut decimals = vec![None; m];
     for (i, sc) in scanned.iter().enumerate() {
         let at = profiles.len();
         match sc {
@@ -529,24 +537,15 @@ fn numeric_moments<'a, K: ScanKernels>(
                 binary.push(st.binary && profile.q == 0);
             }
             Scanned::Real(st) => {
-                let plan = SlicePlan::new(st.max_abs, kept)?;
                 let SourceColumn::F64(v) = cols[i] else { unreachable!("only float columns are real") };
                 let region = (ints + next_real * MAX_SLICES) * stride;
                 next_real += 1;
-                let mut sums = [0.0; MAX_SLICES];
-                let Split::Slices(count) = k.split_masked(
-                    &v[..n],
-                    mask,
-                    &plan,
-                    &mut converted[region..region + MAX_SLICES * stride],
-                    stride,
-                    &mut sums,
-                ) else {
-                    return None;
-                };
+                let out = &mut converted[region..region + MAX_SLICES * stride];
+                let real = reals::kernel_columns(k, &v[..n], mask, kept, st.max_abs, true, out)?;
                 regions.push(region);
-                for (s, &sum) in sums.iter().enumerate().take(count) {
-                    profiles.push(plan.profile(s));
+                decimals[i] = real.decimal;
+                for (profile, &sum) in real.profiles.into_iter().zip(&real.sums) {
+                    profiles.push(profile);
                     s1.push(Dd::from(sum));
                     nonzero.push(0);
                     binary.push(false);
@@ -645,5 +644,6 @@ fn numeric_moments<'a, K: ScanKernels>(
         nbytes,
         kept,
         groups,
+        decimals,
     })
 }

@@ -53,16 +53,18 @@ pub fn raw_moments(cols: &[ColumnRef<'_>], weights: Option<&[f64]>) -> RawMoment
 
 /// [`raw_moments`] of a block held as one column-major matrix
 /// (`values.len() == n · lo.len()`), multiplied in place on the exact path.
-/// `integral[j]`: column `j` is known to hold whole numbers.
+/// `integral[j]`: column `j` is known to hold whole numbers; `decimals`:
+/// see [`ColumnRef::decimals`].
 pub fn raw_moments_of_matrix(
     values: &[f64],
     n: usize,
     lo: &[Option<&[f64]>],
     integral: &[bool],
+    decimals: bool,
     weights: Option<&[f64]>,
 ) -> RawMoments {
     assert_eq!(values.len(), n * lo.len(), "an n × m column-major matrix");
-    raw_moments_dispatch(&matrix_columns(values, n, lo, integral), Some(values), weights)
+    raw_moments_dispatch(&matrix_columns(values, n, lo, integral, decimals), Some(values), weights)
 }
 
 fn raw_moments_dispatch(cols: &[ColumnRef<'_>], matrix: Option<&[f64]>, weights: Option<&[f64]>) -> RawMoments {

@@ -41,6 +41,7 @@ pub mod inplace;
 pub mod kernel;
 pub mod patterns;
 pub mod portable;
+pub mod reals;
 pub mod slices;
 #[cfg(gramfit_x86)]
 pub mod x86;

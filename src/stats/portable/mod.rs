@@ -47,7 +47,8 @@ pub mod scans;
 
 use super::columns::{ColumnRef, RawMoments};
 use super::dyadic::{ColumnScan, DyadicProfile};
-use super::slices::{self, SlicePlan, MAX_SLICES};
+use super::reals;
+use super::slices::{self, MAX_SLICES};
 use crate::dd::{two_prod_err_split, two_sum, Dd};
 
 const LANES: usize = 8;
@@ -391,6 +392,7 @@ fn sliced_moments<I: Primitives>(
     // Per wide column: its source column, and where its slice is in `buf`.
     let mut places: Vec<(usize, Option<usize>)> = Vec::new();
     let mut next_real = 0;
+    let mut decimals = vec![None; cols.len()];
     for (i, c) in cols.iter().enumerate() {
         let at = wide_profiles.len();
         match profiles[i] {
@@ -401,16 +403,13 @@ fn sliced_moments<I: Primitives>(
             }
             None => {
                 let max_abs = c.hi.iter().fold(0.0f64, |m, &x| if x.abs() > m { x.abs() } else { m });
-                let plan = SlicePlan::new(max_abs, n)?;
                 let region = next_real * MAX_SLICES * stride;
                 next_real += 1;
-                let mut sums = [0.0; MAX_SLICES];
                 let dst = &mut buf[region..region + MAX_SLICES * stride];
-                let scans::Split::Slices(count) = scans::split_masked(c.hi, None, &plan, dst, stride, &mut sums) else {
-                    return None;
-                };
-                for (k, &sum) in sums.iter().enumerate().take(count) {
-                    wide_profiles.push(plan.profile(k));
+                let real = reals::kernel_columns(Portable, c.hi, None, n, max_abs, c.decimals, dst)?;
+                decimals[i] = real.decimal;
+                for (k, (profile, &sum)) in real.profiles.into_iter().zip(&real.sums).enumerate() {
+                    wide_profiles.push(profile);
                     wide_sums.push(sum);
                     places.push((i, Some(region + k * stride)));
                 }
@@ -445,7 +444,7 @@ fn sliced_moments<I: Primitives>(
         nonzero: vec![0; wide],
         exact: true,
     };
-    Some(slices::fold(&raw, &groups, nonzero))
+    Some(reals::unshift(slices::fold(&raw, &groups, nonzero), &decimals))
 }
 
 /// The sum of eight lanes in the fixed order every path uses: halves

@@ -234,6 +234,71 @@ pub fn split_masked(
     Split::Slices(count)
 }
 
+/// A column's kept values read as decimals (`stats::reals`), as
+/// [`decimal_masked`] wrote them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DecimalInts {
+    /// The largest `|k − offset|`.
+    pub max_abs: f64,
+    /// `Σ (k − offset)` over the kept rows (exact where it is used: the
+    /// caller checks the bound of `stats::dyadic`).
+    pub sum: f64,
+    /// Whether every kept value is a binary fraction (a multiple of
+    /// `2^-MAX_Q`, `stats::dyadic`), which the general path takes exactly
+    /// as it is: not to be read as decimals.
+    pub dyadic: bool,
+}
+
+/// Reads a column's kept values as decimals of `scale = 10^d` (`d` ≤ 22,
+/// so that `scale` is exact): each `x` must be the double nearest to
+/// `k / scale` for an integer `|k| < 2⁵¹`, taken as `k = round(x·scale)`
+/// (the product's error is below a half for such `k`) and checked by the
+/// correctly rounded `k / scale == x`. Writes `k − offset` (`offset` an
+/// integer) into `out[..n]` rounded up to 8 (dropped rows and rows past `n`
+/// as zeros). `Err(c)`: group `c` (rows `8c .. 8c + 8`) holds the first
+/// value that is not such a decimal (or is NaN or ±∞); `out` is then
+/// partly written. An addition of `1.5·2⁵²` rounds to an integer (there is
+/// no rounding instruction on x86-64's baseline) and a division checks:
+/// the same operations on every instruction set.
+#[inline(always)]
+pub fn decimal_masked(
+    col: &[f64],
+    mask: Option<&[u8]>,
+    scale: f64,
+    offset: f64,
+    out: &mut [f64],
+) -> Result<DecimalInts, usize> {
+    const ROUND: f64 = 6_755_399_441_055_744.0;
+    const LIMIT: f64 = 2_251_799_813_685_248.0;
+    let n = col.len();
+    let groups = n.div_ceil(8);
+    assert!(out.len() >= groups * 8);
+    let fine = (1u64 << crate::stats::dyadic::MAX_Q) as f64;
+    let (mut sum, mut big, mut fraction) = ([0.0f64; 8], [0.0f64; 8], [0u64; 8]);
+    for c in 0..groups {
+        let m = row_mask(mask, c, n);
+        let v = group(col, m, c, n);
+        for l in 0..8 {
+            fraction[l] |= fraction_bits(v[l] * fine);
+        }
+        let y: [f64; 8] = std::array::from_fn(|l| v[l] * scale);
+        let k: [f64; 8] = std::array::from_fn(|l| (y[l] + ROUND) - ROUND);
+        // NaN fails the division's test, ±∞ the magnitude's.
+        let bad = (0..8).fold(false, |b, l| b | (y[l].abs() >= LIMIT) | (k[l] / scale != v[l]));
+        if bad {
+            return Err(c);
+        }
+        let d = select8(m, std::array::from_fn(|l| k[l] - offset));
+        for l in 0..8 {
+            sum[l] += d[l];
+            big[l] = if d[l].abs() > big[l] { d[l].abs() } else { big[l] };
+        }
+        out[8 * c..8 * c + 8].copy_from_slice(&d);
+    }
+    let max_abs = big.iter().fold(0.0f64, |a, &b| if b > a { b } else { a });
+    Ok(DecimalInts { max_abs, sum: super::reduce8(sum), dyadic: fraction.iter().all(|&f| f == 0) })
+}
+
 /// The kept rows of an `i64` column converted to `f64` into `out` (`n`
 /// rounded up to 8 values; dropped rows and rows past `n` as zeros), with
 /// their magnitude, sum and non-zero count. Integers past 2⁵³ round, as
@@ -503,6 +568,14 @@ pub trait ScanKernels: RowKernels {
         stride: usize,
         sums: &mut [f64; MAX_SLICES],
     ) -> Split;
+    fn decimal_masked(
+        self,
+        col: &[f64],
+        mask: Option<&[u8]>,
+        scale: f64,
+        offset: f64,
+        out: &mut [f64],
+    ) -> Result<DecimalInts, usize>;
     fn convert_i64_masked(self, col: &[i64], mask: Option<&[u8]>, out: &mut [f64]) -> ColumnStats;
     fn nonzero_bits_masked(self, col: &[f64], mask: Option<&[u8]>, bits: &mut [u8]);
     fn bits_by_cols(self, bins: &[&[u8]], cont: &[&[f64]], n: usize, mask: Option<&[u8]>, out: &mut [f64]);
@@ -548,6 +621,22 @@ macro_rules! forward_scan_kernels {
         }
         fn nonzero_bits_masked(self, col: &[f64], mask: Option<&[u8]>, bits: &mut [u8]) {
             $wrap!(scans::nonzero_bits_masked(col: &[f64], mask: Option<&[u8]>, bits: &mut [u8]) -> ())
+        }
+        fn decimal_masked(
+            self,
+            col: &[f64],
+            mask: Option<&[u8]>,
+            scale: f64,
+            offset: f64,
+            out: &mut [f64],
+        ) -> Result<$crate::stats::portable::scans::DecimalInts, usize> {
+            $wrap!(scans::decimal_masked(
+                col: &[f64],
+                mask: Option<&[u8]>,
+                scale: f64,
+                offset: f64,
+                out: &mut [f64]
+            ) -> Result<$crate::stats::portable::scans::DecimalInts, usize>)
         }
         fn flag_counts(self, index: &[u16], patterns: &[u8], rows: usize, n: usize, table: &mut [f64]) {
             $wrap!(scans::flag_counts(index: &[u16], patterns: &[u8], rows: usize, n: usize, table: &mut [f64]) -> ())

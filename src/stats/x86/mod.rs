@@ -12,7 +12,7 @@ use super::columns::{ColumnStats, LevelColumn};
 use super::dyadic::ColumnScan;
 use super::portable::row_kernels::RowKernels;
 use super::portable::rows::{self, FlagTerms};
-use super::portable::scans::{ScanKernels, Split};
+use super::portable::scans::{DecimalInts, ScanKernels, Split};
 use super::portable::{raw_moments_with, Primitives};
 use super::slices::{SlicePlan, MAX_SLICES};
 use crate::isa::{Avx2, Avx512};
@@ -259,6 +259,22 @@ impl ScanKernels for Avx512 {
         }
         // SAFETY: the token proves POPCNT.
         unsafe { build(a, b) }
+    }
+    fn decimal_masked(
+        self,
+        col: &[f64],
+        mask: Option<&[u8]>,
+        scale: f64,
+        offset: f64,
+        out: &mut [f64],
+    ) -> Result<DecimalInts, usize> {
+        avx512_call!(scans::decimal_masked(
+            col: &[f64],
+            mask: Option<&[u8]>,
+            scale: f64,
+            offset: f64,
+            out: &mut [f64]
+        ) -> Result<DecimalInts, usize>)
     }
     fn split_masked(
         self,
