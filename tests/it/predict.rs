@@ -116,7 +116,7 @@ fn unseen_levels_and_missing_predictors_give_counted_nulls_or_errors() {
     let new = tmp.path().join("new.csv");
     std::fs::write(
         &new,
-        "rental_id,rent,size_sqft,borough\n1,3000,700,Brooklyn\n2,,800,Staten Island\n3,2500,NA,Queens\n4,4000,900,Manhattan\n",
+        "rental_id,rent,size_sqft,borough\n1,3000,700,Brooklyn\n2,,800,Staten Island\n3,2500,NA,Queens\n4,4000,900,Manhattan\n5,,650,Queens\n",
     )
     .unwrap();
     let out = Command::new(bin())
@@ -126,13 +126,29 @@ fn unseen_levels_and_missing_predictors_give_counted_nulls_or_errors() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rows: Vec<Value> =
         String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(rows.iter().map(|r| r["rental_id"].as_i64().unwrap()).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(rows.iter().map(|r| r["rental_id"].as_i64().unwrap()).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
     assert!(rows[0]["mean"].is_number() && rows[3]["mean"].is_number());
     assert!(rows[1]["mean"].is_null() && rows[2]["mean"].is_null());
-    // A row without its response is predicted, with no residual.
-    assert!(rows[0]["resid"].is_number());
+    // A row without its response is predicted, with no residual (its
+    // residual columns are null where the interval columns are not).
+    assert!(rows[0]["resid"].is_number() && rows[0]["resid_std"].is_number());
+    assert!(rows[4]["mean"].is_number() && rows[4]["mean_se"].is_number() && rows[4]["obs_ci_upper"].is_number());
+    assert!(rows[4]["resid"].is_null() && rows[4]["resid_std"].is_null(), "{}", rows[4]);
+    // In a table, null (not NaN in a valid slot, which JSON would print
+    // as null too): rows 2 and 3 in every column, row 5 in the residuals.
+    let table = tmp.path().join("p.arrow");
+    let out = gramfit(["predict", s(&st), s(&new), "-o", s(&table), "-q"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reader = arrow::ipc::reader::FileReader::try_new(std::fs::File::open(&table).unwrap(), None).unwrap();
+    let batches: Vec<_> = reader.map(Result::unwrap).collect();
+    let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    for (name, col) in batch.schema().fields().iter().zip(batch.columns()) {
+        let nulls: Vec<usize> = (0..col.len()).filter(|&r| col.is_null(r)).collect();
+        let want = if name.name().starts_with("resid") { vec![1, 2, 4] } else { vec![1, 2] };
+        assert_eq!(nulls, want, "{}", name.name());
+    }
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("2 of 4 rows predicted as null: 1 with a missing predictor; 1 with borough = Staten Island, a level the fit never saw"), "{err}");
+    assert!(err.contains("2 of 5 rows predicted as null: 1 with a missing predictor; 1 with borough = Staten Island, a level the fit never saw"), "{err}");
     let out = gramfit(["predict", s(&st), s(&new), "--unseen-level", "error", "-q"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
