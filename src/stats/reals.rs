@@ -82,12 +82,13 @@ pub struct RealColumn {
 }
 
 /// The kept values of `col` (`kept` rows; their magnitude `max_abs`) as
-/// columns of the exact kernels, into `out` (`MAX_SLICES · stride`, `stride`
-/// at least `col.len()` rounded up to 8; kernel column `s` at `s·stride`): as decimals where the module's conditions
-/// hold (and `decimals` allows), else as slices. `None` where neither is exact (a span of binades
-/// past [`MAX_SLICES`] slices, NaN or ±∞) or for binary fractions (the
-/// general path takes them as they are, unsliced: 0.25 is a binary
-/// fraction before it is a decimal).
+/// columns of the exact kernels, into `out` (`MAX_SLICES · stride`, with
+/// `stride` at least `col.len()` rounded up to 8; kernel column `s` at
+/// `s·stride`): as decimals where the module's conditions hold (and
+/// `decimals` allows), else as slices. `None` where neither is exact (a
+/// span of binades past [`MAX_SLICES`] slices, NaN or ±∞) or for binary
+/// fractions (the general path takes them as they are, unsliced: 0.25 is a
+/// binary fraction before it is a decimal).
 pub fn kernel_columns<K: ScanKernels>(
     k: K,
     col: &[f64],
