@@ -294,10 +294,12 @@ impl Plan {
         };
         let cols = computed.cols;
         let first = cols.first().map(|c| finite(c));
+        let same_rows = |col: &[f64]| col.iter().zip(&cols[0]).all(|(a, b)| a.is_finite() == b.is_finite());
         let nulls: Vec<Option<NullBuffer>> = cols
             .iter()
-            .map(|col| match &first {
-                Some(nulls) if col.iter().zip(&cols[0]).all(|(a, b)| a.is_finite() == b.is_finite()) => nulls.clone(),
+            .enumerate()
+            .map(|(j, col)| match &first {
+                Some(nulls) if j == 0 || same_rows(col) => nulls.clone(),
                 _ => finite(col),
             })
             .collect();

@@ -440,8 +440,9 @@ enum Scanned {
 /// exactly when its bits test passes, so conversions and integer
 /// non-0/1 columns stay in step). A float column of real values (not a
 /// multiple of `2^-16`) is read as decimals or split into slices
-/// (`stats::reals`), each a column of the exact kernels; a column of finer binary fractions goes, with its chunk, to
-/// the general path (which takes it exactly, as it always has).
+/// (`stats::reals`), each a column of the exact kernels; a column of finer
+/// binary fractions goes, with its chunk, to the general path (which takes
+/// it exactly, as it always has).
 fn numeric_moments<'a, K: ScanKernels>(
     k: K,
     cols: &[SourceColumn<'a>],

@@ -28,13 +28,19 @@
 
 use super::columns::RawMoments;
 use super::dyadic::DyadicProfile;
-use super::portable::scans::{DecimalInts, ScanKernels, Split};
+use super::portable::scans::{DecimalInts, ScanKernels, Split, DECIMAL_LIMIT, ROUND_TO_INTEGER};
 use super::slices::{SlicePlan, MAX_SLICES};
 use crate::bits::is_kept;
 use crate::dd::Dd;
 
 /// Most decimal places a column is read with.
 pub const MAX_PLACES: u32 = 12;
+
+/// `y` rounded to an integer (exact below [`DECIMAL_LIMIT`]), as the
+/// kernels round.
+fn round_to_integer(y: f64) -> f64 {
+    (y + ROUND_TO_INTEGER) - ROUND_TO_INTEGER
+}
 
 /// `10^d`, exact for `d ≤ 22`.
 fn pow10(d: u32) -> f64 {
@@ -46,15 +52,13 @@ fn pow10(d: u32) -> f64 {
 /// to `k·10⁻ᵈ` for an integer `|k| < 2⁵¹`; `None` for NaN, ±∞ and values
 /// that are no short decimal (a ratio, a logarithm).
 pub fn places_of(x: f64) -> Option<u32> {
-    const ROUND: f64 = 6_755_399_441_055_744.0;
-    const LIMIT: f64 = 2_251_799_813_685_248.0;
     for d in 0..=MAX_PLACES {
         let scale = pow10(d);
         let y = x * scale;
-        if y.abs() >= LIMIT {
+        if y.abs() >= DECIMAL_LIMIT {
             return None;
         }
-        if ((y + ROUND) - ROUND) / scale == x {
+        if round_to_integer(y) / scale == x {
             return Some(d);
         }
     }
@@ -108,13 +112,11 @@ pub fn kernel_columns<K: ScanKernels>(
         if ints.dyadic {
             return None;
         }
-        if fits(ints.max_abs) {
-            return Some(RealColumn {
-                profiles: vec![profile(ints.max_abs)],
-                sums: vec![ints.sum],
-                decimal: Some(decimal),
-            });
-        }
+        return Some(RealColumn {
+            profiles: vec![profile(ints.max_abs)],
+            sums: vec![ints.sum],
+            decimal: Some(decimal),
+        });
     }
     let plan = SlicePlan::new(max_abs, kept)?;
     let mut sums = [0.0; MAX_SLICES];
@@ -135,7 +137,8 @@ pub fn kernel_columns<K: ScanKernels>(
 /// chunk's largest whatever the grouping. The integers are shifted by the
 /// first kept value's; where that leaves some longer than `fits` allows,
 /// they are read again shifted by the middle of their range (for a column
-/// whose first value is one of its extremes).
+/// whose first value is one of its extremes). `None` also where even that
+/// does not fit.
 fn read_decimals<K: ScanKernels>(
     k: K,
     col: &[f64],
@@ -143,13 +146,12 @@ fn read_decimals<K: ScanKernels>(
     fits: impl Fn(f64) -> bool,
     out: &mut [f64],
 ) -> Option<(Decimal, DecimalInts)> {
-    const ROUND: f64 = 6_755_399_441_055_744.0;
     let n = col.len();
     let first = (0..n).find(|&r| is_kept(mask, r))?;
     let mut places = places_of(col[first])?;
     let (offset, ints) = loop {
         let scale = pow10(places);
-        let offset = ((col[first] * scale) + ROUND) - ROUND;
+        let offset = round_to_integer(col[first] * scale);
         match k.decimal_masked(col, mask, scale, offset, out) {
             Ok(ints) => break (offset, ints),
             Err(c) => {
@@ -173,9 +175,9 @@ fn read_decimals<K: ScanKernels>(
     let (lo, hi) = kept.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), y| (lo.min(y), hi.max(y)));
     // Both integers below 2⁵¹ in magnitude: the sum, the half and the
     // rounding to an integer are exact.
-    let offset = offset + (((lo + hi) * 0.5 + ROUND) - ROUND);
+    let offset = offset + round_to_integer((lo + hi) * 0.5);
     let ints = k.decimal_masked(col, mask, pow10(places), offset, out).ok()?;
-    Some((Decimal { places, offset }, ints))
+    fits(ints.max_abs).then_some((Decimal { places, offset }, ints))
 }
 
 /// The raw moments of the source columns from those of their kernel
@@ -184,7 +186,7 @@ fn read_decimals<K: ScanKernels>(
 /// `Σ x = s (Σ y + c n)` and `Σ x x' = s s' (Σ y y' + c' Σ y + c Σ y' + c c' n)`,
 /// in double-double (`s = 10⁻ᵈ` to its unit); every pair `(i, j)` the same
 /// bits as `(j, i)`.
-pub fn unshift(raw: RawMoments, decimals: &[Option<Decimal>]) -> RawMoments {
+pub fn unshift(mut raw: RawMoments, decimals: &[Option<Decimal>]) -> RawMoments {
     if decimals.iter().all(Option::is_none) {
         return raw;
     }
@@ -193,7 +195,8 @@ pub fn unshift(raw: RawMoments, decimals: &[Option<Decimal>]) -> RawMoments {
     let n = raw.sum_w;
     let maps: Vec<Option<(Dd, Dd)>> =
         decimals.iter().map(|d| d.map(|d| (Dd::div_f64s(1.0, pow10(d.places)), Dd::from(d.offset)))).collect();
-    let mut s2 = raw.s2.clone();
+    // In place: pair (i, j ≥ i) reads only its own raw sum and the column
+    // sums, which change last.
     for i in 0..m {
         for j in i..m {
             let v = match (maps[i], maps[j]) {
@@ -204,12 +207,16 @@ pub fn unshift(raw: RawMoments, decimals: &[Option<Decimal>]) -> RawMoments {
                     (si * sj) * (raw.s2[i * m + j] + cj * raw.s1[i] + ci * raw.s1[j] + ci * cj * n)
                 }
             };
-            s2[i * m + j] = v;
-            s2[j * m + i] = v;
+            raw.s2[i * m + j] = v;
+            raw.s2[j * m + i] = v;
         }
     }
-    let s1 = raw.s1.iter().zip(&maps).map(|(&y, map)| map.map_or(y, |(s, c)| s * (y + c * n))).collect();
-    RawMoments { s1, s2, ..raw }
+    for (y, map) in raw.s1.iter_mut().zip(&maps) {
+        if let Some((s, c)) = map {
+            *y = *s * (*y + *c * n);
+        }
+    }
+    raw
 }
 
 #[cfg(test)]

@@ -238,6 +238,16 @@ pub fn split_masked(
     Split::Slices(count)
 }
 
+/// Added and subtracted, `1.5·2⁵²` rounds a value below 2⁵¹ in magnitude
+/// to the nearest integer (ties to even): no rounding instruction is needed
+/// (x86-64's baseline has none).
+pub const ROUND_TO_INTEGER: f64 = 6_755_399_441_055_744.0;
+
+/// The largest magnitude (excluded), 2⁵¹, of a decimal's integer `k`: below
+/// it [`ROUND_TO_INTEGER`] rounds exactly and `x·10^d` is within a half of
+/// `k`.
+pub const DECIMAL_LIMIT: f64 = 2_251_799_813_685_248.0;
+
 /// A column's kept values read as decimals (`stats::reals`), as
 /// [`decimal_masked`] wrote them.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -255,15 +265,14 @@ pub struct DecimalInts {
 
 /// Reads a column's kept values as decimals of `scale = 10^d` (`d` ≤ 22,
 /// so that `scale` is exact): each `x` must be the double nearest to
-/// `k / scale` for an integer `|k| < 2⁵¹`, taken as `k = round(x·scale)`
-/// (the product's error is below a half for such `k`) and checked by the
-/// correctly rounded `k / scale == x`. Writes `k − offset` (`offset` an
-/// integer) into `out[..n]` rounded up to 8 (dropped rows and rows past `n`
-/// as zeros). `Err(c)`: group `c` (rows `8c .. 8c + 8`) holds the first
-/// value that is not such a decimal (or is NaN or ±∞); `out` is then
-/// partly written. An addition of `1.5·2⁵²` rounds to an integer (there is
-/// no rounding instruction on x86-64's baseline) and a division checks:
-/// the same operations on every instruction set.
+/// `k / scale` for an integer `|k| <` [`DECIMAL_LIMIT`], taken as
+/// `k = round(x·scale)` (the product's error is below a half for such `k`;
+/// [`ROUND_TO_INTEGER`]) and checked by the correctly rounded
+/// `k / scale == x`: the same operations on every instruction set. Writes
+/// `k − offset` (`offset` an integer) into `out[..n]` rounded up to 8
+/// (dropped rows and rows past `n` as zeros). `Err(c)`: group `c` (rows
+/// `8c .. 8c + 8`) holds the first value that is not such a decimal (or is
+/// NaN or ±∞); `out` is then partly written.
 #[inline(always)]
 pub fn decimal_masked(
     col: &[f64],
@@ -272,8 +281,6 @@ pub fn decimal_masked(
     offset: f64,
     out: &mut [f64],
 ) -> Result<DecimalInts, usize> {
-    const ROUND: f64 = 6_755_399_441_055_744.0;
-    const LIMIT: f64 = 2_251_799_813_685_248.0;
     let n = col.len();
     let groups = n.div_ceil(8);
     assert!(out.len() >= groups * 8);
@@ -286,9 +293,9 @@ pub fn decimal_masked(
             fraction[l] |= fraction_bits(v[l] * fine);
         }
         let y: [f64; 8] = std::array::from_fn(|l| v[l] * scale);
-        let k: [f64; 8] = std::array::from_fn(|l| (y[l] + ROUND) - ROUND);
+        let k: [f64; 8] = std::array::from_fn(|l| (y[l] + ROUND_TO_INTEGER) - ROUND_TO_INTEGER);
         // NaN fails the division's test, ±∞ the magnitude's.
-        let bad = (0..8).fold(false, |b, l| b | (y[l].abs() >= LIMIT) | (k[l] / scale != v[l]));
+        let bad = (0..8).fold(false, |b, l| b | (y[l].abs() >= DECIMAL_LIMIT) | (k[l] / scale != v[l]));
         if bad {
             return Err(c);
         }
