@@ -431,3 +431,39 @@ proptest::proptest! {
         }
     }
 }
+
+/// `halves_masked` looks at its answer every few groups of rows and stops
+/// at the first non-half: on every level it still answers for every kept
+/// row — one non-half anywhere (the first row, either side of a look, the
+/// last row), kept or masked out, among halves and whole numbers.
+#[test]
+fn the_halves_test_answers_for_every_row_on_every_level() {
+    use gramfit::stats::portable::scans::{ScanKernels, HALVES_STEP};
+    use gramfit::stats::portable::Portable;
+    fn check<K: ScanKernels>(k: K, name: &str) {
+        let step = 8 * HALVES_STEP;
+        for n in [1, 7, 8, step - 1, step, step + 1, 3 * step + 5, 1000] {
+            let halves: Vec<f64> = (0..n).map(|i| (i % 7) as f64 * 0.5 - 1.0).collect();
+            let mut mask = vec![0xffu8; n.div_ceil(8)];
+            assert!(!k.halves_masked(&halves, None), "{name}: n {n}: halves");
+            for at in [0, 1, step - 1, step, step + 1, n / 2, n - 1].into_iter().filter(|&at| at < n) {
+                let mut col = halves.clone();
+                col[at] = 0.25 + at as f64;
+                assert!(k.halves_masked(&col, None), "{name}: n {n}: a quarter at {at}");
+                assert!(k.halves_masked(&col, Some(&mask)), "{name}: n {n}: a kept quarter at {at}");
+                mask[at / 8] &= !(1 << (at % 8));
+                assert!(!k.halves_masked(&col, Some(&mask)), "{name}: n {n}: the quarter at {at} masked out");
+                mask[at / 8] |= 1 << (at % 8);
+            }
+        }
+    }
+    check(Portable, "portable");
+    #[cfg(gramfit_x86)]
+    if let Some(k) = gramfit::isa::Avx2::for_level(Level::Avx2) {
+        check(k, "AVX2");
+    }
+    #[cfg(gramfit_x86)]
+    if let Some(k) = gramfit::isa::Avx512::for_level(Level::Avx512) {
+        check(k, "AVX-512");
+    }
+}

@@ -122,6 +122,11 @@ pub fn scan_masked(col: &[f64], mask: Option<&[u8]>) -> (bool, ColumnStats) {
     stats.finish()
 }
 
+/// Groups of eight rows [`halves_masked`] reads between looks at its
+/// answer: a column of real values answers in its first rows, a column of
+/// halves is read to its end.
+pub const HALVES_STEP: usize = 8;
+
 /// Whether some kept value is not a multiple of ½ (or is NaN or ±∞).
 #[inline(always)]
 pub fn halves_masked(col: &[f64], mask: Option<&[u8]>) -> bool {
@@ -131,6 +136,9 @@ pub fn halves_masked(col: &[f64], mask: Option<&[u8]>) -> bool {
         let v = group(col, row_mask(mask, c, n), c, n);
         for l in 0..8 {
             fraction[l] |= fraction_bits(v[l] + v[l]);
+        }
+        if c % HALVES_STEP == HALVES_STEP - 1 && fraction.iter().any(|&f| f != 0) {
+            return true;
         }
     }
     fraction.iter().any(|&f| f != 0)

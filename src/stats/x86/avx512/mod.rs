@@ -20,6 +20,7 @@ use crate::stats::columns::{assert_level_sums_args, ColumnStats, LevelColumn};
 use crate::stats::dyadic::ColumnScan;
 use crate::stats::portable::reduce8;
 use crate::stats::portable::rows::FlagTerms;
+use crate::stats::portable::scans::HALVES_STEP;
 use std::arch::x86_64::*;
 
 /// `$tile!(A, B)` for the tile shape `($a, $b)`, each 1 to 4: const
@@ -182,6 +183,12 @@ pub unsafe fn halves_masked_avx512(col: &[f64], mask: Option<&[u8]>) -> bool {
         let v2 = _mm512_add_pd(v, v);
         let t2 = _mm512_roundscale_pd::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v2);
         f = _mm512_or_pd(f, _mm512_sub_pd(v2, t2));
+        if c % HALVES_STEP == HALVES_STEP - 1 {
+            let f = _mm512_castpd_si512(f);
+            if _mm512_test_epi64_mask(f, f) != 0 {
+                return true;
+            }
+        }
     }
     let f = _mm512_castpd_si512(f);
     _mm512_test_epi64_mask(f, f) != 0
