@@ -19,13 +19,12 @@
 //! is left to arrow-rs. The page format (chunk, data page layouts, hybrid
 //! runs) is `page_format`'s.
 
-use super::page_format::{data_page, parquet_message, DataPage, FlatChunk, PageError, PageValues, Run, Runs};
+use super::page_format::{data_page, DataPage, FlatChunk, PageError, PageValues, Pages, Run, Runs};
 use crate::bits::low_mask;
 use arrow::array::BooleanArray;
 use arrow::array::BooleanBufferBuilder;
 use arrow::buffer::{BooleanBuffer, Buffer, NullBuffer};
 use parquet::basic::Type as PhysicalType;
-use parquet::column::page::PageReader;
 use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::reader::ChunkReader;
 use std::sync::Arc;
@@ -193,7 +192,7 @@ fn deposit(mut src: u64, mut mask: u64) -> u64 {
 
 /// A qualifying column chunk, read as bits batch by batch.
 pub struct BinaryColumn {
-    pages: Box<dyn PageReader>,
+    pages: Pages,
     dict: Dictionary,
     nullable: bool,
     /// The current page's values (0 on null slots) and validity (`None`:
@@ -285,7 +284,7 @@ impl BinaryColumn {
     /// Decode the next data page; `wanted`: rows still to read (for the
     /// message when the chunk ends early).
     fn next_page(&mut self, wanted: usize) -> Result<(), PageError> {
-        let page = match self.pages.get_next_page().map_err(|e| parquet_message(&e))? {
+        let page = match self.pages.next_page()? {
             Some(p) => p,
             None => return Err(format!("the column chunk ended {wanted} rows early").into()),
         };
@@ -347,6 +346,9 @@ impl BinaryColumn {
         self.values = Buffer::from_vec(values.words);
         self.valid = valid_buffer;
         self.at = 0;
+        let buf = buf.clone();
+        drop(page);
+        self.pages.recycle(buf);
         Ok(())
     }
 }

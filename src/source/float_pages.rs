@@ -29,14 +29,13 @@
 
 use super::dict_unpack::unpack_lookup;
 use super::float_values::{unsplit, Values};
-use super::page_format::{data_page, parquet_message, DataPage, FlatChunk, Hybrid, PageError, PageValues, Piece};
+use super::page_format::{data_page, DataPage, FlatChunk, Hybrid, PageError, PageValues, Pages, Piece};
 use crate::bits::low_mask;
 use arrow::array::{BooleanBufferBuilder, Float64Array};
 use arrow::buffer::NullBuffer;
 use bytes::Bytes;
 use parquet::basic::Encoding;
 use parquet::basic::Type as PhysicalType;
-use parquet::column::page::PageReader;
 use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::reader::ChunkReader;
 use std::sync::Arc;
@@ -63,7 +62,7 @@ enum PageData {
 
 /// A qualifying column chunk, decoded batch by batch.
 pub struct FloatColumn {
-    pages: Box<dyn PageReader>,
+    pages: Pages,
     /// The dictionary (`None` when the chunk has none; empty when the
     /// chunk's rows are all null).
     dict: Option<Vec<f64>>,
@@ -95,6 +94,9 @@ impl FloatColumn {
         let mut valid = self.nullable.then(|| BooleanBufferBuilder::new(n));
         while out.len() < n {
             if self.page.as_ref().is_none_or(|p| p.slots_left == 0) {
+                if let Some(done) = self.page.take() {
+                    self.pages.recycle(done.buf);
+                }
                 let next = self.next_page(n - out.len())?;
                 self.page = Some(next);
             }
@@ -124,12 +126,13 @@ impl FloatColumn {
     /// The next data page; `wanted`: rows still to read (for the message
     /// when the chunk ends early).
     fn next_page(&mut self, wanted: usize) -> Result<PageState, PageError> {
-        let page = match self.pages.get_next_page().map_err(|e| parquet_message(&e))? {
+        let page = match self.pages.next_page()? {
             Some(p) => p,
             None => return Err(format!("the column chunk ended {wanted} rows early").into()),
         };
         let layout = data_page(&page, self.nullable)?;
         let buf = page.buffer().clone();
+        drop(page);
         if layout.slots == 0 {
             return Err(PageError::Damaged("an empty data page".into()));
         }

@@ -7,7 +7,7 @@
 //! Pages").
 
 use bytes::Bytes;
-use parquet::basic::{Encoding, Type as PhysicalType};
+use parquet::basic::{Compression, Encoding, Type as PhysicalType};
 use parquet::column::page::{Page, PageReader};
 use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::reader::ChunkReader;
@@ -50,11 +50,101 @@ pub fn parquet_message(e: &parquet::errors::ParquetError) -> String {
     }
 }
 
+/// A column chunk's pages, decompressed. Snappy pages (the common
+/// writers' default) are decompressed here, into a buffer that a finished
+/// page hands back ([`recycle`](Self::recycle)): arrow-rs allocates and
+/// zeroes a new buffer per page (~4% of a first pass of real values).
+/// Pages of other codecs come decompressed from arrow-rs.
+pub struct Pages {
+    /// Snappy chunks: a reader of the chunk as if it were uncompressed
+    /// (page headers parsed and checksums checked by arrow-rs, the bytes
+    /// as stored).
+    inner: Box<dyn PageReader>,
+    snappy: Option<snap::raw::Decoder>,
+    spare: Vec<u8>,
+}
+
+impl Pages {
+    fn open<R: ChunkReader + 'static>(file: Arc<R>, chunk: &ColumnChunkMetaData, rows: usize) -> Result<Pages, String> {
+        let snappy = chunk.compression() == Compression::SNAPPY;
+        let raw;
+        let meta = if snappy {
+            raw = chunk
+                .clone()
+                .into_builder()
+                .set_compression(Compression::UNCOMPRESSED)
+                .build()
+                .map_err(|e| parquet_message(&e))?;
+            &raw
+        } else {
+            chunk
+        };
+        let inner = SerializedPageReader::new(file, meta, rows, None).map_err(|e| parquet_message(&e))?;
+        Ok(Pages { inner: Box::new(inner), snappy: snappy.then(snap::raw::Decoder::new), spare: Vec::new() })
+    }
+
+    /// The next page, decompressed; `None` past the chunk's last page.
+    pub fn next_page(&mut self) -> Result<Option<Page>, String> {
+        let page = self.inner.get_next_page().map_err(|e| parquet_message(&e))?;
+        if self.snappy.is_none() {
+            return Ok(page);
+        }
+        let Some(mut page) = page else { return Ok(None) };
+        match &mut page {
+            Page::DataPage { buf, .. } | Page::DictionaryPage { buf, .. } => *buf = self.decompress(buf, 0)?,
+            Page::DataPageV2 { buf, def_levels_byte_len, rep_levels_byte_len, is_compressed, .. } => {
+                // The levels are stored uncompressed, before the values.
+                if *is_compressed {
+                    *buf = self.decompress(buf, *def_levels_byte_len as usize + *rep_levels_byte_len as usize)?;
+                    *is_compressed = false;
+                }
+            }
+        }
+        Ok(Some(page))
+    }
+
+    /// `stored[..prefix]` as it is, then the rest decompressed, in the
+    /// spare buffer (zeroed only where it grows).
+    fn decompress(&mut self, stored: &[u8], prefix: usize) -> Result<Bytes, String> {
+        let decoder = self.snappy.as_mut().expect("a Snappy chunk");
+        let Some(body) = stored.get(prefix..) else {
+            return Err("levels past the end of the page".into());
+        };
+        let snappy_err = |e: snap::Error| format!("a Snappy page that does not decompress: {e}");
+        // An empty body is a page of nulls only.
+        let n = if body.is_empty() { 0 } else { snap::raw::decompress_len(body).map_err(snappy_err)? };
+        let mut out = std::mem::take(&mut self.spare);
+        if out.len() < prefix + n {
+            out.resize(prefix + n, 0);
+        }
+        out.truncate(prefix + n);
+        out[..prefix].copy_from_slice(&stored[..prefix]);
+        if n > 0 {
+            let wrote = decoder.decompress(body, &mut out[prefix..]).map_err(snappy_err)?;
+            if wrote != n {
+                return Err(format!("a Snappy page of {wrote} bytes where its header says {n}"));
+            }
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// A finished page's buffer, for the next page (taken back without a
+    /// copy when nothing else holds it).
+    pub fn recycle(&mut self, buf: Bytes) {
+        if self.snappy.is_some() {
+            let v = Vec::from(buf);
+            if v.capacity() > self.spare.capacity() {
+                self.spare = v;
+            }
+        }
+    }
+}
+
 /// A flat column chunk of 8-byte values, its dictionary page (if any)
 /// read: what both page readers (`binary_pages`, `float_pages`) start from.
 pub struct FlatChunk {
     /// The data pages, next.
-    pub pages: Box<dyn PageReader>,
+    pub pages: Pages,
     /// The dictionary's values (PLAIN, 8 bytes each), if the chunk has one.
     pub dict: Option<Bytes>,
     /// One definition level (nullable) or none.
@@ -104,11 +194,9 @@ impl FlatChunk {
         {
             return Ok(None);
         }
-        let mut pages = SerializedPageReader::new(file, chunk, rows, None).map_err(|e| parquet_message(&e))?;
+        let mut pages = Pages::open(file, chunk, rows)?;
         let dict = if has_dict {
-            let Some(Page::DictionaryPage { buf, num_values, encoding, .. }) =
-                pages.get_next_page().map_err(|e| parquet_message(&e))?
-            else {
+            let Some(Page::DictionaryPage { buf, num_values, encoding, .. }) = pages.next_page()? else {
                 return Ok(None);
             };
             if !matches!(encoding, Encoding::PLAIN | Encoding::PLAIN_DICTIONARY) || buf.len() != 8 * num_values as usize
@@ -119,7 +207,7 @@ impl FlatChunk {
         } else {
             None
         };
-        Ok(Some(FlatChunk { pages: Box::new(pages), dict, nullable: descr.max_def_level() == 1 }))
+        Ok(Some(FlatChunk { pages, dict, nullable: descr.max_def_level() == 1 }))
     }
 }
 

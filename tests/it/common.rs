@@ -191,3 +191,16 @@ pub fn page_test_builder(
     }
     b
 }
+
+/// Run gramfit and expect it to fail with exit code 1 and one clear line
+/// on stderr that holds every needle (no panic).
+pub fn fails_with(args: &[&str], needles: &[&str]) {
+    let out = gramfit(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: exit code; stderr: {err}");
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: expected '{n}' in: {err}");
+    }
+    assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
+}

@@ -1,7 +1,7 @@
 //! The engine: formats agree, results are bit-identical across thread counts
 //! and batch sizes, and bad inputs get clear errors.
 
-use crate::common::{gramfit, gramfit_json, rel_diff, tempdir};
+use crate::common::{fails_with, gramfit, gramfit_json, rel_diff, tempdir};
 use gramfit::generate;
 use serde_json::Value;
 use std::io::Write;
@@ -98,17 +98,6 @@ fn bit_identical_across_threads_and_batch_sizes() {
             }
         }
     }
-}
-
-fn fails_with(args: &[&str], needles: &[&str]) {
-    let out = gramfit(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{args:?}: exit code; stderr: {err}");
-    assert!(!err.contains("panicked"), "{args:?}: {err}");
-    for n in needles {
-        assert!(err.contains(n), "{args:?}: expected '{n}' in: {err}");
-    }
-    assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
 }
 
 #[test]
