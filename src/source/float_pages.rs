@@ -78,13 +78,17 @@ impl FloatColumn {
         chunk: &ColumnChunkMetaData,
         rows: usize,
     ) -> Result<Option<FloatColumn>, String> {
-        let Some(FlatChunk { pages, dict, nullable }) =
+        let Some(FlatChunk { mut pages, dict, nullable }) =
             FlatChunk::open(file, chunk, rows, PhysicalType::DOUBLE, PageValues::Any)?
         else {
             return Ok(None);
         };
-        let dict =
-            dict.map(|b| b.chunks_exact(8).map(|v| f64::from_le_bytes(v.try_into().expect("8 bytes"))).collect());
+        let dict = dict.map(|b| {
+            let values = b.chunks_exact(8).map(|v| f64::from_le_bytes(v.try_into().expect("8 bytes"))).collect();
+            // The dictionary page's buffer holds the first data page.
+            pages.recycle(b);
+            values
+        });
         Ok(Some(FloatColumn { pages, dict, nullable, page: None }))
     }
 
