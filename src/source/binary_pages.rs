@@ -19,7 +19,7 @@
 //! is left to arrow-rs. The page format (chunk, data page layouts, hybrid
 //! runs) is `page_format`'s.
 
-use super::page_format::{data_page, DataPage, FlatChunk, PageError, PageValues, Pages, Run, Runs};
+use super::page_format::{data_page, into_buffer, DataPage, FlatChunk, PageError, PageValues, Pages, Run, Runs};
 use crate::bits::low_mask;
 use arrow::array::BooleanArray;
 use arrow::array::BooleanBufferBuilder;
@@ -346,9 +346,7 @@ impl BinaryColumn {
         self.values = Buffer::from_vec(values.words);
         self.valid = valid_buffer;
         self.at = 0;
-        let buf = buf.clone();
-        drop(page);
-        self.pages.recycle(buf);
+        self.pages.recycle(into_buffer(page));
         Ok(())
     }
 }

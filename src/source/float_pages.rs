@@ -29,7 +29,7 @@
 
 use super::dict_unpack::unpack_lookup;
 use super::float_values::{unsplit, Values};
-use super::page_format::{data_page, DataPage, FlatChunk, Hybrid, PageError, PageValues, Pages, Piece};
+use super::page_format::{data_page, into_buffer, DataPage, FlatChunk, Hybrid, PageError, PageValues, Pages, Piece};
 use crate::bits::low_mask;
 use arrow::array::{BooleanBufferBuilder, Float64Array};
 use arrow::buffer::NullBuffer;
@@ -135,8 +135,7 @@ impl FloatColumn {
             None => return Err(format!("the column chunk ended {wanted} rows early").into()),
         };
         let layout = data_page(&page, self.nullable)?;
-        let buf = page.buffer().clone();
-        drop(page);
+        let buf = into_buffer(page);
         if layout.slots == 0 {
             return Err(PageError::Damaged("an empty data page".into()));
         }

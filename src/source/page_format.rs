@@ -140,6 +140,14 @@ impl Pages {
     }
 }
 
+/// A page's buffer, moved out (held nowhere else, it goes back to
+/// [`Pages::recycle`] without a copy).
+pub fn into_buffer(page: Page) -> Bytes {
+    match page {
+        Page::DataPage { buf, .. } | Page::DataPageV2 { buf, .. } | Page::DictionaryPage { buf, .. } => buf,
+    }
+}
+
 /// A flat column chunk of 8-byte values, its dictionary page (if any)
 /// read: what both page readers (`binary_pages`, `float_pages`) start from.
 pub struct FlatChunk {
