@@ -15,9 +15,12 @@ Files (made if missing, in bench-data/):
           six decimals and 1% nulls, rent_per_sqft): arrow-rs's dictionary
           pages, falling back to PLAIN
   bss     the same, every float column BYTE_STREAM_SPLIT
+  polars  the real file's rows written by polars' defaults (zstd, PLAIN
+          float pages, row groups of 131,072 rows): another writer, another
+          codec
 Models: F (14 predictors), log F (np.log(rent) ~ the same), and on the real
 files M (rent ~ latitude + longitude + rent_per_sqft: every column real).
-Needs cargo build --release --bins --examples; pyarrow and duckdb.
+Needs cargo build --release --bins --examples; pyarrow, polars and duckdb.
 """
 import argparse
 import os
@@ -45,6 +48,12 @@ def files(rows):
             subprocess.run([os.path.join(REL, "gramfit-gen"), path, "--rows", str(rows), "--shape", "real",
                             "--float-pages", pages], check=True)
         out.append((name, path))
+    real = out[2][1]
+    path = real.replace("real-", "polars-zstd-")
+    if not os.path.exists(path):
+        import polars as pl
+        pl.read_parquet(real).write_parquet(path)
+    out.append(("polars", path))
     return out
 
 
@@ -58,7 +67,7 @@ def main():
     cases = []
     for name, path in files(a.rows):
         models = [("F", FORMULA, COLS), ("log F", "np.log(rent) ~ " + " + ".join(X), COLS)]
-        if name in ("real", "bss"):
+        if name in ("real", "bss", "polars"):
             models.append(("M", M, M_COLS))
         for model, formula, cols in models:
             def fit(t, path=path, formula=formula):
@@ -89,11 +98,11 @@ def main():
               f"{cell(dk and dk / g2, '{:.1f}')}× | {rss[(name, model, 'gramfit 2')]:.0f} |")
     for model in ("F", "log F"):
         base = med[("whole", "F", "gramfit 1")], med[("whole", "F", "gramfit 2")]
-        for name in ("cents", "real", "bss"):
+        for name in ("cents", "real", "bss", "polars"):
             r = [med[(name, model, f"gramfit {t}")] / b for t, b in zip((1, 2), base)]
             print(f"\n{name} {model} ÷ whole F: {r[0]:.2f}× (1 thread), {r[1]:.2f}× (2 threads)", end="")
     # The price of the transform: log F against F on the same file.
-    for name in ("whole", "cents", "real", "bss"):
+    for name in ("whole", "cents", "real", "bss", "polars"):
         r = [med[(name, "log F", f"gramfit {t}")] / med[(name, "F", f"gramfit {t}")] for t in (1, 2)]
         print(f"\n{name}: log F ÷ F {r[0]:.2f}× (1 thread), {r[1]:.2f}× (2 threads)", end="")
     print()

@@ -221,6 +221,41 @@ fn a_snappy_page_that_does_not_decompress_is_a_clear_error() {
     );
 }
 
+/// A zstd page (polars' default codec) that does not decompress is an
+/// error naming the file, row group and column; no panic.
+#[test]
+fn a_zstd_page_that_does_not_decompress_is_a_clear_error() {
+    use parquet::basic::ZstdLevel;
+    let tmp = tempdir();
+    let path = tmp.path().join("bad-zstd.parquet");
+    let x: Vec<f64> = (0..1000).map(|r| r as f64 * 0.37 + 0.001).collect();
+    let level = ZstdLevel::try_new(3).unwrap();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_column_dictionary_enabled("x".into(), false)
+        .build();
+    write_xy(&path, &x, props);
+    // x's one data page (v1, no levels) is its values, PLAIN, compressed
+    // by the same zstd at the same level: found in the file by its bytes.
+    let plain: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let stored = zstd::bulk::compress(&plain, 3).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.windows(stored.len()).position(|w| w == &stored[..]).expect("x's page in the file");
+    // Not a zstd frame's magic number any more.
+    assert_eq!(&bytes[at..at + 4], [0x28, 0xb5, 0x2f, 0xfd]);
+    bytes[at] = 0x29;
+    std::fs::write(&path, &bytes).unwrap();
+    crate::common::fails_with(
+        &["fit", path.to_str().unwrap(), "-f", "y ~ x"],
+        &[
+            "bad-zstd.parquet",
+            "row group 0",
+            "column 'x'",
+            "a zstd page that does not decompress: Unknown frame descriptor",
+        ],
+    );
+}
+
 /// A chunk whose rows are all null has a dictionary of no values and pages
 /// of nulls only: read from its pages, as arrow-rs reads it (a regression:
 /// the empty dictionary was taken for none, an error).
