@@ -115,6 +115,23 @@ impl DirectInputs {
     }
 }
 
+/// Rows per level of level codes (`u32::MAX`: missing, not counted). A
+/// factor of few levels (yes/no columns, `C(borough)`) is counted level by
+/// level, each a comparison the compiler runs on vectors; more, row by
+/// row over four copies of the counts in turn, so that rows of one level
+/// in a row do not wait on each other's adds.
+fn level_counts(codes: &[u32], levels: usize) -> Vec<u64> {
+    if levels <= 16 {
+        return (0..levels as u32).map(|l| codes.iter().filter(|&&c| c == l).count() as u64).collect();
+    }
+    let slots = levels + 1;
+    let mut parts = vec![0u64; 4 * slots];
+    for (r, &code) in codes.iter().enumerate() {
+        parts[(r % 4) * slots + (code as usize).min(slots - 1)] += 1;
+    }
+    (0..levels).map(|l| (0..4).map(|q| parts[q * slots + l]).sum()).collect()
+}
+
 /// The raw sums of one batch taken without building its design block.
 pub struct DirectPart {
     pub keys: Vec<ColumnKey>,
@@ -304,23 +321,13 @@ impl DesignBuilder {
                 // record; the second pass knows them all already and only
                 // looks for missing values.
                 let any_missing = if self.second_pass.is_none() {
-                    // Rows per level (the last slot: missing) over four
-                    // copies of the counts in turn: rows of one level in a
-                    // row (a factor of few levels) do not wait on each
-                    // other's adds.
-                    let slots = table.len() + 1;
-                    let mut parts = vec![0u64; 4 * slots];
-                    for (r, &code) in c.iter().enumerate() {
-                        parts[(r % 4) * slots + (code as usize).min(slots - 1)] += 1;
-                    }
-                    let total = |l: usize| (0..4).map(|q| parts[q * slots + l]).sum::<u64>();
-                    for (l, level) in table.iter().enumerate() {
-                        let k = total(l);
+                    let counts = level_counts(&c, table.len());
+                    for (level, &k) in table.iter().zip(&counts) {
                         if k > 0 {
                             levels[i - 1].insert(level.clone(), k);
                         }
                     }
-                    total(slots - 1) > 0
+                    counts.iter().sum::<u64>() < c.len() as u64
                 } else {
                     c.contains(&u32::MAX)
                 };

@@ -69,6 +69,22 @@ pub fn dictionary_keys<'a>(batch: &'a RecordBatch, name: &str) -> Option<(&'a [u
     Some((unsafe { std::slice::from_raw_parts(keys.as_ptr().cast(), keys.len()) }, d.values()))
 }
 
+/// Each byte's eight bits as 0 and 1, low bit first (a yes/no column's
+/// level codes, eight rows a lookup).
+static BYTE_BITS: [[u32; 8]; 256] = {
+    let mut t = [[0u32; 8]; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut k = 0;
+        while k < 8 {
+            t[b][k] = ((b >> k) & 1) as u32;
+            k += 1;
+        }
+        b += 1;
+    }
+    t
+};
+
 /// Level codes of a categorical column (`u32::MAX` = missing) and the
 /// batch-local level table.
 pub fn categorical_column(batch: &RecordBatch, name: &str) -> Result<(Vec<u32>, Vec<Level>), DesignError> {
@@ -80,9 +96,19 @@ pub fn categorical_column(batch: &RecordBatch, name: &str) -> Result<(Vec<u32>, 
         DataType::Boolean => {
             let a = arr.as_boolean();
             table = vec![Level::Bool(false), Level::Bool(true)];
-            for (r, c) in codes.iter_mut().enumerate() {
-                if a.is_valid(r) {
-                    *c = a.value(r) as u32;
+            // 64 rows a word: the value's bit, or all ones (missing) where
+            // the validity bit is clear.
+            let values = a.values().bit_chunks();
+            let valid = a.nulls().map(|v| v.inner().bit_chunks());
+            let mut valid_words = valid.iter().flat_map(|v| v.iter_padded());
+            for (out, word) in codes.chunks_mut(64).zip(values.iter_padded()) {
+                let invalid = valid_words.next().map_or(0, |v| !v);
+                for (j, out) in out.chunks_mut(8).enumerate() {
+                    let (bits, missing) =
+                        (&BYTE_BITS[(word >> (8 * j)) as u8 as usize], &BYTE_BITS[(invalid >> (8 * j)) as u8 as usize]);
+                    for ((c, &b), &m) in out.iter_mut().zip(bits).zip(missing) {
+                        *c = b | m.wrapping_neg();
+                    }
                 }
             }
         }
@@ -257,6 +283,25 @@ mod tests {
     use arrow::array::{Int32Array, StringArray};
     use arrow::datatypes::{Field, Schema};
     use std::sync::Arc;
+
+    /// A yes/no column's codes are its values (false 0, true 1) and
+    /// missing where null, row by row, also in a slice that starts inside
+    /// a byte and ends inside a word.
+    #[test]
+    fn boolean_codes_are_the_values_and_nulls_are_missing() {
+        let values: Vec<Option<bool>> =
+            (0..300).map(|r| if r % 7 == 3 { None } else { Some((r * 2_654_435_761usize) >> 7 & 1 == 1) }).collect();
+        let full = arrow::array::BooleanArray::from(values.clone());
+        for (at, len) in [(0, 300), (3, 200), (61, 70), (64, 1)] {
+            let a: arrow::array::ArrayRef = Arc::new(full.slice(at, len));
+            let schema = Arc::new(Schema::new(vec![Field::new("f", arrow::datatypes::DataType::Boolean, true)]));
+            let batch = RecordBatch::try_new(schema, vec![a]).unwrap();
+            let (codes, table) = categorical_column(&batch, "f").unwrap();
+            assert_eq!(table, vec![Level::Bool(false), Level::Bool(true)]);
+            let want: Vec<u32> = values[at..at + len].iter().map(|v| v.map_or(u32::MAX, u32::from)).collect();
+            assert_eq!(codes, want, "rows {at}..{}", at + len);
+        }
+    }
 
     /// A dictionary larger than the batch codes only the values its rows
     /// use: the same level per row as the eager coding, nulls (of the row

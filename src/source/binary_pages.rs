@@ -18,13 +18,21 @@
 //! and its dictionary holds one or two values, each 0 or 1. Any other chunk
 //! is left to arrow-rs. The page format (chunk, data page layouts, hybrid
 //! runs) is `page_format`'s.
+//!
+//! BOOLEAN chunks (pandas' `bool`, DuckDB's and polars' booleans: yes/no
+//! columns, which patsy codes as categories) are read the same way: their
+//! PLAIN values are bit-packed, least significant bit first — already
+//! Arrow's bitmap — and their RLE values (v2 pages) are the hybrid of
+//! width 1 after a 4-byte length. arrow-rs unpacks them to one `bool` a
+//! row and packs them again (a first pass of eight yes/no columns spent
+//! 20% there).
 
 use super::page_format::{data_page, into_buffer, DataPage, FlatChunk, PageError, PageValues, Pages, Run, Runs};
 use crate::bits::low_mask;
 use arrow::array::BooleanArray;
 use arrow::array::BooleanBufferBuilder;
 use arrow::buffer::{BooleanBuffer, Buffer, NullBuffer};
-use parquet::basic::Type as PhysicalType;
+use parquet::basic::{Encoding, Type as PhysicalType};
 use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::reader::ChunkReader;
 use std::sync::Arc;
@@ -175,6 +183,27 @@ fn decode_one_bit_indices(
     Ok(())
 }
 
+/// Decode `count` booleans of a data page's values (`encoding` PLAIN or
+/// RLE) to bits.
+fn decode_booleans(data: &[u8], encoding: Encoding, count: usize, out: &mut Bits) -> Result<(), String> {
+    if encoding == Encoding::RLE {
+        // The hybrid of width 1, after its length in 4 bytes.
+        let len = data.get(..4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize);
+        let Some(runs) = len.and_then(|len| data.get(4..4 + len)) else {
+            return Err("RLE booleans past the end of the page".into());
+        };
+        return decode_one_bit_indices(runs, 1, count, Dictionary([Some(false), Some(true)]), out);
+    }
+    if data.len() * 8 < count {
+        return Err(format!("a page of {count} booleans in {} bytes", data.len()));
+    }
+    for i in (0..count).step_by(64) {
+        let k = (count - i).min(64);
+        out.push(bytes_word(data, i / 8, k), k);
+    }
+    Ok(())
+}
+
 /// Scatter the low bits of `src` to the set bits of `mask`, in order
 /// (BMI2's `pdep`).
 fn deposit(mut src: u64, mut mask: u64) -> u64 {
@@ -190,10 +219,19 @@ fn deposit(mut src: u64, mut mask: u64) -> u64 {
     out
 }
 
+/// What a chunk's values are.
+#[derive(Clone, Copy, Debug)]
+enum Values {
+    /// 0/1 integers through their dictionary.
+    Dictionary(Dictionary),
+    /// Booleans.
+    Boolean,
+}
+
 /// A qualifying column chunk, read as bits batch by batch.
 pub struct BinaryColumn {
     pages: Pages,
-    dict: Dictionary,
+    values_are: Values,
     nullable: bool,
     /// The current page's values (0 on null slots) and validity (`None`:
     /// no null in it), `len` slots, and the next slot to hand out. A batch
@@ -229,15 +267,34 @@ impl BinaryColumn {
                 _ => return Ok(None),
             };
         }
-        Ok(Some(BinaryColumn {
+        Ok(Some(BinaryColumn::new(pages, Values::Dictionary(Dictionary(dict)), nullable)))
+    }
+
+    /// A BOOLEAN chunk as bits, or `None` when it is not flat or some data
+    /// page is neither PLAIN nor RLE (then arrow-rs reads it).
+    pub fn open_boolean<R: ChunkReader + 'static>(
+        file: Arc<R>,
+        chunk: &ColumnChunkMetaData,
+        rows: usize,
+    ) -> Result<Option<BinaryColumn>, String> {
+        Ok(match FlatChunk::open(file, chunk, rows, PhysicalType::BOOLEAN, PageValues::Booleans)? {
+            Some(FlatChunk { pages, dict: None, nullable }) => {
+                Some(BinaryColumn::new(pages, Values::Boolean, nullable))
+            }
+            _ => None,
+        })
+    }
+
+    fn new(pages: Pages, values_are: Values, nullable: bool) -> BinaryColumn {
+        BinaryColumn {
             pages,
-            dict: Dictionary(dict),
+            values_are,
             nullable,
             values: Buffer::from_vec(Vec::<u64>::new()),
             valid: None,
             len: 0,
             at: 0,
-        }))
+        }
     }
 
     /// The next `n` rows (nulls: value 0 and a null slot).
@@ -289,10 +346,14 @@ impl BinaryColumn {
             None => return Err(format!("the column chunk ended {wanted} rows early").into()),
         };
         let layout = data_page(&page, self.nullable)?;
-        if !layout.is_dictionary() {
+        let decodes = match self.values_are {
+            Values::Dictionary(_) => layout.is_dictionary(),
+            Values::Boolean => matches!(layout.encoding, Encoding::PLAIN | Encoding::RLE),
+        };
+        if !decodes {
             return Err(layout.unsupported());
         }
-        let DataPage { slots, def, values, .. } = layout;
+        let DataPage { slots, def, values, encoding, .. } = layout;
         let buf = page.buffer();
         let (def, data) = (def.map(|r| &buf[r]), &buf[values..]);
         let valid = match def {
@@ -319,13 +380,18 @@ impl BinaryColumn {
         let defined = valid.as_ref().map_or(slots, Bits::count_ones);
         let mut values = Bits { words: Vec::with_capacity(slots.div_ceil(64)), len: 0 };
         if defined > 0 {
-            let Some((&width, indices)) = data.split_first() else {
-                return Err(PageError::Damaged("a data page without its indices' bit width".into()));
-            };
-            if width > 32 {
-                return Err(format!("dictionary indices of {width} bits").into());
+            match self.values_are {
+                Values::Dictionary(dict) => {
+                    let Some((&width, indices)) = data.split_first() else {
+                        return Err(PageError::Damaged("a data page without its indices' bit width".into()));
+                    };
+                    if width > 32 {
+                        return Err(format!("dictionary indices of {width} bits").into());
+                    }
+                    decode_indices(indices, usize::from(width), defined, dict, &mut values)?;
+                }
+                Values::Boolean => decode_booleans(data, encoding, defined, &mut values)?,
             }
-            decode_indices(indices, usize::from(width), defined, self.dict, &mut values)?;
         }
         let mut valid_buffer = None;
         if let Some(v) = valid.filter(|_| defined < slots) {
@@ -371,6 +437,26 @@ mod tests {
             assert_eq!(b.word_at(i, 1) == 1, bit, "bit {i}");
         }
         assert_eq!(b.count_ones(), want.iter().filter(|&&v| v).count());
+    }
+
+    #[test]
+    fn booleans_decode_from_plain_and_rle_pages_and_short_ones_are_errors() {
+        // PLAIN: bit-packed, least significant bit first.
+        let mut out = Bits::default();
+        decode_booleans(&[0b1010_0101, 0b1], Encoding::PLAIN, 9, &mut out).unwrap();
+        assert_eq!((0..9).map(|i| out.word_at(i, 1)).collect::<Vec<_>>(), [1, 0, 1, 0, 0, 1, 0, 1, 1]);
+        assert_eq!(
+            decode_booleans(&[0xff], Encoding::PLAIN, 9, &mut Bits::default()).unwrap_err(),
+            "a page of 9 booleans in 1 bytes"
+        );
+        // RLE: a 4-byte length, then a run of 3 trues and a packed group.
+        let mut out = Bits::default();
+        decode_booleans(&[4, 0, 0, 0, 0b110, 1, 0b11, 0b0101_1010], Encoding::RLE, 11, &mut out).unwrap();
+        assert_eq!((0..11).map(|i| out.word_at(i, 1)).collect::<Vec<_>>(), [1, 1, 1, 0, 1, 0, 1, 1, 0, 1, 0]);
+        assert_eq!(
+            decode_booleans(&[9, 0, 0, 0, 0b110, 1], Encoding::RLE, 3, &mut Bits::default()).unwrap_err(),
+            "RLE booleans past the end of the page"
+        );
     }
 
     #[test]

@@ -267,12 +267,19 @@ pub enum PageValues {
     Dictionary,
     /// Dictionary indices, PLAIN values and BYTE_STREAM_SPLIT values.
     Any,
+    /// Booleans: PLAIN (bit-packed) or RLE values (no dictionary).
+    Booleans,
 }
 
 impl PageValues {
     fn decodes(self, e: Encoding) -> bool {
-        matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY)
-            || (self == PageValues::Any && matches!(e, Encoding::PLAIN | Encoding::BYTE_STREAM_SPLIT))
+        match self {
+            PageValues::Booleans => matches!(e, Encoding::PLAIN | Encoding::RLE),
+            _ => {
+                matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY)
+                    || (self == PageValues::Any && matches!(e, Encoding::PLAIN | Encoding::BYTE_STREAM_SPLIT))
+            }
+        }
     }
 }
 

@@ -166,9 +166,9 @@ pub fn parquet_metadata(input: &Input) -> Result<ArrowReaderMetadata, SourceErro
 /// Columns named in `binary` (the caller's: columns the model reads only as
 /// numbers) whose chunk holds 0/1 integers in a dictionary of 0 and 1 are
 /// decoded to bits and come as `Boolean` arrays (see `binary_pages`); with
-/// `floats`, dictionary-encoded DOUBLE chunks are decoded from their pages
-/// (see `float_pages`; the same `Float64` arrays arrow-rs makes); the
-/// others as arrow-rs decodes them.
+/// `floats`, DOUBLE chunks (see `float_pages`) and BOOLEAN chunks (see
+/// `binary_pages`) are decoded from their pages, into the same arrays
+/// arrow-rs makes; the others as arrow-rs decodes them.
 pub fn parquet_row_group(
     input: &Input,
     meta: &ArrowReaderMetadata,
@@ -195,7 +195,8 @@ pub fn parquet_row_group(
         let field = schema.field(root);
         let as_bits = field.data_type() == &DataType::Int64 && binary.iter().any(|b| b == field.name());
         let as_float = floats && field.data_type() == &DataType::Float64;
-        if !as_bits && !as_float {
+        let as_boolean = floats && field.data_type() == &DataType::Boolean;
+        if !as_bits && !as_float && !as_boolean {
             continue;
         }
         let Some(leaf) = leaves.columns().iter().position(|c| c.path().parts() == [field.name().as_str()]) else {
@@ -208,6 +209,8 @@ pub fn parquet_row_group(
         let rows = usize::try_from(chunks.num_rows()).unwrap_or(0);
         let opened = if as_bits {
             BinaryColumn::open(file, chunks.column(leaf), rows).map(|c| c.map(PageColumn::Bits))
+        } else if as_boolean {
+            BinaryColumn::open_boolean(file, chunks.column(leaf), rows).map(|c| c.map(PageColumn::Bits))
         } else {
             FloatColumn::open(file, chunks.column(leaf), rows).map(|c| c.map(PageColumn::Float))
         };

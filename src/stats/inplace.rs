@@ -50,6 +50,10 @@ fn factor_cells(codes: &[u32], levels: usize, n: usize, mask: Option<&[u8]>) -> 
     FactorCells { row_cell, levels: cells, counts }
 }
 
+/// Factors of at most this many levels are read as indicator bits when a
+/// model has several factors.
+const INDICATOR_LEVELS: usize = 16;
+
 /// [`crate::stats::kernel::raw_moments_masked_columns`] with the kernels
 /// of `k`.
 pub fn masked_moments<K: ScanKernels>(
@@ -59,6 +63,14 @@ pub fn masked_moments<K: ScanKernels>(
     mask: Option<&[u8]>,
     converted: &mut Vec<f64>,
 ) -> Option<MaskedMoments> {
+    let factors = all.iter().filter(|c| matches!(c, DirectColumn::Factor { .. })).count();
+    let small = |c: &DirectColumn<'_>| match c {
+        DirectColumn::Factor { levels, .. } => *levels <= INDICATOR_LEVELS,
+        DirectColumn::Source(_) => true,
+    };
+    if factors >= 2 && all.iter().all(small) {
+        return indicator_moments(k, all, n, mask, converted);
+    }
     let cols: Vec<SourceColumn<'_>> = all
         .iter()
         .filter_map(|c| match c {
@@ -111,6 +123,84 @@ pub fn masked_moments<K: ScanKernels>(
     }
     let raw = reals::unshift(slices::fold(&mm.raw, &out_groups, &out_nonzero), &out_decimals);
     Some(MaskedMoments { raw, cells: mm.cells })
+}
+
+/// [`masked_moments`] for several factors of few levels (yes/no columns,
+/// which patsy codes as categories; `C(borough) + C(bedrooms)`): each
+/// level's indicator as a column of bits, so that the cells' sums of the
+/// numeric columns are the kernels' masked sums and their cross
+/// tabulations popcounts, where the per-cell sums add row by row. The same
+/// exact sums, so the same bits; the cells are the levels with kept rows,
+/// in order of first appearance, as [`factor_cells`] numbers them.
+fn indicator_moments<K: ScanKernels>(
+    k: K,
+    all: &[DirectColumn<'_>],
+    n: usize,
+    mask: Option<&[u8]>,
+    converted: &mut Vec<f64>,
+) -> Option<MaskedMoments> {
+    // A level's bits, whole 8-byte words (the kernels may read words).
+    let nbytes = n.div_ceil(64) * 8;
+    let mut indicators: Vec<Vec<u8>> = Vec::new();
+    for c in all {
+        if let DirectColumn::Factor { codes, levels } = *c {
+            // Level by level, eight rows a byte (missing rows, u32::MAX,
+            // are dropped ones: no level's).
+            let mut bits = vec![0u8; levels * nbytes];
+            for (l, out) in bits.chunks_exact_mut(nbytes).enumerate() {
+                let byte =
+                    |group: &[u32]| group.iter().enumerate().fold(0u8, |b, (i, &c)| b | u8::from(c == l as u32) << i);
+                let groups = codes[..n].chunks_exact(8);
+                if !groups.remainder().is_empty() {
+                    out[n / 8] = byte(groups.remainder());
+                }
+                for (o, group) in out.iter_mut().zip(groups) {
+                    *o = byte(group);
+                }
+            }
+            indicators.push(bits);
+        }
+    }
+    let mut wide = Vec::new();
+    // Per input column: where its first wide column is.
+    let mut starts = Vec::with_capacity(all.len());
+    let mut next = indicators.iter();
+    for c in all {
+        starts.push(wide.len());
+        match *c {
+            DirectColumn::Source(s) => wide.push(DirectColumn::Source(s)),
+            DirectColumn::Factor { levels, .. } => {
+                let bits = next.next().expect("indicators per factor");
+                wide.extend(
+                    bits.chunks_exact(nbytes).take(levels).map(|b| DirectColumn::Source(SourceColumn::Bits(b))),
+                );
+            }
+        }
+    }
+    let mm = masked_moments(k, &wide, n, mask, converted)?;
+    // The output columns (as indices into the wide ones) and cells.
+    let mut pick = Vec::new();
+    let mut cells = Vec::new();
+    for (c, &at) in all.iter().zip(&starts) {
+        match *c {
+            DirectColumn::Source(_) => pick.push(at),
+            DirectColumn::Factor { codes, levels } => {
+                let counts: Vec<u64> = (0..levels).map(|l| mm.raw.nonzero[at + l]).collect();
+                let order = first_appearance(codes, &counts, n, mask);
+                pick.extend(order.iter().map(|&l| at + l as usize));
+                cells.push(order);
+            }
+        }
+    }
+    let w = mm.raw.s1.len();
+    let raw = RawMoments {
+        sum_w: mm.raw.sum_w,
+        s1: pick.iter().map(|&i| mm.raw.s1[i]).collect(),
+        s2: pick.iter().flat_map(|&i| pick.iter().map(move |&j| (i, j))).map(|(i, j)| mm.raw.s2[i * w + j]).collect(),
+        nonzero: pick.iter().map(|&i| mm.raw.nonzero[i]).collect(),
+        exact: mm.raw.exact,
+    };
+    Some(MaskedMoments { raw, cells })
 }
 
 /// [`masked_moments`] from the numeric columns' moments: the factors'

@@ -20,6 +20,7 @@ mod isa;
 mod laws;
 mod nist;
 mod parquet_bits;
+mod parquet_booleans;
 mod parquet_fallback;
 mod parquet_floats;
 mod parts;
