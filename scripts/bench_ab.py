@@ -4,7 +4,9 @@ order reversed every other round, so that a drift of the shared machine
 falls on both): the median wall time and the median CPU time (user +
 system, by getrusage) of each binary's first pass.
 
-    python3 scripts/bench_ab.py REPEATS THREADS FILE FORMULA BIN [BIN ...]
+    python3 scripts/bench_ab.py [--both-passes] REPEATS THREADS FILE FORMULA BIN [BIN ...]
+
+With --both-passes, the default fit (first and second pass) is timed.
 
 For example, a saved build against the current one:
 
@@ -21,17 +23,20 @@ import time
 
 
 def main():
-    if len(sys.argv) < 6:
+    args = sys.argv[1:]
+    passes = [] if args[:1] == ["--both-passes"] else ["--no-second-pass"]
+    args = args[1:] if not passes else args
+    if len(args) < 5:
         sys.exit(__doc__)
-    repeats, threads, path, formula = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-    bins = sys.argv[5:]
+    repeats, threads, path, formula = int(args[0]), args[1], args[2], args[3]
+    bins = args[4:]
     cpu = {b: [] for b in bins}
     wall = {b: [] for b in bins}
     for i in range(repeats):
         for b in bins if i % 2 == 0 else bins[::-1]:
             r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
-            subprocess.run([b, "fit", path, "-f", formula, "--no-second-pass", "-q", "--threads", threads,
+            subprocess.run([b, "fit", path, "-f", formula, *passes, "-q", "--threads", threads,
                             "-o", "/dev/null"], check=True)
             t1 = time.perf_counter()
             r1 = resource.getrusage(resource.RUSAGE_CHILDREN)

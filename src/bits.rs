@@ -47,6 +47,22 @@ pub fn ones_in(bits: &[u8]) -> u64 {
     w + rest.iter().map(|b| u64::from(b.count_ones())).sum::<u64>()
 }
 
+/// Set bits among the first `n` of `bits`, but for those set in `not`:
+/// a popcount per 64 rows.
+pub fn ones_in_first(bits: &[u8], not: Option<&[u8]>, n: usize) -> u64 {
+    let word = |b: &[u8], w: usize| u64::from_le_bytes(b[8 * w..8 * w + 8].try_into().expect("8 bytes"));
+    let mut total = 0u64;
+    for w in 0..n / 64 {
+        let x = word(bits, w) & !not.map_or(0, |m| word(m, w));
+        total += u64::from(x.count_ones());
+    }
+    for c in (n / 64) * 8..n.div_ceil(8) {
+        let x = bits[c] & !not.map_or(0, |m| m[c]) & row_mask(None, c, n);
+        total += u64::from(x.count_ones());
+    }
+    total
+}
+
 /// `Σ_r a_r b_r` for two 0/1 columns given as bits: the popcount of their
 /// intersection (exact).
 #[inline(always)]
@@ -101,6 +117,51 @@ pub fn kept_bits(src: &[u8], mask: Option<&[u8]>, n: usize, out: &mut [u8]) {
     }
 }
 
+/// Each byte's eight bits as 0 and 1, low bit first (a yes/no column's
+/// level codes, eight rows a lookup).
+static BYTE_BITS: [[u32; 8]; 256] = {
+    let mut t = [[0u32; 8]; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut k = 0;
+        while k < 8 {
+            t[b][k] = ((b >> k) & 1) as u32;
+            k += 1;
+        }
+        b += 1;
+    }
+    t
+};
+
+/// The codes of a yes/no column's first `n` rows (no = 0, yes = 1) from
+/// the bits of its yes rows, and `u32::MAX` where `missing` (a byte per 8
+/// rows, like the values) has its bit set.
+pub fn yes_no_codes(yes: &[u8], missing: Option<&[u8]>, n: usize) -> Vec<u32> {
+    let mut codes = vec![0u32; n];
+    for (c, out) in codes.chunks_mut(8).enumerate() {
+        let bits = &BYTE_BITS[usize::from(yes[c])];
+        match missing {
+            Some(m) => {
+                let gone = &BYTE_BITS[usize::from(m[c])];
+                for ((o, &b), &g) in out.iter_mut().zip(bits).zip(gone) {
+                    *o = b | g.wrapping_neg();
+                }
+            }
+            None => out.copy_from_slice(&bits[..out.len()]),
+        }
+    }
+    codes
+}
+
+/// The first row below `n` kept by `mask` whose bit in `bits` is `value`.
+pub fn first_kept(bits: &[u8], value: bool, n: usize, mask: Option<&[u8]>) -> Option<usize> {
+    let flip = if value { 0 } else { 0xff };
+    (0..n.div_ceil(8)).find_map(|c| {
+        let hits = (bits[c] ^ flip) & row_mask(mask, c, n);
+        (hits != 0).then(|| 8 * c + hits.trailing_zeros() as usize)
+    })
+}
+
 /// `f64` 0/1 values of bits (a byte per 8 rows) for the first `n` rows.
 pub fn bits_to_f64(bits: &[u8], n: usize, out: &mut [f64]) {
     for (r, x) in out[..n].iter_mut().enumerate() {
@@ -136,6 +197,17 @@ mod tests {
                 (0..nb * 8).filter(|&r| bit(&a, r) && bit(&b, r)).count(),
                 "n {n}"
             );
+            assert_eq!(ones_in_first(&a, None, n) as usize, rows(&|r| bit(&a, r)), "n {n}");
+            assert_eq!(ones_in_first(&a, Some(&b), n) as usize, rows(&|r| bit(&a, r) && !bit(&b, r)), "n {n}");
+            let codes = yes_no_codes(&a, Some(&b), n);
+            let want: Vec<u32> = (0..n).map(|r| if bit(&b, r) { u32::MAX } else { u32::from(bit(&a, r)) }).collect();
+            assert_eq!(codes, want, "n {n}");
+            assert_eq!(yes_no_codes(&a, None, n), (0..n).map(|r| u32::from(bit(&a, r))).collect::<Vec<_>>());
+            for value in [false, true] {
+                let first = (0..n).find(|&r| bit(&b, r) && bit(&a, r) == value);
+                assert_eq!(first_kept(&a, value, n, Some(&b)), first, "n {n}");
+                assert_eq!(first_kept(&a, value, n, None), (0..n).find(|&r| bit(&a, r) == value), "n {n}");
+            }
             let mut out = vec![0u8; nb];
             kept_bits(&b, Some(&a), n, &mut out);
             for r in 0..nb * 8 {

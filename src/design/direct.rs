@@ -7,7 +7,7 @@
 
 use super::arrays::{all_slots_finite, float_slot};
 use super::eval::{elementary, power_function, Val};
-use super::levels::{categorical_column, describe};
+use super::levels::{categorical_column, describe, YesNo};
 use super::{DesignBuilder, DesignError, MissingPolicy};
 use crate::bits::kept_rows;
 use crate::formula::expr::NumExpr;
@@ -18,6 +18,7 @@ use crate::stats::kernel::raw_moments_masked_columns;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, RecordBatch};
 use arrow::buffer::{BooleanBuffer, NullBuffer};
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
@@ -85,12 +86,63 @@ impl DirectPlan {
     }
 }
 
+/// A categorical factor's level table in one batch and its rows' level
+/// codes (`u32::MAX`: missing). A yes/no column keeps its bits, and its
+/// codes are made only if asked for: the first pass's kernels and the
+/// second pass's fitted values read the bits.
+pub struct FactorCodes {
+    pub table: Vec<Level>,
+    codes: OnceCell<Vec<u32>>,
+    yes_no: Option<YesNo>,
+}
+
+impl FactorCodes {
+    fn coded(codes: Vec<u32>, table: Vec<Level>) -> FactorCodes {
+        FactorCodes { table, codes: OnceCell::from(codes), yes_no: None }
+    }
+
+    fn yes_no(bits: YesNo) -> FactorCodes {
+        FactorCodes { table: vec![Level::Bool(false), Level::Bool(true)], codes: OnceCell::new(), yes_no: Some(bits) }
+    }
+
+    pub fn codes(&self) -> &[u32] {
+        self.codes.get_or_init(|| self.yes_no.as_ref().expect("a factor without codes is yes/no").codes())
+    }
+
+    /// A yes/no column's bits (its table is no, yes).
+    pub fn as_yes_no(&self) -> Option<&YesNo> {
+        self.yes_no.as_ref()
+    }
+
+    /// Rows per level of the table, missing ones not counted.
+    fn counts(&self) -> Vec<u64> {
+        match &self.yes_no {
+            Some(y) => y.counts().to_vec(),
+            None => level_counts(self.codes(), self.table.len()),
+        }
+    }
+
+    fn missing_rows(&self) -> Vec<usize> {
+        match &self.yes_no {
+            Some(y) => y.missing_rows(),
+            None => self.codes().iter().enumerate().filter(|(_, &code)| code == u32::MAX).map(|(r, _)| r).collect(),
+        }
+    }
+
+    fn any_missing(&self) -> bool {
+        match &self.yes_no {
+            Some(y) => y.missing().is_some(),
+            None => self.codes().contains(&u32::MAX),
+        }
+    }
+}
+
 /// The source columns of one batch, read in place.
 pub struct DirectInputs {
     /// Per check (response, then factors): the array.
     pub arrays: Vec<ArrayRef>,
-    /// Per check: level codes and table of a categorical factor.
-    pub codes: Vec<Option<(Vec<u32>, Vec<Level>)>>,
+    /// Per check: a categorical factor's level codes and table.
+    pub codes: Vec<Option<FactorCodes>>,
     /// Kept rows: bit `r % 8` of byte `r / 8` (`None`: all kept).
     pub mask: Option<Vec<u8>>,
     pub rows: usize,
@@ -316,27 +368,29 @@ impl DesignBuilder {
         let mut levels = vec![HashMap::new(); plan.checks.len() - 1];
         for (i, ((column, read), arr)) in plan.checks.iter().zip(&arrays).enumerate() {
             let missing_rows: Vec<usize> = if *read == Read::Categorical {
-                let (c, table) = categorical_column(batch, column)?;
+                let factor = match arr.data_type() {
+                    DataType::Boolean => FactorCodes::yes_no(YesNo::of(arr.as_boolean())),
+                    _ => {
+                        let (c, table) = categorical_column(batch, column)?;
+                        FactorCodes::coded(c, table)
+                    }
+                };
                 // The levels met, with their rows, are the first pass's
                 // record; the second pass knows them all already and only
                 // looks for missing values.
                 let any_missing = if self.second_pass.is_none() {
-                    let counts = level_counts(&c, table.len());
-                    for (level, &k) in table.iter().zip(&counts) {
+                    let counts = factor.counts();
+                    for (level, &k) in factor.table.iter().zip(&counts) {
                         if k > 0 {
                             levels[i - 1].insert(level.clone(), k);
                         }
                     }
-                    counts.iter().sum::<u64>() < c.len() as u64
+                    counts.iter().sum::<u64>() < n as u64
                 } else {
-                    c.contains(&u32::MAX)
+                    factor.any_missing()
                 };
-                let missing: Vec<usize> = if any_missing {
-                    c.iter().enumerate().filter(|(_, &code)| code == u32::MAX).map(|(r, _)| r).collect()
-                } else {
-                    Vec::new()
-                };
-                codes.push(Some((c, table)));
+                let missing = if any_missing { factor.missing_rows() } else { Vec::new() };
+                codes.push(Some(factor));
                 missing
             } else {
                 codes.push(None);
@@ -427,12 +481,15 @@ impl DesignBuilder {
         for &(f, _) in &self.level_limits {
             let term = self.spec.terms.iter().position(|t| t.as_slice() == [f]);
             let check = term.and_then(|t| self.direct_factor(t as u32));
-            if let Some((_, table)) = check.and_then(|c| inputs.codes[c].as_ref()) {
-                self.check_levels(f, table.len())?;
+            if let Some(factor) = check.and_then(|c| inputs.codes[c].as_ref()) {
+                self.check_levels(f, factor.table.len())?;
             }
         }
         let column = |c: usize| match &inputs.codes[c] {
-            Some((codes, table)) => DirectColumn::Factor { codes, levels: table.len() },
+            Some(f) => match f.as_yes_no() {
+                Some(y) => DirectColumn::YesNo(y.yes()),
+                None => DirectColumn::Factor { codes: f.codes(), levels: f.table.len() },
+            },
             None => DirectColumn::Source(inputs.column(c)),
         };
         let cols: Vec<DirectColumn<'_>> = plan.terms.iter().map(|&c| column(c)).chain([column(0)]).collect();
@@ -446,9 +503,9 @@ impl DesignBuilder {
         for (t, &c) in plan.terms.iter().enumerate() {
             match &inputs.codes[c] {
                 None => keys.push(ColumnKey::Cell { term: t as u32, levels: vec![] }),
-                Some((_, table)) => {
+                Some(f) => {
                     for &code in &mm.cells[factor] {
-                        keys.push(ColumnKey::Cell { term: t as u32, levels: vec![table[code as usize].clone()] });
+                        keys.push(ColumnKey::Cell { term: t as u32, levels: vec![f.table[code as usize].clone()] });
                     }
                     factor += 1;
                 }

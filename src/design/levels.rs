@@ -5,7 +5,8 @@
 use super::arrays::{bad_type, numeric_column};
 use super::DesignError;
 use crate::level::Level;
-use arrow::array::{Array, ArrayRef, AsArray, DictionaryArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, DictionaryArray, RecordBatch};
+use arrow::buffer::Buffer;
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int32Type, Int64Type};
 use std::collections::HashMap;
@@ -69,49 +70,73 @@ pub fn dictionary_keys<'a>(batch: &'a RecordBatch, name: &str) -> Option<(&'a [u
     Some((unsafe { std::slice::from_raw_parts(keys.as_ptr().cast(), keys.len()) }, d.values()))
 }
 
-/// Each byte's eight bits as 0 and 1, low bit first (a yes/no column's
-/// level codes, eight rows a lookup).
-static BYTE_BITS: [[u32; 8]; 256] = {
-    let mut t = [[0u32; 8]; 256];
-    let mut b = 0;
-    while b < 256 {
-        let mut k = 0;
-        while k < 8 {
-            t[b][k] = ((b >> k) & 1) as u32;
-            k += 1;
-        }
-        b += 1;
+/// A yes/no (Boolean) column of a batch as bits that start at bit 0 of
+/// byte 0 (a byte per 8 rows; bits past the last row are not defined):
+/// its yes rows and, where some are missing, its missing rows. Its level
+/// codes (no = 0, yes = 1) are made only when a consumer needs codes: the
+/// in-place kernels read the bits.
+#[derive(Clone, Debug)]
+pub struct YesNo {
+    yes: Buffer,
+    missing: Option<Buffer>,
+    rows: usize,
+}
+
+impl YesNo {
+    pub fn of(a: &BooleanArray) -> YesNo {
+        let missing = a.nulls().filter(|v| v.null_count() > 0).map(|v| (!v.inner()).sliced());
+        YesNo { yes: a.values().sliced(), missing, rows: a.len() }
     }
-    t
-};
+
+    /// The yes rows' bits (missing rows: either).
+    pub fn yes(&self) -> &[u8] {
+        self.yes.as_slice()
+    }
+
+    /// The missing rows' bits (`None`: none missing).
+    pub fn missing(&self) -> Option<&[u8]> {
+        self.missing.as_ref().map(|m| m.as_slice())
+    }
+
+    /// Level codes, `u32::MAX` where missing (eight rows a lookup).
+    pub fn codes(&self) -> Vec<u32> {
+        crate::bits::yes_no_codes(self.yes(), self.missing(), self.rows)
+    }
+
+    /// Rows of each level (no, yes), missing ones not counted: popcounts.
+    pub fn counts(&self) -> [u64; 2] {
+        let n = self.rows;
+        let yes = crate::bits::ones_in_first(self.yes(), self.missing(), n);
+        let missing = self.missing().map_or(0, |m| crate::bits::ones_in_first(m, None, n));
+        [n as u64 - missing - yes, yes]
+    }
+
+    /// The missing rows, in order.
+    pub fn missing_rows(&self) -> Vec<usize> {
+        let Some(m) = self.missing() else { return Vec::new() };
+        let mut rows = Vec::new();
+        for (c, &b) in m.iter().enumerate().take(self.rows.div_ceil(8)) {
+            let mut b = b & crate::bits::row_mask(None, c, self.rows);
+            while b != 0 {
+                rows.push(8 * c + b.trailing_zeros() as usize);
+                b &= b - 1;
+            }
+        }
+        rows
+    }
+}
 
 /// Level codes of a categorical column (`u32::MAX` = missing) and the
 /// batch-local level table.
 pub fn categorical_column(batch: &RecordBatch, name: &str) -> Result<(Vec<u32>, Vec<Level>), DesignError> {
     let arr = batch.column_by_name(name).ok_or_else(|| DesignError::NoColumn { column: name.into() })?;
+    if arr.data_type() == &DataType::Boolean {
+        return Ok((YesNo::of(arr.as_boolean()).codes(), vec![Level::Bool(false), Level::Bool(true)]));
+    }
     let n = arr.len();
     let mut codes = vec![u32::MAX; n];
     let mut table: Vec<Level> = Vec::new();
     match arr.data_type() {
-        DataType::Boolean => {
-            let a = arr.as_boolean();
-            table = vec![Level::Bool(false), Level::Bool(true)];
-            // 64 rows a word: the value's bit, or all ones (missing) where
-            // the validity bit is clear.
-            let values = a.values().bit_chunks();
-            let valid = a.nulls().map(|v| v.inner().bit_chunks());
-            let mut valid_words = valid.iter().flat_map(|v| v.iter_padded());
-            for (out, word) in codes.chunks_mut(64).zip(values.iter_padded()) {
-                let invalid = valid_words.next().map_or(0, |v| !v);
-                for (j, out) in out.chunks_mut(8).enumerate() {
-                    let (bits, missing) =
-                        (&BYTE_BITS[(word >> (8 * j)) as u8 as usize], &BYTE_BITS[(invalid >> (8 * j)) as u8 as usize]);
-                    for ((c, &b), &m) in out.iter_mut().zip(bits).zip(missing) {
-                        *c = b | m.wrapping_neg();
-                    }
-                }
-            }
-        }
         t if t.is_integer() => {
             let a = cast(arr, &DataType::Int64).map_err(|_| bad_type(name, arr, "a category"))?;
             let a = a.as_primitive::<Int64Type>();
@@ -300,6 +325,12 @@ mod tests {
             assert_eq!(table, vec![Level::Bool(false), Level::Bool(true)]);
             let want: Vec<u32> = values[at..at + len].iter().map(|v| v.map_or(u32::MAX, u32::from)).collect();
             assert_eq!(codes, want, "rows {at}..{}", at + len);
+            // Counted and found missing from the bits alike.
+            let bits = YesNo::of(batch.column(0).as_boolean());
+            let count = |level: u32| want.iter().filter(|&&c| c == level).count() as u64;
+            assert_eq!(bits.counts(), [count(0), count(1)], "rows {at}..{}", at + len);
+            let missing: Vec<usize> = (0..len).filter(|&r| want[r] == u32::MAX).collect();
+            assert_eq!(bits.missing_rows(), missing, "rows {at}..{}", at + len);
         }
     }
 

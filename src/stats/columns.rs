@@ -58,7 +58,13 @@ pub enum SourceColumn<'a> {
 #[derive(Clone, Copy)]
 pub enum DirectColumn<'a> {
     Source(SourceColumn<'a>),
-    Factor { codes: &'a [u32], levels: usize },
+    Factor {
+        codes: &'a [u32],
+        levels: usize,
+    },
+    /// A yes/no factor (levels no = code 0, yes = 1) as the bits of its yes
+    /// rows (as [`SourceColumn::Bits`]; dropped rows any value).
+    YesNo(&'a [u8]),
 }
 
 /// What [`raw_moments_masked_columns`](super::kernel::raw_moments_masked_columns) returns: the raw moments of the

@@ -63,19 +63,41 @@ pub fn masked_moments<K: ScanKernels>(
     mask: Option<&[u8]>,
     converted: &mut Vec<f64>,
 ) -> Option<MaskedMoments> {
-    let factors = all.iter().filter(|c| matches!(c, DirectColumn::Factor { .. })).count();
+    let factors = all.iter().filter(|c| !matches!(c, DirectColumn::Source(_))).count();
+    let yes_no = all.iter().any(|c| matches!(c, DirectColumn::YesNo(_)));
     let small = |c: &DirectColumn<'_>| match c {
         DirectColumn::Factor { levels, .. } => *levels <= INDICATOR_LEVELS,
-        DirectColumn::Source(_) => true,
+        DirectColumn::Source(_) | DirectColumn::YesNo(_) => true,
     };
-    if factors >= 2 && all.iter().all(small) {
+    if (factors >= 2 || yes_no) && all.iter().all(small) {
         return indicator_moments(k, all, n, mask, converted);
+    }
+    if yes_no {
+        // Beside a factor of many levels, a yes/no factor is coded.
+        let codes: Vec<Vec<u32>> = all
+            .iter()
+            .filter_map(|c| match c {
+                DirectColumn::YesNo(yes) => Some(crate::bits::yes_no_codes(yes, None, n)),
+                _ => None,
+            })
+            .collect();
+        let mut coded = codes.iter();
+        let all: Vec<DirectColumn<'_>> = all
+            .iter()
+            .map(|c| match c {
+                DirectColumn::YesNo(_) => {
+                    DirectColumn::Factor { codes: coded.next().expect("codes per yes/no factor"), levels: 2 }
+                }
+                other => *other,
+            })
+            .collect();
+        return masked_moments(k, &all, n, mask, converted);
     }
     let cols: Vec<SourceColumn<'_>> = all
         .iter()
         .filter_map(|c| match c {
             DirectColumn::Source(s) => Some(*s),
-            DirectColumn::Factor { .. } => None,
+            DirectColumn::Factor { .. } | DirectColumn::YesNo(_) => None,
         })
         .collect();
     let mut numeric = numeric_moments(k, &cols, n, mask, converted)?;
@@ -91,7 +113,7 @@ pub fn masked_moments<K: ScanKernels>(
         .flat_map(|c| {
             let copies = match c {
                 DirectColumn::Source(_) => source_groups.next().expect("a group per source column").len(),
-                DirectColumn::Factor { .. } => 1,
+                DirectColumn::Factor { .. } | DirectColumn::YesNo(_) => 1,
             };
             std::iter::repeat_n(*c, copies)
         })
@@ -111,7 +133,7 @@ pub fn masked_moments<K: ScanKernels>(
                 out_decimals.push(decimal);
                 at += g.len();
             }
-            DirectColumn::Factor { .. } => {
+            DirectColumn::Factor { .. } | DirectColumn::YesNo(_) => {
                 for _ in factors.next().expect("cells per factor") {
                     out_groups.push(at..at + 1);
                     out_nonzero.push(mm.raw.nonzero[at]);
@@ -143,22 +165,35 @@ fn indicator_moments<K: ScanKernels>(
     let nbytes = n.div_ceil(64) * 8;
     let mut indicators: Vec<Vec<u8>> = Vec::new();
     for c in all {
-        if let DirectColumn::Factor { codes, levels } = *c {
-            // Level by level, eight rows a byte (missing rows, u32::MAX,
-            // are dropped ones: no level's).
-            let mut bits = vec![0u8; levels * nbytes];
-            for (l, out) in bits.chunks_exact_mut(nbytes).enumerate() {
-                let byte =
-                    |group: &[u32]| group.iter().enumerate().fold(0u8, |b, (i, &c)| b | u8::from(c == l as u32) << i);
-                let groups = codes[..n].chunks_exact(8);
-                if !groups.remainder().is_empty() {
-                    out[n / 8] = byte(groups.remainder());
+        match *c {
+            DirectColumn::Factor { codes, levels } => {
+                // Level by level, eight rows a byte (missing rows, u32::MAX,
+                // are dropped ones: no level's).
+                let mut bits = vec![0u8; levels * nbytes];
+                for (l, out) in bits.chunks_exact_mut(nbytes).enumerate() {
+                    let byte = |group: &[u32]| {
+                        group.iter().enumerate().fold(0u8, |b, (i, &c)| b | u8::from(c == l as u32) << i)
+                    };
+                    let groups = codes[..n].chunks_exact(8);
+                    if !groups.remainder().is_empty() {
+                        out[n / 8] = byte(groups.remainder());
+                    }
+                    for (o, group) in out.iter_mut().zip(groups) {
+                        *o = byte(group);
+                    }
                 }
-                for (o, group) in out.iter_mut().zip(groups) {
-                    *o = byte(group);
-                }
+                indicators.push(bits);
             }
-            indicators.push(bits);
+            // The yes rows are the column's own bits; the no rows their
+            // complement.
+            DirectColumn::YesNo(yes) => {
+                let mut no = vec![0u8; nbytes];
+                for (o, &y) in no.iter_mut().zip(&yes[..n.div_ceil(8)]) {
+                    *o = !y;
+                }
+                indicators.push(no);
+            }
+            DirectColumn::Source(_) => {}
         }
     }
     let mut wide = Vec::new();
@@ -175,6 +210,10 @@ fn indicator_moments<K: ScanKernels>(
                     bits.chunks_exact(nbytes).take(levels).map(|b| DirectColumn::Source(SourceColumn::Bits(b))),
                 );
             }
+            DirectColumn::YesNo(yes) => {
+                let no = next.next().expect("indicators per factor");
+                wide.extend([no.as_slice(), yes].map(|b| DirectColumn::Source(SourceColumn::Bits(b))));
+            }
         }
     }
     let mm = masked_moments(k, &wide, n, mask, converted)?;
@@ -189,6 +228,16 @@ fn indicator_moments<K: ScanKernels>(
                 let order = first_appearance(codes, &counts, n, mask);
                 pick.extend(order.iter().map(|&l| at + l as usize));
                 cells.push(order);
+            }
+            DirectColumn::YesNo(yes) => {
+                // The levels with kept rows, the first kept row's first.
+                let mut order: Vec<(usize, u32)> = [false, true]
+                    .iter()
+                    .filter_map(|&v| crate::bits::first_kept(yes, v, n, mask).map(|r| (r, u32::from(v))))
+                    .collect();
+                order.sort_unstable();
+                pick.extend(order.iter().map(|&(_, l)| at + l as usize));
+                cells.push(order.into_iter().map(|(_, l)| l).collect());
             }
         }
     }
@@ -223,6 +272,7 @@ fn with_factors<K: ScanKernels>(
         .filter_map(|c| match c {
             DirectColumn::Factor { codes, levels } => Some((*codes, *levels)),
             DirectColumn::Source(_) => None,
+            DirectColumn::YesNo(_) => unreachable!("yes/no factors are coded before"),
         })
         .collect();
     // One factor of at most 16 levels (the mission's `C(borough)`): sums per
@@ -423,7 +473,7 @@ fn assemble_moments(
                 out.push(Out::Num(j));
                 j += 1;
             }
-            DirectColumn::Factor { .. } => {
+            DirectColumn::Factor { .. } | DirectColumn::YesNo(_) => {
                 out.extend((0..factors[f].levels.len()).map(|k| Out::Cell(f, k)));
                 f += 1;
             }

@@ -105,7 +105,7 @@ proptest! {
 
 /// A file of a response `y` in cents (with nulls), a float `x`, yes/no
 /// columns `a`, `b` (with nulls) and `c` (true only in the last rows), and
-/// strings `g` (5 levels) and `h` (3); pages of 3,000 rows in row groups of
+/// strings `g` (5 levels), `h` (3) and `k` (30); pages of 3,000 rows in row groups of
 /// 7,000.
 fn yes_no_file(path: &Path, v2: bool) {
     let n = 20_000;
@@ -133,9 +133,11 @@ fn yes_no_file(path: &Path, v2: bool) {
         Field::new("c", DataType::Boolean, false),
         Field::new("g", DataType::Utf8, false),
         Field::new("h", DataType::Utf8, false),
+        Field::new("k", DataType::Utf8, false),
     ]));
     let g: Vec<String> = (0..n).map(|r| format!("g{}", (r * 31) % 5)).collect();
     let h: Vec<String> = (0..n).map(|r| format!("h{}", (r * 17 / 3) % 3)).collect();
+    let k: Vec<String> = (0..n).map(|r| format!("k{}", (r * 13) % 30)).collect();
     let batch = RecordBatch::try_new(
         schema.clone(),
         vec![
@@ -146,6 +148,7 @@ fn yes_no_file(path: &Path, v2: bool) {
             c,
             Arc::new(StringArray::from(g)),
             Arc::new(StringArray::from(h)),
+            Arc::new(StringArray::from(k)),
         ],
     )
     .unwrap();
@@ -164,6 +167,10 @@ fn fits_of_yes_no_columns_and_few_level_factors_equal_the_reference_path() {
         for f in [
             // Yes/no columns as patsy codes them: a[T.True], ...
             "y ~ x + a + b",
+            // One yes/no column (with nulls), and one beside a factor of
+            // many levels (then coded).
+            "y ~ x + b",
+            "y ~ x + b + C(k)",
             // ... beside factors of few levels: all cells from indicator bits.
             "y ~ x + a + b + c + C(g) + C(h)",
             // Without an intercept the first factor keeps both levels.

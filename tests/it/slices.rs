@@ -217,6 +217,7 @@ proptest! {
         kinds in prop::collection::vec(0u8..6, 1..4),
         levels in prop::sample::select(vec![0usize, 3, 40]),
         drop_every in prop::sample::select(vec![0usize, 2, 7, 1000]),
+        yes_no in any::<bool>(),
         seed in any::<u64>(),
     ) {
         let reals = real_columns(n, seed, &kinds);
@@ -235,6 +236,12 @@ proptest! {
         cols.push(DirectColumn::Source(SourceColumn::I64(&ints)));
         if levels > 0 {
             cols.insert(1, DirectColumn::Factor { codes: &codes, levels });
+        }
+        // A yes/no factor as its bits (any value on dropped rows): beside
+        // few levels read as indicators, beside many as codes.
+        let yes: Vec<u8> = (0..n.div_ceil(8)).map(|_| (rng.uniform() * 256.0) as u8).collect();
+        if yes_no {
+            cols.insert(cols.len().min(2), DirectColumn::YesNo(&yes));
         }
         let m = if drop_every == 0 { None } else { Some(&mask[..]) };
         let Some(mm) = raw_moments_masked_columns(&cols, n, m) else {
@@ -255,8 +262,17 @@ proptest! {
                 DirectColumn::Source(SourceColumn::I64(v)) => dense.push(rows.iter().map(|&r| v[r] as f64).collect()),
                 DirectColumn::Source(SourceColumn::Bits(_)) => unreachable!(),
                 DirectColumn::Factor { codes, .. } => {
+                    prop_assert_eq!(&mm.cells[f], &first_seen(&rows, |r| codes[r]), "cells in order of first appearance");
                     for &cell in &mm.cells[f] {
                         dense.push(rows.iter().map(|&r| f64::from(u8::from(codes[r] == cell))).collect());
+                    }
+                    f += 1;
+                }
+                DirectColumn::YesNo(yes) => {
+                    let level = |r: usize| u32::from(yes[r / 8] >> (r % 8) & 1);
+                    prop_assert_eq!(&mm.cells[f], &first_seen(&rows, level), "cells in order of first appearance");
+                    for &cell in &mm.cells[f] {
+                        dense.push(rows.iter().map(|&r| f64::from(u8::from(level(r) == cell))).collect());
                     }
                     f += 1;
                 }
@@ -272,6 +288,17 @@ proptest! {
         prop_assert_eq!(&mm.raw.nonzero, &nonzero);
         prop_assert_eq!(&general.nonzero, &nonzero);
     }
+}
+
+/// The levels of `rows`, in order of first appearance.
+fn first_seen(rows: &[usize], level: impl Fn(usize) -> u32) -> Vec<u32> {
+    let mut seen = Vec::new();
+    for &r in rows {
+        if !seen.contains(&level(r)) {
+            seen.push(level(r));
+        }
+    }
+    seen
 }
 
 /// Fits over a file of real values (rent in cents, coordinates, a ratio,

@@ -21,7 +21,7 @@ pub(super) use meat::PendingMeat;
 pub(super) use scores::PendingScores;
 
 use super::ResidualStats;
-use crate::design::{DesignBuilder, DesignError};
+use crate::design::{DesignBuilder, DesignError, DirectInputs};
 use crate::level::{ColumnKey, Level};
 use crate::second_pass::{CovType, SecondPassSpec};
 use crate::stats::columns::{KernelColumn, SourceColumn};
@@ -73,6 +73,14 @@ impl ResidualStats {
                     layout.push(None);
                     continue;
                 }
+                // The yes column of a yes/no factor is its bits: a 0/1
+                // column like any other.
+                if let Some(yes) = yes_no_column(builder, &inputs, cell) {
+                    sources.push(SourceColumn::Bits(yes));
+                    params.push(spec.params[off + j]);
+                    layout.push(None);
+                    continue;
+                }
             }
             // A robust pass's column: its cells, as the codes of their
             // factor and the code of their level in this chunk (none: no
@@ -86,13 +94,13 @@ impl ResidualStats {
                 match &mut column {
                     None => *by_level.entry((check, level)).or_insert(0.0) += spec.params[off + j],
                     Some(cells) => {
-                        let (codes, table) = inputs.codes[check].as_ref().expect("a categorical check has codes");
+                        let factor = inputs.codes[check].as_ref().expect("a categorical check has codes");
                         // Each level's code, looked up (a factor of L levels
                         // has L − 1 columns: no search per column).
                         let code_of = codes_by_level
                             .entry(check)
-                            .or_insert_with(|| table.iter().enumerate().map(|(c, l)| (l, c as u32)).collect());
-                        cells.push((check, &codes[..], code_of.get(level).copied()));
+                            .or_insert_with(|| factor.table.iter().enumerate().map(|(c, l)| (l, c as u32)).collect());
+                        cells.push((check, factor.codes(), code_of.get(level).copied()));
                     }
                 }
             }
@@ -106,10 +114,13 @@ impl ResidualStats {
             let mut offset = vec![0.0; n];
             let checks: std::collections::BTreeSet<usize> = by_level.keys().map(|k| k.0).collect();
             for check in checks {
-                let (codes, table) = inputs.codes[check].as_ref().expect("a categorical check has codes");
+                let factor = inputs.codes[check].as_ref().expect("a categorical check has codes");
                 let fitted: Vec<f64> =
-                    table.iter().map(|l| by_level.get(&(check, l)).copied().unwrap_or(0.0)).collect();
-                add_fitted_by_level(&mut offset, codes, &fitted);
+                    factor.table.iter().map(|l| by_level.get(&(check, l)).copied().unwrap_or(0.0)).collect();
+                match factor.as_yes_no() {
+                    Some(y) => add_fitted_yes_no(&mut offset, y.yes(), [fitted[0], fitted[1]]),
+                    None => add_fitted_by_level(&mut offset, factor.codes(), &fitted),
+                }
             }
             offset
         });
@@ -464,6 +475,41 @@ fn add_fitted_by_level(offset: &mut [f64], codes: &[u32], fitted: &[f64]) {
     for (o, &code) in offset.iter_mut().zip(codes) {
         if let Some(f) = fitted.get(code as usize) {
             *o += f;
+        }
+    }
+}
+
+/// The bits of the yes rows of a yes/no factor, when `cell` is its yes
+/// level's.
+fn yes_no_column<'a>(builder: &DesignBuilder, inputs: &'a DirectInputs, cell: &ColumnKey) -> Option<&'a [u8]> {
+    let ColumnKey::Cell { term, levels } = cell else { return None };
+    let check = builder.direct_factor(*term)?;
+    let yes_no = inputs.codes[check].as_ref()?.as_yes_no()?;
+    (levels.as_slice() == [Level::Bool(true)]).then(|| yes_no.yes())
+}
+
+/// [`add_fitted_by_level`] for a yes/no factor from its bits: `fitted`
+/// of no and of yes (a missing row's is either: it is a dropped row, whose
+/// residual the kernels set to zero).
+fn add_fitted_yes_no(offset: &mut [f64], yes: &[u8], fitted: [f64; 2]) {
+    // A select of the two values' bits by a mask of each row's bit (exact,
+    // and branch-free: eight rows a byte on vectors).
+    let [no, yes_value] = fitted.map(f64::to_bits);
+    let pick = |byte: u8, k: usize| {
+        let m = 0u64.wrapping_sub(u64::from(byte >> k & 1));
+        f64::from_bits(yes_value & m | no & !m)
+    };
+    let last = offset.len() / 8;
+    let mut rows = offset.chunks_exact_mut(8);
+    for (out, &byte) in rows.by_ref().zip(yes) {
+        for (k, o) in out.iter_mut().enumerate() {
+            *o += pick(byte, k);
+        }
+    }
+    let tail = rows.into_remainder();
+    if let Some(&byte) = yes.get(last) {
+        for (k, o) in tail.iter_mut().enumerate() {
+            *o += pick(byte, k);
         }
     }
 }
