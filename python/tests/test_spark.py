@@ -171,3 +171,44 @@ def test_persist_false_computes_again_and_refuses_partitions_that_changed(spark,
     # Persisted (the default), the same frame fits; Durbin–Watson is of
     # the order the first computation gave.
     assert gramfit.spark.ols(shuffled, FORMULA).nobs == 5000
+
+
+@pytest.mark.parametrize(
+    "codec, options",
+    [
+        ("snappy", {}),
+        ("zstd", {}),
+        # zstd frames of parquet-mr's streaming writer, PLAIN pages, v2 pages.
+        ("zstd", {"parquet.enable.dictionary": "false", "parquet.writer.version": "v2"}),
+        ("gzip", {}),
+        ("lz4_raw", {}),
+        # Hadoop's framed LZ4 (parquet-mr's "lz4").
+        ("lz4", {}),
+        ("none", {"parquet.enable.dictionary": "false"}),
+    ],
+)
+def test_files_spark_wrote_fit_as_their_rows(spark, listings, tmp_path, codec, options):
+    """Parquet as Spark writes it (parquet-mr: its codecs, its page and
+    frame layouts), read by gramfit's own engine: the fit of the rows."""
+    import glob
+
+    # Rent in cents: a column of real values, beside integers and a 0/1 flag.
+    rows = listings.assign(rent=listings.rent + (listings.index % 100) / 100)
+    out = tmp_path / "spark"
+    # One partition, rows in order (coalesce does not shuffle): the
+    # Durbin–Watson statistic compares the same sequence.
+    writer = spark.createDataFrame(rows).coalesce(1).write.option("compression", codec)
+    for k, v in options.items():
+        writer = writer.option(k, v)
+    writer.parquet(str(out))
+    files = sorted(glob.glob(str(out / "*.parquet")))
+    assert files, "Spark wrote no Parquet file"
+    import pyarrow.parquet as pq
+
+    stored = {pq.ParquetFile(f).metadata.row_group(0).column(0).compression for f in files}
+    # (pyarrow names LZ4_RAW "LZ4", and has no name for the deprecated
+    # Hadoop LZ4 codec.)
+    names = {"none": "UNCOMPRESSED", "lz4_raw": "LZ4", "lz4": "UNKNOWN"}
+    assert stored == {names.get(codec, codec.upper())}, stored
+    for cov_type in ["nonrobust", "HC1"]:
+        assert_same_fit(gramfit.ols(FORMULA, files, cov_type=cov_type), gramfit.ols(FORMULA, rows, cov_type=cov_type))
