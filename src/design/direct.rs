@@ -172,7 +172,7 @@ impl DirectInputs {
 /// level, each a comparison the compiler runs on vectors; more, row by
 /// row over four copies of the counts in turn, so that rows of one level
 /// in a row do not wait on each other's adds.
-fn level_counts(codes: &[u32], levels: usize) -> Vec<u64> {
+pub(super) fn level_counts(codes: &[u32], levels: usize) -> Vec<u64> {
     if levels <= 16 {
         return (0..levels as u32).map(|l| codes.iter().filter(|&&c| c == l).count() as u64).collect();
     }
@@ -211,7 +211,7 @@ pub(super) fn direct_column(batch: &RecordBatch, name: &str) -> Option<ArrayRef>
 /// becomes eight `f64`s by one 64-byte copy (16 KiB, built at compile
 /// time), where a shift per bit costs a multiple of that on a baseline
 /// x86-64 build.
-static BYTE_VALUES: [[f64; 8]; 256] = {
+pub(super) static BYTE_VALUES: [[f64; 8]; 256] = {
     let mut t = [[0.0f64; 8]; 256];
     let mut b = 0;
     while b < 256 {

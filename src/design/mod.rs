@@ -333,12 +333,7 @@ impl DesignBuilder {
         let mut levels: Vec<HashMap<Level, u64>> = vec![HashMap::new(); spec.factors.len()];
         for (fi, fv) in fvals.iter().enumerate() {
             if let FVal::Cat(codes, table) = fv {
-                let mut counts = vec![0u64; table.len()];
-                for &c in codes {
-                    if c != u32::MAX {
-                        counts[c as usize] += 1;
-                    }
-                }
+                let counts = direct::level_counts(codes, table.len());
                 for (l, &k) in table.iter().zip(&counts) {
                     if k > 0 {
                         levels[fi].insert(l.clone(), k);
@@ -438,6 +433,12 @@ impl DesignBuilder {
             // Cells in order of first appearance, each a column of this
             // term's block of the matrix.
             let base = block.values.len();
+            if let ([(codes, table)], None) = (cats.as_slice(), &product) {
+                if table.len() <= INDICATOR_COLUMNS {
+                    indicator_columns(&mut block, t as u32, codes, table, if all_kept { None } else { Some(&kept) }, m);
+                    continue;
+                }
+            }
             // Cell of a level combination: an array lookup for one factor
             // (the common `C(x)`), a hash map for interactions.
             let mut cell_of_level: Vec<usize> =
@@ -502,5 +503,62 @@ impl DesignBuilder {
         block.weights = weights.map(|w| if all_kept { w } else { kept.iter().map(|&r| w[r]).collect() });
         block.kept = (!all_kept).then_some(kept);
         Ok(block)
+    }
+}
+
+/// A factor of at most this many levels builds its indicator columns one
+/// at a time (a comparison per row, on vectors), where a factor of more
+/// levels writes each row's cell in one pass.
+const INDICATOR_COLUMNS: usize = 16;
+
+/// Append the indicator columns of a term of one factor (its rows' level
+/// `codes`, its batch `table`) over the `m` kept rows (`kept`: their rows;
+/// `None`: all): one column per level met, in order of first appearance,
+/// each a column of 0s and 1s — the block the row-by-row loop builds.
+fn indicator_columns(
+    block: &mut DesignBlock,
+    term: u32,
+    codes: &[u32],
+    table: &[Level],
+    kept: Option<&[usize]>,
+    m: usize,
+) {
+    // The kept rows' codes in a row (gathered once), so that each column is
+    // a comparison the compiler runs on vectors, without a branch per row.
+    let gathered: Vec<u32>;
+    let codes = match kept {
+        None => &codes[..m],
+        Some(k) => {
+            gathered = k.iter().map(|&r| codes[r]).collect();
+            &gathered[..]
+        }
+    };
+    let mut order: Vec<u32> = Vec::with_capacity(table.len());
+    for &c in codes {
+        if order.len() == table.len() {
+            break;
+        }
+        if !order.contains(&c) {
+            order.push(c);
+        }
+    }
+    for &level in &order {
+        block.keys.push(ColumnKey::Cell { term, levels: vec![table[level as usize].clone()] });
+        // Eight rows a byte of comparisons, then the byte's eight 0/1
+        // values by one table copy (a select per row compiles to a branch
+        // on the baseline x86-64 build).
+        let start = block.values.len();
+        block.values.resize(start + codes.len(), 0.0);
+        let byte = |group: &[u32]| group.iter().enumerate().fold(0u8, |b, (i, &c)| b | u8::from(c == level) << i);
+        let mut out = block.values[start..].chunks_exact_mut(8);
+        for (o, group) in out.by_ref().zip(codes.chunks_exact(8)) {
+            let o: &mut [f64; 8] = o.try_into().expect("8 rows");
+            *o = direct::BYTE_VALUES[usize::from(byte(group))];
+        }
+        let rest = out.into_remainder();
+        let tail = &codes[codes.len() - rest.len()..];
+        rest.copy_from_slice(&direct::BYTE_VALUES[usize::from(byte(tail))][..rest.len()]);
+        block.integral.push(true);
+        block.lo.push(None);
     }
 }

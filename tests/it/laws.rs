@@ -779,3 +779,72 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// The design block (the predictions' and the reference path's) codes
+    /// each kept row by its level: one 0/1 column per level met among the
+    /// kept rows, in order of first appearance — built level by level for
+    /// few levels, row by row for many — and counts levels on the factor's
+    /// own non-missing rows.
+    #[test]
+    fn design_blocks_code_each_kept_row_by_its_level(
+        n in 1usize..700,
+        levels in prop::sample::select(vec![1usize, 2, 5, 16, 17, 40]),
+        null_every in prop::sample::select(vec![0usize, 3, 11]),
+        seed in any::<u64>(),
+    ) {
+        use arrow::array::{Float64Array, RecordBatch, StringArray};
+        use arrow::datatypes::{DataType, Field, Schema};
+        use gramfit::design::{DesignBuilder, MissingPolicy};
+        use gramfit::formula::{ModelSpec, SourceType};
+        use gramfit::level::Level;
+        use std::sync::Arc;
+        let mut rng = gramfit::generate::Rng::new(seed);
+        let g: Vec<String> = (0..n).map(|_| format!("g{}", (rng.uniform() * levels as f64) as usize)).collect();
+        let x: Vec<Option<f64>> = (0..n).map(|r| (null_every == 0 || r % null_every != 1).then_some(r as f64)).collect();
+        let y: Vec<f64> = (0..n).map(|r| (r * 7 % 13) as f64).collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("y", DataType::Float64, false),
+            Field::new("x", DataType::Float64, true),
+            Field::new("g", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Float64Array::from(y)), Arc::new(Float64Array::from(x.clone())), Arc::new(StringArray::from(g.clone()))],
+        )
+        .unwrap();
+        let cols: Vec<(String, SourceType)> =
+            [("y", SourceType::Numeric), ("x", SourceType::Numeric), ("g", SourceType::Text)]
+                .iter()
+                .map(|(c, t)| (c.to_string(), *t))
+                .collect();
+        let spec = ModelSpec::resolve("y ~ x + C(g)", &cols).unwrap();
+        let builder = DesignBuilder::new(Arc::new(spec), None, MissingPolicy::Drop);
+        let block = builder.block(&batch, &|r| format!("row {r}")).unwrap();
+        let rows: Vec<usize> = (0..n).filter(|&r| x[r].is_some()).collect();
+        let mut seen: Vec<&str> = Vec::new();
+        for &r in &rows {
+            if !seen.contains(&g[r].as_str()) {
+                seen.push(&g[r]);
+            }
+        }
+        let mut cells = Vec::new();
+        for (j, key) in block.keys.iter().enumerate() {
+            if let ColumnKey::Cell { levels, .. } = key {
+                if let [Level::Str(level)] = levels.as_slice() {
+                    let want: Vec<f64> = rows.iter().map(|&r| f64::from(u8::from(&g[r] == level))).collect();
+                    prop_assert_eq!(block.col(j), &want[..], "level {}", level);
+                    cells.push(level.as_str());
+                }
+            }
+        }
+        prop_assert_eq!(cells, seen, "cells in order of first appearance among the kept rows");
+        let counts = block.levels.iter().find(|l| !l.is_empty()).cloned().unwrap_or_default();
+        for (level, k) in counts {
+            let Level::Str(level) = level else { unreachable!() };
+            prop_assert_eq!(k, g.iter().filter(|v| **v == level).count() as u64);
+        }
+    }
+}
