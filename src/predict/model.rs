@@ -82,8 +82,7 @@ impl Model {
     ) -> Result<Computed, DesignError> {
         let n = chunk.num_rows();
         let residuals = if self.tail.y.is_some() { Residuals::Standardized } else { Residuals::None };
-        let ncols = column_names(interval, residuals).len();
-        let mut out = Computed { cols: vec![vec![f64::NAN; n]; ncols], ..Computed::default() };
+        let mut out = Computed::default();
         let block = self.x.block(chunk, at)?;
         let kept: Vec<usize> = block.kept.clone().unwrap_or_else(|| (0..n).collect());
         if policy.missing_error && kept.len() < n {
@@ -137,10 +136,13 @@ impl Model {
         let m = Moments { x: &x, nk, beta: &self.beta, active: &self.active, pairs: &self.pairs };
         // Per row of the chunk (NaN where not predicted): computed in place
         // when every row is predicted, else scattered.
-        let (mut mean_row, mut var_row) = (vec![f64::NAN; n], vec![f64::NAN; if want_se { n } else { 0 }]);
-        if nk == n && !unseen.contains(&true) {
-            m.mean_var(&mut mean_row, want_se.then_some(&mut var_row[..]));
+        let var_len = if want_se { n } else { 0 };
+        let (mean_row, var_row) = if nk == n && !unseen.contains(&true) {
+            let (mut mean, mut var) = (vec![0.0f64; n], vec![0.0f64; var_len]);
+            m.mean_var(&mut mean, want_se.then_some(&mut var[..]));
+            (mean, var)
         } else {
+            let (mut mean_row, mut var_row) = (vec![f64::NAN; n], vec![f64::NAN; var_len]);
             let (mut mean, mut var) = (vec![0.0f64; nk], vec![0.0f64; if want_se { nk } else { 0 }]);
             m.mean_var(&mut mean, want_se.then_some(&mut var[..]));
             for (i, &r) in kept.iter().enumerate() {
@@ -151,8 +153,10 @@ impl Model {
                     }
                 }
             }
-        }
-        self.tail.fill(chunk, at, interval, &mean_row, want_se.then_some(&var_row[..]), &mut out.cols)?;
+            (mean_row, var_row)
+        };
+        out.cols = self.tail.fill(chunk, at, interval, mean_row, want_se.then_some(var_row))?;
+        debug_assert_eq!(out.cols.len(), column_names(interval, residuals).len());
         Ok(out)
     }
 }

@@ -78,26 +78,34 @@ impl Tail {
 
     /// The output columns of a chunk's rows from their means (NaN where
     /// not predicted) and the means' variances (`var`: without it, no
-    /// interval and `resid` alone).
+    /// interval and `resid` alone), in `column_names` order. Each column
+    /// is made in one sweep, the mean and the variance's buffers becoming
+    /// `mean` and `mean_se`: a chunk's columns are several times the
+    /// cache, and every extra pass over them is paid in memory traffic.
     pub(super) fn fill(
         &self,
         chunk: &RecordBatch,
         at: &dyn Fn(usize) -> String,
         interval: Interval,
-        mean: &[f64],
-        var: Option<&[f64]>,
-        cols: &mut [Vec<f64>],
-    ) -> Result<(), DesignError> {
+        mean: Vec<f64>,
+        var: Option<Vec<f64>>,
+    ) -> Result<Vec<Vec<f64>>, DesignError> {
         let n = chunk.num_rows();
-        // Weights and response, by row of the chunk.
+        // Weights and response, by row of the chunk: the block's own
+        // column when it kept every row in one word.
         let by_row = |b: &DesignBuilder| -> Result<Vec<f64>, DesignError> {
             let blk = b.block(chunk, at)?;
-            let mut v = vec![f64::NAN; n];
-            let rows: Vec<usize> = blk.kept.clone().unwrap_or_else(|| (0..n).collect());
-            for (i, &r) in rows.iter().enumerate() {
-                v[r] = blk.value(0, i);
+            match &blk.kept {
+                None if blk.lo[0].is_none() => Ok(blk.col(0).to_vec()),
+                kept => {
+                    let mut v = vec![f64::NAN; n];
+                    let rows: Vec<usize> = kept.clone().unwrap_or_else(|| (0..n).collect());
+                    for (i, &r) in rows.iter().enumerate() {
+                        v[r] = blk.value(0, i);
+                    }
+                    Ok(v)
+                }
             }
-            Ok(v)
         };
         let w = self.w.as_ref().map(by_row).transpose()?;
         let y = self.y.as_ref().map(by_row).transpose()?;
@@ -105,13 +113,15 @@ impl Tail {
         // predicted has a NaN mean, and NaN flows into each of its
         // columns): loops the compiler vectorises.
         let (q, scale) = (self.q, self.scale);
-        let mut out = cols.iter_mut();
-        let mut next = || out.next().expect("a column per output name").as_mut_slice();
-        next()[..n].copy_from_slice(&mean[..n]);
-        // The mean's standard error (NaN where not predicted) and, where a
-        // column needs it, the observation's, `√(scale/w + se²)`.
-        let se: Option<Vec<f64>> = var
-            .map(|v| mean.iter().zip(v).map(|(m, v)| if m.is_nan() { f64::NAN } else { v.max(0.0).sqrt() }).collect());
+        // The mean's standard error (NaN where not predicted), in place of
+        // the variance, and, where a column needs it, the observation's,
+        // `√(scale/w + se²)`.
+        let se: Option<Vec<f64>> = var.map(|mut v| {
+            for (v, m) in v.iter_mut().zip(&mean) {
+                *v = if m.is_nan() { f64::NAN } else { v.max(0.0).sqrt() };
+            }
+            v
+        });
         let needs_obs = interval == Interval::Prediction || y.is_some();
         let obs_sd: Option<Vec<f64>> = se.as_ref().filter(|_| needs_obs).map(|se| match &w {
             Some(w) => {
@@ -119,34 +129,27 @@ impl Tail {
             }
             None => se.iter().map(|s| (scale + s * s).sqrt()).collect(),
         });
-        let band = |lo: &mut [f64], hi: &mut [f64], sd: &[f64]| {
-            for (((l, h), m), s) in lo.iter_mut().zip(hi.iter_mut()).zip(mean).zip(sd) {
-                *l = m - q * s;
-                *h = m + q * s;
-            }
-        };
+        let band =
+            |sd: &[f64], sign: f64| -> Vec<f64> { mean.iter().zip(sd).map(|(m, s)| m + sign * (q * s)).collect() };
+        let mut cols = Vec::with_capacity(8);
         if interval != Interval::None {
-            let se = se.as_deref().expect("intervals come with the means' variances");
-            next()[..n].copy_from_slice(se);
-            let (lo, hi) = (next(), next());
-            band(lo, hi, se);
+            let se = se.expect("intervals come with the means' variances");
+            let (lo, hi) = (band(&se, -1.0), band(&se, 1.0));
+            cols.extend([se, lo, hi]);
         }
         if interval == Interval::Prediction {
-            let (lo, hi) = (next(), next());
-            band(lo, hi, obs_sd.as_deref().expect("the observations' spread"));
+            let sd = obs_sd.as_deref().expect("the observations' spread");
+            cols.extend([band(sd, -1.0), band(sd, 1.0)]);
         }
-        if let Some(y) = &y {
-            let resid = next();
-            for ((e, y), m) in resid.iter_mut().zip(y).zip(mean) {
-                *e = y - m;
-            }
-            if let Some(obs_sd) = &obs_sd {
-                let resid: &[f64] = resid;
-                for ((z, e), sd) in next().iter_mut().zip(resid).zip(obs_sd) {
-                    *z = e / sd;
-                }
-            }
+        if let Some(y) = y {
+            let resid: Vec<f64> = y.iter().zip(&mean).map(|(y, m)| y - m).collect();
+            let standardized = obs_sd.map(|sd| resid.iter().zip(&sd).map(|(e, sd)| e / sd).collect());
+            cols.push(resid);
+            cols.extend(standardized);
         }
-        Ok(())
+        // `mean` last, as the columns above read it.
+        cols.insert(0, mean);
+        debug_assert!(cols.iter().all(|c| c.len() == n));
+        Ok(cols)
     }
 }
