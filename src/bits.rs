@@ -133,6 +133,15 @@ static BYTE_BITS: [[u32; 8]; 256] = {
     t
 };
 
+/// The rows of `codes` (at most 8) whose code is `code`, as a byte: row
+/// `i` at bit `i`. Eight comparisons and no branch: the indicator of a
+/// level, a byte at a time, for kernels and design blocks alike.
+#[inline(always)]
+pub fn equal_byte(codes: &[u32], code: u32) -> u8 {
+    debug_assert!(codes.len() <= 8);
+    codes.iter().enumerate().fold(0u8, |b, (i, &c)| b | u8::from(c == code) << i)
+}
+
 /// The codes of a yes/no column's first `n` rows (no = 0, yes = 1) from
 /// the bits of its yes rows, and `u32::MAX` where `missing` (a byte per 8
 /// rows, like the values) has its bit set.
@@ -207,6 +216,16 @@ mod tests {
                 let first = (0..n).find(|&r| bit(&b, r) && bit(&a, r) == value);
                 assert_eq!(first_kept(&a, value, n, Some(&b)), first, "n {n}");
                 assert_eq!(first_kept(&a, value, n, None), (0..n).find(|&r| bit(&a, r) == value), "n {n}");
+            }
+            let codes: Vec<u32> = a.iter().take(nb).map(|&x| u32::from(x % 3)).collect();
+            for group in codes.chunks(8) {
+                for code in 0..3 {
+                    let byte = equal_byte(group, code);
+                    for (i, &c) in group.iter().enumerate() {
+                        assert_eq!(byte >> i & 1 == 1, c == code, "n {n}");
+                    }
+                    assert_eq!(u32::from(byte) >> group.len(), 0, "n {n}: bits past the group");
+                }
             }
             let mut out = vec![0u8; nb];
             kept_bits(&b, Some(&a), n, &mut out);

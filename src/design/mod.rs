@@ -549,7 +549,7 @@ fn indicator_columns(
         // on the baseline x86-64 build).
         let start = block.values.len();
         block.values.resize(start + codes.len(), 0.0);
-        let byte = |group: &[u32]| group.iter().enumerate().fold(0u8, |b, (i, &c)| b | u8::from(c == level) << i);
+        let byte = |group: &[u32]| crate::bits::equal_byte(group, level);
         let mut out = block.values[start..].chunks_exact_mut(8);
         for (o, group) in out.by_ref().zip(codes.chunks_exact(8)) {
             let o: &mut [f64; 8] = o.try_into().expect("8 rows");

@@ -171,9 +171,7 @@ fn indicator_moments<K: ScanKernels>(
                 // are dropped ones: no level's).
                 let mut bits = vec![0u8; levels * nbytes];
                 for (l, out) in bits.chunks_exact_mut(nbytes).enumerate() {
-                    let byte = |group: &[u32]| {
-                        group.iter().enumerate().fold(0u8, |b, (i, &c)| b | u8::from(c == l as u32) << i)
-                    };
+                    let byte = |group: &[u32]| crate::bits::equal_byte(group, l as u32);
                     let groups = codes[..n].chunks_exact(8);
                     if !groups.remainder().is_empty() {
                         out[n / 8] = byte(groups.remainder());
