@@ -10,7 +10,8 @@ use super::{DesignBuilder, DesignError};
 use crate::dd::Dd;
 use crate::elementary::Function;
 use crate::formula::expr::{Func, NumExpr};
-use arrow::array::RecordBatch;
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::Float64Type;
 use std::collections::HashMap;
 
 /// Values of a numeric expression: a scalar or a column, each `hi + lo`.
@@ -132,6 +133,50 @@ pub(super) fn pow_dd(a: Dd, b: Dd) -> Dd {
     }
 }
 
+/// `f`'s values of the source column `arg`, when the reader read them
+/// beside it (`source::RowGroupBatches::with_functions`: for each row
+/// [`Function::map`]'s of the column's value, as `map_f64` would give;
+/// `plain`: the argument has no low words).
+fn read_beside(batch: &RecordBatch, f: Function, arg: &NumExpr, plain: bool) -> Option<Col> {
+    let NumExpr::Column(c) = arg else { return None };
+    let a = batch.column_by_name(&f.column_name(c)).filter(|_| plain)?;
+    Some(a.as_primitive_opt::<Float64Type>()?.values().clone())
+}
+
+/// The (source column, function) pairs of `e` whose values a reader may
+/// read beside the column (see [`read_beside`]): an elementary function or
+/// a non-integer constant power of a column.
+pub(super) fn functions_of_columns(e: &NumExpr, out: &mut Vec<(String, Function)>) {
+    let mut push = |c: &str, f: Function| {
+        if !out.iter().any(|(d, g)| d == c && *g == f) {
+            out.push((c.to_string(), f));
+        }
+    };
+    match e {
+        NumExpr::Call(f, a) => {
+            if let (Some(g), NumExpr::Column(c)) = (elementary(*f), a.as_ref()) {
+                push(c, g);
+            }
+            functions_of_columns(a, out);
+        }
+        NumExpr::Pow(a, b) => {
+            if let (NumExpr::Column(c), NumExpr::Const(p)) = (a.as_ref(), b.as_ref()) {
+                if let Some(g) = power_function(*p) {
+                    push(c, g);
+                }
+            }
+            functions_of_columns(a, out);
+            functions_of_columns(b, out);
+        }
+        NumExpr::Neg(a) => functions_of_columns(a, out),
+        NumExpr::Add(a, b) | NumExpr::Sub(a, b) | NumExpr::Mul(a, b) | NumExpr::Div(a, b) => {
+            functions_of_columns(a, out);
+            functions_of_columns(b, out);
+        }
+        NumExpr::Const(_) | NumExpr::Column(_) => {}
+    }
+}
+
 impl DesignBuilder {
     /// Evaluate a numeric expression; `inputs_missing[r]` marks rows where a
     /// source column is null/NaN (those may legitimately be NaN).
@@ -186,11 +231,14 @@ impl DesignBuilder {
                     _ => map_dd(n, &a, &b, |x, y| if y.hi == 0.0 { Dd::from(x.hi / y.hi) } else { x / y }),
                 }
             }
-            NumExpr::Pow(a, b) => {
-                let (a, b) = (self.eval(a, batch, cache)?, self.eval(b, batch, cache)?);
+            NumExpr::Pow(base, b) => {
+                let (a, b) = (self.eval(base, batch, cache)?, self.eval(b, batch, cache)?);
                 match (&a, &b) {
                     (Val::Col { hi, lo }, Val::Scalar(p)) if p.lo == 0.0 => match power_function(p.hi) {
-                        Some(f) => map_f64(f, hi, lo.as_deref()),
+                        Some(f) => match read_beside(batch, f, base, lo.is_none()) {
+                            Some(values) => Val::Col { hi: values, lo: None },
+                            None => map_f64(f, hi, lo.as_deref()),
+                        },
                         None => map_dd(n, &a, &b, pow_dd),
                     },
                     _ => map_dd(n, &a, &b, pow_dd),
@@ -199,7 +247,10 @@ impl DesignBuilder {
             NumExpr::Call(f, a) => {
                 let v = self.eval(a, batch, cache)?;
                 match (elementary(*f), &v) {
-                    (Some(g), Val::Col { hi, lo }) => map_f64(g, hi, lo.as_deref()),
+                    (Some(g), Val::Col { hi, lo }) => match read_beside(batch, g, a, lo.is_none()) {
+                        Some(values) => Val::Col { hi: values, lo: None },
+                        None => map_f64(g, hi, lo.as_deref()),
+                    },
                     _ => map_dd(n, &v, &Val::Scalar(Dd::ZERO), |x, _| func_dd(*f, x)),
                 }
             }

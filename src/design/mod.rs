@@ -202,6 +202,23 @@ impl DesignBuilder {
         numeric
     }
 
+    /// The (source column, function) pairs of the model's expressions whose
+    /// values a Parquet reader can hand beside the column
+    /// (`source::RowGroupBatches::with_functions`): `np.log(rent)` is then
+    /// a lookup of the logarithms of the dictionary's values, the same
+    /// numbers as evaluated row by row.
+    pub fn functions_of_columns(&self) -> Vec<(String, crate::elementary::Function)> {
+        let mut out = Vec::new();
+        let exprs = std::iter::once(&self.spec.response).chain(&self.spec.factors).filter_map(|f| match &f.kind {
+            FactorKind::Numeric(e) => Some(e),
+            FactorKind::Categorical { .. } => None,
+        });
+        for e in exprs.chain(self.weights_expr.as_ref()) {
+            eval::functions_of_columns(e, &mut out);
+        }
+        out
+    }
+
     /// Turn one batch into design rows. `at(row)` renders a row's location
     /// (file and line or row group) for error messages.
     ///

@@ -94,6 +94,13 @@ impl Function {
         eval::<false>(&tables(), self, x.hi, x.lo)
     }
 
+    /// The name of the column of this function's values of `column`, as a
+    /// reader hands it beside the column (`source::RowGroupBatches::
+    /// with_functions`): no formula can name it (it holds a NUL).
+    pub fn column_name(self, column: &str) -> String {
+        format!("{column}\u{0}{self:?}")
+    }
+
     /// `out[i] = f(xs[i])`: the same bits as [`of`](Self::of), through the
     /// widest vector build the CPU runs.
     pub fn map(self, xs: &[f64], out: &mut [f64]) {

@@ -15,6 +15,7 @@
 
 use crate::accumulator::{ChunkSink, EmptySink};
 use crate::design::{DesignBuilder, DesignError};
+use crate::elementary::Function;
 use crate::report::InputInfo;
 use crate::source::csv::EndCell;
 use crate::source::{self, Batches, Input, OpenedInputs, SequentialRead, SourceError, SourceKind};
@@ -329,11 +330,12 @@ fn parquet_unit<A: ChunkSink>(
     input: &Input,
     meta: &parquet::arrow::arrow_reader::ArrowReaderMetadata,
     rg: usize,
-    (columns, binary): (&[String], &[String]),
+    (columns, binary, functions): (&[String], &[String], &[(String, Function)]),
     opts: &EngineOptions,
     progress: &Progress,
 ) -> Result<A, EngineError> {
-    let reader = source::parquet_row_group(input, meta, rg, columns, binary, opts.float_pages, opts.batch_size)?;
+    let reader = source::parquet_row_group(input, meta, rg, columns, binary, opts.float_pages, opts.batch_size)?
+        .with_functions(functions);
     let locate = move |r: u64| format!("row group {rg}, row {r}");
     let mut acc = make();
     let mut chunker = Rechunker::new();
@@ -472,6 +474,7 @@ pub fn stream<A: ChunkSink>(
     let OpenedInputs { inputs, csv, schemas, stdin: mut stdin_stream } = opened;
     let columns = builder.source_columns();
     let binary = if opts.binary_pages { builder.numeric_only_columns() } else { Vec::new() };
+    let functions = if opts.float_pages { builder.functions_of_columns() } else { Vec::new() };
     let mut metas = Vec::new();
     for input in &inputs {
         metas.push(if input.kind == SourceKind::Parquet { Some(source::parquet_metadata(input)?) } else { None });
@@ -513,7 +516,7 @@ pub fn stream<A: ChunkSink>(
             }
             let run = |i: usize, rg: usize| {
                 let meta = metas[i].as_ref().expect("parquet metadata");
-                parquet_unit(builder, make, &inputs[i], meta, rg, (&columns, &binary), opts, progress)
+                parquet_unit(builder, make, &inputs[i], meta, rg, (&columns, &binary, &functions), opts, progress)
             };
             ordered_units(&units, opts.threads.max(1), progress, run, |u, a| consume(units[u].0, a))?;
             continue;

@@ -424,8 +424,8 @@ enum RunState {
 
 /// The hybrid-encoded values of bit width `width` in `range` of a page
 /// buffer, read in pieces that may stop inside a run (a batch ends there)
-/// and resume where they stopped.
-#[derive(Debug)]
+/// and resume where they stopped. A clone reads the same values again.
+#[derive(Clone, Debug)]
 pub struct Hybrid {
     range: Range<usize>,
     pub width: usize,

@@ -16,7 +16,8 @@ use super::binary_pages::BinaryColumn;
 use super::float_pages::FloatColumn;
 use super::page_format::{parquet_message, PageError};
 use super::{open, Input, SourceError};
-use arrow::array::{ArrayRef, RecordBatch};
+use crate::elementary::Function;
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch};
 use arrow::compute::concat;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
@@ -219,7 +220,7 @@ pub fn parquet_row_group(
             message: format!("row group {row_group}: column '{}': {e}", field.name()),
         };
         if let Some(c) = opened.map_err(damaged)? {
-            direct.push(DirectColumn { at, root, column: c });
+            direct.push(DirectColumn { at, root, column: c, functions: Vec::new() });
         }
     }
     let decoded: Vec<usize> =
@@ -329,11 +330,17 @@ enum PageColumn {
 }
 
 impl PageColumn {
-    fn read(&mut self, n: usize) -> Result<ArrayRef, PageError> {
+    /// The next `n` rows, and the values of the functions the column was
+    /// opened with when it reads them (a float column's pages; others give
+    /// none).
+    fn read(&mut self, n: usize) -> Result<(ArrayRef, Vec<Float64Array>), PageError> {
         Ok(match self {
-            PageColumn::Bits(c) => Arc::new(c.read(n)?),
-            PageColumn::Float(c) => Arc::new(c.read(n)?),
-            PageColumn::Fallback(c) => c.read(n).map_err(PageError::Damaged)?,
+            PageColumn::Bits(c) => (Arc::new(c.read(n)?), Vec::new()),
+            PageColumn::Float(c) => {
+                let (values, mapped) = c.read(n)?;
+                (Arc::new(values), mapped)
+            }
+            PageColumn::Fallback(c) => (c.read(n).map_err(PageError::Damaged)?, Vec::new()),
         })
     }
 }
@@ -379,6 +386,24 @@ struct DirectColumn {
     at: usize,
     root: usize,
     column: PageColumn,
+    /// Functions of the column read beside it (see
+    /// [`RowGroupBatches::with_functions`]).
+    functions: Vec<Function>,
+}
+
+/// A function's values of a `Float64` array: [`Function::map`]'s of each
+/// value, its value of NaN at a null (`None` for an array of another type).
+fn map_array(f: Function, a: &ArrayRef) -> Option<Float64Array> {
+    let a = a.as_primitive_opt::<arrow::datatypes::Float64Type>()?;
+    let mut out = vec![0.0; a.len()];
+    f.map(a.values(), &mut out);
+    if let Some(nulls) = a.nulls() {
+        let of_null = f.of(f64::NAN);
+        for r in nulls.iter().enumerate().filter(|(_, valid)| !valid).map(|(r, _)| r) {
+            out[r] = of_null;
+        }
+    }
+    Some(Float64Array::new(out.into(), a.nulls().cloned()))
 }
 
 /// The batches of one Parquet row group (see [`parquet_row_group`]).
@@ -413,6 +438,30 @@ impl RowGroupBatches {
     }
 
     /// Column `d` of `direct` read by arrow-rs from the current row on.
+    /// Read `functions` (column, function) of the DOUBLE columns decoded
+    /// from their pages beside them: each a `Float64` column named
+    /// [`Function::column_name`], after the columns asked for, with the
+    /// column's nulls; a function's value of each row is
+    /// [`Function::map`]'s of the column's value (of NaN at a null). Where
+    /// a column is left to arrow-rs, no such column: the caller evaluates
+    /// the function itself.
+    pub fn with_functions(mut self, functions: &[(String, Function)]) -> RowGroupBatches {
+        let mut fields: Vec<Arc<Field>> = self.schema.fields().iter().cloned().collect();
+        for d in &mut self.direct {
+            let name = &self.names[d.at];
+            let fs: Vec<Function> = functions.iter().filter(|(c, _)| c == name).map(|&(_, f)| f).collect();
+            let PageColumn::Float(c) = &mut d.column else { continue };
+            if fs.is_empty() {
+                continue;
+            }
+            c.set_functions(&fs);
+            fields.extend(fs.iter().map(|f| Arc::new(Field::new(f.column_name(name), DataType::Float64, true))));
+            d.functions = fs;
+        }
+        self.schema = Arc::new(Schema::new(fields));
+        self
+    }
+
     fn fall_back(&mut self, d: usize) -> Result<(), String> {
         let root = self.direct[d].root;
         let reader =
@@ -460,6 +509,7 @@ impl Iterator for RowGroupBatches {
                 (n, Vec::with_capacity(self.direct.len()))
             }
         };
+        let mut mapped = Vec::new();
         for d in 0..self.direct.len() {
             let mut read = self.direct[d].column.read(n);
             if let Err(PageError::Unsupported(_)) = read {
@@ -472,7 +522,25 @@ impl Iterator for RowGroupBatches {
                 read = self.direct[d].column.read(n);
             }
             match read {
-                Ok(a) => columns.insert(self.direct[d].at, a),
+                Ok((a, mut values)) => {
+                    let functions = &self.direct[d].functions;
+                    if values.len() < functions.len() {
+                        // Rows arrow-rs decoded (a page of another
+                        // encoding on): the functions taken of them here.
+                        match functions.iter().map(|&f| map_array(f, &a)).collect() {
+                            Some(v) => values = v,
+                            None => {
+                                return Some(Err(ArrowError::ParquetError(format!(
+                                    "column '{}': arrow-rs decoded a DOUBLE column as {}",
+                                    self.names[self.direct[d].at],
+                                    a.data_type()
+                                ))))
+                            }
+                        }
+                    }
+                    mapped.extend(values.into_iter().map(|v| Arc::new(v) as ArrayRef));
+                    columns.insert(self.direct[d].at, a)
+                }
                 Err(PageError::Damaged(e) | PageError::Unsupported(e)) => {
                     return Some(Err(ArrowError::ParquetError(format!(
                         "column '{}': {e}",
@@ -481,6 +549,7 @@ impl Iterator for RowGroupBatches {
                 }
             }
         }
+        columns.extend(mapped);
         self.rows_left = self.rows_left.saturating_sub(n);
         self.rows_done += n;
         Some(RecordBatch::try_new(Arc::clone(&self.schema), columns))

@@ -308,6 +308,20 @@ fn bit_packed_definition_levels_go_to_arrow_rs() {
         let got: Vec<ArrayRef> = r.map(|b| Arc::clone(b.unwrap().column(0))).collect();
         let got = concat(&got.iter().map(|a| a.as_ref()).collect::<Vec<&dyn Array>>()).unwrap();
         assert_eq!(got.to_data(), expected.to_data(), "batch {batch}");
+        // A function read beside the column is taken of what arrow-rs
+        // decoded: each value's, NaN at a null.
+        let f = gramfit::elementary::Function::Ln;
+        let r = source::parquet_row_group(&input, &pmeta, 0, &["x".into()], &[], true, batch)
+            .unwrap()
+            .with_functions(&[("x".into(), f)]);
+        let got: Vec<ArrayRef> = r.map(|b| Arc::clone(b.unwrap().column(1))).collect();
+        let got = concat(&got.iter().map(|a| a.as_ref()).collect::<Vec<&dyn Array>>()).unwrap();
+        let got = got.as_any().downcast_ref::<Float64Array>().unwrap();
+        assert_eq!(got.nulls(), expected.nulls(), "batch {batch}");
+        for r in 0..n {
+            let want = if expected.is_null(r) { f64::NAN } else { f.of(expected.value(r)) };
+            assert!(got.value(r).to_bits() == want.to_bits() || (want.is_nan() && got.value(r).is_nan()), "row {r}");
+        }
     }
     // And the whole fit runs (arrow-rs for the column from its first page).
     let out = crate::common::gramfit(["fit", path.to_str().unwrap(), "-f", "x ~ 1", "--format", "json", "-q"]);

@@ -11,6 +11,7 @@
 use crate::common::tempdir;
 use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
+use gramfit::elementary::Function;
 use gramfit::source::{self, Input, SourceKind};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -148,9 +149,43 @@ proptest! {
             }
             want += meta.metadata().row_group(rg).num_rows() as usize;
             prop_assert_eq!(got, want);
+            // Functions read beside the columns (dictionary pages: of the
+            // dictionary; PLAIN, BYTE_STREAM_SPLIT and the rows after an
+            // overflow: of the values): `Function::map`'s of each value,
+            // NaN at a null, as the design evaluates them.
+            let functions: Vec<(String, Function)> = COLUMNS
+                .iter()
+                .zip(FUNCTIONS.iter().cycle().skip((seed % 7) as usize))
+                .map(|(c, &f)| (c.0.to_string(), f))
+                .collect();
+            let mapped =
+                source::parquet_row_group(&input, &meta, rg, &cols, &[], true, batch).unwrap().with_functions(&functions);
+            let plain = source::parquet_row_group(&input, &meta, rg, &cols, &[], false, batch).unwrap();
+            for (a, b) in mapped.zip(plain) {
+                let (a, b) = (a.unwrap(), b.unwrap());
+                prop_assert_eq!(a.num_columns(), cols.len() + functions.len());
+                for (j, (c, f)) in functions.iter().enumerate() {
+                    let got = a.column(cols.len() + j).as_any().downcast_ref::<Float64Array>().unwrap();
+                    let schema = a.schema();
+                    prop_assert_eq!(schema.field(cols.len() + j).name(), &f.column_name(c));
+                    let raw = b.column_by_name(c).unwrap().as_any().downcast_ref::<Float64Array>().unwrap();
+                    prop_assert_eq!(got.nulls(), raw.nulls(), "column {}", c);
+                    for r in 0..raw.len() {
+                        if raw.is_null(r) {
+                            prop_assert!(got.value(r).is_nan(), "{:?} of {}: row {} null, value {}", f, c, r, got.value(r));
+                        } else {
+                            prop_assert_eq!(got.value(r).to_bits(), f.of(raw.value(r)).to_bits(), "{:?} of {}: row {}", f, c, r);
+                        }
+                    }
+                }
+            }
         }
     }
 }
+
+/// The functions a reader may read beside a column.
+const FUNCTIONS: [Function; 7] =
+    [Function::Ln, Function::Sqrt, Function::Exp, Function::Pow(1.5), Function::Ln1p, Function::Log10, Function::Log2];
 
 /// A file of two non-null float columns, `x` and `y = row mod 17`, in one
 /// row group.
@@ -276,4 +311,82 @@ fn an_all_null_chunk_with_an_empty_dictionary_reads_as_nulls() {
     let got = pages.next().unwrap().unwrap();
     assert_eq!(got.column(0).null_count(), 5);
     assert_eq!(pages.page_decoded(), ["x"], "no step aside");
+}
+
+/// A function of a column read beside it (`np.log(y)` from the logarithms
+/// of the dictionary) means what the design's own evaluation means: a
+/// null `y` drops its row, a `y` of 0 is an error naming the row and the
+/// cause — in dictionary pages, PLAIN pages and BYTE_STREAM_SPLIT pages,
+/// the same fit and the same message as the reference path
+/// (`GRAMFIT_NO_DIRECT=1`, every column decoded by arrow-rs and every
+/// function evaluated row by row), on the in-place path (which reads the
+/// nulls from the bitmap) and on the design blocks' (an interaction:
+/// which finds them by a null slot's non-finite value).
+#[test]
+fn functions_read_beside_a_column_keep_missing_rows_and_errors() {
+    let tmp = tempdir();
+    let n = 3000;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("x", DataType::Float64, true),
+        Field::new("z", DataType::Float64, true),
+        Field::new("y", DataType::Float64, true),
+    ]));
+    let x: Float64Array = (0..n).map(|r| Some(1.0 + (r % 23) as f64 * 0.25)).collect();
+    let z: Float64Array = (0..n).map(|r| Some(1.0 + (r * 7919 % 101) as f64 / 10.0)).collect();
+    let write = |name: &str, y: &Float64Array, props: WriterProperties| {
+        let path = tmp.path().join(name);
+        let columns: Vec<ArrayRef> = vec![Arc::new(x.clone()), Arc::new(z.clone()), Arc::new(y.clone())];
+        let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+        let mut w = ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema.clone(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        path
+    };
+    let layouts = |name: &str, y: &Float64Array| {
+        let small = || WriterProperties::builder().set_data_page_row_count_limit(500).set_write_batch_size(500);
+        vec![
+            write(&format!("dict-{name}.parquet"), y, small().build()),
+            write(&format!("plain-{name}.parquet"), y, small().set_dictionary_enabled(false).build()),
+            write(
+                &format!("split-{name}.parquet"),
+                y,
+                small().set_dictionary_enabled(false).set_encoding(parquet::basic::Encoding::BYTE_STREAM_SPLIT).build(),
+            ),
+        ]
+    };
+    let run = |path: &Path, formula: &str, reference: bool| {
+        let mut cmd = std::process::Command::new(crate::common::bin());
+        cmd.args(["fit", path.to_str().unwrap(), "-f", formula, "--format", "json", "--threads", "2"]);
+        if reference {
+            cmd.env("GRAMFIT_NO_DIRECT", "1");
+        }
+        cmd.output().unwrap()
+    };
+    // Nulls every 97th row of `y`: dropped; the fit the reference path's
+    // (first-pass figures to the bit, the second pass's to rounding,
+    // every covariance type).
+    let y: Float64Array = (0..n).map(|r| (r % 97 != 5).then_some(2.0 + (r % 31) as f64 * 0.5)).collect();
+    for path in layouts("nulls", &y) {
+        for formula in [
+            "np.log(y) ~ np.sqrt(x) + np.log(z)",
+            "np.sqrt(y) ~ np.log(x) + z",
+            "np.sqrt(y) ~ np.log(x):z + x",
+            "y ~ np.log(x) + I(z ** 1.5) + np.exp(x / 4)",
+        ] {
+            crate::engine::compare_direct_and_reference(&path, formula, &[]);
+            let out = run(&path, formula, false);
+            let fit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(fit["nobs"], (n - (0..n).filter(|r| r % 97 == 5).count()) as f64, "{}", path.display());
+        }
+    }
+    // A zero at row 1,234: the logarithm is not finite there, an error.
+    let y: Float64Array = (0..n).map(|r| Some(if r == 1234 { 0.0 } else { 2.0 + (r % 31) as f64 * 0.5 })).collect();
+    for path in layouts("zero", &y) {
+        let (direct, reference) = (run(&path, "np.log(y) ~ x", false), run(&path, "np.log(y) ~ x", true));
+        assert_eq!(direct.status.code(), Some(1), "{}", path.display());
+        let msg = String::from_utf8_lossy(&direct.stderr);
+        assert!(msg.contains("'np.log(y)' is -inf at row group 0, row 1234"), "{msg}");
+        assert!(msg.contains("a log or sqrt of a non-positive number"), "{msg}");
+        assert_eq!(msg, String::from_utf8_lossy(&reference.stderr), "{}", path.display());
+    }
 }
