@@ -135,11 +135,11 @@ pub(super) fn pow_dd(a: Dd, b: Dd) -> Dd {
 
 /// `f`'s values of the source column `arg`, when the reader read them
 /// beside it (`source::RowGroupBatches::with_functions`: for each row
-/// [`Function::map`]'s of the column's value, as `map_f64` would give;
-/// `plain`: the argument has no low words).
-fn read_beside(batch: &RecordBatch, f: Function, arg: &NumExpr, plain: bool) -> Option<Col> {
+/// [`Function::map`]'s of the column's value, as `map_f64` gives for a
+/// column, which has no low words).
+fn read_beside(batch: &RecordBatch, f: Function, arg: &NumExpr) -> Option<Col> {
     let NumExpr::Column(c) = arg else { return None };
-    let a = batch.column_by_name(&f.column_name(c)).filter(|_| plain)?;
+    let a = batch.column_by_name(&f.column_name(c))?;
     Some(a.as_primitive_opt::<Float64Type>()?.values().clone())
 }
 
@@ -147,34 +147,22 @@ fn read_beside(batch: &RecordBatch, f: Function, arg: &NumExpr, plain: bool) -> 
 /// read beside the column (see [`read_beside`]): an elementary function or
 /// a non-integer constant power of a column.
 pub(super) fn functions_of_columns(e: &NumExpr, out: &mut Vec<(String, Function)>) {
-    let mut push = |c: &str, f: Function| {
-        if !out.iter().any(|(d, g)| d == c && *g == f) {
-            out.push((c.to_string(), f));
+    e.visit(&mut |e| {
+        let found = match e {
+            NumExpr::Call(f, a) => match (elementary(*f), a.as_ref()) {
+                (Some(g), NumExpr::Column(c)) => Some((c, g)),
+                _ => None,
+            },
+            NumExpr::Pow(a, p) => match (a.as_ref(), p.as_ref()) {
+                (NumExpr::Column(c), NumExpr::Const(p)) => power_function(*p).map(|g| (c, g)),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some((c, g)) = found.filter(|(c, g)| !out.iter().any(|(d, h)| d == *c && h == g)) {
+            out.push((c.clone(), g));
         }
-    };
-    match e {
-        NumExpr::Call(f, a) => {
-            if let (Some(g), NumExpr::Column(c)) = (elementary(*f), a.as_ref()) {
-                push(c, g);
-            }
-            functions_of_columns(a, out);
-        }
-        NumExpr::Pow(a, b) => {
-            if let (NumExpr::Column(c), NumExpr::Const(p)) = (a.as_ref(), b.as_ref()) {
-                if let Some(g) = power_function(*p) {
-                    push(c, g);
-                }
-            }
-            functions_of_columns(a, out);
-            functions_of_columns(b, out);
-        }
-        NumExpr::Neg(a) => functions_of_columns(a, out),
-        NumExpr::Add(a, b) | NumExpr::Sub(a, b) | NumExpr::Mul(a, b) | NumExpr::Div(a, b) => {
-            functions_of_columns(a, out);
-            functions_of_columns(b, out);
-        }
-        NumExpr::Const(_) | NumExpr::Column(_) => {}
-    }
+    });
 }
 
 impl DesignBuilder {
@@ -235,7 +223,7 @@ impl DesignBuilder {
                 let (a, b) = (self.eval(base, batch, cache)?, self.eval(b, batch, cache)?);
                 match (&a, &b) {
                     (Val::Col { hi, lo }, Val::Scalar(p)) if p.lo == 0.0 => match power_function(p.hi) {
-                        Some(f) => match read_beside(batch, f, base, lo.is_none()) {
+                        Some(f) => match read_beside(batch, f, base) {
                             Some(values) => Val::Col { hi: values, lo: None },
                             None => map_f64(f, hi, lo.as_deref()),
                         },
@@ -247,7 +235,7 @@ impl DesignBuilder {
             NumExpr::Call(f, a) => {
                 let v = self.eval(a, batch, cache)?;
                 match (elementary(*f), &v) {
-                    (Some(g), Val::Col { hi, lo }) => match read_beside(batch, g, a, lo.is_none()) {
+                    (Some(g), Val::Col { hi, lo }) => match read_beside(batch, g, a) {
                         Some(values) => Val::Col { hi: values, lo: None },
                         None => map_f64(g, hi, lo.as_deref()),
                     },

@@ -220,17 +220,25 @@ pub enum NumExpr {
 
 impl NumExpr {
     pub fn columns(&self, out: &mut Vec<String>) {
-        match self {
-            NumExpr::Const(_) => {}
-            NumExpr::Column(c) => {
+        self.visit(&mut |e| {
+            if let NumExpr::Column(c) = e {
                 if !out.contains(c) {
                     out.push(c.clone())
                 }
             }
-            NumExpr::Neg(a) | NumExpr::Call(_, a) => a.columns(out),
+        });
+    }
+
+    /// Call `f` on this expression and each of its subexpressions, parents
+    /// before children, left operands before right.
+    pub fn visit(&self, f: &mut impl FnMut(&NumExpr)) {
+        f(self);
+        match self {
+            NumExpr::Const(_) | NumExpr::Column(_) => {}
+            NumExpr::Neg(a) | NumExpr::Call(_, a) => a.visit(f),
             NumExpr::Add(a, b) | NumExpr::Sub(a, b) | NumExpr::Mul(a, b) | NumExpr::Div(a, b) | NumExpr::Pow(a, b) => {
-                a.columns(out);
-                b.columns(out);
+                a.visit(f);
+                b.visit(f);
             }
         }
     }

@@ -437,7 +437,6 @@ impl RowGroupBatches {
             .collect()
     }
 
-    /// Column `d` of `direct` read by arrow-rs from the current row on.
     /// Read `functions` (column, function) of the DOUBLE columns decoded
     /// from their pages beside them: each a `Float64` column named
     /// [`Function::column_name`], after the columns asked for, with the
@@ -462,6 +461,7 @@ impl RowGroupBatches {
         self
     }
 
+    /// Column `d` of `direct` read by arrow-rs from the current row on.
     fn fall_back(&mut self, d: usize) -> Result<(), String> {
         let root = self.direct[d].root;
         let reader =
