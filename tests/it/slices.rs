@@ -111,7 +111,20 @@ fn real_columns(n: usize, seed: u64, kinds: &[u8]) -> Vec<Vec<f64>> {
         .iter()
         .map(|&kind| {
             (0..n)
-                .map(|_| {
+                .map(|r| {
+                    // A real kind's first value is no binary fraction, so
+                    // that a short column is real whatever its draws (a
+                    // ratio of kind 3 is 1/2 or 3/4 for one draw in four).
+                    if r == 0 {
+                        match kind {
+                            0 => return 1500.01,
+                            1 => return 40.500001,
+                            2 => return -74.200001,
+                            3 => return 1.0 / 3.0,
+                            4 => return 2f64.ln(),
+                            _ => {}
+                        }
+                    }
                     let u = rng.uniform();
                     match kind {
                         0 => (150_000.0 + u * 2_000_000.0).round() / 100.0,
