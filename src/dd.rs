@@ -233,17 +233,21 @@ impl Dd {
     /// `self` raised to a non-negative integer power, by repeated squaring
     /// in double-double.
     pub fn powi(self, n: u32) -> Dd {
-        let mut result = Dd::ONE;
+        // Binary powering; the first factor is taken as it is (`1 · b` is
+        // `b` for a normalised `b`) and no square is formed past the last.
+        let mut result: Option<Dd> = None;
         let mut base = self;
         let mut k = n;
         while k > 0 {
             if k & 1 == 1 {
-                result = result * base;
+                result = Some(result.map_or(base, |r| r * base));
             }
-            base = base * base;
             k >>= 1;
+            if k > 0 {
+                base = base * base;
+            }
         }
-        result
+        result.unwrap_or(Dd::ONE)
     }
 }
 
@@ -603,5 +607,33 @@ mod tests {
             naive = naive * Dd::from(f);
         }
         assert!((x - naive).to_f64().abs() < 1e-30);
+    }
+
+    /// The ladder without its idle steps (`1 · b`, the square past the
+    /// last bit) gives the bits of the full one: Filip's powers are
+    /// unchanged by it.
+    #[test]
+    fn powi_is_the_full_binary_ladder() {
+        let full = |x: Dd, n: u32| {
+            let (mut result, mut base, mut k) = (Dd::ONE, x, n);
+            while k > 0 {
+                if k & 1 == 1 {
+                    result = result * base;
+                }
+                base = base * base;
+                k >>= 1;
+            }
+            result
+        };
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..2000 {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let hi = f64::from_bits(0x3fe0_0000_0000_0000 | (state >> 12)) * if state & 1 == 1 { -3.0 } else { 7.0 };
+            let x = Dd::from(hi) + Dd::from(hi * 1e-17);
+            for n in 0..=12 {
+                let (a, b) = (x.powi(n), full(x, n));
+                assert_eq!((a.hi.to_bits(), a.lo.to_bits()), (b.hi.to_bits(), b.lo.to_bits()), "{x:?}^{n}");
+            }
+        }
     }
 }

@@ -28,22 +28,40 @@ use std::sync::Arc;
 pub(super) enum Read {
     /// A numeric column as it is.
     Plain,
-    /// An expression whose value is an `f64` — an elementary function at
-    /// its top (`np.log(rent)`, `I(x ** 1.5)`, `np.exp(-d / 7)`) —
-    /// evaluated as the design block evaluates it, into a `Float64` array
-    /// whose nulls are its source columns' nulls.
+    /// An expression of columns whose value may be an `f64` column
+    /// ([`may_be_f64`]: `np.log(rent)`, `I(x ** 1.5)`, `np.exp(-d / 7)`,
+    /// `I(age - 50)`, `I(sqft ** 2)`), evaluated as the design block
+    /// evaluates it, into a `Float64` array whose nulls are its source
+    /// columns' nulls; a batch where it has low words builds the block.
     Expression(NumExpr),
     /// A categorical factor's level codes.
     Categorical,
 }
 
-/// Whether an expression's value is an `f64` (not a double-double with
-/// low words): an elementary function or a non-integer power at its top.
-fn f64_valued(e: &NumExpr) -> bool {
+/// Whether an expression's value may be a column of `f64` (no low
+/// words): an elementary function or a non-integer power is one whatever
+/// its argument; sums, differences, products, whole powers, absolute
+/// values and quotients by a power of two of such values, columns and
+/// constants are one where the double-double arithmetic is exact (whole
+/// numbers of modest size: `I(age - 50)`, `I(sqft ** 2)`). Only the values
+/// tell, so [`DesignBuilder::direct_inputs`] evaluates and hands a batch
+/// with low words to the design block. Quotients by other constants
+/// (`I(x / 3)`), by columns and negative powers are ruled out here: their
+/// values have low words almost always, and evaluating them twice would
+/// only cost.
+fn may_be_f64(e: &NumExpr) -> bool {
+    let power_of_two = |c: f64| c.is_normal() && c.to_bits() & ((1 << 52) - 1) == 0;
     match e {
-        NumExpr::Call(g, _) => elementary(*g).is_some(),
-        NumExpr::Pow(_, p) => matches!(p.as_ref(), NumExpr::Const(p) if power_function(*p).is_some()),
-        _ => false,
+        NumExpr::Const(_) | NumExpr::Column(_) => true,
+        NumExpr::Call(g, a) => elementary(*g).is_some() || may_be_f64(a),
+        NumExpr::Pow(a, p) => match p.as_ref() {
+            NumExpr::Const(p) if power_function(*p).is_some() => true,
+            NumExpr::Const(p) => *p >= 0.0 && may_be_f64(a),
+            _ => false,
+        },
+        NumExpr::Neg(a) => may_be_f64(a),
+        NumExpr::Add(a, b) | NumExpr::Sub(a, b) | NumExpr::Mul(a, b) => may_be_f64(a) && may_be_f64(b),
+        NumExpr::Div(a, b) => matches!(b.as_ref(), NumExpr::Const(c) if power_of_two(*c)) && may_be_f64(a),
     }
 }
 
@@ -58,13 +76,13 @@ pub(super) struct DirectPlan {
 }
 
 impl DirectPlan {
-    /// Every term one plain or transformed numeric column or one
-    /// categorical factor (its full cells are indicators, accumulated from
+    /// Every term one plain numeric column, one expression of columns
+    /// that may be an `f64` column, or one categorical factor (its full cells are indicators, accumulated from
     /// level codes).
     pub(super) fn of(spec: &ModelSpec) -> Option<DirectPlan> {
         let check = |f: &crate::formula::Factor| match &f.kind {
             FactorKind::Numeric(NumExpr::Column(c)) => Some((c.clone(), Read::Plain)),
-            FactorKind::Numeric(e) if f64_valued(e) => {
+            FactorKind::Numeric(e) if may_be_f64(e) => {
                 let mut cols = Vec::new();
                 e.columns(&mut cols);
                 Some((cols.first()?.clone(), Read::Expression(e.clone())))
@@ -546,10 +564,53 @@ mod tests {
         assert_eq!(sources, ["y", "x", "x", "x", "x", "x", "x", "g"]);
         assert!(checks[..7].iter().all(|c| matches!(c.1, Read::Expression(_))));
         assert_eq!(checks[7].1, Read::Categorical);
-        // Whole powers, products and quotients (double-double values) and
-        // `abs` build the design block.
-        for f in ["y ~ I(x ** 2)", "y ~ I(x / 3)", "y ~ np.abs(x)", "y ~ I(x * x)", "y ~ np.abs(np.log(x))"] {
+        // Sums, products, whole powers, absolute values and halvings may
+        // be exact (the batch's values decide); quotients by other
+        // constants or by columns and negative powers build the block.
+        for f in ["y ~ I(x ** 2)", "y ~ I(x - 50)", "y ~ np.abs(x)", "y ~ I(x * x + 2 * y)", "y ~ I(-x / 4)"] {
+            let checks = plan(f).unwrap_or_else(|| panic!("{f}"));
+            assert!(matches!(checks[1].1, Read::Expression(_)), "{f}");
+        }
+        for f in ["y ~ I(x / 3)", "y ~ I(x / y)", "y ~ I(x ** -1)", "y ~ I(x ** y)", "y ~ I((x / 3) ** 2)"] {
             assert!(plan(f).is_none(), "{f}");
+        }
+    }
+
+    /// Which batches an expression is read in place for: where its values
+    /// have no low words — also where a source column is null (whose NaN
+    /// has no low word) — and not where they have.
+    #[test]
+    fn an_expression_is_read_in_place_where_its_values_are_doubles() {
+        let cols: Vec<(String, SourceType)> = ["y", "x"].iter().map(|n| (n.to_string(), SourceType::Numeric)).collect();
+        let batch = |x: Vec<Option<f64>>| {
+            let y = Float64Array::from(vec![1.0; x.len()]);
+            RecordBatch::try_from_iter([
+                ("y", Arc::new(y) as ArrayRef),
+                ("x", Arc::new(Float64Array::from(x)) as ArrayRef),
+            ])
+            .unwrap()
+        };
+        let whole = batch(vec![Some(3.0), None, Some(-7.0), Some(4096.0)]);
+        let tenths = batch(vec![Some(0.1), Some(2.0), None, Some(3.0)]);
+        let read = |formula: &str, b: &RecordBatch| {
+            let spec = Arc::new(ModelSpec::resolve(formula, &cols).unwrap());
+            let builder = DesignBuilder::new(spec, None, MissingPolicy::Drop);
+            builder.direct_inputs(b, &|r| format!("row {r}")).unwrap().map(|i| i.arrays[1].clone())
+        };
+        for (formula, want) in [
+            ("y ~ I(x - 3)", [0.0, f64::NAN, -10.0, 4093.0]),
+            ("y ~ I(x ** 2)", [9.0, f64::NAN, 49.0, 16_777_216.0]),
+            ("y ~ np.abs(x - 3)", [0.0, f64::NAN, 10.0, 4093.0]),
+            ("y ~ I(x * x / 4 + 1)", [3.25, f64::NAN, 13.25, 4_194_305.0]),
+        ] {
+            let a = read(formula, &whole).unwrap_or_else(|| panic!("{formula}: in place"));
+            let a = a.as_primitive::<Float64Type>();
+            assert_eq!(a.null_count(), 1, "{formula}: the null stays a null");
+            for r in [0, 2, 3] {
+                assert_eq!(a.value(r), want[r], "{formula}: row {r}");
+            }
+            // 0.1 − 3 and 0.1² have low words: the design block keeps them.
+            assert!(read(formula, &tenths).is_none(), "{formula}: tenths build the block");
         }
     }
 

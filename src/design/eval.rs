@@ -38,6 +38,17 @@ pub fn weights_expr(w: &str) -> Result<NumExpr, String> {
     }
 }
 
+/// `d`'s low word, 0 where `d` is not finite: a missing row's NaN (or a
+/// value the block reports) has no low word to keep, and a NaN there would
+/// make a column of whole numbers look like one with low words.
+fn low_word(d: Dd) -> f64 {
+    if d.hi.is_finite() {
+        d.lo
+    } else {
+        0.0
+    }
+}
+
 pub(super) fn map_dd(n: usize, a: &Val, b: &Val, f: impl Fn(Dd, Dd) -> Dd) -> Val {
     if let (Val::Scalar(x), Val::Scalar(y)) = (a, b) {
         return Val::Scalar(f(*x, *y));
@@ -47,7 +58,7 @@ pub(super) fn map_dd(n: usize, a: &Val, b: &Val, f: impl Fn(Dd, Dd) -> Dd) -> Va
     for r in 0..n {
         let v = f(a.get(r), b.get(r));
         hi.push(v.hi);
-        lo.push(v.lo);
+        lo.push(low_word(v));
     }
     let lo = lo.iter().any(|&x| x != 0.0).then(|| Col::from(lo));
     Val::Col { hi: Col::from(hi), lo }
@@ -80,7 +91,7 @@ fn map_col_const(x: &[f64], c: f64, op: impl Fn(f64, f64) -> Dd) -> Val {
     for &v in x {
         let d = op(v, c);
         hi.push(d.hi);
-        lo.push(d.lo);
+        lo.push(low_word(d));
     }
     let lo = lo.iter().any(|&l| l != 0.0).then(|| Col::from(lo));
     Val::Col { hi: Col::from(hi), lo }
@@ -122,14 +133,17 @@ pub(super) fn pow_dd(a: Dd, b: Dd) -> Dd {
     }
     match power_function(e) {
         Some(f) => Dd::from(f.of_dd(a)),
-        None => {
-            let p = a.powi(e.abs() as u32);
-            if e < 0.0 {
-                Dd::ONE / p
-            } else {
-                p
-            }
-        }
+        None => whole_power(a, e),
+    }
+}
+
+/// `a ** e` for a whole `e` of at most 1024 in magnitude, in double-double.
+fn whole_power(a: Dd, e: f64) -> Dd {
+    let p = a.powi(e.abs() as u32);
+    if e < 0.0 {
+        Dd::ONE / p
+    } else {
+        p
     }
 }
 
@@ -227,6 +241,9 @@ impl DesignBuilder {
                             Some(values) => Val::Col { hi: values, lo: None },
                             None => map_f64(f, hi, lo.as_deref()),
                         },
+                        // `I(x ** 2)` of a column of doubles: `pow_dd`'s
+                        // whole power, in a plain loop.
+                        None if lo.is_none() => map_col_const(hi, p.hi, |x, e| whole_power(Dd::from(x), e)),
                         None => map_dd(n, &a, &b, pow_dd),
                     },
                     _ => map_dd(n, &a, &b, pow_dd),
@@ -239,6 +256,9 @@ impl DesignBuilder {
                         Some(values) => Val::Col { hi: values, lo: None },
                         None => map_f64(g, hi, lo.as_deref()),
                     },
+                    (None, Val::Col { hi, lo: None }) => {
+                        Val::Col { hi: hi.iter().map(|x| x.abs()).collect(), lo: None }
+                    }
                     _ => map_dd(n, &v, &Val::Scalar(Dd::ZERO), |x, _| func_dd(*f, x)),
                 }
             }

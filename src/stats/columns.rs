@@ -101,6 +101,7 @@ pub fn matrix_columns<'a>(
 
 /// What the in-place first pass learns of a column in one scan (over the
 /// kept rows).
+#[derive(Clone, Copy)]
 pub struct ColumnStats {
     pub max_abs: f64,
     pub sum: f64,

@@ -15,7 +15,7 @@ use crate::stats::columns::{DirectColumn, MaskedMoments, RawMoments, SourceColum
 use crate::stats::dyadic::DyadicProfile;
 use crate::stats::patterns;
 use crate::stats::portable::scans::ScanKernels;
-use crate::stats::reals::{self, Decimal};
+use crate::stats::reals::{self, Decimal, Reading};
 use crate::stats::slices::{self, MAX_SLICES};
 use std::collections::HashMap;
 
@@ -566,10 +566,12 @@ struct NumericMoments<'a> {
 }
 
 /// A source column's first look: its profile and statistics, or a column
-/// of real values to slice (its statistics).
+/// read by [`reals::kernel_columns`] (its statistics): of real values, or
+/// `binary` — whole numbers or halves too long for the exact kernels as
+/// they are ([`reals::too_long`]).
 enum Scanned {
     Dyadic(DyadicProfile, ColumnStats),
-    Real(ColumnStats),
+    Real { st: ColumnStats, binary: bool },
 }
 
 /// The numeric part of [`masked_moments_with`]: raw moments of the source
@@ -604,6 +606,8 @@ fn numeric_moments<'a, K: ScanKernels>(
     let nbytes = n.div_ceil(8);
     let mut bits = vec![0u8; m * nbytes];
     let mut next_int = 0;
+    // Per column: where its converted integers are in `converted`.
+    let mut int_slot = vec![None; m];
     let mut scanned = Vec::with_capacity(m);
     for (i, c) in cols.iter().enumerate() {
         let bits = &mut bits[i * nbytes..(i + 1) * nbytes];
@@ -620,7 +624,7 @@ fn numeric_moments<'a, K: ScanKernels>(
                 } else {
                     // Finer binary fractions (the split finds them) go to
                     // the general path; the rest is sliced.
-                    Scanned::Real(st)
+                    Scanned::Real { st, binary: false }
                 }
             }
             SourceColumn::Bits(b) => {
@@ -643,6 +647,7 @@ fn numeric_moments<'a, K: ScanKernels>(
                     )
                 } else {
                     let out = &mut converted[next_int * stride..(next_int + 1) * stride];
+                    int_slot[i] = Some(next_int);
                     next_int += 1;
                     let st = k.convert_i64_masked(&v[..n], mask, out);
                     Scanned::Dyadic(DyadicProfile { q: 0, max_abs: st.max_abs }, st)
@@ -650,8 +655,15 @@ fn numeric_moments<'a, K: ScanKernels>(
             }
         });
     }
+    for sc in scanned.iter_mut() {
+        if let Scanned::Dyadic(profile, st) = *sc {
+            if reals::too_long(&profile, kept) {
+                *sc = Scanned::Real { st, binary: true };
+            }
+        }
+    }
     // Real columns are split into slices after the converted integers.
-    let reals = scanned.iter().filter(|s| matches!(s, Scanned::Real(_))).count();
+    let reals = scanned.iter().filter(|s| matches!(s, Scanned::Real { .. })).count();
     if converted.len() < (ints + reals * MAX_SLICES) * stride {
         converted.resize((ints + reals * MAX_SLICES) * stride, 0.0);
     }
@@ -675,12 +687,25 @@ fn numeric_moments<'a, K: ScanKernels>(
                 nonzero.push(st.nonzero as u64);
                 binary.push(st.binary && profile.q == 0);
             }
-            Scanned::Real(st) => {
-                let SourceColumn::F64(v) = cols[i] else { unreachable!("only float columns are real") };
+            Scanned::Real { st, binary: whole } => {
                 let region = (ints + next_real * MAX_SLICES) * stride;
                 next_real += 1;
-                let out = &mut converted[region..region + MAX_SLICES * stride];
-                let real = reals::kernel_columns(k, &v[..n], mask, kept, st.max_abs, true, out)?;
+                let (integers, rest) = converted.split_at_mut(ints * stride);
+                let col = match (cols[i], int_slot[i]) {
+                    (SourceColumn::F64(v), _) => &v[..n],
+                    (SourceColumn::I64(_), Some(slot)) => &integers[slot * stride..][..n],
+                    _ => unreachable!("bits are never real"),
+                };
+                let out = &mut rest[region - ints * stride..][..MAX_SLICES * stride];
+                let real = reals::kernel_columns(
+                    k,
+                    col,
+                    mask,
+                    kept,
+                    st.max_abs,
+                    Reading { decimals: true, binary: *whole },
+                    out,
+                )?;
                 regions.push(region);
                 decimals[i] = real.decimal;
                 for (profile, &sum) in real.profiles.into_iter().zip(&real.sums) {
@@ -694,7 +719,7 @@ fn numeric_moments<'a, K: ScanKernels>(
         groups.push((
             at..profiles.len(),
             match sc {
-                Scanned::Dyadic(_, st) | Scanned::Real(st) => st.nonzero as u64,
+                Scanned::Dyadic(_, st) | Scanned::Real { st, .. } => st.nonzero as u64,
             },
         ));
     }
@@ -707,12 +732,11 @@ fn numeric_moments<'a, K: ScanKernels>(
     let wide = profiles.len();
     let converted: &'a [f64] = converted;
     let mut slices: Vec<NumericColumn<'a>> = Vec::with_capacity(wide);
-    let mut next_converted = converted.chunks_exact(stride);
     let mut next_region = regions.iter();
     for (i, c) in cols.iter().enumerate() {
         let g = groups[i].0.clone();
         match *c {
-            _ if matches!(scanned[i], Scanned::Real(_)) => {
+            _ if matches!(scanned[i], Scanned::Real { .. }) => {
                 let region = *next_region.next().expect("a region per real column");
                 for s in 0..g.len() {
                     slices.push(NumericColumn::F64(&converted[region + s * stride..][..n]));
@@ -722,7 +746,8 @@ fn numeric_moments<'a, K: ScanKernels>(
             SourceColumn::F64(v) => slices.push(NumericColumn::F64(&v[..n])),
             SourceColumn::Bits(_) => unreachable!("bits are 0/1"),
             SourceColumn::I64(_) => {
-                slices.push(NumericColumn::F64(&next_converted.next().expect("one conversion per integer column")[..n]))
+                let slot = int_slot[i].expect("one conversion per integer column");
+                slices.push(NumericColumn::F64(&converted[slot * stride..][..n]))
             }
         }
     }

@@ -1,5 +1,7 @@
 //! Real columns on the exact path: read as the decimals they were written
 //! as where they are, else split into binary slices ([`super::slices`]).
+//! Whole numbers and halves too long for the exact kernels as they are
+//! ([`too_long`]) are read the same way.
 //!
 //! Prices in cents and coordinates with six decimals are decimals: each
 //! value is the double nearest to `k·10⁻ᵈ` for an integer `k`. No binary
@@ -65,6 +67,17 @@ pub fn places_of(x: f64) -> Option<u32> {
     None
 }
 
+/// What [`kernel_columns`] may read a column as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reading {
+    /// As decimals, where its values are (an absorbed fit keeps the
+    /// doubles: `false`); else in slices only.
+    pub decimals: bool,
+    /// Binary fractions too: a column [`too_long`] for the exact kernels
+    /// as it is.
+    pub binary: bool,
+}
+
 /// How a chunk read a column as decimals: `x = 10^-places · (y + offset)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Decimal {
@@ -89,19 +102,23 @@ pub struct RealColumn {
 /// columns of the exact kernels, into `out` (`MAX_SLICES · stride`, with
 /// `stride` at least `col.len()` rounded up to 8; kernel column `s` at
 /// `s·stride`): as decimals where the module's conditions hold (and
-/// `decimals` allows), else as slices. `None` where neither is exact (a
-/// span of binades past [`MAX_SLICES`] slices, NaN or ±∞) or for binary
-/// fractions (the general path takes them as they are, unsliced: 0.25 is a
-/// binary fraction before it is a decimal).
+/// `reading.decimals` allows), else as slices. `None` where neither is
+/// exact (a span of binades past [`MAX_SLICES`] slices, NaN or ±∞) or for
+/// binary fractions (the general path takes them as they are, unsliced:
+/// 0.25 is a binary fraction before it is a decimal) unless
+/// `reading.binary`: a column of whole numbers or halves too long for the
+/// exact kernels as it is ([`too_long`]) is read as its integers less an
+/// offset, or sliced.
 pub fn kernel_columns<K: ScanKernels>(
     k: K,
     col: &[f64],
     mask: Option<&[u8]>,
     kept: usize,
     max_abs: f64,
-    decimals: bool,
+    reading: Reading,
     out: &mut [f64],
 ) -> Option<RealColumn> {
+    let Reading { decimals, binary } = reading;
     let stride = out.len() / MAX_SLICES;
     let profile = |max_abs: f64| DyadicProfile { q: 0, max_abs };
     let fits = |max_abs: f64| {
@@ -109,7 +126,7 @@ pub fn kernel_columns<K: ScanKernels>(
         p.exact_sum(kept) && DyadicProfile::exact_dot(&p, &p, kept)
     };
     if let Some((decimal, ints)) = decimals.then(|| read_decimals(k, col, mask, fits, &mut out[..stride])).flatten() {
-        if ints.dyadic {
+        if ints.dyadic && !binary {
             return None;
         }
         return Some(RealColumn {
@@ -119,6 +136,7 @@ pub fn kernel_columns<K: ScanKernels>(
         });
     }
     let plan = SlicePlan::new(max_abs, kept)?;
+    let plan = if binary { plan.binary_too() } else { plan };
     let mut sums = [0.0; MAX_SLICES];
     let Split::Slices(count) = k.split_masked(col, mask, &plan, out, stride, &mut sums) else {
         return None;
@@ -128,6 +146,18 @@ pub fn kernel_columns<K: ScanKernels>(
         sums: sums[..count].to_vec(),
         decimal: None,
     })
+}
+
+/// Whether a column of whole numbers or halves (`profile.q ≤ 1`) over
+/// `rows` rows is too long for the exact kernels as it is — its sum or
+/// the sum of its squares past the bound of [`super::dyadic`] (ids,
+/// timestamps, prices in cents as integers, `I(sqft ** 2)`) — and is read
+/// instead as a real column is ([`kernel_columns`] with `binary`): as its
+/// integers less the chunk's first or middle one, else in slices. Both
+/// paths ask this of the same kept values, so they read such a column
+/// alike.
+pub fn too_long(profile: &DyadicProfile, rows: usize) -> bool {
+    profile.q <= 1 && !(profile.exact_sum(rows) && DyadicProfile::exact_dot(profile, profile, rows))
 }
 
 /// The kept values as decimals of `d` places, `d` the largest of their
@@ -222,6 +252,9 @@ pub fn unshift(mut raw: RawMoments, decimals: &[Option<Decimal>]) -> RawMoments 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::portable::Portable;
+
+    const DECIMALS: Reading = Reading { decimals: true, binary: false };
 
     #[test]
     fn places_are_the_fewest_that_read_the_value_back() {
@@ -253,8 +286,7 @@ mod tests {
         let kept = keep.map_or(n, |k| k.iter().filter(|&&on| on).count());
         let max_abs = (0..n).filter(|&r| keep.is_none_or(|k| k[r])).fold(0.0f64, |m, r| m.max(col[r].abs()));
         let mut out = vec![f64::NAN; MAX_SLICES * stride];
-        let real =
-            kernel_columns(crate::stats::portable::Portable, col, mask.as_deref(), kept, max_abs, true, &mut out);
+        let real = kernel_columns(Portable, col, mask.as_deref(), kept, max_abs, DECIMALS, &mut out);
         (real, out, stride)
     }
 

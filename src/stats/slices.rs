@@ -50,6 +50,11 @@ pub struct SlicePlan {
     top: i32,
     /// β.
     width: i32,
+    /// Whether a column of binary fractions is split too (a column of
+    /// whole numbers or halves too long for the exact kernels as it is:
+    /// [`SlicePlan::binary_too`]); else the split leaves it to the exact
+    /// path unsliced.
+    binary: bool,
 }
 
 /// `2^e` for a normal exponent.
@@ -74,7 +79,17 @@ impl SlicePlan {
         if e > 900 || bottom < -960 {
             return None;
         }
-        Some(SlicePlan { top, width })
+        Some(SlicePlan { top, width, binary: false })
+    }
+
+    /// The same plan, splitting binary fractions too.
+    pub fn binary_too(self) -> SlicePlan {
+        SlicePlan { binary: true, ..self }
+    }
+
+    /// Whether binary fractions are split ([`SlicePlan::binary_too`]).
+    pub fn splits_binary(&self) -> bool {
+        self.binary
     }
 
     /// The widest β ≤ 26 whose slice products sum exactly over `rows` rows:

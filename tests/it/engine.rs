@@ -250,7 +250,11 @@ fn direct_kernels_match_the_reference_path() {
     let transformed = "np.log(rent) ~ np.log(size_sqft) + np.log1p(floor) + I(min_to_subway ** 1.5) + I(building_age_yrs ** 0.5) + np.exp(bathrooms) + has_gym + C(borough)";
     // Functions of expressions: evaluated as the block does, read in place.
     let expressions = "np.log(rent / size_sqft) ~ np.exp(-min_to_subway / 7) + I((floor + 1) ** 1.5) + np.log(building_age_yrs + 0.5) + bedrooms";
-    for f in [with_intercept, without, factors, flags, many_levels, few_levels, transformed, expressions] {
+    // Sums, products and whole powers of whole numbers: doubles, read in
+    // place; a square too long for the exact kernels builds the block.
+    let exact_valued = "I(rent - 3000) ~ I(min_to_subway ** 2) + I(building_age_yrs - 50) + np.abs(floor - 3) + I(bedrooms * 2) + I(size_sqft ** 2) + has_gym + C(borough)";
+    for f in [with_intercept, without, factors, flags, many_levels, few_levels, transformed, expressions, exact_valued]
+    {
         compare_direct_and_reference(&pq, f, &["borough", "neighborhood"]);
     }
 }

@@ -372,6 +372,9 @@ fn functions_read_beside_a_column_keep_missing_rows_and_errors() {
             "np.sqrt(y) ~ np.log(x) + z",
             "np.sqrt(y) ~ np.log(x):z + x",
             "y ~ np.log(x) + I(z ** 1.5) + np.exp(x / 4)",
+            // Sums, products and powers of a column with nulls: read in
+            // place where they are doubles.
+            "I(2 * y - 3) ~ I((2 * y - 4) ** 2) + np.abs(2 * y - 9) + x",
         ] {
             crate::engine::compare_direct_and_reference(&path, formula, &[]);
             let out = run(&path, formula, false);

@@ -10,9 +10,10 @@ use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, Strin
 use arrow::datatypes::{DataType, Field, Schema};
 use gramfit::dd::Dd;
 use gramfit::stats::columns::{ColumnRef, DirectColumn, RawMoments, SourceColumn};
+use gramfit::stats::dyadic::DyadicProfile;
 use gramfit::stats::kernel::{raw_moments, raw_moments_compensated, raw_moments_masked_columns};
 use gramfit::stats::portable::scans::{split_masked, Split};
-use gramfit::stats::reals::places_of;
+use gramfit::stats::reals::{places_of, too_long};
 use gramfit::stats::slices::{SlicePlan, MAX_SLICES};
 use num_bigint::BigInt;
 use proptest::prelude::*;
@@ -104,7 +105,10 @@ fn assert_near_exact(raw: &RawMoments, cols: &[Vec<f64>], bits: usize) {
 
 /// Real-valued columns of several kinds, `n` rows: prices in cents,
 /// coordinates with six decimals, a ratio, a log, values spanning many
-/// binades, negatives.
+/// binades, negatives (kinds 0–5); whole numbers and halves (6, 7); and
+/// whole numbers and halves too long for the exact kernels as they are
+/// over thousands of rows (`stats::reals::too_long`: timestamps, ids,
+/// squares of areas, halves in the millions; 8–11).
 fn real_columns(n: usize, seed: u64, kinds: &[u8]) -> Vec<Vec<f64>> {
     let mut rng = gramfit::generate::Rng::new(seed);
     kinds
@@ -134,7 +138,11 @@ fn real_columns(n: usize, seed: u64, kinds: &[u8]) -> Vec<Vec<f64>> {
                         4 => (1.0 + u * 1e4).ln(),
                         5 => (u - 0.5) * 10f64.powi((u * 1e6) as i32 % 12 - 6),
                         6 => (u * 1000.0).round() - 500.0,
-                        _ => (u * 8.0).round() / 2.0,
+                        7 => (u * 8.0).round() / 2.0,
+                        8 => 1_700_000_000.0 + (u * 3e7).round(),
+                        9 => 3_000_000.0 + (u * 1e5).round(),
+                        10 => (u * 1e4).round().powi(2),
+                        _ => (1e7 + (u * 2e6).round()) / 2.0,
                     }
                 })
                 .collect()
@@ -202,18 +210,25 @@ proptest! {
     /// or of their decimals for a column read as decimals — sliced or not
     /// (a block past the slices' bounds keeps the compensated loop, whose
     /// double-double result is as close on such data); blocks of binary
-    /// fractions only stay exact.
+    /// fractions only stay exact, unless one is too long for the exact
+    /// kernels as it is (then it is read as a real column is).
     #[test]
     fn sums_of_real_values_are_within_the_double_double_unit(
         n in 1usize..8192,
-        kinds in prop::collection::vec(prop::sample::select(vec![0u8, 1, 2, 3, 4, 6, 7]), 1..6),
+        kinds in prop::collection::vec(prop::sample::select(vec![0u8, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11]), 1..6),
         seed in any::<u64>(),
     ) {
         let cols = real_columns(n, seed, &kinds);
         let refs: Vec<ColumnRef<'_>> = cols.iter().map(|c| ColumnRef::plain(c)).collect();
         let fast = raw_moments(&refs, None);
         assert_near_exact(&fast, &cols, 100);
-        prop_assert_eq!(fast.exact, kinds.iter().all(|&k| k >= 6), "exact exactly when no column is real");
+        let too_long = |c: &Vec<f64>| {
+            let q = if c.iter().all(|x| x.fract() == 0.0) { 0 } else { 1 };
+            let max_abs = c.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            too_long(&DyadicProfile { q, max_abs }, n)
+        };
+        let exact = kinds.iter().all(|&k| k >= 6) && !cols.iter().any(too_long);
+        prop_assert_eq!(fast.exact, exact, "exact exactly when no column is real or too long");
         if fast.exact {
             let slow = raw_moments_compensated(&refs, None);
             prop_assert_eq!(fast.s2, slow.s2);
@@ -227,7 +242,8 @@ proptest! {
     #[test]
     fn in_place_and_general_paths_agree_bit_for_bit_on_real_values(
         n in 1usize..8192,
-        kinds in prop::collection::vec(0u8..6, 1..4),
+        kinds in prop::collection::vec(prop::sample::select(vec![0u8, 1, 2, 3, 4, 5, 8, 9, 10, 11]), 1..4),
+        long_ints in any::<bool>(),
         levels in prop::sample::select(vec![0usize, 3, 40]),
         drop_every in prop::sample::select(vec![0usize, 2, 7, 1000]),
         yes_no in any::<bool>(),
@@ -238,6 +254,8 @@ proptest! {
         let kept: Vec<bool> = (0..n).map(|r| drop_every == 0 || r % drop_every != 1).collect();
         let flag: Vec<i64> = (0..n).map(|r| if kept[r] { i64::from(rng.uniform() < 0.3) } else { 9 }).collect();
         let ints: Vec<i64> = (0..n).map(|_| (rng.uniform() * 3000.0) as i64).collect();
+        // Integers too long for the exact kernels as they are (timestamps).
+        let stamps: Vec<i64> = (0..n).map(|_| 1_700_000_000 + (rng.uniform() * 3e7) as i64).collect();
         let codes: Vec<u32> = (0..n).map(|r| if kept[r] { (rng.uniform() * levels as f64) as u32 } else { u32::MAX }).collect();
         let dirty: Vec<Vec<f64>> = reals
             .iter()
@@ -247,6 +265,9 @@ proptest! {
         let mut cols: Vec<DirectColumn<'_>> = dirty.iter().map(|c| DirectColumn::Source(SourceColumn::F64(c))).collect();
         cols.insert(cols.len().min(1), DirectColumn::Source(SourceColumn::I64(&flag)));
         cols.push(DirectColumn::Source(SourceColumn::I64(&ints)));
+        if long_ints {
+            cols.insert(0, DirectColumn::Source(SourceColumn::I64(&stamps)));
+        }
         if levels > 0 {
             cols.insert(1, DirectColumn::Factor { codes: &codes, levels });
         }
@@ -262,8 +283,10 @@ proptest! {
             // a column whose kept values are all binary fractions finer
             // than halves (3/4 from a ratio of small integers, when few
             // rows are kept): the general path takes those, by design.
-            let dyadic = |c: &Vec<f64>| c.iter().zip(&kept).all(|(&x, &k)| !k || (x * 2f64.powi(40)).fract() == 0.0);
-            prop_assert!(kinds.contains(&5) || reals.iter().any(dyadic), "declined {kinds:?}");
+            // (Columns too long for the exact kernels as they are, kinds
+            // 8–11, are binary fractions too, but are read, never declined.)
+            let dyadic = |(c, &kind): (&Vec<f64>, &u8)| kind < 6 && c.iter().zip(&kept).all(|(&x, &k)| !k || (x * 2f64.powi(40)).fract() == 0.0);
+            prop_assert!(kinds.contains(&5) || reals.iter().zip(&kinds).any(dyadic), "declined {kinds:?}");
             return Ok(());
         };
         let rows: Vec<usize> = (0..n).filter(|&r| kept[r]).collect();
@@ -293,7 +316,8 @@ proptest! {
         }
         let refs: Vec<ColumnRef<'_>> = dense.iter().map(|c| ColumnRef::plain(c)).collect();
         let general = raw_moments(&refs, None);
-        prop_assert!(!mm.raw.exact && !general.exact);
+        prop_assert_eq!(mm.raw.exact, general.exact);
+        prop_assert!(!general.exact || kinds.iter().all(|&k| k >= 8), "a real column is never exact");
         prop_assert_eq!(mm.raw.sum_w, general.sum_w);
         prop_assert_eq!(&mm.raw.s1, &general.s1);
         prop_assert_eq!(&mm.raw.s2, &general.s2);
@@ -315,7 +339,8 @@ fn first_seen(rows: &[usize], level: impl Fn(usize) -> u32) -> Vec<u32> {
 }
 
 /// Fits over a file of real values (rent in cents, coordinates, a ratio,
-/// nulls; flags and a factor beside) read in place and by the reference
+/// nulls; flags and a factor beside; timestamps and ids too long for the
+/// exact kernels as they are, as INT64 and DOUBLE) read in place and by the reference
 /// path (every design block built): the same bits in every first-pass
 /// figure, second-pass figures to rounding, for every covariance type.
 #[test]
@@ -332,6 +357,8 @@ fn fits_over_real_values_equal_the_reference_path() {
         (0..n).map(|r| ((cols[0][r] + 250.0 * cols[3][r] + 3.0 * cols[4][r]) * 100.0).round() / 100.0).collect();
     let flag: Vec<i64> = (0..n).map(|_| i64::from(rng.uniform() < 0.4)).collect();
     let borough: Vec<String> = (0..n).map(|r| format!("b{}", (r * 7) % 5)).collect();
+    let long = real_columns(n, 12, &[8, 9]);
+    let stamp: Vec<i64> = long[0].iter().map(|&t| t as i64).collect();
     let schema = Arc::new(Schema::new(vec![
         Field::new("rent", DataType::Float64, true),
         Field::new("lat", DataType::Float64, true),
@@ -340,6 +367,8 @@ fn fits_over_real_values_equal_the_reference_path() {
         Field::new("size", DataType::Float64, false),
         Field::new("gym", DataType::Int64, false),
         Field::new("borough", DataType::Utf8, false),
+        Field::new("stamp", DataType::Int64, true),
+        Field::new("id", DataType::Float64, false),
     ]));
     let batch = RecordBatch::try_new(
         schema.clone(),
@@ -351,6 +380,8 @@ fn fits_over_real_values_equal_the_reference_path() {
             Arc::new(Float64Array::from(cols[4].clone())),
             Arc::new(Int64Array::from(flag)),
             Arc::new(StringArray::from(borough)),
+            Arc::new(Int64Array::from_iter((0..n).map(|r| (r % 89 != 7).then_some(stamp[r])))),
+            Arc::new(Float64Array::from(long[1].clone())),
         ],
     )
     .unwrap();
@@ -362,6 +393,8 @@ fn fits_over_real_values_equal_the_reference_path() {
         "rent ~ 0 + ratio + size + gym + lat",
         "rent ~ size + ratio + gym + C(borough)",
         "lat ~ lon + rent",
+        "rent ~ stamp + id + size + gym",
+        "stamp ~ id + I(size ** 2) + C(borough)",
     ] {
         crate::engine::compare_direct_and_reference(&path, f, &["borough"]);
     }

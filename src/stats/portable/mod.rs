@@ -47,7 +47,7 @@ pub mod scans;
 
 use super::columns::{ColumnRef, RawMoments};
 use super::dyadic::{ColumnScan, DyadicProfile};
-use super::reals;
+use super::reals::{self, Reading};
 use super::slices::{self, MAX_SLICES};
 use crate::dd::{two_prod_err_split, two_sum, Dd};
 
@@ -295,8 +295,11 @@ pub(super) fn raw_moments_with<I: Primitives, const FMA: bool, const FAST: bool>
             // Real values (not binary fractions) split into slices, when
             // that makes every sum exact — as the in-place path does, with
             // the same bits.
-            if FAST && plain && profiles.iter().any(Option::is_none) {
-                if let Some(raw) = sliced_moments(isa, cols, &profiles, &plain_sums, &nonzero) {
+            // So are whole numbers or halves too long for the exact
+            // kernels as they are (ids, timestamps, `I(sqft ** 2)`).
+            let long: Vec<bool> = profiles.iter().map(|p| p.is_some_and(|p| reals::too_long(&p, n))).collect();
+            if FAST && plain && (profiles.iter().any(Option::is_none) || long.contains(&true)) {
+                if let Some(raw) = sliced_moments(isa, cols, &profiles, &long, &plain_sums, &nonzero) {
                     return raw;
                 }
             }
@@ -371,20 +374,22 @@ pub(super) fn raw_moments_with<I: Primitives, const FMA: bool, const FAST: bool>
 }
 
 /// The raw moments of plain columns with the real-valued ones (`profiles[i]`
-/// `None`) split into slices (`stats::slices`), or `None` where a column
-/// cannot be split or some sum would not be exact: the general path's
-/// form of the in-place path's sliced columns, the same bits.
+/// `None`) and the too long ones (`long[i]`: [`reals::too_long`]) read by
+/// [`reals::kernel_columns`] (as decimals or in slices), or `None` where a
+/// column cannot be read so or some sum would not be exact: the general
+/// path's form of the in-place path's real columns, the same bits.
 #[inline(always)]
 fn sliced_moments<I: Primitives>(
     isa: I,
     cols: &[ColumnRef<'_>],
     profiles: &[Option<DyadicProfile>],
+    long: &[bool],
     plain_sums: &[f64],
     nonzero: &[u64],
 ) -> Option<RawMoments> {
     let n = cols[0].hi.len();
     let stride = n.div_ceil(8) * 8;
-    let reals = profiles.iter().filter(|p| p.is_none()).count();
+    let reals = profiles.iter().zip(long).filter(|(p, &l)| p.is_none() || l).count();
     let mut buf = vec![0.0; reals * MAX_SLICES * stride];
     let mut wide_profiles = Vec::new();
     let mut wide_sums = Vec::new();
@@ -396,17 +401,25 @@ fn sliced_moments<I: Primitives>(
     for (i, c) in cols.iter().enumerate() {
         let at = wide_profiles.len();
         match profiles[i] {
-            Some(p) => {
+            Some(p) if !long[i] => {
                 wide_profiles.push(p);
                 wide_sums.push(plain_sums[i]);
                 places.push((i, None));
             }
-            None => {
+            _ => {
                 let max_abs = c.hi.iter().fold(0.0f64, |m, &x| if x.abs() > m { x.abs() } else { m });
                 let region = next_real * MAX_SLICES * stride;
                 next_real += 1;
                 let dst = &mut buf[region..region + MAX_SLICES * stride];
-                let real = reals::kernel_columns(Portable, c.hi, None, n, max_abs, c.decimals, dst)?;
+                let real = reals::kernel_columns(
+                    Portable,
+                    c.hi,
+                    None,
+                    n,
+                    max_abs,
+                    Reading { decimals: c.decimals, binary: long[i] },
+                    dst,
+                )?;
                 decimals[i] = real.decimal;
                 for (k, (profile, &sum)) in real.profiles.into_iter().zip(&real.sums).enumerate() {
                     wide_profiles.push(profile);

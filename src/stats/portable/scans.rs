@@ -150,7 +150,8 @@ pub enum Split {
     /// The values are this many slices (trailing all-zero slices left out).
     Slices(usize),
     /// Every kept value is a multiple of `2^-MAX_Q` (`stats::dyadic`): a
-    /// binary fraction, which the general path takes exactly, unsliced.
+    /// binary fraction, which the general path takes exactly, unsliced
+    /// (unless the plan [splits binary fractions too](SlicePlan::binary_too)).
     Dyadic,
     /// [`MAX_SLICES`] do not hold every value, or a value is NaN or ±∞.
     Declined,
@@ -215,7 +216,7 @@ pub fn split_masked(
             left[l] |= r[l].abs().to_bits();
         }
     }
-    if fraction.iter().all(|&f| f == 0) {
+    if !plan.splits_binary() && fraction.iter().all(|&f| f == 0) {
         return Split::Dyadic;
     }
     let mut k = FIRST_SLICES;
