@@ -69,15 +69,18 @@ fn may_be_f64(e: &NumExpr) -> bool {
 #[derive(Clone, Debug)]
 pub(super) struct DirectPlan {
     /// (source column, how it is read): the response, then the factors, in
-    /// the order `block` checks them.
+    /// the order `block` checks them, then the products of numeric factors.
     checks: Vec<(String, Read)>,
-    /// The check of each term, in term order (a term is one factor).
+    /// The check of each term, in term order (a term is one factor, or a
+    /// product of numeric factors, whose check follows the factors').
     terms: Vec<usize>,
+    /// How many checks are the model's factors (after the response).
+    factors: usize,
 }
 
 impl DirectPlan {
     /// Every term one plain numeric column, one expression of columns
-    /// that may be an `f64` column, or one categorical factor (its full cells are indicators, accumulated from
+    /// that may be an `f64` column, a product of such, or one categorical factor (its full cells are indicators, accumulated from
     /// level codes).
     pub(super) fn of(spec: &ModelSpec) -> Option<DirectPlan> {
         let check = |f: &crate::formula::Factor| match &f.kind {
@@ -97,10 +100,29 @@ impl DirectPlan {
         }
         let mut terms = Vec::new();
         for factors in &spec.terms {
-            let [f] = factors.as_slice() else { return None };
-            terms.push(f + 1);
+            match factors.as_slice() {
+                [f] => terms.push(f + 1),
+                product => {
+                    // A product of numeric factors (`sqft:bedrooms`): one
+                    // more check, the expression of their product, which
+                    // `eval` multiplies in the order `block` does.
+                    let mut e: Option<NumExpr> = None;
+                    for &f in product {
+                        let FactorKind::Numeric(x) = &spec.factors[f].kind else { return None };
+                        e = Some(match e {
+                            None => x.clone(),
+                            Some(p) => NumExpr::Mul(Box::new(p), Box::new(x.clone())),
+                        });
+                    }
+                    let e = e.filter(may_be_f64)?;
+                    let mut cols = Vec::new();
+                    e.columns(&mut cols);
+                    checks.push((cols.first()?.clone(), Read::Expression(e)));
+                    terms.push(checks.len() - 1);
+                }
+            }
         }
-        Some(DirectPlan { checks, terms })
+        Some(DirectPlan { checks, terms, factors: spec.factors.len() })
     }
 }
 
@@ -383,7 +405,7 @@ impl DesignBuilder {
         }
         let mut bytes: Option<Vec<u8>> = None;
         let mut codes = Vec::with_capacity(plan.checks.len());
-        let mut levels = vec![HashMap::new(); plan.checks.len() - 1];
+        let mut levels = vec![HashMap::new(); plan.factors];
         for (i, ((column, read), arr)) in plan.checks.iter().zip(&arrays).enumerate() {
             let missing_rows: Vec<usize> = if *read == Read::Categorical {
                 let factor = match arr.data_type() {
@@ -574,6 +596,18 @@ mod tests {
         for f in ["y ~ I(x / 3)", "y ~ I(x / y)", "y ~ I(x ** -1)", "y ~ I(x ** y)", "y ~ I((x / 3) ** 2)"] {
             assert!(plan(f).is_none(), "{f}");
         }
+        // Products of numeric factors: one more check each, after the
+        // factors'; with a categorical factor, the block.
+        let checks = plan("y ~ x + x:np.log(y) + x:y").unwrap();
+        let product = |a: NumExpr, b: NumExpr| NumExpr::Mul(Box::new(a), Box::new(b));
+        let (x, y) = (NumExpr::Column("x".into()), NumExpr::Column("y".into()));
+        let log_y = NumExpr::Call(crate::formula::expr::Func::Log, Box::new(y.clone()));
+        // The response, three factors (x, log y, y), two products.
+        assert_eq!(checks.len(), 6, "{checks:?}");
+        assert_eq!(checks[4], ("x".to_string(), Read::Expression(product(x.clone(), log_y))));
+        assert_eq!(checks[5], ("x".to_string(), Read::Expression(product(x, y))));
+        assert!(plan("y ~ x:C(g)").is_none());
+        assert!(plan("y ~ x:I(x / 3)").is_none());
     }
 
     /// Which batches an expression is read in place for: where its values
