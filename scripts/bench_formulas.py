@@ -7,6 +7,9 @@ and binaries, the order reversed every other round), medians of wall time.
 
     python3 scripts/bench_formulas.py [--repeats 5] [--threads 1] FILE BIN [BIN ...]
 
+FILE must hold the real shape's columns (`gramfit-gen --shape real`, as
+`scripts/bench_real.py` makes bench-data/real-10m.parquet).
+
 For example, a saved build against the current one on the real-valued file:
 
     cp target/release/gramfit /tmp/gramfit-old   # before the change
@@ -28,7 +31,7 @@ from bench_peers import FORMULA, X  # noqa: E402
 
 FEATURES = [
     ("14 predictors (F)", FORMULA),
-    ("F + floor (a 15th column)", FORMULA + " + floor"),
+    ("F + latitude (a 15th column: decimals, nulls)", FORMULA + " + latitude"),
     ("F + I(size_sqft ** 2)", FORMULA + " + I(size_sqft ** 2)"),
     ("F + I(building_age_yrs ** 2)", FORMULA + " + I(building_age_yrs ** 2)"),
     ("F + I(floor - 3) (nulls)", FORMULA + " + I(floor - 3)"),
