@@ -80,18 +80,24 @@ pub(super) struct DirectPlan {
 
 impl DirectPlan {
     /// Every term one plain numeric column, one expression of columns
-    /// that may be an `f64` column, a product of such, or one categorical factor (its full cells are indicators, accumulated from
-    /// level codes).
+    /// that may be an `f64` column, a product of such, or one categorical
+    /// factor (its full cells are indicators, accumulated from level
+    /// codes).
     pub(super) fn of(spec: &ModelSpec) -> Option<DirectPlan> {
+        // An expression's check: under its first column, when it has one
+        // and may be read in place.
+        let expression = |e: NumExpr| {
+            if !may_be_f64(&e) {
+                return None;
+            }
+            let mut cols = Vec::new();
+            e.columns(&mut cols);
+            Some((cols.first()?.clone(), Read::Expression(e)))
+        };
         let check = |f: &crate::formula::Factor| match &f.kind {
             FactorKind::Numeric(NumExpr::Column(c)) => Some((c.clone(), Read::Plain)),
-            FactorKind::Numeric(e) if may_be_f64(e) => {
-                let mut cols = Vec::new();
-                e.columns(&mut cols);
-                Some((cols.first()?.clone(), Read::Expression(e.clone())))
-            }
+            FactorKind::Numeric(e) => expression(e.clone()),
             FactorKind::Categorical { column, .. } => Some((column.clone(), Read::Categorical)),
-            _ => None,
         };
         let response = check(&spec.response).filter(|c| !matches!(c.1, Read::Categorical))?;
         let mut checks = vec![response];
@@ -114,10 +120,7 @@ impl DirectPlan {
                             Some(p) => NumExpr::Mul(Box::new(p), Box::new(x.clone())),
                         });
                     }
-                    let e = e.filter(may_be_f64)?;
-                    let mut cols = Vec::new();
-                    e.columns(&mut cols);
-                    checks.push((cols.first()?.clone(), Read::Expression(e)));
+                    checks.push(expression(e?)?);
                     terms.push(checks.len() - 1);
                 }
             }

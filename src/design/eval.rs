@@ -256,6 +256,8 @@ impl DesignBuilder {
                         Some(values) => Val::Col { hi: values, lo: None },
                         None => map_f64(g, hi, lo.as_deref()),
                     },
+                    // `abs`, the one function that is not elementary, of
+                    // doubles: exact, in a plain loop.
                     (None, Val::Col { hi, lo: None }) => {
                         Val::Col { hi: hi.iter().map(|x| x.abs()).collect(), lo: None }
                     }
