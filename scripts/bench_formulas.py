@@ -42,6 +42,8 @@ FEATURES = [
     ("F + np.log(size_sqft)", FORMULA + " + np.log(size_sqft)"),
     ("np.log(rent) ~ X", "np.log(rent) ~ " + " + ".join(X)),
     ("F + I(size_sqft / 1000)", FORMULA + " + I(size_sqft / 1000)"),
+    ("F + I(size_sqft / 7)", FORMULA + " + I(size_sqft / 7)"),
+    ("F + I(size_sqft / (bedrooms + 1))", FORMULA + " + I(size_sqft / (bedrooms + 1))"),
     ("F + C(borough)", FORMULA + " + C(borough)"),
     ("F + C(neighborhood)", FORMULA + " + C(neighborhood)"),
 ]

@@ -6,7 +6,7 @@
 //! rows as a mask — no design block is built.
 
 use super::arrays::{all_slots_finite, float_slot};
-use super::eval::{elementary, power_function, Val};
+use super::eval::{elementary, power_function, power_of_two, rounds_to_f64, Val};
 use super::levels::{categorical_column, describe, YesNo};
 use super::{DesignBuilder, DesignError, MissingPolicy};
 use crate::bits::kept_rows;
@@ -46,11 +46,11 @@ pub(super) enum Read {
 /// numbers of modest size: `I(age - 50)`, `I(sqft ** 2)`). Only the values
 /// tell, so [`DesignBuilder::direct_inputs`] evaluates and hands a batch
 /// with low words to the design block. Quotients by other constants
-/// (`I(x / 3)`), by columns and negative powers are ruled out here: their
-/// values have low words almost always, and evaluating them twice would
-/// only cost.
+/// (`I(x / 3)`), by columns and negative powers inside an expression are
+/// ruled out here: their values have low words almost always, and
+/// evaluating them twice would only cost. (A term that *is* a quotient is
+/// a double: [`rounds_to_f64`].)
 fn may_be_f64(e: &NumExpr) -> bool {
-    let power_of_two = |c: f64| c.is_normal() && c.to_bits() & ((1 << 52) - 1) == 0;
     match e {
         NumExpr::Const(_) | NumExpr::Column(_) => true,
         NumExpr::Call(g, a) => elementary(*g).is_some() || may_be_f64(a),
@@ -87,7 +87,7 @@ impl DirectPlan {
         // An expression's check: under its first column, when it has one
         // and may be read in place.
         let expression = |e: NumExpr| {
-            if !may_be_f64(&e) {
+            if !(may_be_f64(&e) || rounds_to_f64(&e)) {
                 return None;
             }
             let mut cols = Vec::new();
@@ -478,7 +478,7 @@ impl DesignBuilder {
         if self.missing == MissingPolicy::Error && cols.len() > 1 {
             return Ok(None);
         }
-        let Val::Col { hi, lo: None } = self.eval(e, batch, &mut HashMap::new())? else { return Ok(None) };
+        let Val::Col { hi, lo: None } = self.eval_term(e, batch, &mut HashMap::new())? else { return Ok(None) };
         let mut nulls: Option<NullBuffer> = None;
         for c in &cols {
             let n = batch.column_by_name(c).and_then(|a| a.logical_nulls());
@@ -590,13 +590,26 @@ mod tests {
         assert!(checks[..7].iter().all(|c| matches!(c.1, Read::Expression(_))));
         assert_eq!(checks[7].1, Read::Categorical);
         // Sums, products, whole powers, absolute values and halvings may
-        // be exact (the batch's values decide); quotients by other
-        // constants or by columns and negative powers build the block.
-        for f in ["y ~ I(x ** 2)", "y ~ I(x - 50)", "y ~ np.abs(x)", "y ~ I(x * x + 2 * y)", "y ~ I(-x / 4)"] {
+        // be exact (the batch's values decide); a term that is a quotient
+        // is a double; quotients inside an expression and powers by a
+        // column build the block.
+        for f in [
+            "y ~ I(x ** 2)",
+            "y ~ I(x - 50)",
+            "y ~ np.abs(x)",
+            "y ~ I(x * x + 2 * y)",
+            "y ~ I(-x / 4)",
+            "y ~ I(x / 3)",
+            "y ~ I(x / y)",
+            "y ~ I(1 / (x + 1))",
+            "y ~ I(x ** -1)",
+            "I(y / 100) ~ x",
+        ] {
             let checks = plan(f).unwrap_or_else(|| panic!("{f}"));
-            assert!(matches!(checks[1].1, Read::Expression(_)), "{f}");
+            let e = if f.starts_with('I') { 0 } else { 1 };
+            assert!(matches!(checks[e].1, Read::Expression(_)), "{f}");
         }
-        for f in ["y ~ I(x / 3)", "y ~ I(x / y)", "y ~ I(x ** -1)", "y ~ I(x ** y)", "y ~ I((x / 3) ** 2)"] {
+        for f in ["y ~ I(x ** y)", "y ~ I((x / 3) ** 2)", "y ~ I(x / 3 + 1)", "y ~ np.abs(x / 3)"] {
             assert!(plan(f).is_none(), "{f}");
         }
         // Products of numeric factors: one more check each, after the
@@ -648,6 +661,32 @@ mod tests {
             }
             // 0.1 − 3 and 0.1² have low words: the design block keeps them.
             assert!(read(formula, &tenths).is_none(), "{formula}: tenths build the block");
+        }
+        // A quotient term is IEEE division's double, tenths or not, and
+        // the block holds the same doubles, without low words.
+        let ieee = |x: &[Option<f64>], f: &dyn Fn(f64) -> f64| -> Vec<f64> {
+            x.iter().map(|v| v.map_or(f64::NAN, f)).collect()
+        };
+        let tenths_x = [Some(0.1), Some(2.0), None, Some(3.0)];
+        for (formula, want) in [
+            ("y ~ I(x / 3)", ieee(&tenths_x, &|x| x / 3.0)),
+            ("y ~ I(x / 0.7)", ieee(&tenths_x, &|x| x / 0.7)),
+            ("y ~ I(1 / (x + 1))", ieee(&tenths_x, &|x| 1.0 / (x + 1.0))),
+            ("y ~ I(x ** -1)", ieee(&tenths_x, &|x| 1.0 / x)),
+        ] {
+            let a = read(formula, &tenths).unwrap_or_else(|| panic!("{formula}: in place"));
+            let a = a.as_primitive::<Float64Type>();
+            assert_eq!(a.null_count(), 1, "{formula}: the null stays a null");
+            let spec = Arc::new(ModelSpec::resolve(formula, &cols).unwrap());
+            let term = spec.terms.len() as u32 - 1;
+            let block =
+                DesignBuilder::new(spec, None, MissingPolicy::Drop).block(&tenths, &|r| format!("row {r}")).unwrap();
+            assert!(block.lo.iter().all(Option::is_none), "{formula}: no low words in the block");
+            let j = block.keys.iter().position(|k| *k == ColumnKey::Cell { term, levels: vec![] }).unwrap();
+            for (r, b) in [0, 1, 3].into_iter().enumerate() {
+                assert_eq!(a.value(b).to_bits(), want[b].to_bits(), "{formula}: row {b}");
+                assert_eq!(block.col(j)[r].to_bits(), want[b].to_bits(), "{formula}: the block's row {b}");
+            }
         }
     }
 

@@ -3,6 +3,15 @@
 //! powers keep their low words; an elementary function's value (`np.log`,
 //! `x ** 1.5`) is an `f64` faithfully rounded from its double-double
 //! argument ([`crate::elementary`]).
+//!
+//! A term that is a quotient (`I(size_sqft / 1000)`, `I(rent / sqft)`,
+//! `I(1 / d)`, `I(x ** -1)`) is the `f64` nearest its value
+//! ([`DesignBuilder::eval_term`]), numpy's own: a quotient is no binary
+//! fraction, its low word only the rest of an endless expansion, and as a
+//! double it is read by the exact kernels (a quotient of whole numbers by
+//! a power of ten is a decimal, [`crate::stats::reals`], read as the exact
+//! decimal). Inside an expression (`np.log(rent / sqft)`) the quotient
+//! keeps its low word, so the function's argument stays double-double.
 
 use super::arrays::numeric_column;
 use super::block::Col;
@@ -179,7 +188,80 @@ pub(super) fn functions_of_columns(e: &NumExpr, out: &mut Vec<(String, Function)
     });
 }
 
+/// Whether `c` is a power of two whose quotients are exact (but for
+/// underflow): a normal number with an empty significand.
+pub(super) fn power_of_two(c: f64) -> bool {
+    c.is_normal() && c.to_bits() & ((1 << 52) - 1) == 0
+}
+
+/// Whether a term whose expression is `e` takes the `f64` nearest its
+/// value: a quotient by anything but a power-of-two constant, or a
+/// negative whole power (see the module's note).
+pub(super) fn rounds_to_f64(e: &NumExpr) -> bool {
+    match e {
+        NumExpr::Div(_, b) => !matches!(b.as_ref(), NumExpr::Const(c) if power_of_two(*c)),
+        NumExpr::Pow(_, p) => {
+            let p = match p.as_ref() {
+                NumExpr::Const(p) => *p,
+                NumExpr::Neg(p) => match p.as_ref() {
+                    NumExpr::Const(p) => -p,
+                    _ => return false,
+                },
+                _ => return false,
+            };
+            p < 0.0 && power_function(p).is_none()
+        }
+        _ => false,
+    }
+}
+
+/// `a / b` as an `f64`: IEEE division of doubles (correctly rounded,
+/// numpy's value), else the high word of the double-double quotient
+/// (faithfully rounded).
+fn rounded_quotient(a: Dd, b: Dd) -> f64 {
+    if (a.lo == 0.0 && b.lo == 0.0) || b.hi == 0.0 {
+        a.hi / b.hi
+    } else {
+        (a / b).hi
+    }
+}
+
 impl DesignBuilder {
+    /// A term's (or the response's) values: [`eval`](Self::eval), and
+    /// the `f64` nearest them where the term is a quotient
+    /// ([`rounds_to_f64`]). The design block and the in-place path both
+    /// evaluate a factor here, so they read the same values.
+    pub(super) fn eval_term(
+        &self,
+        e: &NumExpr,
+        batch: &RecordBatch,
+        cache: &mut HashMap<String, Col>,
+    ) -> Result<Val, DesignError> {
+        if !rounds_to_f64(e) {
+            return self.eval(e, batch, cache);
+        }
+        let n = batch.num_rows();
+        let NumExpr::Div(a, b) = e else {
+            // A negative whole power: the reciprocal of the power, rounded.
+            return Ok(match self.eval(e, batch, cache)? {
+                Val::Scalar(d) => Val::Scalar(Dd::from(d.hi)),
+                Val::Col { hi, .. } => Val::Col { hi, lo: None },
+            });
+        };
+        let (a, b) = (self.eval(a, batch, cache)?, self.eval(b, batch, cache)?);
+        // Doubles by doubles, in loops the compiler vectorises.
+        let hi: Vec<f64> = match (&a, &b) {
+            (Val::Col { hi: x, lo: None }, Val::Scalar(c)) if c.lo == 0.0 => x.iter().map(|x| x / c.hi).collect(),
+            (Val::Scalar(c), Val::Col { hi: x, lo: None }) if c.lo == 0.0 => x.iter().map(|x| c.hi / x).collect(),
+            (Val::Col { hi: x, lo: None }, Val::Col { hi: y, lo: None }) => {
+                x.iter().zip(y.iter()).map(|(x, y)| x / y).collect()
+            }
+            (Val::Scalar(x), Val::Scalar(y)) => return Ok(Val::Scalar(Dd::from(rounded_quotient(*x, *y)))),
+            _ => (0..n).map(|r| rounded_quotient(a.get(r), b.get(r))).collect(),
+        };
+        Ok(Val::Col { hi: Col::from(hi), lo: None })
+    }
+
     /// Evaluate a numeric expression; `inputs_missing[r]` marks rows where a
     /// source column is null/NaN (those may legitimately be NaN).
     pub(super) fn eval(

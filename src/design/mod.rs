@@ -250,7 +250,7 @@ impl DesignBuilder {
                             return Ok(FVal::Direct(arr, c.clone()));
                         }
                     }
-                    let v = self.eval(e, batch, cache)?;
+                    let v = self.eval_term(e, batch, cache)?;
                     // Rows missing in a source column are missing; any other
                     // non-finite value is an error.
                     let mut cols = Vec::new();

@@ -256,8 +256,11 @@ fn direct_kernels_match_the_reference_path() {
     // Products of numeric factors (columns with nulls among them): read
     // in place as the expressions of their products.
     let products = "rent ~ size_sqft:bedrooms + bathrooms + floor:min_to_subway + np.log(size_sqft):has_gym + bedrooms:bathrooms:floor + C(borough)";
+    // Terms that are quotients (by constants, by columns, negative
+    // powers; nulls in floor): doubles, read in place.
+    let quotients = "I(rent / 100) ~ I(size_sqft / 1000) + I(size_sqft / (bedrooms + 1)) + I(1 / (min_to_subway + 1)) + I((floor + 1) ** -1) + I(building_age_yrs / 7) + has_gym + C(borough)";
     let models = [with_intercept, without, factors, flags, many_levels, few_levels, transformed, expressions];
-    for f in models.into_iter().chain([exact_valued, products]) {
+    for f in models.into_iter().chain([exact_valued, products, quotients]) {
         compare_direct_and_reference(&pq, f, &["borough", "neighborhood"]);
     }
 }

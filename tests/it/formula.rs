@@ -170,6 +170,24 @@ fn design_matrices_match_patsy() {
     );
 }
 
+/// A term that is a quotient is the double numpy divides out, to the
+/// bit: by constants, by columns, as a reciprocal, of a negated column.
+#[test]
+fn quotient_terms_are_numpys_doubles() {
+    let se = streeteasy();
+    let f = "rent ~ I(size_sqft / 7) + I(size_sqft / 1000) + I(rent / size_sqft) + I(1 / (min_to_subway + 1)) + I(-bathrooms / 3)";
+    let theirs = peers::run(&json!([{"name": "q", "kind": "design", "data": se.to_str().unwrap(), "formula": f}]));
+    let x = theirs["q"]["X"].as_array().unwrap();
+    let (header, rows) = design_csv(&se, f);
+    assert_eq!(header.len(), 7, "{header:?}");
+    assert_eq!(rows.len(), x.len());
+    assert!(rows.len() > 3000);
+    for (r, row) in rows.iter().enumerate() {
+        let want: Vec<f64> = x[r].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(&row[1..], &want[..], "row {r}");
+    }
+}
+
 #[test]
 fn design_reports_dropped_rows_like_patsy() {
     let tmp = tempdir();
