@@ -45,6 +45,10 @@ FEATURES = [
     ("F + I(size_sqft / 7)", FORMULA + " + I(size_sqft / 7)"),
     ("F + I(size_sqft / (bedrooms + 1))", FORMULA + " + I(size_sqft / (bedrooms + 1))"),
     ("F + C(borough)", FORMULA + " + C(borough)"),
+    ("F + size_sqft:C(borough)", FORMULA + " + size_sqft:C(borough)"),
+    ("F + size_sqft * C(borough)", FORMULA + " + size_sqft * C(borough)"),
+    ("F + C(borough):has_doorman", FORMULA + " + C(borough):has_doorman"),
+    ("F + floor:C(bedrooms) (9 levels, nulls)", FORMULA + " + floor:C(bedrooms)"),
     ("F + C(neighborhood)", FORMULA + " + C(neighborhood)"),
 ]
 

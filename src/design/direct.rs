@@ -65,15 +65,29 @@ fn may_be_f64(e: &NumExpr) -> bool {
     }
 }
 
+/// How the in-place path reads a term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TermRead {
+    /// One check: a factor (a numeric column or expression, or a
+    /// categorical factor's cells), or a product of numeric factors, whose
+    /// check follows the factors'.
+    Check(usize),
+    /// A numeric check times the indicators of a categorical factor's
+    /// levels (`size_sqft:C(borough)`, `x:z:C(g)`): one column per level
+    /// met among a chunk's kept rows, in order of first appearance — the
+    /// block's cells of the term — made from the values and the codes
+    /// ([`by_level_columns`]).
+    ByLevel { values: usize, factor: usize },
+}
+
 /// Which source columns the in-place path reads, and in what order.
 #[derive(Clone, Debug)]
 pub(super) struct DirectPlan {
     /// (source column, how it is read): the response, then the factors, in
     /// the order `block` checks them, then the products of numeric factors.
     checks: Vec<(String, Read)>,
-    /// The check of each term, in term order (a term is one factor, or a
-    /// product of numeric factors, whose check follows the factors').
-    terms: Vec<usize>,
+    /// How each term is read, in term order.
+    terms: Vec<TermRead>,
     /// How many checks are the model's factors (after the response).
     factors: usize,
 }
@@ -106,14 +120,21 @@ impl DirectPlan {
         }
         let mut terms = Vec::new();
         for factors in &spec.terms {
-            match factors.as_slice() {
-                [f] => terms.push(f + 1),
-                product => {
+            if let [f] = factors.as_slice() {
+                terms.push(TermRead::Check(f + 1));
+                continue;
+            }
+            let categorical = |f: &usize| matches!(spec.factors[*f].kind, FactorKind::Categorical { .. });
+            let (cats, nums): (Vec<usize>, Vec<usize>) = factors.iter().partition(|f| categorical(f));
+            let values = match nums.as_slice() {
+                [] => return None,
+                [f] => f + 1,
+                _ => {
                     // A product of numeric factors (`sqft:bedrooms`): one
                     // more check, the expression of their product, which
                     // `eval` multiplies in the order `block` does.
                     let mut e: Option<NumExpr> = None;
-                    for &f in product {
+                    for &f in &nums {
                         let FactorKind::Numeric(x) = &spec.factors[f].kind else { return None };
                         e = Some(match e {
                             None => x.clone(),
@@ -121,9 +142,14 @@ impl DirectPlan {
                         });
                     }
                     checks.push(expression(e?)?);
-                    terms.push(checks.len() - 1);
+                    checks.len() - 1
                 }
-            }
+            };
+            terms.push(match cats.as_slice() {
+                [] => TermRead::Check(values),
+                [g] => TermRead::ByLevel { values, factor: g + 1 },
+                _ => return None,
+            });
         }
         Some(DirectPlan { checks, terms, factors: spec.factors.len() })
     }
@@ -493,10 +519,10 @@ impl DesignBuilder {
         let plan = self.direct.as_ref()?;
         match key {
             ColumnKey::Response => Some(0),
-            ColumnKey::Cell { term, levels } if levels.is_empty() => {
-                let c = *plan.terms.get(*term as usize)?;
-                (plan.checks[c].1 != Read::Categorical).then_some(c)
-            }
+            ColumnKey::Cell { term, levels } if levels.is_empty() => match *plan.terms.get(*term as usize)? {
+                TermRead::Check(c) => (plan.checks[c].1 != Read::Categorical).then_some(c),
+                TermRead::ByLevel { .. } => None,
+            },
             _ => None,
         }
     }
@@ -505,8 +531,10 @@ impl DesignBuilder {
     /// is one categorical factor.
     pub fn direct_factor(&self, term: u32) -> Option<usize> {
         let plan = self.direct.as_ref()?;
-        let c = *plan.terms.get(term as usize)?;
-        (plan.checks[c].1 == Read::Categorical).then_some(c)
+        match *plan.terms.get(term as usize)? {
+            TermRead::Check(c) => (plan.checks[c].1 == Read::Categorical).then_some(c),
+            TermRead::ByLevel { .. } => None,
+        }
     }
 
     /// The statistics of a batch read straight from its Arrow buffers (see
@@ -521,11 +549,25 @@ impl DesignBuilder {
     ) -> Result<Option<DirectPart>, DesignError> {
         let Some(plan) = &self.direct else { return Ok(None) };
         let Some(inputs) = self.direct_inputs(batch, at)? else { return Ok(None) };
+        // Factor `f`'s check is check `f + 1` (after the response's).
         for &(f, _) in &self.level_limits {
-            let term = self.spec.terms.iter().position(|t| t.as_slice() == [f]);
-            let check = term.and_then(|t| self.direct_factor(t as u32));
-            if let Some(factor) = check.and_then(|c| inputs.codes[c].as_ref()) {
+            if let Some(factor) = inputs.codes[f + 1].as_ref() {
                 self.check_levels(f, factor.table.len())?;
+            }
+        }
+        // The columns of the terms read by level, made first: `cols`
+        // borrows them.
+        let mut by_level = Vec::new();
+        for term in &plan.terms {
+            if let TermRead::ByLevel { values, factor } = *term {
+                let codes = inputs.codes[factor].as_ref().expect("a categorical check has codes");
+                let values = inputs.column(values);
+                let made =
+                    by_level_columns(values, codes.codes(), codes.table.len(), inputs.rows, inputs.mask.as_deref());
+                let Some(made) = made else {
+                    return Ok(None);
+                };
+                by_level.push(made);
             }
         }
         let column = |c: usize| match &inputs.codes[c] {
@@ -535,7 +577,18 @@ impl DesignBuilder {
             },
             None => DirectColumn::Source(inputs.column(c)),
         };
-        let cols: Vec<DirectColumn<'_>> = plan.terms.iter().map(|&c| column(c)).chain([column(0)]).collect();
+        let mut made = by_level.iter();
+        let mut cols: Vec<DirectColumn<'_>> = Vec::new();
+        for term in &plan.terms {
+            match *term {
+                TermRead::Check(c) => cols.push(column(c)),
+                TermRead::ByLevel { .. } => {
+                    let (_, columns) = made.next().expect("columns per term read by level");
+                    cols.extend(columns.iter().map(|c| DirectColumn::Source(SourceColumn::F64(c))));
+                }
+            }
+        }
+        cols.push(column(0));
         let Some(mm) = raw_moments_masked_columns(&cols, inputs.rows, inputs.mask.as_deref()) else {
             return Ok(None);
         };
@@ -543,15 +596,26 @@ impl DesignBuilder {
         // first appearance among the kept rows, as `block` makes them).
         let mut keys = Vec::with_capacity(mm.raw.s1.len());
         let mut factor = 0;
-        for (t, &c) in plan.terms.iter().enumerate() {
-            match &inputs.codes[c] {
-                None => keys.push(ColumnKey::Cell { term: t as u32, levels: vec![] }),
-                Some(f) => {
-                    for &code in &mm.cells[factor] {
-                        keys.push(ColumnKey::Cell { term: t as u32, levels: vec![f.table[code as usize].clone()] });
+        let mut made = by_level.iter();
+        for (t, term) in plan.terms.iter().enumerate() {
+            let (table, codes) = match *term {
+                TermRead::Check(c) => match &inputs.codes[c] {
+                    None => {
+                        keys.push(ColumnKey::Cell { term: t as u32, levels: vec![] });
+                        continue;
                     }
-                    factor += 1;
+                    Some(f) => {
+                        factor += 1;
+                        (&f.table, &mm.cells[factor - 1])
+                    }
+                },
+                TermRead::ByLevel { factor, .. } => {
+                    let f = inputs.codes[factor].as_ref().expect("a categorical check has codes");
+                    (&f.table, &made.next().expect("columns per term read by level").0)
                 }
+            };
+            for &code in codes {
+                keys.push(ColumnKey::Cell { term: t as u32, levels: vec![table[code as usize].clone()] });
             }
         }
         keys.push(ColumnKey::Response);
@@ -564,6 +628,59 @@ impl DesignBuilder {
             rows_dropped: inputs.rows - inputs.kept,
         }))
     }
+}
+
+/// Most levels a term read by level may meet in a chunk: past this, the
+/// columns (one per level) cost more than the block's.
+const BY_LEVEL_LIMIT: usize = 16;
+
+/// The columns of `values` times the indicators of a factor's levels
+/// (`codes`, below `levels`) over `n` rows (`mask`: the kept ones): one
+/// column per level met among the kept rows, in order of first
+/// appearance, holding the value where the row has the level and 0
+/// elsewhere (dropped rows: anything, as every kernel masks them) — the
+/// block's cells of the term, value for value (an integer converted as
+/// the block converts it). Returns the levels' codes and the columns;
+/// `None` past [`BY_LEVEL_LIMIT`] levels.
+fn by_level_columns(
+    values: SourceColumn<'_>,
+    codes: &[u32],
+    levels: usize,
+    n: usize,
+    mask: Option<&[u8]>,
+) -> Option<(Vec<u32>, Vec<Vec<f64>>)> {
+    let mut seen = vec![false; levels];
+    let mut met = Vec::new();
+    for (r, &code) in codes[..n].iter().enumerate() {
+        if code != u32::MAX && !seen[code as usize] && crate::bits::is_kept(mask, r) {
+            seen[code as usize] = true;
+            met.push(code);
+            if met.len() == levels {
+                break;
+            }
+        }
+    }
+    if met.len() > BY_LEVEL_LIMIT {
+        return None;
+    }
+    let converted: Vec<f64>;
+    let x: &[f64] = match values {
+        SourceColumn::F64(v) => &v[..n],
+        SourceColumn::I64(v) => {
+            converted = v[..n].iter().map(|&v| v as f64).collect();
+            &converted
+        }
+        SourceColumn::Bits(b) => {
+            converted = (0..n).map(|r| f64::from((b[r / 8] >> (r % 8)) & 1)).collect();
+            &converted
+        }
+    };
+    // One select per row and level, on vectors.
+    let columns = met
+        .iter()
+        .map(|&level| codes[..n].iter().zip(x).map(|(&c, &v)| if c == level { v } else { 0.0 }).collect())
+        .collect();
+    Some((met, columns))
 }
 
 #[cfg(test)]
@@ -622,8 +739,63 @@ mod tests {
         assert_eq!(checks.len(), 6, "{checks:?}");
         assert_eq!(checks[4], ("x".to_string(), Read::Expression(product(x.clone(), log_y))));
         assert_eq!(checks[5], ("x".to_string(), Read::Expression(product(x, y))));
-        assert!(plan("y ~ x:C(g)").is_none());
         assert!(plan("y ~ x:I(x / 3)").is_none());
+        // A product with one categorical factor: its numeric part read by
+        // the factor's levels; with two, the block.
+        let spec = |f: &str| {
+            let cols: Vec<(String, SourceType)> =
+                [("y", SourceType::Numeric), ("x", SourceType::Numeric), ("g", SourceType::Text)]
+                    .iter()
+                    .map(|(n, t)| (n.to_string(), *t))
+                    .collect();
+            DirectPlan::of(&ModelSpec::resolve(f, &cols).unwrap())
+        };
+        let p = spec("y ~ x:C(g) + x:y:C(g)").unwrap();
+        // Checks: the response, three factors, the product x·y.
+        assert_eq!(p.checks.len(), 5, "{:?}", p.checks);
+        let [TermRead::ByLevel { values: a, factor: g }, TermRead::ByLevel { values: b, factor: h }] = p.terms[..]
+        else {
+            panic!("{:?}", p.terms)
+        };
+        assert_eq!(p.checks[a], ("x".to_string(), Read::Plain));
+        assert_eq!((g, &p.checks[g]), (h, &("g".to_string(), Read::Categorical)));
+        let product = NumExpr::Mul(Box::new(NumExpr::Column("x".into())), Box::new(NumExpr::Column("y".into())));
+        assert_eq!((b, &p.checks[b]), (4, &("x".to_string(), Read::Expression(product))));
+        assert!(plan("y ~ C(g):C(x)").is_none());
+        assert!(plan("y ~ x:C(g):C(x)").is_none());
+    }
+
+    /// A term read by level: a column per level met among the kept rows,
+    /// in order of first appearance, the value where the row has the level
+    /// and 0 elsewhere; integers and bits converted; too many levels none.
+    #[test]
+    fn by_level_columns_are_the_blocks_cells() {
+        let codes = [2, 0, 2, u32::MAX, 1, 0, 3];
+        let x = [1.5, 2.0, -3.0, f64::NAN, 4.0, 5.0, 6.0];
+        // Row 4 (level 1) dropped: level 1 is not met; row 3 is missing.
+        let mask = [0b0110_0111u8];
+        let (levels, cols) = by_level_columns(SourceColumn::F64(&x), &codes, 4, 7, Some(&mask)).unwrap();
+        assert_eq!(levels, [2, 0, 3]);
+        let kept = [0, 1, 2, 5, 6];
+        for (c, want) in
+            cols.iter().zip([[1.5, 0.0, -3.0, 0.0, 0.0], [0.0, 2.0, 0.0, 5.0, 0.0], [0.0, 0.0, 0.0, 0.0, 6.0]])
+        {
+            let got: Vec<f64> = kept.iter().map(|&r| c[r]).collect();
+            assert_eq!(got, want);
+        }
+        let ints = [3i64, -4, 5, 0, 9, 1 << 60, 7];
+        let (_, cols) = by_level_columns(SourceColumn::I64(&ints), &codes, 4, 7, None).unwrap();
+        assert_eq!(cols[1][5], (1i64 << 60) as f64);
+        assert_eq!(cols[0][2], 5.0);
+        let bits = [0b0100_0101u8];
+        let (levels, cols) = by_level_columns(SourceColumn::Bits(&bits), &codes, 4, 7, None).unwrap();
+        assert_eq!(levels, [2, 0, 1, 3]);
+        assert_eq!(cols[0], [1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(cols[3], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
+        let many: Vec<u32> = (0..40).map(|r| r % 17).collect();
+        let x = vec![1.0; 40];
+        assert!(by_level_columns(SourceColumn::F64(&x), &many, 17, 40, None).is_none());
+        assert_eq!(by_level_columns(SourceColumn::F64(&x), &many, 17, 16, None).unwrap().0.len(), 16);
     }
 
     /// Which batches an expression is read in place for: where its values

@@ -259,8 +259,12 @@ fn direct_kernels_match_the_reference_path() {
     // Terms that are quotients (by constants, by columns, negative
     // powers; nulls in floor): doubles, read in place.
     let quotients = "I(rent / 100) ~ I(size_sqft / 1000) + I(size_sqft / (bedrooms + 1)) + I(1 / (min_to_subway + 1)) + I((floor + 1) ** -1) + I(building_age_yrs / 7) + has_gym + C(borough)";
+    // Numeric factors times a categorical one's levels: full cells (no
+    // main effect), reduced ones beside the main effects, a 0/1 column, a
+    // product of numeric factors, a column with nulls, an integer factor.
+    let by_level = "rent ~ size_sqft * C(borough) + has_gym:C(borough) + np.log(size_sqft):C(borough) + size_sqft:has_gym:C(borough) + floor:C(bedrooms) + min_to_subway:C(borough) + bathrooms";
     let models = [with_intercept, without, factors, flags, many_levels, few_levels, transformed, expressions];
-    for f in models.into_iter().chain([exact_valued, products, quotients]) {
+    for f in models.into_iter().chain([exact_valued, products, quotients, by_level]) {
         compare_direct_and_reference(&pq, f, &["borough", "neighborhood"]);
     }
 }
