@@ -5,7 +5,7 @@ interaction, ids, a unit change, a factor ...) against the model without
 it, for one or more gramfit binaries, in one run (round robin over models
 and binaries, the order reversed every other round), medians of wall time.
 
-    python3 scripts/bench_formulas.py [--repeats 5] [--threads 1] FILE BIN [BIN ...]
+    python3 scripts/bench_formulas.py [--repeats 5] [--threads 1] [--both-passes] [--only S,S] FILE BIN [BIN ...]
 
 FILE must hold the real shape's columns (`gramfit-gen --shape real`, as
 `scripts/bench_real.py` makes bench-data/real-10m.parquet).
@@ -57,22 +57,29 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--both-passes", action="store_true", help="the default fit (both passes), not the first pass")
+    ap.add_argument("--only", help="only the models whose label contains one of these comma-separated strings (and F)")
     ap.add_argument("file")
     ap.add_argument("bins", nargs="+")
     a = ap.parse_args()
-    wall = {(m, b): [] for m, _ in FEATURES for b in a.bins}
-    runs = [(m, f, b) for m, f in FEATURES for b in a.bins]
+    features = FEATURES
+    if a.only:
+        keep = a.only.split(",")
+        features = [FEATURES[0]] + [(m, f) for m, f in FEATURES[1:] if any(k in m for k in keep)]
+    passes = [] if a.both_passes else ["--no-second-pass"]
+    wall = {(m, b): [] for m, _ in features for b in a.bins}
+    runs = [(m, f, b) for m, f in features for b in a.bins]
     for i in range(a.repeats):
         for m, f, b in runs if i % 2 == 0 else runs[::-1]:
-            cmd = [b, "fit", a.file, "-f", f, "--no-second-pass", "-q", "--threads", str(a.threads), "-o", os.devnull]
+            cmd = [b, "fit", a.file, "-f", f, *passes, "-q", "--threads", str(a.threads), "-o", os.devnull]
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True)
             wall[(m, b)].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) * 1000 for k, v in wall.items()}
-    base = FEATURES[0][0]
+    base = features[0][0]
     print("| model | " + " | ".join(f"{b} (ms) | ÷ F" for b in a.bins) + " |")
     print("|---|" + "---:|---:|" * len(a.bins))
-    for m, _ in FEATURES:
+    for m, _ in features:
         cells = " | ".join(f"{med[(m, b)]:.0f} | {med[(m, b)] / med[(base, b)]:.2f}×" for b in a.bins)
         print(f"| {m} | {cells} |")
 

@@ -537,6 +537,16 @@ impl DesignBuilder {
         }
     }
 
+    /// The checks (values, factor) of term `term` when it is read by
+    /// level (`TermRead::ByLevel`: numeric factors times a categorical
+    /// one's levels).
+    pub fn direct_by_level(&self, term: u32) -> Option<(usize, usize)> {
+        match *self.direct.as_ref()?.terms.get(term as usize)? {
+            TermRead::ByLevel { values, factor } => Some((values, factor)),
+            TermRead::Check(_) => None,
+        }
+    }
+
     /// The statistics of a batch read straight from its Arrow buffers (see
     /// [`direct_inputs`](Self::direct_inputs)), when its values are exact
     /// in plain arithmetic ([`raw_moments_masked_columns`]): the same bits

@@ -62,6 +62,9 @@ impl ResidualStats {
         }
         let off = usize::from(spec.design.intercept);
         let mut by_level: HashMap<(usize, &Level), f64> = HashMap::new();
+        // A term read by level (`size_sqft:C(borough)`): its slope per
+        // (values check, factor check, level).
+        let mut slopes: HashMap<(usize, usize, &Level), f64> = HashMap::new();
         let mut dense: Vec<Vec<LevelCell<'_>>> = Vec::new();
         let mut codes_by_level: HashMap<usize, HashMap<&Level, u32>> = HashMap::new();
         let mut layout: Vec<Option<usize>> = Vec::new();
@@ -88,6 +91,15 @@ impl ResidualStats {
             let mut column = robust.then(Vec::new);
             for cell in &c.cells {
                 let ColumnKey::Cell { term, levels } = cell else { return Ok(false) };
+                if let (Some((values, check)), [level]) = (builder.direct_by_level(*term), levels.as_slice()) {
+                    // Only the residual needs it: a robust meat's column
+                    // builds the block.
+                    if robust {
+                        return Ok(false);
+                    }
+                    *slopes.entry((values, check, level)).or_insert(0.0) += spec.params[off + j];
+                    continue;
+                }
                 let (Some(check), [level]) = (builder.direct_factor(*term), levels.as_slice()) else {
                     return Ok(false);
                 };
@@ -110,8 +122,21 @@ impl ResidualStats {
                 dense.push(v);
             }
         }
-        let offset: Option<Vec<f64>> = (!by_level.is_empty()).then(|| {
+        let offset: Option<Vec<f64>> = (!by_level.is_empty() || !slopes.is_empty()).then(|| {
             let mut offset = vec![0.0; n];
+            let pairs: std::collections::BTreeSet<(usize, usize)> = slopes.keys().map(|k| (k.0, k.1)).collect();
+            for (values, check) in pairs {
+                let factor = inputs.codes[check].as_ref().expect("a categorical check has codes");
+                let slope: Vec<f64> =
+                    factor.table.iter().map(|l| slopes.get(&(values, check, l)).copied().unwrap_or(0.0)).collect();
+                add_fitted_by_level_slopes(
+                    &mut offset,
+                    factor.codes(),
+                    &slope,
+                    inputs.column(values),
+                    inputs.mask.as_deref(),
+                );
+            }
             let checks: std::collections::BTreeSet<usize> = by_level.keys().map(|k| k.0).collect();
             for check in checks {
                 let factor = inputs.codes[check].as_ref().expect("a categorical check has codes");
@@ -475,6 +500,29 @@ fn add_fitted_by_level(offset: &mut [f64], codes: &[u32], fitted: &[f64]) {
     for (o, &code) in offset.iter_mut().zip(codes) {
         if let Some(f) = fitted.get(code as usize) {
             *o += f;
+        }
+    }
+}
+
+/// Add to each kept row's fitted value its level's slope times its value
+/// (`codes[r]`, `x`'s row `r`): a dropped row's value may be a null's NaN,
+/// which must not reach its residual (the kernels zero it by a select, but
+/// the row is skipped here all the same).
+fn add_fitted_by_level_slopes(
+    offset: &mut [f64],
+    codes: &[u32],
+    slope: &[f64],
+    x: SourceColumn<'_>,
+    mask: Option<&[u8]>,
+) {
+    let value = |r: usize| match x {
+        SourceColumn::F64(v) => v[r],
+        SourceColumn::I64(v) => v[r] as f64,
+        SourceColumn::Bits(b) => f64::from((b[r / 8] >> (r % 8)) & 1),
+    };
+    for (r, (o, &code)) in offset.iter_mut().zip(codes).enumerate() {
+        if let (Some(s), true) = (slope.get(code as usize), crate::bits::is_kept(mask, r)) {
+            *o += s * value(r);
         }
     }
 }
