@@ -37,6 +37,8 @@ FEATURES = [
     ("F + I(floor - 3) (nulls)", FORMULA + " + I(floor - 3)"),
     ("F + np.abs(floor - 3)", FORMULA + " + np.abs(floor - 3)"),
     ("F + size_sqft:bedrooms", FORMULA + " + size_sqft:bedrooms"),
+    ("F + bedrooms:bathrooms (quarters)", FORMULA + " + bedrooms:bathrooms"),
+    ("F + I(bathrooms ** 2) (quarters)", FORMULA + " + I(bathrooms ** 2)"),
     ("F + rental_id (INT64 ids)", FORMULA + " + rental_id"),
     ("I(size_sqft * 1000) ~ X", "I(size_sqft * 1000) ~ " + " + ".join(X)),
     ("F + np.log(size_sqft)", FORMULA + " + np.log(size_sqft)"),

@@ -665,13 +665,13 @@ fn by_level_columns(
         if code != u32::MAX && !seen[code as usize] && crate::bits::is_kept(mask, r) {
             seen[code as usize] = true;
             met.push(code);
+            if met.len() > BY_LEVEL_LIMIT {
+                return None;
+            }
             if met.len() == levels {
                 break;
             }
         }
-    }
-    if met.len() > BY_LEVEL_LIMIT {
-        return None;
     }
     let converted: Vec<f64>;
     let x: &[f64] = match values {

@@ -120,18 +120,29 @@ impl ColumnScan {
     }
 }
 
+/// The finer scales a column of binary fractions is profiled at, coarsest
+/// first, after `2⁰` and `2⁻¹`; the last is [`MAX_Q`].
+const FINER_Q: [i32; 3] = [4, 8, MAX_Q];
+
+/// The fractional part of `a ≥ 0` by the `2⁵²` trick: 0 exactly when `a`
+/// is a whole number below 2⁵²; NaN for NaN and ∞.
+#[inline(always)]
+fn fraction(a: f64) -> f64 {
+    const MAGIC: f64 = 4_503_599_627_370_496.0;
+    ((a + MAGIC) - MAGIC) - a
+}
+
 /// The coarsest of `2^-4`, `2^-8`, `2^-16` that a column is a multiple
 /// of (a finer `q` than needed is only conservative).
 #[inline(always)]
 fn finer_profile(col: &[f64]) -> Option<DyadicProfile> {
-    const MAGIC: f64 = 4_503_599_627_370_496.0;
     let pass = |scale: f64| -> (bool, f64) {
         let mut err = [0.0f64; LANES];
         let mut mx = [0.0f64; LANES];
         for (r, &v) in col.iter().enumerate() {
             let l = r % LANES;
             let a = v.abs() * scale;
-            err[l] += (((a + MAGIC) - MAGIC) - a).abs();
+            err[l] += fraction(a).abs();
             mx[l] = if a > mx[l] { a } else { mx[l] };
         }
         (err.iter().sum::<f64>() == 0.0, mx.iter().fold(0.0f64, |m, &a| if a > m { a } else { m }) / scale)
@@ -141,10 +152,23 @@ fn finer_profile(col: &[f64]) -> Option<DyadicProfile> {
     if !ok {
         return None;
     }
-    for q in [4i32, 8] {
-        if pass((1u64 << q) as f64).0 {
-            return Some(DyadicProfile { q, max_abs });
-        }
+    let q = FINER_Q.into_iter().find(|&q| q == MAX_Q || pass((1u64 << q) as f64).0);
+    q.map(|q| DyadicProfile { q, max_abs })
+}
+
+/// The general path's finer `q` (`finer_profile`) of a column's kept rows (`mask`): the in-place
+/// first pass profiles such a column (`I(bathrooms ** 2)`, a product of
+/// two columns of halves) as the general path profiles the design block's
+/// column of the same values, so both take it on the exact path alike.
+/// Stops at the first value that is no multiple of `2^-16` (every real
+/// column, at once).
+pub fn finer_q_masked(col: &[f64], mask: Option<&[u8]>) -> Option<i32> {
+    let multiple = |q: i32| {
+        let scale = (1u64 << q) as f64;
+        col.iter().enumerate().all(|(r, &v)| !crate::bits::is_kept(mask, r) || fraction(v.abs() * scale) == 0.0)
+    };
+    if !multiple(MAX_Q) {
+        return None;
     }
-    Some(DyadicProfile { q: MAX_Q, max_abs })
+    FINER_Q.into_iter().find(|&q| q == MAX_Q || multiple(q))
 }

@@ -12,7 +12,7 @@ use crate::bits::{kept_bits, kept_rows};
 use crate::dd::Dd;
 use crate::stats::columns::{ColumnStats, LevelColumn};
 use crate::stats::columns::{DirectColumn, MaskedMoments, RawMoments, SourceColumn};
-use crate::stats::dyadic::DyadicProfile;
+use crate::stats::dyadic::{finer_q_masked, DyadicProfile};
 use crate::stats::patterns;
 use crate::stats::portable::scans::ScanKernels;
 use crate::stats::reals::{self, Decimal, Reading};
@@ -581,8 +581,8 @@ enum Scanned {
 /// non-0/1 columns stay in step). A float column of real values (not a
 /// multiple of `2^-16`) is read as decimals or split into slices
 /// (`stats::reals`), each a column of the exact kernels; a column of finer
-/// binary fractions goes, with its chunk, to the general path (which takes
-/// it exactly, as it always has).
+/// binary fractions (quarters, …, multiples of `2^-16`) is an exact column
+/// of the profile the general path gives it ([`finer_q_masked`]).
 fn numeric_moments<'a, K: ScanKernels>(
     k: K,
     cols: &[SourceColumn<'a>],
@@ -622,9 +622,13 @@ fn numeric_moments<'a, K: ScanKernels>(
                 } else if !k.halves_masked(&v[..n], mask) {
                     Scanned::Dyadic(DyadicProfile { q: 1, max_abs: st.max_abs }, st)
                 } else {
-                    // Finer binary fractions (the split finds them) go to
-                    // the general path; the rest is sliced.
-                    Scanned::Real { st, binary: false }
+                    // Finer binary fractions are profiled as the general
+                    // path profiles them; the rest is read as decimals or
+                    // sliced.
+                    match finer_q_masked(&v[..n], mask) {
+                        Some(q) => Scanned::Dyadic(DyadicProfile { q, max_abs: st.max_abs }, st),
+                        None => Scanned::Real { st, binary: false },
+                    }
                 }
             }
             SourceColumn::Bits(b) => {

@@ -263,8 +263,10 @@ fn direct_kernels_match_the_reference_path() {
     // main effect), reduced ones beside the main effects, a 0/1 column, a
     // product of numeric factors, a column with nulls, an integer factor.
     let by_level = "rent ~ size_sqft * C(borough) + has_gym:C(borough) + np.log(size_sqft):C(borough) + size_sqft:has_gym:C(borough) + floor:C(bedrooms) + min_to_subway:C(borough) + np.log(floor + 1):C(borough) + bathrooms";
+    // Quarters: products and squares of columns of halves.
+    let quarters = "rent ~ bedrooms:bathrooms + I(bathrooms ** 2) + I(bedrooms / 4) + size_sqft + C(borough)";
     let models = [with_intercept, without, factors, flags, many_levels, few_levels, transformed, expressions];
-    for f in models.into_iter().chain([exact_valued, products, quotients, by_level]) {
+    for f in models.into_iter().chain([exact_valued, products, quotients, by_level, quarters]) {
         compare_direct_and_reference(&pq, f, &["borough", "neighborhood"]);
     }
 }

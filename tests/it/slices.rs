@@ -109,7 +109,8 @@ fn assert_near_exact(raw: &RawMoments, cols: &[Vec<f64>], bits: usize) {
 /// whole numbers and halves too long for the exact kernels as they are
 /// over thousands of rows (`stats::reals::too_long`: timestamps, ids,
 /// squares of areas, halves in the millions; 8–11; whole numbers past
-/// 2⁵², 12).
+/// 2⁵², 12); binary fractions finer than halves (quarters, steps of 2⁻⁸
+/// and of 2⁻¹⁶; 13–15).
 fn real_columns(n: usize, seed: u64, kinds: &[u8]) -> Vec<Vec<f64>> {
     let mut rng = gramfit::generate::Rng::new(seed);
     kinds
@@ -144,7 +145,10 @@ fn real_columns(n: usize, seed: u64, kinds: &[u8]) -> Vec<Vec<f64>> {
                         9 => 3_000_000.0 + (u * 1e5).round(),
                         10 => (u * 1e4).round().powi(2),
                         11 => (1e7 + (u * 2e6).round()) / 2.0,
-                        _ => 5e15 + (u * 1e6).round(),
+                        12 => 5e15 + (u * 1e6).round(),
+                        13 => (u * 40.0).round() / 4.0 - 3.0,
+                        14 => (u * 1000.0).round() / 256.0,
+                        _ => (u * 30000.0).round() / 65536.0,
                     }
                 })
                 .collect()
@@ -244,7 +248,7 @@ proptest! {
     #[test]
     fn in_place_and_general_paths_agree_bit_for_bit_on_real_values(
         n in 1usize..8192,
-        kinds in prop::collection::vec(prop::sample::select(vec![0u8, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12]), 1..4),
+        kinds in prop::collection::vec(prop::sample::select(vec![0u8, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15]), 1..4),
         long_ints in any::<bool>(),
         levels in prop::sample::select(vec![0usize, 3, 40]),
         drop_every in prop::sample::select(vec![0usize, 2, 7, 1000]),
@@ -281,14 +285,16 @@ proptest! {
         }
         let m = if drop_every == 0 { None } else { Some(&mask[..]) };
         let Some(mm) = raw_moments_masked_columns(&cols, n, m) else {
-            // Declined only for a span of binades past five slices, or for
-            // a column whose kept values are all binary fractions finer
-            // than halves (3/4 from a ratio of small integers, when few
-            // rows are kept): the general path takes those, by design.
-            // (Columns too long for the exact kernels as they are, kinds
-            // 8–11, are binary fractions too, but are read, never declined.)
+            // Declined only for a span of binades past five slices, or
+            // where binary fractions finer than halves (kinds 13–15, or 3/4
+            // from a ratio of small integers when few rows are kept) are
+            // too long for exact sums beside the other columns: the general
+            // path takes those, by design. (Columns too long for the exact
+            // kernels as they are, kinds 8–11, are binary fractions too,
+            // but are read, never declined.)
             let dyadic = |(c, &kind): (&Vec<f64>, &u8)| kind < 6 && c.iter().zip(&kept).all(|(&x, &k)| !k || (x * 2f64.powi(40)).fract() == 0.0);
-            prop_assert!(kinds.contains(&5) || reals.iter().zip(&kinds).any(dyadic), "declined {kinds:?}");
+            let finer = kinds.iter().any(|&k| k >= 13);
+            prop_assert!(kinds.contains(&5) || finer || reals.iter().zip(&kinds).any(dyadic), "declined {kinds:?}");
             return Ok(());
         };
         let rows: Vec<usize> = (0..n).filter(|&r| kept[r]).collect();
@@ -471,4 +477,34 @@ fn the_generator_writes_real_values_in_every_float_encoding() {
     let nulls = lat.null_count() as f64 / n as f64;
     assert!((0.005..0.015).contains(&nulls), "latitude nulls {nulls}");
     assert!(lat.iter().flatten().all(|v| (40.0..41.6).contains(&v) && ((v * 1e6).round() / 1e6) == v));
+}
+
+/// Binary fractions finer than halves (quarters, steps of 2⁻⁸ and 2⁻¹⁶:
+/// `I(bathrooms ** 2)`, a product of two columns of halves) are read in
+/// place, profiled as the general path profiles them, beside a column in
+/// cents and one of whole numbers, with rows dropped: the same bits, where
+/// such a column once sent its chunk to the general path.
+#[test]
+fn finer_binary_fractions_are_read_in_place() {
+    let n = 5000;
+    let kept: Vec<bool> = (0..n).map(|r| r % 7 != 1).collect();
+    let mask: Vec<u8> =
+        kept.chunks(8).map(|c| c.iter().enumerate().fold(0u8, |m, (b, &k)| m | u8::from(k) << b)).collect();
+    let rows: Vec<usize> = (0..n).filter(|&r| kept[r]).collect();
+    for kind in [13u8, 14, 15] {
+        let cols = real_columns(n, 3 + u64::from(kind), &[kind, 0, 6]);
+        let dirty: Vec<Vec<f64>> =
+            cols.iter().map(|c| c.iter().zip(&kept).map(|(&x, &k)| if k { x } else { f64::NAN }).collect()).collect();
+        let direct: Vec<DirectColumn<'_>> = dirty.iter().map(|c| DirectColumn::Source(SourceColumn::F64(c))).collect();
+        let mm = raw_moments_masked_columns(&direct, n, Some(&mask)).unwrap_or_else(|| panic!("kind {kind}: declined"));
+        let dense: Vec<Vec<f64>> = cols.iter().map(|c| rows.iter().map(|&r| c[r]).collect()).collect();
+        let refs: Vec<ColumnRef<'_>> = dense.iter().map(|c| ColumnRef::plain(c)).collect();
+        let general = raw_moments(&refs, None);
+        assert_eq!(mm.raw.s1, general.s1, "kind {kind}");
+        assert_eq!(mm.raw.s2, general.s2, "kind {kind}");
+        assert_eq!(mm.raw.exact, general.exact, "kind {kind}");
+        // The fine column itself: its profile is one of the finer scales.
+        let q = DyadicProfile::of(&dense[0]).expect("a binary fraction").q;
+        assert!(q >= 4, "kind {kind}: q {q}");
+    }
 }
