@@ -156,10 +156,11 @@ fn finer_profile(col: &[f64]) -> Option<DyadicProfile> {
     q.map(|q| DyadicProfile { q, max_abs })
 }
 
-/// The general path's finer `q` (`finer_profile`) of a column's kept rows (`mask`): the in-place
-/// first pass profiles such a column (`I(bathrooms ** 2)`, a product of
-/// two columns of halves) as the general path profiles the design block's
-/// column of the same values, so both take it on the exact path alike.
+/// The general path's finer `q` (`finer_profile`) of a column's kept rows
+/// (`mask`): the in-place first pass profiles such a column
+/// (`I(bathrooms ** 2)`, a product of two columns of halves) as the
+/// general path profiles the design block's column of the same values, so
+/// both take it on the exact path alike.
 /// Stops at the first value that is no multiple of `2^-16` (every real
 /// column, at once).
 pub fn finer_q_masked(col: &[f64], mask: Option<&[u8]>) -> Option<i32> {
