@@ -177,15 +177,21 @@ fn singular_designs_drop_pinv_and_error() {
     let d = data.to_str().unwrap();
     let sec = format!("{BASE} + seconds_to_subway");
     let trap = format!("{BASE} + no_washer_dryer");
+    // A quotient term is the double nearest its value, not exactly the
+    // column over 60: still aliased to working precision, as in
+    // statsmodels.
+    let hours = format!("{BASE} + I(min_to_subway / 60)");
     let jobs = json!([
         {"name": "sec", "kind": "fit", "data": d, "formula": sec},
         {"name": "trap", "kind": "fit", "data": d, "formula": trap},
+        {"name": "hours", "kind": "fit", "data": d, "formula": hours},
     ]);
     let theirs = peers::run(&jobs);
     let base = fit_json(&data, BASE, &[]);
     for (name, f, aliased, dep) in [
         ("sec", &sec, "seconds_to_subway", "seconds_to_subway = 60 × min_to_subway"),
         ("trap", &trap, "no_washer_dryer", "no_washer_dryer = Intercept − has_washer_dryer"),
+        ("hours", &hours, "I(min_to_subway / 60)", "I(min_to_subway / 60) = 1.666667e-2 × min_to_subway"),
     ] {
         // drop: rank 4, the aliased column named with its dependency, the
         // other coefficients are the base model's.
