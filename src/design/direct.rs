@@ -676,12 +676,8 @@ fn by_level_columns(
     let converted: Vec<f64>;
     let x: &[f64] = match values {
         SourceColumn::F64(v) => &v[..n],
-        SourceColumn::I64(v) => {
-            converted = v[..n].iter().map(|&v| v as f64).collect();
-            &converted
-        }
-        SourceColumn::Bits(b) => {
-            converted = (0..n).map(|r| f64::from((b[r / 8] >> (r % 8)) & 1)).collect();
+        SourceColumn::I64(_) | SourceColumn::Bits(_) => {
+            converted = (0..n).map(|r| values.value(r)).collect();
             &converted
         }
     };

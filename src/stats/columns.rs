@@ -52,6 +52,18 @@ pub enum SourceColumn<'a> {
     Bits(&'a [u8]),
 }
 
+impl SourceColumn<'_> {
+    /// Row `r`'s value as the design block holds it: an integer converted
+    /// to the nearest `f64` (as Arrow's cast converts it), a bit as 0 or 1.
+    pub fn value(&self, r: usize) -> f64 {
+        match self {
+            SourceColumn::F64(v) => v[r],
+            SourceColumn::I64(v) => v[r] as f64,
+            SourceColumn::Bits(b) => f64::from((b[r / 8] >> (r % 8)) & 1),
+        }
+    }
+}
+
 /// A column of the in-place kernel: a numeric source column, or the level
 /// codes of a categorical factor whose full cells (indicators) it stands
 /// for. Codes are `u32::MAX` only on dropped rows.

@@ -505,9 +505,9 @@ fn add_fitted_by_level(offset: &mut [f64], codes: &[u32], fitted: &[f64]) {
 }
 
 /// Add to each kept row's fitted value its level's slope times its value
-/// (`codes[r]`, `x`'s row `r`): a dropped row's value may be a null's NaN,
-/// which must not reach its residual (the kernels zero it by a select, but
-/// the row is skipped here all the same).
+/// (`codes[r]`, `x`'s row `r`). Dropped rows are skipped: their value may
+/// be a null's NaN, kept out of the offset whatever the kernels do with a
+/// dropped row's residual.
 fn add_fitted_by_level_slopes(
     offset: &mut [f64],
     codes: &[u32],
@@ -515,14 +515,9 @@ fn add_fitted_by_level_slopes(
     x: SourceColumn<'_>,
     mask: Option<&[u8]>,
 ) {
-    let value = |r: usize| match x {
-        SourceColumn::F64(v) => v[r],
-        SourceColumn::I64(v) => v[r] as f64,
-        SourceColumn::Bits(b) => f64::from((b[r / 8] >> (r % 8)) & 1),
-    };
     for (r, (o, &code)) in offset.iter_mut().zip(codes).enumerate() {
         if let (Some(s), true) = (slope.get(code as usize), crate::bits::is_kept(mask, r)) {
-            *o += s * value(r);
+            *o += s * x.value(r);
         }
     }
 }
