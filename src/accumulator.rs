@@ -9,7 +9,7 @@ use crate::level::ColumnKey;
 use crate::level::Level;
 use crate::stats::columns::RawMoments;
 use crate::stats::kernel::raw_moments_of_matrix;
-use crate::stats::{ExactRawSums, StatsError, SufficientStats};
+use crate::stats::{RawSums, StatsError, SufficientStats};
 use arrow::array::{BooleanArray, RecordBatch};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -25,12 +25,12 @@ pub struct FitAccumulator {
     pub rows_read: u64,
     /// Rows dropped for a missing value.
     pub rows_dropped: u64,
-    /// Exact chunks of the current work unit not yet folded into `stats`
-    /// (see [`ExactRawSums`]); folded by `merge` (how the engine combines
+    /// Unweighted chunks of the current work unit not yet folded into
+    /// `stats` (see [`RawSums`]); folded by `merge` (how the engine combines
     /// units, so nothing leaves the engine pending) and by the other
     /// updates. Never serialized: only the engine's units hold any.
     #[serde(skip)]
-    pending: ExactRawSums,
+    pending: RawSums,
     /// Read every column as the doubles it holds, never as decimals
     /// (`stats::reals`): set where other sums of the same values are kept
     /// beside these (an absorbed fit's per-level sums).
@@ -79,7 +79,7 @@ impl FitAccumulator {
         }
     }
 
-    /// Fold the pending exact chunks into the statistics.
+    /// Fold the pending chunks into the statistics.
     fn flush(&mut self) {
         if !self.pending.is_empty() {
             let part = self.pending.take();
@@ -87,14 +87,16 @@ impl FitAccumulator {
         }
     }
 
-    /// Fold a chunk's raw sums: exact ones join the pending run, others
-    /// (after the run, to keep the order) are merged as a state.
+    /// Fold a chunk's raw sums: unweighted ones join the pending run (a
+    /// new run where it is full or of the other kind, exact or not),
+    /// weighted ones (after the run, to keep the order) are merged as a
+    /// state.
     fn add_raw(&mut self, keys: &[ColumnKey], raw: RawMoments, n: usize, weights: Option<&[f64]>) {
         if n == 0 {
             return;
         }
-        if raw.exact && weights.is_none() {
-            if !self.pending.has_room() {
+        if weights.is_none() {
+            if !self.pending.accepts(&raw) {
                 self.flush();
             }
             self.pending.add(keys, &raw, n);
@@ -109,7 +111,7 @@ impl FitAccumulator {
         self.fold_block(block, false);
     }
 
-    /// `pending`: exact sums may join the pending run — only in the
+    /// `pending`: the sums may join the pending run — only in the
     /// engine's units, which leave it through `merge`.
     fn fold_block(&mut self, block: &DesignBlock, pending: bool) {
         let lo: Vec<Option<&[f64]>> = block.lo.iter().map(|l| l.as_deref()).collect();

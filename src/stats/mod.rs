@@ -41,6 +41,7 @@ pub mod inplace;
 pub mod kernel;
 pub mod patterns;
 pub mod portable;
+pub mod raw_sums;
 pub mod reals;
 pub mod slices;
 #[cfg(gramfit_x86)]
@@ -50,6 +51,7 @@ use crate::dd::Dd;
 use crate::level::ColumnKey;
 use columns::{ColumnRef, RawMoments};
 use kernel::raw_moments;
+pub use raw_sums::{RawSums, MAX_BLOCKS};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -442,92 +444,6 @@ impl SufficientStats {
             }
         }
         (mean, c)
-    }
-}
-
-/// Raw sums (count, Σw, Σz, Σzzᵀ, non-zero counts) of consecutive blocks
-/// whose every sum is exact ([`RawMoments::exact`]), added key by key in
-/// double-double and centered into a [`SufficientStats`] once.
-///
-/// The addition is exact, not merely accurate: an exact block's sums are
-/// integers in units of 2^-(qa+qb) below 2⁵³ of them
-/// ([`dyadic::DyadicProfile::exact_dot`]), so [`MAX_BLOCKS`] of them stay
-/// below 2⁶¹ units, where every step of the double-double addition is an
-/// exact floating-point operation. Folding a run of chunks this way instead
-/// of a Chan merge per chunk saves ~3m² double-double operations per chunk
-/// (m ≈ 100 for `C(neighborhood)`), and rounds once per run instead of at
-/// every chunk.
-#[derive(Clone, Debug, Default)]
-pub struct ExactRawSums {
-    keys: Vec<ColumnKey>,
-    index: HashMap<ColumnKey, usize>,
-    blocks: usize,
-    nobs: u64,
-    sum_w: Dd,
-    s1: Vec<Dd>,
-    s2: Vec<Dd>,
-    nonzero: Vec<u64>,
-    /// The keys of the last block added and their positions.
-    last_keys: Vec<ColumnKey>,
-    last_map: Vec<usize>,
-}
-
-/// Blocks one [`ExactRawSums`] adds before it must be centered.
-pub const MAX_BLOCKS: usize = 256;
-
-impl ExactRawSums {
-    pub fn is_empty(&self) -> bool {
-        self.nobs == 0
-    }
-
-    /// Whether another block may be added.
-    pub fn has_room(&self) -> bool {
-        self.blocks < MAX_BLOCKS
-    }
-
-    /// Add the exact raw sums of `n` rows (`n > 0`) keyed by `keys`.
-    pub fn add(&mut self, keys: &[ColumnKey], raw: &RawMoments, n: usize) {
-        assert!(raw.exact && self.has_room(), "only exact blocks, at most MAX_BLOCKS of them");
-        let (old, m) = add_keys(&mut self.keys, &mut self.index, keys);
-        if m != old {
-            grow_square(&mut self.s2, old, m);
-            self.s1.resize(m, Dd::ZERO);
-            self.nonzero.resize(m, 0);
-        }
-        // Chunks of a work unit mostly share their keys: their positions are
-        // looked up (hashing every key) only when the keys change.
-        if self.last_keys != keys {
-            self.last_map = keys.iter().map(|k| self.index[k]).collect();
-            self.last_keys = keys.to_vec();
-        }
-        let map = &self.last_map;
-        let k = keys.len();
-        for (a, &i) in map.iter().enumerate() {
-            self.s1[i] += raw.s1[a];
-            self.nonzero[i] += raw.nonzero[a];
-            for (b, &j) in map.iter().enumerate() {
-                // Adding an exact zero changes nothing: a factor's cells
-                // are orthogonal, so most of a factor model's entries are.
-                let v = raw.s2[a * k + b];
-                if v.hi != 0.0 || v.lo != 0.0 {
-                    self.s2[i * m + j] += v;
-                }
-            }
-        }
-        self.sum_w += raw.sum_w;
-        self.nobs += n as u64;
-        self.blocks += 1;
-    }
-
-    /// The statistics of everything added (the empty state when nothing
-    /// was), leaving this empty.
-    pub fn take(&mut self) -> SufficientStats {
-        let sums = std::mem::take(self);
-        if sums.nobs == 0 {
-            return SufficientStats::new();
-        }
-        let raw = RawMoments { sum_w: sums.sum_w, s1: sums.s1, s2: sums.s2, nonzero: sums.nonzero, exact: true };
-        SufficientStats::from_raw(&sums.keys, sums.nobs as usize, raw, None)
     }
 }
 
