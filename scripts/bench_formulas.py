@@ -5,7 +5,7 @@ interaction, ids, a unit change, a factor ...) against the model without
 it, for one or more gramfit binaries, in one run (round robin over models
 and binaries, the order reversed every other round), medians of wall time.
 
-    python3 scripts/bench_formulas.py [--repeats 5] [--threads 1] [--both-passes] [--only S,S] FILE BIN [BIN ...]
+    python3 scripts/bench_formulas.py [--repeats 5] [--threads 1] [--both-passes] [--only S,S] [--by COL] FILE BIN [BIN ...]
 
 FILE must hold the real shape's columns (`gramfit-gen --shape real`, as
 `scripts/bench_real.py` makes bench-data/real-10m.parquet).
@@ -61,6 +61,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--both-passes", action="store_true", help="the default fit (both passes), not the first pass")
     ap.add_argument("--only", help="only the models whose label contains one of these comma-separated strings (and F)")
+    ap.add_argument("--by", help="fit every model per level of this column (`gramfit fit --by COL`)")
     ap.add_argument("file")
     ap.add_argument("bins", nargs="+")
     a = ap.parse_args()
@@ -69,6 +70,8 @@ def main():
         keep = a.only.split(",")
         features = [FEATURES[0]] + [(m, f) for m, f in FEATURES[1:] if any(k in m for k in keep)]
     passes = [] if a.both_passes else ["--no-second-pass"]
+    if a.by:
+        passes += ["--by", a.by]
     wall = {(m, b): [] for m, _ in features for b in a.bins}
     runs = [(m, f, b) for m, f in features for b in a.bins]
     for i in range(a.repeats):

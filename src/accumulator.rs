@@ -287,20 +287,20 @@ impl ChunkSink for GroupedAccumulator {
             let mask = BooleanArray::from((0..codes.len()).map(|r| codes[r] == code as u32).collect::<Vec<bool>>());
             let sub = arrow::compute::filter_record_batch(chunk, &mask)
                 .map_err(|e| DesignError::arrow("selecting a group's rows", by, e))?;
-            let block = builder.block(&sub, &|r| at(rows[r]))?;
+            // A group's rows as a chunk of their own: read in place where
+            // the model allows, their sums joining the group's pending run.
             let n = builder.spec.factors.len();
-            self.groups.entry(level.clone()).or_insert_with(|| FitAccumulator::new(n)).update(&block);
+            let acc = self.groups.entry(level.clone()).or_insert_with(|| FitAccumulator::new(n));
+            acc.add_chunk(builder, &sub, &|r| at(rows[r]))?;
         }
         Ok(())
     }
     fn merge(&mut self, other: &Self) {
         for (level, acc) in &other.groups {
-            match self.groups.get_mut(level) {
-                Some(a) => a.merge(acc),
-                None => {
-                    self.groups.insert(level.clone(), acc.clone());
-                }
-            }
+            // Merged into an empty accumulator when new here, so that a
+            // unit's pending sums are folded into the statistics either way.
+            let n = acc.levels.len();
+            self.groups.entry(level.clone()).or_insert_with(|| FitAccumulator::new(n)).merge(acc);
         }
         self.rows_read += other.rows_read;
         self.rows_without_group += other.rows_without_group;

@@ -245,6 +245,7 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
             let g = grouped::fit(r, by, opened, &eo, &progress)?;
             let fitted_at = model::now_unix();
             let mut reports = Vec::new();
+            let prints = &mut growth::Fingerprints::default();
             for group in &g.groups {
                 let label = group.level.to_string();
                 let res = model::results_of(&group.resolved, &group.acc, &m.report)
@@ -260,7 +261,7 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
                 }
                 if let Some(sp) = &m.state_path {
                     // The state knows its group: updates fold only its rows.
-                    let st = grouped::state_of(group, &read, fitted_at, g.elapsed_s)?;
+                    let st = grouped::state_of(group, &read, prints, fitted_at, g.elapsed_s)?;
                     states.push((grouped::group_path(sp, &label, "gramfit"), st));
                 }
             }

@@ -87,11 +87,18 @@ pub fn group_path(pattern: &Path, level: &str, ext: &str) -> PathBuf {
 }
 
 /// The state of one group: its model (group recorded), statistics and
-/// inputs (`read`, the inputs as they were read).
-pub fn state_of(g: &GroupFit, read: &[Input], fitted_at: u64, elapsed_s: f64) -> Result<State, StateError> {
+/// inputs (`read`, the inputs as they were read; their fingerprints
+/// from `prints`, shared by the groups of one fit).
+pub fn state_of(
+    g: &GroupFit,
+    read: &[Input],
+    prints: &mut growth::Fingerprints,
+    fitted_at: u64,
+    elapsed_s: f64,
+) -> Result<State, StateError> {
     let mut inputs = Vec::new();
     for (input, info) in read.iter().zip(&g.inputs) {
-        inputs.push(growth::record(input, info)?);
+        inputs.push(growth::record_with(input, info, prints)?);
     }
     Ok(State::new(
         g.resolved.options.clone(),

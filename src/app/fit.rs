@@ -299,11 +299,14 @@ fn fit_by(a: &FitArgs, by: &str, eo: &EngineOptions) -> Result<report::Report, A
     let fitted_at = model::now_unix();
     let wait = a.lock.wait().map_err(AppError::Usage)?;
     let mut reports = Vec::new();
+    let prints = &mut crate::state::growth::Fingerprints::default();
     for group in &g.groups {
         let label = group.level.to_string();
         let in_group = |e: model::FitError| AppError::Data(format!("{by} = {label}: {e}"));
         let mut res = model::results_of(&group.resolved, &group.acc, &ro).map_err(in_group)?;
-        let mut st = grouped::state_of(group, &read, fitted_at, g.elapsed_s)?;
+        // Inputs are fingerprinted only for a state that is saved.
+        let recorded: &[_] = if a.save.is_some() { &read } else { &[] };
+        let mut st = grouped::state_of(group, recorded, prints, fitted_at, g.elapsed_s)?;
         if rereadable && !a.report.no_second_pass {
             let reopened = reopen_as_read(&read, &schemas, &csv, &group.inputs);
             let robust = model::RobustOptions { cov, cluster: a.report.cluster.as_deref() };

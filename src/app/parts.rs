@@ -94,7 +94,8 @@ pub fn group_first_pass(a: &FitArgs, by: &str) -> Result<State, AppError> {
             grouped.groups.len()
         )));
     };
-    Ok(crate::grouped::state_of(group, &read, model::now_unix(), grouped.elapsed_s)?)
+    let prints = &mut crate::state::growth::Fingerprints::default();
+    Ok(crate::grouped::state_of(group, &read, prints, model::now_unix(), grouped.elapsed_s)?)
 }
 
 /// [`first_pass`] with the factor of column `column` estimated by blocks

@@ -356,6 +356,13 @@ fn grouped_job_fits_each_group_like_its_own_file() {
             "json",
         ]);
         assert_eq!(summary["params"], grouped["params"], "{group}: state");
+        // Every group's state records the input's own fingerprint (taken
+        // once for all the groups) and the group's rows.
+        let st = gramfit::state::load(&tmp.path().join(format!("out/{group}.gramfit"))).unwrap();
+        let input = se.join("streeteasy.csv");
+        let (size, sha) = gramfit::state::fingerprint(&input).unwrap();
+        assert_eq!((st.inputs[0].size, st.inputs[0].sha256.as_str()), (size, sha.as_str()), "{group}: provenance");
+        assert_eq!(serde_json::json!(st.inputs[0].rows_read - st.inputs[0].rows_dropped), alone["nobs"], "{group}");
     }
     // A grouping column that does not exist is refused before anything is written.
     let bad = write(
