@@ -4,13 +4,13 @@
 //! [`SufficientStats`]: `update`, `merge`, `retract`, the empty value is the
 //! identity.
 
-use crate::design::{categorical_column, DesignBlock, DesignBuilder, DesignError};
+use crate::design::{split_by_level, DesignBlock, DesignBuilder, DesignError};
 use crate::level::ColumnKey;
 use crate::level::Level;
 use crate::stats::columns::RawMoments;
 use crate::stats::kernel::raw_moments_of_matrix;
 use crate::stats::{RawSums, StatsError, SufficientStats};
-use arrow::array::{BooleanArray, RecordBatch};
+use arrow::array::RecordBatch;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -276,23 +276,16 @@ impl ChunkSink for GroupedAccumulator {
         at: &dyn Fn(usize) -> String,
     ) -> Result<(), DesignError> {
         let by = builder.group_by.as_deref().expect("a grouped pass has a grouping column");
-        let (codes, table) = categorical_column(chunk, by)?;
-        self.rows_read += chunk.num_rows() as u64;
-        self.rows_without_group += codes.iter().filter(|&&c| c == u32::MAX).count() as u64;
-        for (code, level) in table.iter().enumerate() {
-            let rows: Vec<usize> = (0..codes.len()).filter(|&r| codes[r] == code as u32).collect();
-            if rows.is_empty() {
-                continue;
-            }
-            let mask = BooleanArray::from((0..codes.len()).map(|r| codes[r] == code as u32).collect::<Vec<bool>>());
-            let sub = arrow::compute::filter_record_batch(chunk, &mask)
-                .map_err(|e| DesignError::arrow("selecting a group's rows", by, e))?;
+        let n = builder.spec.factors.len();
+        let groups = &mut self.groups;
+        let codes = split_by_level(chunk, by, |level, sub, rows| {
             // A group's rows as a chunk of their own: read in place where
             // the model allows, their sums joining the group's pending run.
-            let n = builder.spec.factors.len();
-            let acc = self.groups.entry(level.clone()).or_insert_with(|| FitAccumulator::new(n));
-            acc.add_chunk(builder, &sub, &|r| at(rows[r]))?;
-        }
+            let acc = groups.entry(level.clone()).or_insert_with(|| FitAccumulator::new(n));
+            acc.add_chunk(builder, sub, &|r| at(rows[r]))
+        })?;
+        self.rows_read += chunk.num_rows() as u64;
+        self.rows_without_group += codes.iter().filter(|&&c| c == u32::MAX).count() as u64;
         Ok(())
     }
     fn merge(&mut self, other: &Self) {

@@ -3,14 +3,19 @@
 //! group's state records its group, so that later updates fold only its
 //! rows (see `state::growth`).
 
-use crate::accumulator::FitAccumulator;
-use crate::engine::{EngineOptions, Progress};
+use crate::accumulator::{ChunkSink, FitAccumulator};
+use crate::design::{split_by_level, DesignBuilder, DesignError};
+use crate::engine::{self, EngineOptions, Progress};
 use crate::level::Level;
 use crate::model::{self, FitError, Group, OpenedInputs, Resolved};
 use crate::report::InputInfo;
+use crate::residuals::ResidualStats;
 use crate::source::Input;
 use crate::state::{self, growth, State, StateError};
+use arrow::array::RecordBatch;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// One group's fit.
 pub struct GroupFit {
@@ -118,4 +123,89 @@ pub fn save(st: &State, path: &Path) -> Result<(), StateError> {
             .map_err(|e| StateError::Io { path: dir.display().to_string(), message: e.to_string() })?;
     }
     state::save(st, path)
+}
+
+/// The second pass of every group in one read of the inputs: each
+/// chunk's rows of a group go to that group's residual sums, through the
+/// group's own builder (its β, `(XᵀX)⁻¹` and design), as a pass of the
+/// group alone would add them. Groups not in `builders` are passed over.
+pub struct GroupedResiduals {
+    by: String,
+    builders: Arc<BTreeMap<Level, DesignBuilder>>,
+    groups: BTreeMap<Level, ResidualStats>,
+    rows_read: u64,
+}
+
+impl GroupedResiduals {
+    pub fn new(by: &str, builders: Arc<BTreeMap<Level, DesignBuilder>>) -> Self {
+        GroupedResiduals { by: by.to_string(), builders, groups: BTreeMap::new(), rows_read: 0 }
+    }
+
+    /// The residual sums of group `level` (empty when it had no rows).
+    pub fn take(&mut self, level: &Level) -> ResidualStats {
+        self.groups.remove(level).unwrap_or_default()
+    }
+}
+
+impl ChunkSink for GroupedResiduals {
+    fn add_chunk(
+        &mut self,
+        _builder: &DesignBuilder,
+        chunk: &RecordBatch,
+        at: &dyn Fn(usize) -> String,
+    ) -> Result<(), DesignError> {
+        let (builders, groups) = (&self.builders, &mut self.groups);
+        split_by_level(chunk, &self.by, |level, sub, rows| match builders.get(level) {
+            Some(builder) => groups.entry(level.clone()).or_default().add_chunk(builder, sub, &|r| at(rows[r])),
+            None => Ok(()),
+        })?;
+        self.rows_read += chunk.num_rows() as u64;
+        Ok(())
+    }
+
+    fn merge(&mut self, other: &Self) {
+        for (level, st) in &other.groups {
+            self.groups.entry(level.clone()).or_default().merge(st);
+        }
+        self.rows_read += other.rows_read;
+    }
+
+    fn finish(&mut self) {
+        for st in self.groups.values_mut() {
+            st.finish();
+        }
+    }
+
+    fn rows(&self) -> (u64, u64) {
+        (self.rows_read, 0)
+    }
+}
+
+/// The second passes of `passes` (per group: its model and pass set-up)
+/// in one read of `opened`; the residual sums in the order of `passes`.
+pub fn second_passes(
+    by: &str,
+    passes: &[(&GroupFit, &model::SecondPass)],
+    opened: OpenedInputs,
+    engine_opts: &EngineOptions,
+    progress: &Progress,
+) -> Result<Vec<ResidualStats>, FitError> {
+    let Some((first, _)) = passes.first() else { return Ok(Vec::new()) };
+    let builders: BTreeMap<Level, DesignBuilder> = passes
+        .iter()
+        .map(|(g, pass)| {
+            let mut b = g.resolved.builder();
+            b.second_pass = Some(Arc::new(pass.spec.clone()));
+            (g.level.clone(), b)
+        })
+        .collect();
+    // The read's builder: every group's columns (the same model), no
+    // group selected, the grouping column read.
+    let mut reader = builders[&first.level].clone();
+    reader.only = None;
+    reader.group_by = Some(by.to_string());
+    let builders = Arc::new(builders);
+    let empty = || GroupedResiduals::new(by, builders.clone());
+    let (mut all, _) = engine::accumulate_with(opened, &reader, &empty, engine_opts, progress)?;
+    Ok(passes.iter().map(|(g, _)| all.take(&g.level)).collect())
 }

@@ -265,8 +265,8 @@ fn fit_once(
     Ok((report::Report::Plain { results: Box::new(res), info }, tail_pending))
 }
 
-/// `gramfit fit … --by COL`: a model per level of `by` from one first pass;
-/// each group's second pass reads that group's rows (one pass per group).
+/// `gramfit fit … --by COL`: a model per level of `by` from one first pass,
+/// and every group's second pass from one more.
 fn fit_by(a: &FitArgs, by: &str, eo: &EngineOptions) -> Result<report::Report, AppError> {
     use crate::grouped;
     use crate::report::grouped::GroupReport;
@@ -298,25 +298,45 @@ fn fit_by(a: &FitArgs, by: &str, eo: &EngineOptions) -> Result<report::Report, A
     }
     let fitted_at = model::now_unix();
     let wait = a.lock.wait().map_err(AppError::Usage)?;
-    let mut reports = Vec::new();
-    let prints = &mut crate::state::growth::Fingerprints::default();
+    let in_group = |label: &str, e: model::FitError| AppError::Data(format!("{by} = {label}: {e}"));
+    // Every group's results and second-pass set-up, then one read of the
+    // inputs for all the groups' second passes.
+    let second = rereadable && !a.report.no_second_pass;
+    let robust = model::RobustOptions { cov, cluster: a.report.cluster.as_deref() };
+    let mut results = Vec::new();
+    let mut passes = Vec::new();
     for group in &g.groups {
         let label = group.level.to_string();
-        let in_group = |e: model::FitError| AppError::Data(format!("{by} = {label}: {e}"));
-        let mut res = model::results_of(&group.resolved, &group.acc, &ro).map_err(in_group)?;
+        results.push(model::results_of(&group.resolved, &group.acc, &ro).map_err(|e| in_group(&label, e))?);
+        if second {
+            let pass =
+                model::SecondPass::of(&group.resolved, &group.acc, &ro, robust).map_err(|e| in_group(&label, e))?;
+            passes.push(pass);
+        }
+    }
+    let residuals = match g.groups.first() {
+        Some(first) if second => {
+            let reopened = reopen_as_read(&read, &schemas, &csv, &first.inputs);
+            progress.set_label("pass 2, every group");
+            let staged: Vec<_> = g.groups.iter().zip(&passes).collect();
+            grouped::second_passes(by, &staged, reopened, eo, &progress)?
+        }
+        _ => Vec::new(),
+    };
+    let mut reports = Vec::new();
+    let prints = &mut crate::state::growth::Fingerprints::default();
+    for (i, (group, mut res)) in g.groups.iter().zip(results).enumerate() {
+        let label = group.level.to_string();
         // Inputs are fingerprinted only for a state that is saved.
         let recorded: &[_] = if a.save.is_some() { &read } else { &[] };
         let mut st = grouped::state_of(group, recorded, prints, fitted_at, g.elapsed_s)?;
-        if rereadable && !a.report.no_second_pass {
-            let reopened = reopen_as_read(&read, &schemas, &csv, &group.inputs);
-            let robust = model::RobustOptions { cov, cluster: a.report.cluster.as_deref() };
-            progress.set_label(&format!("pass 2, {by} = {label}"));
-            let snap = model::second_pass(&group.resolved, &group.acc, &ro, robust, reopened, eo, &progress)
-                .map_err(in_group)?;
-            crate::results::apply_second_pass(&mut res, &snap);
-            st.residuals = Some(snap);
-        } else {
-            res.gramfit_notes.push(no_second_pass_note(!rereadable));
+        match (passes.get(i), residuals.get(i)) {
+            (Some(pass), Some(stats)) => {
+                let snap = pass.snapshot(stats);
+                crate::results::apply_second_pass(&mut res, &snap);
+                st.residuals = Some(snap);
+            }
+            _ => res.gramfit_notes.push(no_second_pass_note(!rereadable)),
         }
         if let Some(pattern) = &a.save {
             let path = grouped::group_path(pattern, &label, "gramfit");

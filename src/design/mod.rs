@@ -152,12 +152,11 @@ impl DesignBuilder {
     pub fn select_group(&self, chunk: &RecordBatch) -> Result<Option<(RecordBatch, Vec<usize>)>, DesignError> {
         let Some((column, level)) = &self.only else { return Ok(None) };
         let (codes, table) = categorical_column(chunk, column)?;
-        let code = table.iter().position(|l| l == level).map(|c| c as u32);
-        let rows: Vec<usize> = (0..codes.len()).filter(|&r| Some(codes[r]) == code).collect();
-        let mask = BooleanArray::from((0..codes.len()).map(|r| Some(codes[r]) == code).collect::<Vec<bool>>());
-        let sub = arrow::compute::filter_record_batch(chunk, &mask)
-            .map_err(|e| DesignError::arrow("selecting the group's rows", column, e))?;
-        Ok(Some((sub, rows)))
+        match table.iter().position(|l| l == level) {
+            Some(code) => rows_with_code(chunk, &codes, code as u32, column).map(Some),
+            // A level the chunk lacks: no row.
+            None => Ok(Some((chunk.slice(0, 0), Vec::new()))),
+        }
     }
 
     /// Source columns a pass must read: the model's and the weights'.
@@ -578,4 +577,37 @@ fn indicator_columns(
         block.integral.push(true);
         block.lo.push(None);
     }
+}
+/// Call `each` with every level of column `column` that `chunk` holds,
+/// in the chunk's level order, its rows as a batch of their own and their
+/// row numbers in `chunk`; returns the rows' level codes (`u32::MAX`:
+/// missing).
+pub fn split_by_level(
+    chunk: &RecordBatch,
+    column: &str,
+    mut each: impl FnMut(&Level, &RecordBatch, &[usize]) -> Result<(), DesignError>,
+) -> Result<Vec<u32>, DesignError> {
+    let (codes, table) = categorical_column(chunk, column)?;
+    for (code, level) in table.iter().enumerate() {
+        let (sub, rows) = rows_with_code(chunk, &codes, code as u32, column)?;
+        if !rows.is_empty() {
+            each(level, &sub, &rows)?;
+        }
+    }
+    Ok(codes)
+}
+
+/// The rows of `chunk` whose level code in `codes` (of column `column`)
+/// is `code`, as a batch of their own, and their row numbers in `chunk`.
+fn rows_with_code(
+    chunk: &RecordBatch,
+    codes: &[u32],
+    code: u32,
+    column: &str,
+) -> Result<(RecordBatch, Vec<usize>), DesignError> {
+    let rows: Vec<usize> = (0..codes.len()).filter(|&r| codes[r] == code).collect();
+    let mask = BooleanArray::from(codes.iter().map(|&c| c == code).collect::<Vec<bool>>());
+    let sub = arrow::compute::filter_record_batch(chunk, &mask)
+        .map_err(|e| DesignError::arrow("selecting a group's rows", column, e))?;
+    Ok((sub, rows))
 }

@@ -294,6 +294,8 @@ fn fold_chunks<A: ChunkSink>(
         let design_err = |e| EngineError::Design { path: input.display(), source: Box::new(e) };
         match builder.select_group(chunk).map_err(design_err)? {
             None => acc.add_chunk(builder, chunk, &|r| locate(base + r as u64)),
+            // A chunk without a row of the group has nothing to fold.
+            Some((group, _)) if group.num_rows() == 0 => Ok(()),
             Some((group, rows)) => acc.add_chunk(builder, &group, &|r| locate(base + rows[r] as u64)),
         }
         .map_err(design_err)?;

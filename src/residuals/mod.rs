@@ -112,6 +112,9 @@ impl ChunkSink for ResidualStats {
         chunk: &RecordBatch,
         at: &dyn Fn(usize) -> String,
     ) -> Result<(), DesignError> {
+        if chunk.num_rows() == 0 {
+            return Ok(());
+        }
         let spec = builder.second_pass.as_ref().expect("a second pass has its spec");
         if self.add_chunk_direct(builder, spec, chunk, at)? {
             return Ok(());

@@ -324,6 +324,56 @@ fn readme_walkthrough_commands_work_as_printed() {
     assert!(work.join("out/merged.gramfit").exists());
 }
 
+/// Groups in runs longer than a chunk (a file sorted by its group, as
+/// exports often are), so that some chunks hold no row of a group: every
+/// group's second pass in one read (`fit --by`) and a saved group's own
+/// second pass (`diagnose`, which selects the group chunk by chunk) give
+/// the same robust errors, and they are those of the group's rows alone.
+#[test]
+fn groups_in_runs_longer_than_a_chunk_have_their_second_pass() {
+    let tmp = tempdir();
+    let mut rng = gramfit::generate::Rng::new(11);
+    let mut all = String::from("g,x,y\n");
+    let mut alone = vec![String::from("x,y\n"); 3];
+    for r in 0..30_000 {
+        let g = [r >= 12_000, r >= 22_000].iter().filter(|&&b| b).count();
+        let x = (rng.uniform() * 1000.0).round() / 100.0;
+        let y = 2.0 + 3.0 * x + (g as f64 + 1.0) * x * (rng.uniform() - 0.5);
+        all.push_str(&format!("{},{x},{y:.4}\n", ["a", "b", "c"][g]));
+        alone[g].push_str(&format!("{x},{y:.4}\n"));
+    }
+    let data = write(tmp.path(), "sorted.csv", &all);
+    let states = tmp.path().join("by/");
+    let grouped = gramfit_json([
+        "fit",
+        data.to_str().unwrap(),
+        "-f",
+        "y ~ x",
+        "--by",
+        "g",
+        "--cov-type",
+        "HC1",
+        "--save",
+        states.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    for (g, level) in ["a", "b", "c"].iter().enumerate() {
+        let own = write(tmp.path(), &format!("{level}.csv"), &alone[g]);
+        let want = gramfit_json(["fit", own.to_str().unwrap(), "-f", "y ~ x", "--cov-type", "HC1", "--format", "json"]);
+        let got = &grouped[level];
+        for k in ["Intercept", "x"] {
+            for field in ["params", "bse"] {
+                let d = crate::common::rel_diff(got[field][k].as_f64().unwrap(), want[field][k].as_f64().unwrap());
+                assert!(d <= 1e-9, "{level}: {field} of {k} differs by {d:e}");
+            }
+        }
+        let state = states.join(format!("{level}.gramfit"));
+        let diagnosed = gramfit_json(["diagnose", state.to_str().unwrap(), "--cov-type", "HC1", "--format", "json"]);
+        assert_eq!(diagnosed["bse"], got["bse"], "{level}: the group's own second pass");
+    }
+}
+
 #[test]
 fn grouped_job_fits_each_group_like_its_own_file() {
     let se = crate::common::shared_datasets().join("streeteasy");
