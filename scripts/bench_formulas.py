@@ -52,6 +52,9 @@ FEATURES = [
     ("F + C(borough):has_doorman", FORMULA + " + C(borough):has_doorman"),
     ("F + floor:C(bedrooms) (9 levels, nulls)", FORMULA + " + floor:C(bedrooms)"),
     ("F + C(neighborhood)", FORMULA + " + C(neighborhood)"),
+    ("F + C(borough):C(bedrooms)", FORMULA + " + C(borough):C(bedrooms)"),
+    ("F + C(borough) * C(has_doorman)", FORMULA + " + C(borough) * C(has_doorman)"),
+    ("F + C(borough):C(neighborhood)", FORMULA + " + C(borough):C(neighborhood)"),
 ]
 
 

@@ -1,9 +1,11 @@
 //! The in-place path: when every term is one numeric column (plain, or
-//! through an elementary function: `np.log(rent)`) or one categorical
-//! factor and there are no weights, a batch's source columns are handed to
-//! the kernels as they are (Float64, Int64, 0/1 as bits, level codes; a
-//! transformed column as the `Float64` array of its values), its missing
-//! rows as a mask — no design block is built.
+//! through an expression whose values are doubles: `np.log(rent)`), a
+//! product of such, one categorical factor, numeric factors times one
+//! categorical factor, or a product of two categorical factors, and there
+//! are no weights, a batch's source columns are handed to the kernels as
+//! they are (Float64, Int64, 0/1 as bits, level codes; a transformed
+//! column as the `Float64` array of its values), its missing rows as a
+//! mask — no design block is built.
 
 use super::arrays::{all_slots_finite, float_slot};
 use super::eval::{elementary, power_function, power_of_two, rounds_to_f64, Val};
@@ -78,6 +80,11 @@ enum TermRead {
     /// block's cells of the term — made from the values and the codes
     /// ([`by_level_columns`]).
     ByLevel { values: usize, factor: usize },
+    /// A product of two categorical factors (`C(borough):C(bedrooms)`):
+    /// one factor whose levels are the pairs met (the block's cells, in
+    /// order of first appearance among the kept rows), coded from the two
+    /// factors' codes ([`crossed_codes`]).
+    Cross { a: usize, b: usize },
 }
 
 /// Which source columns the in-place path reads, and in what order.
@@ -94,9 +101,10 @@ pub(super) struct DirectPlan {
 
 impl DirectPlan {
     /// Every term one plain numeric column, one expression of columns
-    /// that may be an `f64` column, a product of such, or one categorical
+    /// that may be an `f64` column, a product of such, one categorical
     /// factor (its full cells are indicators, accumulated from level
-    /// codes).
+    /// codes), such numeric factors times one categorical factor, or a
+    /// product of two categorical factors (coded as one factor of pairs).
     pub(super) fn of(spec: &ModelSpec) -> Option<DirectPlan> {
         // An expression's check: under its first column, when it has one
         // and may be read in place.
@@ -126,6 +134,10 @@ impl DirectPlan {
             }
             let categorical = |f: &usize| matches!(spec.factors[*f].kind, FactorKind::Categorical { .. });
             let (cats, nums): (Vec<usize>, Vec<usize>) = factors.iter().partition(|f| categorical(f));
+            if let ([a, b], []) = (cats.as_slice(), nums.as_slice()) {
+                terms.push(TermRead::Cross { a: a + 1, b: b + 1 });
+                continue;
+            }
             let values = match nums.as_slice() {
                 [] => return None,
                 [f] => f + 1,
@@ -521,7 +533,7 @@ impl DesignBuilder {
             ColumnKey::Response => Some(0),
             ColumnKey::Cell { term, levels } if levels.is_empty() => match *plan.terms.get(*term as usize)? {
                 TermRead::Check(c) => (plan.checks[c].1 != Read::Categorical).then_some(c),
-                TermRead::ByLevel { .. } => None,
+                TermRead::ByLevel { .. } | TermRead::Cross { .. } => None,
             },
             _ => None,
         }
@@ -533,7 +545,7 @@ impl DesignBuilder {
         let plan = self.direct.as_ref()?;
         match *plan.terms.get(term as usize)? {
             TermRead::Check(c) => (plan.checks[c].1 == Read::Categorical).then_some(c),
-            TermRead::ByLevel { .. } => None,
+            TermRead::ByLevel { .. } | TermRead::Cross { .. } => None,
         }
     }
 
@@ -543,7 +555,7 @@ impl DesignBuilder {
     pub fn direct_by_level(&self, term: u32) -> Option<(usize, usize)> {
         match *self.direct.as_ref()?.terms.get(term as usize)? {
             TermRead::ByLevel { values, factor } => Some((values, factor)),
-            TermRead::Check(_) => None,
+            TermRead::Check(_) | TermRead::Cross { .. } => None,
         }
     }
 
@@ -580,6 +592,17 @@ impl DesignBuilder {
                 by_level.push(made);
             }
         }
+        // The codes of the products of two factors, likewise.
+        let mut crossed = Vec::new();
+        for term in &plan.terms {
+            if let TermRead::Cross { a, b } = *term {
+                let [fa, fb] = [a, b].map(|c| inputs.codes[c].as_ref().expect("a categorical check has codes"));
+                let Some(made) = crossed_codes(fa.codes(), fb.codes(), fa.table.len(), fb.table.len()) else {
+                    return Ok(None);
+                };
+                crossed.push(made);
+            }
+        }
         let column = |c: usize| match &inputs.codes[c] {
             Some(f) => match f.as_yes_no() {
                 Some(y) => DirectColumn::YesNo(y.yes()),
@@ -588,6 +611,7 @@ impl DesignBuilder {
             None => DirectColumn::Source(inputs.column(c)),
         };
         let mut made = by_level.iter();
+        let mut cross = crossed.iter();
         let mut cols: Vec<DirectColumn<'_>> = Vec::new();
         for term in &plan.terms {
             match *term {
@@ -595,6 +619,10 @@ impl DesignBuilder {
                 TermRead::ByLevel { .. } => {
                     let (_, columns) = made.next().expect("columns per term read by level");
                     cols.extend(columns.iter().map(|c| DirectColumn::Source(SourceColumn::F64(c))));
+                }
+                TermRead::Cross { .. } => {
+                    let (codes, levels) = cross.next().expect("codes per product of factors");
+                    cols.push(DirectColumn::Factor { codes, levels: *levels });
                 }
             }
         }
@@ -622,6 +650,16 @@ impl DesignBuilder {
                 TermRead::ByLevel { factor, .. } => {
                     let f = inputs.codes[factor].as_ref().expect("a categorical check has codes");
                     (&f.table, &made.next().expect("columns per term read by level").0)
+                }
+                TermRead::Cross { a, b } => {
+                    factor += 1;
+                    let [ta, tb] =
+                        [a, b].map(|c| &inputs.codes[c].as_ref().expect("a categorical check has codes").table);
+                    for &code in &mm.cells[factor - 1] {
+                        let (ca, cb) = (code as usize / tb.len(), code as usize % tb.len());
+                        keys.push(ColumnKey::Cell { term: t as u32, levels: vec![ta[ca].clone(), tb[cb].clone()] });
+                    }
+                    continue;
                 }
             };
             for &code in codes {
@@ -687,6 +725,24 @@ fn by_level_columns(
         .map(|&level| codes[..n].iter().zip(x).map(|(&c, &v)| if c == level { v } else { 0.0 }).collect())
         .collect();
     Some((met, columns))
+}
+
+/// Most pairs of levels a product of two factors may code in a chunk
+/// (the cells' tables are sized by it); past this, the block.
+const CROSS_LIMIT: usize = 1 << 16;
+
+/// The codes of a product of two factors: pair `(a, b)` of codes below
+/// `(la, lb)` is `a · lb + b`, a row missing either is missing
+/// (`u32::MAX`). Returns the codes and the number of pairs; `None` past
+/// [`CROSS_LIMIT`] pairs.
+fn crossed_codes(a: &[u32], b: &[u32], la: usize, lb: usize) -> Option<(Vec<u32>, usize)> {
+    let pairs = la.checked_mul(lb).filter(|&p| p <= CROSS_LIMIT)?;
+    let codes = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| if x == u32::MAX || y == u32::MAX { u32::MAX } else { x * lb as u32 + y })
+        .collect();
+    Some((codes, pairs))
 }
 
 #[cfg(test)]
@@ -767,8 +823,23 @@ mod tests {
         assert_eq!((g, &p.checks[g]), (h, &("g".to_string(), Read::Categorical)));
         let product = NumExpr::Mul(Box::new(NumExpr::Column("x".into())), Box::new(NumExpr::Column("y".into())));
         assert_eq!((b, &p.checks[b]), (4, &("x".to_string(), Read::Expression(product))));
-        assert!(plan("y ~ C(g):C(x)").is_none());
+        // A product of two factors: one factor of their pairs; with a
+        // numeric factor too, or three factors, the block.
+        let p = spec("y ~ C(g):C(x) + C(g)").unwrap();
+        assert_eq!(p.terms[..2], [TermRead::Cross { a: 1, b: 2 }, TermRead::Check(1)], "{:?}", p.terms);
+        assert_eq!((&p.checks[1].1, &p.checks[2].1), (&Read::Categorical, &Read::Categorical));
         assert!(plan("y ~ x:C(g):C(x)").is_none());
+        assert!(plan("y ~ C(g):C(x):C(y)").is_none());
+    }
+
+    /// The codes of a product of two factors: one per pair of codes, in
+    /// the second factor's order within the first's; a row missing either
+    /// is missing; too many pairs none.
+    #[test]
+    fn crossed_codes_number_the_pairs() {
+        let (a, b) = ([0, 2, u32::MAX, 1, 2], [1, 0, 1, u32::MAX, 2]);
+        assert_eq!(crossed_codes(&a, &b, 3, 3), Some((vec![1, 6, u32::MAX, u32::MAX, 8], 9)));
+        assert!(crossed_codes(&a, &b, 1 << 9, 1 << 8).is_none());
     }
 
     /// A term read by level: a column per level met among the kept rows,

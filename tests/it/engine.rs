@@ -265,8 +265,11 @@ fn direct_kernels_match_the_reference_path() {
     let by_level = "rent ~ size_sqft * C(borough) + has_gym:C(borough) + np.log(size_sqft):C(borough) + size_sqft:has_gym:C(borough) + floor:C(bedrooms) + min_to_subway:C(borough) + np.log(floor + 1):C(borough) + bathrooms";
     // Quarters: products and squares of columns of halves.
     let quarters = "rent ~ bedrooms:bathrooms + I(bathrooms ** 2) + I(bedrooms / 4) + size_sqft + C(borough)";
+    // Products of two factors: full cells (no main effects), reduced ones
+    // beside them, a yes/no factor, many pairs, a factor with nulls.
+    let crossed = "rent ~ C(borough):C(bedrooms) + C(borough) * C(has_doorman) + C(borough):C(neighborhood) + C(floor):C(has_gym) + size_sqft + has_gym";
     let models = [with_intercept, without, factors, flags, many_levels, few_levels, transformed, expressions];
-    for f in models.into_iter().chain([exact_valued, products, quotients, by_level, quarters]) {
+    for f in models.into_iter().chain([exact_valued, products, quotients, by_level, quarters, crossed]) {
         compare_direct_and_reference(&pq, f, &["borough", "neighborhood"]);
     }
 }
