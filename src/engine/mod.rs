@@ -54,6 +54,10 @@ pub enum EngineError {
     Read { path: String, message: String },
     #[error("interrupted")]
     Interrupted,
+    /// A worker panicked: a bug, reported as an error (nothing of the pass
+    /// is kept) rather than left to stop or hang the process.
+    #[error("internal error while reading {0} (a bug in gramfit; please report it)")]
+    Internal(String),
 }
 
 /// How to run a pass.

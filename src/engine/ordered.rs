@@ -96,7 +96,9 @@ pub(super) fn ordered_units<A: Send>(
             s.spawn(move || {
                 for u in rx.iter() {
                     let (i, rg) = units[u];
-                    if tx.send((u, run(i, rg))).is_err() {
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(i, rg)))
+                        .unwrap_or_else(|_| Err(EngineError::Internal(format!("input {i}, row group {rg}"))));
+                    if tx.send((u, r)).is_err() {
                         return;
                     }
                 }
@@ -111,6 +113,8 @@ pub(super) fn ordered_units<A: Send>(
                 let _ = token_tx.try_send(());
             }
         }
+        // No result will come: a feeder waiting for a token stops.
+        drop(token_tx);
         ordered.finish()
     })
 }
@@ -149,4 +153,37 @@ pub(super) fn merge_in_order<A>(
         ordered.accept(seq, r, progress, |_, a| merge(a));
     }
     ordered.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A unit whose work panics (a bug) ends the pass with an error naming
+    /// it, on one thread as on several, instead of a hang or a panic.
+    #[test]
+    fn a_panicking_unit_is_an_error_not_a_hang() {
+        for threads in [1, 2] {
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let units: Vec<(usize, usize)> = (0..20).map(|rg| (0, rg)).collect();
+                let progress = Progress::default();
+                let mut merged = Vec::new();
+                let r = ordered_units(
+                    &units,
+                    threads,
+                    &progress,
+                    |_, rg| if rg == 3 { panic!("a bug") } else { Ok(rg) },
+                    |_, rg| merged.push(rg),
+                );
+                let _ = done_tx.send((r.map_err(|e| e.to_string()), merged));
+            });
+            let (r, merged) = done_rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the pass ends");
+            assert_eq!(
+                r,
+                Err("internal error while reading input 0, row group 3 (a bug in gramfit; please report it)".into())
+            );
+            assert_eq!(merged, [0, 1, 2], "units after the failure are not merged ({threads} threads)");
+        }
+    }
 }
