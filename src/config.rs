@@ -211,6 +211,9 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
     let mut outputs: Vec<(Option<PathBuf>, String)> = Vec::new();
     let mut states: Vec<(PathBuf, State)> = Vec::new();
     let wait = a.lock.wait().map_err(AppError::Usage)?;
+    // The job's models read the same inputs: each file is hashed once for
+    // all the states saved (SHA-256 of a 400 MB file is ~1 s).
+    let prints = &mut growth::Fingerprints::default();
     for (m, (r, absorbed)) in models.iter().zip(&resolved) {
         if let Some(sp) = m.state_path.as_ref().filter(|sp| m.update && m.by.is_none() && sp.exists()) {
             // Keep the saved fit current: fold in what it does not hold.
@@ -245,7 +248,6 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
             let g = grouped::fit(r, by, opened, &eo, &progress)?;
             let fitted_at = model::now_unix();
             let mut reports = Vec::new();
-            let prints = &mut growth::Fingerprints::default();
             for group in &g.groups {
                 let label = group.level.to_string();
                 let res = model::results_of(&group.resolved, &group.acc, &m.report)
@@ -295,7 +297,7 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
             if let Some(sp) = &m.state_path {
                 let mut inputs = Vec::new();
                 for (input, info) in read.iter().zip(&infos) {
-                    inputs.push(growth::record(input, info)?);
+                    inputs.push(growth::record_with(input, info, prints)?);
                 }
                 let (dense, part) = acc.into_parts();
                 let st = State::new(
@@ -356,7 +358,7 @@ pub fn run(a: &RunArgs) -> Result<(), AppError> {
         if let Some(sp) = &m.state_path {
             let mut inputs = Vec::new();
             for (input, info) in read.iter().zip(&pass.inputs) {
-                inputs.push(growth::record(input, info)?);
+                inputs.push(growth::record_with(input, info, prints)?);
             }
             let st = State::new(
                 r.options.clone(),

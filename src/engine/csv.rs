@@ -59,6 +59,7 @@ pub(super) fn csv_input<A: ChunkSink>(
     // the results piling up.
     let (res_tx, res_rx) = crossbeam_channel::bounded::<(usize, Result<(A, Vec<u8>), EngineError>)>(threads);
     let run = move |block| block_unit(builder, make, input, projection, block, encoding, progress);
+    let what = move |block: &csv::Block| format!("{}, the block from line {}", input.display(), block.first_line);
     std::thread::scope(|s| {
         let reader_res_tx = res_tx.clone();
         s.spawn(move || {
@@ -85,7 +86,7 @@ pub(super) fn csv_input<A: ChunkSink>(
                 *e = splitter.end();
             }
         });
-        spawn_workers(s, threads, &work_rx, &res_tx, &run);
+        spawn_workers(s, threads, &work_rx, &res_tx, &run, &what);
         drop(res_tx);
         drop(work_rx);
         merge_in_order(res_rx, progress, |(a, messages)| {

@@ -392,6 +392,8 @@ fn sequential_input<A: ChunkSink>(
             acc
         })
     };
+    let what =
+        move |(first, _): &(u64, Vec<RecordBatch>)| format!("{}, the rows from {}", input.display(), locate(*first));
     std::thread::scope(|s| {
         let reader_res_tx = res_tx.clone();
         s.spawn(move || {
@@ -449,7 +451,7 @@ fn sequential_input<A: ChunkSink>(
                 send(unit, &mut seq, first_row);
             }
         });
-        spawn_workers(s, threads, &work_rx, &res_tx, &run);
+        spawn_workers(s, threads, &work_rx, &res_tx, &run, &what);
         drop(res_tx);
         drop(work_rx);
         merge_in_order(res_rx, progress, consume)

@@ -121,19 +121,25 @@ pub(super) fn ordered_units<A: Send>(
 
 /// Start `threads` workers in `scope` that run `run` on each numbered item
 /// from `work` and send `(number, result)` to `results`, until `work` is
-/// closed or `results` is.
+/// closed or `results` is. A run that panics (a bug) sends
+/// [`EngineError::Internal`] naming its item by `what` (taken before the
+/// run), so that the pass ends with an error, not a panic.
 pub(super) fn spawn_workers<'scope, T: Send + 'scope, R: Send + 'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     threads: usize,
     work: &crossbeam_channel::Receiver<(usize, T)>,
-    results: &crossbeam_channel::Sender<(usize, R)>,
-    run: &'scope (dyn Fn(T) -> R + Sync),
+    results: &crossbeam_channel::Sender<(usize, Result<R, EngineError>)>,
+    run: &'scope (dyn Fn(T) -> Result<R, EngineError> + Sync),
+    what: &'scope (dyn Fn(&T) -> String + Sync),
 ) {
     for _ in 0..threads {
         let (rx, tx) = (work.clone(), results.clone());
         scope.spawn(move || {
             for (seq, item) in rx.iter() {
-                if tx.send((seq, run(item))).is_err() {
+                let place = what(&item);
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(item)))
+                    .unwrap_or_else(|_| Err(EngineError::Internal(place)));
+                if tx.send((seq, r)).is_err() {
                     return;
                 }
             }
@@ -184,6 +190,45 @@ mod tests {
                 Err("internal error while reading input 0, row group 3 (a bug in gramfit; please report it)".into())
             );
             assert_eq!(merged, [0, 1, 2], "units after the failure are not merged ({threads} threads)");
+        }
+    }
+
+    /// The same of the streamed inputs' workers (CSV blocks, batches):
+    /// the panic is the pass's error, naming the item, on one thread as on
+    /// several.
+    #[test]
+    fn a_panicking_worker_is_an_error_naming_its_item() {
+        for threads in [1, 2] {
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let progress = Progress::default();
+                let mut merged = Vec::new();
+                let (work_tx, work_rx) = crossbeam_channel::bounded::<(usize, u64)>(1);
+                let (res_tx, res_rx) = crossbeam_channel::unbounded();
+                let run = |first: u64| if first == 300 { panic!("a bug") } else { Ok(first) };
+                let what = |first: &u64| format!("input a.csv, the block from line {first}");
+                let r = std::thread::scope(|s| {
+                    let progress = &progress;
+                    s.spawn(move || {
+                        for seq in 0..20 {
+                            if progress.stopped() || work_tx.send((seq, 100 * seq as u64)).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    spawn_workers(s, threads, &work_rx, &res_tx, &run, &what);
+                    drop((res_tx, work_rx));
+                    merge_in_order(res_rx, progress, |first| merged.push(first))
+                });
+                let _ = done_tx.send((r.map_err(|e| e.to_string()), merged));
+            });
+            let (r, merged) = done_rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the pass ends");
+            assert_eq!(
+                r,
+                Err("internal error while reading input a.csv, the block from line 300 (a bug in gramfit; please report it)"
+                    .into())
+            );
+            assert_eq!(merged, [0, 100, 200], "items after the failure are not merged ({threads} threads)");
         }
     }
 }

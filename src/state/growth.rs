@@ -118,15 +118,22 @@ pub fn record(input: &Input, info: &crate::report::InputInfo) -> Result<Provenan
     record_with(input, info, &mut Fingerprints::default())
 }
 
-/// Fingerprints taken in this run, by file and bytes hashed: the states of
-/// a grouped fit record the same inputs, each hashed once (SHA-256 of a
-/// 400 MB file is ~1 s).
+/// Fingerprints taken in this run, by file, bytes hashed and the file's
+/// size and modification time when asked: the states of a grouped fit, and
+/// of a batch job's models, record the same inputs, each hashed once
+/// (SHA-256 of a 400 MB file is ~1 s); a file rewritten in between is
+/// hashed again.
 #[derive(Default)]
-pub struct Fingerprints(HashMap<(std::path::PathBuf, u64), (u64, String)>);
+pub struct Fingerprints(HashMap<FingerprintKey, (u64, String)>);
+
+/// A file, the bytes hashed of it, and its size and modification time.
+type FingerprintKey = (std::path::PathBuf, u64, u64, Option<std::time::SystemTime>);
 
 impl Fingerprints {
     fn of(&mut self, path: &std::path::Path, limit: u64) -> Result<(u64, String), StateError> {
-        let key = (path.to_path_buf(), limit);
+        let meta = std::fs::metadata(path)
+            .map_err(|e| StateError::Io { path: path.display().to_string(), message: e.to_string() })?;
+        let key = (path.to_path_buf(), limit, meta.len(), meta.modified().ok());
         if let Some(p) = self.0.get(&key) {
             return Ok(p.clone());
         }
@@ -170,4 +177,30 @@ pub fn record_with(
         _ => prints.of(&input.path, u64::MAX)?,
     };
     Ok(Provenance { path: display, size, sha256, rows_read, rows_dropped, file_rows, csv_end })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file is hashed once per run, and again once it was rewritten in
+    /// between (same size, a later modification time): a later model of a
+    /// job never records the hash of what it did not read.
+    #[test]
+    fn fingerprints_are_taken_again_of_a_rewritten_file() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("a.csv");
+        std::fs::write(&path, b"y,x\n1,2\n").expect("written");
+        let mut prints = Fingerprints::default();
+        let first = prints.of(&path, u64::MAX).expect("hashed");
+        assert_eq!(first, fingerprint_prefix(&path, u64::MAX).expect("hashed"));
+        assert_eq!(prints.of(&path, u64::MAX).expect("cached"), first);
+        std::fs::write(&path, b"y,x\n3,4\n").expect("rewritten");
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(10);
+        std::fs::File::options().write(true).open(&path).and_then(|f| f.set_modified(later)).expect("touched");
+        let second = prints.of(&path, u64::MAX).expect("hashed again");
+        assert_eq!(second.0, first.0, "the same size");
+        assert_ne!(second.1, first.1, "the new content's hash");
+        assert_eq!(second, fingerprint_prefix(&path, u64::MAX).expect("hashed"));
+    }
 }
