@@ -34,7 +34,7 @@ use crate::formula::expr::NumExpr;
 use crate::formula::{FactorKind, ModelSpec};
 use crate::level::{ColumnKey, Level};
 use arrays::{numeric_array, runs_of_kept};
-use arrow::array::{ArrayRef, BooleanArray, RecordBatch};
+use arrow::array::{ArrayRef, RecordBatch};
 use block::value_buffer;
 use direct::{direct_column, extend_direct, DirectPlan};
 use eval::{map_dd, Val};
@@ -600,9 +600,7 @@ pub fn split_by_level(
         if rows.is_empty() {
             continue;
         }
-        let index = arrow::array::UInt32Array::from_iter_values(rows.iter().map(|&r| r as u32));
-        let sub = arrow::compute::take_record_batch(chunk, &index)
-            .map_err(|e| DesignError::arrow("selecting a group's rows", column, e))?;
+        let sub = take_rows(chunk, rows, column)?;
         each(level, &sub, rows)?;
     }
     Ok(codes)
@@ -617,8 +615,13 @@ fn rows_with_code(
     column: &str,
 ) -> Result<(RecordBatch, Vec<usize>), DesignError> {
     let rows: Vec<usize> = (0..codes.len()).filter(|&r| codes[r] == code).collect();
-    let mask = BooleanArray::from(codes.iter().map(|&c| c == code).collect::<Vec<bool>>());
-    let sub = arrow::compute::filter_record_batch(chunk, &mask)
-        .map_err(|e| DesignError::arrow("selecting a group's rows", column, e))?;
-    Ok((sub, rows))
+    Ok((take_rows(chunk, &rows, column)?, rows))
+}
+
+/// Rows `rows` of `chunk` (a group's, of column `column`) as a batch of
+/// their own, taken by index.
+fn take_rows(chunk: &RecordBatch, rows: &[usize], column: &str) -> Result<RecordBatch, DesignError> {
+    let index = arrow::array::UInt32Array::from_iter_values(rows.iter().map(|&r| r as u32));
+    arrow::compute::take_record_batch(chunk, &index)
+        .map_err(|e| DesignError::arrow("selecting a group's rows", column, e))
 }
